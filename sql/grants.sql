@@ -1,0 +1,102 @@
+-- mfa: privileges and documentation of the functions (loaded last, after every function exists).
+--
+-- Functions run SECURITY DEFINER with search_path = pg_catalog, pg_temp; PostgreSQL grants EXECUTE
+-- to PUBLIC by default, so everything is revoked first and granted back role by role.
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mfa FROM PUBLIC;
+
+-- Administration.
+GRANT EXECUTE ON FUNCTION
+    mfa.organization_upsert(text, text, text, text[]),
+    mfa.organization_get(text),
+    mfa.organization_delete(text),
+    mfa.member_upsert(text, text, text, boolean, text, boolean),
+    mfa.member_get(text, text),
+    mfa.member_delete(text, text),
+    mfa.member_unlock(text, text),
+    mfa.member_delete_mfa_phone_number(text, text)
+TO mfa_admin;
+
+COMMENT ON FUNCTION mfa.organization_upsert(text, text, text, text[]) IS
+    'mfa: creates an organization or changes its MFA settings (mfa_policy REQUIRED_FOR_ALL|OPTIONAL, mfa_methods ALL_ALLOWED|RESTRICTED, allowed_mfa_methods ⊆ {sms_otp,totp}); NULL keeps a value.';
+COMMENT ON FUNCTION mfa.organization_get(text) IS 'mfa: the organization object.';
+COMMENT ON FUNCTION mfa.organization_delete(text) IS
+    'mfa: deletes an organization and, by cascade, its members, factors, codes, messages and logins in progress.';
+COMMENT ON FUNCTION mfa.member_upsert(text, text, text, boolean, text, boolean) IS
+    'mfa: creates a member or changes mfa_phone_number (E.164, unverified until an SMS code is authenticated), mfa_enrolled, default_mfa_method, is_breakglass; NULL keeps a value.';
+COMMENT ON FUNCTION mfa.member_get(text, text) IS 'mfa: the member object.';
+COMMENT ON FUNCTION mfa.member_delete(text, text) IS 'mfa: deletes a member with their factors, codes and logins in progress.';
+COMMENT ON FUNCTION mfa.member_unlock(text, text) IS 'mfa: lifts a member''s lock and resets their failed-attempt count.';
+COMMENT ON FUNCTION mfa.member_delete_mfa_phone_number(text, text) IS
+    'mfa: removes a member''s phone number and its live SMS code.';
+-- Authenticator apps and recovery codes.
+GRANT EXECUTE ON FUNCTION
+    mfa.totp_migrate(text, text, text, text[]),
+    mfa.member_delete_totp(text, text),
+    mfa.country_code_allowlist_get(),
+    mfa.country_code_allowlist_set(text[])
+TO mfa_admin;
+GRANT EXECUTE ON FUNCTION
+    mfa.recovery_codes_get(text, text),
+    mfa.recovery_codes_rotate(text, text),
+    mfa.qr_code_text(text),
+    mfa.sms_country_supported(text),
+    mfa.enforce_session_policy()
+TO mfa_admin, mfa_app;
+
+-- The login flow.
+GRANT EXECUTE ON FUNCTION
+    mfa.primary_authenticate(text, text, text, text),
+    mfa.otp_sms_send(text, text, text, text, text),
+    mfa.otp_sms_authenticate(text, text, text, text, text, boolean),
+    mfa.totp_create(text, text, integer, text),
+    mfa.totp_authenticate(text, text, text, text, text, boolean),
+    mfa.recovery_codes_recover(text, text, text, text),
+    mfa.check_session_policy(text, text, text)
+TO mfa_app;
+
+-- Delivery workers: the outbox and nothing else.
+GRANT EXECUTE ON FUNCTION
+    mfa.sms_outbox_claim(integer, interval),
+    mfa.sms_outbox_complete(bigint, text),
+    mfa.sms_outbox_fail(bigint, text, boolean)
+TO mfa_sms_worker;
+
+COMMENT ON FUNCTION mfa.totp_create(text, text, integer, text) IS
+    'mfa: starts an authenticator-app registration (pending for expiration_minutes, 5–1440); returns the base32 secret, otpauth_uri, qr_code (PNG data URL) and 10 recovery codes, shown this once.';
+COMMENT ON FUNCTION mfa.totp_authenticate(text, text, text, text, text, boolean) IS
+    'mfa: verifies a TOTP code (SHA1, 6 digits, 30 s, ±mfa.totp_skew_steps); a step is never accepted twice. Failures are returned as {status_code, error_type, error_message}, not raised.';
+COMMENT ON FUNCTION mfa.totp_migrate(text, text, text, text[]) IS
+    'mfa: imports an existing authenticator (base32 secret, active at once) and optionally its recovery codes.';
+COMMENT ON FUNCTION mfa.member_delete_totp(text, text) IS 'mfa: removes a member''s authenticator app and recovery codes.';
+COMMENT ON FUNCTION mfa.recovery_codes_get(text, text) IS
+    'mfa: how many recovery codes remain and when they were minted (the codes are stored hashed).';
+COMMENT ON FUNCTION mfa.recovery_codes_rotate(text, text) IS 'mfa: invalidates all recovery codes and returns a new set, shown this once.';
+COMMENT ON FUNCTION mfa.recovery_codes_recover(text, text, text, text) IS
+    'mfa: spends one recovery code as the second factor; returns recovery_codes_remaining. Failures are returned, not raised.';
+COMMENT ON FUNCTION mfa.qr_code_text(text) IS 'mfa: renders text (an otpauth URI) as a QR code of Unicode blocks for a terminal.';
+COMMENT ON FUNCTION mfa.otp_sms_send(text, text, text, text, text) IS
+    'mfa: issues a 6-digit SMS code (the previous one dies; lives mfa.sms_code_lifetime_seconds) and queues its localized text in the outbox; checks the number, the allowlist and the send limits. Never returns the code.';
+COMMENT ON FUNCTION mfa.otp_sms_authenticate(text, text, text, text, text, boolean) IS
+    'mfa: verifies the member''s SMS code (once), verifies their phone, records the factor on the login. Failures are returned, not raised.';
+COMMENT ON FUNCTION mfa.country_code_allowlist_get() IS 'mfa: the countries SMS codes may be sent to (default {CA,US}).';
+COMMENT ON FUNCTION mfa.country_code_allowlist_set(text[]) IS
+    'mfa: replaces the SMS country allowlist (ISO alpha-2, case-insensitive); refuses unknown codes and countries where SMS is never sent.';
+COMMENT ON FUNCTION mfa.sms_country_supported(text) IS 'mfa: whether a country code may ever be put on the SMS allowlist.';
+COMMENT ON FUNCTION mfa.sms_outbox_claim(integer, interval) IS
+    'mfa: hands up to batch_size deliverable SMS messages to one worker (FOR UPDATE SKIP LOCKED) and hides them for visibility_timeout.';
+COMMENT ON FUNCTION mfa.sms_outbox_complete(bigint, text) IS 'mfa: marks a message sent, records the provider id, scrubs the code from its body.';
+COMMENT ON FUNCTION mfa.sms_outbox_fail(bigint, text, boolean) IS
+    'mfa: a failed delivery: retried with back-off, or dead after mfa.outbox_max_attempts (or at once without retry).';
+COMMENT ON FUNCTION mfa.primary_authenticate(text, text, text, text) IS
+    'mfa: starts a login after the application''s own primary check; returns the intermediate session token (shown once) and what MFA the login needs; sends the SMS code at once when SMS is the member''s method.';
+COMMENT ON FUNCTION mfa.check_session_policy(text, text, text) IS
+    'mfa: the session gate: passes and consumes the token when the login carries what the policy demands, otherwise raises insufficient_factors (SQLSTATE 28000).';
+COMMENT ON FUNCTION mfa.enforce_session_policy() IS
+    'mfa: BEFORE INSERT FOR EACH ROW trigger for the application''s sessions table; arguments: organization, member and token column names, optionally a jsonb column for the factors.';
+
+COMMENT ON FUNCTION mfa._initialize_database_key() IS
+    'mfa (internal): generates the per-database encryption key at CREATE EXTENSION.';
+
+SELECT mfa._initialize_database_key();
+REVOKE ALL ON FUNCTION mfa._initialize_database_key() FROM PUBLIC;

@@ -1,0 +1,251 @@
+-- mfa: roles, tables, indexes and their documentation (loaded first, before any function).
+--
+-- Every per-organization table leads its primary key with organization_id, the distribution
+-- column should the schema ever be spread over a Citus cluster. No role but the extension's
+-- owner reads or writes these tables: everything goes through SECURITY DEFINER functions.
+
+-- Group roles (cluster-wide, so created only if missing; never dropped by the extension).
+DO $roles$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['mfa_admin', 'mfa_app', 'mfa_sms_worker'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END
+$roles$;
+
+COMMENT ON ROLE mfa_admin IS 'mfa: manages organizations, members, factors and the SMS country allowlist.';
+COMMENT ON ROLE mfa_app IS 'mfa: runs logins (primary_authenticate, second factors, check_session_policy).';
+COMMENT ON ROLE mfa_sms_worker IS 'mfa: SMS delivery workers; may only claim, complete and fail outbox messages.';
+
+REVOKE ALL ON SCHEMA mfa FROM PUBLIC;
+GRANT USAGE ON SCHEMA mfa TO mfa_admin, mfa_app, mfa_sms_worker;
+
+CREATE TABLE mfa.organizations (
+    organization_id     text        NOT NULL,
+    mfa_policy          text        NOT NULL DEFAULT 'OPTIONAL',
+    mfa_methods         text        NOT NULL DEFAULT 'ALL_ALLOWED',
+    allowed_mfa_methods text[]      NOT NULL DEFAULT '{}',
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organization_id),
+    CONSTRAINT organization_id_length CHECK (length(organization_id) BETWEEN 1 AND 128),
+    CONSTRAINT mfa_policy_value CHECK (mfa_policy IN ('REQUIRED_FOR_ALL', 'OPTIONAL')),
+    CONSTRAINT mfa_methods_value CHECK (mfa_methods IN ('ALL_ALLOWED', 'RESTRICTED')),
+    CONSTRAINT allowed_mfa_methods_values CHECK (allowed_mfa_methods <@ ARRAY['sms_otp', 'totp']),
+    CONSTRAINT restricted_needs_methods
+        CHECK (mfa_methods <> 'RESTRICTED' OR cardinality(allowed_mfa_methods) > 0)
+);
+COMMENT ON TABLE mfa.organizations IS
+    'mfa: the MFA policy of each organization of the application (ids are the application''s own).';
+
+CREATE TABLE mfa.members (
+    organization_id           text        NOT NULL REFERENCES mfa.organizations ON DELETE CASCADE,
+    member_id                 text        NOT NULL,
+    mfa_enrolled              boolean     NOT NULL DEFAULT false,
+    mfa_phone_number          text,
+    mfa_phone_country         text,
+    mfa_phone_number_verified boolean     NOT NULL DEFAULT false,
+    phone_id                  uuid,
+    default_mfa_method        text,
+    is_breakglass             boolean     NOT NULL DEFAULT false,
+    failed_attempts           integer     NOT NULL DEFAULT 0,
+    lock_created_at           timestamptz,
+    lock_expires_at           timestamptz,
+    created_at                timestamptz NOT NULL DEFAULT now(),
+    updated_at                timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organization_id, member_id),
+    CONSTRAINT member_id_length CHECK (length(member_id) BETWEEN 1 AND 128),
+    CONSTRAINT default_mfa_method_value CHECK (default_mfa_method IN ('sms_otp', 'totp')),
+    CONSTRAINT phone_is_e164 CHECK (mfa_phone_number ~ '^\+[1-9][0-9]{6,14}$'),
+    CONSTRAINT phone_has_id CHECK ((mfa_phone_number IS NULL) = (phone_id IS NULL)),
+    CONSTRAINT failed_attempts_not_negative CHECK (failed_attempts >= 0)
+);
+COMMENT ON TABLE mfa.members IS
+    'mfa: MFA settings and lock state of each member; the phone number is E.164, unverified until an SMS code from it is authenticated.';
+
+CREATE TABLE mfa.totp_registrations (
+    organization_id      text        NOT NULL,
+    member_id            text        NOT NULL,
+    totp_registration_id uuid        NOT NULL DEFAULT gen_random_uuid(),
+    secret_ciphertext    bytea       NOT NULL,
+    status               text        NOT NULL,
+    expires_at           timestamptz,
+    last_used_step       bigint,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    activated_at         timestamptz,
+    PRIMARY KEY (organization_id, totp_registration_id),
+    UNIQUE (organization_id, member_id),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
+    CONSTRAINT status_value CHECK (status IN ('pending', 'active')),
+    CONSTRAINT pending_expires CHECK ((status = 'pending') = (expires_at IS NOT NULL))
+);
+COMMENT ON TABLE mfa.totp_registrations IS
+    'mfa: one authenticator-app registration per member, pending until its first code; the secret is AEAD-encrypted and bound to its row; last_used_step makes every code single-use.';
+
+CREATE TABLE mfa.recovery_codes (
+    organization_id text        NOT NULL,
+    member_id       text        NOT NULL,
+    code_hash       bytea       NOT NULL,
+    key_id          text        NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    used_at         timestamptz,
+    PRIMARY KEY (organization_id, member_id, code_hash),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
+);
+COMMENT ON TABLE mfa.recovery_codes IS
+    'mfa: recovery codes as keyed hashes (NIST 800-63B look-up secrets); each works once.';
+
+CREATE TABLE mfa.sms_codes (
+    organization_id text        NOT NULL,
+    member_id       text        NOT NULL,
+    code_hash       bytea       NOT NULL,
+    phone_number    text        NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz NOT NULL,
+    used_at         timestamptz,
+    PRIMARY KEY (organization_id, member_id),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
+);
+COMMENT ON TABLE mfa.sms_codes IS
+    'mfa: the one live SMS code of each member, as a keyed hash; a new send replaces it.';
+
+CREATE TABLE mfa.sms_outbox (
+    organization_id     text        NOT NULL,
+    message_id          bigint      GENERATED ALWAYS AS IDENTITY,
+    member_id           text        NOT NULL,
+    phone_number        text        NOT NULL,
+    country_code        text        NOT NULL,
+    rate_limit_prefix   text        NOT NULL,
+    locale              text        NOT NULL,
+    body                text        NOT NULL,
+    status              text        NOT NULL DEFAULT 'pending',
+    attempts            integer     NOT NULL DEFAULT 0,
+    visible_at          timestamptz NOT NULL DEFAULT now(),
+    expires_at          timestamptz NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    sent_at             timestamptz,
+    provider_message_id text,
+    last_error          text,
+    PRIMARY KEY (organization_id, message_id),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
+    CONSTRAINT status_value CHECK (status IN ('pending', 'sent', 'dead', 'expired'))
+);
+COMMENT ON TABLE mfa.sms_outbox IS
+    'mfa: SMS messages for delivery workers (claim with SKIP LOCKED, complete, fail); the code is scrubbed from the body once the message is sent, dead or expired.';
+-- Only pending messages are ever claimed: the partial index stays small however many are delivered.
+CREATE INDEX sms_outbox_deliverable ON mfa.sms_outbox (visible_at) WHERE status = 'pending';
+CREATE INDEX sms_outbox_message_id ON mfa.sms_outbox (message_id);
+CREATE INDEX sms_outbox_phone_recent ON mfa.sms_outbox (phone_number, created_at);
+CREATE INDEX sms_outbox_prefix_recent ON mfa.sms_outbox (rate_limit_prefix, created_at);
+
+CREATE TABLE mfa.intermediate_sessions (
+    organization_id text        NOT NULL,
+    token_hash      bytea       NOT NULL,
+    member_id       text        NOT NULL,
+    primary_factor  text        NOT NULL,
+    locale          text        NOT NULL DEFAULT 'en',
+    factors         jsonb       NOT NULL DEFAULT '[]',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz NOT NULL,
+    consumed_at     timestamptz,
+    PRIMARY KEY (organization_id, token_hash),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
+);
+COMMENT ON TABLE mfa.intermediate_sessions IS
+    'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it; consumed by check_session_policy.';
+-- Looked up by token alone, to tell a token of another organization from an unknown one.
+CREATE INDEX intermediate_sessions_token ON mfa.intermediate_sessions (token_hash);
+
+CREATE TABLE mfa.events (
+    organization_id text        NOT NULL,
+    event_id        bigint      GENERATED ALWAYS AS IDENTITY,
+    occurred_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    request_id      uuid        NOT NULL,
+    event_type      text        NOT NULL,
+    member_id       text,
+    actor           name        NOT NULL DEFAULT session_user,
+    details         jsonb       NOT NULL DEFAULT '{}',
+    PRIMARY KEY (organization_id, event_id)
+);
+COMMENT ON TABLE mfa.events IS
+    'mfa: audit trail of every state change and authentication decision (organization_id '''' for project-wide events); never holds a secret.';
+CREATE INDEX events_request ON mfa.events (request_id);
+
+CREATE TABLE mfa.country_code_allowlist (
+    country_code text PRIMARY KEY,
+    added_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT country_code_shape CHECK (country_code ~ '^[A-Z]{2}$')
+);
+COMMENT ON TABLE mfa.country_code_allowlist IS
+    'mfa: project-wide countries SMS may be sent to; while empty, the default {CA,US} applies (so a dump restores cleanly over a fresh CREATE EXTENSION).';
+
+CREATE TABLE mfa.database_keys (
+    key_id     text        PRIMARY KEY,
+    key        bytea       NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT key_length CHECK (octet_length(key) = 32)
+);
+COMMENT ON TABLE mfa.database_keys IS
+    'mfa: per-database master keys, used while mfa.encryption_key is not set; the oldest is in force. Readable by the owner only.';
+
+-- The objects the functions answer with, built in one place. Internal: not granted to anyone.
+CREATE FUNCTION mfa.organization_object(p_organization_id text) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'organization_id', o.organization_id,
+        'mfa_policy', o.mfa_policy,
+        'mfa_methods', o.mfa_methods,
+        'allowed_mfa_methods', to_jsonb(o.allowed_mfa_methods),
+        'created_at', o.created_at,
+        'updated_at', o.updated_at)
+      FROM mfa.organizations o
+     WHERE o.organization_id = p_organization_id
+$$;
+COMMENT ON FUNCTION mfa.organization_object(text) IS
+    'mfa (internal): the organization object returned by the API.';
+
+CREATE FUNCTION mfa.member_object(p_organization_id text, p_member_id text) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'organization_id', m.organization_id,
+        'member_id', m.member_id,
+        'mfa_enrolled', m.mfa_enrolled,
+        'mfa_phone_number', m.mfa_phone_number,
+        'mfa_phone_number_verified', m.mfa_phone_number_verified,
+        'default_mfa_method', m.default_mfa_method,
+        'totp_registration_id', t.totp_registration_id,
+        'is_breakglass', m.is_breakglass,
+        'is_locked', locked.is_locked,
+        'lock_created_at', CASE WHEN locked.is_locked THEN m.lock_created_at END,
+        'lock_expires_at', CASE WHEN locked.is_locked THEN m.lock_expires_at END,
+        'created_at', m.created_at,
+        'updated_at', m.updated_at)
+      FROM mfa.members m
+      LEFT JOIN mfa.totp_registrations t
+        ON t.organization_id = m.organization_id AND t.member_id = m.member_id AND t.status = 'active'
+     CROSS JOIN LATERAL (SELECT coalesce(m.lock_expires_at > now(), false) AS is_locked) locked
+     WHERE m.organization_id = p_organization_id AND m.member_id = p_member_id
+$$;
+COMMENT ON FUNCTION mfa.member_object(text, text) IS
+    'mfa (internal): the member object returned by the API (Stytch field names; lock fields only while locked).';
+
+REVOKE ALL ON ALL TABLES IN SCHEMA mfa FROM PUBLIC;
+REVOKE ALL ON FUNCTION mfa.organization_object(text), mfa.member_object(text, text) FROM PUBLIC;
+
+-- pg_dump keeps the rows of these extension tables.
+SELECT pg_catalog.pg_extension_config_dump('mfa.organizations', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.members', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.totp_registrations', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.recovery_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.sms_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.sms_outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.intermediate_sessions', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.events', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.country_code_allowlist', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.database_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.sms_outbox_message_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.events_event_id_seq', '');

@@ -1,0 +1,118 @@
+//! The thin layer between the SQL surface and SPI: parameterised queries only, results as JSON
+//! objects (so a row maps onto a serde struct or straight into a Stytch-shaped answer), request
+//! ids, and the audit trail.
+
+use crate::crypto::random_bytes;
+use crate::errors::MfaResult;
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Runs a statement whose first column is `jsonb` and returns that column of each row.
+pub fn json_rows(sql: &str, args: &[DatumWithOid]) -> MfaResult<Vec<Value>> {
+    Ok(Spi::connect_mut(|client| -> Result<Vec<Value>, pgrx::spi::Error> {
+        let table = client.update(sql, None, args)?;
+        let mut rows = Vec::with_capacity(table.len());
+        for row in table {
+            if let Some(JsonB(v)) = row.get::<JsonB>(1)? {
+                rows.push(v);
+            }
+        }
+        Ok(rows)
+    })?)
+}
+
+/// The `jsonb` first column of the first row, if there is a row.
+pub fn json_row(sql: &str, args: &[DatumWithOid]) -> MfaResult<Option<Value>> {
+    Ok(json_rows(sql, args)?.into_iter().next())
+}
+
+/// The first row, deserialized.
+pub fn row<T: DeserializeOwned>(sql: &str, args: &[DatumWithOid]) -> MfaResult<Option<T>> {
+    match json_row(sql, args)? {
+        Some(v) => Ok(Some(serde_json::from_value(v).unwrap_or_else(|e| {
+            pgrx::error!("mfa: a stored row does not have the expected shape: {e}")
+        }))),
+        None => Ok(None),
+    }
+}
+
+/// Runs a statement and returns how many rows it processed.
+pub fn execute(sql: &str, args: &[DatumWithOid]) -> MfaResult<usize> {
+    Ok(Spi::connect_mut(|client| client.update(sql, None, args).map(|t| t.len()))?)
+}
+
+/// The transaction's timestamp as PostgreSQL prints it in JSON (ISO 8601).
+pub fn now_text() -> String {
+    json_row("SELECT to_jsonb(now())", &[])
+        .ok()
+        .flatten()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Seconds since the Unix epoch, from the system clock (TOTP steps follow real time, not the
+/// transaction's start).
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A random (version 4) UUID in text form, for request ids.
+pub fn new_uuid() -> String {
+    let mut b = random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex = data_encoding::HEXLOWER.encode(&b);
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// One call of a public function: its request id, shared by the answer and every audit event.
+pub struct Request {
+    pub id: String,
+}
+
+impl Request {
+    pub fn new() -> Request {
+        Request { id: new_uuid() }
+    }
+
+    /// Writes an audit event. `organization_id` is '' for project-wide events. Never pass a secret
+    /// in `details`.
+    pub fn audit(
+        &self,
+        organization_id: &str,
+        member_id: Option<&str>,
+        event_type: &str,
+        details: Value,
+    ) -> MfaResult<()> {
+        execute(
+            "INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
+             VALUES ($1, $2::uuid, $3, $4, $5)",
+            &[
+                organization_id.into(),
+                self.id.as_str().into(),
+                event_type.into(),
+                member_id.into(),
+                JsonB(details).into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uuids_are_version_4() {
+        let u = super::new_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert!("89ab".contains(&u[19..20]));
+        assert_ne!(u, super::new_uuid());
+    }
+}

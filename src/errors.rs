@@ -1,0 +1,277 @@
+//! The error contract, implemented once.
+//!
+//! Two kinds of failure (see the design): a caller's mistake *raises* an ERROR whose message starts
+//! with the Stytch `error_type` and whose SQLSTATE fits the mistake; a failed authentication attempt
+//! is *returned* as a `{status_code, error_type, error_message}` object, so that its attempt counter
+//! and audit event commit with the caller's transaction instead of being rolled back.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+use std::fmt;
+
+/// Every `error_type` this extension produces, named as Stytch names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    // Values that are not valid.
+    InvalidArgument,
+    InvalidOrganizationId,
+    InvalidMemberId,
+    InvalidOrganizationMfaPolicy,
+    InvalidOrganizationMfaMethods,
+    InvalidOrganizationAllowedMfaMethods,
+    AllowedMfaMethodsRequiredForRestricted,
+    InvalidMfaDefaultMethod,
+    DefaultMfaMemberMissingFactor,
+    InvalidPhoneNumber,
+    InvalidPhoneNumberCountryCode,
+    InvalidExpirationMinutes,
+    InvalidTotpSecret,
+    InvalidPrimaryAuthenticationMethod,
+    InvalidSetMfaEnrollment,
+    CountryCodeAllowlistInvalidCountryCodes,
+    CountryCodeAllowlistEmpty,
+    // Things that do not exist.
+    OrganizationNotFound,
+    MemberNotFound,
+    MemberPhoneNumberNotFound,
+    TotpNotFound,
+    RecoveryCodesNotFound,
+    OtpCodeNotFound,
+    SmsMessageNotFound,
+    IntermediateSessionNotFound,
+    // States that forbid the operation.
+    DuplicateMemberPhoneNumber,
+    ActiveTotpExists,
+    PendingTotpExists,
+    OperationRestrictedByOrganizationMfaMethods,
+    // Authorization.
+    InvalidIntermediateSessionTokenForOrganization,
+    InsufficientFactors,
+    // Limits.
+    TooManyRequests,
+    // Returned (not raised) authentication failures.
+    UnableToAuthOtpCode,
+    OtpCodeExpired,
+    InvalidTotpCode,
+    ExpiredTotp,
+    TotpCodeAlreadyAuthenticated,
+    InvalidRecoveryCode,
+    UserLockLimitReached,
+    // Configuration of the server.
+    EncryptionKeyMismatch,
+    InvalidEncryptionKey,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        use ErrorType::*;
+        match self {
+            InvalidArgument => "invalid_argument",
+            InvalidOrganizationId => "invalid_organization_id",
+            InvalidMemberId => "invalid_member_id",
+            InvalidOrganizationMfaPolicy => "invalid_organization_mfa_policy",
+            InvalidOrganizationMfaMethods => "invalid_organization_mfa_methods",
+            InvalidOrganizationAllowedMfaMethods => "invalid_organization_allowed_mfa_methods",
+            AllowedMfaMethodsRequiredForRestricted => "allowed_mfa_methods_required_for_restricted",
+            InvalidMfaDefaultMethod => "invalid_mfa_default_method",
+            DefaultMfaMemberMissingFactor => "default_mfa_member_missing_factor",
+            InvalidPhoneNumber => "invalid_phone_number",
+            InvalidPhoneNumberCountryCode => "invalid_phone_number_country_code",
+            InvalidExpirationMinutes => "invalid_expiration_minutes",
+            InvalidTotpSecret => "invalid_totp_secret",
+            InvalidPrimaryAuthenticationMethod => "invalid_primary_authentication_method",
+            InvalidSetMfaEnrollment => "invalid_set_mfa_enrollment",
+            CountryCodeAllowlistInvalidCountryCodes => "country_code_allowlist_invalid_country_codes",
+            CountryCodeAllowlistEmpty => "country_code_allowlist_empty",
+            OrganizationNotFound => "organization_not_found",
+            MemberNotFound => "member_not_found",
+            MemberPhoneNumberNotFound => "member_phone_number_not_found",
+            TotpNotFound => "totp_not_found",
+            RecoveryCodesNotFound => "recovery_codes_not_found",
+            OtpCodeNotFound => "otp_code_not_found",
+            SmsMessageNotFound => "sms_message_not_found",
+            IntermediateSessionNotFound => "intermediate_session_not_found",
+            DuplicateMemberPhoneNumber => "duplicate_member_phone_number",
+            ActiveTotpExists => "active_totp_exists",
+            PendingTotpExists => "pending_totp_exists",
+            OperationRestrictedByOrganizationMfaMethods => {
+                "operation_restricted_by_organization_mfa_methods"
+            }
+            InvalidIntermediateSessionTokenForOrganization => {
+                "invalid_intermediate_session_token_for_organization"
+            }
+            InsufficientFactors => "insufficient_factors",
+            TooManyRequests => "too_many_requests",
+            UnableToAuthOtpCode => "unable_to_auth_otp_code",
+            OtpCodeExpired => "otp_code_expired",
+            InvalidTotpCode => "invalid_totp_code",
+            ExpiredTotp => "expired_totp",
+            TotpCodeAlreadyAuthenticated => "totp_code_already_authenticated",
+            InvalidRecoveryCode => "invalid_recovery_code",
+            UserLockLimitReached => "user_lock_limit_reached",
+            EncryptionKeyMismatch => "encryption_key_mismatch",
+            InvalidEncryptionKey => "invalid_encryption_key",
+        }
+    }
+
+    /// The HTTP-like status Stytch attaches to this error type.
+    pub fn status_code(self) -> u16 {
+        use ErrorType::*;
+        match self {
+            OrganizationNotFound
+            | MemberNotFound
+            | MemberPhoneNumberNotFound
+            | TotpNotFound
+            | RecoveryCodesNotFound
+            | OtpCodeNotFound
+            | SmsMessageNotFound
+            | IntermediateSessionNotFound => 404,
+            DuplicateMemberPhoneNumber | ActiveTotpExists | PendingTotpExists => 409,
+            InvalidIntermediateSessionTokenForOrganization
+            | InsufficientFactors
+            | OperationRestrictedByOrganizationMfaMethods
+            | UnableToAuthOtpCode
+            | OtpCodeExpired
+            | InvalidTotpCode
+            | ExpiredTotp
+            | TotpCodeAlreadyAuthenticated
+            | InvalidRecoveryCode => 401,
+            TooManyRequests | UserLockLimitReached => 429,
+            EncryptionKeyMismatch | InvalidEncryptionKey => 500,
+            _ => 400,
+        }
+    }
+
+    /// The SQLSTATE of the ERROR raised for this type.
+    pub fn sqlstate(self) -> PgSqlErrorCode {
+        use ErrorType::*;
+        match self.status_code() {
+            404 => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            409 => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            401 if self == OperationRestrictedByOrganizationMfaMethods => {
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE
+            }
+            401 => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            429 => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            500 => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            _ => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        }
+    }
+}
+
+impl fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure of any `mfa` operation: its type and a message for people (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaError {
+    pub error_type: ErrorType,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+pub type MfaResult<T> = Result<T, MfaError>;
+
+impl MfaError {
+    pub fn new(error_type: ErrorType, message: impl Into<String>) -> Self {
+        MfaError { error_type, message: message.into(), hint: None }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The returned-failure object of an authentication attempt.
+    pub fn to_failure_json(&self, request_id: &str) -> Value {
+        json!({
+            "status_code": self.error_type.status_code(),
+            "request_id": request_id,
+            "error_type": self.error_type.as_str(),
+            "error_message": self.message,
+        })
+    }
+
+    /// Raises this error as a PostgreSQL ERROR; the transaction aborts.
+    pub fn raise(&self) -> ! {
+        let mut report = ErrorReport::new(
+            self.error_type.sqlstate(),
+            format!("{}: {}", self.error_type, self.message),
+            "mfa",
+        );
+        if let Some(hint) = &self.hint {
+            report = report.set_hint(hint.clone());
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("an ERROR report does not return")
+    }
+}
+
+impl fmt::Display for MfaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.message)
+    }
+}
+
+impl std::error::Error for MfaError {}
+
+/// Shorthand constructor used throughout the crate.
+pub fn err<T>(error_type: ErrorType, message: impl Into<String>) -> MfaResult<T> {
+    Err(MfaError::new(error_type, message))
+}
+
+/// An SPI failure is a bug or a broken installation, never the caller's mistake: it raises as is.
+impl From<pgrx::spi::Error> for MfaError {
+    fn from(e: pgrx::spi::Error) -> Self {
+        pgrx::error!("mfa: internal SPI failure: {e}")
+    }
+}
+
+/// Unwraps a result at the SQL boundary: the value, or the raised ERROR.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for MfaResult<T> {
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => e.raise(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_json_has_stytch_shape() {
+        let e = MfaError::new(ErrorType::InvalidTotpCode, "The code is not valid.");
+        let j = e.to_failure_json("r-1");
+        assert_eq!(j["status_code"], 401);
+        assert_eq!(j["error_type"], "invalid_totp_code");
+        assert_eq!(j["error_message"], "The code is not valid.");
+        assert_eq!(j["request_id"], "r-1");
+    }
+
+    #[test]
+    fn sqlstates_follow_the_design() {
+        use ErrorType::*;
+        let code = |t: ErrorType| t.sqlstate();
+        assert_eq!(code(InvalidPhoneNumber), PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE);
+        assert_eq!(code(MemberNotFound), PgSqlErrorCode::ERRCODE_NO_DATA_FOUND);
+        assert_eq!(
+            code(InsufficientFactors),
+            PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
+        );
+        assert_eq!(code(TooManyRequests), PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED);
+        assert_eq!(code(ActiveTotpExists), PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(UserLockLimitReached.status_code(), 429);
+    }
+}

@@ -1,0 +1,49 @@
+//! `mfa`: PostgreSQL as the multi-factor-authentication authority of a B2B application.
+//!
+//! Pure logic lives in `policy`, `phone`, `crypto`, `totp` and `sms_otp` (plain Rust, plain tests);
+//! the SQL surface is the `#[pg_extern]` functions of the domain modules; tables, roles and grants
+//! are in `sql/`.
+
+use pgrx::prelude::*;
+
+mod crypto;
+mod db;
+mod errors;
+mod keyring;
+mod members;
+mod organizations;
+mod outbox;
+mod phone;
+mod policy;
+mod session;
+mod settings;
+mod sms_otp;
+mod totp;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::register();
+    // Loaded by shared_preload_libraries, the postmaster pays for the phone metadata once and every
+    // backend inherits it; loaded on first use, a backend pays on its first phone number instead.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        phone::warm_up();
+    }
+}
+
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,156 @@
+//! The SMS outbox for delivery workers: `sms_outbox_claim` (FOR UPDATE SKIP LOCKED, visibility
+//! timeout), `sms_outbox_complete` and `sms_outbox_fail` (back-off, then dead). A message's code
+//! is scrubbed from its body as soon as the message is sent, dead or expired.
+
+use crate::db::{self, Request};
+use crate::errors::{err, ErrorType, MfaResult, OrRaise};
+use crate::settings;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+/// Replaces the code (the only six-digit run of every text) in a stored body.
+const SCRUBBED_BODY: &str = "regexp_replace(body, '[0-9]{6}', '******', 'g')";
+
+/// id, organization_id, phone_number, country_code, locale, body, attempts, created_at, expires_at.
+type ClaimedRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i32,
+    pgrx::datum::TimestampWithTimeZone,
+    pgrx::datum::TimestampWithTimeZone,
+);
+
+fn claim(batch_size: i32, visibility_timeout: pgrx::datum::Interval) -> MfaResult<Vec<ClaimedRow>> {
+    if !(1..=1000).contains(&batch_size) {
+        return err(ErrorType::InvalidArgument, "batch_size must be between 1 and 1000.");
+    }
+    // Messages whose code expired are never handed out; they are retired (and scrubbed) here.
+    db::execute(
+        &format!(
+            "UPDATE mfa.sms_outbox o SET status = 'expired', body = {SCRUBBED_BODY}
+               FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
+                      WHERE status = 'pending' AND expires_at <= now()
+                      ORDER BY visible_at LIMIT 1000 FOR UPDATE SKIP LOCKED) stale
+              WHERE o.organization_id = stale.organization_id AND o.message_id = stale.message_id"
+        ),
+        &[],
+    )?;
+    Ok(Spi::connect_mut(|client| -> Result<Vec<ClaimedRow>, pgrx::spi::Error> {
+        let table = client.update(
+            "UPDATE mfa.sms_outbox o
+                SET visible_at = now() + $2::interval, attempts = o.attempts + 1
+               FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
+                      WHERE status = 'pending' AND visible_at <= now() AND expires_at > now()
+                      ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
+              WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
+          RETURNING o.message_id, o.organization_id, o.phone_number, o.country_code, o.locale, o.body,
+                    o.attempts, o.created_at, o.expires_at",
+            None,
+            &[(batch_size as i64).into(), visibility_timeout.into()],
+        )?;
+        let mut rows = Vec::with_capacity(table.len());
+        for row in table {
+            rows.push((
+                row.get::<i64>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+                row.get::<String>(3)?.unwrap_or_default(),
+                row.get::<String>(4)?.unwrap_or_default(),
+                row.get::<String>(5)?.unwrap_or_default(),
+                row.get::<String>(6)?.unwrap_or_default(),
+                row.get::<i32>(7)?.unwrap_or_default(),
+                row.get::<pgrx::datum::TimestampWithTimeZone>(8)?.expect("NOT NULL"),
+                row.get::<pgrx::datum::TimestampWithTimeZone>(9)?.expect("NOT NULL"),
+            ));
+        }
+        rows.sort_by_key(|r| r.0);
+        Ok(rows)
+    })?)
+}
+
+/// Hands up to `batch_size` deliverable messages to this worker and hides them from others for
+/// `visibility_timeout`; a message not completed or failed by then is handed out again.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn sms_outbox_claim(
+    batch_size: default!(i32, 10),
+    visibility_timeout: default!(pgrx::datum::Interval, "'30 seconds'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, i64),
+        name!(organization_id, String),
+        name!(phone_number, String),
+        name!(country_code, String),
+        name!(locale, String),
+        name!(body, String),
+        name!(attempts, i32),
+        name!(created_at, pgrx::datum::TimestampWithTimeZone),
+        name!(expires_at, pgrx::datum::TimestampWithTimeZone),
+    ),
+> {
+    TableIterator::new(claim(batch_size, visibility_timeout).or_raise())
+}
+
+/// Runs `sql` (an UPDATE of message `$1` returning its organization, member, status and attempts)
+/// and audits it.
+fn finish(message_id: i64, sql: &str, args: Vec<pgrx::datum::DatumWithOid>, event: &str) -> MfaResult<Value> {
+    let request = Request::new();
+    let Some(done) = db::json_row(sql, &args)? else {
+        return err(ErrorType::SmsMessageNotFound, format!("No outbox message {message_id} to finish."));
+    };
+    let organization_id = done["organization_id"].as_str().unwrap_or_default().to_string();
+    request.audit(
+        &organization_id,
+        done["member_id"].as_str(),
+        event,
+        json!({ "message_id": message_id, "status": done["status"], "attempts": done["attempts"] }),
+    )?;
+    Ok(json!({ "id": message_id, "status": done["status"], "attempts": done["attempts"] }))
+}
+
+/// Records that the provider accepted the message; its code is scrubbed from the stored body.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn sms_outbox_complete(id: i64, provider_message_id: default!(Option<&str>, "NULL")) -> JsonB {
+    let sql = format!(
+        "UPDATE mfa.sms_outbox SET status = 'sent', sent_at = now(), provider_message_id = left($2, 200),
+                body = {SCRUBBED_BODY}, last_error = NULL
+          WHERE message_id = $1 AND status <> 'sent'
+      RETURNING jsonb_build_object('organization_id', organization_id, 'member_id', member_id,
+                                   'status', status, 'attempts', attempts)"
+    );
+    JsonB(finish(id, &sql, vec![id.into(), provider_message_id.into()], "sms_outbox.completed").or_raise())
+}
+
+/// Records a failed delivery: with `retry`, the message comes back after an exponential back-off
+/// (5 s, 10 s, 20 s … at most 5 minutes) until `mfa.outbox_max_attempts`; then, or without
+/// `retry`, it is dead (kept, scrubbed, for operators).
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn sms_outbox_fail(id: i64, error: default!(Option<&str>, "NULL"), retry: default!(bool, true)) -> JsonB {
+    let sql = format!(
+        "UPDATE mfa.sms_outbox SET
+                status = CASE WHEN $3 AND attempts < $4 THEN 'pending' ELSE 'dead' END,
+                body = CASE WHEN $3 AND attempts < $4 THEN body ELSE {SCRUBBED_BODY} END,
+                visible_at = now() + least(interval '5 minutes',
+                                           interval '5 seconds' * power(2, greatest(attempts - 1, 0))),
+                last_error = left($2, 500)
+          WHERE message_id = $1 AND status = 'pending'
+      RETURNING jsonb_build_object('organization_id', organization_id, 'member_id', member_id,
+                                   'status', status, 'attempts', attempts)"
+    );
+    JsonB(
+        finish(
+            id,
+            &sql,
+            vec![id.into(), error.into(), retry.into(), settings::OUTBOX_MAX_ATTEMPTS.get().into()],
+            "sms_outbox.failed",
+        )
+            .or_raise(),
+    )
+}

@@ -1,0 +1,380 @@
+//! The login flow and the session policy gate: `primary_authenticate`, intermediate session tokens
+//! and the factors proven with them, `check_session_policy`, and the `enforce_session_policy`
+//! trigger that keeps a session row out of the application's table until the policy is met.
+
+use crate::crypto::{new_token, token_hash};
+use crate::db::{self, Request};
+use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::members::{self, Member};
+use crate::organizations;
+use crate::policy::{self, PrimaryMethod, SecondFactor};
+use crate::settings;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// A login in progress, found by its token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IntermediateSession {
+    pub organization_id: String,
+    pub member_id: String,
+    pub token_hash_hex: String,
+    pub factors: Vec<Value>,
+    pub live: bool,
+}
+
+impl IntermediateSession {
+    /// The second factors proven so far.
+    pub fn second_factors(&self) -> Vec<SecondFactor> {
+        self.factors
+            .iter()
+            .filter_map(|f| match (f["type"].as_str(), f["delivery_method"].as_str()) {
+                (Some("otp"), Some("sms")) => Some(SecondFactor::SmsOtp),
+                (Some("totp"), _) => Some(SecondFactor::Totp),
+                (Some("recovery_codes"), _) => Some(SecondFactor::RecoveryCode),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn has_second_factor(&self) -> bool {
+        !self.second_factors().is_empty()
+    }
+}
+
+fn token_not_found() -> MfaError {
+    MfaError::new(
+        ErrorType::IntermediateSessionNotFound,
+        "The intermediate session token is unknown, expired or already used.",
+    )
+}
+
+/// Finds the live login `token` belongs to and checks it is this member's. A token of another
+/// organization is `invalid_intermediate_session_token_for_organization`; an unknown, expired or
+/// consumed one, or one of another member, is `intermediate_session_not_found`. The row stays
+/// locked until the end of the transaction.
+pub fn find(member: &Member, token: &str) -> MfaResult<IntermediateSession> {
+    let hash = token_hash(token);
+    let found: Option<IntermediateSession> = db::row(
+        "SELECT jsonb_build_object(
+                    'organization_id', organization_id, 'member_id', member_id,
+                    'token_hash_hex', encode(token_hash, 'hex'), 'factors', factors,
+                    'live', consumed_at IS NULL AND expires_at > now())
+           FROM mfa.intermediate_sessions WHERE token_hash = $1 FOR UPDATE",
+        &[hash.into()],
+    )?;
+    let Some(found) = found else { return Err(token_not_found()) };
+    if found.organization_id != member.organization_id {
+        return err(
+            ErrorType::InvalidIntermediateSessionTokenForOrganization,
+            "The intermediate session token belongs to another organization.",
+        );
+    }
+    if found.member_id != member.member_id || !found.live {
+        return Err(token_not_found());
+    }
+    Ok(found)
+}
+
+/// `find` for an optional token argument.
+pub fn find_optional(member: &Member, token: Option<&str>) -> MfaResult<Option<IntermediateSession>> {
+    token.map(|t| find(member, t)).transpose()
+}
+
+/// Adding a factor when the member already has an active one needs a token that already carries
+/// an MFA factor: otherwise whoever knows the password could enroll their own phone or app.
+pub fn require_step_up_for_new_factor(member: &Member, token: Option<&str>) -> MfaResult<()> {
+    if !member.has_active_factor() {
+        return Ok(());
+    }
+    match find_optional(member, token)? {
+        Some(session) if session.has_second_factor() => Ok(()),
+        _ => err(
+            ErrorType::InsufficientFactors,
+            "The member already has an active MFA factor: adding another needs an intermediate session token that carries an MFA factor.",
+        ),
+    }
+}
+
+/// Records a proven factor on the login and returns all its factors.
+pub fn add_factor(session: &IntermediateSession, factor: Value) -> MfaResult<Vec<Value>> {
+    let factors: Option<Vec<Value>> = db::row(
+        "UPDATE mfa.intermediate_sessions SET factors = factors || jsonb_build_array($3::jsonb)
+          WHERE organization_id = $1 AND token_hash = decode($2, 'hex')
+      RETURNING factors",
+        &[
+            session.organization_id.as_str().into(),
+            session.token_hash_hex.as_str().into(),
+            JsonB(factor).into(),
+        ],
+    )?;
+    Ok(factors.unwrap_or_default())
+}
+
+/// What every successful second factor does: resets the failure count, applies the enrollment
+/// rules, records the factor on the login, audits, and answers.
+pub struct SecondFactorSuccess<'a> {
+    pub request: &'a Request,
+    pub member: &'a Member,
+    pub org: &'a policy::OrganizationPolicy,
+    pub session: Option<&'a IntermediateSession>,
+    pub method: policy::MfaMethod,
+    pub set_mfa_enrollment: Option<policy::SetMfaEnrollment>,
+    pub set_default_mfa: bool,
+    pub factor: Value,
+    pub event_type: &'a str,
+    pub extra: Value,
+}
+
+impl SecondFactorSuccess<'_> {
+    pub fn commit(self) -> MfaResult<Value> {
+        members::record_success(self.member)?;
+        // Under REQUIRED_FOR_ALL every member who proves a factor is enrolled; otherwise the
+        // caller decides. The first successful method becomes the default.
+        let enrolled = if self.org.mfa_policy == policy::MfaPolicy::RequiredForAll {
+            Some(true)
+        } else {
+            self.set_mfa_enrollment.map(|e| e == policy::SetMfaEnrollment::Enroll)
+        };
+        let default_method = (self.set_default_mfa || self.member.default_mfa_method.is_none())
+            .then_some(self.method.as_str());
+        db::execute(
+            "UPDATE mfa.members SET mfa_enrolled = coalesce($3, mfa_enrolled),
+                    default_mfa_method = coalesce($4, default_mfa_method), updated_at = now()
+              WHERE organization_id = $1 AND member_id = $2",
+            &[
+                self.member.organization_id.as_str().into(),
+                self.member.member_id.as_str().into(),
+                enrolled.into(),
+                default_method.into(),
+            ],
+        )?;
+        let factors = match self.session {
+            Some(session) => Some(add_factor(session, self.factor.clone())?),
+            None => None,
+        };
+        self.request.audit(
+            &self.member.organization_id,
+            Some(&self.member.member_id),
+            self.event_type,
+            json!({ "outcome": "success", "mfa_enrolled": enrolled, "with_intermediate_session": factors.is_some() }),
+        )?;
+        let mut answer = json!({
+            "status_code": 200,
+            "request_id": self.request.id,
+            "organization_id": self.member.organization_id,
+            "member_id": self.member.member_id,
+            "member": members::object(&self.member.organization_id, &self.member.member_id)?,
+        });
+        if let Some(factors) = factors {
+            answer["authentication_factors"] = Value::Array(factors);
+        }
+        if let (Some(obj), Some(extra)) = (answer.as_object_mut(), self.extra.as_object()) {
+            obj.extend(extra.clone());
+        }
+        Ok(answer)
+    }
+}
+
+/// A factor in Stytch's `authentication_factors` shape.
+pub fn factor(factor_type: &str, delivery_method: &str, extra: Value) -> Value {
+    let mut f = json!({
+        "type": factor_type,
+        "delivery_method": delivery_method,
+        "last_authenticated_at": db::now_text(),
+    });
+    if let (Some(obj), Some(extra)) = (f.as_object_mut(), extra.as_object()) {
+        obj.extend(extra.clone());
+    }
+    f
+}
+
+fn primary(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    method: &str,
+    locale: &str,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let method = PrimaryMethod::parse(method)?;
+    let locale = crate::sms_otp::Locale::from_tag(locale);
+    let member = members::load(organization_id, member_id, true)?;
+    let org = organizations::load_policy(&member.organization_id)?;
+    let token = new_token();
+    db::execute(
+        "INSERT INTO mfa.intermediate_sessions
+                (organization_id, token_hash, member_id, primary_factor, locale, factors, expires_at)
+         VALUES ($1, $2, $3, $4, $5, jsonb_build_array($6::jsonb), now() + make_interval(mins => $7))",
+        &[
+            member.organization_id.as_str().into(),
+            token_hash(&token).into(),
+            member.member_id.as_str().into(),
+            method.as_str().into(),
+            locale.as_str().into(),
+            JsonB(factor(method.as_str(), method.as_str(), json!({}))).into(),
+            settings::INTERMEDIATE_SESSION_MINUTES.get().into(),
+        ],
+    )?;
+    let mfa_required = policy::mfa_required(&org, member.mfa_enrolled, member.is_breakglass);
+    // When SMS is how this member proves themselves, the code goes out at once.
+    let sms_first = mfa_required
+        && member.mfa_phone_number_verified
+        && org.allows(policy::MfaMethod::SmsOtp, member.is_breakglass)
+        && (member.default_mfa_method.as_deref() == Some("sms_otp") || member.totp_registration_id.is_none());
+    // A send refused by the limits or the allowlist must not fail the login: the member can still
+    // use another factor or ask for a code later.
+    let secondary_auth_initiated = if sms_first && !member.is_locked {
+        match crate::sms_otp::sql::send_code(&request, &member, None, locale) {
+            Ok(()) => Some("sms_otp"),
+            Err(e)
+                if matches!(
+                    e.error_type,
+                    ErrorType::TooManyRequests | ErrorType::InvalidPhoneNumberCountryCode
+                ) =>
+            {
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    request.audit(
+        &member.organization_id,
+        Some(&member.member_id),
+        "login.primary_authenticated",
+        json!({ "primary_factor": method.as_str(), "mfa_required": mfa_required,
+                "secondary_auth_initiated": secondary_auth_initiated }),
+    )?;
+    Ok(json!({
+        "status_code": 200,
+        "request_id": request.id,
+        "organization_id": member.organization_id,
+        "member_id": member.member_id,
+        "member_authenticated": !mfa_required,
+        "intermediate_session_token": token,
+        "mfa_required": if mfa_required {
+            json!({
+                "member_options": {
+                    "mfa_phone_number": member.mfa_phone_number.as_deref().map(crate::phone::mask_e164),
+                    "totp_registration_id": member.totp_registration_id,
+                },
+                "secondary_auth_initiated": secondary_auth_initiated,
+            })
+        } else {
+            Value::Null
+        },
+        "member": members::object(&member.organization_id, &member.member_id)?,
+    }))
+}
+
+/// Starts a login after the application's own primary check.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn primary_authenticate(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    method: default!(Option<&str>, "'password'"),
+    locale: default!(Option<&str>, "'en'"),
+) -> JsonB {
+    JsonB(primary(organization_id, member_id, method.unwrap_or("password"), locale.unwrap_or("en")).or_raise())
+}
+
+/// The decision of the session gate: passes (consuming the token) or raises `insufficient_factors`.
+fn check(organization_id: Option<&str>, member_id: Option<&str>, token: Option<&str>) -> MfaResult<Value> {
+    let request = Request::new();
+    let member = members::load(organization_id, member_id, false)?;
+    let decision = (|| -> MfaResult<IntermediateSession> {
+        let Some(token) = token else {
+            return err(ErrorType::InsufficientFactors, "A session needs the login's intermediate session token.");
+        };
+        let session = find(&member, token).map_err(|e| {
+            MfaError::new(ErrorType::InsufficientFactors, format!("{}: {}", e.error_type, e.message))
+        })?;
+        let org = organizations::load_policy(&member.organization_id)?;
+        policy::session_allowed(&org, member.mfa_enrolled, member.is_breakglass, &session.second_factors())?;
+        Ok(session)
+    })();
+    match decision {
+        Ok(session) => {
+            db::execute(
+                "UPDATE mfa.intermediate_sessions SET consumed_at = now()
+                  WHERE organization_id = $1 AND token_hash = decode($2, 'hex')",
+                &[session.organization_id.as_str().into(), session.token_hash_hex.as_str().into()],
+            )?;
+            request.audit(
+                &member.organization_id,
+                Some(&member.member_id),
+                "session.allowed",
+                json!({ "factors": session.factors.iter().map(|f| &f["type"]).collect::<Vec<_>>() }),
+            )?;
+            Ok(json!({
+                "status_code": 200,
+                "request_id": request.id,
+                "organization_id": member.organization_id,
+                "member_id": member.member_id,
+                "authentication_factors": session.factors,
+            }))
+        }
+        Err(denied) => {
+            // The raised error rolls the caller's transaction back, audit event included; the denial
+            // is logged so it is not lost.
+            pgrx::log!(
+                "mfa: session denied for member {:?} of organization {:?}: {}",
+                member.member_id,
+                member.organization_id,
+                denied.error_type
+            );
+            Err(denied)
+        }
+    }
+}
+
+/// The policy check a session-creating transaction calls before inserting its session.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn check_session_policy(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    intermediate_session_token: Option<&str>,
+) -> JsonB {
+    JsonB(check(organization_id, member_id, intermediate_session_token).or_raise())
+}
+
+/// `BEFORE INSERT` trigger for the application's sessions table. Arguments: the names of the
+/// organization id, member id and token columns, and optionally of a jsonb column to fill with the
+/// login's factors. The token in the row is consumed by then, so it can never serve again.
+#[pg_trigger]
+fn enforce_session_policy<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, PgTriggerError> {
+    let fail = |message: String| -> ! {
+        MfaError::new(ErrorType::InvalidArgument, message).raise()
+    };
+    let args = trigger.extra_args().unwrap_or_else(|e| fail(format!("enforce_session_policy: {e}")));
+    if !(3..=4).contains(&args.len()) {
+        fail(
+            "enforce_session_policy(organization_column, member_column, token_column [, factors_column]) takes 3 or 4 column names".into(),
+        );
+    }
+    if !trigger.event().fired_before() || !trigger.event().fired_by_insert() || !trigger.event().fired_for_row() {
+        fail("enforce_session_policy must be a BEFORE INSERT … FOR EACH ROW trigger".into());
+    }
+    let mut row = trigger
+        .new()
+        .ok_or(PgTriggerError::NotTrigger)?
+        .into_owned();
+    let text_column = |name: &str| -> Option<String> {
+        row.get_by_name::<String>(name).unwrap_or_else(|e| fail(format!("enforce_session_policy: column {name:?}: {e}")))
+    };
+    let organization_id = text_column(&args[0]);
+    let member_id = text_column(&args[1]);
+    let token = text_column(&args[2]);
+    let decision = check(organization_id.as_deref(), member_id.as_deref(), token.as_deref()).or_raise();
+    if let Some(factors_column) = args.get(3) {
+        row.set_by_name(factors_column, JsonB(decision["authentication_factors"].clone()))
+            .unwrap_or_else(|e| fail(format!("enforce_session_policy: column {factors_column:?}: {e}")));
+    }
+    Ok(Some(row))
+}

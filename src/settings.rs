@@ -1,0 +1,146 @@
+//! The `mfa.*` settings (GUCs).
+//!
+//! Anything that could weaken security is `SUSET`: only a superuser (postgresql.conf, `ALTER SYSTEM`,
+//! or `ALTER DATABASE … SET` by a superuser) may change it, so an application role cannot raise its
+//! own lock threshold or lengthen a code's life. Values are read through these statics, never with
+//! `current_setting()`.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+
+pub static TOTP_ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"MFA"));
+pub static ENCRYPTION_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static LOCK_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static LOCK_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static TOTP_SKEW_STEPS: GucSetting<i32> = GucSetting::<i32>::new(1);
+pub static SMS_CODE_LIFETIME_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(120);
+pub static INTERMEDIATE_SESSION_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static SMS_MIN_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static SMS_SENDS_PER_NUMBER_PER_HOUR: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static SMS_SENDS_PER_PREFIX_PER_HOUR: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static OUTBOX_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
+
+/// Registers every setting; called from `_PG_init`.
+pub fn register() {
+    GucRegistry::define_string_guc(
+        c"mfa.totp_issuer",
+        c"Issuer shown by authenticator apps for new TOTP registrations.",
+        c"Appears in the otpauth URI label and issuer parameter; ':' is replaced because the key-URI format forbids it.",
+        &TOTP_ISSUER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"mfa.encryption_key",
+        c"Key (64 hex digits or base64 of 32 bytes) that encrypts TOTP secrets and keys code hashes.",
+        c"When unset, a per-database key generated at CREATE EXTENSION is used. Superuser only; never shown to other roles.",
+        &ENCRYPTION_KEY,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL | GucFlags::NO_RESET_ALL,
+    );
+    define_int(
+        c"mfa.lock_threshold",
+        c"Consecutive failed MFA attempts that lock a member.",
+        &LOCK_THRESHOLD,
+        1,
+        100,
+    );
+    define_int(
+        c"mfa.lock_minutes",
+        c"How long a locked member stays locked, in minutes.",
+        &LOCK_MINUTES,
+        5,
+        7 * 24 * 60,
+    );
+    define_int(
+        c"mfa.totp_skew_steps",
+        c"TOTP steps accepted either side of the current one (clock drift).",
+        &TOTP_SKEW_STEPS,
+        0,
+        2,
+    );
+    define_int(
+        c"mfa.sms_code_lifetime_seconds",
+        c"Lifetime of an SMS one-time passcode, in seconds (NIST 800-63B: at most 10 minutes).",
+        &SMS_CODE_LIFETIME_SECONDS,
+        30,
+        600,
+    );
+    define_int(
+        c"mfa.intermediate_session_minutes",
+        c"Lifetime of an intermediate session token, in minutes.",
+        &INTERMEDIATE_SESSION_MINUTES,
+        1,
+        60,
+    );
+    define_int(
+        c"mfa.sms_min_interval_seconds",
+        c"Minimum time between two SMS sends to one phone number, in seconds (0 disables).",
+        &SMS_MIN_INTERVAL_SECONDS,
+        0,
+        3600,
+    );
+    define_int(
+        c"mfa.sms_sends_per_number_per_hour",
+        c"SMS sends allowed to one phone number in any hour.",
+        &SMS_SENDS_PER_NUMBER_PER_HOUR,
+        1,
+        1000,
+    );
+    define_int(
+        c"mfa.sms_sends_per_prefix_per_hour",
+        c"SMS sends allowed in any hour to a block of 10,000 numbers (all digits but the last four), against SMS pumping.",
+        &SMS_SENDS_PER_PREFIX_PER_HOUR,
+        1,
+        1_000_000,
+    );
+    define_int(
+        c"mfa.outbox_max_attempts",
+        c"Delivery attempts after which an SMS outbox message is dead.",
+        &OUTBOX_MAX_ATTEMPTS,
+        1,
+        100,
+    );
+    // Reserve the prefix so a typo such as `SET mfa.lock_treshold` is an error, not a silent no-op.
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    unsafe {
+        pgrx::pg_sys::MarkGUCPrefixReserved(c"mfa".as_ptr())
+    };
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    unsafe {
+        pgrx::pg_sys::EmitWarningsOnPlaceholders(c"mfa".as_ptr())
+    };
+}
+
+fn define_int(
+    name: &'static std::ffi::CStr,
+    description: &'static std::ffi::CStr,
+    setting: &'static GucSetting<i32>,
+    min: i32,
+    max: i32,
+) {
+    GucRegistry::define_int_guc(
+        name,
+        description,
+        c"Superuser only: an application role must not be able to weaken it.",
+        setting,
+        min,
+        max,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// The TOTP issuer, never empty.
+pub fn totp_issuer() -> String {
+    TOTP_ISSUER
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "MFA".to_string())
+}
+
+/// The configured encryption key text, if any.
+pub fn encryption_key_text() -> Option<String> {
+    ENCRYPTION_KEY.get().and_then(|s| s.into_string().ok()).filter(|s| !s.is_empty())
+}

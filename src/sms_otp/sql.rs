@@ -1,0 +1,335 @@
+//! The SMS OTP SQL surface: `otp_sms_send`, `otp_sms_authenticate`, and the project-wide
+//! `country_code_allowlist_get/set`.
+
+use super::{lifetime_minutes, message_text, new_code, Locale};
+use crate::crypto::constant_time_eq;
+use crate::db::{self, Request};
+use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::keyring;
+use crate::members::{self, Member};
+use crate::organizations;
+use crate::phone::{self, check_sms_country, normalize_allowlist, parse_phone_number, ParsedPhone};
+use crate::policy::{MfaMethod, SetMfaEnrollment};
+use crate::session::{self, SecondFactorSuccess};
+use crate::settings;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const DEFAULT_ALLOWLIST: [&str; 2] = ["CA", "US"];
+
+/// The allowlist in force (the default while none was set).
+pub fn allowlist() -> MfaResult<Vec<String>> {
+    let stored: Vec<String> = db::row(
+        "SELECT coalesce(jsonb_agg(country_code ORDER BY country_code), '[]') FROM mfa.country_code_allowlist",
+        &[],
+    )?
+    .unwrap_or_default();
+    Ok(if stored.is_empty() { DEFAULT_ALLOWLIST.iter().map(|s| s.to_string()).collect() } else { stored })
+}
+
+/// Refuses a send that would exceed the limits against SMS pumping: a minimum interval and an
+/// hourly count per number, and an hourly count per block of 10,000 numbers. Sends to one block
+/// are serialized by an advisory lock so that concurrent sends cannot all slip under a limit.
+fn check_rate_limits(phone: &ParsedPhone) -> MfaResult<()> {
+    let prefix = phone.rate_limit_prefix();
+    let counts = db::json_row(
+        "SELECT jsonb_build_object(
+                    'locked', pg_advisory_xact_lock(hashtextextended('mfa.sms:' || $2, 0)) IS NULL,
+                    'number_hour', (SELECT count(*) FROM mfa.sms_outbox
+                                     WHERE phone_number = $1 AND created_at > now() - interval '1 hour'),
+                    'number_recent', (SELECT count(*) FROM mfa.sms_outbox
+                                       WHERE phone_number = $1 AND created_at > now() - make_interval(secs => $3)),
+                    'prefix_hour', (SELECT count(*) FROM mfa.sms_outbox
+                                     WHERE rate_limit_prefix = $2 AND created_at > now() - interval '1 hour'))",
+        &[phone.e164.as_str().into(), prefix.into(), (settings::SMS_MIN_INTERVAL_SECONDS.get() as f64).into()],
+    )?
+    .unwrap_or_default();
+    let count = |k: &str| counts[k].as_i64().unwrap_or(0);
+    let refuse = |what: String| {
+        Err(MfaError::new(ErrorType::TooManyRequests, what).with_hint("Wait before sending another code."))
+    };
+    if settings::SMS_MIN_INTERVAL_SECONDS.get() > 0 && count("number_recent") > 0 {
+        return refuse(format!(
+            "A code was sent to this number less than {} seconds ago.",
+            settings::SMS_MIN_INTERVAL_SECONDS.get()
+        ));
+    }
+    if count("number_hour") >= settings::SMS_SENDS_PER_NUMBER_PER_HOUR.get() as i64 {
+        return refuse("Too many codes were sent to this number in the last hour.".into());
+    }
+    if count("prefix_hour") >= settings::SMS_SENDS_PER_PREFIX_PER_HOUR.get() as i64 {
+        return refuse("Too many codes were sent to numbers of this range in the last hour.".into());
+    }
+    Ok(())
+}
+
+/// Issues a new code to the member's phone (the previous code dies) and queues its message. The
+/// message and the NOTIFY exist only if the caller's transaction commits.
+pub fn send_code(request: &Request, member: &Member, phone: Option<&ParsedPhone>, locale: Locale) -> MfaResult<()> {
+    let parsed;
+    let phone = match phone {
+        Some(p) => p,
+        None => {
+            let Some(number) = &member.mfa_phone_number else {
+                return err(ErrorType::MemberPhoneNumberNotFound, "The member has no phone number.");
+            };
+            parsed = parse_phone_number(number)?;
+            &parsed
+        }
+    };
+    check_sms_country(phone, &allowlist()?)?;
+    check_rate_limits(phone)?;
+    let code = new_code();
+    let lifetime = settings::SMS_CODE_LIFETIME_SECONDS.get();
+    let hash = keyring::current()?.hash_code(&sms_context(member), &code);
+    db::execute(
+        "INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, expires_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+         ON CONFLICT (organization_id, member_id) DO UPDATE
+            SET code_hash = EXCLUDED.code_hash, phone_number = EXCLUDED.phone_number,
+                created_at = now(), expires_at = EXCLUDED.expires_at, used_at = NULL",
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+            hash.into(),
+            phone.e164.as_str().into(),
+            (lifetime as f64).into(),
+        ],
+    )?;
+    let message_id: Option<i64> = db::row(
+        "WITH queued AS (
+             INSERT INTO mfa.sms_outbox (organization_id, member_id, phone_number, country_code,
+                                         rate_limit_prefix, locale, body, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+             RETURNING message_id)
+         SELECT to_jsonb(message_id) FROM queued, pg_notify('mfa_sms_outbox', message_id::text)",
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+            phone.e164.as_str().into(),
+            phone.country_code.as_str().into(),
+            phone.rate_limit_prefix().into(),
+            locale.as_str().into(),
+            message_text(locale, &code, lifetime_minutes(lifetime)).as_str().into(),
+            (lifetime as f64).into(),
+        ],
+    )?;
+    request.audit(
+        &member.organization_id,
+        Some(&member.member_id),
+        "sms_otp.sent",
+        json!({ "message_id": message_id, "mfa_phone_number": phone.masked(),
+                "country_code": phone.country_code, "locale": locale.as_str() }),
+    )
+}
+
+/// Codes are hashed with the member they belong to, so a hash is useless for anyone else.
+fn sms_context(member: &Member) -> String {
+    format!("sms\0{}\0{}", member.organization_id, member.member_id)
+}
+
+fn send(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    mfa_phone_number: Option<&str>,
+    locale: Option<&str>,
+    token: Option<&str>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let requested = mfa_phone_number.map(parse_phone_number).transpose()?;
+    let locale = Locale::from_tag(locale.unwrap_or("en"));
+    let member = members::load(organization_id, member_id, true)?;
+    let org = organizations::load_policy(&member.organization_id)?;
+    org.require_allowed(MfaMethod::SmsOtp, member.is_breakglass)?;
+    session::find_optional(&member, token)?;
+    if let Some(phone) = &requested {
+        match &member.mfa_phone_number {
+            Some(existing) if existing != &phone.e164 => {
+                return err(
+                    ErrorType::DuplicateMemberPhoneNumber,
+                    "The member already has another phone number; delete it before using a new one.",
+                )
+            }
+            Some(_) => {}
+            None => {
+                // Linking a new phone is adding a factor: a member who already has one must have
+                // proven it in this login.
+                session::require_step_up_for_new_factor(&member, token)?;
+                check_sms_country(phone, &allowlist()?)?;
+                db::execute(
+                    "UPDATE mfa.members SET mfa_phone_number = $3, mfa_phone_country = $4, phone_id = gen_random_uuid(),
+                            mfa_phone_number_verified = false, updated_at = now()
+                      WHERE organization_id = $1 AND member_id = $2",
+                    &[
+                        member.organization_id.as_str().into(),
+                        member.member_id.as_str().into(),
+                        phone.e164.as_str().into(),
+                        phone.country_code.as_str().into(),
+                    ],
+                )?;
+            }
+        }
+    }
+    send_code(&request, &member, requested.as_ref(), locale)?;
+    Ok(json!({
+        "status_code": 200,
+        "request_id": request.id,
+        "organization_id": member.organization_id,
+        "member_id": member.member_id,
+        "member": members::object(&member.organization_id, &member.member_id)?,
+    }))
+}
+
+/// Sends a new code by SMS (through the outbox). Never returns the code.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn otp_sms_send(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    mfa_phone_number: default!(Option<&str>, "NULL"),
+    locale: default!(Option<&str>, "'en'"),
+    intermediate_session_token: default!(Option<&str>, "NULL"),
+) -> JsonB {
+    JsonB(send(organization_id, member_id, mfa_phone_number, locale, intermediate_session_token).or_raise())
+}
+
+#[derive(Deserialize)]
+struct LiveCode {
+    code_hash_hex: String,
+    phone_number: String,
+    expired: bool,
+    used: bool,
+    phone_id: Option<String>,
+}
+
+fn authenticate(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    code: Option<&str>,
+    token: Option<&str>,
+    set_mfa_enrollment: Option<&str>,
+    set_default_mfa: bool,
+) -> MfaResult<Value> {
+    const EVENT: &str = "sms_otp.authenticate";
+    let request = Request::new();
+    let set_mfa_enrollment = set_mfa_enrollment.map(SetMfaEnrollment::parse).transpose()?;
+    let member = members::load(organization_id, member_id, true)?;
+    let org = organizations::load_policy(&member.organization_id)?;
+    let session = session::find_optional(&member, token)?;
+    org.require_allowed(MfaMethod::SmsOtp, member.is_breakglass)?;
+    if member.is_locked {
+        return members::locked_attempt(&request, &member, EVENT);
+    }
+    let live: Option<LiveCode> = db::row(
+        "SELECT jsonb_build_object('code_hash_hex', encode(c.code_hash, 'hex'), 'phone_number', c.phone_number,
+                                   'expired', c.expires_at <= now(), 'used', c.used_at IS NOT NULL,
+                                   'phone_id', m.phone_id)
+           FROM mfa.sms_codes c
+           JOIN mfa.members m USING (organization_id, member_id)
+          WHERE c.organization_id = $1 AND c.member_id = $2 FOR UPDATE OF c",
+        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+    )?;
+    let failure = |t: ErrorType, m: &str| members::failed_attempt(&request, &member, EVENT, MfaError::new(t, m));
+    let Some(live) = live.filter(|l| Some(&l.phone_number) == member.mfa_phone_number.as_ref()) else {
+        return failure(ErrorType::OtpCodeNotFound, "No SMS code was sent to this member, or it was replaced.");
+    };
+    if live.used {
+        return failure(ErrorType::UnableToAuthOtpCode, "This SMS code was already used.");
+    }
+    if live.expired {
+        return failure(ErrorType::OtpCodeExpired, "This SMS code has expired; send a new one.");
+    }
+    let presented = keyring::current()?.hash_code(&sms_context(&member), code.unwrap_or(""));
+    let expected = data_encoding::HEXLOWER.decode(live.code_hash_hex.as_bytes()).expect("encode(…, 'hex')");
+    if !constant_time_eq(&presented, &expected) {
+        return failure(ErrorType::UnableToAuthOtpCode, "The SMS code is not valid.");
+    }
+    db::execute(
+        "UPDATE mfa.sms_codes SET used_at = now() WHERE organization_id = $1 AND member_id = $2;",
+        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+    )?;
+    db::execute(
+        "UPDATE mfa.members SET mfa_phone_number_verified = true, updated_at = now()
+          WHERE organization_id = $1 AND member_id = $2",
+        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+    )?;
+    SecondFactorSuccess {
+        request: &request,
+        member: &member,
+        org: &org,
+        session: session.as_ref(),
+        method: MfaMethod::SmsOtp,
+        set_mfa_enrollment,
+        set_default_mfa,
+        factor: session::factor(
+            "otp",
+            "sms",
+            json!({ "phone_number_factor": { "phone_id": live.phone_id, "phone_number": live.phone_number } }),
+        ),
+        event_type: EVENT,
+        extra: json!({}),
+    }
+    .commit()
+}
+
+/// Verifies the member's SMS code. Failures are returned, not raised.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn otp_sms_authenticate(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    code: Option<&str>,
+    intermediate_session_token: default!(Option<&str>, "NULL"),
+    set_mfa_enrollment: default!(Option<&str>, "NULL"),
+    set_default_mfa: default!(Option<bool>, false),
+) -> JsonB {
+    JsonB(
+        authenticate(
+            organization_id,
+            member_id,
+            code,
+            intermediate_session_token,
+            set_mfa_enrollment,
+            set_default_mfa.unwrap_or(false),
+        )
+        .or_raise(),
+    )
+}
+
+/// The countries SMS codes may be sent to.
+#[pg_extern(stable, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn country_code_allowlist_get() -> Vec<String> {
+    allowlist().or_raise()
+}
+
+/// Replaces the allowlist (ISO alpha-2, case-insensitive, de-duplicated).
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn country_code_allowlist_set(country_codes: Option<Vec<Option<String>>>) -> Vec<String> {
+    let set = || -> MfaResult<Vec<String>> {
+        let request = Request::new();
+        let codes = country_codes.unwrap_or_default();
+        let wanted = normalize_allowlist(codes.iter().map(|c| c.as_deref()))?;
+        let before = allowlist()?;
+        // Serializes concurrent changes: the table lock conflicts only with other writers.
+        db::execute("LOCK TABLE mfa.country_code_allowlist IN SHARE ROW EXCLUSIVE MODE", &[])?;
+        db::execute("DELETE FROM mfa.country_code_allowlist", &[])?;
+        db::execute(
+            "INSERT INTO mfa.country_code_allowlist (country_code) SELECT unnest($1::text[])",
+            &[wanted.clone().into()],
+        )?;
+        request.audit("", None, "country_code_allowlist.set", json!({ "before": before, "after": wanted }))?;
+        Ok(wanted)
+    };
+    set().or_raise()
+}
+
+/// Whether SMS can ever be sent to a country (documentation helper for the unsupported list).
+#[pg_extern(immutable, parallel_safe)]
+fn sms_country_supported(country_code: &str) -> bool {
+    let upper = country_code.trim().to_ascii_uppercase();
+    phone::is_country_code(&upper) && !phone::is_sms_unsupported(&upper)
+}

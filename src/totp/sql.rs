@@ -1,0 +1,471 @@
+//! The TOTP and recovery-code SQL surface: `totp_create`, `totp_authenticate`, `totp_migrate`,
+//! `member_delete_totp`, `recovery_codes_get/rotate/recover`, and `qr_code_text`.
+
+use super::{
+    new_recovery_code, new_secret, normalize_recovery_code, otpauth_uri, qr_code_data_url,
+    secret_from_base32, secret_to_base32, step_at, verify_code, CodeRejection, RECOVERY_CODE_COUNT,
+};
+use crate::db::{self, Request};
+use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::keyring;
+use crate::members::{self, Member};
+use crate::organizations;
+use crate::policy::{MfaMethod, SetMfaEnrollment};
+use crate::session::{self, SecondFactorSuccess};
+use crate::settings;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+struct Registration {
+    totp_registration_id: String,
+    secret_hex: String,
+    status: String,
+    expired: bool,
+    last_used_step: Option<i64>,
+}
+
+fn find_registration(member: &Member) -> MfaResult<Option<Registration>> {
+    db::row(
+        "SELECT jsonb_build_object(
+                    'totp_registration_id', totp_registration_id, 'secret_hex', encode(secret_ciphertext, 'hex'),
+                    'status', status, 'expired', coalesce(expires_at <= now(), false),
+                    'last_used_step', last_used_step)
+           FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2 FOR UPDATE",
+        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+    )
+}
+
+/// The secret is bound to its row: a ciphertext copied onto another registration does not decrypt.
+fn associated_data(member: &Member, registration_id: &str) -> Vec<u8> {
+    [member.organization_id.as_bytes(), member.member_id.as_bytes(), registration_id.as_bytes()].join(&0u8)
+}
+
+fn store_registration(member: &Member, secret: &[u8], pending_minutes: Option<i32>) -> MfaResult<String> {
+    let registration_id = db::new_uuid();
+    let ciphertext = keyring::current()?.encrypt(secret, &associated_data(member, &registration_id));
+    db::execute(
+        "DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2",
+        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+    )?;
+    db::execute(
+        "INSERT INTO mfa.totp_registrations
+                (organization_id, member_id, totp_registration_id, secret_ciphertext, status, expires_at, activated_at)
+         VALUES ($1, $2, $3::uuid, $4,
+                 CASE WHEN $5::int IS NULL THEN 'active' ELSE 'pending' END,
+                 now() + make_interval(mins => $5::int),
+                 CASE WHEN $5::int IS NULL THEN now() END)",
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+            registration_id.as_str().into(),
+            ciphertext.into(),
+            pending_minutes.into(),
+        ],
+    )?;
+    Ok(registration_id)
+}
+
+/// Replaces the member's recovery codes with `codes` (stored as keyed hashes only).
+fn store_recovery_codes(member: &Member, codes: &[String]) -> MfaResult<()> {
+    let keys = keyring::current()?;
+    let hashes: Vec<Vec<u8>> = codes.iter().map(|c| keys.hash_code("recovery", c)).collect();
+    db::execute(
+        "DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2",
+        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+    )?;
+    db::execute(
+        "INSERT INTO mfa.recovery_codes (organization_id, member_id, code_hash, key_id)
+         SELECT $1, $2, h, $4 FROM unnest($3::bytea[]) AS h ON CONFLICT DO NOTHING",
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+            hashes.into(),
+            keys.fingerprint_hex().as_str().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn mint_recovery_codes(member: &Member) -> MfaResult<Vec<String>> {
+    let codes: Vec<String> = (0..RECOVERY_CODE_COUNT).map(|_| new_recovery_code()).collect();
+    store_recovery_codes(member, &codes)?;
+    Ok(codes)
+}
+
+fn create(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    expiration_minutes: i32,
+    token: Option<&str>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    if !(5..=1440).contains(&expiration_minutes) {
+        return err(ErrorType::InvalidExpirationMinutes, "expiration_minutes must be between 5 and 1440.");
+    }
+    let member = members::load(organization_id, member_id, true)?;
+    let org = organizations::load_policy(&member.organization_id)?;
+    org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
+    session::require_step_up_for_new_factor(&member, token)?;
+    session::find_optional(&member, token)?;
+    if let Some(existing) = find_registration(&member)? {
+        if existing.status == "active" {
+            return err(ErrorType::ActiveTotpExists, "The member already has an active TOTP registration.");
+        }
+        if !existing.expired {
+            return err(
+                ErrorType::PendingTotpExists,
+                "The member has a pending TOTP registration; authenticate a code from it, or wait until it expires.",
+            );
+        }
+    }
+    let secret = new_secret();
+    let registration_id = store_registration(&member, &secret, Some(expiration_minutes))?;
+    let recovery_codes = mint_recovery_codes(&member)?;
+    let uri = otpauth_uri(&settings::totp_issuer(), &member.member_id, &secret);
+    request.audit(
+        &member.organization_id,
+        Some(&member.member_id),
+        "totp.created",
+        json!({ "totp_registration_id": registration_id, "expiration_minutes": expiration_minutes }),
+    )?;
+    Ok(json!({
+        "status_code": 200,
+        "request_id": request.id,
+        "organization_id": member.organization_id,
+        "member_id": member.member_id,
+        "totp_registration_id": registration_id,
+        "secret": secret_to_base32(&secret),
+        "otpauth_uri": uri,
+        "qr_code": qr_code_data_url(&uri)?,
+        "recovery_codes": recovery_codes,
+        "member": members::object(&member.organization_id, &member.member_id)?,
+    }))
+}
+
+/// Starts an authenticator-app registration, pending until its first code is authenticated.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn totp_create(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    expiration_minutes: default!(Option<i32>, 60),
+    intermediate_session_token: default!(Option<&str>, "NULL"),
+) -> JsonB {
+    JsonB(create(organization_id, member_id, expiration_minutes.unwrap_or(60), intermediate_session_token).or_raise())
+}
+
+fn authenticate(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    code: Option<&str>,
+    token: Option<&str>,
+    set_mfa_enrollment: Option<&str>,
+    set_default_mfa: bool,
+) -> MfaResult<Value> {
+    const EVENT: &str = "totp.authenticate";
+    let request = Request::new();
+    let set_mfa_enrollment = set_mfa_enrollment.map(SetMfaEnrollment::parse).transpose()?;
+    let member = members::load(organization_id, member_id, true)?;
+    let org = organizations::load_policy(&member.organization_id)?;
+    let session = session::find_optional(&member, token)?;
+    org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
+    let Some(registration) = find_registration(&member)? else {
+        return err(ErrorType::TotpNotFound, "The member has no TOTP registration.");
+    };
+    if member.is_locked {
+        return members::locked_attempt(&request, &member, EVENT);
+    }
+    if registration.expired {
+        let failure = MfaError::new(ErrorType::ExpiredTotp, "The pending TOTP registration has expired; create a new one.");
+        return members::failed_attempt(&request, &member, EVENT, failure);
+    }
+    let secret = keyring::decrypt(
+        &data_encoding::HEXLOWER.decode(registration.secret_hex.as_bytes()).expect("encode(…, 'hex')"),
+        &associated_data(&member, &registration.totp_registration_id),
+    )?;
+    let step = match verify_code(
+        &secret,
+        code.unwrap_or(""),
+        step_at(db::unix_seconds()),
+        settings::TOTP_SKEW_STEPS.get() as u64,
+        registration.last_used_step.map(|s| s as u64),
+    ) {
+        Ok(step) => step,
+        Err(CodeRejection::Invalid) => {
+            let failure = MfaError::new(ErrorType::InvalidTotpCode, "The TOTP code is not valid.");
+            return members::failed_attempt(&request, &member, EVENT, failure);
+        }
+        Err(CodeRejection::AlreadyUsed) => {
+            let failure = MfaError::new(
+                ErrorType::TotpCodeAlreadyAuthenticated,
+                "This TOTP code was already used; wait for the next one.",
+            );
+            return members::failed_attempt(&request, &member, EVENT, failure);
+        }
+    };
+    db::execute(
+        "UPDATE mfa.totp_registrations
+            SET last_used_step = $3, status = 'active', expires_at = NULL,
+                activated_at = coalesce(activated_at, now())
+          WHERE organization_id = $1 AND member_id = $2",
+        &[member.organization_id.as_str().into(), member.member_id.as_str().into(), (step as i64).into()],
+    )?;
+    SecondFactorSuccess {
+        request: &request,
+        member: &member,
+        org: &org,
+        session: session.as_ref(),
+        method: MfaMethod::Totp,
+        set_mfa_enrollment,
+        set_default_mfa,
+        factor: session::factor(
+            "totp",
+            "authenticator_app",
+            json!({ "authenticator_app_factor": { "totp_id": registration.totp_registration_id } }),
+        ),
+        event_type: EVENT,
+        extra: json!({ "totp_registration_id": registration.totp_registration_id }),
+    }
+    .commit()
+}
+
+/// Verifies a code from the member's authenticator app. Failures are returned, not raised.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn totp_authenticate(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    code: Option<&str>,
+    intermediate_session_token: default!(Option<&str>, "NULL"),
+    set_mfa_enrollment: default!(Option<&str>, "NULL"),
+    set_default_mfa: default!(Option<bool>, false),
+) -> JsonB {
+    JsonB(
+        authenticate(
+            organization_id,
+            member_id,
+            code,
+            intermediate_session_token,
+            set_mfa_enrollment,
+            set_default_mfa.unwrap_or(false),
+        )
+        .or_raise(),
+    )
+}
+
+fn migrate(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    secret: Option<&str>,
+    recovery_codes: Option<Vec<Option<String>>>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let secret = secret_from_base32(secret.unwrap_or(""))?;
+    let codes = recovery_codes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            c.as_deref().and_then(normalize_recovery_code).ok_or_else(|| {
+                MfaError::new(ErrorType::InvalidRecoveryCode, "A recovery code to import is not valid.")
+            })
+        })
+        .collect::<MfaResult<Vec<String>>>()?;
+    let member = members::load(organization_id, member_id, true)?;
+    if find_registration(&member)?.is_some_and(|r| r.status == "active") {
+        return err(ErrorType::ActiveTotpExists, "The member already has an active TOTP registration.");
+    }
+    let registration_id = store_registration(&member, &secret, None)?;
+    store_recovery_codes(&member, &codes)?;
+    request.audit(
+        &member.organization_id,
+        Some(&member.member_id),
+        "totp.migrated",
+        json!({ "totp_registration_id": registration_id, "recovery_codes_imported": codes.len() }),
+    )?;
+    Ok(json!({
+        "status_code": 200,
+        "request_id": request.id,
+        "totp_registration_id": registration_id,
+        "recovery_codes_remaining": codes.len(),
+        "member": members::object(&member.organization_id, &member.member_id)?,
+    }))
+}
+
+/// Imports an existing authenticator (active at once) and, optionally, its recovery codes.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn totp_migrate(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    secret: Option<&str>,
+    recovery_codes: default!(Option<Vec<Option<String>>>, "NULL"),
+) -> JsonB {
+    JsonB(migrate(organization_id, member_id, secret, recovery_codes).or_raise())
+}
+
+/// Removes the member's authenticator app and its recovery codes.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
+    let delete = || -> MfaResult<Value> {
+        let request = Request::new();
+        let member = members::load(organization_id, member_id, true)?;
+        let Some(registration) = find_registration(&member)? else {
+            return err(ErrorType::TotpNotFound, "The member has no TOTP registration.");
+        };
+        let ids = [member.organization_id.as_str().into(), member.member_id.as_str().into()];
+        db::execute("DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2", &ids)?;
+        db::execute("DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2", &ids)?;
+        db::execute(
+            "UPDATE mfa.members SET default_mfa_method = NULLIF(default_mfa_method, 'totp'), updated_at = now()
+              WHERE organization_id = $1 AND member_id = $2",
+            &ids,
+        )?;
+        request.audit(
+            &member.organization_id,
+            Some(&member.member_id),
+            "totp.deleted",
+            json!({ "totp_registration_id": registration.totp_registration_id }),
+        )?;
+        members::object(&member.organization_id, &member.member_id)
+    };
+    JsonB(delete().or_raise())
+}
+
+fn require_active_registration(member: &Member) -> MfaResult<Registration> {
+    match find_registration(member)? {
+        Some(r) if r.status == "active" => Ok(r),
+        _ => err(ErrorType::RecoveryCodesNotFound, "The member has no active TOTP registration, so no recovery codes."),
+    }
+}
+
+/// How many recovery codes remain and when they were minted (the codes themselves are stored
+/// hashed and were shown only once).
+#[pg_extern(stable, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
+    let get = || -> MfaResult<Value> {
+        let request = Request::new();
+        let member = members::load(organization_id, member_id, false)?;
+        let counts = db::json_row(
+            "SELECT jsonb_build_object(
+                        'recovery_codes_remaining', count(*) FILTER (WHERE used_at IS NULL),
+                        'recovery_codes_created_at', min(created_at))
+               FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2",
+            &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+        )?
+        .unwrap_or_default();
+        Ok(json!({
+            "status_code": 200,
+            "request_id": request.id,
+            "organization_id": member.organization_id,
+            "member_id": member.member_id,
+            "recovery_codes_remaining": counts["recovery_codes_remaining"],
+            "recovery_codes_created_at": counts["recovery_codes_created_at"],
+        }))
+    };
+    JsonB(get().or_raise())
+}
+
+/// Invalidates every recovery code and returns a new set (shown this once).
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
+    let rotate = || -> MfaResult<Value> {
+        let request = Request::new();
+        let member = members::load(organization_id, member_id, true)?;
+        require_active_registration(&member)?;
+        let codes = mint_recovery_codes(&member)?;
+        request.audit(&member.organization_id, Some(&member.member_id), "recovery_codes.rotated", json!({}))?;
+        Ok(json!({
+            "status_code": 200,
+            "request_id": request.id,
+            "organization_id": member.organization_id,
+            "member_id": member.member_id,
+            "recovery_codes": codes,
+        }))
+    };
+    JsonB(rotate().or_raise())
+}
+
+fn recover(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    recovery_code: Option<&str>,
+    token: Option<&str>,
+) -> MfaResult<Value> {
+    const EVENT: &str = "recovery_codes.recover";
+    let request = Request::new();
+    let member = members::load(organization_id, member_id, true)?;
+    let org = organizations::load_policy(&member.organization_id)?;
+    let session = session::find_optional(&member, token)?;
+    org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
+    require_active_registration(&member)?;
+    if member.is_locked {
+        return members::locked_attempt(&request, &member, EVENT);
+    }
+    let ids = [member.organization_id.as_str().into(), member.member_id.as_str().into()];
+    let key_ids: Vec<String> = db::row(
+        "SELECT coalesce(jsonb_agg(DISTINCT key_id), '[]') FROM mfa.recovery_codes
+          WHERE organization_id = $1 AND member_id = $2 AND used_at IS NULL",
+        &ids,
+    )?
+    .unwrap_or_default();
+    let candidates: Vec<Vec<u8>> = match recovery_code.and_then(normalize_recovery_code) {
+        Some(code) => key_ids
+            .iter()
+            .map(|id| keyring::by_fingerprint(id).map(|k| k.hash_code("recovery", &code)))
+            .collect::<MfaResult<_>>()?,
+        None => Vec::new(),
+    };
+    // Comparing keyed hashes by equality leaks nothing useful: without the key, knowing where two
+    // hashes differ says nothing about the code.
+    let remaining: Option<i64> = db::row(
+        "WITH used AS (
+             UPDATE mfa.recovery_codes SET used_at = now()
+              WHERE organization_id = $1 AND member_id = $2 AND code_hash = ANY($3) AND used_at IS NULL
+          RETURNING code_hash)
+         SELECT to_jsonb((SELECT count(*) FROM mfa.recovery_codes
+                           WHERE organization_id = $1 AND member_id = $2 AND used_at IS NULL) - 1)
+           FROM used LIMIT 1",
+        &[member.organization_id.as_str().into(), member.member_id.as_str().into(), candidates.into()],
+    )?;
+    let Some(remaining) = remaining else {
+        let failure = MfaError::new(ErrorType::InvalidRecoveryCode, "The recovery code is not valid or was already used.");
+        return members::failed_attempt(&request, &member, EVENT, failure);
+    };
+    SecondFactorSuccess {
+        request: &request,
+        member: &member,
+        org: &org,
+        session: session.as_ref(),
+        method: MfaMethod::Totp,
+        set_mfa_enrollment: None,
+        set_default_mfa: false,
+        factor: session::factor("recovery_codes", "recovery_code", json!({})),
+        event_type: EVENT,
+        extra: json!({ "recovery_codes_remaining": remaining }),
+    }
+    .commit()
+}
+
+/// Spends one recovery code as the second factor. Failures are returned, not raised.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn recovery_codes_recover(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    recovery_code: Option<&str>,
+    intermediate_session_token: default!(Option<&str>, "NULL"),
+) -> JsonB {
+    JsonB(recover(organization_id, member_id, recovery_code, intermediate_session_token).or_raise())
+}
+
+/// Renders any text (an otpauth URI) as a QR code of Unicode blocks, for terminals and psql.
+#[pg_extern(immutable, parallel_safe)]
+fn qr_code_text(text: &str) -> String {
+    super::qr_code_text(text).or_raise()
+}
