@@ -108,7 +108,6 @@ fn create(
     let member = members::load(organization_id, member_id, true)?;
     let org = organizations::load_policy(&member.organization_id)?;
     org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
-    session::require_step_up_for_new_factor(&member, token)?;
     session::find_optional(&member, token)?;
     if let Some(existing) = find_registration(&member)? {
         if existing.status == "active" {
@@ -121,6 +120,7 @@ fn create(
             );
         }
     }
+    session::require_step_up_for_new_factor(&member, token)?;
     let secret = new_secret();
     let registration_id = store_registration(&member, &secret, Some(expiration_minutes))?;
     let recovery_codes = mint_recovery_codes(&member)?;

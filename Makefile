@@ -1,0 +1,33 @@
+# mfa: `make demo` and `make test` set up everything they need on a fresh Debian 12 machine.
+.PHONY: setup build install test demo stop lint fmt clean
+
+DEMO_PORT ?= 28816
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	cargo build --release
+
+install: setup
+	cargo pgrx install --release --pg-config /usr/bin/pg_config
+
+test:
+	@bash scripts/test.sh
+
+demo:
+	@bash scripts/demo.sh start $(DEMO_PORT)
+
+stop:
+	@bash scripts/demo.sh stop $(DEMO_PORT)
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean: stop
+	cargo clean
+	rm -rf .demo

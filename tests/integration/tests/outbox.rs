@@ -1,0 +1,80 @@
+//! The outbox seen by real workers: NOTIFY on commit only, and concurrent claims that never hand
+//! one message to two workers.
+
+mod common;
+use common::*;
+use std::collections::HashSet;
+
+#[test]
+fn notify_on_commit_and_nothing_on_rollback() {
+    let mut listener = connect();
+    listener.batch_execute("LISTEN mfa_sms_outbox").unwrap();
+    let mut c = connect();
+    let org = unique("notify");
+    json(&mut c, "SELECT mfa.organization_upsert($1)", &[&org]);
+    json(&mut c, "SELECT mfa.member_upsert($1, 'ann', '+14155550102')", &[&org]);
+    let mut tx = c.transaction().unwrap();
+    tx.query_one("SELECT mfa.otp_sms_send($1, 'ann')", &[&org]).unwrap();
+    tx.rollback().unwrap();
+    let rolled_back: i64 =
+        c.query_one("SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1", &[&org]).unwrap().get(0);
+    assert_eq!(rolled_back, 0, "a rolled-back send leaves no message");
+    let codes: i64 =
+        c.query_one("SELECT count(*) FROM mfa.sms_codes WHERE organization_id = $1", &[&org]).unwrap().get(0);
+    assert_eq!(codes, 0, "a rolled-back send leaves no code");
+    json(&mut c, "SELECT mfa.otp_sms_send($1, 'ann')", &[&org]);
+    let id: i64 = c
+        .query_one("SELECT message_id FROM mfa.sms_outbox WHERE organization_id = $1", &[&org])
+        .unwrap()
+        .get(0);
+    let mut received = Vec::new();
+    let mut notifications = listener.notifications();
+    let mut iter = notifications.timeout_iter(std::time::Duration::from_secs(5));
+    while let Some(n) = iter.next().unwrap() {
+        received.push(n.payload().to_string());
+        if n.payload() == id.to_string() {
+            break;
+        }
+    }
+    assert!(received.contains(&id.to_string()), "{received:?}");
+}
+
+#[test]
+fn two_workers_never_receive_the_same_message() {
+    let mut c = connect();
+    let org = unique("drain");
+    json(&mut c, "SELECT mfa.organization_upsert($1)", &[&org]);
+    const MESSAGES: usize = 60;
+    for i in 0..MESSAGES {
+        let member = format!("m{i}");
+        let phone = format!("+1415555{:04}", 1000 + i);
+        json(&mut c, "SELECT mfa.member_upsert($1, $2)", &[&org, &member]);
+        json(&mut c, "SELECT mfa.otp_sms_send($1, $2, $3)", &[&org, &member, &phone]);
+    }
+    let org2 = org.clone();
+    let claimed = race(2, move |client, _| {
+        let mut mine = Vec::new();
+        loop {
+            // Other tests' messages may be claimed too: only this test's are answered.
+            let rows = client.query("SELECT id, organization_id FROM mfa.sms_outbox_claim(3, '5 minutes')", &[]).unwrap();
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows.iter().filter(|r| r.get::<_, String>(1) == org2) {
+                let id: i64 = r.get(0);
+                client.query_one("SELECT mfa.sms_outbox_complete($1, 'fake')", &[&id]).unwrap();
+                mine.push(id);
+            }
+        }
+        mine
+    });
+    let all: Vec<i64> = claimed.iter().flatten().copied().collect();
+    let distinct: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), distinct.len(), "a message went to two workers");
+    let sent: i64 = c
+        .query_one("SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1 AND status = 'sent'", &[&org])
+        .unwrap()
+        .get(0);
+    assert_eq!(sent as usize, MESSAGES);
+    assert_eq!(distinct.len(), MESSAGES);
+}
