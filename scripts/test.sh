@@ -27,7 +27,8 @@ bash scripts/cluster.sh start "$data" "$port"
 
 echo "== pg_regress: tests/pg_regress"
 out=$(mktemp -d)
-schedule=$(ls tests/pg_regress/sql | sed -n 's/\.sql$//p' | sort)
+# setup (CREATE EXTENSION) first, then every other file in name order.
+schedule="setup $(ls tests/pg_regress/sql | sed -n 's/\.sql$//p' | grep -vx setup | sort | tr '\n' ' ')"
 if ! /usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
         --inputdir=tests/pg_regress --outputdir="$out" --host=/tmp --port="$port" \
         --user=postgres --dbname=mfa_regress $schedule; then

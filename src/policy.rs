@@ -60,7 +60,7 @@ text_enum!(
 
 text_enum!(
     /// A second-factor method a member can enroll.
-    MfaMethod, ErrorType::InvalidOrganizationAllowedMfaMethods, "an MFA method" {
+    MfaMethod, ErrorType::InvalidOrganizationAllowedMfaMethods, "each of allowed_mfa_methods" {
         SmsOtp => "sms_otp",
         Totp => "totp",
     }
@@ -126,7 +126,7 @@ pub fn truncate_for_message(s: &str) -> String {
 pub fn parse_default_method(value: &str) -> MfaResult<MfaMethod> {
     MfaMethod::parse(value).map_err(|mut e| {
         e.error_type = ErrorType::InvalidMfaDefaultMethod;
-        e.message = e.message.replacen("an MFA method", "default_mfa_method", 1);
+        e.message = e.message.replacen("each of allowed_mfa_methods", "default_mfa_method", 1);
         e
     })
 }

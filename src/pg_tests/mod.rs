@@ -3,6 +3,7 @@
 
 mod admin;
 mod flows;
+mod matrix;
 
 use pgrx::prelude::*;
 use pgrx::JsonB;

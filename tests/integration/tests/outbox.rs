@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use fallible_iterator::FallibleIterator;
 use std::collections::HashSet;
 
 #[test]

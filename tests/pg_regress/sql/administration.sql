@@ -1,0 +1,55 @@
+-- Administration: organizations and members, as an administrator (role mfa_admin) uses them.
+\pset null '∅'
+
+-- An organization starts OPTIONAL / ALL_ALLOWED, like Stytch's.
+SELECT mfa.organization_upsert('acme') - 'created_at' - 'updated_at';
+
+-- NULL keeps a value; methods are de-duplicated and sorted.
+SELECT mfa.organization_upsert('acme', 'REQUIRED_FOR_ALL', 'RESTRICTED', ARRAY['totp', 'sms_otp', 'totp'])
+       - 'created_at' - 'updated_at';
+SELECT mfa.organization_upsert('acme', mfa_methods => 'ALL_ALLOWED') ->> 'mfa_policy' AS still_required;
+
+-- Every value is checked; the message starts with Stytch's error_type.
+SELECT mfa.organization_upsert('acme', 'required_for_all');
+SELECT mfa.organization_upsert('acme', NULL, 'SOME');
+SELECT mfa.organization_upsert('acme', NULL, NULL, ARRAY['email']);
+SELECT mfa.organization_upsert('acme', NULL, 'RESTRICTED', '{}');
+SELECT mfa.organization_upsert('');
+SELECT mfa.organization_get('nobody');
+
+-- Members: the phone is parsed and stored as E.164, unverified until an SMS code is authenticated.
+SELECT mfa.member_upsert('acme', 'ann', '+1 (415) 555-2671', true, 'sms_otp')
+       - 'created_at' - 'updated_at';
+SELECT mfa.member_upsert('acme', 'ann', '415-555-2671');
+SELECT mfa.member_upsert('acme', 'ann', default_mfa_method => 'totp');
+SELECT mfa.member_upsert('acme', 'ann', default_mfa_method => 'email');
+SELECT mfa.member_upsert('nobody', 'ann');
+SELECT mfa.member_get('acme', 'bob');
+
+-- Removing the phone clears SMS as the default method.
+SELECT mfa.member_delete_mfa_phone_number('acme', 'ann') ->> 'default_mfa_method' AS default_method;
+
+-- The SMS country allowlist: {CA,US} until set; unsupported countries are refused by name.
+SELECT mfa.country_code_allowlist_get();
+SELECT mfa.country_code_allowlist_set(ARRAY['us', 'CA', 'gb', 'US']);
+SELECT mfa.country_code_allowlist_set(ARRAY['US', 'RU', 'hk', 'ZZ']);
+SELECT mfa.country_code_allowlist_set('{}');
+SELECT mfa.country_code_allowlist_set(ARRAY['CA', 'US']);
+
+-- Deleting an organization deletes its members; the audit trail stays.
+SELECT mfa.organization_delete('acme');
+SELECT mfa.member_get('acme', 'ann');
+SELECT event_type, member_id FROM mfa.events WHERE organization_id IN ('acme', '') ORDER BY event_id;
+
+-- The privilege split: an application login holds mfa_app and nothing more.
+CREATE ROLE regress_app LOGIN IN ROLE mfa_app;
+SET ROLE regress_app;
+SELECT * FROM mfa.members;
+SELECT mfa.organization_upsert('evil');
+RESET ROLE;
+CREATE ROLE regress_worker LOGIN IN ROLE mfa_sms_worker;
+SET ROLE regress_worker;
+SELECT mfa.primary_authenticate('acme', 'ann');
+SELECT count(*) AS claimable FROM mfa.sms_outbox_claim();
+RESET ROLE;
+DROP ROLE regress_app, regress_worker;

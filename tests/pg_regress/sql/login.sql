@@ -1,0 +1,62 @@
+-- A whole login as an application writes it: its own primary check, then primary_authenticate,
+-- a second factor, and the INSERT of its session, which the trigger allows only once the
+-- organization's policy is met.
+\pset null '∅'
+SELECT mfa.organization_upsert('globex', 'REQUIRED_FOR_ALL') ->> 'mfa_policy' AS policy;
+SELECT mfa.member_upsert('globex', 'hank') ->> 'member_id' AS member;
+
+-- The application's own sessions table, guarded by the trigger.
+CREATE TABLE app_sessions (
+    id serial PRIMARY KEY,
+    organization_id text NOT NULL,
+    member_id text NOT NULL,
+    token text,
+    factors jsonb
+);
+CREATE TRIGGER require_mfa BEFORE INSERT ON app_sessions FOR EACH ROW
+EXECUTE FUNCTION mfa.enforce_session_policy('organization_id', 'member_id', 'token', 'factors');
+
+-- 1. The password was right (checked by the application): start the login.
+SELECT mfa.primary_authenticate('globex', 'hank', 'password') AS login \gset
+SELECT :'login'::jsonb -> 'member_authenticated' AS member_authenticated,
+       :'login'::jsonb -> 'mfa_required' AS mfa_required,
+       length(:'login'::jsonb ->> 'intermediate_session_token') AS token_length;
+SELECT :'login'::jsonb ->> 'intermediate_session_token' AS token \gset
+
+-- 2. No session before the second factor.
+INSERT INTO app_sessions (organization_id, member_id, token) VALUES ('globex', 'hank', :'token');
+
+-- 3. Hank enrolls an authenticator app he already uses (imported here with a known secret).
+SELECT mfa.totp_migrate('globex', 'hank', 'JBSWY3DPEHPK3PXP') ->> 'status_code' AS migrated;
+SELECT mfa.totp_authenticate('globex', 'hank', '000000', :'token') - 'request_id' AS wrong_code;
+\set code `oathtool --totp -b JBSWY3DPEHPK3PXP`
+SELECT r ->> 'status_code' AS status, jsonb_path_query_array(r, '$.authentication_factors[*].type') AS factors
+  FROM mfa.totp_authenticate('globex', 'hank', :'code', :'token') AS r;
+-- The same code again is a replay.
+SELECT mfa.totp_authenticate('globex', 'hank', :'code') ->> 'error_type' AS replay;
+
+-- 4. Now the session row is accepted, with the factors recorded.
+INSERT INTO app_sessions (organization_id, member_id, token) VALUES ('globex', 'hank', :'token');
+SELECT id, jsonb_path_query_array(factors, '$[*].type') AS factors FROM app_sessions;
+
+-- 5. One token, one session.
+INSERT INTO app_sessions (organization_id, member_id, token) VALUES ('globex', 'hank', :'token');
+SELECT count(*) AS sessions FROM app_sessions;
+
+-- SMS: the code goes to the outbox, a worker claims it, and it is scrubbed once sent.
+SELECT mfa.member_upsert('globex', 'ivy', '+14165550123') ->> 'mfa_phone_number' AS phone;
+SELECT mfa.otp_sms_send('globex', 'ivy', locale => 'es') ->> 'status_code' AS sent;
+SELECT id, phone_number, country_code, locale, regexp_replace(body, '[0-9]{6}', 'NNNNNN') AS body, attempts
+  FROM mfa.sms_outbox_claim(10, '30 seconds') \gset msg_
+\echo :msg_phone_number :msg_country_code :msg_locale :msg_body
+SELECT substring(body from '[0-9]{6}') AS sms_code FROM mfa.sms_outbox WHERE message_id = :msg_id \gset
+SELECT mfa.sms_outbox_complete(:msg_id, 'SM0001') ->> 'status' AS delivery;
+SELECT body FROM mfa.sms_outbox WHERE message_id = :msg_id;
+SELECT r -> 'member' -> 'mfa_phone_number_verified' AS verified, r -> 'member' ->> 'default_mfa_method' AS default_method
+  FROM mfa.otp_sms_authenticate('globex', 'ivy', :'sms_code') AS r;
+
+-- Sending to a country that is not allowed sends nothing.
+SELECT mfa.member_upsert('globex', 'jo') ->> 'member_id' AS member;
+SELECT mfa.otp_sms_send('globex', 'jo', '+12423570123');
+SELECT count(*) AS messages_for_jo FROM mfa.sms_outbox WHERE member_id = 'jo';
+DROP TABLE app_sessions;
