@@ -46,7 +46,7 @@ SELECT count(*) AS sessions_after_refusal FROM app.sessions;
 SELECT mfa.totp_create('acme', 'ann@acme.example', intermediate_session_token => :'token') AS enrollment \gset
 SELECT :'enrollment'::jsonb ->> 'secret' AS secret, :'enrollment'::jsonb ->> 'otpauth_uri' AS uri \gset
 \echo 'otpauth URI:' :uri
-\echo 'The QR code her phone scans (the PNG data URL rendered for this terminal):'
+\echo 'The QR code her phone scans (qr_code holds it as a PNG; here the same URI is drawn for the terminal):'
 \pset tuples_only on
 \pset format unaligned
 SELECT mfa.qr_code_text(:'uri');

@@ -38,7 +38,11 @@ impl Keys {
         let id = hmac_sha256(master, b"mfa key fingerprint v1");
         let mut fingerprint = [0u8; FINGERPRINT_LEN];
         fingerprint.copy_from_slice(&id[..FINGERPRINT_LEN]);
-        Keys { encryption, hashing, fingerprint }
+        Keys {
+            encryption,
+            hashing,
+            fingerprint,
+        }
     }
 
     /// A short public identifier of the key (safe to show: derived one-way).
@@ -63,7 +67,13 @@ impl Keys {
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
         let sealed = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: associated_data })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: associated_data,
+                },
+            )
             .expect("encryption of a short secret cannot fail");
         let mut out = Vec::with_capacity(1 + FINGERPRINT_LEN + NONCE_LEN + sealed.len());
         out.push(CIPHERTEXT_VERSION);
@@ -76,7 +86,10 @@ impl Keys {
     pub fn decrypt(&self, ciphertext: &[u8], associated_data: &[u8]) -> MfaResult<Vec<u8>> {
         let header = 1 + FINGERPRINT_LEN + NONCE_LEN;
         if ciphertext.len() < header || ciphertext[0] != CIPHERTEXT_VERSION {
-            return err(ErrorType::EncryptionKeyMismatch, "A stored secret is not in a known format.");
+            return err(
+                ErrorType::EncryptionKeyMismatch,
+                "A stored secret is not in a known format.",
+            );
         }
         if ciphertext[1..1 + FINGERPRINT_LEN] != self.fingerprint {
             return Err(MfaError::new(
@@ -112,7 +125,9 @@ pub fn ciphertext_fingerprint(ciphertext: &[u8]) -> Option<String> {
 pub fn parse_master_key(text: &str) -> MfaResult<[u8; KEY_LEN]> {
     let text = text.trim();
     let bytes = if text.len() == 2 * KEY_LEN && text.chars().all(|c| c.is_ascii_hexdigit()) {
-        data_encoding::HEXLOWER_PERMISSIVE.decode(text.as_bytes()).ok()
+        data_encoding::HEXLOWER_PERMISSIVE
+            .decode(text.as_bytes())
+            .ok()
     } else {
         STANDARD.decode(text).ok()
     };
@@ -143,7 +158,9 @@ pub fn random_numeric_code(digits: u32) -> String {
 
 /// A uniformly random string over `alphabet`.
 pub fn random_string(alphabet: &[u8], len: usize) -> String {
-    (0..len).map(|_| alphabet[OsRng.gen_range(0..alphabet.len())] as char).collect()
+    (0..len)
+        .map(|_| alphabet[OsRng.gen_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 /// A bearer token: 256 random bits, base64url without padding.
@@ -186,7 +203,11 @@ mod tests {
         let mut tampered = c.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(k.decrypt(&tampered, b"org\0member").is_err());
-        assert_ne!(k.encrypt(b"x", b""), k.encrypt(b"x", b""), "nonces must differ");
+        assert_ne!(
+            k.encrypt(b"x", b""),
+            k.encrypt(b"x", b""),
+            "nonces must differ"
+        );
     }
 
     #[test]
@@ -223,10 +244,16 @@ mod tests {
     #[test]
     fn random_codes_have_the_right_shape_and_spread() {
         let codes: Vec<String> = (0..2000).map(|_| random_numeric_code(6)).collect();
-        assert!(codes.iter().all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())));
+        assert!(codes
+            .iter()
+            .all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())));
         // Every leading digit shows up: a biased or truncated generator would miss some.
         for d in b'0'..=b'9' {
-            assert!(codes.iter().any(|c| c.as_bytes()[0] == d), "no code starts with {}", d as char);
+            assert!(
+                codes.iter().any(|c| c.as_bytes()[0] == d),
+                "no code starts with {}",
+                d as char
+            );
         }
         let t = new_token();
         assert_eq!(t.len(), 43);

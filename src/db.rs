@@ -12,16 +12,18 @@ use serde_json::Value;
 
 /// Runs a statement whose first column is `jsonb` and returns that column of each row.
 pub fn json_rows(sql: &str, args: &[DatumWithOid]) -> MfaResult<Vec<Value>> {
-    Ok(Spi::connect_mut(|client| -> Result<Vec<Value>, pgrx::spi::Error> {
-        let table = client.update(sql, None, args)?;
-        let mut rows = Vec::with_capacity(table.len());
-        for row in table {
-            if let Some(JsonB(v)) = row.get::<JsonB>(1)? {
-                rows.push(v);
+    Ok(Spi::connect_mut(
+        |client| -> Result<Vec<Value>, pgrx::spi::Error> {
+            let table = client.update(sql, None, args)?;
+            let mut rows = Vec::with_capacity(table.len());
+            for row in table {
+                if let Some(JsonB(v)) = row.get::<JsonB>(1)? {
+                    rows.push(v);
+                }
             }
-        }
-        Ok(rows)
-    })?)
+            Ok(rows)
+        },
+    )?)
 }
 
 /// The `jsonb` first column of the first row, if there is a row.
@@ -41,7 +43,9 @@ pub fn row<T: DeserializeOwned>(sql: &str, args: &[DatumWithOid]) -> MfaResult<O
 
 /// Runs a statement and returns how many rows it processed.
 pub fn execute(sql: &str, args: &[DatumWithOid]) -> MfaResult<usize> {
-    Ok(Spi::connect_mut(|client| client.update(sql, None, args).map(|t| t.len()))?)
+    Ok(Spi::connect_mut(|client| {
+        client.update(sql, None, args).map(|t| t.len())
+    })?)
 }
 
 /// The transaction's timestamp as PostgreSQL prints it in JSON (ISO 8601).
@@ -68,7 +72,14 @@ pub fn new_uuid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex = data_encoding::HEXLOWER.encode(&b);
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// One call of a public function: its request id, shared by the answer and every audit event.

@@ -5,8 +5,8 @@
 //! is *returned* as a `{status_code, error_type, error_message}` object, so that its attempt counter
 //! and audit event commit with the caller's transaction instead of being rolled back.
 
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 use std::fmt;
@@ -83,7 +83,9 @@ impl ErrorType {
             InvalidTotpSecret => "invalid_totp_secret",
             InvalidPrimaryAuthenticationMethod => "invalid_primary_authentication_method",
             InvalidSetMfaEnrollment => "invalid_set_mfa_enrollment",
-            CountryCodeAllowlistInvalidCountryCodes => "country_code_allowlist_invalid_country_codes",
+            CountryCodeAllowlistInvalidCountryCodes => {
+                "country_code_allowlist_invalid_country_codes"
+            }
             CountryCodeAllowlistEmpty => "country_code_allowlist_empty",
             OrganizationNotFound => "organization_not_found",
             MemberNotFound => "member_not_found",
@@ -179,7 +181,11 @@ pub type MfaResult<T> = Result<T, MfaError>;
 
 impl MfaError {
     pub fn new(error_type: ErrorType, message: impl Into<String>) -> Self {
-        MfaError { error_type, message: message.into(), hint: None }
+        MfaError {
+            error_type,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -264,14 +270,23 @@ mod tests {
     fn sqlstates_follow_the_design() {
         use ErrorType::*;
         let code = |t: ErrorType| t.sqlstate();
-        assert_eq!(code(InvalidPhoneNumber), PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE);
+        assert_eq!(
+            code(InvalidPhoneNumber),
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+        );
         assert_eq!(code(MemberNotFound), PgSqlErrorCode::ERRCODE_NO_DATA_FOUND);
         assert_eq!(
             code(InsufficientFactors),
             PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
         );
-        assert_eq!(code(TooManyRequests), PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED);
-        assert_eq!(code(ActiveTotpExists), PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(
+            code(TooManyRequests),
+            PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
+        );
+        assert_eq!(
+            code(ActiveTotpExists),
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        );
         assert_eq!(UserLockLimitReached.status_code(), 429);
     }
 }

@@ -79,7 +79,10 @@ pub fn generate_database_key() -> MfaResult<String> {
     db::execute(
         "INSERT INTO mfa.database_keys (key_id, key) VALUES ($1, decode($2, 'hex'))
          ON CONFLICT DO NOTHING",
-        &[keys.fingerprint_hex().as_str().into(), data_encoding::HEXLOWER.encode(&master).as_str().into()],
+        &[
+            keys.fingerprint_hex().as_str().into(),
+            data_encoding::HEXLOWER.encode(&master).as_str().into(),
+        ],
     )?;
     Ok(keys.fingerprint_hex())
 }

@@ -54,7 +54,11 @@ pub fn not_found(organization_id: &str, member_id: &str) -> MfaError {
 
 /// Validates both ids and loads the member; with `lock`, the member row stays locked until the
 /// end of the transaction, which serializes concurrent attempts on one member.
-pub fn load(organization_id: Option<&str>, member_id: Option<&str>, lock: bool) -> MfaResult<Member> {
+pub fn load(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    lock: bool,
+) -> MfaResult<Member> {
     let organization_id = validate_id(organization_id, IdKind::Organization)?;
     let member_id = validate_id(member_id, IdKind::Member)?;
     let sql = if lock {
@@ -68,9 +72,12 @@ pub fn load(organization_id: Option<&str>, member_id: Option<&str>, lock: bool) 
 }
 
 pub fn object(organization_id: &str, member_id: &str) -> MfaResult<Value> {
-    db::json_row("SELECT mfa.member_object($1, $2)", &[organization_id.into(), member_id.into()])?
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| not_found(organization_id, member_id))
+    db::json_row(
+        "SELECT mfa.member_object($1, $2)",
+        &[organization_id.into(), member_id.into()],
+    )?
+    .filter(|v| !v.is_null())
+    .ok_or_else(|| not_found(organization_id, member_id))
 }
 
 /// Counts a failed attempt; at `mfa.lock_threshold` consecutive failures the member is locked for
@@ -99,7 +106,10 @@ pub fn record_success(member: &Member) -> MfaResult<()> {
     db::execute(
         "UPDATE mfa.members SET failed_attempts = 0
           WHERE organization_id = $1 AND member_id = $2 AND failed_attempts <> 0",
-        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+        ],
     )?;
     Ok(())
 }
@@ -173,7 +183,9 @@ fn upsert(
             );
         }
     }
-    let phone_changed = phone.as_ref().is_some_and(|p| before.mfa_phone_number.as_deref() != Some(&p.e164));
+    let phone_changed = phone
+        .as_ref()
+        .is_some_and(|p| before.mfa_phone_number.as_deref() != Some(&p.e164));
     db::execute(
         "UPDATE mfa.members SET
                 mfa_phone_number = CASE WHEN $3 THEN $4 ELSE mfa_phone_number END,
@@ -203,7 +215,11 @@ fn upsert(
     request.audit(
         org,
         Some(mem),
-        if created { "member.created" } else { "member.updated" },
+        if created {
+            "member.created"
+        } else {
+            "member.updated"
+        },
         json!({
             "mfa_phone_number": phone.as_ref().filter(|_| phone_changed).map(|p| p.masked()),
             "mfa_enrolled": mfa_enrolled,
@@ -234,8 +250,15 @@ fn member_upsert(
     is_breakglass: default!(Option<bool>, "NULL"),
 ) -> JsonB {
     JsonB(
-        upsert(organization_id, member_id, mfa_phone_number, mfa_enrolled, default_mfa_method, is_breakglass)
-            .or_raise(),
+        upsert(
+            organization_id,
+            member_id,
+            mfa_phone_number,
+            mfa_enrolled,
+            default_mfa_method,
+            is_breakglass,
+        )
+        .or_raise(),
     )
 }
 
@@ -258,9 +281,17 @@ fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) {
         let m = load(organization_id, member_id, true)?;
         db::execute(
             "DELETE FROM mfa.members WHERE organization_id = $1 AND member_id = $2",
-            &[m.organization_id.as_str().into(), m.member_id.as_str().into()],
+            &[
+                m.organization_id.as_str().into(),
+                m.member_id.as_str().into(),
+            ],
         )?;
-        request.audit(&m.organization_id, Some(&m.member_id), "member.deleted", json!({}))
+        request.audit(
+            &m.organization_id,
+            Some(&m.member_id),
+            "member.deleted",
+            json!({}),
+        )
     };
     delete().or_raise()
 }
@@ -297,7 +328,10 @@ fn member_delete_mfa_phone_number(organization_id: Option<&str>, member_id: Opti
         let request = Request::new();
         let m = load(organization_id, member_id, true)?;
         let Some(phone) = &m.mfa_phone_number else {
-            return err(ErrorType::MemberPhoneNumberNotFound, "The member has no phone number.");
+            return err(
+                ErrorType::MemberPhoneNumberNotFound,
+                "The member has no phone number.",
+            );
         };
         db::execute(
             "UPDATE mfa.members SET mfa_phone_number = NULL, mfa_phone_country = NULL, phone_id = NULL,

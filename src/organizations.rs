@@ -48,13 +48,19 @@ pub fn load_policy(organization_id: &str) -> MfaResult<OrganizationPolicy> {
 pub fn not_found(organization_id: &str) -> crate::errors::MfaError {
     crate::errors::MfaError::new(
         ErrorType::OrganizationNotFound,
-        format!("No organization {:?}.", crate::policy::truncate_for_message(organization_id)),
+        format!(
+            "No organization {:?}.",
+            crate::policy::truncate_for_message(organization_id)
+        ),
     )
 }
 
 pub fn object(organization_id: &str) -> MfaResult<Value> {
-    db::json_row("SELECT mfa.organization_object($1)", &[organization_id.into()])?
-        .ok_or_else(|| not_found(organization_id))
+    db::json_row(
+        "SELECT mfa.organization_object($1)",
+        &[organization_id.into()],
+    )?
+    .ok_or_else(|| not_found(organization_id))
 }
 
 fn upsert(
@@ -66,7 +72,11 @@ fn upsert(
     let request = Request::new();
     let organization_id = validate_id(organization_id, IdKind::Organization)?;
     let current = find(organization_id, true)?;
-    let next = current.clone().unwrap_or_default().updated(mfa_policy, mfa_methods, allowed_mfa_methods)?;
+    let next = current.clone().unwrap_or_default().updated(
+        mfa_policy,
+        mfa_methods,
+        allowed_mfa_methods,
+    )?;
     let allowed: Vec<&str> = next.allowed_names();
     db::execute(
         "INSERT INTO mfa.organizations (organization_id, mfa_policy, mfa_methods, allowed_mfa_methods)
@@ -86,7 +96,11 @@ fn upsert(
     request.audit(
         organization_id,
         None,
-        if current.is_some() { "organization.updated" } else { "organization.created" },
+        if current.is_some() {
+            "organization.updated"
+        } else {
+            "organization.created"
+        },
         json!({
             "mfa_policy": next.mfa_policy.as_str(),
             "mfa_methods": next.mfa_methods.as_str(),
@@ -105,15 +119,22 @@ fn organization_upsert(
     mfa_methods: default!(Option<&str>, "NULL"),
     allowed_mfa_methods: default!(Option<Vec<Option<String>>>, "NULL"),
 ) -> JsonB {
-    JsonB(upsert(organization_id, mfa_policy, mfa_methods, allowed_mfa_methods).or_raise())
+    JsonB(
+        upsert(
+            organization_id,
+            mfa_policy,
+            mfa_methods,
+            allowed_mfa_methods,
+        )
+        .or_raise(),
+    )
 }
 
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn organization_get(organization_id: Option<&str>) -> JsonB {
-    let get = || -> MfaResult<Value> {
-        object(validate_id(organization_id, IdKind::Organization)?)
-    };
+    let get =
+        || -> MfaResult<Value> { object(validate_id(organization_id, IdKind::Organization)?) };
     JsonB(get().or_raise())
 }
 
@@ -132,9 +153,17 @@ fn organization_delete(organization_id: Option<&str>) {
             &[organization_id.into()],
         )?;
         let Some(members) = members else {
-            return err(ErrorType::OrganizationNotFound, not_found(organization_id).message);
+            return err(
+                ErrorType::OrganizationNotFound,
+                not_found(organization_id).message,
+            );
         };
-        request.audit(organization_id, None, "organization.deleted", json!({ "members_deleted": members }))
+        request.audit(
+            organization_id,
+            None,
+            "organization.deleted",
+            json!({ "members_deleted": members }),
+        )
     };
     delete().or_raise()
 }

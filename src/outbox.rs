@@ -27,7 +27,10 @@ type ClaimedRow = (
 
 fn claim(batch_size: i32, visibility_timeout: pgrx::datum::Interval) -> MfaResult<Vec<ClaimedRow>> {
     if !(1..=1000).contains(&batch_size) {
-        return err(ErrorType::InvalidArgument, "batch_size must be between 1 and 1000.");
+        return err(
+            ErrorType::InvalidArgument,
+            "batch_size must be between 1 and 1000.",
+        );
     }
     // Messages whose code expired are never handed out; they are retired (and scrubbed) here.
     db::execute(
@@ -40,8 +43,9 @@ fn claim(batch_size: i32, visibility_timeout: pgrx::datum::Interval) -> MfaResul
         ),
         &[],
     )?;
-    Ok(Spi::connect_mut(|client| -> Result<Vec<ClaimedRow>, pgrx::spi::Error> {
-        let table = client.update(
+    Ok(Spi::connect_mut(
+        |client| -> Result<Vec<ClaimedRow>, pgrx::spi::Error> {
+            let table = client.update(
             "UPDATE mfa.sms_outbox o
                 SET visible_at = now() + $2::interval, attempts = o.attempts + 1
                FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
@@ -53,27 +57,32 @@ fn claim(batch_size: i32, visibility_timeout: pgrx::datum::Interval) -> MfaResul
             None,
             &[(batch_size as i64).into(), visibility_timeout.into()],
         )?;
-        let mut rows = Vec::with_capacity(table.len());
-        for row in table {
-            rows.push((
-                row.get::<i64>(1)?.unwrap_or_default(),
-                row.get::<String>(2)?.unwrap_or_default(),
-                row.get::<String>(3)?.unwrap_or_default(),
-                row.get::<String>(4)?.unwrap_or_default(),
-                row.get::<String>(5)?.unwrap_or_default(),
-                row.get::<String>(6)?.unwrap_or_default(),
-                row.get::<i32>(7)?.unwrap_or_default(),
-                row.get::<pgrx::datum::TimestampWithTimeZone>(8)?.expect("NOT NULL"),
-                row.get::<pgrx::datum::TimestampWithTimeZone>(9)?.expect("NOT NULL"),
-            ));
-        }
-        rows.sort_by_key(|r| r.0);
-        Ok(rows)
-    })?)
+            let mut rows = Vec::with_capacity(table.len());
+            for row in table {
+                rows.push((
+                    row.get::<i64>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<String>(4)?.unwrap_or_default(),
+                    row.get::<String>(5)?.unwrap_or_default(),
+                    row.get::<String>(6)?.unwrap_or_default(),
+                    row.get::<i32>(7)?.unwrap_or_default(),
+                    row.get::<pgrx::datum::TimestampWithTimeZone>(8)?
+                        .expect("NOT NULL"),
+                    row.get::<pgrx::datum::TimestampWithTimeZone>(9)?
+                        .expect("NOT NULL"),
+                ));
+            }
+            rows.sort_by_key(|r| r.0);
+            Ok(rows)
+        },
+    )?)
 }
 
 /// Hands up to `batch_size` deliverable messages to this worker and hides them from others for
 /// `visibility_timeout`; a message not completed or failed by then is handed out again.
+// pgrx needs the named columns spelled out in the signature, so no type alias can shorten it.
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn sms_outbox_claim(
@@ -98,12 +107,23 @@ fn sms_outbox_claim(
 
 /// Runs `sql` (an UPDATE of message `$1` returning its organization, member, status and attempts)
 /// and audits it.
-fn finish(message_id: i64, sql: &str, args: Vec<pgrx::datum::DatumWithOid>, event: &str) -> MfaResult<Value> {
+fn finish(
+    message_id: i64,
+    sql: &str,
+    args: Vec<pgrx::datum::DatumWithOid>,
+    event: &str,
+) -> MfaResult<Value> {
     let request = Request::new();
     let Some(done) = db::json_row(sql, &args)? else {
-        return err(ErrorType::SmsMessageNotFound, format!("No outbox message {message_id} to finish."));
+        return err(
+            ErrorType::SmsMessageNotFound,
+            format!("No outbox message {message_id} to finish."),
+        );
     };
-    let organization_id = done["organization_id"].as_str().unwrap_or_default().to_string();
+    let organization_id = done["organization_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     request.audit(
         &organization_id,
         done["member_id"].as_str(),
@@ -124,7 +144,15 @@ fn sms_outbox_complete(id: i64, provider_message_id: default!(Option<&str>, "NUL
       RETURNING jsonb_build_object('organization_id', organization_id, 'member_id', member_id,
                                    'status', status, 'attempts', attempts)"
     );
-    JsonB(finish(id, &sql, vec![id.into(), provider_message_id.into()], "sms_outbox.completed").or_raise())
+    JsonB(
+        finish(
+            id,
+            &sql,
+            vec![id.into(), provider_message_id.into()],
+            "sms_outbox.completed",
+        )
+        .or_raise(),
+    )
 }
 
 /// Records a failed delivery: with `retry`, the message comes back after an exponential back-off
@@ -132,7 +160,11 @@ fn sms_outbox_complete(id: i64, provider_message_id: default!(Option<&str>, "NUL
 /// `retry`, it is dead (kept, scrubbed, for operators).
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn sms_outbox_fail(id: i64, error: default!(Option<&str>, "NULL"), retry: default!(bool, true)) -> JsonB {
+fn sms_outbox_fail(
+    id: i64,
+    error: default!(Option<&str>, "NULL"),
+    retry: default!(bool, true),
+) -> JsonB {
     let sql = format!(
         "UPDATE mfa.sms_outbox SET
                 status = CASE WHEN $3 AND attempts < $4 THEN 'pending' ELSE 'dead' END,
@@ -148,9 +180,14 @@ fn sms_outbox_fail(id: i64, error: default!(Option<&str>, "NULL"), retry: defaul
         finish(
             id,
             &sql,
-            vec![id.into(), error.into(), retry.into(), settings::OUTBOX_MAX_ATTEMPTS.get().into()],
+            vec![
+                id.into(),
+                error.into(),
+                retry.into(),
+                settings::OUTBOX_MAX_ATTEMPTS.get().into(),
+            ],
             "sms_outbox.failed",
         )
-            .or_raise(),
+        .or_raise(),
     )
 }

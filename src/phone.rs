@@ -60,7 +60,10 @@ pub fn parse_phone_number(input: &str) -> MfaResult<ParsedPhone> {
             "The phone number must be in international format, starting with + and the country calling code (E.164).",
         ));
     }
-    if !trimmed[1..].chars().all(|c| c.is_ascii_digit() || " -.()".contains(c)) {
+    if !trimmed[1..]
+        .chars()
+        .all(|c| c.is_ascii_digit() || " -.()".contains(c))
+    {
         return Err(invalid(
             "The phone number may contain only digits after the +, with spaces, dots, dashes or parentheses as separators.",
         ));
@@ -68,7 +71,9 @@ pub fn parse_phone_number(input: &str) -> MfaResult<ParsedPhone> {
     let number: PhoneNumber = phonenumber::parse(None, trimmed)
         .map_err(|_| invalid("The phone number could not be parsed."))?;
     if !phonenumber::is_valid(&number) {
-        return Err(invalid("The phone number is not a valid number for any country."));
+        return Err(invalid(
+            "The phone number is not a valid number for any country.",
+        ));
     }
     let country_code = number
         .country()
@@ -88,7 +93,10 @@ pub fn parse_phone_number(input: &str) -> MfaResult<ParsedPhone> {
             )))
         }
     }
-    Ok(ParsedPhone { e164: number.format().mode(Mode::E164).to_string(), country_code })
+    Ok(ParsedPhone {
+        e164: number.format().mode(Mode::E164).to_string(),
+        country_code,
+    })
 }
 
 fn describe_type(t: Type) -> &'static str {
@@ -107,7 +115,12 @@ fn describe_type(t: Type) -> &'static str {
 /// Forces the phone metadata to load and its regular expressions to compile, so that the first
 /// number a backend parses does not pay for it (called in the postmaster when preloaded).
 pub fn warm_up() {
-    for sample in ["+15555550123", "+14165550123", "+447700900123", "+33612345678"] {
+    for sample in [
+        "+15555550123",
+        "+14165550123",
+        "+447700900123",
+        "+33612345678",
+    ] {
         let _ = parse_phone_number(sample);
     }
 }
@@ -173,7 +186,11 @@ pub fn normalize_allowlist<'a>(
         if is_country_code(&upper) && !is_sms_unsupported(&upper) {
             wanted.insert(upper);
         } else {
-            offending.insert(if upper.is_empty() { "''".to_string() } else { upper });
+            offending.insert(if upper.is_empty() {
+                "''".to_string()
+            } else {
+                upper
+            });
         }
     }
     if !offending.is_empty() {
@@ -217,7 +234,9 @@ mod tests {
     use super::*;
 
     fn country(n: &str) -> String {
-        parse_phone_number(n).unwrap_or_else(|e| panic!("{n}: {e}")).country_code
+        parse_phone_number(n)
+            .unwrap_or_else(|e| panic!("{n}: {e}"))
+            .country_code
     }
 
     #[test]
@@ -307,7 +326,10 @@ mod tests {
         assert_eq!(ok, vec!["CA", "DE", "US"]);
         let e = normalize_allowlist([Some("US"), Some("RU"), Some("ZZ"), Some("HK"), Some("BQ")])
             .unwrap_err();
-        assert_eq!(e.error_type, ErrorType::CountryCodeAllowlistInvalidCountryCodes);
+        assert_eq!(
+            e.error_type,
+            ErrorType::CountryCodeAllowlistInvalidCountryCodes
+        );
         assert!(e.message.ends_with("BQ, HK, RU, ZZ."), "{}", e.message);
         let e = normalize_allowlist(Vec::<Option<&str>>::new()).unwrap_err();
         assert_eq!(e.error_type, ErrorType::CountryCodeAllowlistEmpty);

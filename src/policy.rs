@@ -102,12 +102,14 @@ pub fn validate_id(value: Option<&str>, kind: IdKind) -> MfaResult<&str> {
     };
     match value {
         None => err(error_type, format!("{field} is required.")),
-        Some(v) if v.is_empty() || v.chars().count() > 128 => {
-            err(error_type, format!("{field} must be 1 to 128 characters long."))
-        }
-        Some(v) if v.chars().any(char::is_control) => {
-            err(error_type, format!("{field} cannot contain control characters."))
-        }
+        Some(v) if v.is_empty() || v.chars().count() > 128 => err(
+            error_type,
+            format!("{field} must be 1 to 128 characters long."),
+        ),
+        Some(v) if v.chars().any(char::is_control) => err(
+            error_type,
+            format!("{field} cannot contain control characters."),
+        ),
         Some(v) => Ok(v),
     }
 }
@@ -126,7 +128,9 @@ pub fn truncate_for_message(s: &str) -> String {
 pub fn parse_default_method(value: &str) -> MfaResult<MfaMethod> {
     MfaMethod::parse(value).map_err(|mut e| {
         e.error_type = ErrorType::InvalidMfaDefaultMethod;
-        e.message = e.message.replacen("each of allowed_mfa_methods", "default_mfa_method", 1);
+        e.message = e
+            .message
+            .replacen("each of allowed_mfa_methods", "default_mfa_method", 1);
         e
     })
 }
@@ -213,7 +217,10 @@ impl OrganizationPolicy {
     }
 
     pub fn allowed_names(&self) -> Vec<&'static str> {
-        self.allowed_mfa_methods.iter().map(|m| m.as_str()).collect()
+        self.allowed_mfa_methods
+            .iter()
+            .map(|m| m.as_str())
+            .collect()
     }
 }
 
@@ -253,7 +260,10 @@ pub fn session_allowed(
     if !mfa_required(policy, mfa_enrolled, is_breakglass) {
         return Ok(());
     }
-    if factors.iter().any(|f| policy.allows(f.method(), is_breakglass)) {
+    if factors
+        .iter()
+        .any(|f| policy.allows(f.method(), is_breakglass))
+    {
         return Ok(());
     }
     if factors.is_empty() {
@@ -288,13 +298,27 @@ mod tests {
 
     #[test]
     fn ids_are_validated() {
-        assert_eq!(validate_id(Some("org-1"), IdKind::Organization), Ok("org-1"));
-        assert_eq!(validate_id(Some(&"é".repeat(128)), IdKind::Member).unwrap().chars().count(), 128);
+        assert_eq!(
+            validate_id(Some("org-1"), IdKind::Organization),
+            Ok("org-1")
+        );
+        assert_eq!(
+            validate_id(Some(&"é".repeat(128)), IdKind::Member)
+                .unwrap()
+                .chars()
+                .count(),
+            128
+        );
         for bad in [None, Some(""), Some("a\nb"), Some(&"x".repeat(129) as &str)] {
-            assert_eq!(validate_id(bad, IdKind::Member).unwrap_err().error_type, ErrorType::InvalidMemberId);
+            assert_eq!(
+                validate_id(bad, IdKind::Member).unwrap_err().error_type,
+                ErrorType::InvalidMemberId
+            );
         }
         assert_eq!(
-            validate_id(None, IdKind::Organization).unwrap_err().error_type,
+            validate_id(None, IdKind::Organization)
+                .unwrap_err()
+                .error_type,
             ErrorType::InvalidOrganizationId
         );
     }
@@ -314,17 +338,37 @@ mod tests {
         assert_eq!(e.error_type, ErrorType::InvalidOrganizationMfaPolicy);
         let e = d.updated(None, Some("SOME"), None).unwrap_err();
         assert_eq!(e.error_type, ErrorType::InvalidOrganizationMfaMethods);
-        let e = d.updated(None, None, Some(vec![Some("email".into())])).unwrap_err();
-        assert_eq!(e.error_type, ErrorType::InvalidOrganizationAllowedMfaMethods);
+        let e = d
+            .updated(None, None, Some(vec![Some("email".into())]))
+            .unwrap_err();
+        assert_eq!(
+            e.error_type,
+            ErrorType::InvalidOrganizationAllowedMfaMethods
+        );
         let e = d.updated(None, None, Some(vec![None])).unwrap_err();
-        assert_eq!(e.error_type, ErrorType::InvalidOrganizationAllowedMfaMethods);
+        assert_eq!(
+            e.error_type,
+            ErrorType::InvalidOrganizationAllowedMfaMethods
+        );
         let e = d.updated(None, Some("RESTRICTED"), None).unwrap_err();
-        assert_eq!(e.error_type, ErrorType::AllowedMfaMethodsRequiredForRestricted);
-        let e = d.updated(None, Some("RESTRICTED"), Some(vec![])).unwrap_err();
-        assert_eq!(e.error_type, ErrorType::AllowedMfaMethodsRequiredForRestricted);
+        assert_eq!(
+            e.error_type,
+            ErrorType::AllowedMfaMethodsRequiredForRestricted
+        );
+        let e = d
+            .updated(None, Some("RESTRICTED"), Some(vec![]))
+            .unwrap_err();
+        assert_eq!(
+            e.error_type,
+            ErrorType::AllowedMfaMethodsRequiredForRestricted
+        );
         let e = parse_default_method("sms").unwrap_err();
         assert_eq!(e.error_type, ErrorType::InvalidMfaDefaultMethod);
-        assert!(e.message.starts_with("default_mfa_method must be one of"), "{}", e.message);
+        assert!(
+            e.message.starts_with("default_mfa_method must be one of"),
+            "{}",
+            e.message
+        );
         let long = "x".repeat(1000);
         let e = MfaPolicy::parse(&long).unwrap_err();
         assert!(e.message.len() < 200);
@@ -332,12 +376,22 @@ mod tests {
 
     #[test]
     fn null_keeps_and_duplicates_collapse() {
-        let o = org("REQUIRED_FOR_ALL", "RESTRICTED", &["totp", "sms_otp", "totp"]);
-        assert_eq!(o.allowed_mfa_methods, vec![MfaMethod::SmsOtp, MfaMethod::Totp]);
+        let o = org(
+            "REQUIRED_FOR_ALL",
+            "RESTRICTED",
+            &["totp", "sms_otp", "totp"],
+        );
+        assert_eq!(
+            o.allowed_mfa_methods,
+            vec![MfaMethod::SmsOtp, MfaMethod::Totp]
+        );
         let kept = o.updated(None, None, None).unwrap();
         assert_eq!(kept, o);
         let e = o.updated(None, None, Some(vec![])).unwrap_err();
-        assert_eq!(e.error_type, ErrorType::AllowedMfaMethodsRequiredForRestricted);
+        assert_eq!(
+            e.error_type,
+            ErrorType::AllowedMfaMethodsRequiredForRestricted
+        );
     }
 
     #[test]
@@ -359,8 +413,13 @@ mod tests {
         assert_eq!(e.error_type, ErrorType::InsufficientFactors);
         assert!(session_allowed(&sms_only, false, false, &[SecondFactor::RecoveryCode]).is_err());
         assert!(session_allowed(&sms_only, true, true, &[SecondFactor::Totp]).is_ok());
-        let e = sms_only.require_allowed(MfaMethod::Totp, false).unwrap_err();
-        assert_eq!(e.error_type, ErrorType::OperationRestrictedByOrganizationMfaMethods);
+        let e = sms_only
+            .require_allowed(MfaMethod::Totp, false)
+            .unwrap_err();
+        assert_eq!(
+            e.error_type,
+            ErrorType::OperationRestrictedByOrganizationMfaMethods
+        );
         assert!(sms_only.require_allowed(MfaMethod::Totp, true).is_ok());
     }
 

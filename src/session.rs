@@ -29,12 +29,14 @@ impl IntermediateSession {
     pub fn second_factors(&self) -> Vec<SecondFactor> {
         self.factors
             .iter()
-            .filter_map(|f| match (f["type"].as_str(), f["delivery_method"].as_str()) {
-                (Some("otp"), Some("sms")) => Some(SecondFactor::SmsOtp),
-                (Some("totp"), _) => Some(SecondFactor::Totp),
-                (Some("recovery_codes"), _) => Some(SecondFactor::RecoveryCode),
-                _ => None,
-            })
+            .filter_map(
+                |f| match (f["type"].as_str(), f["delivery_method"].as_str()) {
+                    (Some("otp"), Some("sms")) => Some(SecondFactor::SmsOtp),
+                    (Some("totp"), _) => Some(SecondFactor::Totp),
+                    (Some("recovery_codes"), _) => Some(SecondFactor::RecoveryCode),
+                    _ => None,
+                },
+            )
             .collect()
     }
 
@@ -64,7 +66,9 @@ pub fn find(member: &Member, token: &str) -> MfaResult<IntermediateSession> {
            FROM mfa.intermediate_sessions WHERE token_hash = $1 FOR UPDATE",
         &[hash.into()],
     )?;
-    let Some(found) = found else { return Err(token_not_found()) };
+    let Some(found) = found else {
+        return Err(token_not_found());
+    };
     if found.organization_id != member.organization_id {
         return err(
             ErrorType::InvalidIntermediateSessionTokenForOrganization,
@@ -78,7 +82,10 @@ pub fn find(member: &Member, token: &str) -> MfaResult<IntermediateSession> {
 }
 
 /// `find` for an optional token argument.
-pub fn find_optional(member: &Member, token: Option<&str>) -> MfaResult<Option<IntermediateSession>> {
+pub fn find_optional(
+    member: &Member,
+    token: Option<&str>,
+) -> MfaResult<Option<IntermediateSession>> {
     token.map(|t| find(member, t)).transpose()
 }
 
@@ -135,7 +142,8 @@ impl SecondFactorSuccess<'_> {
         let enrolled = if self.org.mfa_policy == policy::MfaPolicy::RequiredForAll {
             Some(true)
         } else {
-            self.set_mfa_enrollment.map(|e| e == policy::SetMfaEnrollment::Enroll)
+            self.set_mfa_enrollment
+                .map(|e| e == policy::SetMfaEnrollment::Enroll)
         };
         let default_method = (self.set_default_mfa || self.member.default_mfa_method.is_none())
             .then_some(self.method.as_str());
@@ -221,7 +229,8 @@ fn primary(
     let sms_first = mfa_required
         && member.mfa_phone_number_verified
         && org.allows(policy::MfaMethod::SmsOtp, member.is_breakglass)
-        && (member.default_mfa_method.as_deref() == Some("sms_otp") || member.totp_registration_id.is_none());
+        && (member.default_mfa_method.as_deref() == Some("sms_otp")
+            || member.totp_registration_id.is_none());
     // A send refused by the limits or the allowlist must not fail the login: the member can still
     // use another factor or ask for a code later.
     let secondary_auth_initiated = if sms_first && !member.is_locked {
@@ -278,22 +287,45 @@ fn primary_authenticate(
     method: default!(Option<&str>, "'password'"),
     locale: default!(Option<&str>, "'en'"),
 ) -> JsonB {
-    JsonB(primary(organization_id, member_id, method.unwrap_or("password"), locale.unwrap_or("en")).or_raise())
+    JsonB(
+        primary(
+            organization_id,
+            member_id,
+            method.unwrap_or("password"),
+            locale.unwrap_or("en"),
+        )
+        .or_raise(),
+    )
 }
 
 /// The decision of the session gate: passes (consuming the token) or raises `insufficient_factors`.
-fn check(organization_id: Option<&str>, member_id: Option<&str>, token: Option<&str>) -> MfaResult<Value> {
+fn check(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    token: Option<&str>,
+) -> MfaResult<Value> {
     let request = Request::new();
     let member = members::load(organization_id, member_id, false)?;
     let decision = (|| -> MfaResult<IntermediateSession> {
         let Some(token) = token else {
-            return err(ErrorType::InsufficientFactors, "A session needs the login's intermediate session token.");
+            return err(
+                ErrorType::InsufficientFactors,
+                "A session needs the login's intermediate session token.",
+            );
         };
         let session = find(&member, token).map_err(|e| {
-            MfaError::new(ErrorType::InsufficientFactors, format!("{}: {}", e.error_type, e.message))
+            MfaError::new(
+                ErrorType::InsufficientFactors,
+                format!("{}: {}", e.error_type, e.message),
+            )
         })?;
         let org = organizations::load_policy(&member.organization_id)?;
-        policy::session_allowed(&org, member.mfa_enrolled, member.is_breakglass, &session.second_factors())?;
+        policy::session_allowed(
+            &org,
+            member.mfa_enrolled,
+            member.is_breakglass,
+            &session.second_factors(),
+        )?;
         Ok(session)
     })();
     match decision {
@@ -301,7 +333,10 @@ fn check(organization_id: Option<&str>, member_id: Option<&str>, token: Option<&
             db::execute(
                 "UPDATE mfa.intermediate_sessions SET consumed_at = now()
                   WHERE organization_id = $1 AND token_hash = decode($2, 'hex')",
-                &[session.organization_id.as_str().into(), session.token_hash_hex.as_str().into()],
+                &[
+                    session.organization_id.as_str().into(),
+                    session.token_hash_hex.as_str().into(),
+                ],
             )?;
             request.audit(
                 &member.organization_id,
@@ -349,16 +384,20 @@ fn check_session_policy(
 fn enforce_session_policy<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, PgTriggerError> {
-    let fail = |message: String| -> ! {
-        MfaError::new(ErrorType::InvalidArgument, message).raise()
-    };
-    let args = trigger.extra_args().unwrap_or_else(|e| fail(format!("enforce_session_policy: {e}")));
+    let fail =
+        |message: String| -> ! { MfaError::new(ErrorType::InvalidArgument, message).raise() };
+    let args = trigger
+        .extra_args()
+        .unwrap_or_else(|e| fail(format!("enforce_session_policy: {e}")));
     if !(3..=4).contains(&args.len()) {
         fail(
             "enforce_session_policy(organization_column, member_column, token_column [, factors_column]) takes 3 or 4 column names".into(),
         );
     }
-    if !trigger.event().fired_before() || !trigger.event().fired_by_insert() || !trigger.event().fired_for_row() {
+    if !trigger.event().fired_before()
+        || !trigger.event().fired_by_insert()
+        || !trigger.event().fired_for_row()
+    {
         fail("enforce_session_policy must be a BEFORE INSERT … FOR EACH ROW trigger".into());
     }
     let mut row = trigger
@@ -366,15 +405,28 @@ fn enforce_session_policy<'a>(
         .ok_or(PgTriggerError::NotTrigger)?
         .into_owned();
     let text_column = |name: &str| -> Option<String> {
-        row.get_by_name::<String>(name).unwrap_or_else(|e| fail(format!("enforce_session_policy: column {name:?}: {e}")))
+        row.get_by_name::<String>(name)
+            .unwrap_or_else(|e| fail(format!("enforce_session_policy: column {name:?}: {e}")))
     };
     let organization_id = text_column(&args[0]);
     let member_id = text_column(&args[1]);
     let token = text_column(&args[2]);
-    let decision = check(organization_id.as_deref(), member_id.as_deref(), token.as_deref()).or_raise();
+    let decision = check(
+        organization_id.as_deref(),
+        member_id.as_deref(),
+        token.as_deref(),
+    )
+    .or_raise();
     if let Some(factors_column) = args.get(3) {
-        row.set_by_name(factors_column, JsonB(decision["authentication_factors"].clone()))
-            .unwrap_or_else(|e| fail(format!("enforce_session_policy: column {factors_column:?}: {e}")));
+        row.set_by_name(
+            factors_column,
+            JsonB(decision["authentication_factors"].clone()),
+        )
+        .unwrap_or_else(|e| {
+            fail(format!(
+                "enforce_session_policy: column {factors_column:?}: {e}"
+            ))
+        });
     }
     Ok(Some(row))
 }

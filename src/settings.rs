@@ -8,7 +8,8 @@
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;
 
-pub static TOTP_ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"MFA"));
+pub static TOTP_ISSUER: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"MFA"));
 pub static ENCRYPTION_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static LOCK_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static LOCK_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(60);
@@ -142,5 +143,8 @@ pub fn totp_issuer() -> String {
 
 /// The configured encryption key text, if any.
 pub fn encryption_key_text() -> Option<String> {
-    ENCRYPTION_KEY.get().and_then(|s| s.into_string().ok()).filter(|s| !s.is_empty())
+    ENCRYPTION_KEY
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.is_empty())
 }

@@ -90,15 +90,29 @@ mod tests {
     #[test]
     fn every_text_carries_the_code_once() {
         for locale in [
-            Locale::En, Locale::Es, Locale::PtBr, Locale::Fr, Locale::It, Locale::DeDe, Locale::ZhHans, Locale::CaEs,
+            Locale::En,
+            Locale::Es,
+            Locale::PtBr,
+            Locale::Fr,
+            Locale::It,
+            Locale::DeDe,
+            Locale::ZhHans,
+            Locale::CaEs,
         ] {
             let text = message_text(locale, "042917", 2);
             assert_eq!(text.matches("042917").count(), 1, "{text}");
             assert!(text.contains('2'), "{text}");
             // The outbox scrubs a sent message by replacing the six-digit run; no other may exist.
-            assert_eq!(text.chars().filter(|c| c.is_ascii_digit()).count(), 7, "{text}");
+            assert_eq!(
+                text.chars().filter(|c| c.is_ascii_digit()).count(),
+                7,
+                "{text}"
+            );
         }
-        assert_ne!(message_text(Locale::Fr, "1", 2), message_text(Locale::En, "1", 2));
+        assert_ne!(
+            message_text(Locale::Fr, "1", 2),
+            message_text(Locale::En, "1", 2)
+        );
     }
 
     #[test]

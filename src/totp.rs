@@ -34,9 +34,17 @@ pub fn secret_from_base32(text: &str) -> MfaResult<Vec<u8>> {
         .collect();
     let bytes = data_encoding::BASE32_NOPAD
         .decode(cleaned.as_bytes())
-        .map_err(|_| crate::errors::MfaError::new(ErrorType::InvalidTotpSecret, "The secret is not valid base32."))?;
+        .map_err(|_| {
+            crate::errors::MfaError::new(
+                ErrorType::InvalidTotpSecret,
+                "The secret is not valid base32.",
+            )
+        })?;
     if !(10..=64).contains(&bytes.len()) {
-        return err(ErrorType::InvalidTotpSecret, "The secret must be between 80 and 512 bits long.");
+        return err(
+            ErrorType::InvalidTotpSecret,
+            "The secret must be between 80 and 512 bits long.",
+        );
     }
     Ok(bytes)
 }
@@ -89,7 +97,11 @@ pub fn verify_code(
 }
 
 /// Characters escaped in a key-URI label part or parameter: everything but unreserved ones.
-const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// A label part may not contain ':' (it separates issuer and account); control characters would
 /// confuse apps. Both are replaced, and the part is never empty.
@@ -122,8 +134,13 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8]) -> String {
 pub fn qr_code_data_url(text: &str) -> MfaResult<String> {
     const SCALE: usize = 6;
     const QUIET: usize = 4;
-    let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M)
-        .map_err(|_| crate::errors::MfaError::new(ErrorType::InvalidArgument, "The text is too long for a QR code."))?;
+    let code =
+        qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).map_err(|_| {
+            crate::errors::MfaError::new(
+                ErrorType::InvalidArgument,
+                "The text is too long for a QR code.",
+            )
+        })?;
     let modules = code.width();
     let colors = code.to_colors();
     let side = (modules + 2 * QUIET) * SCALE;
@@ -142,16 +159,28 @@ pub fn qr_code_data_url(text: &str) -> MfaResult<String> {
         encoder.set_color(png::ColorType::Grayscale);
         encoder.set_depth(png::BitDepth::Eight);
         encoder.set_compression(png::Compression::Best);
-        let mut writer = encoder.write_header().expect("writing to a Vec cannot fail");
-        writer.write_image_data(&pixels).expect("the image has the declared size");
+        let mut writer = encoder
+            .write_header()
+            .expect("writing to a Vec cannot fail");
+        writer
+            .write_image_data(&pixels)
+            .expect("the image has the declared size");
     }
-    Ok(format!("data:image/png;base64,{}", STANDARD.encode(png_bytes)))
+    Ok(format!(
+        "data:image/png;base64,{}",
+        STANDARD.encode(png_bytes)
+    ))
 }
 
 /// Renders `text` as a QR code of Unicode half blocks, for a terminal.
 pub fn qr_code_text(text: &str) -> MfaResult<String> {
-    let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M)
-        .map_err(|_| crate::errors::MfaError::new(ErrorType::InvalidArgument, "The text is too long for a QR code."))?;
+    let code =
+        qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).map_err(|_| {
+            crate::errors::MfaError::new(
+                ErrorType::InvalidArgument,
+                "The text is too long for a QR code.",
+            )
+        })?;
     Ok(code
         .render::<qrcode::render::unicode::Dense1x2>()
         .dark_color(qrcode::render::unicode::Dense1x2::Light)
@@ -172,11 +201,16 @@ pub fn new_recovery_code() -> String {
 /// The canonical form of a presented or imported recovery code: lower case, no spaces; `None` when
 /// it cannot be a recovery code at all.
 pub fn normalize_recovery_code(code: &str) -> Option<String> {
-    let lowered: String =
-        code.chars().filter(|c| !c.is_whitespace()).map(|c| c.to_ascii_lowercase()).collect();
+    let lowered: String = code
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
     let valid = lowered.len() >= 8
         && lowered.len() <= 64
-        && lowered.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        && lowered
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     valid.then_some(lowered)
 }
 
@@ -193,15 +227,17 @@ mod tests {
             "399871", "520489",
         ];
         for (counter, code) in expected.iter().enumerate() {
-            assert_eq!(hotp(Algorithm::SHA1, RFC_SHA1_KEY, counter as u64, 6), *code);
+            assert_eq!(
+                hotp(Algorithm::SHA1, RFC_SHA1_KEY, counter as u64, 6),
+                *code
+            );
         }
     }
 
     #[test]
     fn rfc6238_totp_vectors() {
         let sha256_key = b"12345678901234567890123456789012";
-        let sha512_key =
-            b"1234567890123456789012345678901234567890123456789012345678901234";
+        let sha512_key = b"1234567890123456789012345678901234567890123456789012345678901234";
         let rows: [(u64, &str, &str, &str); 6] = [
             (59, "94287082", "46119246", "90693936"),
             (1111111109, "07081804", "68084774", "25091201"),
@@ -212,9 +248,21 @@ mod tests {
         ];
         for (t, sha1, sha256, sha512) in rows {
             let step = step_at(t);
-            assert_eq!(hotp(Algorithm::SHA1, RFC_SHA1_KEY, step, 8), sha1, "SHA1 at {t}");
-            assert_eq!(hotp(Algorithm::SHA256, sha256_key, step, 8), sha256, "SHA256 at {t}");
-            assert_eq!(hotp(Algorithm::SHA512, sha512_key, step, 8), sha512, "SHA512 at {t}");
+            assert_eq!(
+                hotp(Algorithm::SHA1, RFC_SHA1_KEY, step, 8),
+                sha1,
+                "SHA1 at {t}"
+            );
+            assert_eq!(
+                hotp(Algorithm::SHA256, sha256_key, step, 8),
+                sha256,
+                "SHA256 at {t}"
+            );
+            assert_eq!(
+                hotp(Algorithm::SHA512, sha512_key, step, 8),
+                sha512,
+                "SHA512 at {t}"
+            );
         }
     }
 
@@ -224,10 +272,22 @@ mod tests {
         let now = 1_000_000;
         let code_at = |s: u64| hotp(Algorithm::SHA1, &secret, s, 6);
         assert_eq!(verify_code(&secret, &code_at(now), now, 1, None), Ok(now));
-        assert_eq!(verify_code(&secret, &code_at(now - 1), now, 1, None), Ok(now - 1));
-        assert_eq!(verify_code(&secret, &code_at(now + 1), now, 1, None), Ok(now + 1));
-        assert_eq!(verify_code(&secret, &code_at(now + 1), now, 0, None), Err(CodeRejection::Invalid));
-        assert_eq!(verify_code(&secret, &code_at(now - 2), now, 1, None), Err(CodeRejection::Invalid));
+        assert_eq!(
+            verify_code(&secret, &code_at(now - 1), now, 1, None),
+            Ok(now - 1)
+        );
+        assert_eq!(
+            verify_code(&secret, &code_at(now + 1), now, 1, None),
+            Ok(now + 1)
+        );
+        assert_eq!(
+            verify_code(&secret, &code_at(now + 1), now, 0, None),
+            Err(CodeRejection::Invalid)
+        );
+        assert_eq!(
+            verify_code(&secret, &code_at(now - 2), now, 1, None),
+            Err(CodeRejection::Invalid)
+        );
         assert_eq!(
             verify_code(&secret, &code_at(now), now, 1, Some(now)),
             Err(CodeRejection::AlreadyUsed)
@@ -236,9 +296,15 @@ mod tests {
             verify_code(&secret, &code_at(now - 1), now, 1, Some(now)),
             Err(CodeRejection::AlreadyUsed)
         );
-        assert_eq!(verify_code(&secret, &code_at(now + 1), now, 1, Some(now)), Ok(now + 1));
+        assert_eq!(
+            verify_code(&secret, &code_at(now + 1), now, 1, Some(now)),
+            Ok(now + 1)
+        );
         for bad in ["", "12345", "1234567", "12345a", " 123456", "１２３４５６"] {
-            assert_eq!(verify_code(&secret, bad, now, 1, None), Err(CodeRejection::Invalid));
+            assert_eq!(
+                verify_code(&secret, bad, now, 1, None),
+                Err(CodeRejection::Invalid)
+            );
         }
     }
 
@@ -252,7 +318,10 @@ mod tests {
         assert_eq!(secret_from_base32(&b32.to_lowercase()).unwrap(), s);
         assert_eq!(secret_from_base32("JBSW Y3DP EHPK 3PXP").unwrap().len(), 10);
         for bad in ["", "JBSWY3DP", "not base32!", "JBSWY3DPEHPK3PX1"] {
-            assert_eq!(secret_from_base32(bad).unwrap_err().error_type, ErrorType::InvalidTotpSecret);
+            assert_eq!(
+                secret_from_base32(bad).unwrap_err().error_type,
+                ErrorType::InvalidTotpSecret
+            );
         }
     }
 
@@ -284,7 +353,10 @@ mod tests {
         let parts: Vec<&str> = c.split('-').collect();
         assert_eq!(parts.len(), 3);
         assert!(parts.iter().all(|p| p.len() == 4));
-        assert_eq!(normalize_recovery_code(&format!(" {} ", c.to_uppercase())), Some(c));
+        assert_eq!(
+            normalize_recovery_code(&format!(" {} ", c.to_uppercase())),
+            Some(c)
+        );
         assert_eq!(normalize_recovery_code("short"), None);
         assert_eq!(normalize_recovery_code("abcd-efgh-ijk'"), None);
     }

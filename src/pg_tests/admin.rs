@@ -15,19 +15,33 @@ mod tests {
             "SELECT mfa.organization_upsert('org-1', 'REQUIRED_FOR_ALL', 'RESTRICTED', ARRAY['totp','sms_otp','totp'])",
         );
         assert_eq!(o["mfa_policy"], "REQUIRED_FOR_ALL");
-        assert_eq!(o["allowed_mfa_methods"], serde_json::json!(["sms_otp", "totp"]));
+        assert_eq!(
+            o["allowed_mfa_methods"],
+            serde_json::json!(["sms_otp", "totp"])
+        );
         // NULL keeps what is there.
         let o = json("SELECT mfa.organization_upsert('org-1', mfa_methods => 'ALL_ALLOWED')");
         assert_eq!(o["mfa_policy"], "REQUIRED_FOR_ALL");
         assert_eq!(o["mfa_methods"], "ALL_ALLOWED");
-        assert_eq!(json("SELECT mfa.organization_get('org-1')")["mfa_methods"], "ALL_ALLOWED");
+        assert_eq!(
+            json("SELECT mfa.organization_get('org-1')")["mfa_methods"],
+            "ALL_ALLOWED"
+        );
     }
 
     #[pg_test]
     fn organization_value_rules() {
         run("SELECT mfa.organization_upsert('org-1')");
-        assert_error("SELECT mfa.organization_upsert('org-1', 'required')", "22023", "invalid_organization_mfa_policy");
-        assert_error("SELECT mfa.organization_upsert('org-1', NULL, 'NONE')", "22023", "invalid_organization_mfa_methods");
+        assert_error(
+            "SELECT mfa.organization_upsert('org-1', 'required')",
+            "22023",
+            "invalid_organization_mfa_policy",
+        );
+        assert_error(
+            "SELECT mfa.organization_upsert('org-1', NULL, 'NONE')",
+            "22023",
+            "invalid_organization_mfa_methods",
+        );
         assert_error(
             "SELECT mfa.organization_upsert('org-1', NULL, NULL, ARRAY['email'])",
             "22023",
@@ -48,13 +62,36 @@ mod tests {
             "22023",
             "allowed_mfa_methods_required_for_restricted",
         );
-        assert_error("SELECT mfa.organization_upsert(NULL)", "22023", "invalid_organization_id");
-        assert_error("SELECT mfa.organization_upsert('')", "22023", "invalid_organization_id");
-        assert_error("SELECT mfa.organization_upsert(repeat('x', 129))", "22023", "invalid_organization_id");
-        assert_error("SELECT mfa.organization_get('nope')", "P0002", "organization_not_found");
-        assert_error("SELECT mfa.organization_delete('nope')", "P0002", "organization_not_found");
+        assert_error(
+            "SELECT mfa.organization_upsert(NULL)",
+            "22023",
+            "invalid_organization_id",
+        );
+        assert_error(
+            "SELECT mfa.organization_upsert('')",
+            "22023",
+            "invalid_organization_id",
+        );
+        assert_error(
+            "SELECT mfa.organization_upsert(repeat('x', 129))",
+            "22023",
+            "invalid_organization_id",
+        );
+        assert_error(
+            "SELECT mfa.organization_get('nope')",
+            "P0002",
+            "organization_not_found",
+        );
+        assert_error(
+            "SELECT mfa.organization_delete('nope')",
+            "P0002",
+            "organization_not_found",
+        );
         // A refused change leaves the organization as it was.
-        assert_eq!(json("SELECT mfa.organization_get('org-1')")["mfa_methods"], "ALL_ALLOWED");
+        assert_eq!(
+            json("SELECT mfa.organization_get('org-1')")["mfa_methods"],
+            "ALL_ALLOWED"
+        );
     }
 
     #[pg_test]
@@ -65,7 +102,9 @@ mod tests {
         assert_eq!(m["mfa_phone_number"], serde_json::Value::Null);
         assert_eq!(m["is_locked"], false);
         assert_eq!(m["totp_registration_id"], serde_json::Value::Null);
-        let m = json("SELECT mfa.member_upsert('org-1', 'ann', '+1 (415) 555-2671', true, 'sms_otp', true)");
+        let m = json(
+            "SELECT mfa.member_upsert('org-1', 'ann', '+1 (415) 555-2671', true, 'sms_otp', true)",
+        );
         assert_eq!(m["mfa_phone_number"], "+14155552671");
         assert_eq!(m["mfa_phone_number_verified"], false);
         assert_eq!(m["mfa_enrolled"], true);
@@ -77,16 +116,36 @@ mod tests {
         let m = json("SELECT mfa.member_delete_mfa_phone_number('org-1', 'ann')");
         assert_eq!(m["mfa_phone_number"], serde_json::Value::Null);
         assert_eq!(m["default_mfa_method"], serde_json::Value::Null);
-        assert_error("SELECT mfa.member_delete_mfa_phone_number('org-1', 'ann')", "P0002", "member_phone_number_not_found");
+        assert_error(
+            "SELECT mfa.member_delete_mfa_phone_number('org-1', 'ann')",
+            "P0002",
+            "member_phone_number_not_found",
+        );
     }
 
     #[pg_test]
     fn member_value_rules() {
         run("SELECT mfa.organization_upsert('org-1'); SELECT mfa.member_upsert('org-1', 'ann')");
-        assert_error("SELECT mfa.member_upsert('nope', 'ann')", "P0002", "organization_not_found");
-        assert_error("SELECT mfa.member_upsert('org-1', NULL)", "22023", "invalid_member_id");
-        assert_error("SELECT mfa.member_upsert('org-1', 'ann', '555-2671')", "22023", "invalid_phone_number");
-        assert_error("SELECT mfa.member_upsert('org-1', 'ann', '+1 800 FLOWERS')", "22023", "invalid_phone_number");
+        assert_error(
+            "SELECT mfa.member_upsert('nope', 'ann')",
+            "P0002",
+            "organization_not_found",
+        );
+        assert_error(
+            "SELECT mfa.member_upsert('org-1', NULL)",
+            "22023",
+            "invalid_member_id",
+        );
+        assert_error(
+            "SELECT mfa.member_upsert('org-1', 'ann', '555-2671')",
+            "22023",
+            "invalid_phone_number",
+        );
+        assert_error(
+            "SELECT mfa.member_upsert('org-1', 'ann', '+1 800 FLOWERS')",
+            "22023",
+            "invalid_phone_number",
+        );
         assert_error(
             "SELECT mfa.member_upsert('org-1', 'ann', default_mfa_method => 'email')",
             "22023",
@@ -102,9 +161,21 @@ mod tests {
             "22023",
             "default_mfa_member_missing_factor",
         );
-        assert_error("SELECT mfa.member_get('org-1', 'bob')", "P0002", "member_not_found");
-        assert_error("SELECT mfa.member_delete('org-1', 'bob')", "P0002", "member_not_found");
-        assert_error("SELECT mfa.member_unlock('org-1', 'bob')", "P0002", "member_not_found");
+        assert_error(
+            "SELECT mfa.member_get('org-1', 'bob')",
+            "P0002",
+            "member_not_found",
+        );
+        assert_error(
+            "SELECT mfa.member_delete('org-1', 'bob')",
+            "P0002",
+            "member_not_found",
+        );
+        assert_error(
+            "SELECT mfa.member_unlock('org-1', 'bob')",
+            "P0002",
+            "member_not_found",
+        );
     }
 
     #[pg_test]
@@ -125,9 +196,15 @@ mod tests {
              SELECT mfa.member_upsert('org-1', 'bob'); SELECT mfa.organization_upsert('org-2');
              SELECT mfa.member_upsert('org-2', 'cy')");
         run("SELECT mfa.member_delete('org-1', 'bob')");
-        assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.members WHERE organization_id = 'org-1'"), 1);
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM mfa.members WHERE organization_id = 'org-1'"),
+            1
+        );
         run("SELECT mfa.organization_delete('org-1')");
-        assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.members WHERE organization_id = 'org-1'"), 0);
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM mfa.members WHERE organization_id = 'org-1'"),
+            0
+        );
         assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.members"), 1);
         let events = json(
             "SELECT jsonb_agg(event_type ORDER BY event_id) FROM mfa.events WHERE organization_id = 'org-1'",
@@ -135,11 +212,20 @@ mod tests {
         assert_eq!(
             events,
             serde_json::json!([
-                "organization.created", "member.created", "member.created", "member.deleted", "organization.deleted"
+                "organization.created",
+                "member.created",
+                "member.created",
+                "member.deleted",
+                "organization.deleted"
             ])
         );
         // The audit trail shows the phone masked, never in full.
-        assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.events WHERE details::text LIKE '%4155552671%'"), 0);
+        assert_eq!(
+            json(
+                "SELECT to_jsonb(count(*)) FROM mfa.events WHERE details::text LIKE '%4155552671%'"
+            ),
+            0
+        );
         assert_eq!(
             json("SELECT to_jsonb(count(*)) FROM mfa.events WHERE details->>'mfa_phone_number' = '+*******2671'"),
             1
@@ -157,10 +243,21 @@ mod tests {
         run("SELECT mfa.organization_upsert('org-1')");
         as_login_with("mfa_app");
         for table in [
-            "organizations", "members", "totp_registrations", "recovery_codes", "sms_codes", "sms_outbox",
-            "intermediate_sessions", "events", "country_code_allowlist", "database_keys",
+            "organizations",
+            "members",
+            "totp_registrations",
+            "recovery_codes",
+            "sms_codes",
+            "sms_outbox",
+            "intermediate_sessions",
+            "events",
+            "country_code_allowlist",
+            "database_keys",
         ] {
-            assert!(error_of(&format!("SELECT * FROM mfa.{table}")).starts_with("42501 "), "{table} is readable");
+            assert!(
+                error_of(&format!("SELECT * FROM mfa.{table}")).starts_with("42501 "),
+                "{table} is readable"
+            );
         }
         for call in [
             "mfa.organization_upsert('org-2')",
@@ -173,7 +270,10 @@ mod tests {
             "mfa._initialize_database_key()",
             "mfa.member_object('org-1', 'x')",
         ] {
-            assert!(error_of(&format!("SELECT {call}")).starts_with("42501 "), "{call} is callable");
+            assert!(
+                error_of(&format!("SELECT {call}")).starts_with("42501 "),
+                "{call} is callable"
+            );
         }
     }
 

@@ -19,7 +19,9 @@ mod tests {
     }
 
     fn totp_auth(code: &str) -> Value {
-        json(&format!("SELECT mfa.totp_authenticate('org-1', 'ann', '{code}')"))
+        json(&format!(
+            "SELECT mfa.totp_authenticate('org-1', 'ann', '{code}')"
+        ))
     }
 
     #[pg_test]
@@ -28,15 +30,28 @@ mod tests {
         let created = json("SELECT mfa.totp_create('org-1', 'ann')");
         let secret = created["secret"].as_str().unwrap().to_string();
         assert_eq!(secret.len(), 32);
-        assert!(created["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/MFA:ann?secret="));
-        assert!(created["qr_code"].as_str().unwrap().starts_with("data:image/png;base64,iVBOR"));
+        assert!(created["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/MFA:ann?secret="));
+        assert!(created["qr_code"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,iVBOR"));
         assert_eq!(created["recovery_codes"].as_array().unwrap().len(), 10);
         // Pending until the first code.
         assert_eq!(created["member"]["totp_registration_id"], Value::Null);
-        assert_error("SELECT mfa.totp_create('org-1', 'ann')", "55000", "pending_totp_exists");
+        assert_error(
+            "SELECT mfa.totp_create('org-1', 'ann')",
+            "55000",
+            "pending_totp_exists",
+        );
         let ok = totp_auth(&code_for(&secret, 0));
         assert_eq!(ok["status_code"], 200, "{ok}");
-        assert_eq!(ok["member"]["totp_registration_id"], created["totp_registration_id"]);
+        assert_eq!(
+            ok["member"]["totp_registration_id"],
+            created["totp_registration_id"]
+        );
         assert_eq!(ok["member"]["default_mfa_method"], "totp");
         let replay = totp_auth(&code_for(&secret, 0));
         assert_eq!(replay["error_type"], "totp_code_already_authenticated");
@@ -45,20 +60,33 @@ mod tests {
         assert_eq!(older["error_type"], "totp_code_already_authenticated");
         assert_eq!(totp_auth(&code_for(&secret, 1))["status_code"], 200);
         assert_eq!(totp_auth("000000x")["error_type"], "invalid_totp_code");
-        assert_error("SELECT mfa.totp_create('org-1', 'ann')", "55000", "active_totp_exists");
+        assert_error(
+            "SELECT mfa.totp_create('org-1', 'ann')",
+            "55000",
+            "active_totp_exists",
+        );
     }
 
     #[pg_test]
     fn totp_lockout_and_unlock() {
         setup("OPTIONAL");
-        let secret = json("SELECT mfa.totp_create('org-1', 'ann')")["secret"].as_str().unwrap().to_string();
+        let secret = json("SELECT mfa.totp_create('org-1', 'ann')")["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
         run("SET mfa.lock_threshold = 3");
         for _ in 0..2 {
             assert_eq!(totp_auth("12345")["error_type"], "invalid_totp_code");
         }
-        assert_eq!(json("SELECT mfa.member_get('org-1', 'ann')")["is_locked"], false);
+        assert_eq!(
+            json("SELECT mfa.member_get('org-1', 'ann')")["is_locked"],
+            false
+        );
         assert_eq!(totp_auth("12345")["error_type"], "invalid_totp_code");
-        assert_eq!(json("SELECT mfa.member_get('org-1', 'ann')")["is_locked"], true);
+        assert_eq!(
+            json("SELECT mfa.member_get('org-1', 'ann')")["is_locked"],
+            true
+        );
         // Locked: even the right code is refused.
         let locked = totp_auth(&code_for(&secret, 0));
         assert_eq!(locked["error_type"], "user_lock_limit_reached");
@@ -70,20 +98,44 @@ mod tests {
             json("SELECT to_jsonb(count(*)) FROM mfa.events WHERE event_type = 'totp.authenticate' AND details->>'outcome' = 'failure'"),
             4
         );
-        assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.events WHERE details::text LIKE '%12345%'"), 0);
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM mfa.events WHERE details::text LIKE '%12345%'"),
+            0
+        );
     }
 
     #[pg_test]
     fn pending_registration_expires() {
         setup("OPTIONAL");
-        let secret = json("SELECT mfa.totp_create('org-1', 'ann', 5)")["secret"].as_str().unwrap().to_string();
+        let secret = json("SELECT mfa.totp_create('org-1', 'ann', 5)")["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
         run("UPDATE mfa.totp_registrations SET expires_at = now() - interval '1 second'");
-        assert_eq!(totp_auth(&code_for(&secret, 0))["error_type"], "expired_totp");
+        assert_eq!(
+            totp_auth(&code_for(&secret, 0))["error_type"],
+            "expired_totp"
+        );
         // An expired pending registration does not block a new one.
-        assert_eq!(json("SELECT mfa.totp_create('org-1', 'ann')")["status_code"], 200);
-        assert_error("SELECT mfa.totp_create('org-1', 'ann', 4)", "22023", "invalid_expiration_minutes");
-        assert_error("SELECT mfa.totp_create('org-1', 'ann', 1441)", "22023", "invalid_expiration_minutes");
-        assert_error("SELECT mfa.totp_authenticate('org-1', 'bob', '123456')", "P0002", "member_not_found");
+        assert_eq!(
+            json("SELECT mfa.totp_create('org-1', 'ann')")["status_code"],
+            200
+        );
+        assert_error(
+            "SELECT mfa.totp_create('org-1', 'ann', 4)",
+            "22023",
+            "invalid_expiration_minutes",
+        );
+        assert_error(
+            "SELECT mfa.totp_create('org-1', 'ann', 1441)",
+            "22023",
+            "invalid_expiration_minutes",
+        );
+        assert_error(
+            "SELECT mfa.totp_authenticate('org-1', 'bob', '123456')",
+            "P0002",
+            "member_not_found",
+        );
     }
 
     #[pg_test]
@@ -92,14 +144,18 @@ mod tests {
         let created = json("SELECT mfa.totp_create('org-1', 'ann')");
         let secret_b32 = created["secret"].as_str().unwrap();
         let raw = crate::totp::secret_from_base32(secret_b32).unwrap();
-        let stored = json("SELECT to_jsonb(encode(secret_ciphertext, 'hex')) FROM mfa.totp_registrations");
+        let stored =
+            json("SELECT to_jsonb(encode(secret_ciphertext, 'hex')) FROM mfa.totp_registrations");
         let stored = stored.as_str().unwrap();
         assert!(!stored.contains(&data_encoding::HEXLOWER.encode(&raw)));
         // Under another key the stored secret does not decrypt.
         run("DELETE FROM mfa.database_keys");
         run("SET mfa.encryption_key = '0000000000000000000000000000000000000000000000000000000000000001'");
         assert_error(
-            &format!("SELECT mfa.totp_authenticate('org-1', 'ann', '{}')", code_for(secret_b32, 0)),
+            &format!(
+                "SELECT mfa.totp_authenticate('org-1', 'ann', '{}')",
+                code_for(secret_b32, 0)
+            ),
             "55000",
             "encryption_key_mismatch",
         );
@@ -111,31 +167,61 @@ mod tests {
         let m = json("SELECT mfa.totp_migrate('org-1', 'ann', 'JBSW Y3DP EHPK 3PXP', ARRAY['aaaa-bbbb-cccc', 'DDDD-EEEE-FFFF'])");
         assert!(m["member"]["totp_registration_id"].is_string());
         assert_eq!(m["recovery_codes_remaining"], 2);
-        assert_eq!(totp_auth(&code_for("JBSWY3DPEHPK3PXP", 0))["status_code"], 200);
+        assert_eq!(
+            totp_auth(&code_for("JBSWY3DPEHPK3PXP", 0))["status_code"],
+            200
+        );
         let r = json("SELECT mfa.recovery_codes_recover('org-1', 'ann', 'dddd-eeee-ffff')");
         assert_eq!(r["recovery_codes_remaining"], 1, "{r}");
         let again = json("SELECT mfa.recovery_codes_recover('org-1', 'ann', 'dddd-eeee-ffff')");
         assert_eq!(again["error_type"], "invalid_recovery_code");
-        assert_eq!(json("SELECT mfa.recovery_codes_get('org-1', 'ann')")["recovery_codes_remaining"], 1);
+        assert_eq!(
+            json("SELECT mfa.recovery_codes_get('org-1', 'ann')")["recovery_codes_remaining"],
+            1
+        );
         let rotated = json("SELECT mfa.recovery_codes_rotate('org-1', 'ann')");
         let codes = rotated["recovery_codes"].as_array().unwrap().clone();
         assert_eq!(codes.len(), 10);
-        assert_eq!(json("SELECT mfa.recovery_codes_recover('org-1', 'ann', 'aaaa-bbbb-cccc')")["error_type"], "invalid_recovery_code");
-        let used = json(&format!("SELECT mfa.recovery_codes_recover('org-1', 'ann', '{}')", codes[3].as_str().unwrap()));
+        assert_eq!(
+            json("SELECT mfa.recovery_codes_recover('org-1', 'ann', 'aaaa-bbbb-cccc')")
+                ["error_type"],
+            "invalid_recovery_code"
+        );
+        let used = json(&format!(
+            "SELECT mfa.recovery_codes_recover('org-1', 'ann', '{}')",
+            codes[3].as_str().unwrap()
+        ));
         assert_eq!(used["recovery_codes_remaining"], 9);
         // Stored hashed only.
         let code = codes[0].as_str().unwrap();
         assert_eq!(json(&format!("SELECT to_jsonb(count(*)) FROM mfa.recovery_codes WHERE code_hash::text LIKE '%{code}%'")), 0);
-        assert_error("SELECT mfa.totp_migrate('org-1', 'ann', 'JBSWY3DPEHPK3PXP')", "55000", "active_totp_exists");
-        assert_error("SELECT mfa.totp_migrate('org-1', 'ann', 'short')", "22023", "invalid_totp_secret");
+        assert_error(
+            "SELECT mfa.totp_migrate('org-1', 'ann', 'JBSWY3DPEHPK3PXP')",
+            "55000",
+            "active_totp_exists",
+        );
+        assert_error(
+            "SELECT mfa.totp_migrate('org-1', 'ann', 'short')",
+            "22023",
+            "invalid_totp_secret",
+        );
         run("SELECT mfa.member_delete_totp('org-1', 'ann')");
         assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.recovery_codes"), 0);
-        assert_error("SELECT mfa.recovery_codes_rotate('org-1', 'ann')", "P0002", "recovery_codes_not_found");
-        assert_error("SELECT mfa.member_delete_totp('org-1', 'ann')", "P0002", "totp_not_found");
+        assert_error(
+            "SELECT mfa.recovery_codes_rotate('org-1', 'ann')",
+            "P0002",
+            "recovery_codes_not_found",
+        );
+        assert_error(
+            "SELECT mfa.member_delete_totp('org-1', 'ann')",
+            "P0002",
+            "totp_not_found",
+        );
     }
 
     fn last_sms_code() -> String {
-        let body = json("SELECT to_jsonb(body) FROM mfa.sms_outbox ORDER BY message_id DESC LIMIT 1");
+        let body =
+            json("SELECT to_jsonb(body) FROM mfa.sms_outbox ORDER BY message_id DESC LIMIT 1");
         body.as_str()
             .unwrap()
             .split(|c: char| !c.is_ascii_digit())
@@ -151,45 +237,105 @@ mod tests {
         let sent = json("SELECT mfa.otp_sms_send('org-1', 'ann', '+1 415 555 2671', 'fr')");
         assert_eq!(sent["member"]["mfa_phone_number"], "+14155552671");
         assert_eq!(sent["member"]["mfa_phone_number_verified"], false);
-        assert!(!sent.to_string().contains(&last_sms_code()), "the code is never returned");
+        assert!(
+            !sent.to_string().contains(&last_sms_code()),
+            "the code is never returned"
+        );
         let first = last_sms_code();
-        assert!(json("SELECT to_jsonb(body) FROM mfa.sms_outbox").as_str().unwrap().starts_with("Votre code"));
+        assert!(json("SELECT to_jsonb(body) FROM mfa.sms_outbox")
+            .as_str()
+            .unwrap()
+            .starts_with("Votre code"));
         run("SELECT mfa.otp_sms_send('org-1', 'ann')");
         let second = last_sms_code();
         if first != second {
-            let old = json(&format!("SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{first}')"));
-            assert_eq!(old["error_type"], "unable_to_auth_otp_code", "a superseded code is dead");
+            let old = json(&format!(
+                "SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{first}')"
+            ));
+            assert_eq!(
+                old["error_type"], "unable_to_auth_otp_code",
+                "a superseded code is dead"
+            );
         }
-        let ok = json(&format!("SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{second}')"));
+        let ok = json(&format!(
+            "SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{second}')"
+        ));
         assert_eq!(ok["status_code"], 200, "{ok}");
         assert_eq!(ok["member"]["mfa_phone_number_verified"], true);
         assert_eq!(ok["member"]["default_mfa_method"], "sms_otp");
-        let reused = json(&format!("SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{second}')"));
+        let reused = json(&format!(
+            "SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{second}')"
+        ));
         assert_eq!(reused["error_type"], "unable_to_auth_otp_code");
-        assert_error("SELECT mfa.otp_sms_send('org-1', 'ann', '+14165550123')", "55000", "duplicate_member_phone_number");
+        assert_error(
+            "SELECT mfa.otp_sms_send('org-1', 'ann', '+14165550123')",
+            "55000",
+            "duplicate_member_phone_number",
+        );
     }
 
     #[pg_test]
     fn sms_countries_and_limits() {
         setup("OPTIONAL");
         run("SELECT mfa.member_upsert('org-1', 'bob'); SELECT mfa.member_upsert('org-1', 'cy')");
-        assert_error("SELECT mfa.otp_sms_send('org-1', 'ann', '+12423570123')", "22023", "invalid_phone_number_country_code");
-        assert_error("SELECT mfa.otp_sms_send('org-1', 'ann', '+447400123456')", "22023", "invalid_phone_number_country_code");
+        assert_error(
+            "SELECT mfa.otp_sms_send('org-1', 'ann', '+12423570123')",
+            "22023",
+            "invalid_phone_number_country_code",
+        );
+        assert_error(
+            "SELECT mfa.otp_sms_send('org-1', 'ann', '+447400123456')",
+            "22023",
+            "invalid_phone_number_country_code",
+        );
         assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox"), 0);
-        assert_eq!(json("SELECT to_jsonb(mfa.country_code_allowlist_get())"), serde_json::json!(["CA", "US"]));
-        assert_eq!(json("SELECT to_jsonb(mfa.country_code_allowlist_set(ARRAY['gb','US','us']))"), serde_json::json!(["GB", "US"]));
-        assert_eq!(json("SELECT mfa.otp_sms_send('org-1', 'ann', '+447400123456')")["status_code"], 200);
-        assert_error("SELECT mfa.otp_sms_send('org-1', 'bob', '+447797712345')", "22023", "invalid_phone_number_country_code");
-        assert_error("SELECT mfa.country_code_allowlist_set(ARRAY['US','RU','XX'])", "22023", "country_code_allowlist_invalid_country_codes");
-        assert_error("SELECT mfa.country_code_allowlist_set('{}')", "22023", "country_code_allowlist_empty");
+        assert_eq!(
+            json("SELECT to_jsonb(mfa.country_code_allowlist_get())"),
+            serde_json::json!(["CA", "US"])
+        );
+        assert_eq!(
+            json("SELECT to_jsonb(mfa.country_code_allowlist_set(ARRAY['gb','US','us']))"),
+            serde_json::json!(["GB", "US"])
+        );
+        assert_eq!(
+            json("SELECT mfa.otp_sms_send('org-1', 'ann', '+447400123456')")["status_code"],
+            200
+        );
+        assert_error(
+            "SELECT mfa.otp_sms_send('org-1', 'bob', '+447797712345')",
+            "22023",
+            "invalid_phone_number_country_code",
+        );
+        assert_error(
+            "SELECT mfa.country_code_allowlist_set(ARRAY['US','RU','XX'])",
+            "22023",
+            "country_code_allowlist_invalid_country_codes",
+        );
+        assert_error(
+            "SELECT mfa.country_code_allowlist_set('{}')",
+            "22023",
+            "country_code_allowlist_empty",
+        );
         // Rate limits: the minimum interval, then the hourly count.
-        assert_error("SELECT mfa.otp_sms_send('org-1', 'ann')", "53400", "too_many_requests");
+        assert_error(
+            "SELECT mfa.otp_sms_send('org-1', 'ann')",
+            "53400",
+            "too_many_requests",
+        );
         run("SET mfa.sms_min_interval_seconds = 0; SET mfa.sms_sends_per_number_per_hour = 2");
         run("SELECT mfa.otp_sms_send('org-1', 'ann')");
-        assert_error("SELECT mfa.otp_sms_send('org-1', 'ann')", "53400", "too_many_requests");
+        assert_error(
+            "SELECT mfa.otp_sms_send('org-1', 'ann')",
+            "53400",
+            "too_many_requests",
+        );
         run("SET mfa.sms_sends_per_prefix_per_hour = 3");
         run("SELECT mfa.otp_sms_send('org-1', 'bob', '+447400123457')");
-        assert_error("SELECT mfa.otp_sms_send('org-1', 'cy', '+447400123458')", "53400", "too_many_requests");
+        assert_error(
+            "SELECT mfa.otp_sms_send('org-1', 'cy', '+447400123458')",
+            "53400",
+            "too_many_requests",
+        );
     }
 
     #[pg_test]
@@ -198,10 +344,21 @@ mod tests {
         run("SELECT mfa.otp_sms_send('org-1', 'ann', '+14155552671')");
         let code = last_sms_code();
         run("UPDATE mfa.sms_codes SET expires_at = now() - interval '1 second'");
-        assert_eq!(json(&format!("SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{code}')"))["error_type"], "otp_code_expired");
+        assert_eq!(
+            json(&format!(
+                "SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{code}')"
+            ))["error_type"],
+            "otp_code_expired"
+        );
         run("SET mfa.lock_threshold = 2");
-        assert_eq!(json("SELECT mfa.otp_sms_authenticate('org-1', 'ann', '000000')")["status_code"], 401);
-        assert_eq!(json("SELECT mfa.member_get('org-1', 'ann')")["is_locked"], true);
+        assert_eq!(
+            json("SELECT mfa.otp_sms_authenticate('org-1', 'ann', '000000')")["status_code"],
+            401
+        );
+        assert_eq!(
+            json("SELECT mfa.member_get('org-1', 'ann')")["is_locked"],
+            true
+        );
     }
 
     #[pg_test]
@@ -213,28 +370,56 @@ mod tests {
         assert_eq!(claimed["attempts"], 1);
         let id = claimed["id"].as_i64().unwrap();
         // Hidden from the next worker while claimed.
-        assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox_claim()"), 0);
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox_claim()"),
+            0
+        );
         // Visible again after the timeout.
         run("UPDATE mfa.sms_outbox SET visible_at = now() - interval '1 second'");
-        assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox_claim()"), 1);
-        let failed = json(&format!("SELECT mfa.sms_outbox_fail({id}, 'provider timeout')"));
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox_claim()"),
+            1
+        );
+        let failed = json(&format!(
+            "SELECT mfa.sms_outbox_fail({id}, 'provider timeout')"
+        ));
         assert_eq!(failed["status"], "pending");
         let done = json(&format!("SELECT mfa.sms_outbox_complete({id}, 'SM123')"));
         assert_eq!(done["status"], "sent");
         let body = json("SELECT to_jsonb(body) FROM mfa.sms_outbox");
         assert!(body.as_str().unwrap().contains("******"), "{body}");
-        assert_error(&format!("SELECT mfa.sms_outbox_complete({id})"), "P0002", "sms_message_not_found");
+        assert_error(
+            &format!("SELECT mfa.sms_outbox_complete({id})"),
+            "P0002",
+            "sms_message_not_found",
+        );
         // Fail without retry: dead, scrubbed, kept.
         run("SET mfa.sms_min_interval_seconds = 0");
         run("SELECT mfa.otp_sms_send('org-1', 'ann')");
-        let id2 = json("SELECT to_jsonb(c.id) FROM mfa.sms_outbox_claim() c").as_i64().unwrap();
-        assert_eq!(json(&format!("SELECT mfa.sms_outbox_fail({id2}, 'invalid number', false)"))["status"], "dead");
+        let id2 = json("SELECT to_jsonb(c.id) FROM mfa.sms_outbox_claim() c")
+            .as_i64()
+            .unwrap();
+        assert_eq!(
+            json(&format!(
+                "SELECT mfa.sms_outbox_fail({id2}, 'invalid number', false)"
+            ))["status"],
+            "dead"
+        );
         // Expired messages are never handed out.
         run("SELECT mfa.otp_sms_send('org-1', 'ann')");
         run("UPDATE mfa.sms_outbox SET expires_at = now() WHERE status = 'pending'");
-        assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox_claim()"), 0);
-        assert_eq!(json("SELECT jsonb_agg(status ORDER BY message_id) FROM mfa.sms_outbox"), serde_json::json!(["sent", "dead", "expired"]));
-        assert_eq!(json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox WHERE body ~ '[0-9]{6}'"), 0);
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox_claim()"),
+            0
+        );
+        assert_eq!(
+            json("SELECT jsonb_agg(status ORDER BY message_id) FROM mfa.sms_outbox"),
+            serde_json::json!(["sent", "dead", "expired"])
+        );
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox WHERE body ~ '[0-9]{6}'"),
+            0
+        );
     }
 
     fn sessions_table() {
@@ -245,7 +430,9 @@ mod tests {
     }
 
     fn login(member: &str) -> Value {
-        json(&format!("SELECT mfa.primary_authenticate('org-1', '{member}', 'password')"))
+        json(&format!(
+            "SELECT mfa.primary_authenticate('org-1', '{member}', 'password')"
+        ))
     }
 
     #[pg_test]
@@ -255,13 +442,20 @@ mod tests {
         let started = login("ann");
         assert_eq!(started["member_authenticated"], false);
         assert!(started["mfa_required"].is_object());
-        let token = started["intermediate_session_token"].as_str().unwrap().to_string();
+        let token = started["intermediate_session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(token.len(), 43);
-        let insert = format!("INSERT INTO app_sessions (org, member, ist) VALUES ('org-1', 'ann', '{token}')");
+        let insert = format!(
+            "INSERT INTO app_sessions (org, member, ist) VALUES ('org-1', 'ann', '{token}')"
+        );
         assert_error(&insert, "28000", "insufficient_factors");
         assert_eq!(json("SELECT to_jsonb(count(*)) FROM app_sessions"), 0);
         // Enforced enrollment in the same login.
-        let created = json(&format!("SELECT mfa.totp_create('org-1', 'ann', intermediate_session_token => '{token}')"));
+        let created = json(&format!(
+            "SELECT mfa.totp_create('org-1', 'ann', intermediate_session_token => '{token}')"
+        ));
         let secret = created["secret"].as_str().unwrap().to_string();
         let ok = json(&format!(
             "SELECT mfa.totp_authenticate('org-1', 'ann', '{}', '{token}')",
@@ -277,7 +471,10 @@ mod tests {
         assert_error(&insert, "28000", "insufficient_factors");
         assert_eq!(json("SELECT to_jsonb(count(*)) FROM app_sessions"), 1);
         // A member with an active factor cannot add another without proving one first.
-        let t2 = login("ann")["intermediate_session_token"].as_str().unwrap().to_string();
+        let t2 = login("ann")["intermediate_session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_error(
             &format!("SELECT mfa.otp_sms_send('org-1', 'ann', '+14155552671', intermediate_session_token => '{t2}')"),
             "28000",
@@ -292,14 +489,19 @@ mod tests {
         let started = login("ann");
         assert_eq!(started["member_authenticated"], true);
         assert_eq!(started["mfa_required"], Value::Null);
-        let token = started["intermediate_session_token"].as_str().unwrap().to_string();
+        let token = started["intermediate_session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_error(
             &format!("SELECT mfa.check_session_policy('org-2', 'ann', '{token}')"),
             "28000",
             "insufficient_factors: invalid_intermediate_session_token_for_organization",
         );
         assert_error(
-            &format!("SELECT mfa.totp_create('org-2', 'ann', intermediate_session_token => '{token}')"),
+            &format!(
+                "SELECT mfa.totp_create('org-2', 'ann', intermediate_session_token => '{token}')"
+            ),
             "28000",
             "invalid_intermediate_session_token_for_organization",
         );
@@ -314,10 +516,19 @@ mod tests {
             "28000",
             "insufficient_factors: intermediate_session_not_found",
         );
-        let fresh = login("ann")["intermediate_session_token"].as_str().unwrap().to_string();
-        let passed = json(&format!("SELECT mfa.check_session_policy('org-1', 'ann', '{fresh}')"));
+        let fresh = login("ann")["intermediate_session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let passed = json(&format!(
+            "SELECT mfa.check_session_policy('org-1', 'ann', '{fresh}')"
+        ));
         assert_eq!(passed["authentication_factors"][0]["type"], "password");
-        assert_error("SELECT mfa.primary_authenticate('org-1', 'ann', 'telepathy')", "22023", "invalid_primary_authentication_method");
+        assert_error(
+            "SELECT mfa.primary_authenticate('org-1', 'ann', 'telepathy')",
+            "22023",
+            "invalid_primary_authentication_method",
+        );
         // Tokens are stored hashed.
         assert_eq!(json(&format!("SELECT to_jsonb(count(*)) FROM mfa.intermediate_sessions WHERE token_hash::text LIKE '%{fresh}%'")), 0);
     }
@@ -326,11 +537,26 @@ mod tests {
     fn restricted_methods_and_breakglass() {
         run("SELECT mfa.organization_upsert('org-1', 'REQUIRED_FOR_ALL', 'RESTRICTED', ARRAY['sms_otp'])");
         run("SELECT mfa.member_upsert('org-1', 'ann'); SELECT mfa.member_upsert('org-1', 'root', is_breakglass => true)");
-        assert_error("SELECT mfa.totp_create('org-1', 'ann')", "42501", "operation_restricted_by_organization_mfa_methods");
+        assert_error(
+            "SELECT mfa.totp_create('org-1', 'ann')",
+            "42501",
+            "operation_restricted_by_organization_mfa_methods",
+        );
         // Breakglass members pass with the primary factor and ignore the restriction.
-        assert_eq!(json("SELECT mfa.totp_create('org-1', 'root')")["status_code"], 200);
-        let t = login("root")["intermediate_session_token"].as_str().unwrap().to_string();
-        assert_eq!(json(&format!("SELECT mfa.check_session_policy('org-1', 'root', '{t}')"))["status_code"], 200);
+        assert_eq!(
+            json("SELECT mfa.totp_create('org-1', 'root')")["status_code"],
+            200
+        );
+        let t = login("root")["intermediate_session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            json(&format!(
+                "SELECT mfa.check_session_policy('org-1', 'root', '{t}')"
+            ))["status_code"],
+            200
+        );
     }
 
     #[pg_test]
@@ -338,14 +564,36 @@ mod tests {
         setup("REQUIRED_FOR_ALL");
         run("SELECT mfa.otp_sms_send('org-1', 'ann', '+14155552671')");
         let code = last_sms_code();
-        run(&format!("SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{code}')"));
+        run(&format!(
+            "SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{code}')"
+        ));
         run("UPDATE mfa.sms_outbox SET created_at = created_at - interval '1 hour'");
         let started = login("ann");
-        assert_eq!(started["mfa_required"]["secondary_auth_initiated"], "sms_otp");
-        assert_eq!(started["mfa_required"]["member_options"]["mfa_phone_number"], "+*******2671");
-        let token = started["intermediate_session_token"].as_str().unwrap().to_string();
-        let ok = json(&format!("SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{}', '{token}')", last_sms_code()));
-        assert_eq!(ok["authentication_factors"][1]["phone_number_factor"]["phone_number"], "+14155552671");
-        assert_eq!(json(&format!("SELECT mfa.check_session_policy('org-1', 'ann', '{token}')"))["status_code"], 200);
+        assert_eq!(
+            started["mfa_required"]["secondary_auth_initiated"],
+            "sms_otp"
+        );
+        assert_eq!(
+            started["mfa_required"]["member_options"]["mfa_phone_number"],
+            "+*******2671"
+        );
+        let token = started["intermediate_session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let ok = json(&format!(
+            "SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{}', '{token}')",
+            last_sms_code()
+        ));
+        assert_eq!(
+            ok["authentication_factors"][1]["phone_number_factor"]["phone_number"],
+            "+14155552671"
+        );
+        assert_eq!(
+            json(&format!(
+                "SELECT mfa.check_session_policy('org-1', 'ann', '{token}')"
+            ))["status_code"],
+            200
+        );
     }
 }

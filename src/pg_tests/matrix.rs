@@ -14,7 +14,12 @@ mod tests {
             "SELECT coalesce(jsonb_agg(p.proname ORDER BY p.proname), '[]') FROM pg_proc p
               WHERE p.pronamespace = 'mfa'::regnamespace AND has_function_privilege('{role}', p.oid, 'EXECUTE')"
         ));
-        names.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        names
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
     }
 
     fn set(names: &[&str]) -> BTreeSet<String> {
@@ -30,19 +35,40 @@ mod tests {
         assert_eq!(
             executable_by("mfa_app"),
             set(&[
-                "check_session_policy", "enforce_session_policy", "otp_sms_authenticate", "otp_sms_send",
-                "primary_authenticate", "qr_code_text", "recovery_codes_get", "recovery_codes_recover",
-                "recovery_codes_rotate", "sms_country_supported", "totp_authenticate", "totp_create",
+                "check_session_policy",
+                "enforce_session_policy",
+                "otp_sms_authenticate",
+                "otp_sms_send",
+                "primary_authenticate",
+                "qr_code_text",
+                "recovery_codes_get",
+                "recovery_codes_recover",
+                "recovery_codes_rotate",
+                "sms_country_supported",
+                "totp_authenticate",
+                "totp_create",
             ])
         );
         assert_eq!(
             executable_by("mfa_admin"),
             set(&[
-                "country_code_allowlist_get", "country_code_allowlist_set", "enforce_session_policy",
-                "member_delete", "member_delete_mfa_phone_number", "member_delete_totp", "member_get",
-                "member_unlock", "member_upsert", "organization_delete", "organization_get",
-                "organization_upsert", "qr_code_text", "recovery_codes_get", "recovery_codes_rotate",
-                "sms_country_supported", "totp_migrate",
+                "country_code_allowlist_get",
+                "country_code_allowlist_set",
+                "enforce_session_policy",
+                "member_delete",
+                "member_delete_mfa_phone_number",
+                "member_delete_totp",
+                "member_get",
+                "member_unlock",
+                "member_upsert",
+                "organization_delete",
+                "organization_get",
+                "organization_upsert",
+                "qr_code_text",
+                "recovery_codes_get",
+                "recovery_codes_rotate",
+                "sms_country_supported",
+                "totp_migrate",
             ])
         );
         run("CREATE ROLE matrix_plain LOGIN");
@@ -56,8 +82,14 @@ mod tests {
             ));
             assert_eq!(readable, serde_json::json!([]), "{role} can touch a table");
         }
-        assert_eq!(json("SELECT to_jsonb(has_schema_privilege('matrix_plain', 'mfa', 'USAGE'))"), false);
-        assert_eq!(json("SELECT to_jsonb(has_schema_privilege('mfa_app', 'mfa', 'CREATE'))"), false);
+        assert_eq!(
+            json("SELECT to_jsonb(has_schema_privilege('matrix_plain', 'mfa', 'USAGE'))"),
+            false
+        );
+        assert_eq!(
+            json("SELECT to_jsonb(has_schema_privilege('mfa_app', 'mfa', 'CREATE'))"),
+            false
+        );
     }
 
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,15 +103,27 @@ mod tests {
     /// The rules restated independently of `policy`: MFA is required when the member enrolled,
     /// or when the organization requires it and the member is not breakglass; a factor counts
     /// when every method is allowed, the member is breakglass, or it is SMS (the one allowed here).
-    fn expected_allowed(required_for_all: bool, enrolled: bool, factor: Factor, restricted: bool, breakglass: bool) -> bool {
+    fn expected_allowed(
+        required_for_all: bool,
+        enrolled: bool,
+        factor: Factor,
+        restricted: bool,
+        breakglass: bool,
+    ) -> bool {
         let mfa_required = enrolled || (required_for_all && !breakglass);
-        let factor_counts = factor != Factor::None && (!restricted || breakglass || factor == Factor::Sms);
+        let factor_counts =
+            factor != Factor::None && (!restricted || breakglass || factor == Factor::Sms);
         !mfa_required || factor_counts
     }
 
     fn secret_code(secret: &str) -> String {
         let secret = crate::totp::secret_from_base32(secret).unwrap();
-        crate::totp::hotp(totp_rs::Algorithm::SHA1, &secret, crate::totp::step_at(crate::db::unix_seconds()), 6)
+        crate::totp::hotp(
+            totp_rs::Algorithm::SHA1,
+            &secret,
+            crate::totp::step_at(crate::db::unix_seconds()),
+            6,
+        )
     }
 
     /// Proves `factor` during the login of `token`; a method the organization forbids is refused
@@ -148,14 +192,31 @@ mod tests {
                             run(&format!(
                                 "SELECT mfa.member_upsert('{org}', 'm', mfa_enrolled => {enrolled}, is_breakglass => {breakglass})"
                             ));
-                            let login = json(&format!("SELECT mfa.primary_authenticate('{org}', 'm', 'sso')"));
-                            let token = login["intermediate_session_token"].as_str().unwrap().to_string();
-                            prove(&org, "m", &token, factor, &format!("+1415555{:04}", 3000 + case));
+                            let login = json(&format!(
+                                "SELECT mfa.primary_authenticate('{org}', 'm', 'sso')"
+                            ));
+                            let token = login["intermediate_session_token"]
+                                .as_str()
+                                .unwrap()
+                                .to_string();
+                            prove(
+                                &org,
+                                "m",
+                                &token,
+                                factor,
+                                &format!("+1415555{:04}", 3000 + case),
+                            );
                             let inserted = error_of(&format!(
                                 "INSERT INTO matrix_sessions (org, member, token) VALUES ('{org}', 'm', '{token}')"
                             ));
                             let rows = json(&format!("SELECT to_jsonb(count(*)) FROM matrix_sessions WHERE org = '{org}'"));
-                            let expected = expected_allowed(required_for_all, enrolled, factor, restricted, breakglass);
+                            let expected = expected_allowed(
+                                required_for_all,
+                                enrolled,
+                                factor,
+                                restricted,
+                                breakglass,
+                            );
                             let label = format!(
                                 "required_for_all={required_for_all} restricted={restricted} enrolled={enrolled} breakglass={breakglass} factor={factor:?}"
                             );
@@ -163,10 +224,15 @@ mod tests {
                                 assert_eq!(inserted, "no error", "{label}");
                                 assert_eq!(rows, 1, "{label}");
                                 // The factors column holds what the login proved, primary first.
-                                let factors = json(&format!("SELECT factors FROM matrix_sessions WHERE org = '{org}'"));
+                                let factors = json(&format!(
+                                    "SELECT factors FROM matrix_sessions WHERE org = '{org}'"
+                                ));
                                 assert_eq!(factors[0]["type"], "sso", "{label}");
                             } else {
-                                assert!(inserted.starts_with("28000 insufficient_factors: "), "{label}: {inserted}");
+                                assert!(
+                                    inserted.starts_with("28000 insufficient_factors: "),
+                                    "{label}: {inserted}"
+                                );
                                 assert_eq!(rows, 0, "{label}: a denied insert left a row");
                             }
                             // Expired and reused tokens never pass.
@@ -194,26 +260,46 @@ mod tests {
 
     #[pg_test]
     fn expired_and_foreign_tokens_never_pass() {
-        run("SELECT mfa.organization_upsert('o1'); SELECT mfa.member_upsert('o1', 'm');
-             SELECT mfa.organization_upsert('o2'); SELECT mfa.member_upsert('o2', 'm')");
+        run(
+            "SELECT mfa.organization_upsert('o1'); SELECT mfa.member_upsert('o1', 'm');
+             SELECT mfa.organization_upsert('o2'); SELECT mfa.member_upsert('o2', 'm')",
+        );
         run("CREATE TABLE s (org text, member text, token text);
              CREATE TRIGGER gate BEFORE INSERT ON s FOR EACH ROW EXECUTE FUNCTION mfa.enforce_session_policy('org', 'member', 'token')");
-        let t = json("SELECT mfa.primary_authenticate('o1', 'm')")["intermediate_session_token"].as_str().unwrap().to_string();
+        let t = json("SELECT mfa.primary_authenticate('o1', 'm')")["intermediate_session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let foreign = error_of(&format!("INSERT INTO s VALUES ('o2', 'm', '{t}')"));
-        assert!(foreign.starts_with("28000 insufficient_factors: invalid_intermediate_session_token_for_organization"), "{foreign}");
+        assert!(
+            foreign.starts_with(
+                "28000 insufficient_factors: invalid_intermediate_session_token_for_organization"
+            ),
+            "{foreign}"
+        );
         let other_member = error_of(&format!("INSERT INTO s VALUES ('o1', 'x', '{t}')"));
-        assert!(other_member.starts_with("P0002 member_not_found"), "{other_member}");
+        assert!(
+            other_member.starts_with("P0002 member_not_found"),
+            "{other_member}"
+        );
         run("UPDATE mfa.intermediate_sessions SET expires_at = now() - interval '1 second'");
         let expired = error_of(&format!("INSERT INTO s VALUES ('o1', 'm', '{t}')"));
-        assert!(expired.starts_with("28000 insufficient_factors: intermediate_session_not_found"), "{expired}");
+        assert!(
+            expired.starts_with("28000 insufficient_factors: intermediate_session_not_found"),
+            "{expired}"
+        );
         let missing = error_of("INSERT INTO s VALUES ('o1', 'm', NULL)");
-        assert!(missing.starts_with("28000 insufficient_factors"), "{missing}");
+        assert!(
+            missing.starts_with("28000 insufficient_factors"),
+            "{missing}"
+        );
         assert_eq!(json("SELECT to_jsonb(count(*)) FROM s"), 0);
         // A trigger declared with the wrong arguments is refused at its first row.
         run("CREATE TABLE s2 (org text); CREATE TRIGGER gate BEFORE INSERT ON s2 FOR EACH ROW EXECUTE FUNCTION mfa.enforce_session_policy('org')");
         assert!(error_of("INSERT INTO s2 VALUES ('o1')").starts_with("22023 invalid_argument"));
         run("CREATE TABLE s3 (org text, member text, token text); CREATE TRIGGER gate BEFORE INSERT ON s3 FOR EACH ROW
              EXECUTE FUNCTION mfa.enforce_session_policy('org', 'member', 'no_such_column')");
-        assert!(error_of("INSERT INTO s3 VALUES ('o1', 'm', 't')").starts_with("22023 invalid_argument"));
+        assert!(error_of("INSERT INTO s3 VALUES ('o1', 'm', 't')")
+            .starts_with("22023 invalid_argument"));
     }
 }

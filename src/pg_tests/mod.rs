@@ -11,7 +11,10 @@ use serde_json::Value;
 
 /// Runs `sql` and returns its first column as JSON.
 pub fn json(sql: &str) -> Value {
-    Spi::get_one::<JsonB>(sql).expect("query runs").map(|j| j.0).unwrap_or(Value::Null)
+    Spi::get_one::<JsonB>(sql)
+        .expect("query runs")
+        .map(|j| j.0)
+        .unwrap_or(Value::Null)
 }
 
 pub fn run(sql: &str) {
@@ -42,5 +45,8 @@ pub fn error_of(sql: &str) -> String {
 pub fn assert_error(sql: &str, sqlstate: &str, error_type: &str) {
     let got = error_of(sql);
     let expected = format!("{sqlstate} {error_type}: ");
-    assert!(got.starts_with(&expected), "{sql}\n  expected: {expected}…\n  got:      {got}");
+    assert!(
+        got.starts_with(&expected),
+        "{sql}\n  expected: {expected}…\n  got:      {got}"
+    );
 }

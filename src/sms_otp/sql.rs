@@ -26,7 +26,11 @@ pub fn allowlist() -> MfaResult<Vec<String>> {
         &[],
     )?
     .unwrap_or_default();
-    Ok(if stored.is_empty() { DEFAULT_ALLOWLIST.iter().map(|s| s.to_string()).collect() } else { stored })
+    Ok(if stored.is_empty() {
+        DEFAULT_ALLOWLIST.iter().map(|s| s.to_string()).collect()
+    } else {
+        stored
+    })
 }
 
 /// Refuses a send that would exceed the limits against SMS pumping: a minimum interval and an
@@ -48,7 +52,8 @@ fn check_rate_limits(phone: &ParsedPhone) -> MfaResult<()> {
     .unwrap_or_default();
     let count = |k: &str| counts[k].as_i64().unwrap_or(0);
     let refuse = |what: String| {
-        Err(MfaError::new(ErrorType::TooManyRequests, what).with_hint("Wait before sending another code."))
+        Err(MfaError::new(ErrorType::TooManyRequests, what)
+            .with_hint("Wait before sending another code."))
     };
     if settings::SMS_MIN_INTERVAL_SECONDS.get() > 0 && count("number_recent") > 0 {
         return refuse(format!(
@@ -60,20 +65,30 @@ fn check_rate_limits(phone: &ParsedPhone) -> MfaResult<()> {
         return refuse("Too many codes were sent to this number in the last hour.".into());
     }
     if count("prefix_hour") >= settings::SMS_SENDS_PER_PREFIX_PER_HOUR.get() as i64 {
-        return refuse("Too many codes were sent to numbers of this range in the last hour.".into());
+        return refuse(
+            "Too many codes were sent to numbers of this range in the last hour.".into(),
+        );
     }
     Ok(())
 }
 
 /// Issues a new code to the member's phone (the previous code dies) and queues its message. The
 /// message and the NOTIFY exist only if the caller's transaction commits.
-pub fn send_code(request: &Request, member: &Member, phone: Option<&ParsedPhone>, locale: Locale) -> MfaResult<()> {
+pub fn send_code(
+    request: &Request,
+    member: &Member,
+    phone: Option<&ParsedPhone>,
+    locale: Locale,
+) -> MfaResult<()> {
     let parsed;
     let phone = match phone {
         Some(p) => p,
         None => {
             let Some(number) = &member.mfa_phone_number else {
-                return err(ErrorType::MemberPhoneNumberNotFound, "The member has no phone number.");
+                return err(
+                    ErrorType::MemberPhoneNumberNotFound,
+                    "The member has no phone number.",
+                );
             };
             parsed = parse_phone_number(number)?;
             &parsed
@@ -112,7 +127,9 @@ pub fn send_code(request: &Request, member: &Member, phone: Option<&ParsedPhone>
             phone.country_code.as_str().into(),
             phone.rate_limit_prefix().into(),
             locale.as_str().into(),
-            message_text(locale, &code, lifetime_minutes(lifetime)).as_str().into(),
+            message_text(locale, &code, lifetime_minutes(lifetime))
+                .as_str()
+                .into(),
             (lifetime as f64).into(),
         ],
     )?;
@@ -146,12 +163,10 @@ fn send(
     session::find_optional(&member, token)?;
     if let Some(phone) = &requested {
         match &member.mfa_phone_number {
-            Some(existing) if existing != &phone.e164 => {
-                return err(
-                    ErrorType::DuplicateMemberPhoneNumber,
-                    "The member already has another phone number; delete it before using a new one.",
-                )
-            }
+            Some(existing) if existing != &phone.e164 => return err(
+                ErrorType::DuplicateMemberPhoneNumber,
+                "The member already has another phone number; delete it before using a new one.",
+            ),
             Some(_) => {}
             None => {
                 // Linking a new phone is adding a factor: a member who already has one must have
@@ -192,7 +207,16 @@ fn otp_sms_send(
     locale: default!(Option<&str>, "'en'"),
     intermediate_session_token: default!(Option<&str>, "NULL"),
 ) -> JsonB {
-    JsonB(send(organization_id, member_id, mfa_phone_number, locale, intermediate_session_token).or_raise())
+    JsonB(
+        send(
+            organization_id,
+            member_id,
+            mfa_phone_number,
+            locale,
+            intermediate_session_token,
+        )
+        .or_raise(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -214,7 +238,9 @@ fn authenticate(
 ) -> MfaResult<Value> {
     const EVENT: &str = "sms_otp.authenticate";
     let request = Request::new();
-    let set_mfa_enrollment = set_mfa_enrollment.map(SetMfaEnrollment::parse).transpose()?;
+    let set_mfa_enrollment = set_mfa_enrollment
+        .map(SetMfaEnrollment::parse)
+        .transpose()?;
     let member = members::load(organization_id, member_id, true)?;
     let org = organizations::load_policy(&member.organization_id)?;
     let session = session::find_optional(&member, token)?;
@@ -231,29 +257,49 @@ fn authenticate(
           WHERE c.organization_id = $1 AND c.member_id = $2 FOR UPDATE OF c",
         &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
     )?;
-    let failure = |t: ErrorType, m: &str| members::failed_attempt(&request, &member, EVENT, MfaError::new(t, m));
-    let Some(live) = live.filter(|l| Some(&l.phone_number) == member.mfa_phone_number.as_ref()) else {
-        return failure(ErrorType::OtpCodeNotFound, "No SMS code was sent to this member, or it was replaced.");
+    let failure = |t: ErrorType, m: &str| {
+        members::failed_attempt(&request, &member, EVENT, MfaError::new(t, m))
+    };
+    let Some(live) = live.filter(|l| Some(&l.phone_number) == member.mfa_phone_number.as_ref())
+    else {
+        return failure(
+            ErrorType::OtpCodeNotFound,
+            "No SMS code was sent to this member, or it was replaced.",
+        );
     };
     if live.used {
-        return failure(ErrorType::UnableToAuthOtpCode, "This SMS code was already used.");
+        return failure(
+            ErrorType::UnableToAuthOtpCode,
+            "This SMS code was already used.",
+        );
     }
     if live.expired {
-        return failure(ErrorType::OtpCodeExpired, "This SMS code has expired; send a new one.");
+        return failure(
+            ErrorType::OtpCodeExpired,
+            "This SMS code has expired; send a new one.",
+        );
     }
     let presented = keyring::current()?.hash_code(&sms_context(&member), code.unwrap_or(""));
-    let expected = data_encoding::HEXLOWER.decode(live.code_hash_hex.as_bytes()).expect("encode(…, 'hex')");
+    let expected = data_encoding::HEXLOWER
+        .decode(live.code_hash_hex.as_bytes())
+        .expect("encode(…, 'hex')");
     if !constant_time_eq(&presented, &expected) {
         return failure(ErrorType::UnableToAuthOtpCode, "The SMS code is not valid.");
     }
     db::execute(
         "UPDATE mfa.sms_codes SET used_at = now() WHERE organization_id = $1 AND member_id = $2;",
-        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+        ],
     )?;
     db::execute(
         "UPDATE mfa.members SET mfa_phone_number_verified = true, updated_at = now()
           WHERE organization_id = $1 AND member_id = $2",
-        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+        ],
     )?;
     SecondFactorSuccess {
         request: &request,
@@ -315,13 +361,21 @@ fn country_code_allowlist_set(country_codes: Option<Vec<Option<String>>>) -> Vec
         let wanted = normalize_allowlist(codes.iter().map(|c| c.as_deref()))?;
         let before = allowlist()?;
         // Serializes concurrent changes: the table lock conflicts only with other writers.
-        db::execute("LOCK TABLE mfa.country_code_allowlist IN SHARE ROW EXCLUSIVE MODE", &[])?;
+        db::execute(
+            "LOCK TABLE mfa.country_code_allowlist IN SHARE ROW EXCLUSIVE MODE",
+            &[],
+        )?;
         db::execute("DELETE FROM mfa.country_code_allowlist", &[])?;
         db::execute(
             "INSERT INTO mfa.country_code_allowlist (country_code) SELECT unnest($1::text[])",
             &[wanted.clone().into()],
         )?;
-        request.audit("", None, "country_code_allowlist.set", json!({ "before": before, "after": wanted }))?;
+        request.audit(
+            "",
+            None,
+            "country_code_allowlist.set",
+            json!({ "before": before, "after": wanted }),
+        )?;
         Ok(wanted)
     };
     set().or_raise()

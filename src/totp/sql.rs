@@ -40,15 +40,28 @@ fn find_registration(member: &Member) -> MfaResult<Option<Registration>> {
 
 /// The secret is bound to its row: a ciphertext copied onto another registration does not decrypt.
 fn associated_data(member: &Member, registration_id: &str) -> Vec<u8> {
-    [member.organization_id.as_bytes(), member.member_id.as_bytes(), registration_id.as_bytes()].join(&0u8)
+    [
+        member.organization_id.as_bytes(),
+        member.member_id.as_bytes(),
+        registration_id.as_bytes(),
+    ]
+    .join(&0u8)
 }
 
-fn store_registration(member: &Member, secret: &[u8], pending_minutes: Option<i32>) -> MfaResult<String> {
+fn store_registration(
+    member: &Member,
+    secret: &[u8],
+    pending_minutes: Option<i32>,
+) -> MfaResult<String> {
     let registration_id = db::new_uuid();
-    let ciphertext = keyring::current()?.encrypt(secret, &associated_data(member, &registration_id));
+    let ciphertext =
+        keyring::current()?.encrypt(secret, &associated_data(member, &registration_id));
     db::execute(
         "DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2",
-        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+        ],
     )?;
     db::execute(
         "INSERT INTO mfa.totp_registrations
@@ -71,10 +84,16 @@ fn store_registration(member: &Member, secret: &[u8], pending_minutes: Option<i3
 /// Replaces the member's recovery codes with `codes` (stored as keyed hashes only).
 fn store_recovery_codes(member: &Member, codes: &[String]) -> MfaResult<()> {
     let keys = keyring::current()?;
-    let hashes: Vec<Vec<u8>> = codes.iter().map(|c| keys.hash_code("recovery", c)).collect();
+    let hashes: Vec<Vec<u8>> = codes
+        .iter()
+        .map(|c| keys.hash_code("recovery", c))
+        .collect();
     db::execute(
         "DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2",
-        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+        ],
     )?;
     db::execute(
         "INSERT INTO mfa.recovery_codes (organization_id, member_id, code_hash, key_id)
@@ -90,7 +109,9 @@ fn store_recovery_codes(member: &Member, codes: &[String]) -> MfaResult<()> {
 }
 
 fn mint_recovery_codes(member: &Member) -> MfaResult<Vec<String>> {
-    let codes: Vec<String> = (0..RECOVERY_CODE_COUNT).map(|_| new_recovery_code()).collect();
+    let codes: Vec<String> = (0..RECOVERY_CODE_COUNT)
+        .map(|_| new_recovery_code())
+        .collect();
     store_recovery_codes(member, &codes)?;
     Ok(codes)
 }
@@ -103,7 +124,10 @@ fn create(
 ) -> MfaResult<Value> {
     let request = Request::new();
     if !(5..=1440).contains(&expiration_minutes) {
-        return err(ErrorType::InvalidExpirationMinutes, "expiration_minutes must be between 5 and 1440.");
+        return err(
+            ErrorType::InvalidExpirationMinutes,
+            "expiration_minutes must be between 5 and 1440.",
+        );
     }
     let member = members::load(organization_id, member_id, true)?;
     let org = organizations::load_policy(&member.organization_id)?;
@@ -111,7 +135,10 @@ fn create(
     session::find_optional(&member, token)?;
     if let Some(existing) = find_registration(&member)? {
         if existing.status == "active" {
-            return err(ErrorType::ActiveTotpExists, "The member already has an active TOTP registration.");
+            return err(
+                ErrorType::ActiveTotpExists,
+                "The member already has an active TOTP registration.",
+            );
         }
         if !existing.expired {
             return err(
@@ -154,7 +181,15 @@ fn totp_create(
     expiration_minutes: default!(Option<i32>, 60),
     intermediate_session_token: default!(Option<&str>, "NULL"),
 ) -> JsonB {
-    JsonB(create(organization_id, member_id, expiration_minutes.unwrap_or(60), intermediate_session_token).or_raise())
+    JsonB(
+        create(
+            organization_id,
+            member_id,
+            expiration_minutes.unwrap_or(60),
+            intermediate_session_token,
+        )
+        .or_raise(),
+    )
 }
 
 fn authenticate(
@@ -167,23 +202,33 @@ fn authenticate(
 ) -> MfaResult<Value> {
     const EVENT: &str = "totp.authenticate";
     let request = Request::new();
-    let set_mfa_enrollment = set_mfa_enrollment.map(SetMfaEnrollment::parse).transpose()?;
+    let set_mfa_enrollment = set_mfa_enrollment
+        .map(SetMfaEnrollment::parse)
+        .transpose()?;
     let member = members::load(organization_id, member_id, true)?;
     let org = organizations::load_policy(&member.organization_id)?;
     let session = session::find_optional(&member, token)?;
     org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
     let Some(registration) = find_registration(&member)? else {
-        return err(ErrorType::TotpNotFound, "The member has no TOTP registration.");
+        return err(
+            ErrorType::TotpNotFound,
+            "The member has no TOTP registration.",
+        );
     };
     if member.is_locked {
         return members::locked_attempt(&request, &member, EVENT);
     }
     if registration.expired {
-        let failure = MfaError::new(ErrorType::ExpiredTotp, "The pending TOTP registration has expired; create a new one.");
+        let failure = MfaError::new(
+            ErrorType::ExpiredTotp,
+            "The pending TOTP registration has expired; create a new one.",
+        );
         return members::failed_attempt(&request, &member, EVENT, failure);
     }
     let secret = keyring::decrypt(
-        &data_encoding::HEXLOWER.decode(registration.secret_hex.as_bytes()).expect("encode(…, 'hex')"),
+        &data_encoding::HEXLOWER
+            .decode(registration.secret_hex.as_bytes())
+            .expect("encode(…, 'hex')"),
         &associated_data(&member, &registration.totp_registration_id),
     )?;
     let step = match verify_code(
@@ -211,7 +256,11 @@ fn authenticate(
             SET last_used_step = $3, status = 'active', expires_at = NULL,
                 activated_at = coalesce(activated_at, now())
           WHERE organization_id = $1 AND member_id = $2",
-        &[member.organization_id.as_str().into(), member.member_id.as_str().into(), (step as i64).into()],
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+            (step as i64).into(),
+        ],
     )?;
     SecondFactorSuccess {
         request: &request,
@@ -268,14 +317,22 @@ fn migrate(
         .unwrap_or_default()
         .into_iter()
         .map(|c| {
-            c.as_deref().and_then(normalize_recovery_code).ok_or_else(|| {
-                MfaError::new(ErrorType::InvalidRecoveryCode, "A recovery code to import is not valid.")
-            })
+            c.as_deref()
+                .and_then(normalize_recovery_code)
+                .ok_or_else(|| {
+                    MfaError::new(
+                        ErrorType::InvalidRecoveryCode,
+                        "A recovery code to import is not valid.",
+                    )
+                })
         })
         .collect::<MfaResult<Vec<String>>>()?;
     let member = members::load(organization_id, member_id, true)?;
     if find_registration(&member)?.is_some_and(|r| r.status == "active") {
-        return err(ErrorType::ActiveTotpExists, "The member already has an active TOTP registration.");
+        return err(
+            ErrorType::ActiveTotpExists,
+            "The member already has an active TOTP registration.",
+        );
     }
     let registration_id = store_registration(&member, &secret, None)?;
     store_recovery_codes(&member, &codes)?;
@@ -314,11 +371,23 @@ fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) ->
         let request = Request::new();
         let member = members::load(organization_id, member_id, true)?;
         let Some(registration) = find_registration(&member)? else {
-            return err(ErrorType::TotpNotFound, "The member has no TOTP registration.");
+            return err(
+                ErrorType::TotpNotFound,
+                "The member has no TOTP registration.",
+            );
         };
-        let ids = [member.organization_id.as_str().into(), member.member_id.as_str().into()];
-        db::execute("DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2", &ids)?;
-        db::execute("DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2", &ids)?;
+        let ids = [
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+        ];
+        db::execute(
+            "DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2",
+            &ids,
+        )?;
+        db::execute(
+            "DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2",
+            &ids,
+        )?;
         db::execute(
             "UPDATE mfa.members SET default_mfa_method = NULLIF(default_mfa_method, 'totp'), updated_at = now()
               WHERE organization_id = $1 AND member_id = $2",
@@ -338,7 +407,10 @@ fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) ->
 fn require_active_registration(member: &Member) -> MfaResult<Registration> {
     match find_registration(member)? {
         Some(r) if r.status == "active" => Ok(r),
-        _ => err(ErrorType::RecoveryCodesNotFound, "The member has no active TOTP registration, so no recovery codes."),
+        _ => err(
+            ErrorType::RecoveryCodesNotFound,
+            "The member has no active TOTP registration, so no recovery codes.",
+        ),
     }
 }
 
@@ -355,7 +427,10 @@ fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) ->
                         'recovery_codes_remaining', count(*) FILTER (WHERE used_at IS NULL),
                         'recovery_codes_created_at', min(created_at))
                FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2",
-            &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
+            &[
+                member.organization_id.as_str().into(),
+                member.member_id.as_str().into(),
+            ],
         )?
         .unwrap_or_default();
         Ok(json!({
@@ -379,7 +454,12 @@ fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>)
         let member = members::load(organization_id, member_id, true)?;
         require_active_registration(&member)?;
         let codes = mint_recovery_codes(&member)?;
-        request.audit(&member.organization_id, Some(&member.member_id), "recovery_codes.rotated", json!({}))?;
+        request.audit(
+            &member.organization_id,
+            Some(&member.member_id),
+            "recovery_codes.rotated",
+            json!({}),
+        )?;
         Ok(json!({
             "status_code": 200,
             "request_id": request.id,
@@ -407,7 +487,10 @@ fn recover(
     if member.is_locked {
         return members::locked_attempt(&request, &member, EVENT);
     }
-    let ids = [member.organization_id.as_str().into(), member.member_id.as_str().into()];
+    let ids = [
+        member.organization_id.as_str().into(),
+        member.member_id.as_str().into(),
+    ];
     let key_ids: Vec<String> = db::row(
         "SELECT coalesce(jsonb_agg(DISTINCT key_id), '[]') FROM mfa.recovery_codes
           WHERE organization_id = $1 AND member_id = $2 AND used_at IS NULL",
@@ -434,7 +517,10 @@ fn recover(
         &[member.organization_id.as_str().into(), member.member_id.as_str().into(), candidates.into()],
     )?;
     let Some(remaining) = remaining else {
-        let failure = MfaError::new(ErrorType::InvalidRecoveryCode, "The recovery code is not valid or was already used.");
+        let failure = MfaError::new(
+            ErrorType::InvalidRecoveryCode,
+            "The recovery code is not valid or was already used.",
+        );
         return members::failed_attempt(&request, &member, EVENT, failure);
     };
     SecondFactorSuccess {
@@ -461,7 +547,15 @@ fn recovery_codes_recover(
     recovery_code: Option<&str>,
     intermediate_session_token: default!(Option<&str>, "NULL"),
 ) -> JsonB {
-    JsonB(recover(organization_id, member_id, recovery_code, intermediate_session_token).or_raise())
+    JsonB(
+        recover(
+            organization_id,
+            member_id,
+            recovery_code,
+            intermediate_session_token,
+        )
+        .or_raise(),
+    )
 }
 
 /// Renders any text (an otpauth URI) as a QR code of Unicode blocks, for terminals and psql.

@@ -13,19 +13,37 @@ fn notify_on_commit_and_nothing_on_rollback() {
     let mut c = connect();
     let org = unique("notify");
     json(&mut c, "SELECT mfa.organization_upsert($1)", &[&org]);
-    json(&mut c, "SELECT mfa.member_upsert($1, 'ann', '+14155550102')", &[&org]);
+    json(
+        &mut c,
+        "SELECT mfa.member_upsert($1, 'ann', '+14155550102')",
+        &[&org],
+    );
     let mut tx = c.transaction().unwrap();
-    tx.query_one("SELECT mfa.otp_sms_send($1, 'ann')", &[&org]).unwrap();
+    tx.query_one("SELECT mfa.otp_sms_send($1, 'ann')", &[&org])
+        .unwrap();
     tx.rollback().unwrap();
-    let rolled_back: i64 =
-        c.query_one("SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1", &[&org]).unwrap().get(0);
+    let rolled_back: i64 = c
+        .query_one(
+            "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
     assert_eq!(rolled_back, 0, "a rolled-back send leaves no message");
-    let codes: i64 =
-        c.query_one("SELECT count(*) FROM mfa.sms_codes WHERE organization_id = $1", &[&org]).unwrap().get(0);
+    let codes: i64 = c
+        .query_one(
+            "SELECT count(*) FROM mfa.sms_codes WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
     assert_eq!(codes, 0, "a rolled-back send leaves no code");
     json(&mut c, "SELECT mfa.otp_sms_send($1, 'ann')", &[&org]);
     let id: i64 = c
-        .query_one("SELECT message_id FROM mfa.sms_outbox WHERE organization_id = $1", &[&org])
+        .query_one(
+            "SELECT message_id FROM mfa.sms_outbox WHERE organization_id = $1",
+            &[&org],
+        )
         .unwrap()
         .get(0);
     let mut received = Vec::new();
@@ -50,20 +68,31 @@ fn two_workers_never_receive_the_same_message() {
         let member = format!("m{i}");
         let phone = format!("+1415555{:04}", 1000 + i);
         json(&mut c, "SELECT mfa.member_upsert($1, $2)", &[&org, &member]);
-        json(&mut c, "SELECT mfa.otp_sms_send($1, $2, $3)", &[&org, &member, &phone]);
+        json(
+            &mut c,
+            "SELECT mfa.otp_sms_send($1, $2, $3)",
+            &[&org, &member, &phone],
+        );
     }
     let org2 = org.clone();
     let claimed = race(2, move |client, _| {
         let mut mine = Vec::new();
         loop {
             // Other tests' messages may be claimed too: only this test's are answered.
-            let rows = client.query("SELECT id, organization_id FROM mfa.sms_outbox_claim(3, '5 minutes')", &[]).unwrap();
+            let rows = client
+                .query(
+                    "SELECT id, organization_id FROM mfa.sms_outbox_claim(3, '5 minutes')",
+                    &[],
+                )
+                .unwrap();
             if rows.is_empty() {
                 break;
             }
             for r in rows.iter().filter(|r| r.get::<_, String>(1) == org2) {
                 let id: i64 = r.get(0);
-                client.query_one("SELECT mfa.sms_outbox_complete($1, 'fake')", &[&id]).unwrap();
+                client
+                    .query_one("SELECT mfa.sms_outbox_complete($1, 'fake')", &[&id])
+                    .unwrap();
                 mine.push(id);
             }
         }
@@ -73,7 +102,10 @@ fn two_workers_never_receive_the_same_message() {
     let distinct: HashSet<i64> = all.iter().copied().collect();
     assert_eq!(all.len(), distinct.len(), "a message went to two workers");
     let sent: i64 = c
-        .query_one("SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1 AND status = 'sent'", &[&org])
+        .query_one(
+            "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1 AND status = 'sent'",
+            &[&org],
+        )
         .unwrap()
         .get(0);
     assert_eq!(sent as usize, MESSAGES);

@@ -9,19 +9,42 @@ fn qr_code_png_decodes_to_the_otpauth_uri() {
     let mut c = connect();
     let org = unique("qr");
     json(&mut c, "SELECT mfa.organization_upsert($1)", &[&org]);
-    json(&mut c, "SELECT mfa.member_upsert($1, 'ann.lee@example.com')", &[&org]);
-    let created = json(&mut c, "SELECT mfa.totp_create($1, 'ann.lee@example.com')", &[&org]);
+    json(
+        &mut c,
+        "SELECT mfa.member_upsert($1, 'ann.lee@example.com')",
+        &[&org],
+    );
+    let created = json(
+        &mut c,
+        "SELECT mfa.totp_create($1, 'ann.lee@example.com')",
+        &[&org],
+    );
     let uri = created["otpauth_uri"].as_str().unwrap();
     let png = base64::engine::general_purpose::STANDARD
-        .decode(created["qr_code"].as_str().unwrap().strip_prefix("data:image/png;base64,").unwrap())
+        .decode(
+            created["qr_code"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("data:image/png;base64,")
+                .unwrap(),
+        )
         .unwrap();
     let path = std::env::temp_dir().join(format!("{org}.png"));
     std::fs::write(&path, png).unwrap();
-    let out = std::process::Command::new("zbarimg").args(["--raw", "-q"]).arg(&path).output()
+    let out = std::process::Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(&path)
+        .output()
         .expect("zbarimg (zbar-tools) is installed by make test");
     std::fs::remove_file(&path).ok();
     assert!(out.status.success(), "zbarimg could not read the QR code");
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim_end(), uri);
-    assert!(uri.starts_with("otpauth://totp/MFA:ann.lee%40example.com?secret="), "{uri}");
-    assert!(uri.ends_with("&issuer=MFA&algorithm=SHA1&digits=6&period=30"), "{uri}");
+    assert!(
+        uri.starts_with("otpauth://totp/MFA:ann.lee%40example.com?secret="),
+        "{uri}"
+    );
+    assert!(
+        uri.ends_with("&issuer=MFA&algorithm=SHA1&digits=6&period=30"),
+        "{uri}"
+    );
 }
