@@ -41,6 +41,20 @@ impl Member {
     }
 }
 
+/// A successful answer about `member`: status, request id and ids, then `fields`.
+pub fn answer(request: &Request, member: &Member, fields: Value) -> Value {
+    let mut answer = json!({
+        "status_code": 200,
+        "request_id": request.id,
+        "organization_id": member.organization_id,
+        "member_id": member.member_id,
+    });
+    if let (Some(obj), Value::Object(fields)) = (answer.as_object_mut(), fields) {
+        obj.extend(fields);
+    }
+    answer
+}
+
 pub fn not_found(organization_id: &str, member_id: &str) -> MfaError {
     MfaError::new(
         ErrorType::MemberNotFound,

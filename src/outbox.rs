@@ -11,6 +11,10 @@ use serde_json::{json, Value};
 
 /// Replaces the code (the only six-digit run of every text) in a stored body.
 const SCRUBBED_BODY: &str = "regexp_replace(body, '[0-9]{6}', '******', 'g')";
+/// What `finish` reads back from a finished message.
+const FINISHED: &str =
+    "RETURNING jsonb_build_object('organization_id', organization_id, 'member_id', member_id,
+                                   'status', status, 'attempts', attempts)";
 
 /// id, organization_id, phone_number, country_code, locale, body, attempts, created_at, expires_at.
 type ClaimedRow = (
@@ -141,8 +145,7 @@ fn sms_outbox_complete(id: i64, provider_message_id: default!(Option<&str>, "NUL
         "UPDATE mfa.sms_outbox SET status = 'sent', sent_at = now(), provider_message_id = left($2, 200),
                 body = {SCRUBBED_BODY}, last_error = NULL
           WHERE message_id = $1 AND status <> 'sent'
-      RETURNING jsonb_build_object('organization_id', organization_id, 'member_id', member_id,
-                                   'status', status, 'attempts', attempts)"
+      {FINISHED}"
     );
     JsonB(
         finish(
@@ -173,8 +176,7 @@ fn sms_outbox_fail(
                                            interval '5 seconds' * power(2, greatest(attempts - 1, 0))),
                 last_error = left($2, 500)
           WHERE message_id = $1 AND status = 'pending'
-      RETURNING jsonb_build_object('organization_id', organization_id, 'member_id', member_id,
-                                   'status', status, 'attempts', attempts)"
+      {FINISHED}"
     );
     JsonB(
         finish(

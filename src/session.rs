@@ -119,24 +119,75 @@ pub fn add_factor(session: &IntermediateSession, factor: Value) -> MfaResult<Vec
     Ok(factors.unwrap_or_default())
 }
 
-/// What every successful second factor does: resets the failure count, applies the enrollment
-/// rules, records the factor on the login, audits, and answers.
-pub struct SecondFactorSuccess<'a> {
-    pub request: &'a Request,
-    pub member: &'a Member,
-    pub org: &'a policy::OrganizationPolicy,
-    pub session: Option<&'a IntermediateSession>,
-    pub method: policy::MfaMethod,
-    pub set_mfa_enrollment: Option<policy::SetMfaEnrollment>,
-    pub set_default_mfa: bool,
-    pub factor: Value,
-    pub event_type: &'a str,
-    pub extra: Value,
+/// One second-factor authentication attempt: what every factor (TOTP, SMS code, recovery code)
+/// checks first, and how it ends — a returned failure that counts toward the lock, or a success
+/// that resets it, applies the enrollment rules and records the factor on the login.
+pub struct Attempt {
+    pub request: Request,
+    pub member: Member,
+    pub org: policy::OrganizationPolicy,
+    pub session: Option<IntermediateSession>,
+    method: policy::MfaMethod,
+    event_type: &'static str,
+    set_mfa_enrollment: Option<policy::SetMfaEnrollment>,
+    set_default_mfa: bool,
 }
 
-impl SecondFactorSuccess<'_> {
-    pub fn commit(self) -> MfaResult<Value> {
-        members::record_success(self.member)?;
+impl Attempt {
+    /// Validates the arguments, locks the member, checks the token and that the organization
+    /// allows `method`. These are the caller's mistakes: they raise.
+    pub fn begin(
+        organization_id: Option<&str>,
+        member_id: Option<&str>,
+        token: Option<&str>,
+        method: policy::MfaMethod,
+        event_type: &'static str,
+        set_mfa_enrollment: Option<&str>,
+        set_default_mfa: bool,
+    ) -> MfaResult<Attempt> {
+        let request = Request::new();
+        let set_mfa_enrollment = set_mfa_enrollment
+            .map(policy::SetMfaEnrollment::parse)
+            .transpose()?;
+        let member = members::load(organization_id, member_id, true)?;
+        let org = organizations::load_policy(&member.organization_id)?;
+        let session = find_optional(&member, token)?;
+        org.require_allowed(method, member.is_breakglass)?;
+        Ok(Attempt {
+            request,
+            member,
+            org,
+            session,
+            method,
+            event_type,
+            set_mfa_enrollment,
+            set_default_mfa,
+        })
+    }
+
+    /// The refusal of a locked member's attempt, whatever the code; `None` when not locked.
+    pub fn refuse_if_locked(&self) -> MfaResult<Option<Value>> {
+        if self.member.is_locked {
+            members::locked_attempt(&self.request, &self.member, self.event_type).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A failed attempt: counted, audited and returned.
+    pub fn fail(&self, error_type: ErrorType, message: &str) -> MfaResult<Value> {
+        members::failed_attempt(
+            &self.request,
+            &self.member,
+            self.event_type,
+            MfaError::new(error_type, message),
+        )
+    }
+
+    /// A successful attempt proving `factor`; `extra` fields are added to the answer.
+    pub fn succeed(&self, factor: Value, extra: Value) -> MfaResult<Value> {
+        let member = &self.member;
+        members::record_success(member)?;
         // Under REQUIRED_FOR_ALL every member who proves a factor is enrolled; otherwise the
         // caller decides. The first successful method becomes the default.
         let enrolled = if self.org.mfa_policy == policy::MfaPolicy::RequiredForAll {
@@ -145,40 +196,38 @@ impl SecondFactorSuccess<'_> {
             self.set_mfa_enrollment
                 .map(|e| e == policy::SetMfaEnrollment::Enroll)
         };
-        let default_method = (self.set_default_mfa || self.member.default_mfa_method.is_none())
+        let default_method = (self.set_default_mfa || member.default_mfa_method.is_none())
             .then_some(self.method.as_str());
         db::execute(
             "UPDATE mfa.members SET mfa_enrolled = coalesce($3, mfa_enrolled),
                     default_mfa_method = coalesce($4, default_mfa_method), updated_at = now()
               WHERE organization_id = $1 AND member_id = $2",
             &[
-                self.member.organization_id.as_str().into(),
-                self.member.member_id.as_str().into(),
+                member.organization_id.as_str().into(),
+                member.member_id.as_str().into(),
                 enrolled.into(),
                 default_method.into(),
             ],
         )?;
-        let factors = match self.session {
-            Some(session) => Some(add_factor(session, self.factor.clone())?),
+        let factors = match &self.session {
+            Some(session) => Some(add_factor(session, factor)?),
             None => None,
         };
         self.request.audit(
-            &self.member.organization_id,
-            Some(&self.member.member_id),
+            &member.organization_id,
+            Some(&member.member_id),
             self.event_type,
             json!({ "outcome": "success", "mfa_enrolled": enrolled, "with_intermediate_session": factors.is_some() }),
         )?;
-        let mut answer = json!({
-            "status_code": 200,
-            "request_id": self.request.id,
-            "organization_id": self.member.organization_id,
-            "member_id": self.member.member_id,
-            "member": members::object(&self.member.organization_id, &self.member.member_id)?,
-        });
+        let mut answer = members::answer(
+            &self.request,
+            member,
+            json!({ "member": members::object(&member.organization_id, &member.member_id)? }),
+        );
         if let Some(factors) = factors {
             answer["authentication_factors"] = Value::Array(factors);
         }
-        if let (Some(obj), Some(extra)) = (answer.as_object_mut(), self.extra.as_object()) {
+        if let (Some(obj), Some(extra)) = (answer.as_object_mut(), extra.as_object()) {
             obj.extend(extra.clone());
         }
         Ok(answer)
@@ -256,26 +305,26 @@ fn primary(
         json!({ "primary_factor": method.as_str(), "mfa_required": mfa_required,
                 "secondary_auth_initiated": secondary_auth_initiated }),
     )?;
-    Ok(json!({
-        "status_code": 200,
-        "request_id": request.id,
-        "organization_id": member.organization_id,
-        "member_id": member.member_id,
-        "member_authenticated": !mfa_required,
-        "intermediate_session_token": token,
-        "mfa_required": if mfa_required {
-            json!({
-                "member_options": {
-                    "mfa_phone_number": member.mfa_phone_number.as_deref().map(crate::phone::mask_e164),
-                    "totp_registration_id": member.totp_registration_id,
-                },
-                "secondary_auth_initiated": secondary_auth_initiated,
-            })
-        } else {
-            Value::Null
-        },
-        "member": members::object(&member.organization_id, &member.member_id)?,
-    }))
+    Ok(members::answer(
+        &request,
+        &member,
+        json!({
+            "member_authenticated": !mfa_required,
+            "intermediate_session_token": token,
+            "mfa_required": if mfa_required {
+                json!({
+                    "member_options": {
+                        "mfa_phone_number": member.mfa_phone_number.as_deref().map(crate::phone::mask_e164),
+                        "totp_registration_id": member.totp_registration_id,
+                    },
+                    "secondary_auth_initiated": secondary_auth_initiated,
+                })
+            } else {
+                Value::Null
+            },
+            "member": members::object(&member.organization_id, &member.member_id)?,
+        }),
+    ))
 }
 
 /// Starts a login after the application's own primary check.
@@ -344,13 +393,11 @@ fn check(
                 "session.allowed",
                 json!({ "factors": session.factors.iter().map(|f| &f["type"]).collect::<Vec<_>>() }),
             )?;
-            Ok(json!({
-                "status_code": 200,
-                "request_id": request.id,
-                "organization_id": member.organization_id,
-                "member_id": member.member_id,
-                "authentication_factors": session.factors,
-            }))
+            Ok(members::answer(
+                &request,
+                &member,
+                json!({ "authentication_factors": session.factors }),
+            ))
         }
         Err(denied) => {
             // The raised error rolls the caller's transaction back, audit event included; the denial

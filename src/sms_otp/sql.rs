@@ -9,8 +9,8 @@ use crate::keyring;
 use crate::members::{self, Member};
 use crate::organizations;
 use crate::phone::{self, check_sms_country, normalize_allowlist, parse_phone_number, ParsedPhone};
-use crate::policy::{MfaMethod, SetMfaEnrollment};
-use crate::session::{self, SecondFactorSuccess};
+use crate::policy::MfaMethod;
+use crate::session::{self, Attempt};
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -188,13 +188,13 @@ fn send(
         }
     }
     send_code(&request, &member, requested.as_ref(), locale)?;
-    Ok(json!({
-        "status_code": 200,
-        "request_id": request.id,
-        "organization_id": member.organization_id,
-        "member_id": member.member_id,
+    Ok(members::answer(
+        &request,
+        &member,
+        json!({
         "member": members::object(&member.organization_id, &member.member_id)?,
-    }))
+        }),
+    ))
 }
 
 /// Sends a new code by SMS (through the outbox). Never returns the code.
@@ -236,17 +236,18 @@ fn authenticate(
     set_mfa_enrollment: Option<&str>,
     set_default_mfa: bool,
 ) -> MfaResult<Value> {
-    const EVENT: &str = "sms_otp.authenticate";
-    let request = Request::new();
-    let set_mfa_enrollment = set_mfa_enrollment
-        .map(SetMfaEnrollment::parse)
-        .transpose()?;
-    let member = members::load(organization_id, member_id, true)?;
-    let org = organizations::load_policy(&member.organization_id)?;
-    let session = session::find_optional(&member, token)?;
-    org.require_allowed(MfaMethod::SmsOtp, member.is_breakglass)?;
-    if member.is_locked {
-        return members::locked_attempt(&request, &member, EVENT);
+    let attempt = Attempt::begin(
+        organization_id,
+        member_id,
+        token,
+        MfaMethod::SmsOtp,
+        "sms_otp.authenticate",
+        set_mfa_enrollment,
+        set_default_mfa,
+    )?;
+    let member = &attempt.member;
+    if let Some(refusal) = attempt.refuse_if_locked()? {
+        return Ok(refusal);
     }
     let live: Option<LiveCode> = db::row(
         "SELECT jsonb_build_object('code_hash_hex', encode(c.code_hash, 'hex'), 'phone_number', c.phone_number,
@@ -257,34 +258,31 @@ fn authenticate(
           WHERE c.organization_id = $1 AND c.member_id = $2 FOR UPDATE OF c",
         &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
     )?;
-    let failure = |t: ErrorType, m: &str| {
-        members::failed_attempt(&request, &member, EVENT, MfaError::new(t, m))
-    };
     let Some(live) = live.filter(|l| Some(&l.phone_number) == member.mfa_phone_number.as_ref())
     else {
-        return failure(
+        return attempt.fail(
             ErrorType::OtpCodeNotFound,
             "No SMS code was sent to this member, or it was replaced.",
         );
     };
     if live.used {
-        return failure(
+        return attempt.fail(
             ErrorType::UnableToAuthOtpCode,
             "This SMS code was already used.",
         );
     }
     if live.expired {
-        return failure(
+        return attempt.fail(
             ErrorType::OtpCodeExpired,
             "This SMS code has expired; send a new one.",
         );
     }
-    let presented = keyring::current()?.hash_code(&sms_context(&member), code.unwrap_or(""));
+    let presented = keyring::current()?.hash_code(&sms_context(member), code.unwrap_or(""));
     let expected = data_encoding::HEXLOWER
         .decode(live.code_hash_hex.as_bytes())
         .expect("encode(…, 'hex')");
     if !constant_time_eq(&presented, &expected) {
-        return failure(ErrorType::UnableToAuthOtpCode, "The SMS code is not valid.");
+        return attempt.fail(ErrorType::UnableToAuthOtpCode, "The SMS code is not valid.");
     }
     db::execute(
         "UPDATE mfa.sms_codes SET used_at = now() WHERE organization_id = $1 AND member_id = $2;",
@@ -301,23 +299,14 @@ fn authenticate(
             member.member_id.as_str().into(),
         ],
     )?;
-    SecondFactorSuccess {
-        request: &request,
-        member: &member,
-        org: &org,
-        session: session.as_ref(),
-        method: MfaMethod::SmsOtp,
-        set_mfa_enrollment,
-        set_default_mfa,
-        factor: session::factor(
+    attempt.succeed(
+        session::factor(
             "otp",
             "sms",
             json!({ "phone_number_factor": { "phone_id": live.phone_id, "phone_number": live.phone_number } }),
         ),
-        event_type: EVENT,
-        extra: json!({}),
-    }
-    .commit()
+        json!({}),
+    )
 }
 
 /// Verifies the member's SMS code. Failures are returned, not raised.

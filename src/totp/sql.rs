@@ -10,8 +10,8 @@ use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
 use crate::keyring;
 use crate::members::{self, Member};
 use crate::organizations;
-use crate::policy::{MfaMethod, SetMfaEnrollment};
-use crate::session::{self, SecondFactorSuccess};
+use crate::policy::MfaMethod;
+use crate::session::{self, Attempt};
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -158,18 +158,18 @@ fn create(
         "totp.created",
         json!({ "totp_registration_id": registration_id, "expiration_minutes": expiration_minutes }),
     )?;
-    Ok(json!({
-        "status_code": 200,
-        "request_id": request.id,
-        "organization_id": member.organization_id,
-        "member_id": member.member_id,
+    Ok(members::answer(
+        &request,
+        &member,
+        json!({
         "totp_registration_id": registration_id,
         "secret": secret_to_base32(&secret),
         "otpauth_uri": uri,
         "qr_code": qr_code_data_url(&uri)?,
         "recovery_codes": recovery_codes,
         "member": members::object(&member.organization_id, &member.member_id)?,
-    }))
+        }),
+    ))
 }
 
 /// Starts an authenticator-app registration, pending until its first code is authenticated.
@@ -200,36 +200,36 @@ fn authenticate(
     set_mfa_enrollment: Option<&str>,
     set_default_mfa: bool,
 ) -> MfaResult<Value> {
-    const EVENT: &str = "totp.authenticate";
-    let request = Request::new();
-    let set_mfa_enrollment = set_mfa_enrollment
-        .map(SetMfaEnrollment::parse)
-        .transpose()?;
-    let member = members::load(organization_id, member_id, true)?;
-    let org = organizations::load_policy(&member.organization_id)?;
-    let session = session::find_optional(&member, token)?;
-    org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
-    let Some(registration) = find_registration(&member)? else {
+    let attempt = Attempt::begin(
+        organization_id,
+        member_id,
+        token,
+        MfaMethod::Totp,
+        "totp.authenticate",
+        set_mfa_enrollment,
+        set_default_mfa,
+    )?;
+    let member = &attempt.member;
+    let Some(registration) = find_registration(member)? else {
         return err(
             ErrorType::TotpNotFound,
             "The member has no TOTP registration.",
         );
     };
-    if member.is_locked {
-        return members::locked_attempt(&request, &member, EVENT);
+    if let Some(refusal) = attempt.refuse_if_locked()? {
+        return Ok(refusal);
     }
     if registration.expired {
-        let failure = MfaError::new(
+        return attempt.fail(
             ErrorType::ExpiredTotp,
             "The pending TOTP registration has expired; create a new one.",
         );
-        return members::failed_attempt(&request, &member, EVENT, failure);
     }
     let secret = keyring::decrypt(
         &data_encoding::HEXLOWER
             .decode(registration.secret_hex.as_bytes())
             .expect("encode(…, 'hex')"),
-        &associated_data(&member, &registration.totp_registration_id),
+        &associated_data(member, &registration.totp_registration_id),
     )?;
     let step = match verify_code(
         &secret,
@@ -240,15 +240,13 @@ fn authenticate(
     ) {
         Ok(step) => step,
         Err(CodeRejection::Invalid) => {
-            let failure = MfaError::new(ErrorType::InvalidTotpCode, "The TOTP code is not valid.");
-            return members::failed_attempt(&request, &member, EVENT, failure);
+            return attempt.fail(ErrorType::InvalidTotpCode, "The TOTP code is not valid.")
         }
         Err(CodeRejection::AlreadyUsed) => {
-            let failure = MfaError::new(
+            return attempt.fail(
                 ErrorType::TotpCodeAlreadyAuthenticated,
                 "This TOTP code was already used; wait for the next one.",
-            );
-            return members::failed_attempt(&request, &member, EVENT, failure);
+            )
         }
     };
     db::execute(
@@ -262,23 +260,14 @@ fn authenticate(
             (step as i64).into(),
         ],
     )?;
-    SecondFactorSuccess {
-        request: &request,
-        member: &member,
-        org: &org,
-        session: session.as_ref(),
-        method: MfaMethod::Totp,
-        set_mfa_enrollment,
-        set_default_mfa,
-        factor: session::factor(
+    attempt.succeed(
+        session::factor(
             "totp",
             "authenticator_app",
             json!({ "authenticator_app_factor": { "totp_id": registration.totp_registration_id } }),
         ),
-        event_type: EVENT,
-        extra: json!({ "totp_registration_id": registration.totp_registration_id }),
-    }
-    .commit()
+        json!({ "totp_registration_id": registration.totp_registration_id }),
+    )
 }
 
 /// Verifies a code from the member's authenticator app. Failures are returned, not raised.
@@ -433,14 +422,14 @@ fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) ->
             ],
         )?
         .unwrap_or_default();
-        Ok(json!({
-            "status_code": 200,
-            "request_id": request.id,
-            "organization_id": member.organization_id,
-            "member_id": member.member_id,
+        Ok(members::answer(
+            &request,
+            &member,
+            json!({
             "recovery_codes_remaining": counts["recovery_codes_remaining"],
             "recovery_codes_created_at": counts["recovery_codes_created_at"],
-        }))
+            }),
+        ))
     };
     JsonB(get().or_raise())
 }
@@ -460,13 +449,13 @@ fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>)
             "recovery_codes.rotated",
             json!({}),
         )?;
-        Ok(json!({
-            "status_code": 200,
-            "request_id": request.id,
-            "organization_id": member.organization_id,
-            "member_id": member.member_id,
+        Ok(members::answer(
+            &request,
+            &member,
+            json!({
             "recovery_codes": codes,
-        }))
+            }),
+        ))
     };
     JsonB(rotate().or_raise())
 }
@@ -477,15 +466,20 @@ fn recover(
     recovery_code: Option<&str>,
     token: Option<&str>,
 ) -> MfaResult<Value> {
-    const EVENT: &str = "recovery_codes.recover";
-    let request = Request::new();
-    let member = members::load(organization_id, member_id, true)?;
-    let org = organizations::load_policy(&member.organization_id)?;
-    let session = session::find_optional(&member, token)?;
-    org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
-    require_active_registration(&member)?;
-    if member.is_locked {
-        return members::locked_attempt(&request, &member, EVENT);
+    // Recovery codes stand in for the authenticator app: the `totp` method must be allowed.
+    let attempt = Attempt::begin(
+        organization_id,
+        member_id,
+        token,
+        MfaMethod::Totp,
+        "recovery_codes.recover",
+        None,
+        false,
+    )?;
+    let member = &attempt.member;
+    require_active_registration(member)?;
+    if let Some(refusal) = attempt.refuse_if_locked()? {
+        return Ok(refusal);
     }
     let ids = [
         member.organization_id.as_str().into(),
@@ -514,28 +508,21 @@ fn recover(
          SELECT to_jsonb((SELECT count(*) FROM mfa.recovery_codes
                            WHERE organization_id = $1 AND member_id = $2 AND used_at IS NULL) - 1)
            FROM used LIMIT 1",
-        &[member.organization_id.as_str().into(), member.member_id.as_str().into(), candidates.into()],
+        &{
+            let [organization, member] = ids;
+            [organization, member, candidates.into()]
+        },
     )?;
     let Some(remaining) = remaining else {
-        let failure = MfaError::new(
+        return attempt.fail(
             ErrorType::InvalidRecoveryCode,
             "The recovery code is not valid or was already used.",
         );
-        return members::failed_attempt(&request, &member, EVENT, failure);
     };
-    SecondFactorSuccess {
-        request: &request,
-        member: &member,
-        org: &org,
-        session: session.as_ref(),
-        method: MfaMethod::Totp,
-        set_mfa_enrollment: None,
-        set_default_mfa: false,
-        factor: session::factor("recovery_codes", "recovery_code", json!({})),
-        event_type: EVENT,
-        extra: json!({ "recovery_codes_remaining": remaining }),
-    }
-    .commit()
+    attempt.succeed(
+        session::factor("recovery_codes", "recovery_code", json!({})),
+        json!({ "recovery_codes_remaining": remaining }),
+    )
 }
 
 /// Spends one recovery code as the second factor. Failures are returned, not raised.
