@@ -403,7 +403,8 @@ fn check(
             // The raised error rolls the caller's transaction back, audit event included; the denial
             // is logged so it is not lost.
             pgrx::log!(
-                "mfa: session denied for member {:?} of organization {:?}: {}",
+                "mfa: session denied (request {}) for member {:?} of organization {:?}: {}",
+                request.id,
                 member.member_id,
                 member.organization_id,
                 denied.error_type

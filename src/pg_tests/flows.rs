@@ -596,4 +596,50 @@ mod tests {
             200
         );
     }
+
+    #[pg_test]
+    fn enrollment_and_default_method_follow_stytch() {
+        setup("OPTIONAL");
+        run("SET mfa.totp_issuer = 'Acme: Corp'");
+        let created = json("SELECT mfa.totp_create('org-1', 'ann')");
+        assert!(created["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/Acme_%20Corp:ann?"));
+        let secret = created["secret"].as_str().unwrap().to_string();
+        assert_error(
+            &format!(
+                "SELECT mfa.totp_authenticate('org-1', 'ann', '{}', set_mfa_enrollment => 'maybe')",
+                code_for(&secret, 0)
+            ),
+            "22023",
+            "invalid_set_mfa_enrollment",
+        );
+        let enrolled = json(&format!(
+            "SELECT mfa.totp_authenticate('org-1', 'ann', '{}', set_mfa_enrollment => 'enroll')",
+            code_for(&secret, -1)
+        ));
+        assert_eq!(enrolled["member"]["mfa_enrolled"], true, "{enrolled}");
+        assert_eq!(enrolled["member"]["default_mfa_method"], "totp");
+        // SMS proven later does not take the default unless asked to.
+        run("SET mfa.sms_min_interval_seconds = 0");
+        run("SELECT mfa.member_upsert('org-1', 'ann', '+14155552671')");
+        run("SELECT mfa.otp_sms_send('org-1', 'ann')");
+        let sms = json(&format!("SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{}', set_mfa_enrollment => 'unenroll')", last_sms_code()));
+        assert_eq!(sms["member"]["default_mfa_method"], "totp");
+        assert_eq!(sms["member"]["mfa_enrolled"], false);
+        run("SELECT mfa.otp_sms_send('org-1', 'ann')");
+        let sms = json(&format!(
+            "SELECT mfa.otp_sms_authenticate('org-1', 'ann', '{}', set_default_mfa => true)",
+            last_sms_code()
+        ));
+        assert_eq!(sms["member"]["default_mfa_method"], "sms_otp");
+        // Under REQUIRED_FOR_ALL a success always enrolls; unenroll is ignored.
+        run("SELECT mfa.organization_upsert('org-1', 'REQUIRED_FOR_ALL')");
+        let forced = json(&format!(
+            "SELECT mfa.totp_authenticate('org-1', 'ann', '{}', set_mfa_enrollment => 'unenroll')",
+            code_for(&secret, 1)
+        ));
+        assert_eq!(forced["member"]["mfa_enrolled"], true, "{forced}");
+    }
 }

@@ -46,6 +46,10 @@ CREATE ROLE regress_app LOGIN IN ROLE mfa_app;
 SET ROLE regress_app;
 SELECT * FROM mfa.members;
 SELECT mfa.organization_upsert('evil');
+-- Settings that could weaken security are superuser-only, and the key is never shown.
+SHOW mfa.encryption_key;
+SET mfa.lock_threshold = 100;
+SET mfa.sms_code_lifetime_seconds = 600;
 RESET ROLE;
 CREATE ROLE regress_worker LOGIN IN ROLE mfa_sms_worker;
 SET ROLE regress_worker;
