@@ -138,13 +138,15 @@ fn finish(
 }
 
 /// Records that the provider accepted the message; its code is scrubbed from the stored body.
+/// Idempotent: a worker that repeats its acknowledgement gets the same answer.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn sms_outbox_complete(id: i64, provider_message_id: default!(Option<&str>, "NULL")) -> JsonB {
     let sql = format!(
-        "UPDATE mfa.sms_outbox SET status = 'sent', sent_at = now(), provider_message_id = left($2, 200),
+        "UPDATE mfa.sms_outbox SET status = 'sent', sent_at = coalesce(sent_at, now()),
+                provider_message_id = coalesce(provider_message_id, left($2, 200)),
                 body = {SCRUBBED_BODY}, last_error = NULL
-          WHERE message_id = $1 AND status <> 'sent'
+          WHERE message_id = $1
       {FINISHED}"
     );
     JsonB(

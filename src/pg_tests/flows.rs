@@ -388,8 +388,22 @@ mod tests {
         assert_eq!(done["status"], "sent");
         let body = json("SELECT to_jsonb(body) FROM mfa.sms_outbox");
         assert!(body.as_str().unwrap().contains("******"), "{body}");
+        // A repeated acknowledgement is harmless; an unknown message is an error.
+        assert_eq!(
+            json(&format!("SELECT mfa.sms_outbox_complete({id}, 'SM999')"))["status"],
+            "sent"
+        );
+        assert_eq!(
+            json("SELECT to_jsonb(provider_message_id) FROM mfa.sms_outbox"),
+            "SM123"
+        );
         assert_error(
-            &format!("SELECT mfa.sms_outbox_complete({id})"),
+            "SELECT mfa.sms_outbox_complete(987654321)",
+            "P0002",
+            "sms_message_not_found",
+        );
+        assert_error(
+            &format!("SELECT mfa.sms_outbox_fail({id}, 'late')"),
             "P0002",
             "sms_message_not_found",
         );
