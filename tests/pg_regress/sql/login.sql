@@ -28,7 +28,7 @@ INSERT INTO app_sessions (organization_id, member_id, token) VALUES ('globex', '
 
 -- 3. Hank enrolls an authenticator app he already uses (imported here with a known secret).
 SELECT mfa.totp_migrate('globex', 'hank', 'JBSWY3DPEHPK3PXP') ->> 'status_code' AS migrated;
-SELECT mfa.totp_authenticate('globex', 'hank', '000000', :'token') - 'request_id' AS wrong_code;
+SELECT mfa.totp_authenticate('globex', 'hank', 'abc123', :'token') - 'request_id' AS wrong_code;
 \set code `oathtool --totp -b JBSWY3DPEHPK3PXP`
 SELECT r ->> 'status_code' AS status, jsonb_path_query_array(r, '$.authentication_factors[*].type') AS factors
   FROM mfa.totp_authenticate('globex', 'hank', :'code', :'token') AS r;
