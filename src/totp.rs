@@ -130,17 +130,21 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8]) -> String {
     )
 }
 
+/// The QR code of `text`, with medium error correction (what phone cameras read best at this size).
+fn encode_qr(text: &str) -> MfaResult<qrcode::QrCode> {
+    qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).map_err(|_| {
+        crate::errors::MfaError::new(
+            ErrorType::InvalidArgument,
+            "The text is too long for a QR code.",
+        )
+    })
+}
+
 /// Renders `text` as a QR code PNG (black on white, 4-module quiet zone) in a `data:` URL.
 pub fn qr_code_data_url(text: &str) -> MfaResult<String> {
     const SCALE: usize = 6;
     const QUIET: usize = 4;
-    let code =
-        qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).map_err(|_| {
-            crate::errors::MfaError::new(
-                ErrorType::InvalidArgument,
-                "The text is too long for a QR code.",
-            )
-        })?;
+    let code = encode_qr(text)?;
     let modules = code.width();
     let colors = code.to_colors();
     let side = (modules + 2 * QUIET) * SCALE;
@@ -174,13 +178,7 @@ pub fn qr_code_data_url(text: &str) -> MfaResult<String> {
 
 /// Renders `text` as a QR code of Unicode half blocks, for a terminal.
 pub fn qr_code_text(text: &str) -> MfaResult<String> {
-    let code =
-        qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).map_err(|_| {
-            crate::errors::MfaError::new(
-                ErrorType::InvalidArgument,
-                "The text is too long for a QR code.",
-            )
-        })?;
+    let code = encode_qr(text)?;
     Ok(code
         .render::<qrcode::render::unicode::Dense1x2>()
         .dark_color(qrcode::render::unicode::Dense1x2::Light)
