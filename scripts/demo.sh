@@ -32,9 +32,22 @@ psql=(psql -X -h /tmp -p "$port" -U postgres)
 "${psql[@]}" -q -d mfa_demo -c "ALTER DATABASE mfa_demo SET mfa.encryption_key = '$(head -c 32 /dev/urandom | base64)'"
 echo "== walkthrough: examples/walkthrough.sql"
 "${psql[@]}" -d mfa_demo -v ON_ERROR_STOP=1 -f examples/walkthrough.sql
+echo
+echo "== the SMS delivery worker (console provider) drains the outbox"
+if ! cargo build --release -p mfa-sms-worker >"$log" 2>&1; then
+    tail -50 "$log"
+    exit 1
+fi
+"${psql[@]}" -q -d mfa_demo -At -c "SELECT mfa.member_upsert('acme', 'carol@acme.example', '+1 416 555 0123') ->> 'member_id'" \
+    -c "SELECT 'queued a code for carol: ' || (mfa.otp_sms_send('acme', 'carol@acme.example', locale => 'fr') ->> 'status_code')"
+MFA_SMS_LOG=warn target/release/mfa-sms-worker --provider console --exit-when-idle \
+    --database-url "host=/tmp port=$port user=postgres dbname=mfa_demo"
+"${psql[@]}" -d mfa_demo -c "SELECT message_id, status, provider_message_id, body FROM mfa.sms_outbox ORDER BY message_id"
+
 cat <<MSG
 
 The demo cluster is running (data: $datadir).
 Connect:   psql -h /tmp -p $port -U postgres mfa_demo
 Stop it:   make stop
+Worker:    target/release/mfa-sms-worker --help
 MSG

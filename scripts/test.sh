@@ -41,3 +41,10 @@ psql -X -q -h /tmp -p "$port" -U postgres -c "DROP DATABASE IF EXISTS mfa_integr
 psql -X -q -h /tmp -p "$port" -U postgres -d mfa_integration -c "SET client_min_messages = error" -c "CREATE EXTENSION mfa"
 MFA_TEST_DATABASE_URL="host=127.0.0.1 port=$port user=postgres dbname=mfa_integration" \
     cargo test --manifest-path tests/integration/Cargo.toml -- --test-threads=4
+
+echo "== SMS worker: unit tests, then the worker against a fake provider (worker/tests)"
+psql -X -q -h /tmp -p "$port" -U postgres -c "DROP DATABASE IF EXISTS mfa_worker" -c "CREATE DATABASE mfa_worker"
+psql -X -q -h /tmp -p "$port" -U postgres -d mfa_worker -c "SET client_min_messages = error" -c "CREATE EXTENSION mfa"
+# Every worker test drains the whole outbox of its database: one at a time.
+MFA_WORKER_TEST_DATABASE_URL="host=127.0.0.1 port=$port user=postgres dbname=mfa_worker" MFA_TEST_PGDATA="$data" \
+    cargo test -p mfa-sms-worker -- --test-threads=1

@@ -1,0 +1,211 @@
+//! `mfa-sms-worker`: drains the SMS outbox of the `mfa` extension.
+//!
+//! It `LISTEN`s on `mfa_sms_outbox` and also polls (a notification is a hint, never the only
+//! trigger), claims batches with `mfa.sms_outbox_claim` — never more than it has free sending
+//! slots, so nothing it holds waits — sends concurrently, and answers each message with
+//! `mfa.sms_outbox_complete` or `mfa.sms_outbox_fail`. Delivery is at least once: a crash between
+//! the provider's acceptance and the acknowledgement sends the message again after the visibility
+//! timeout.
+
+pub mod provider;
+
+use futures_util::StreamExt;
+use provider::{Message, Outcome, Provider};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{error, info, warn};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub provider: Provider,
+    pub batch_size: i32,
+    pub concurrency: usize,
+    pub visibility_timeout: Duration,
+    pub poll_interval: Duration,
+    pub request_timeout: Duration,
+    /// Exit once the outbox has nothing deliverable (for cron jobs and the demo).
+    pub exit_when_idle: bool,
+}
+
+/// Runs until `shutdown` turns true; then stops claiming, lets every send in flight finish and be
+/// acknowledged, and returns.
+pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
+    let http = provider::http_client(config.request_timeout);
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    let mut backoff = Duration::from_millis(500);
+    'connection: while !*shutdown.borrow() {
+        let (client, mut wakeups) = match connect(&config.database_url).await {
+            Ok(c) => {
+                backoff = Duration::from_millis(500);
+                c
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach the database");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        let client = Arc::new(client);
+        info!(
+            provider = config.provider.name(),
+            "connected; listening on mfa_sms_outbox"
+        );
+        loop {
+            if *shutdown.borrow() {
+                break 'connection;
+            }
+            let free = slots.available_permits().min(config.batch_size as usize);
+            if free == 0 {
+                // Every slot is busy: wait for one rather than claim what cannot be sent yet.
+                drop(slots.clone().acquire_owned().await);
+                continue;
+            }
+            let claimed = match claim(&client, free as i32, config.visibility_timeout).await {
+                Ok(messages) => messages,
+                Err(e) => {
+                    warn!(error = %e, "claim failed; reconnecting");
+                    continue 'connection;
+                }
+            };
+            let count = claimed.len();
+            for message in claimed {
+                let permit = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let (client, http, provider) =
+                    (client.clone(), http.clone(), config.provider.clone());
+                tokio::spawn(async move {
+                    deliver(&client, &http, &provider, message).await;
+                    drop(permit);
+                });
+            }
+            if count == free {
+                continue; // there may be more waiting
+            }
+            if config.exit_when_idle {
+                break 'connection;
+            }
+            tokio::select! {
+                woke = wakeups.recv() => if woke.is_none() {
+                    warn!("database connection lost; reconnecting");
+                    continue 'connection;
+                },
+                _ = tokio::time::sleep(config.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+    // Every send in flight finishes and is acknowledged before the worker exits.
+    let _all = slots.acquire_many(config.concurrency as u32).await;
+    info!("stopped");
+}
+
+/// Connects, starts the task that drives the connection, and `LISTEN`s. The receiver yields once
+/// per notification and closes when the connection is lost.
+async fn connect(
+    url: &str,
+) -> Result<(tokio_postgres::Client, mpsc::UnboundedReceiver<()>), tokio_postgres::Error> {
+    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    let _ = tx.send(());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "database connection ended");
+                    break;
+                }
+            }
+        }
+    });
+    client.batch_execute("LISTEN mfa_sms_outbox").await?;
+    Ok((client, rx))
+}
+
+async fn claim(
+    client: &tokio_postgres::Client,
+    batch_size: i32,
+    visibility_timeout: Duration,
+) -> Result<Vec<Message>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT id, phone_number, country_code, locale, body, attempts
+               FROM mfa.sms_outbox_claim($1, make_interval(secs => $2))",
+            &[&batch_size, &visibility_timeout.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Message {
+            id: r.get(0),
+            phone_number: r.get(1),
+            country_code: r.get(2),
+            locale: r.get(3),
+            body: r.get(4),
+            attempts: r.get(5),
+        })
+        .collect())
+}
+
+/// Sends one message and acknowledges the outcome. Logs carry the id, country and outcome —
+/// never the number or the text.
+async fn deliver(
+    client: &tokio_postgres::Client,
+    http: &reqwest::Client,
+    provider: &Provider,
+    message: Message,
+) {
+    let outcome = provider.send(http, &message).await;
+    let acknowledged = match &outcome {
+        Outcome::Sent {
+            provider_message_id,
+        } => {
+            client
+                .execute(
+                    "SELECT mfa.sms_outbox_complete($1, $2)",
+                    &[&message.id, provider_message_id],
+                )
+                .await
+        }
+        Outcome::Transient(reason) => {
+            client
+                .execute(
+                    "SELECT mfa.sms_outbox_fail($1, $2, true)",
+                    &[&message.id, reason],
+                )
+                .await
+        }
+        Outcome::Permanent(reason) => {
+            client
+                .execute(
+                    "SELECT mfa.sms_outbox_fail($1, $2, false)",
+                    &[&message.id, reason],
+                )
+                .await
+        }
+    };
+    let result = match &outcome {
+        Outcome::Sent { .. } => "sent",
+        Outcome::Transient(_) => "retry",
+        Outcome::Permanent(_) => "failed",
+    };
+    match acknowledged {
+        Ok(_) => {
+            info!(message_id = message.id, country = %message.country_code, attempts = message.attempts, result, "delivered")
+        }
+        // The message comes back after its visibility timeout: at least once, never lost.
+        Err(e) => error!(message_id = message.id, result, error = %e, "could not acknowledge"),
+    }
+}

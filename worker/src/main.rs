@@ -1,0 +1,153 @@
+//! Command line of `mfa-sms-worker`: flags or environment variables, structured logs on stderr,
+//! graceful shutdown on SIGTERM and SIGINT.
+
+use clap::{Parser, ValueEnum};
+use mfa_sms_worker::provider::{Provider, TwilioConfig};
+use mfa_sms_worker::{run, Config};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ProviderKind {
+    Console,
+    Twilio,
+    Webhook,
+}
+
+/// Delivers the SMS messages of the mfa extension's outbox.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// PostgreSQL connection string of a role granted mfa_sms_worker (key=value or postgres:// URL).
+    #[arg(long, env = "MFA_DATABASE_URL")]
+    database_url: String,
+    /// Where messages go.
+    #[arg(long, env = "MFA_SMS_PROVIDER", value_enum, default_value = "console")]
+    provider: ProviderKind,
+    /// Messages claimed at once (at most the free sending slots).
+    #[arg(long, env = "MFA_SMS_BATCH_SIZE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    batch_size: i32,
+    /// Messages sent at the same time.
+    #[arg(long, env = "MFA_SMS_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    concurrency: u32,
+    /// Seconds a claimed message stays hidden from other workers.
+    #[arg(long, env = "MFA_SMS_VISIBILITY_TIMEOUT", default_value_t = 30)]
+    visibility_timeout: u64,
+    /// Seconds between polls when no notification arrives.
+    #[arg(long, env = "MFA_SMS_POLL_INTERVAL", default_value_t = 5)]
+    poll_interval: u64,
+    /// Seconds before a provider request is abandoned (and retried later).
+    #[arg(long, env = "MFA_SMS_REQUEST_TIMEOUT", default_value_t = 10)]
+    request_timeout: u64,
+    /// Exit once nothing is deliverable.
+    #[arg(long)]
+    exit_when_idle: bool,
+    /// Twilio account SID (AC…).
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    twilio_account_sid: Option<String>,
+    /// Twilio auth token (or use an API key).
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    twilio_auth_token: Option<String>,
+    /// Twilio API key SID (SK…), with --twilio-api-key-secret.
+    #[arg(long, env = "TWILIO_API_KEY_SID")]
+    twilio_api_key_sid: Option<String>,
+    #[arg(long, env = "TWILIO_API_KEY_SECRET", hide_env_values = true)]
+    twilio_api_key_secret: Option<String>,
+    /// Sender number (E.164), or use --twilio-messaging-service-sid.
+    #[arg(long, env = "TWILIO_FROM")]
+    twilio_from: Option<String>,
+    #[arg(long, env = "TWILIO_MESSAGING_SERVICE_SID")]
+    twilio_messaging_service_sid: Option<String>,
+    #[arg(
+        long,
+        env = "TWILIO_BASE_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    twilio_base_url: String,
+    /// URL that receives each message as a signed JSON POST.
+    #[arg(long, env = "MFA_SMS_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// Shared secret of the webhook's X-Mfa-Signature HMAC.
+    #[arg(long, env = "MFA_SMS_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+}
+
+fn provider(args: &Args) -> Result<Provider, String> {
+    Ok(match args.provider {
+        ProviderKind::Console => Provider::Console,
+        ProviderKind::Twilio => {
+            let account_sid = args
+                .twilio_account_sid
+                .clone()
+                .ok_or("twilio needs --twilio-account-sid")?;
+            let (username, password) = match (&args.twilio_api_key_sid, &args.twilio_api_key_secret, &args.twilio_auth_token) {
+                (Some(key), Some(secret), _) => (key.clone(), secret.clone()),
+                (None, None, Some(token)) => (account_sid.clone(), token.clone()),
+                _ => return Err("twilio needs --twilio-auth-token, or --twilio-api-key-sid with --twilio-api-key-secret".into()),
+            };
+            if args.twilio_from.is_none() && args.twilio_messaging_service_sid.is_none() {
+                return Err("twilio needs --twilio-from or --twilio-messaging-service-sid".into());
+            }
+            Provider::Twilio(TwilioConfig {
+                base_url: args.twilio_base_url.clone(),
+                account_sid,
+                username,
+                password,
+                from: args.twilio_from.clone(),
+                messaging_service_sid: args.twilio_messaging_service_sid.clone(),
+            })
+        }
+        ProviderKind::Webhook => Provider::Webhook {
+            url: args
+                .webhook_url
+                .clone()
+                .ok_or("webhook needs --webhook-url")?,
+            secret: args
+                .webhook_secret
+                .clone()
+                .ok_or("webhook needs --webhook-secret")?,
+        },
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MFA_SMS_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let provider = match provider(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("mfa-sms-worker: {e}");
+            std::process::exit(2);
+        }
+    };
+    let config = Config {
+        database_url: args.database_url.clone(),
+        provider,
+        batch_size: args.batch_size,
+        concurrency: args.concurrency as usize,
+        visibility_timeout: Duration::from_secs(args.visibility_timeout.max(1)),
+        poll_interval: Duration::from_secs(args.poll_interval.max(1)),
+        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        exit_when_idle: args.exit_when_idle,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down: finishing the messages in flight");
+        let _ = stop.send(true);
+    });
+    run(config, stopped).await;
+}
