@@ -168,39 +168,26 @@ async fn deliver(
     message: Message,
 ) {
     let outcome = provider.send(http, &message).await;
-    let acknowledged = match &outcome {
+    let (statement, detail, result) = match &outcome {
         Outcome::Sent {
             provider_message_id,
-        } => {
-            client
-                .execute(
-                    "SELECT mfa.sms_outbox_complete($1, $2)",
-                    &[&message.id, provider_message_id],
-                )
-                .await
-        }
-        Outcome::Transient(reason) => {
-            client
-                .execute(
-                    "SELECT mfa.sms_outbox_fail($1, $2, true)",
-                    &[&message.id, reason],
-                )
-                .await
-        }
-        Outcome::Permanent(reason) => {
-            client
-                .execute(
-                    "SELECT mfa.sms_outbox_fail($1, $2, false)",
-                    &[&message.id, reason],
-                )
-                .await
-        }
+        } => (
+            "SELECT mfa.sms_outbox_complete($1, $2)",
+            provider_message_id.as_deref(),
+            "sent",
+        ),
+        Outcome::Transient(reason) => (
+            "SELECT mfa.sms_outbox_fail($1, $2, true)",
+            Some(reason.as_str()),
+            "retry",
+        ),
+        Outcome::Permanent(reason) => (
+            "SELECT mfa.sms_outbox_fail($1, $2, false)",
+            Some(reason.as_str()),
+            "failed",
+        ),
     };
-    let result = match &outcome {
-        Outcome::Sent { .. } => "sent",
-        Outcome::Transient(_) => "retry",
-        Outcome::Permanent(_) => "failed",
-    };
+    let acknowledged = client.execute(statement, &[&message.id, &detail]).await;
     match acknowledged {
         Ok(_) => {
             info!(message_id = message.id, country = %message.country_code, attempts = message.attempts, result, "delivered")
