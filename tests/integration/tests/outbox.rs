@@ -11,8 +11,7 @@ fn notify_on_commit_and_nothing_on_rollback() {
     let mut listener = connect();
     listener.batch_execute("LISTEN mfa_sms_outbox").unwrap();
     let mut c = connect();
-    let org = unique("notify");
-    json(&mut c, "SELECT mfa.organization_upsert($1)", &[&org]);
+    let org = new_organization(&mut c, "notify");
     json(
         &mut c,
         "SELECT mfa.member_upsert($1, 'ann', '+14155550102')",
@@ -61,8 +60,7 @@ fn notify_on_commit_and_nothing_on_rollback() {
 #[test]
 fn two_workers_never_receive_the_same_message() {
     let mut c = connect();
-    let org = unique("drain");
-    json(&mut c, "SELECT mfa.organization_upsert($1)", &[&org]);
+    let org = new_organization(&mut c, "drain");
     const MESSAGES: usize = 60;
     for i in 0..MESSAGES {
         let member = format!("m{i}");

@@ -7,13 +7,7 @@ use common::*;
 #[test]
 fn qr_code_png_decodes_to_the_otpauth_uri() {
     let mut c = connect();
-    let org = unique("qr");
-    json(&mut c, "SELECT mfa.organization_upsert($1)", &[&org]);
-    json(
-        &mut c,
-        "SELECT mfa.member_upsert($1, 'ann.lee@example.com')",
-        &[&org],
-    );
+    let org = organization_with_member(&mut c, "qr", "ann.lee@example.com");
     let created = json(
         &mut c,
         "SELECT mfa.totp_create($1, 'ann.lee@example.com')",

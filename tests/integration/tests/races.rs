@@ -8,9 +8,7 @@ const RACERS: usize = 8;
 #[test]
 fn one_totp_code_presented_at_once_succeeds_once() {
     let mut c = connect();
-    let org = unique("race-totp");
-    json(&mut c, "SELECT mfa.organization_upsert($1)", &[&org]);
-    json(&mut c, "SELECT mfa.member_upsert($1, 'ann')", &[&org]);
+    let org = organization_with_member(&mut c, "race-totp", "ann");
     let created = json(&mut c, "SELECT mfa.totp_create($1, 'ann')", &[&org]);
     let secret = created["secret"].as_str().unwrap().to_string();
     // Activate with one code, then race on the next step's code.
@@ -47,9 +45,7 @@ fn one_totp_code_presented_at_once_succeeds_once() {
 #[test]
 fn one_sms_code_presented_at_once_succeeds_once() {
     let mut c = connect();
-    let org = unique("race-sms");
-    json(&mut c, "SELECT mfa.organization_upsert($1)", &[&org]);
-    json(&mut c, "SELECT mfa.member_upsert($1, 'ann')", &[&org]);
+    let org = organization_with_member(&mut c, "race-sms", "ann");
     json(
         &mut c,
         "SELECT mfa.otp_sms_send($1, 'ann', '+14155550101')",
@@ -85,10 +81,8 @@ fn one_sms_code_presented_at_once_succeeds_once() {
 #[test]
 fn one_token_creates_one_session() {
     let mut c = connect();
-    let org = unique("race-session");
+    let org = organization_with_member(&mut c, "race-session", "ann");
     let table = format!("sessions_{}", org.replace('-', "_"));
-    json(&mut c, "SELECT mfa.organization_upsert($1)", &[&org]);
-    json(&mut c, "SELECT mfa.member_upsert($1, 'ann')", &[&org]);
     c.batch_execute(&format!(
         "CREATE TABLE {table} (id serial PRIMARY KEY, org text, member text, token text);
          CREATE TRIGGER gate BEFORE INSERT ON {table} FOR EACH ROW

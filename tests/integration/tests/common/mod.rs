@@ -22,6 +22,20 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
+/// A new organization with a unique id (tests running at once never share state).
+pub fn new_organization(client: &mut Client, prefix: &str) -> String {
+    let org = unique(prefix);
+    json(client, "SELECT mfa.organization_upsert($1)", &[&org]);
+    org
+}
+
+/// A new organization holding one member without factors.
+pub fn organization_with_member(client: &mut Client, prefix: &str, member: &str) -> String {
+    let org = new_organization(client, prefix);
+    json(client, "SELECT mfa.member_upsert($1, $2)", &[&org, &member]);
+    org
+}
+
 /// Runs a query returning one jsonb value.
 pub fn json(
     client: &mut Client,
