@@ -138,6 +138,8 @@ COMMENT ON TABLE mfa.sms_outbox IS
     'mfa: SMS messages for delivery workers (claim with SKIP LOCKED, complete, fail); the code is scrubbed from the body once the message is sent, dead or expired.';
 -- Only pending messages are ever claimed: the partial index stays small however many are delivered.
 CREATE INDEX sms_outbox_deliverable ON mfa.sms_outbox (visible_at) WHERE status = 'pending';
+-- Retiring expired messages stops at the first one that is still alive.
+CREATE INDEX sms_outbox_expiring ON mfa.sms_outbox (expires_at) WHERE status = 'pending';
 CREATE INDEX sms_outbox_message_id ON mfa.sms_outbox (message_id);
 CREATE INDEX sms_outbox_phone_recent ON mfa.sms_outbox (phone_number, created_at);
 CREATE INDEX sms_outbox_prefix_recent ON mfa.sms_outbox (rate_limit_prefix, created_at);
@@ -192,49 +194,7 @@ CREATE TABLE mfa.database_keys (
 COMMENT ON TABLE mfa.database_keys IS
     'mfa: per-database master keys, used while mfa.encryption_key is not set; the oldest is in force. Readable by the owner only.';
 
--- The objects the functions answer with, built in one place. Internal: not granted to anyone.
-CREATE FUNCTION mfa.organization_object(p_organization_id text) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT jsonb_build_object(
-        'organization_id', o.organization_id,
-        'mfa_policy', o.mfa_policy,
-        'mfa_methods', o.mfa_methods,
-        'allowed_mfa_methods', to_jsonb(o.allowed_mfa_methods),
-        'created_at', o.created_at,
-        'updated_at', o.updated_at)
-      FROM mfa.organizations o
-     WHERE o.organization_id = p_organization_id
-$$;
-COMMENT ON FUNCTION mfa.organization_object(text) IS
-    'mfa (internal): the organization object returned by the API.';
-
-CREATE FUNCTION mfa.member_object(p_organization_id text, p_member_id text) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT jsonb_build_object(
-        'organization_id', m.organization_id,
-        'member_id', m.member_id,
-        'mfa_enrolled', m.mfa_enrolled,
-        'mfa_phone_number', m.mfa_phone_number,
-        'mfa_phone_number_verified', m.mfa_phone_number_verified,
-        'default_mfa_method', m.default_mfa_method,
-        'totp_registration_id', t.totp_registration_id,
-        'is_breakglass', m.is_breakglass,
-        'is_locked', locked.is_locked,
-        'lock_created_at', CASE WHEN locked.is_locked THEN m.lock_created_at END,
-        'lock_expires_at', CASE WHEN locked.is_locked THEN m.lock_expires_at END,
-        'created_at', m.created_at,
-        'updated_at', m.updated_at)
-      FROM mfa.members m
-      LEFT JOIN mfa.totp_registrations t
-        ON t.organization_id = m.organization_id AND t.member_id = m.member_id AND t.status = 'active'
-     CROSS JOIN LATERAL (SELECT coalesce(m.lock_expires_at > now(), false) AS is_locked) locked
-     WHERE m.organization_id = p_organization_id AND m.member_id = p_member_id
-$$;
-COMMENT ON FUNCTION mfa.member_object(text, text) IS
-    'mfa (internal): the member object returned by the API (Stytch field names; lock fields only while locked).';
-
 REVOKE ALL ON ALL TABLES IN SCHEMA mfa FROM PUBLIC;
-REVOKE ALL ON FUNCTION mfa.organization_object(text), mfa.member_object(text, text) FROM PUBLIC;
 
 -- pg_dump keeps the rows of these extension tables.
 SELECT pg_catalog.pg_extension_config_dump('mfa.organizations', '');

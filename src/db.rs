@@ -1,20 +1,56 @@
 //! The thin layer between the SQL surface and SPI: parameterised queries only, results as JSON
 //! objects (so a row maps onto a serde struct or straight into a Stytch-shaped answer), request
 //! ids, and the audit trail.
+//!
+//! Every statement is prepared once per backend and its plan kept (`SPI_keepplan`): parsing and
+//! planning cost more than running these primary-key lookups. PostgreSQL's plan cache revalidates
+//! a kept plan when a table it uses changes.
 
 use crate::crypto::random_bytes;
 use crate::errors::MfaResult;
 use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::PgOid;
 use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::JsonB;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+thread_local! {
+    /// Kept plans by statement text and argument types.
+    static PLANS: RefCell<HashMap<(String, Vec<u32>), Rc<OwnedPreparedStatement>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Runs `sql` with `args` through this backend's kept plan for it, preparing it the first time.
+pub fn run_kept<'conn>(
+    client: &mut SpiClient<'conn>,
+    sql: &str,
+    args: &[DatumWithOid],
+) -> Result<SpiTupleTable<'conn>, pgrx::spi::Error> {
+    let types: Vec<u32> = args.iter().map(|a| a.oid().to_u32()).collect();
+    let key = (sql.to_string(), types);
+    let kept = PLANS.with(|plans| plans.borrow().get(&key).cloned());
+    let plan = match kept {
+        Some(plan) => plan,
+        None => {
+            let oids: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+            let plan = Rc::new(client.prepare_mut(sql, &oids)?.keep());
+            PLANS.with(|plans| plans.borrow_mut().insert(key, plan.clone()));
+            plan
+        }
+    };
+    client.update(&*plan, None, args)
+}
 
 /// Runs a statement whose first column is `jsonb` and returns that column of each row.
 pub fn json_rows(sql: &str, args: &[DatumWithOid]) -> MfaResult<Vec<Value>> {
     Ok(Spi::connect_mut(
         |client| -> Result<Vec<Value>, pgrx::spi::Error> {
-            let table = client.update(sql, None, args)?;
+            let table = run_kept(client, sql, args)?;
             let mut rows = Vec::with_capacity(table.len());
             for row in table {
                 if let Some(JsonB(v)) = row.get::<JsonB>(1)? {
@@ -44,7 +80,7 @@ pub fn row<T: DeserializeOwned>(sql: &str, args: &[DatumWithOid]) -> MfaResult<O
 /// Runs a statement and returns how many rows it processed.
 pub fn execute(sql: &str, args: &[DatumWithOid]) -> MfaResult<usize> {
     Ok(Spi::connect_mut(|client| {
-        client.update(sql, None, args).map(|t| t.len())
+        run_kept(client, sql, args).map(|t| t.len())
     })?)
 }
 

@@ -66,6 +66,34 @@ pub fn not_found(organization_id: &str, member_id: &str) -> MfaError {
     )
 }
 
+/// The member object the API answers with (Stytch field names; lock fields only while locked) of
+/// member `$2` of organization `$1`. A statement rather than a SQL function: a function with a
+/// fixed search_path is planned again at every call, and this is on every hot path.
+macro_rules! member_object_select {
+    () => {
+        "SELECT jsonb_build_object(
+                    'organization_id', m.organization_id,
+                    'member_id', m.member_id,
+                    'mfa_enrolled', m.mfa_enrolled,
+                    'mfa_phone_number', m.mfa_phone_number,
+                    'mfa_phone_number_verified', m.mfa_phone_number_verified,
+                    'default_mfa_method', m.default_mfa_method,
+                    'totp_registration_id', t.totp_registration_id,
+                    'is_breakglass', m.is_breakglass,
+                    'is_locked', coalesce(m.lock_expires_at > now(), false),
+                    'lock_created_at', CASE WHEN m.lock_expires_at > now() THEN m.lock_created_at END,
+                    'lock_expires_at', CASE WHEN m.lock_expires_at > now() THEN m.lock_expires_at END,
+                    'created_at', m.created_at,
+                    'updated_at', m.updated_at)
+           FROM mfa.members m
+           LEFT JOIN mfa.totp_registrations t
+             ON t.organization_id = m.organization_id AND t.member_id = m.member_id AND t.status = 'active'
+          WHERE m.organization_id = $1 AND m.member_id = $2"
+    };
+}
+const MEMBER_OBJECT: &str = member_object_select!();
+const MEMBER_OBJECT_LOCKED: &str = concat!(member_object_select!(), " FOR UPDATE OF m");
+
 /// Validates both ids and loads the member; with `lock`, the member row stays locked until the
 /// end of the transaction, which serializes concurrent attempts on one member.
 pub fn load(
@@ -76,21 +104,16 @@ pub fn load(
     let organization_id = validate_id(organization_id, IdKind::Organization)?;
     let member_id = validate_id(member_id, IdKind::Member)?;
     let sql = if lock {
-        "SELECT mfa.member_object(organization_id, member_id) FROM mfa.members
-          WHERE organization_id = $1 AND member_id = $2 FOR UPDATE"
+        MEMBER_OBJECT_LOCKED
     } else {
-        "SELECT mfa.member_object($1, $2)"
+        MEMBER_OBJECT
     };
     db::row::<Member>(sql, &[organization_id.into(), member_id.into()])?
         .ok_or_else(|| not_found(organization_id, member_id))
 }
 
 pub fn object(organization_id: &str, member_id: &str) -> MfaResult<Value> {
-    db::json_row(
-        "SELECT mfa.member_object($1, $2)",
-        &[organization_id.into(), member_id.into()],
-    )?
-    .filter(|v| !v.is_null())
+    db::json_row(MEMBER_OBJECT, &[organization_id.into(), member_id.into()])?
     .ok_or_else(|| not_found(organization_id, member_id))
 }
 
@@ -113,19 +136,6 @@ pub fn record_failed_attempt(member: &Member) -> MfaResult<bool> {
         ],
     )?;
     Ok(locked.unwrap_or(false))
-}
-
-/// A success resets the count of consecutive failures.
-pub fn record_success(member: &Member) -> MfaResult<()> {
-    db::execute(
-        "UPDATE mfa.members SET failed_attempts = 0
-          WHERE organization_id = $1 AND member_id = $2 AND failed_attempts <> 0",
-        &[
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-        ],
-    )?;
-    Ok(())
 }
 
 /// The answer to a failed authentication attempt: counted, audited, returned (not raised) so

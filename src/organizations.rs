@@ -57,7 +57,11 @@ pub fn not_found(organization_id: &str) -> crate::errors::MfaError {
 
 pub fn object(organization_id: &str) -> MfaResult<Value> {
     db::json_row(
-        "SELECT mfa.organization_object($1)",
+        "SELECT jsonb_build_object(
+                    'organization_id', organization_id, 'mfa_policy', mfa_policy, 'mfa_methods', mfa_methods,
+                    'allowed_mfa_methods', to_jsonb(allowed_mfa_methods),
+                    'created_at', created_at, 'updated_at', updated_at)
+           FROM mfa.organizations WHERE organization_id = $1",
         &[organization_id.into()],
     )?
     .ok_or_else(|| not_found(organization_id))

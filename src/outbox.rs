@@ -42,14 +42,15 @@ fn claim(batch_size: i32, visibility_timeout: pgrx::datum::Interval) -> MfaResul
             "UPDATE mfa.sms_outbox o SET status = 'expired', body = {SCRUBBED_BODY}
                FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
                       WHERE status = 'pending' AND expires_at <= now()
-                      ORDER BY visible_at LIMIT 1000 FOR UPDATE SKIP LOCKED) stale
+                      ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED) stale
               WHERE o.organization_id = stale.organization_id AND o.message_id = stale.message_id"
         ),
         &[],
     )?;
     Ok(Spi::connect_mut(
         |client| -> Result<Vec<ClaimedRow>, pgrx::spi::Error> {
-            let table = client.update(
+            let table = db::run_kept(
+                client,
             "UPDATE mfa.sms_outbox o
                 SET visible_at = now() + $2::interval, attempts = o.attempts + 1
                FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
@@ -58,7 +59,6 @@ fn claim(batch_size: i32, visibility_timeout: pgrx::datum::Interval) -> MfaResul
               WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
           RETURNING o.message_id, o.organization_id, o.phone_number, o.country_code, o.locale, o.body,
                     o.attempts, o.created_at, o.expires_at",
-            None,
             &[(batch_size as i64).into(), visibility_timeout.into()],
         )?;
             let mut rows = Vec::with_capacity(table.len());

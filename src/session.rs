@@ -187,9 +187,9 @@ impl Attempt {
     /// A successful attempt proving `factor`; `extra` fields are added to the answer.
     pub fn succeed(&self, factor: Value, extra: Value) -> MfaResult<Value> {
         let member = &self.member;
-        members::record_success(member)?;
         // Under REQUIRED_FOR_ALL every member who proves a factor is enrolled; otherwise the
-        // caller decides. The first successful method becomes the default.
+        // caller decides. The first successful method becomes the default. A success also resets
+        // the count of consecutive failures. The row is written only when something changes.
         let enrolled = if self.org.mfa_policy == policy::MfaPolicy::RequiredForAll {
             Some(true)
         } else {
@@ -199,9 +199,14 @@ impl Attempt {
         let default_method = (self.set_default_mfa || member.default_mfa_method.is_none())
             .then_some(self.method.as_str());
         db::execute(
-            "UPDATE mfa.members SET mfa_enrolled = coalesce($3, mfa_enrolled),
-                    default_mfa_method = coalesce($4, default_mfa_method), updated_at = now()
-              WHERE organization_id = $1 AND member_id = $2",
+            "UPDATE mfa.members SET failed_attempts = 0, mfa_enrolled = coalesce($3, mfa_enrolled),
+                    default_mfa_method = coalesce($4, default_mfa_method),
+                    updated_at = CASE WHEN mfa_enrolled IS DISTINCT FROM coalesce($3, mfa_enrolled)
+                                        OR default_mfa_method IS DISTINCT FROM coalesce($4, default_mfa_method)
+                                      THEN now() ELSE updated_at END
+              WHERE organization_id = $1 AND member_id = $2
+                AND (failed_attempts <> 0 OR mfa_enrolled IS DISTINCT FROM coalesce($3, mfa_enrolled)
+                     OR default_mfa_method IS DISTINCT FROM coalesce($4, default_mfa_method))",
             &[
                 member.organization_id.as_str().into(),
                 member.member_id.as_str().into(),

@@ -268,7 +268,6 @@ mod tests {
             "mfa.member_unlock('org-1', 'x')",
             "mfa.member_delete('org-1', 'x')",
             "mfa._initialize_database_key()",
-            "mfa.member_object('org-1', 'x')",
         ] {
             assert!(
                 error_of(&format!("SELECT {call}")).starts_with("42501 "),
