@@ -40,9 +40,14 @@ GRANT EXECUTE ON FUNCTION
     mfa.recovery_codes_get(text, text),
     mfa.recovery_codes_rotate(text, text),
     mfa.qr_code_text(text),
+    mfa.totp_verify(text, text, timestamp with time zone),
     mfa.sms_country_supported(text),
     mfa.enforce_session_policy()
 TO mfa_admin, mfa_app;
+
+-- The session gate runs as the role inserting the application's session, which cannot read the
+-- extension's tables: like every other entry point it runs as the owner, with a fixed search_path.
+ALTER FUNCTION mfa.enforce_session_policy() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- The login flow.
 GRANT EXECUTE ON FUNCTION
@@ -74,6 +79,8 @@ COMMENT ON FUNCTION mfa.recovery_codes_get(text, text) IS
 COMMENT ON FUNCTION mfa.recovery_codes_rotate(text, text) IS 'mfa: invalidates all recovery codes and returns a new set, shown this once.';
 COMMENT ON FUNCTION mfa.recovery_codes_recover(text, text, text, text) IS
     'mfa: spends one recovery code as the second factor; returns recovery_codes_remaining. Failures are returned, not raised.';
+COMMENT ON FUNCTION mfa.totp_verify(text, text, timestamp with time zone) IS
+    'mfa: whether a code matches a base32 secret the caller holds (e.g. before totp_migrate), within mfa.totp_skew_steps; stores and counts nothing.';
 COMMENT ON FUNCTION mfa.qr_code_text(text) IS 'mfa: renders text (an otpauth URI) as a QR code of Unicode blocks for a terminal.';
 COMMENT ON FUNCTION mfa.otp_sms_send(text, text, text, text, text) IS
     'mfa: issues a 6-digit SMS code (the previous one dies; lives mfa.sms_code_lifetime_seconds) and queues its localized text in the outbox; checks the number, the allowlist and the send limits. Never returns the code.';

@@ -2,7 +2,7 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use crate::pg_tests::{assert_error, json, run};
+    use crate::pg_tests::{assert_error, error_of, json, run};
     use pgrx::prelude::*;
     use serde_json::Value;
 
@@ -22,6 +22,24 @@ mod tests {
         json(&format!(
             "SELECT mfa.totp_authenticate('org-1', 'ann', '{code}')"
         ))
+    }
+
+    /// RFC 6238's SHA1 vector (secret "12345678901234567890", T = 59 s → 94287082, six digits
+    /// 287082), within the skew and outside it.
+    #[pg_test]
+    fn totp_verify_checks_a_held_secret() {
+        let verify = |code: &str, at: &str| {
+            json(&format!(
+                "SELECT to_jsonb(mfa.totp_verify('GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ', '{code}', '{at}'))"
+            ))
+        };
+        assert_eq!(verify("287082", "1970-01-01 00:00:59+00"), true);
+        assert_eq!(verify("287082", "1970-01-01 00:01:29+00"), true);
+        assert_eq!(verify("287082", "1970-01-01 00:01:30+00"), false);
+        assert_eq!(verify("287083", "1970-01-01 00:00:59+00"), false);
+        assert_eq!(verify("287082", "infinity"), false);
+        assert!(error_of("SELECT mfa.totp_verify('not base32!', '287082')")
+            .starts_with("22023 invalid_totp_secret"));
     }
 
     #[pg_test]

@@ -47,6 +47,7 @@ mod tests {
                 "sms_country_supported",
                 "totp_authenticate",
                 "totp_create",
+                "totp_verify",
             ])
         );
         assert_eq!(
@@ -69,6 +70,7 @@ mod tests {
                 "recovery_codes_rotate",
                 "sms_country_supported",
                 "totp_migrate",
+                "totp_verify",
             ])
         );
         run("CREATE ROLE matrix_plain LOGIN");
@@ -255,6 +257,30 @@ mod tests {
         assert_eq!(
             json("SELECT to_jsonb(count(*)) FROM matrix_sessions"),
             Value::from(outcomes.iter().filter(|o| **o).count())
+        );
+    }
+
+    /// The application inserts its sessions as its own role, which cannot read the extension's
+    /// tables: the gate must still decide (and consume the token) on its behalf.
+    #[pg_test]
+    fn the_gate_works_for_the_application_role() {
+        run("SELECT mfa.organization_upsert('o1'); SELECT mfa.member_upsert('o1', 'm')");
+        run("CREATE TABLE app_sessions (org text, member text, token text, factors jsonb);
+             CREATE TRIGGER gate BEFORE INSERT ON app_sessions FOR EACH ROW
+             EXECUTE FUNCTION mfa.enforce_session_policy('org', 'member', 'token', 'factors');
+             GRANT INSERT, SELECT ON app_sessions TO mfa_app");
+        run("SET ROLE mfa_app");
+        let t = json("SELECT mfa.primary_authenticate('o1', 'm')")["intermediate_session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        run(&format!("INSERT INTO app_sessions VALUES ('o1', 'm', '{t}')"));
+        let reused = error_of(&format!("INSERT INTO app_sessions VALUES ('o1', 'm', '{t}')"));
+        run("RESET ROLE");
+        assert!(reused.starts_with("28000 insufficient_factors"), "{reused}");
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM app_sessions WHERE factors->0->>'type' = 'password'"),
+            1
         );
     }
 

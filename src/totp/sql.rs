@@ -1,5 +1,5 @@
 //! The TOTP and recovery-code SQL surface: `totp_create`, `totp_authenticate`, `totp_migrate`,
-//! `member_delete_totp`, `recovery_codes_get/rotate/recover`, and `qr_code_text`.
+//! `member_delete_totp`, `recovery_codes_get/rotate/recover`, `totp_verify` and `qr_code_text`.
 
 use super::{
     new_recovery_code, new_secret, normalize_recovery_code, otpauth_uri, qr_code_data_url,
@@ -549,4 +549,27 @@ fn recovery_codes_recover(
 #[pg_extern(immutable, parallel_safe)]
 fn qr_code_text(text: &str) -> String {
     super::qr_code_text(text).or_raise()
+}
+
+/// Checks a code against a base32 secret the caller holds (an authenticator about to be imported
+/// with `totp_migrate`, say) at `at`, within `mfa.totp_skew_steps`. Nothing is stored or
+/// counted: the replay and lockout rules apply only to `totp_authenticate`.
+#[pg_extern(stable, parallel_safe)]
+fn totp_verify(
+    secret: &str,
+    code: &str,
+    at: default!(pgrx::datum::TimestampWithTimeZone, "now()"),
+) -> bool {
+    let secret = secret_from_base32(secret).or_raise();
+    // Microseconds since 2000-01-01; infinities end up before 1970 or far ahead, matching nothing.
+    let micros: pg_sys::TimestampTz = at.into();
+    let unix_seconds = micros.div_euclid(1_000_000).saturating_add(946_684_800);
+    verify_code(
+        &secret,
+        code,
+        step_at(u64::try_from(unix_seconds).unwrap_or(0)),
+        settings::TOTP_SKEW_STEPS.get() as u64,
+        None,
+    )
+    .is_ok()
 }
