@@ -1,5 +1,5 @@
 # mfa: `make demo` and `make test` set up everything they need on a fresh Debian 12 machine.
-.PHONY: setup build install test demo stop lint fmt clean
+.PHONY: setup build install test bench demo stop lint fmt clean
 
 DEMO_PORT ?= 28816
 
@@ -14,6 +14,9 @@ install: setup
 
 test:
 	@bash scripts/test.sh
+
+bench:
+	@bash scripts/bench.sh
 
 demo:
 	@bash scripts/demo.sh start $(DEMO_PORT)
