@@ -171,7 +171,7 @@ CREATE TABLE IF NOT EXISTS bench.ready (
     k               bigint PRIMARY KEY,
     organization_id text NOT NULL,
     member_id       text NOT NULL,
-    secret          text NOT NULL
+    secret          text
 );
 
 -- The application's sessions table, with and without the gate.

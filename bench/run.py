@@ -101,11 +101,17 @@ class Bench:
                   FROM (SELECT 4 * (nextval('bench.sms_send_cursor') % {self.phone_members}) + 1 AS n
                           FROM generate_series(1, {count})) pick)
             INSERT INTO bench.ready (k, organization_id, member_id, secret)
-            SELECT row_number() OVER (), o.organization_id, o.member_id, substring(o.body FROM '[0-9]{{6}}')
-              FROM sent
-              JOIN LATERAL (SELECT organization_id, member_id, body FROM mfa.sms_outbox
-                             WHERE organization_id = 'o' || sent.n / 10 AND member_id = 'm' || sent.n
-                             ORDER BY message_id DESC LIMIT 1) o ON true""")
+            SELECT row_number() OVER (), 'o' || n / 10, 'm' || n, NULL FROM sent""")
+        # The outbox holds codes encrypted: read them as a worker does, one organization at a time.
+        self.psql("""
+            UPDATE bench.ready r SET secret = newest.code
+              FROM (SELECT DISTINCT ON (m.organization_id, m.member_id)
+                           m.organization_id, m.member_id, substring(c.body FROM '[0-9]{6}') AS code
+                      FROM (SELECT DISTINCT organization_id FROM bench.ready) o
+                     CROSS JOIN LATERAL mfa.sms_outbox_claim(1000, '1 hour', o.organization_id) c
+                      JOIN mfa.sms_outbox m ON m.message_id = c.id
+                     ORDER BY m.organization_id, m.member_id, c.id DESC) newest
+             WHERE r.organization_id = newest.organization_id AND r.member_id = newest.member_id""")
 
     def prepare_tokens(self, count):
         """Starts `count` logins of members whose organization lets them in without MFA."""

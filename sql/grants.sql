@@ -62,7 +62,7 @@ TO mfa_app;
 
 -- Delivery workers: the outbox and nothing else.
 GRANT EXECUTE ON FUNCTION
-    mfa.sms_outbox_claim(integer, interval),
+    mfa.sms_outbox_claim(integer, interval, text),
     mfa.sms_outbox_complete(bigint, text),
     mfa.sms_outbox_fail(bigint, text, boolean)
 TO mfa_sms_worker;
@@ -90,9 +90,9 @@ COMMENT ON FUNCTION mfa.country_code_allowlist_get() IS 'mfa: the countries SMS 
 COMMENT ON FUNCTION mfa.country_code_allowlist_set(text[]) IS
     'mfa: replaces the SMS country allowlist (ISO alpha-2, case-insensitive); refuses unknown codes and countries where SMS is never sent.';
 COMMENT ON FUNCTION mfa.sms_country_supported(text) IS 'mfa: whether a country code may ever be put on the SMS allowlist.';
-COMMENT ON FUNCTION mfa.sms_outbox_claim(integer, interval) IS
-    'mfa: hands up to batch_size deliverable SMS messages to one worker (FOR UPDATE SKIP LOCKED) and hides them for visibility_timeout.';
-COMMENT ON FUNCTION mfa.sms_outbox_complete(bigint, text) IS 'mfa: marks a message sent, records the provider id, scrubs the code from its body.';
+COMMENT ON FUNCTION mfa.sms_outbox_claim(integer, interval, text) IS
+    'mfa: hands up to batch_size deliverable SMS messages (of one organization when for_organization is given) to one worker (FOR UPDATE SKIP LOCKED), with their codes decrypted into the text, and hides them for visibility_timeout.';
+COMMENT ON FUNCTION mfa.sms_outbox_complete(bigint, text) IS 'mfa: marks a message sent, records the provider id, erases its code.';
 COMMENT ON FUNCTION mfa.sms_outbox_fail(bigint, text, boolean) IS
     'mfa: a failed delivery: retried with back-off, or dead after mfa.outbox_max_attempts (or at once without retry).';
 COMMENT ON FUNCTION mfa.primary_authenticate(text, text, text, text) IS

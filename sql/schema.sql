@@ -122,6 +122,7 @@ CREATE TABLE mfa.sms_outbox (
     rate_limit_prefix   text        NOT NULL,
     locale              text        NOT NULL,
     body                text        NOT NULL,
+    code_ciphertext     bytea,
     status              text        NOT NULL DEFAULT 'pending',
     attempts            integer     NOT NULL DEFAULT 0,
     visible_at          timestamptz NOT NULL DEFAULT now(),
@@ -135,7 +136,7 @@ CREATE TABLE mfa.sms_outbox (
     CONSTRAINT status_value CHECK (status IN ('pending', 'sent', 'dead', 'expired'))
 );
 COMMENT ON TABLE mfa.sms_outbox IS
-    'mfa: SMS messages for delivery workers (claim with SKIP LOCKED, complete, fail); the code is scrubbed from the body once the message is sent, dead or expired.';
+    'mfa: SMS messages for delivery workers (claim with SKIP LOCKED, complete, fail). The body holds ****** where the code goes; the code itself is AEAD-encrypted in code_ciphertext, put into the text only by sms_outbox_claim, and erased once the message is sent, dead or expired.';
 -- Only pending messages are ever claimed: the partial index stays small however many are delivered.
 CREATE INDEX sms_outbox_deliverable ON mfa.sms_outbox (visible_at) WHERE status = 'pending';
 -- Retiring expired messages stops at the first one that is still alive.

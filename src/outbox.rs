@@ -1,16 +1,22 @@
 //! The SMS outbox for delivery workers: `sms_outbox_claim` (FOR UPDATE SKIP LOCKED, visibility
 //! timeout), `sms_outbox_complete` and `sms_outbox_fail` (back-off, then dead). A message's code
-//! is scrubbed from its body as soon as the message is sent, dead or expired.
+//! is stored encrypted beside a body that holds a placeholder; the claim puts it into the text it
+//! hands out, and it is erased as soon as the message is sent, dead or expired.
 
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaResult, OrRaise};
+use crate::keyring;
 use crate::settings;
+use crate::sms_otp::{outbox_associated_data, CODE_PLACEHOLDER};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
+use std::str::FromStr;
 
-/// Replaces the code (the only six-digit run of every text) in a stored body.
-const SCRUBBED_BODY: &str = "regexp_replace(body, '[0-9]{6}', '******', 'g')";
+/// Erases a message's code: its ciphertext, and the code in the body of a message queued by 0.1.0
+/// (which kept it in clear; the only six-digit run of every text).
+const ERASE_CODE: &str =
+    "code_ciphertext = NULL, body = regexp_replace(body, '[0-9]{6}', '******', 'g')";
 /// What `finish` reads back from a finished message.
 const FINISHED: &str =
     "RETURNING jsonb_build_object('organization_id', organization_id, 'member_id', member_id,
@@ -29,17 +35,27 @@ type ClaimedRow = (
     pgrx::datum::TimestampWithTimeZone,
 );
 
-fn claim(batch_size: i32, visibility_timeout: pgrx::datum::Interval) -> MfaResult<Vec<ClaimedRow>> {
-    if !(1..=1000).contains(&batch_size) {
+fn claim(
+    batch_size: Option<i32>,
+    visibility_timeout: Option<pgrx::datum::Interval>,
+    for_organization: Option<&str>,
+) -> MfaResult<Vec<ClaimedRow>> {
+    let Some(batch_size) = batch_size.filter(|b| (1..=1000).contains(b)) else {
         return err(
             ErrorType::InvalidArgument,
             "batch_size must be between 1 and 1000.",
         );
-    }
-    // Messages whose code expired are never handed out; they are retired (and scrubbed) here.
+    };
+    let Some(visibility_timeout) = visibility_timeout else {
+        return err(
+            ErrorType::InvalidArgument,
+            "visibility_timeout must not be NULL.",
+        );
+    };
+    // Messages whose code expired are never handed out; they are retired (and erased) here.
     db::execute(
         &format!(
-            "UPDATE mfa.sms_outbox o SET status = 'expired', body = {SCRUBBED_BODY}
+            "UPDATE mfa.sms_outbox o SET status = 'expired', {ERASE_CODE}
                FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
                       WHERE status = 'pending' AND expires_at <= now()
                       ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED) stale
@@ -47,51 +63,79 @@ fn claim(batch_size: i32, visibility_timeout: pgrx::datum::Interval) -> MfaResul
         ),
         &[],
     )?;
-    Ok(Spi::connect_mut(
-        |client| -> Result<Vec<ClaimedRow>, pgrx::spi::Error> {
-            let table = db::run_kept(
-                client,
-            "UPDATE mfa.sms_outbox o
-                SET visible_at = now() + $2::interval, attempts = o.attempts + 1
-               FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
-                      WHERE status = 'pending' AND visible_at <= now() AND expires_at > now()
-                      ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
-              WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
-          RETURNING o.message_id, o.organization_id, o.phone_number, o.country_code, o.locale, o.body,
-                    o.attempts, o.created_at, o.expires_at",
-            &[(batch_size as i64).into(), visibility_timeout.into()],
-        )?;
-            let mut rows = Vec::with_capacity(table.len());
-            for row in table {
-                rows.push((
-                    row.get::<i64>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                    row.get::<String>(3)?.unwrap_or_default(),
-                    row.get::<String>(4)?.unwrap_or_default(),
-                    row.get::<String>(5)?.unwrap_or_default(),
-                    row.get::<String>(6)?.unwrap_or_default(),
-                    row.get::<i32>(7)?.unwrap_or_default(),
-                    row.get::<pgrx::datum::TimestampWithTimeZone>(8)?
-                        .expect("NOT NULL"),
-                    row.get::<pgrx::datum::TimestampWithTimeZone>(9)?
-                        .expect("NOT NULL"),
-                ));
-            }
-            rows.sort_by_key(|r| r.0);
-            Ok(rows)
-        },
-    )?)
+    let claimed = db::json_rows(
+        "UPDATE mfa.sms_outbox o
+            SET visible_at = now() + $2::interval, attempts = o.attempts + 1
+           FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
+                  WHERE status = 'pending' AND visible_at <= now() AND expires_at > now()
+                    AND ($3::text IS NULL OR organization_id = $3)
+                  ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
+          WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
+      RETURNING jsonb_build_object(
+                    'id', o.message_id, 'organization_id', o.organization_id, 'member_id', o.member_id,
+                    'phone_number', o.phone_number, 'country_code', o.country_code, 'locale', o.locale,
+                    'body', o.body, 'code_hex', encode(o.code_ciphertext, 'hex'), 'attempts', o.attempts,
+                    'created_at', o.created_at, 'expires_at', o.expires_at)",
+        &[
+            (batch_size as i64).into(),
+            visibility_timeout.into(),
+            for_organization.into(),
+        ],
+    )?;
+    let mut rows = claimed
+        .iter()
+        .map(claimed_row)
+        .collect::<MfaResult<Vec<ClaimedRow>>>()?;
+    rows.sort_by_key(|r| r.0);
+    Ok(rows)
 }
 
-/// Hands up to `batch_size` deliverable messages to this worker and hides them from others for
-/// `visibility_timeout`; a message not completed or failed by then is handed out again.
+/// A claimed message as the worker gets it: the code decrypted into its text.
+fn claimed_row(message: &Value) -> MfaResult<ClaimedRow> {
+    let text = |key: &str| message[key].as_str().unwrap_or_default().to_string();
+    let timestamp = |key: &str| {
+        pgrx::datum::TimestampWithTimeZone::from_str(message[key].as_str().unwrap_or_default())
+            .expect("PostgreSQL prints a timestamptz it can read back")
+    };
+    let mut body = text("body");
+    if let Some(code_hex) = message["code_hex"].as_str() {
+        let ciphertext = data_encoding::HEXLOWER
+            .decode(code_hex.as_bytes())
+            .expect("encode(…, 'hex')");
+        let code = keyring::decrypt(
+            &ciphertext,
+            &outbox_associated_data(
+                &text("organization_id"),
+                &text("member_id"),
+                &text("phone_number"),
+            ),
+        )?;
+        body = body.replacen(CODE_PLACEHOLDER, &String::from_utf8_lossy(&code), 1);
+    }
+    Ok((
+        message["id"].as_i64().unwrap_or_default(),
+        text("organization_id"),
+        text("phone_number"),
+        text("country_code"),
+        text("locale"),
+        body,
+        message["attempts"].as_i64().unwrap_or_default() as i32,
+        timestamp("created_at"),
+        timestamp("expires_at"),
+    ))
+}
+
+/// Hands up to `batch_size` deliverable messages (of one organization, if `for_organization` is
+/// given: a worker with a tenant's own provider account) to this worker and hides them from
+/// others for `visibility_timeout`; a message not completed or failed by then is handed out again.
 // pgrx needs the named columns spelled out in the signature, so no type alias can shorten it.
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn sms_outbox_claim(
-    batch_size: default!(i32, 10),
-    visibility_timeout: default!(pgrx::datum::Interval, "'30 seconds'"),
+    batch_size: default!(Option<i32>, 10),
+    visibility_timeout: default!(Option<pgrx::datum::Interval>, "'30 seconds'"),
+    for_organization: default!(Option<&str>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -106,18 +150,24 @@ fn sms_outbox_claim(
         name!(expires_at, pgrx::datum::TimestampWithTimeZone),
     ),
 > {
-    TableIterator::new(claim(batch_size, visibility_timeout).or_raise())
+    TableIterator::new(claim(batch_size, visibility_timeout, for_organization).or_raise())
 }
 
 /// Runs `sql` (an UPDATE of message `$1` returning its organization, member, status and attempts)
 /// and audits it.
 fn finish(
-    message_id: i64,
+    message_id: Option<i64>,
     sql: &str,
     args: Vec<pgrx::datum::DatumWithOid>,
     event: &str,
 ) -> MfaResult<Value> {
     let request = Request::new();
+    let Some(message_id) = message_id else {
+        return err(
+            ErrorType::InvalidArgument,
+            "The message id must not be NULL.",
+        );
+    };
     let Some(done) = db::json_row(sql, &args)? else {
         return err(
             ErrorType::SmsMessageNotFound,
@@ -137,15 +187,18 @@ fn finish(
     Ok(json!({ "id": message_id, "status": done["status"], "attempts": done["attempts"] }))
 }
 
-/// Records that the provider accepted the message; its code is scrubbed from the stored body.
+/// Records that the provider accepted the message; its code is erased.
 /// Idempotent: a worker that repeats its acknowledgement gets the same answer.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn sms_outbox_complete(id: i64, provider_message_id: default!(Option<&str>, "NULL")) -> JsonB {
+fn sms_outbox_complete(
+    id: Option<i64>,
+    provider_message_id: default!(Option<&str>, "NULL"),
+) -> JsonB {
     let sql = format!(
         "UPDATE mfa.sms_outbox SET status = 'sent', sent_at = coalesce(sent_at, now()),
                 provider_message_id = coalesce(provider_message_id, left($2, 200)),
-                body = {SCRUBBED_BODY}, last_error = NULL
+                {ERASE_CODE}, last_error = NULL
           WHERE message_id = $1
       {FINISHED}"
     );
@@ -166,14 +219,16 @@ fn sms_outbox_complete(id: i64, provider_message_id: default!(Option<&str>, "NUL
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn sms_outbox_fail(
-    id: i64,
+    id: Option<i64>,
     error: default!(Option<&str>, "NULL"),
-    retry: default!(bool, true),
+    retry: default!(Option<bool>, true),
 ) -> JsonB {
     let sql = format!(
         "UPDATE mfa.sms_outbox SET
                 status = CASE WHEN $3 AND attempts < $4 THEN 'pending' ELSE 'dead' END,
-                body = CASE WHEN $3 AND attempts < $4 THEN body ELSE {SCRUBBED_BODY} END,
+                code_ciphertext = CASE WHEN $3 AND attempts < $4 THEN code_ciphertext END,
+                body = CASE WHEN $3 AND attempts < $4 THEN body
+                            ELSE regexp_replace(body, '[0-9]{{6}}', '******', 'g') END,
                 visible_at = now() + least(interval '5 minutes',
                                            interval '5 seconds' * power(2, greatest(attempts - 1, 0))),
                 last_error = left($2, 500)
@@ -187,7 +242,7 @@ fn sms_outbox_fail(
             vec![
                 id.into(),
                 error.into(),
-                retry.into(),
+                retry.unwrap_or(true).into(),
                 settings::OUTBOX_MAX_ATTEMPTS.get().into(),
             ],
             "sms_outbox.failed",

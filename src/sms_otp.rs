@@ -55,6 +55,22 @@ pub fn new_code() -> String {
 }
 
 /// The text of the SMS carrying `code`, valid for `minutes`.
+/// What stands for the code in a stored message text: the code itself is kept encrypted beside it
+/// and put in only when a worker claims the message, so no table, dump or backup holds it in clear.
+pub const CODE_PLACEHOLDER: &str = "******";
+
+/// A message's code is encrypted bound to its destination: moved to another row, it does not
+/// decrypt.
+pub fn outbox_associated_data(
+    organization_id: &str,
+    member_id: &str,
+    phone_number: &str,
+) -> Vec<u8> {
+    ["sms-outbox", organization_id, member_id, phone_number]
+        .join("\0")
+        .into_bytes()
+}
+
 pub fn message_text(locale: Locale, code: &str, minutes: u32) -> String {
     match locale {
         Locale::En => format!("Your verification code is {code}. It expires in {minutes} minutes. Do not share it."),

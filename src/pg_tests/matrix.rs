@@ -139,8 +139,8 @@ mod tests {
                 ));
                 if sent == "no error" {
                     let code = json(&format!(
-                        "SELECT to_jsonb(substring(body from '[0-9]{{6}}')) FROM mfa.sms_outbox
-                          WHERE organization_id = '{org}' ORDER BY message_id DESC LIMIT 1"
+                        "SELECT to_jsonb(substring(body from '[0-9]{{6}}'))
+                           FROM mfa.sms_outbox_claim(1000, '0 seconds', '{org}') ORDER BY id DESC LIMIT 1"
                     ));
                     let r = json(&format!(
                         "SELECT mfa.otp_sms_authenticate('{org}', '{member}', '{}', '{token}')",
@@ -265,17 +265,23 @@ mod tests {
     #[pg_test]
     fn the_gate_works_for_the_application_role() {
         run("SELECT mfa.organization_upsert('o1'); SELECT mfa.member_upsert('o1', 'm')");
-        run("CREATE TABLE app_sessions (org text, member text, token text, factors jsonb);
+        run(
+            "CREATE TABLE app_sessions (org text, member text, token text, factors jsonb);
              CREATE TRIGGER gate BEFORE INSERT ON app_sessions FOR EACH ROW
              EXECUTE FUNCTION mfa.enforce_session_policy('org', 'member', 'token', 'factors');
-             GRANT INSERT, SELECT ON app_sessions TO mfa_app");
+             GRANT INSERT, SELECT ON app_sessions TO mfa_app",
+        );
         run("SET ROLE mfa_app");
         let t = json("SELECT mfa.primary_authenticate('o1', 'm')")["intermediate_session_token"]
             .as_str()
             .unwrap()
             .to_string();
-        run(&format!("INSERT INTO app_sessions VALUES ('o1', 'm', '{t}')"));
-        let reused = error_of(&format!("INSERT INTO app_sessions VALUES ('o1', 'm', '{t}')"));
+        run(&format!(
+            "INSERT INTO app_sessions VALUES ('o1', 'm', '{t}')"
+        ));
+        let reused = error_of(&format!(
+            "INSERT INTO app_sessions VALUES ('o1', 'm', '{t}')"
+        ));
         run("RESET ROLE");
         assert!(reused.starts_with("28000 insufficient_factors"), "{reused}");
         assert_eq!(

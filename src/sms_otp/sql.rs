@@ -1,7 +1,9 @@
 //! The SMS OTP SQL surface: `otp_sms_send`, `otp_sms_authenticate`, and the project-wide
 //! `country_code_allowlist_get/set`.
 
-use super::{lifetime_minutes, message_text, new_code, Locale};
+use super::{
+    lifetime_minutes, message_text, new_code, outbox_associated_data, Locale, CODE_PLACEHOLDER,
+};
 use crate::crypto::constant_time_eq;
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
@@ -98,7 +100,12 @@ pub fn send_code(
     check_rate_limits(phone)?;
     let code = new_code();
     let lifetime = settings::SMS_CODE_LIFETIME_SECONDS.get();
-    let hash = keyring::current()?.hash_code(&sms_context(member), &code);
+    let keys = keyring::current()?;
+    let hash = keys.hash_code(&sms_context(member), &code);
+    let code_ciphertext = keys.encrypt(
+        code.as_bytes(),
+        &outbox_associated_data(&member.organization_id, &member.member_id, &phone.e164),
+    );
     db::execute(
         "INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, expires_at)
          VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
@@ -116,8 +123,8 @@ pub fn send_code(
     let message_id: Option<i64> = db::row(
         "WITH queued AS (
              INSERT INTO mfa.sms_outbox (organization_id, member_id, phone_number, country_code,
-                                         rate_limit_prefix, locale, body, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+                                         rate_limit_prefix, locale, body, code_ciphertext, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, now() + make_interval(secs => $8))
              RETURNING message_id)
          SELECT to_jsonb(message_id) FROM queued, pg_notify('mfa_sms_outbox', message_id::text)",
         &[
@@ -127,10 +134,11 @@ pub fn send_code(
             phone.country_code.as_str().into(),
             phone.rate_limit_prefix().into(),
             locale.as_str().into(),
-            message_text(locale, &code, lifetime_minutes(lifetime))
+            message_text(locale, CODE_PLACEHOLDER, lifetime_minutes(lifetime))
                 .as_str()
                 .into(),
             (lifetime as f64).into(),
+            code_ciphertext.into(),
         ],
     )?;
     request.audit(
