@@ -51,18 +51,7 @@ fn one_sms_code_presented_at_once_succeeds_once() {
         "SELECT mfa.otp_sms_send($1, 'ann', '+14155550101')",
         &[&org],
     );
-    let body: String = c
-        .query_one(
-            "SELECT body FROM mfa.sms_outbox WHERE organization_id = $1",
-            &[&org],
-        )
-        .unwrap()
-        .get(0);
-    let code: String = body
-        .split(|ch: char| !ch.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .unwrap()
-        .into();
+    let code = sms_code(&mut c, &org);
     let org2 = org.clone();
     let results = race(RACERS, move |client, _| {
         json(

@@ -81,3 +81,213 @@ pub fn race<T: Send + 'static>(
         .map(|h| h.join().expect("thread"))
         .collect()
 }
+
+/// The test database's connection string (key=value form), from MFA_TEST_DATABASE_URL.
+pub fn database_url() -> String {
+    std::env::var("MFA_TEST_DATABASE_URL").expect("MFA_TEST_DATABASE_URL (make test sets it)")
+}
+
+/// `url` with another database name.
+pub fn with_database(url: &str, database: &str) -> String {
+    url.split_whitespace()
+        .map(|part| {
+            if part.starts_with("dbname=") {
+                format!("dbname={database}")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A new database with the extension, for a test that changes project-wide state (the allowlist)
+/// or must see only its own rows. Returns its connection string.
+pub fn fresh_database(prefix: &str) -> String {
+    let name = unique(prefix).replace('-', "_");
+    let mut admin = Client::connect(&database_url(), NoTls).expect("connect");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let url = with_database(&database_url(), &name);
+    let mut c = Client::connect(&url, NoTls).expect("connect to the new database");
+    c.batch_execute("SET client_min_messages = error; CREATE EXTENSION mfa")
+        .unwrap();
+    url
+}
+
+/// A connection to `url` with the test settings of `connect`.
+pub fn connect_to(url: &str) -> Client {
+    let mut client = Client::connect(url, NoTls).expect("connect");
+    client
+        .batch_execute(
+            "SET mfa.sms_min_interval_seconds = 0; SET mfa.sms_sends_per_prefix_per_hour = 100000",
+        )
+        .unwrap();
+    client
+}
+
+/// The SQLSTATE and message of a failed statement ("" and the text for a client-side error).
+pub fn sql_error(e: &postgres::Error) -> (String, String) {
+    match e.as_db_error() {
+        Some(d) => (d.code().code().to_string(), d.message().to_string()),
+        None => (String::new(), e.to_string()),
+    }
+}
+
+/// The code of the newest SMS message of `org`, read as a worker reads it (the
+/// table keeps it encrypted). Claims the organization's messages for a second.
+pub fn sms_code(client: &mut Client, org: &str) -> String {
+    let body: String = client
+        .query_one(
+            "SELECT body FROM mfa.sms_outbox_claim(1000, '1 second', $1) ORDER BY id DESC LIMIT 1",
+            &[&org],
+        )
+        .expect("a message to claim")
+        .get(0);
+    body.split(|ch: char| !ch.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("a six-digit code in the text")
+        .into()
+}
+
+/// A throw-away PostgreSQL cluster of its own (run by the postgres user), for tests that crash,
+/// restart or reconfigure the server.
+pub struct Cluster {
+    pub dir: String,
+    pub port: u16,
+}
+
+fn bindir() -> String {
+    let out = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .expect("pg_config");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new("runuser");
+    command.args(["-u", "postgres", "--", &format!("{}/{program}", bindir())]);
+    command.args(args);
+    command.output().expect("runuser")
+}
+
+impl Cluster {
+    /// initdb and start on `port` with extra postgresql.conf lines.
+    pub fn start(name: &str, port: u16, settings: &str) -> Cluster {
+        let dir = format!("/var/lib/postgresql/mfa-test-{name}");
+        let _ = std::process::Command::new("rm")
+            .args(["-rf", &dir])
+            .status();
+        let out = as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &dir,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '/tmp'\n\
+             max_connections = 60\nfsync = on\n{settings}\n"
+        );
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(format!("{dir}/postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
+        let cluster = Cluster { dir, port };
+        cluster.start_server();
+        cluster
+    }
+
+    pub fn start_server(&self) {
+        let log = format!("{}/server.log", self.dir);
+        let out = as_postgres(
+            "pg_ctl",
+            &["-D", &self.dir, "-l", &log, "-w", "-t", "120", "start"],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={database}",
+            self.port
+        )
+    }
+
+    /// A database with the extension.
+    pub fn create_database(&self, database: &str) -> String {
+        let mut admin = Client::connect(&self.url("postgres"), NoTls).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .unwrap();
+        let url = self.url(database);
+        Client::connect(&url, NoTls)
+            .unwrap()
+            .batch_execute("SET client_min_messages = error; CREATE EXTENSION mfa")
+            .unwrap();
+        url
+    }
+
+    /// Kills the postmaster and every backend with SIGKILL, as a power cut would.
+    pub fn kill9(&self) {
+        let pid = std::fs::read_to_string(format!("{}/postmaster.pid", self.dir))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        let _ = std::process::Command::new("pkill")
+            .args(["-9", "-P", &pid])
+            .status();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+        // Wait until no process of the cluster is left.
+        for _ in 0..100 {
+            let alive = std::process::Command::new("kill")
+                .args(["-0", &pid])
+                .status()
+                .unwrap()
+                .success();
+            if !alive {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(format!("{}/server.log", self.dir)).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(
+            "pg_ctl",
+            &["-D", &self.dir, "-m", "immediate", "-w", "stop"],
+        );
+        let _ = std::process::Command::new("rm")
+            .args(["-rf", &self.dir])
+            .status();
+    }
+}
