@@ -19,9 +19,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// A statement's text and the type oids of its arguments.
+type PlanKey = (String, Vec<u32>);
+
 thread_local! {
-    /// Kept plans by statement text and argument types.
-    static PLANS: RefCell<HashMap<(String, Vec<u32>), Rc<OwnedPreparedStatement>>> =
+    /// This backend's kept plans.
+    static PLANS: RefCell<HashMap<PlanKey, Rc<OwnedPreparedStatement>>> =
         RefCell::new(HashMap::new());
 }
 
@@ -82,15 +85,6 @@ pub fn execute(sql: &str, args: &[DatumWithOid]) -> MfaResult<usize> {
     Ok(Spi::connect_mut(|client| {
         run_kept(client, sql, args).map(|t| t.len())
     })?)
-}
-
-/// The transaction's timestamp as PostgreSQL prints it in JSON (ISO 8601).
-pub fn now_text() -> String {
-    json_row("SELECT to_jsonb(now())", &[])
-        .ok()
-        .flatten()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// Seconds since the Unix epoch, from the system clock (TOTP steps follow real time, not the

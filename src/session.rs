@@ -107,7 +107,8 @@ pub fn require_step_up_for_new_factor(member: &Member, token: Option<&str>) -> M
 /// Records a proven factor on the login and returns all its factors.
 pub fn add_factor(session: &IntermediateSession, factor: Value) -> MfaResult<Vec<Value>> {
     let factors: Option<Vec<Value>> = db::row(
-        "UPDATE mfa.intermediate_sessions SET factors = factors || jsonb_build_array($3::jsonb)
+        "UPDATE mfa.intermediate_sessions
+            SET factors = factors || jsonb_build_array($3::jsonb || jsonb_build_object('last_authenticated_at', now()))
           WHERE organization_id = $1 AND token_hash = decode($2, 'hex')
       RETURNING factors",
         &[
@@ -241,11 +242,8 @@ impl Attempt {
 
 /// A factor in Stytch's `authentication_factors` shape.
 pub fn factor(factor_type: &str, delivery_method: &str, extra: Value) -> Value {
-    let mut f = json!({
-        "type": factor_type,
-        "delivery_method": delivery_method,
-        "last_authenticated_at": db::now_text(),
-    });
+    // last_authenticated_at is added by the statement that records the factor.
+    let mut f = json!({ "type": factor_type, "delivery_method": delivery_method });
     if let (Some(obj), Some(extra)) = (f.as_object_mut(), extra.as_object()) {
         obj.extend(extra.clone());
     }
@@ -267,7 +265,8 @@ fn primary(
     db::execute(
         "INSERT INTO mfa.intermediate_sessions
                 (organization_id, token_hash, member_id, primary_factor, locale, factors, expires_at)
-         VALUES ($1, $2, $3, $4, $5, jsonb_build_array($6::jsonb), now() + make_interval(mins => $7))",
+         VALUES ($1, $2, $3, $4, $5, jsonb_build_array($6::jsonb || jsonb_build_object('last_authenticated_at', now())),
+                 now() + make_interval(mins => $7))",
         &[
             member.organization_id.as_str().into(),
             token_hash(&token).into(),
