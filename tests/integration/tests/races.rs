@@ -119,3 +119,176 @@ fn one_token_creates_one_session() {
     assert_eq!(rows, 1);
     c.batch_execute(&format!("DROP TABLE {table}")).unwrap();
 }
+
+#[test]
+fn one_recovery_code_presented_at_once_succeeds_once() {
+    let mut c = connect();
+    let org = organization_with_member(&mut c, "race-recovery", "ann");
+    let created = json(&mut c, "SELECT mfa.totp_create($1, 'ann')", &[&org]);
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let recovery = created["recovery_codes"][0].as_str().unwrap().to_string();
+    let active = json(
+        &mut c,
+        "SELECT mfa.totp_authenticate($1, 'ann', $2)",
+        &[&org, &totp_now(&secret)],
+    );
+    assert_eq!(active["status_code"], 200, "{active}");
+    let org2 = org.clone();
+    let results = race(RACERS, move |client, _| {
+        json(
+            client,
+            "SELECT mfa.recovery_codes_recover($1, 'ann', $2)",
+            &[&org2, &recovery],
+        )
+    });
+    assert_eq!(
+        results.iter().filter(|r| r["status_code"] == 200).count(),
+        1,
+        "{results:?}"
+    );
+    let left = json(&mut c, "SELECT mfa.recovery_codes_get($1, 'ann')", &[&org]);
+    assert_eq!(left["recovery_codes_remaining"], 9, "{left}");
+}
+
+/// Many sends to one member at once: no deadlock, each either queues a message or is refused by
+/// the rate limit, and exactly the newest queued code works.
+#[test]
+fn concurrent_sends_to_one_member_leave_one_live_code() {
+    let mut c = connect();
+    let org = organization_with_member(&mut c, "race-send", "ann");
+    json(
+        &mut c,
+        "SELECT mfa.member_upsert($1, 'ann', '+14155550199')",
+        &[&org],
+    );
+    let org2 = org.clone();
+    let results = race(RACERS, move |client, _| {
+        client
+            .query_one("SELECT mfa.otp_sms_send($1, 'ann')", &[&org2])
+            .map(|_| ())
+            .map_err(|e| sql_error(&e).0)
+    });
+    assert!(
+        results
+            .iter()
+            .all(|r| r.is_ok() || r.as_ref().unwrap_err() == "53400"),
+        "{results:?}"
+    );
+    let sent = results.iter().filter(|r| r.is_ok()).count() as i64;
+    let queued: i64 = c
+        .query_one(
+            "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, sent);
+    // Every queued message carries a code, and only the newest one authenticates.
+    let mut codes: Vec<(i64, String)> = c
+        .query(
+            "SELECT id, substring(body from '[0-9]{6}') FROM mfa.sms_outbox_claim(1000, '1 hour', $1)",
+            &[&org],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    codes.sort();
+    let (newest, older) = codes.split_last().unwrap();
+    for (_, code) in older {
+        if code != &newest.1 {
+            let r = json(
+                &mut c,
+                "SELECT mfa.otp_sms_authenticate($1, 'ann', $2)",
+                &[&org, code],
+            );
+            assert_eq!(r["status_code"], 401, "a superseded code worked: {r}");
+        }
+    }
+    let r = json(
+        &mut c,
+        "SELECT mfa.otp_sms_authenticate($1, 'ann', $2)",
+        &[&org, &newest.1],
+    );
+    assert_eq!(r["status_code"], 200, "{r}");
+}
+
+/// The allowlist changes while sends run (in a database of its own: the allowlist is
+/// project-wide). A send either queues its message under a list that allowed it or is refused;
+/// no deadlock, and never a message to a country outside the list in force when it committed.
+#[test]
+fn allowlist_changes_while_sending() {
+    let url = fresh_database("mfa_allowlist_race");
+    let mut c = connect_to(&url);
+    let org = new_organization(&mut c, "race-allow");
+    for i in 0..RACERS {
+        json(
+            &mut c,
+            "SELECT mfa.member_upsert($1, $2, $3)",
+            &[&org, &format!("m{i}"), &format!("+1416555{:04}", 100 + i)],
+        );
+    }
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(RACERS + 1));
+    let toggler = {
+        let (url, barrier) = (url.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            let mut t = connect_to(&url);
+            barrier.wait();
+            for round in 0..40 {
+                let list: Vec<&str> = if round % 2 == 0 {
+                    vec!["US"]
+                } else {
+                    vec!["US", "CA"]
+                };
+                t.query_one("SELECT mfa.country_code_allowlist_set($1)", &[&list])
+                    .unwrap();
+            }
+        })
+    };
+    let senders: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (url, org, barrier) = (url.clone(), org.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut s = connect_to(&url);
+                s.batch_execute("SET mfa.sms_sends_per_number_per_hour = 1000")
+                    .unwrap();
+                barrier.wait();
+                let mut outcomes = (0, 0);
+                for _ in 0..20 {
+                    match s.query_one("SELECT mfa.otp_sms_send($1, $2)", &[&org, &format!("m{i}")])
+                    {
+                        Ok(_) => outcomes.0 += 1,
+                        Err(e) => {
+                            let (state, message) = sql_error(&e);
+                            assert_eq!(state, "22023", "{message}");
+                            assert!(
+                                message.starts_with("invalid_phone_number_country_code"),
+                                "{message}"
+                            );
+                            outcomes.1 += 1;
+                        }
+                    }
+                }
+                outcomes
+            })
+        })
+        .collect();
+    toggler.join().unwrap();
+    let outcomes: Vec<(i64, i64)> = senders.into_iter().map(|h| h.join().unwrap()).collect();
+    let sent: i64 = outcomes.iter().map(|o| o.0).sum();
+    let queued: i64 = c
+        .query_one(
+            "SELECT count(*) FROM mfa.sms_outbox WHERE country_code = 'CA'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, sent, "{outcomes:?}");
+    // The list in force at the end is {CA, US}; with {US} only, a send is refused.
+    c.query_one("SELECT mfa.country_code_allowlist_set($1)", &[&vec!["US"]])
+        .unwrap();
+    let refused = c
+        .query_one("SELECT mfa.otp_sms_send($1, 'm0')", &[&org])
+        .unwrap_err();
+    assert_eq!(sql_error(&refused).0, "22023");
+}
