@@ -1,5 +1,5 @@
 # mfa: `make demo` and `make test` set up everything they need on a fresh Debian 12 machine.
-.PHONY: setup build install test bench demo stop lint fmt clean
+.PHONY: setup build install test soak bench demo stop lint fmt clean
 
 DEMO_PORT ?= 28816
 
@@ -14,6 +14,10 @@ install: setup
 
 test:
 	@bash scripts/test.sh
+
+# The test suite with the long variants: 200,000 hostile calls, 20 kill -9 cycles.
+soak:
+	@MFA_HOSTILE_CALLS=200000 MFA_CRASH_CYCLES=20 bash scripts/test.sh
 
 bench:
 	@bash scripts/bench.sh

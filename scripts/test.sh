@@ -18,6 +18,8 @@ cargo pgrx test pg15 --runas postgres --pgdata "$pgrx_data"
 
 echo "== installing the extension"
 cargo pgrx install --pg-config /usr/bin/pg_config >/dev/null
+# The previous version's install script, for the upgrade test (ALTER EXTENSION mfa UPDATE).
+cp tests/upgrade/mfa--*.sql "$(/usr/bin/pg_config --sharedir)/extension/"
 
 echo "== starting a test cluster on port $port"
 bash scripts/cluster.sh stop "$data" "$port" || true
@@ -36,11 +38,13 @@ if ! /usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
     exit 1
 fi
 
-echo "== integration tests: tests/integration"
+echo "== integration tests: tests/integration (races, hostile input, crashes, secrets, dumps, upgrade, memory)"
 psql -X -q -h /tmp -p "$port" -U postgres -c "DROP DATABASE IF EXISTS mfa_integration" -c "CREATE DATABASE mfa_integration"
 psql -X -q -h /tmp -p "$port" -U postgres -d mfa_integration -c "SET client_min_messages = error" -c "CREATE EXTENSION mfa"
+# The crash and secrets tests start clusters of their own (ports 28818, 28819). `make soak` runs
+# the long variants (MFA_HOSTILE_CALLS, MFA_CRASH_CYCLES).
 MFA_TEST_DATABASE_URL="host=127.0.0.1 port=$port user=postgres dbname=mfa_integration" \
-    cargo test --manifest-path tests/integration/Cargo.toml -- --test-threads=4
+    cargo test --manifest-path tests/integration/Cargo.toml -- --test-threads=4 --nocapture
 
 echo "== SMS worker: unit tests, then the worker against a fake provider (worker/tests)"
 psql -X -q -h /tmp -p "$port" -U postgres -c "DROP DATABASE IF EXISTS mfa_worker" -c "CREATE DATABASE mfa_worker"
