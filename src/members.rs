@@ -114,7 +114,7 @@ pub fn load(
 
 pub fn object(organization_id: &str, member_id: &str) -> MfaResult<Value> {
     db::json_row(MEMBER_OBJECT, &[organization_id.into(), member_id.into()])?
-    .ok_or_else(|| not_found(organization_id, member_id))
+        .ok_or_else(|| not_found(organization_id, member_id))
 }
 
 /// Counts a failed attempt; at `mfa.lock_threshold` consecutive failures the member is locked for
