@@ -6,7 +6,7 @@ use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
 use crate::organizations;
 use crate::phone::{mask_e164, parse_phone_number};
-use crate::policy::{parse_default_method, validate_id, IdKind, MfaMethod};
+use crate::policy::{parse_default_method, validate_id, IdKind, MfaMethod, OrganizationPolicy};
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -25,6 +25,9 @@ pub struct Member {
     pub totp_registration_id: Option<String>,
     pub is_breakglass: bool,
     pub is_locked: bool,
+    /// The whole member object as loaded, for answers that change nothing about the member.
+    #[serde(skip)]
+    pub object: Value,
 }
 
 impl Member {
@@ -66,50 +69,90 @@ pub fn not_found(organization_id: &str, member_id: &str) -> MfaError {
     )
 }
 
-/// The member object the API answers with (Stytch field names; lock fields only while locked) of
-/// member `$2` of organization `$1`. A statement rather than a SQL function: a function with a
-/// fixed search_path is planned again at every call, and this is on every hot path.
-macro_rules! member_object_select {
+/// The member object the API answers with (Stytch field names; lock fields only while locked),
+/// built from the row `m` of mfa.members. A statement rather than a SQL function: a function with
+/// a fixed search_path is planned again at every call, and this is on every hot path.
+#[macro_export]
+macro_rules! member_object_of_m {
     () => {
-        "SELECT jsonb_build_object(
-                    'organization_id', m.organization_id,
-                    'member_id', m.member_id,
-                    'mfa_enrolled', m.mfa_enrolled,
-                    'mfa_phone_number', m.mfa_phone_number,
-                    'mfa_phone_number_verified', m.mfa_phone_number_verified,
-                    'default_mfa_method', m.default_mfa_method,
-                    'totp_registration_id', t.totp_registration_id,
-                    'is_breakglass', m.is_breakglass,
-                    'is_locked', coalesce(m.lock_expires_at > now(), false),
-                    'lock_created_at', CASE WHEN m.lock_expires_at > now() THEN m.lock_created_at END,
-                    'lock_expires_at', CASE WHEN m.lock_expires_at > now() THEN m.lock_expires_at END,
-                    'created_at', m.created_at,
-                    'updated_at', m.updated_at)
-           FROM mfa.members m
-           LEFT JOIN mfa.totp_registrations t
-             ON t.organization_id = m.organization_id AND t.member_id = m.member_id AND t.status = 'active'
-          WHERE m.organization_id = $1 AND m.member_id = $2"
+        "jsonb_build_object(
+            'organization_id', m.organization_id,
+            'member_id', m.member_id,
+            'mfa_enrolled', m.mfa_enrolled,
+            'mfa_phone_number', m.mfa_phone_number,
+            'mfa_phone_number_verified', m.mfa_phone_number_verified,
+            'default_mfa_method', m.default_mfa_method,
+            'totp_registration_id', (SELECT t.totp_registration_id FROM mfa.totp_registrations t
+                                      WHERE t.organization_id = m.organization_id
+                                        AND t.member_id = m.member_id AND t.status = 'active'),
+            'is_breakglass', m.is_breakglass,
+            'is_locked', coalesce(m.lock_expires_at > now(), false),
+            'lock_created_at', CASE WHEN m.lock_expires_at > now() THEN m.lock_created_at END,
+            'lock_expires_at', CASE WHEN m.lock_expires_at > now() THEN m.lock_expires_at END,
+            'created_at', m.created_at,
+            'updated_at', m.updated_at)"
     };
 }
-const MEMBER_OBJECT: &str = member_object_select!();
-const MEMBER_OBJECT_LOCKED: &str = concat!(member_object_select!(), " FOR UPDATE OF m");
+pub use member_object_of_m;
 
-/// Validates both ids and loads the member; with `lock`, the member row stays locked until the
-/// end of the transaction, which serializes concurrent attempts on one member.
+/// Member `$2` of organization `$1`.
+const MEMBER_OBJECT: &str = concat!(
+    "SELECT ",
+    member_object_of_m!(),
+    " FROM mfa.members m WHERE m.organization_id = $1 AND m.member_id = $2"
+);
+/// The member and the policy of their organization, in one statement.
+macro_rules! member_and_policy {
+    () => {
+        concat!(
+            "SELECT jsonb_build_object('member', ",
+            member_object_of_m!(),
+            ", 'policy', to_jsonb(o))
+               FROM mfa.members m JOIN mfa.organizations o ON o.organization_id = m.organization_id
+              WHERE m.organization_id = $1 AND m.member_id = $2"
+        )
+    };
+}
+const MEMBER_AND_POLICY: &str = member_and_policy!();
+const MEMBER_AND_POLICY_LOCKED: &str = concat!(member_and_policy!(), " FOR UPDATE OF m");
+
+#[derive(Deserialize)]
+struct MemberAndPolicy {
+    member: Value,
+    policy: organizations::OrganizationRow,
+}
+
+/// Validates both ids and loads the member with their organization's policy; with `lock`, the
+/// member row stays locked until the end of the transaction, which serializes concurrent attempts
+/// on one member.
+pub fn load_with_policy(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    lock: bool,
+) -> MfaResult<(Member, OrganizationPolicy)> {
+    let organization_id = validate_id(organization_id, IdKind::Organization)?;
+    let member_id = validate_id(member_id, IdKind::Member)?;
+    let sql = if lock {
+        MEMBER_AND_POLICY_LOCKED
+    } else {
+        MEMBER_AND_POLICY
+    };
+    let found = db::row::<MemberAndPolicy>(sql, &[organization_id.into(), member_id.into()])?
+        .ok_or_else(|| not_found(organization_id, member_id))?;
+    let mut member: Member = serde_json::from_value(found.member.clone()).unwrap_or_else(|e| {
+        pgrx::error!("mfa: a member object does not have the expected shape: {e}")
+    });
+    member.object = found.member;
+    Ok((member, found.policy.policy()))
+}
+
+/// `load_with_policy` for the callers that need only the member.
 pub fn load(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     lock: bool,
 ) -> MfaResult<Member> {
-    let organization_id = validate_id(organization_id, IdKind::Organization)?;
-    let member_id = validate_id(member_id, IdKind::Member)?;
-    let sql = if lock {
-        MEMBER_OBJECT_LOCKED
-    } else {
-        MEMBER_OBJECT
-    };
-    db::row::<Member>(sql, &[organization_id.into(), member_id.into()])?
-        .ok_or_else(|| not_found(organization_id, member_id))
+    Ok(load_with_policy(organization_id, member_id, lock)?.0)
 }
 
 pub fn object(organization_id: &str, member_id: &str) -> MfaResult<Value> {

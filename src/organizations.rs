@@ -9,15 +9,16 @@ use pgrx::JsonB;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// An organization's row, as `to_jsonb` prints it.
 #[derive(Deserialize)]
-struct OrganizationRow {
+pub struct OrganizationRow {
     mfa_policy: String,
     mfa_methods: String,
     allowed_mfa_methods: Vec<String>,
 }
 
 impl OrganizationRow {
-    fn policy(&self) -> OrganizationPolicy {
+    pub fn policy(&self) -> OrganizationPolicy {
         // The table's CHECK constraints guarantee the values parse.
         OrganizationPolicy {
             mfa_policy: MfaPolicy::parse(&self.mfa_policy).expect("checked by the table"),
@@ -38,11 +39,6 @@ fn find(organization_id: &str, lock: bool) -> MfaResult<Option<OrganizationPolic
         "SELECT to_jsonb(o) FROM mfa.organizations o WHERE organization_id = $1"
     };
     Ok(db::row::<OrganizationRow>(sql, &[organization_id.into()])?.map(|r| r.policy()))
-}
-
-/// The policy of an existing organization, or `organization_not_found`.
-pub fn load_policy(organization_id: &str) -> MfaResult<OrganizationPolicy> {
-    find(organization_id, false)?.ok_or_else(|| not_found(organization_id))
 }
 
 pub fn not_found(organization_id: &str) -> crate::errors::MfaError {

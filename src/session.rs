@@ -6,7 +6,6 @@ use crate::crypto::{new_token, token_hash};
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
 use crate::members::{self, Member};
-use crate::organizations;
 use crate::policy::{self, PrimaryMethod, SecondFactor};
 use crate::settings;
 use pgrx::prelude::*;
@@ -150,8 +149,7 @@ impl Attempt {
         let set_mfa_enrollment = set_mfa_enrollment
             .map(policy::SetMfaEnrollment::parse)
             .transpose()?;
-        let member = members::load(organization_id, member_id, true)?;
-        let org = organizations::load_policy(&member.organization_id)?;
+        let (member, org) = members::load_with_policy(organization_id, member_id, true)?;
         let session = find_optional(&member, token)?;
         org.require_allowed(method, member.is_breakglass)?;
         Ok(Attempt {
@@ -199,37 +197,44 @@ impl Attempt {
         };
         let default_method = (self.set_default_mfa || member.default_mfa_method.is_none())
             .then_some(self.method.as_str());
-        db::execute(
-            "UPDATE mfa.members SET failed_attempts = 0, mfa_enrolled = coalesce($3, mfa_enrolled),
-                    default_mfa_method = coalesce($4, default_mfa_method),
-                    updated_at = CASE WHEN mfa_enrolled IS DISTINCT FROM coalesce($3, mfa_enrolled)
-                                        OR default_mfa_method IS DISTINCT FROM coalesce($4, default_mfa_method)
-                                      THEN now() ELSE updated_at END
-              WHERE organization_id = $1 AND member_id = $2
-                AND (failed_attempts <> 0 OR mfa_enrolled IS DISTINCT FROM coalesce($3, mfa_enrolled)
-                     OR default_mfa_method IS DISTINCT FROM coalesce($4, default_mfa_method))",
-            &[
-                member.organization_id.as_str().into(),
-                member.member_id.as_str().into(),
-                enrolled.into(),
-                default_method.into(),
-            ],
-        )?;
         let factors = match &self.session {
             Some(session) => Some(add_factor(session, factor)?),
             None => None,
         };
-        self.request.audit(
-            &member.organization_id,
-            Some(&member.member_id),
-            self.event_type,
-            json!({ "outcome": "success", "mfa_enrolled": enrolled, "with_intermediate_session": factors.is_some() }),
-        )?;
-        let mut answer = members::answer(
-            &self.request,
-            member,
-            json!({ "member": members::object(&member.organization_id, &member.member_id)? }),
-        );
+        let member_object = self
+            .request
+            .audited(
+                concat!(
+                    "WITH changed AS (
+                         UPDATE mfa.members m SET failed_attempts = 0, mfa_enrolled = coalesce($3, m.mfa_enrolled),
+                                default_mfa_method = coalesce($4, m.default_mfa_method),
+                                updated_at = CASE WHEN m.mfa_enrolled IS DISTINCT FROM coalesce($3, m.mfa_enrolled)
+                                                    OR m.default_mfa_method IS DISTINCT FROM coalesce($4, m.default_mfa_method)
+                                                  THEN now() ELSE m.updated_at END
+                          WHERE m.organization_id = $1 AND m.member_id = $2
+                            AND (m.failed_attempts <> 0 OR m.mfa_enrolled IS DISTINCT FROM coalesce($3, m.mfa_enrolled)
+                                 OR m.default_mfa_method IS DISTINCT FROM coalesce($4, m.default_mfa_method))
+                      RETURNING ",
+                    members::member_object_of_m!(),
+                    " AS object)
+                     SELECT coalesce((SELECT object FROM changed),
+                                     (SELECT ",
+                    members::member_object_of_m!(),
+                    " FROM mfa.members m WHERE m.organization_id = $1 AND m.member_id = $2))"
+                ),
+                vec![
+                    member.organization_id.as_str().into(),
+                    member.member_id.as_str().into(),
+                    enrolled.into(),
+                    default_method.into(),
+                ],
+                &member.organization_id,
+                Some(&member.member_id),
+                self.event_type,
+                json!({ "outcome": "success", "mfa_enrolled": enrolled, "with_intermediate_session": factors.is_some() }),
+            )?
+            .ok_or_else(|| members::not_found(&member.organization_id, &member.member_id))?;
+        let mut answer = members::answer(&self.request, member, json!({ "member": member_object }));
         if let Some(factors) = factors {
             answer["authentication_factors"] = Value::Array(factors);
         }
@@ -259,8 +264,7 @@ fn primary(
     let request = Request::new();
     let method = PrimaryMethod::parse(method)?;
     let locale = crate::sms_otp::Locale::from_tag(locale);
-    let member = members::load(organization_id, member_id, true)?;
-    let org = organizations::load_policy(&member.organization_id)?;
+    let (member, org) = members::load_with_policy(organization_id, member_id, true)?;
     let token = new_token();
     db::execute(
         "INSERT INTO mfa.intermediate_sessions
@@ -358,7 +362,7 @@ fn check(
     token: Option<&str>,
 ) -> MfaResult<Value> {
     let request = Request::new();
-    let member = members::load(organization_id, member_id, false)?;
+    let (member, org) = members::load_with_policy(organization_id, member_id, false)?;
     let decision = (|| -> MfaResult<IntermediateSession> {
         let Some(token) = token else {
             return err(
@@ -372,7 +376,6 @@ fn check(
                 format!("{}: {}", e.error_type, e.message),
             )
         })?;
-        let org = organizations::load_policy(&member.organization_id)?;
         policy::session_allowed(
             &org,
             member.mfa_enrolled,
@@ -383,15 +386,13 @@ fn check(
     })();
     match decision {
         Ok(session) => {
-            db::execute(
+            request.audited(
                 "UPDATE mfa.intermediate_sessions SET consumed_at = now()
                   WHERE organization_id = $1 AND token_hash = decode($2, 'hex')",
-                &[
+                vec![
                     session.organization_id.as_str().into(),
                     session.token_hash_hex.as_str().into(),
                 ],
-            )?;
-            request.audit(
                 &member.organization_id,
                 Some(&member.member_id),
                 "session.allowed",
