@@ -9,7 +9,6 @@ use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
 use crate::keyring;
 use crate::members::{self, Member};
-use crate::organizations;
 use crate::phone::{self, check_sms_country, normalize_allowlist, parse_phone_number, ParsedPhone};
 use crate::policy::MfaMethod;
 use crate::session::{self, Attempt};
@@ -21,57 +20,94 @@ use serde_json::{json, Value};
 
 const DEFAULT_ALLOWLIST: [&str; 2] = ["CA", "US"];
 
-/// The allowlist in force (the default while none was set).
-pub fn allowlist() -> MfaResult<Vec<String>> {
-    let stored: Vec<String> = db::row(
-        "SELECT coalesce(jsonb_agg(country_code ORDER BY country_code), '[]') FROM mfa.country_code_allowlist",
-        &[],
-    )?
-    .unwrap_or_default();
-    Ok(if stored.is_empty() {
+/// The stored allowlist, as a jsonb array.
+macro_rules! stored_allowlist {
+    () => {
+        "(SELECT coalesce(jsonb_agg(country_code ORDER BY country_code), '[]') FROM mfa.country_code_allowlist)"
+    };
+}
+
+/// The allowlist in force: the stored one, or the default while none was set.
+fn in_force(stored: Vec<String>) -> Vec<String> {
+    if stored.is_empty() {
         DEFAULT_ALLOWLIST.iter().map(|s| s.to_string()).collect()
     } else {
         stored
-    })
+    }
 }
 
-/// Refuses a send that would exceed the limits against SMS pumping: a minimum interval and an
-/// hourly count per number, and an hourly count per block of 10,000 numbers. Sends to one block
-/// are serialized by an advisory lock so that concurrent sends cannot all slip under a limit.
-fn check_rate_limits(phone: &ParsedPhone) -> MfaResult<()> {
-    let prefix = phone.rate_limit_prefix();
-    let counts = db::json_row(
-        "SELECT jsonb_build_object(
-                    'locked', pg_advisory_xact_lock(hashtextextended('mfa.sms:' || $2, 0)) IS NULL,
+/// The allowlist in force.
+pub fn allowlist() -> MfaResult<Vec<String>> {
+    let stored: Option<Vec<String>> = db::row(concat!("SELECT ", stored_allowlist!()), &[])?;
+    Ok(in_force(stored.unwrap_or_default()))
+}
+
+/// What a send to a number is checked against: the allowlist in force and the recent sends to the
+/// number and to its block of 10,000 numbers.
+#[derive(Deserialize)]
+struct SendingLimits {
+    allowlist: Vec<String>,
+    number_hour: i64,
+    number_recent: i64,
+    prefix_hour: i64,
+}
+
+impl SendingLimits {
+    /// Sends to one block are serialized by an advisory lock, taken by a statement of its own so
+    /// that the counts that follow see every send committed before it was granted.
+    fn read(phone: &ParsedPhone) -> MfaResult<SendingLimits> {
+        let prefix = phone.rate_limit_prefix();
+        db::execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('mfa.sms:' || $1, 0))",
+            &[prefix.into()],
+        )?;
+        let limits: Option<SendingLimits> = db::row(
+            concat!(
+                "SELECT jsonb_build_object(
+                    'allowlist', ",
+                stored_allowlist!(),
+                ",
                     'number_hour', (SELECT count(*) FROM mfa.sms_outbox
                                      WHERE phone_number = $1 AND created_at > now() - interval '1 hour'),
                     'number_recent', (SELECT count(*) FROM mfa.sms_outbox
                                        WHERE phone_number = $1 AND created_at > now() - make_interval(secs => $3)),
                     'prefix_hour', (SELECT count(*) FROM mfa.sms_outbox
-                                     WHERE rate_limit_prefix = $2 AND created_at > now() - interval '1 hour'))",
-        &[phone.e164.as_str().into(), prefix.into(), (settings::SMS_MIN_INTERVAL_SECONDS.get() as f64).into()],
-    )?
-    .unwrap_or_default();
-    let count = |k: &str| counts[k].as_i64().unwrap_or(0);
-    let refuse = |what: String| {
-        Err(MfaError::new(ErrorType::TooManyRequests, what)
-            .with_hint("Wait before sending another code."))
-    };
-    if settings::SMS_MIN_INTERVAL_SECONDS.get() > 0 && count("number_recent") > 0 {
-        return refuse(format!(
-            "A code was sent to this number less than {} seconds ago.",
-            settings::SMS_MIN_INTERVAL_SECONDS.get()
-        ));
+                                     WHERE rate_limit_prefix = $2 AND created_at > now() - interval '1 hour'))"
+            ),
+            &[
+                phone.e164.as_str().into(),
+                prefix.into(),
+                (settings::SMS_MIN_INTERVAL_SECONDS.get() as f64).into(),
+            ],
+        )?;
+        let mut limits = limits.expect("one row");
+        limits.allowlist = in_force(std::mem::take(&mut limits.allowlist));
+        Ok(limits)
     }
-    if count("number_hour") >= settings::SMS_SENDS_PER_NUMBER_PER_HOUR.get() as i64 {
-        return refuse("Too many codes were sent to this number in the last hour.".into());
+
+    /// Refuses a send that would exceed the limits against SMS pumping: a minimum interval and an
+    /// hourly count per number, and an hourly count per block of 10,000 numbers.
+    fn check(&self) -> MfaResult<()> {
+        let refuse = |what: String| {
+            Err(MfaError::new(ErrorType::TooManyRequests, what)
+                .with_hint("Wait before sending another code."))
+        };
+        if settings::SMS_MIN_INTERVAL_SECONDS.get() > 0 && self.number_recent > 0 {
+            return refuse(format!(
+                "A code was sent to this number less than {} seconds ago.",
+                settings::SMS_MIN_INTERVAL_SECONDS.get()
+            ));
+        }
+        if self.number_hour >= settings::SMS_SENDS_PER_NUMBER_PER_HOUR.get() as i64 {
+            return refuse("Too many codes were sent to this number in the last hour.".into());
+        }
+        if self.prefix_hour >= settings::SMS_SENDS_PER_PREFIX_PER_HOUR.get() as i64 {
+            return refuse(
+                "Too many codes were sent to numbers of this range in the last hour.".into(),
+            );
+        }
+        Ok(())
     }
-    if count("prefix_hour") >= settings::SMS_SENDS_PER_PREFIX_PER_HOUR.get() as i64 {
-        return refuse(
-            "Too many codes were sent to numbers of this range in the last hour.".into(),
-        );
-    }
-    Ok(())
 }
 
 /// Issues a new code to the member's phone (the previous code dies) and queues its message. The
@@ -96,8 +132,9 @@ pub fn send_code(
             &parsed
         }
     };
-    check_sms_country(phone, &allowlist()?)?;
-    check_rate_limits(phone)?;
+    let limits = SendingLimits::read(phone)?;
+    check_sms_country(phone, &limits.allowlist)?;
+    limits.check()?;
     let code = new_code();
     let lifetime = settings::SMS_CODE_LIFETIME_SECONDS.get();
     let keys = keyring::current()?;
@@ -106,22 +143,15 @@ pub fn send_code(
         code.as_bytes(),
         &outbox_associated_data(&member.organization_id, &member.member_id, &phone.e164),
     );
-    db::execute(
-        "INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, expires_at)
-         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-         ON CONFLICT (organization_id, member_id) DO UPDATE
-            SET code_hash = EXCLUDED.code_hash, phone_number = EXCLUDED.phone_number,
-                created_at = now(), expires_at = EXCLUDED.expires_at, used_at = NULL",
-        &[
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-            hash.into(),
-            phone.e164.as_str().into(),
-            (lifetime as f64).into(),
-        ],
-    )?;
+    // The member's live code (replacing the previous one) and its message, in one statement.
     let message_id: Option<i64> = db::row(
-        "WITH queued AS (
+        "WITH live_code AS (
+             INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, expires_at)
+             VALUES ($1, $2, $10, $3, now() + make_interval(secs => $8))
+             ON CONFLICT (organization_id, member_id) DO UPDATE
+                SET code_hash = EXCLUDED.code_hash, phone_number = EXCLUDED.phone_number,
+                    created_at = now(), expires_at = EXCLUDED.expires_at, used_at = NULL),
+         queued AS (
              INSERT INTO mfa.sms_outbox (organization_id, member_id, phone_number, country_code,
                                          rate_limit_prefix, locale, body, code_ciphertext, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $9, now() + make_interval(secs => $8))
@@ -139,6 +169,7 @@ pub fn send_code(
                 .into(),
             (lifetime as f64).into(),
             code_ciphertext.into(),
+            hash.into(),
         ],
     )?;
     request.audit(
@@ -165,10 +196,10 @@ fn send(
     let request = Request::new();
     let requested = mfa_phone_number.map(parse_phone_number).transpose()?;
     let locale = Locale::from_tag(locale.unwrap_or("en"));
-    let member = members::load(organization_id, member_id, true)?;
-    let org = organizations::load_policy(&member.organization_id)?;
+    let (member, org) = members::load_with_policy(organization_id, member_id, true)?;
     org.require_allowed(MfaMethod::SmsOtp, member.is_breakglass)?;
     session::find_optional(&member, token)?;
+    let mut linked = false;
     if let Some(phone) = &requested {
         match &member.mfa_phone_number {
             Some(existing) if existing != &phone.e164 => return err(
@@ -192,16 +223,21 @@ fn send(
                         phone.country_code.as_str().into(),
                     ],
                 )?;
+                linked = true;
             }
         }
     }
     send_code(&request, &member, requested.as_ref(), locale)?;
+    // A send changes the member only when it linked the phone.
+    let object = if linked {
+        members::object(&member.organization_id, &member.member_id)?
+    } else {
+        member.object.clone()
+    };
     Ok(members::answer(
         &request,
         &member,
-        json!({
-        "member": members::object(&member.organization_id, &member.member_id)?,
-        }),
+        json!({ "member": object }),
     ))
 }
 
@@ -292,16 +328,11 @@ fn authenticate(
     if !constant_time_eq(&presented, &expected) {
         return attempt.fail(ErrorType::UnableToAuthOtpCode, "The SMS code is not valid.");
     }
+    // The code is used up, and the phone it reached is verified (written only the first time).
     db::execute(
-        "UPDATE mfa.sms_codes SET used_at = now() WHERE organization_id = $1 AND member_id = $2;",
-        &[
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-        ],
-    )?;
-    db::execute(
-        "UPDATE mfa.members SET mfa_phone_number_verified = true, updated_at = now()
-          WHERE organization_id = $1 AND member_id = $2",
+        "WITH used AS (UPDATE mfa.sms_codes SET used_at = now() WHERE organization_id = $1 AND member_id = $2)
+         UPDATE mfa.members SET mfa_phone_number_verified = true, updated_at = now()
+          WHERE organization_id = $1 AND member_id = $2 AND NOT mfa_phone_number_verified",
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),

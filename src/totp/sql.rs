@@ -9,7 +9,6 @@ use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
 use crate::keyring;
 use crate::members::{self, Member};
-use crate::organizations;
 use crate::policy::MfaMethod;
 use crate::session::{self, Attempt};
 use crate::settings;
@@ -129,8 +128,7 @@ fn create(
             "expiration_minutes must be between 5 and 1440.",
         );
     }
-    let member = members::load(organization_id, member_id, true)?;
-    let org = organizations::load_policy(&member.organization_id)?;
+    let (member, org) = members::load_with_policy(organization_id, member_id, true)?;
     org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
     session::find_optional(&member, token)?;
     if let Some(existing) = find_registration(&member)? {
