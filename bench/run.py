@@ -51,7 +51,8 @@ class Bench:
     def pgbench(self, script, clients, sync, seconds=None, transactions=None, variables=None):
         """Runs one pgbench script; returns tps and latency percentiles (ms)."""
         prefix = os.path.join(self.logdir, f"run{time.monotonic_ns()}")
-        cmd = ["pgbench", "-n", *self.conn, "-c", str(clients), "-j", str(min(clients, 2)),
+        # Prepared statements, as an application's driver uses them.
+        cmd = ["pgbench", "-n", "-M", "prepared", *self.conn, "-c", str(clients), "-j", str(min(clients, 2)),
                "-f", os.path.join(HERE, script), "-l", "--log-prefix", prefix]
         if transactions:
             cmd += ["-t", str(max(1, transactions // clients))]
@@ -300,7 +301,8 @@ class Bench:
                  f"({self.totp_members:,} with TOTP, {self.phone_members:,} with a verified phone). "
                  f"PostgreSQL {self.psql('SHOW server_version')}, {os.cpu_count()} cores, "
                  f"shared_buffers {self.psql('SHOW shared_buffers')}; pgbench runs of {a.seconds} s "
-                 f"(or a fixed number of transactions where each needs a prepared code or token). "
+                 f"(or a fixed number of transactions where each needs a prepared code or token), "
+                 f"prepared statements (`pgbench -M prepared`). "
                  f"Every figure in a table comes from this one run, on this one cluster. TPS is "
                  f"transactions per second; latencies are per transaction, in milliseconds. Every run "
                  f"after the first-call measurement has `shared_preload_libraries = 'mfa'`, as "

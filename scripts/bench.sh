@@ -6,13 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${BENCH_PORT:-28817}
 datadir=/var/lib/postgresql/mfa-bench
-bash scripts/setup.sh
-echo "== building and installing mfa (release)"
-log=$(mktemp)
-if ! cargo pgrx install --release --pg-config /usr/bin/pg_config >"$log" 2>&1; then
-    tail -50 "$log"
-    exit 1
-fi
+bash scripts/install-release.sh
 bash scripts/cluster.sh stop "$datadir" "$port" || true
 rm -rf "$datadir"
 bash scripts/cluster.sh start "$datadir" "$port"

@@ -18,13 +18,8 @@ if [[ $action == stop ]]; then
     exit 0
 fi
 
-bash scripts/setup.sh
-echo "== building and installing mfa (release)"
+bash scripts/install-release.sh
 log=$(mktemp)
-if ! cargo pgrx install --release --pg-config /usr/bin/pg_config >"$log" 2>&1; then
-    tail -50 "$log"
-    exit 1
-fi
 mkdir -p "$(dirname "$datadir")"
 MFA_PRELOAD=mfa bash scripts/cluster.sh start "$datadir" "$port"
 psql=(psql -X -h /tmp -p "$port" -U postgres)
