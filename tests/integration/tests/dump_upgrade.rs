@@ -23,8 +23,11 @@ fn database_of(url: &str) -> String {
         .unwrap()
 }
 
-fn run(program: &str, args: &[&str]) {
+/// Runs a PostgreSQL client program against the test cluster.
+fn run_pg(program: &str, args: &[&str]) {
+    let port = port();
     let out = std::process::Command::new(program)
+        .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e}"));
@@ -54,11 +57,7 @@ fn fill(c: &mut Client, org: &str) -> String {
         "SELECT mfa.member_upsert($1, 'bob', '+14155550177')",
         &[&org],
     );
-    let login = json(c, "SELECT mfa.primary_authenticate($1, 'ann')", &[&org]);
-    login["intermediate_session_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    start_login(c, org, "ann").1
 }
 
 /// Everything `fill` made works: a TOTP login through the session gate, the recovery code, the
@@ -131,42 +130,13 @@ fn dump_and_restore_keep_everything_working() {
         .get(0);
 
     let file = format!("/tmp/{}.dump", database_of(&source));
-    let port = port();
-    run(
-        "pg_dump",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-Fc",
-            "-f",
-            &file,
-            &database_of(&source),
-        ],
-    );
+    run_pg("pg_dump", &["-Fc", "-f", &file, &database_of(&source)]);
     let target = unique("mfa_dump_dst").replace('-', "_");
     let mut admin = Client::connect(&database_url(), NoTls).unwrap();
     admin
         .batch_execute(&format!("CREATE DATABASE {target}"))
         .unwrap();
-    run(
-        "pg_restore",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "--exit-on-error",
-            "-d",
-            &target,
-            &file,
-        ],
-    );
+    run_pg("pg_restore", &["--exit-on-error", "-d", &target, &file]);
     let _ = std::fs::remove_file(&file);
 
     let mut r = connect_to(&with_database(&database_url(), &target));

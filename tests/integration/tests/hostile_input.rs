@@ -416,15 +416,7 @@ fn hostile_values_never_crash_panic_or_corrupt() {
         .unwrap()
         .get(0);
     assert_eq!(broken, 0);
-    let login = json(
-        &mut c,
-        "SELECT mfa.primary_authenticate($1, 'ann')",
-        &[&control],
-    );
-    let token = login["intermediate_session_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, token) = start_login(&mut c, &control, "ann");
     let proven = json(
         &mut c,
         "SELECT mfa.totp_authenticate($1, 'ann', $2, $3)",

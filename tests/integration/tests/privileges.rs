@@ -43,15 +43,7 @@ fn a_hijacked_search_path_changes_nothing() {
     .unwrap();
     // The login as the attacker's role: a token without MFA stays refused by the REQUIRED policy,
     // a wrong code stays wrong, and expiries follow the real clock.
-    let login = json(
-        &mut c,
-        "SELECT mfa.primary_authenticate($1, 'ann')",
-        &[&org],
-    );
-    let token = login["intermediate_session_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (login, token) = start_login(&mut c, &org, "ann");
     assert!(!login["mfa_required"].is_null(), "{login}");
     let refused = c
         .query_one(

@@ -78,15 +78,7 @@ fn one_token_creates_one_session() {
          EXECUTE FUNCTION mfa.enforce_session_policy('org', 'member', 'token')"
     ))
     .unwrap();
-    let login = json(
-        &mut c,
-        "SELECT mfa.primary_authenticate($1, 'ann')",
-        &[&org],
-    );
-    let token = login["intermediate_session_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, token) = start_login(&mut c, &org, "ann");
     let (org2, table2) = (org.clone(), table.clone());
     let results = race(RACERS, move |client, _| {
         client

@@ -48,6 +48,26 @@ pub fn json(
     row.get::<_, Value>(0)
 }
 
+/// Starts a login of `member` (after the application's own password check): the answer of
+/// `primary_authenticate` and its intermediate session token.
+pub fn start_login(client: &mut Client, org: &str, member: &str) -> (Value, String) {
+    let login = json(
+        client,
+        "SELECT mfa.primary_authenticate($1, $2)",
+        &[&org, &member],
+    );
+    let token = token_of(&login);
+    (login, token)
+}
+
+/// The intermediate session token of an answer.
+pub fn token_of(answer: &Value) -> String {
+    answer["intermediate_session_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {answer}"))
+        .to_string()
+}
+
 pub fn totp_now(secret_b32: &str) -> String {
     let secret = data_encoding::BASE32_NOPAD
         .decode(secret_b32.as_bytes())
