@@ -11,7 +11,6 @@ use crate::sms_otp::{outbox_associated_data, CODE_PLACEHOLDER};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
-use std::str::FromStr;
 
 /// Erases a message's code: its ciphertext, and the code in the body of a message queued by 0.1.0
 /// (which kept it in clear; the only six-digit run of every text).
@@ -34,6 +33,9 @@ type ClaimedRow = (
     pgrx::datum::TimestampWithTimeZone,
     pgrx::datum::TimestampWithTimeZone,
 );
+
+/// A claimed row before its code is decrypted: the message, its member, its code's ciphertext.
+type ClaimedCiphertext = (ClaimedRow, String, Option<Vec<u8>>);
 
 fn claim(
     batch_size: Option<i32>,
@@ -63,66 +65,68 @@ fn claim(
         ),
         &[],
     )?;
-    let claimed = db::json_rows(
-        "UPDATE mfa.sms_outbox o
-            SET visible_at = now() + $2::interval, attempts = o.attempts + 1
-           FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
-                  WHERE status = 'pending' AND visible_at <= now() AND expires_at > now()
-                    AND ($3::text IS NULL OR organization_id = $3)
-                  ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
-          WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
-      RETURNING jsonb_build_object(
-                    'id', o.message_id, 'organization_id', o.organization_id, 'member_id', o.member_id,
-                    'phone_number', o.phone_number, 'country_code', o.country_code, 'locale', o.locale,
-                    'body', o.body, 'code_hex', encode(o.code_ciphertext, 'hex'), 'attempts', o.attempts,
-                    'created_at', o.created_at, 'expires_at', o.expires_at)",
-        &[
-            (batch_size as i64).into(),
-            visibility_timeout.into(),
-            for_organization.into(),
-        ],
+    // Typed columns, read straight from the tuples; the codes are decrypted once SPI is done.
+    let claimed = Spi::connect_mut(
+        |client| -> Result<Vec<ClaimedCiphertext>, pgrx::spi::Error> {
+            let table = db::run_kept(
+                client,
+                "UPDATE mfa.sms_outbox o
+                    SET visible_at = now() + $2::interval, attempts = o.attempts + 1
+                   FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
+                          WHERE status = 'pending' AND visible_at <= now() AND expires_at > now()
+                            AND ($3::text IS NULL OR organization_id = $3)
+                          ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
+                  WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
+              RETURNING o.message_id, o.organization_id, o.phone_number, o.country_code, o.locale, o.body,
+                        o.attempts, o.created_at, o.expires_at, o.member_id, o.code_ciphertext",
+                &[
+                    (batch_size as i64).into(),
+                    visibility_timeout.into(),
+                    for_organization.into(),
+                ],
+            )?;
+            let mut rows = Vec::with_capacity(table.len());
+            for row in table {
+                rows.push((
+                    (
+                        row.get::<i64>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<String>(3)?.unwrap_or_default(),
+                        row.get::<String>(4)?.unwrap_or_default(),
+                        row.get::<String>(5)?.unwrap_or_default(),
+                        row.get::<String>(6)?.unwrap_or_default(),
+                        row.get::<i32>(7)?.unwrap_or_default(),
+                        row.get::<pgrx::datum::TimestampWithTimeZone>(8)?
+                            .expect("NOT NULL"),
+                        row.get::<pgrx::datum::TimestampWithTimeZone>(9)?
+                            .expect("NOT NULL"),
+                    ),
+                    row.get::<String>(10)?.unwrap_or_default(),
+                    row.get::<Vec<u8>>(11)?,
+                ));
+            }
+            Ok(rows)
+        },
     )?;
     let mut rows = claimed
-        .iter()
-        .map(claimed_row)
+        .into_iter()
+        .map(|(mut message, member_id, code_ciphertext)| {
+            // Messages queued by 0.1.0 have no ciphertext: their code is in the body already.
+            if let Some(ciphertext) = code_ciphertext {
+                let code = keyring::decrypt(
+                    &ciphertext,
+                    &outbox_associated_data(&message.1, &member_id, &message.2),
+                )?;
+                message.5 =
+                    message
+                        .5
+                        .replacen(CODE_PLACEHOLDER, &String::from_utf8_lossy(&code), 1);
+            }
+            Ok(message)
+        })
         .collect::<MfaResult<Vec<ClaimedRow>>>()?;
     rows.sort_by_key(|r| r.0);
     Ok(rows)
-}
-
-/// A claimed message as the worker gets it: the code decrypted into its text.
-fn claimed_row(message: &Value) -> MfaResult<ClaimedRow> {
-    let text = |key: &str| message[key].as_str().unwrap_or_default().to_string();
-    let timestamp = |key: &str| {
-        pgrx::datum::TimestampWithTimeZone::from_str(message[key].as_str().unwrap_or_default())
-            .expect("PostgreSQL prints a timestamptz it can read back")
-    };
-    let mut body = text("body");
-    if let Some(code_hex) = message["code_hex"].as_str() {
-        let ciphertext = data_encoding::HEXLOWER
-            .decode(code_hex.as_bytes())
-            .expect("encode(…, 'hex')");
-        let code = keyring::decrypt(
-            &ciphertext,
-            &outbox_associated_data(
-                &text("organization_id"),
-                &text("member_id"),
-                &text("phone_number"),
-            ),
-        )?;
-        body = body.replacen(CODE_PLACEHOLDER, &String::from_utf8_lossy(&code), 1);
-    }
-    Ok((
-        message["id"].as_i64().unwrap_or_default(),
-        text("organization_id"),
-        text("phone_number"),
-        text("country_code"),
-        text("locale"),
-        body,
-        message["attempts"].as_i64().unwrap_or_default() as i32,
-        timestamp("created_at"),
-        timestamp("expires_at"),
-    ))
 }
 
 /// Hands up to `batch_size` deliverable messages (of one organization, if `for_organization` is
