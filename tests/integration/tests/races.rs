@@ -5,6 +5,22 @@ use common::*;
 
 const RACERS: usize = 8;
 
+/// `RACERS` connections present one secret for ann of `org` at once through `function`
+/// (`mfa.<function>($1 organization, 'ann', $2 secret)`); exactly one may succeed. The answers.
+fn present_at_once(function: &str, org: &str, secret: &str) -> Vec<serde_json::Value> {
+    let sql = format!("SELECT mfa.{function}($1, 'ann', $2)");
+    let (org, secret) = (org.to_string(), secret.to_string());
+    let results = race(RACERS, move |client, _| {
+        json(client, &sql, &[&org, &secret])
+    });
+    assert_eq!(
+        results.iter().filter(|r| r["status_code"] == 200).count(),
+        1,
+        "{results:?}"
+    );
+    results
+}
+
 #[test]
 fn one_totp_code_presented_at_once_succeeds_once() {
     let mut c = connect();
@@ -26,16 +42,7 @@ fn one_totp_code_presented_at_once_succeeds_once() {
             % 30,
     ));
     let code = totp_now(&secret);
-    let org2 = org.clone();
-    let results = race(RACERS, move |client, _| {
-        json(
-            client,
-            "SELECT mfa.totp_authenticate($1, 'ann', $2)",
-            &[&org2, &code],
-        )
-    });
-    let wins = results.iter().filter(|r| r["status_code"] == 200).count();
-    assert_eq!(wins, 1, "{results:?}");
+    let results = present_at_once("totp_authenticate", &org, &code);
     assert!(results
         .iter()
         .filter(|r| r["status_code"] != 200)
@@ -52,19 +59,7 @@ fn one_sms_code_presented_at_once_succeeds_once() {
         &[&org],
     );
     let code = sms_code(&mut c, &org);
-    let org2 = org.clone();
-    let results = race(RACERS, move |client, _| {
-        json(
-            client,
-            "SELECT mfa.otp_sms_authenticate($1, 'ann', $2)",
-            &[&org2, &code],
-        )
-    });
-    assert_eq!(
-        results.iter().filter(|r| r["status_code"] == 200).count(),
-        1,
-        "{results:?}"
-    );
+    present_at_once("otp_sms_authenticate", &org, &code);
 }
 
 #[test]
@@ -125,19 +120,7 @@ fn one_recovery_code_presented_at_once_succeeds_once() {
         &[&org, &totp_now(&secret)],
     );
     assert_eq!(active["status_code"], 200, "{active}");
-    let org2 = org.clone();
-    let results = race(RACERS, move |client, _| {
-        json(
-            client,
-            "SELECT mfa.recovery_codes_recover($1, 'ann', $2)",
-            &[&org2, &recovery],
-        )
-    });
-    assert_eq!(
-        results.iter().filter(|r| r["status_code"] == 200).count(),
-        1,
-        "{results:?}"
-    );
+    present_at_once("recovery_codes_recover", &org, &recovery);
     let left = json(&mut c, "SELECT mfa.recovery_codes_get($1, 'ann')", &[&org]);
     assert_eq!(left["recovery_codes_remaining"], 9, "{left}");
 }
