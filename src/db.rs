@@ -11,7 +11,7 @@ use crate::errors::MfaResult;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgOid;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiTupleTable};
 use pgrx::JsonB;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -47,6 +47,34 @@ pub fn run_kept<'conn>(
         }
     };
     client.update(&*plan, None, args)
+}
+
+/// Runs a statement and reads each row with `read`, column by column as typed values: no jsonb
+/// built in SQL only to be printed and parsed again here.
+pub fn typed_rows<T>(
+    sql: &str,
+    args: &[DatumWithOid],
+    mut read: impl FnMut(&SpiHeapTupleData) -> Result<T, pgrx::spi::Error>,
+) -> MfaResult<Vec<T>> {
+    Ok(Spi::connect_mut(
+        |client| -> Result<Vec<T>, pgrx::spi::Error> {
+            let table = run_kept(client, sql, args)?;
+            let mut rows = Vec::with_capacity(table.len());
+            for row in table {
+                rows.push(read(&row)?);
+            }
+            Ok(rows)
+        },
+    )?)
+}
+
+/// `typed_rows` for a statement that returns at most one row.
+pub fn typed_row<T>(
+    sql: &str,
+    args: &[DatumWithOid],
+    read: impl FnMut(&SpiHeapTupleData) -> Result<T, pgrx::spi::Error>,
+) -> MfaResult<Option<T>> {
+    Ok(typed_rows(sql, args, read)?.into_iter().next())
 }
 
 /// Runs a statement whose first column is `jsonb` and returns that column of each row.

@@ -8,26 +8,58 @@ use crate::organizations;
 use crate::phone::{mask_e164, parse_phone_number};
 use crate::policy::{parse_default_method, validate_id, IdKind, MfaMethod, OrganizationPolicy};
 use crate::settings;
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
+use pgrx::spi::SpiHeapTupleData;
 use pgrx::JsonB;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// A member as the API shows it (the fields the logic needs).
-#[derive(Debug, Clone, Deserialize)]
+/// A member as loaded with their factors: what the logic needs and what the API shows.
+#[derive(Debug, Clone)]
 pub struct Member {
     pub organization_id: String,
     pub member_id: String,
     pub mfa_enrolled: bool,
     pub mfa_phone_number: Option<String>,
+    /// The phone's country as parsed when it was stored (ISO alpha-2).
+    pub mfa_phone_country: Option<String>,
     pub mfa_phone_number_verified: bool,
+    pub phone_id: Option<String>,
     pub default_mfa_method: Option<String>,
+    /// The active authenticator app's id (a pending registration is not a factor yet).
     pub totp_registration_id: Option<String>,
     pub is_breakglass: bool,
     pub is_locked: bool,
-    /// The whole member object as loaded, for answers that change nothing about the member.
-    #[serde(skip)]
-    pub object: Value,
+    pub lock_created_at: Option<TimestampWithTimeZone>,
+    pub lock_expires_at: Option<TimestampWithTimeZone>,
+    pub created_at: TimestampWithTimeZone,
+    pub updated_at: TimestampWithTimeZone,
+    /// The authenticator-app registration, active or pending.
+    pub totp: Option<TotpRegistration>,
+    /// The live SMS code, if one was sent.
+    pub sms_code: Option<SmsCode>,
+    /// Consecutive failed attempts (not shown).
+    pub failed_attempts: i32,
+}
+
+/// A member's authenticator-app registration as stored (the secret still encrypted).
+#[derive(Debug, Clone)]
+pub struct TotpRegistration {
+    pub totp_registration_id: String,
+    pub secret_ciphertext: Vec<u8>,
+    pub active: bool,
+    /// A pending registration past its expiry.
+    pub expired: bool,
+    pub last_used_step: Option<i64>,
+}
+
+/// A member's live SMS code as stored (a keyed hash).
+#[derive(Debug, Clone)]
+pub struct SmsCode {
+    pub code_hash: Vec<u8>,
+    pub phone_number: String,
+    pub expired: bool,
+    pub used: bool,
 }
 
 impl Member {
@@ -41,6 +73,29 @@ impl Member {
             MfaMethod::SmsOtp => self.mfa_phone_number.is_some(),
             MfaMethod::Totp => self.totp_registration_id.is_some(),
         }
+    }
+
+    /// The member object the API answers with (Stytch field names; the lock's times only while
+    /// locked). Timestamps are formatted as jsonb formats them.
+    pub fn object(&self) -> Value {
+        let iso = |t: &TimestampWithTimeZone| t.to_iso_string();
+        let while_locked =
+            |t: &Option<TimestampWithTimeZone>| t.as_ref().filter(|_| self.is_locked).map(iso);
+        json!({
+            "organization_id": self.organization_id,
+            "member_id": self.member_id,
+            "mfa_enrolled": self.mfa_enrolled,
+            "mfa_phone_number": self.mfa_phone_number,
+            "mfa_phone_number_verified": self.mfa_phone_number_verified,
+            "default_mfa_method": self.default_mfa_method,
+            "totp_registration_id": self.totp_registration_id,
+            "is_breakglass": self.is_breakglass,
+            "is_locked": self.is_locked,
+            "lock_created_at": while_locked(&self.lock_created_at),
+            "lock_expires_at": while_locked(&self.lock_expires_at),
+            "created_at": iso(&self.created_at),
+            "updated_at": iso(&self.updated_at),
+        })
     }
 }
 
@@ -69,95 +124,192 @@ pub fn not_found(organization_id: &str, member_id: &str) -> MfaError {
     )
 }
 
-/// The member object the API answers with (Stytch field names; lock fields only while locked),
-/// built from the row `m` of mfa.members. A statement rather than a SQL function: a function with
-/// a fixed search_path is planned again at every call, and this is on every hot path.
-#[macro_export]
-macro_rules! member_object_of_m {
-    () => {
-        "jsonb_build_object(
-            'organization_id', m.organization_id,
-            'member_id', m.member_id,
-            'mfa_enrolled', m.mfa_enrolled,
-            'mfa_phone_number', m.mfa_phone_number,
-            'mfa_phone_number_verified', m.mfa_phone_number_verified,
-            'default_mfa_method', m.default_mfa_method,
-            'totp_registration_id', (SELECT t.totp_registration_id FROM mfa.totp_registrations t
-                                      WHERE t.organization_id = m.organization_id
-                                        AND t.member_id = m.member_id AND t.status = 'active'),
-            'is_breakglass', m.is_breakglass,
-            'is_locked', coalesce(m.lock_expires_at > now(), false),
-            'lock_created_at', CASE WHEN m.lock_expires_at > now() THEN m.lock_created_at END,
-            'lock_expires_at', CASE WHEN m.lock_expires_at > now() THEN m.lock_expires_at END,
-            'created_at', m.created_at,
-            'updated_at', m.updated_at)"
-    };
-}
-pub use member_object_of_m;
-
-/// Member `$2` of organization `$1`.
-const MEMBER_OBJECT: &str = concat!(
-    "SELECT ",
-    member_object_of_m!(),
-    " FROM mfa.members m WHERE m.organization_id = $1 AND m.member_id = $2"
-);
-/// The member and the policy of their organization, in one statement.
-macro_rules! member_and_policy {
-    () => {
+/// Member `$2` of organization `$1` with their organization's policy and their factors, as typed
+/// columns in the order `read_member` reads them: one statement of primary-key lookups. The
+/// authenticator app is joined with `$totp_join` (`LEFT JOIN` or, to lock it, `JOIN`); the live
+/// SMS code only for the one caller that needs it.
+macro_rules! member_load {
+    ($totp_join:literal, $sms_code_columns:literal, $sms_code_join:literal) => {
         concat!(
-            "SELECT jsonb_build_object('member', ",
-            member_object_of_m!(),
-            ", 'policy', to_jsonb(o))
-               FROM mfa.members m JOIN mfa.organizations o ON o.organization_id = m.organization_id
-              WHERE m.organization_id = $1 AND m.member_id = $2"
+            "SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa_phone_country,
+                    m.mfa_phone_number_verified, m.phone_id::text, m.default_mfa_method, m.is_breakglass,
+                    coalesce(m.lock_expires_at > now(), false), m.lock_created_at, m.lock_expires_at,
+                    m.created_at, m.updated_at,
+                    o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods,
+                    t.totp_registration_id::text, t.secret_ciphertext, t.status = 'active',
+                    coalesce(t.expires_at <= now(), false), t.last_used_step, ",
+            $sms_code_columns,
+            ", m.failed_attempts
+               FROM mfa.members m
+               JOIN mfa.organizations o ON o.organization_id = m.organization_id ",
+            $totp_join,
+            " mfa.totp_registrations t ON t.organization_id = m.organization_id AND t.member_id = m.member_id ",
+            $sms_code_join,
+            " WHERE m.organization_id = $1 AND m.member_id = $2"
         )
     };
 }
-const MEMBER_AND_POLICY: &str = member_and_policy!();
-const MEMBER_AND_POLICY_LOCKED: &str = concat!(member_and_policy!(), " FOR UPDATE OF m");
+const MEMBER_READ: &str = member_load!(
+    "LEFT JOIN",
+    "NULL::bytea, NULL::text, NULL::bool, NULL::bool",
+    ""
+);
+// Every writer of a member's factors holds the member's row lock, which serializes them. A
+// statement that waited for that lock still reads other tables as of its start, so a locked load
+// either locks every row it reads (PostgreSQL then re-reads the ones changed while it waited) or
+// reads them in a statement after the lock.
+/// The member's row lock alone; `MEMBER_READ` follows.
+const MEMBER_LOCK: &str =
+    "SELECT FROM mfa.members WHERE organization_id = $1 AND member_id = $2 FOR UPDATE";
+/// The member and their authenticator app, both locked (no row when there is no app).
+const MEMBER_LOCK_WITH_TOTP: &str = concat!(
+    member_load!(
+        "JOIN",
+        "NULL::bytea, NULL::text, NULL::bool, NULL::bool",
+        ""
+    ),
+    " FOR UPDATE OF m, t"
+);
+/// The member and their live SMS code, both locked (no row when there is no code).
+const MEMBER_LOCK_WITH_SMS_CODE: &str = concat!(
+    member_load!(
+        "LEFT JOIN",
+        "c.code_hash, c.phone_number, c.expires_at <= now(), c.used_at IS NOT NULL",
+        "JOIN mfa.sms_codes c ON c.organization_id = m.organization_id AND c.member_id = m.member_id"
+    ),
+    " FOR UPDATE OF m, c"
+);
+/// The member's row lock, then the lock of the block of 10,000 numbers an SMS is about to go to
+/// (`$3`, the number being linked, or the member's own): in this order on every path.
+const MEMBER_LOCK_FOR_SENDING: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('mfa.sms:' || left(coalesce($3, l.mfa_phone_number), -4), 0))
+       FROM (SELECT mfa_phone_number FROM mfa.members
+              WHERE organization_id = $1 AND member_id = $2 FOR UPDATE) l";
 
-#[derive(Deserialize)]
-struct MemberAndPolicy {
-    member: Value,
-    policy: organizations::OrganizationRow,
+/// How a member is loaded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Load<'a> {
+    /// A snapshot read.
+    Read,
+    /// The member's row stays locked until the end of the transaction, which serializes
+    /// concurrent attempts on one member; their factors are read after the lock is granted.
+    Lock,
+    /// `Lock` in one statement, for a TOTP attempt: the authenticator app is locked too.
+    LockWithTotp,
+    /// `Lock` in one statement, for an SMS code attempt: the live code is read and locked too.
+    LockWithSmsCode,
+    /// `Lock`, then the SMS sending lock of the number `to` (or of the member's own number when
+    /// `None`): see `sms_otp::sql::SendingLimits`.
+    LockForSending { to: Option<&'a str> },
 }
 
-/// Validates both ids and loads the member with their organization's policy; with `lock`, the
-/// member row stays locked until the end of the transaction, which serializes concurrent attempts
-/// on one member.
+fn read_member(row: &SpiHeapTupleData) -> Result<(Member, OrganizationPolicy), pgrx::spi::Error> {
+    let text = |n| row.get::<String>(n);
+    let flag = |n| row.get::<bool>(n).map(|b| b.unwrap_or(false));
+    let time = |n| row.get::<TimestampWithTimeZone>(n);
+    let totp = match text(18)? {
+        Some(totp_registration_id) => Some(TotpRegistration {
+            totp_registration_id,
+            secret_ciphertext: row.get::<Vec<u8>>(19)?.unwrap_or_default(),
+            active: flag(20)?,
+            expired: flag(21)?,
+            last_used_step: row.get::<i64>(22)?,
+        }),
+        None => None,
+    };
+    let sms_code = match row.get::<Vec<u8>>(23)? {
+        Some(code_hash) => Some(SmsCode {
+            code_hash,
+            phone_number: text(24)?.unwrap_or_default(),
+            expired: flag(25)?,
+            used: flag(26)?,
+        }),
+        None => None,
+    };
+    let member = Member {
+        organization_id: text(1)?.unwrap_or_default(),
+        member_id: text(2)?.unwrap_or_default(),
+        mfa_enrolled: flag(3)?,
+        mfa_phone_number: text(4)?,
+        mfa_phone_country: text(5)?,
+        mfa_phone_number_verified: flag(6)?,
+        phone_id: text(7)?,
+        default_mfa_method: text(8)?,
+        totp_registration_id: totp
+            .as_ref()
+            .filter(|t| t.active)
+            .map(|t| t.totp_registration_id.clone()),
+        is_breakglass: flag(9)?,
+        is_locked: flag(10)?,
+        lock_created_at: time(11)?,
+        lock_expires_at: time(12)?,
+        created_at: time(13)?.expect("NOT NULL"),
+        updated_at: time(14)?.expect("NOT NULL"),
+        totp,
+        sms_code,
+        failed_attempts: row.get::<i32>(27)?.unwrap_or_default(),
+    };
+    let policy = organizations::OrganizationRow {
+        mfa_policy: text(15)?.unwrap_or_default(),
+        mfa_methods: text(16)?.unwrap_or_default(),
+        allowed_mfa_methods: row.get::<Vec<String>>(17)?.unwrap_or_default(),
+    }
+    .policy();
+    Ok((member, policy))
+}
+
+/// Validates both ids and loads the member with their organization's policy and their factors,
+/// in one statement.
 pub fn load_with_policy(
     organization_id: Option<&str>,
     member_id: Option<&str>,
-    lock: bool,
+    load: Load,
 ) -> MfaResult<(Member, OrganizationPolicy)> {
     let organization_id = validate_id(organization_id, IdKind::Organization)?;
     let member_id = validate_id(member_id, IdKind::Member)?;
-    let sql = if lock {
-        MEMBER_AND_POLICY_LOCKED
-    } else {
-        MEMBER_AND_POLICY
-    };
-    let found = db::row::<MemberAndPolicy>(sql, &[organization_id.into(), member_id.into()])?
-        .ok_or_else(|| not_found(organization_id, member_id))?;
-    let mut member: Member = serde_json::from_value(found.member.clone()).unwrap_or_else(|e| {
-        pgrx::error!("mfa: a member object does not have the expected shape: {e}")
-    });
-    member.object = found.member;
-    Ok((member, found.policy.policy()))
+    let ids = || [organization_id.into(), member_id.into()];
+    let read = |sql| db::typed_row(sql, &ids(), read_member);
+    match load {
+        Load::Read => read(MEMBER_READ),
+        Load::Lock => {
+            db::execute(MEMBER_LOCK, &ids())?;
+            read(MEMBER_READ)
+        }
+        Load::LockWithTotp | Load::LockWithSmsCode => {
+            let sql = if load == Load::LockWithTotp {
+                MEMBER_LOCK_WITH_TOTP
+            } else {
+                MEMBER_LOCK_WITH_SMS_CODE
+            };
+            match read(sql)? {
+                Some(found) => Ok(Some(found)),
+                // No such member, or no such factor: the member as `Lock` loads them.
+                None => {
+                    return load_with_policy(Some(organization_id), Some(member_id), Load::Lock)
+                }
+            }
+        }
+        Load::LockForSending { to } => {
+            let [organization, member] = ids();
+            db::execute(MEMBER_LOCK_FOR_SENDING, &[organization, member, to.into()])?;
+            read(MEMBER_READ)
+        }
+    }?
+    .ok_or_else(|| not_found(organization_id, member_id))
 }
 
 /// `load_with_policy` for the callers that need only the member.
 pub fn load(
     organization_id: Option<&str>,
     member_id: Option<&str>,
-    lock: bool,
+    how: Load,
 ) -> MfaResult<Member> {
-    Ok(load_with_policy(organization_id, member_id, lock)?.0)
+    Ok(load_with_policy(organization_id, member_id, how)?.0)
 }
 
+/// The member object as it is now (after this transaction's own changes).
 pub fn object(organization_id: &str, member_id: &str) -> MfaResult<Value> {
-    db::json_row(MEMBER_OBJECT, &[organization_id.into(), member_id.into()])?
-        .ok_or_else(|| not_found(organization_id, member_id))
+    Ok(load(Some(organization_id), Some(member_id), Load::Read)?.object())
 }
 
 /// Counts a failed attempt; at `mfa.lock_threshold` consecutive failures the member is locked for
@@ -237,7 +389,7 @@ fn upsert(
         "INSERT INTO mfa.members (organization_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[org.into(), mem.into()],
     )? > 0;
-    let before = load(Some(org), Some(mem), true)?;
+    let before = load(Some(org), Some(mem), Load::Lock)?;
     if let Some(method) = default_method {
         let has_factor = match (method, &phone) {
             (MfaMethod::SmsOtp, Some(_)) => true,
@@ -332,10 +484,7 @@ fn member_upsert(
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn member_get(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
-    let get = || -> MfaResult<Value> {
-        let m = load(organization_id, member_id, false)?;
-        object(&m.organization_id, &m.member_id)
-    };
+    let get = || -> MfaResult<Value> { Ok(load(organization_id, member_id, Load::Read)?.object()) };
     JsonB(get().or_raise())
 }
 
@@ -345,7 +494,7 @@ fn member_get(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
 fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) {
     let delete = || -> MfaResult<()> {
         let request = Request::new();
-        let m = load(organization_id, member_id, true)?;
+        let m = load(organization_id, member_id, Load::Lock)?;
         db::execute(
             "DELETE FROM mfa.members WHERE organization_id = $1 AND member_id = $2",
             &[
@@ -369,7 +518,7 @@ fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) {
 fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
     let unlock = || -> MfaResult<Value> {
         let request = Request::new();
-        let m = load(organization_id, member_id, true)?;
+        let m = load(organization_id, member_id, Load::Lock)?;
         db::execute(
             "UPDATE mfa.members SET failed_attempts = 0, lock_created_at = NULL, lock_expires_at = NULL,
                     updated_at = now()
@@ -393,7 +542,7 @@ fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> Json
 fn member_delete_mfa_phone_number(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
     let delete = || -> MfaResult<Value> {
         let request = Request::new();
-        let m = load(organization_id, member_id, true)?;
+        let m = load(organization_id, member_id, Load::Lock)?;
         let Some(phone) = &m.mfa_phone_number else {
             return err(
                 ErrorType::MemberPhoneNumberNotFound,

@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 /// An organization's row, as `to_jsonb` prints it.
 #[derive(Deserialize)]
 pub struct OrganizationRow {
-    mfa_policy: String,
-    mfa_methods: String,
-    allowed_mfa_methods: Vec<String>,
+    pub mfa_policy: String,
+    pub mfa_methods: String,
+    pub allowed_mfa_methods: Vec<String>,
 }
 
 impl OrganizationRow {

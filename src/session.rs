@@ -5,43 +5,43 @@
 use crate::crypto::{new_token, token_hash};
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
-use crate::members::{self, Member};
+use crate::members::{self, Load, Member};
 use crate::policy::{self, PrimaryMethod, SecondFactor};
 use crate::settings;
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// A login in progress, found by its token.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct IntermediateSession {
     pub organization_id: String,
     pub member_id: String,
-    pub token_hash_hex: String,
+    pub token_hash: Vec<u8>,
     pub factors: Vec<Value>,
     pub live: bool,
 }
 
 impl IntermediateSession {
-    /// The second factors proven so far.
-    pub fn second_factors(&self) -> Vec<SecondFactor> {
-        self.factors
-            .iter()
-            .filter_map(
-                |f| match (f["type"].as_str(), f["delivery_method"].as_str()) {
-                    (Some("otp"), Some("sms")) => Some(SecondFactor::SmsOtp),
-                    (Some("totp"), _) => Some(SecondFactor::Totp),
-                    (Some("recovery_codes"), _) => Some(SecondFactor::RecoveryCode),
-                    _ => None,
-                },
-            )
-            .collect()
-    }
-
     pub fn has_second_factor(&self) -> bool {
-        !self.second_factors().is_empty()
+        !second_factors(&self.factors).is_empty()
     }
+}
+
+/// The second factors among a login's `authentication_factors`.
+pub fn second_factors(factors: &[Value]) -> Vec<SecondFactor> {
+    factors
+        .iter()
+        .filter_map(
+            |f| match (f["type"].as_str(), f["delivery_method"].as_str()) {
+                (Some("otp"), Some("sms")) => Some(SecondFactor::SmsOtp),
+                (Some("totp"), _) => Some(SecondFactor::Totp),
+                (Some("recovery_codes"), _) => Some(SecondFactor::RecoveryCode),
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 fn token_not_found() -> MfaError {
@@ -57,13 +57,22 @@ fn token_not_found() -> MfaError {
 /// locked until the end of the transaction.
 pub fn find(member: &Member, token: &str) -> MfaResult<IntermediateSession> {
     let hash = token_hash(token);
-    let found: Option<IntermediateSession> = db::row(
-        "SELECT jsonb_build_object(
-                    'organization_id', organization_id, 'member_id', member_id,
-                    'token_hash_hex', encode(token_hash, 'hex'), 'factors', factors,
-                    'live', consumed_at IS NULL AND expires_at > now())
+    let found = db::typed_row(
+        "SELECT organization_id, member_id, factors, consumed_at IS NULL AND expires_at > now()
            FROM mfa.intermediate_sessions WHERE token_hash = $1 FOR UPDATE",
-        &[hash.into()],
+        &[hash.clone().into()],
+        |row| {
+            Ok(IntermediateSession {
+                organization_id: row.get::<String>(1)?.unwrap_or_default(),
+                member_id: row.get::<String>(2)?.unwrap_or_default(),
+                token_hash: hash.clone(),
+                factors: row
+                    .get::<JsonB>(3)?
+                    .and_then(|f| serde_json::from_value(f.0).ok())
+                    .unwrap_or_default(),
+                live: row.get::<bool>(4)?.unwrap_or(false),
+            })
+        },
     )?;
     let Some(found) = found else {
         return Err(token_not_found());
@@ -103,22 +112,6 @@ pub fn require_step_up_for_new_factor(member: &Member, token: Option<&str>) -> M
     }
 }
 
-/// Records a proven factor on the login and returns all its factors.
-pub fn add_factor(session: &IntermediateSession, factor: Value) -> MfaResult<Vec<Value>> {
-    let factors: Option<Vec<Value>> = db::row(
-        "UPDATE mfa.intermediate_sessions
-            SET factors = factors || jsonb_build_array($3::jsonb || jsonb_build_object('last_authenticated_at', now()))
-          WHERE organization_id = $1 AND token_hash = decode($2, 'hex')
-      RETURNING factors",
-        &[
-            session.organization_id.as_str().into(),
-            session.token_hash_hex.as_str().into(),
-            JsonB(factor).into(),
-        ],
-    )?;
-    Ok(factors.unwrap_or_default())
-}
-
 /// One second-factor authentication attempt: what every factor (TOTP, SMS code, recovery code)
 /// checks first, and how it ends — a returned failure that counts toward the lock, or a success
 /// that resets it, applies the enrollment rules and records the factor on the login.
@@ -149,7 +142,12 @@ impl Attempt {
         let set_mfa_enrollment = set_mfa_enrollment
             .map(policy::SetMfaEnrollment::parse)
             .transpose()?;
-        let (member, org) = members::load_with_policy(organization_id, member_id, true)?;
+        // The factor the attempt proves is locked with the member.
+        let load = match method {
+            policy::MfaMethod::SmsOtp => Load::LockWithSmsCode,
+            policy::MfaMethod::Totp => Load::LockWithTotp,
+        };
+        let (member, org) = members::load_with_policy(organization_id, member_id, load)?;
         let session = find_optional(&member, token)?;
         org.require_allowed(method, member.is_breakglass)?;
         Ok(Attempt {
@@ -183,66 +181,143 @@ impl Attempt {
         )
     }
 
-    /// A successful attempt proving `factor`; `extra` fields are added to the answer.
-    pub fn succeed(&self, factor: Value, extra: Value) -> MfaResult<Value> {
-        let member = &self.member;
+    /// A successful attempt: spends the factor, records it on the login, resets the failure
+    /// count, applies the enrollment rules and writes the audit event, all in one statement.
+    /// `extra` fields are added to the answer.
+    pub fn succeed(self, proof: Proof, extra: Value) -> MfaResult<Value> {
         // Under REQUIRED_FOR_ALL every member who proves a factor is enrolled; otherwise the
-        // caller decides. The first successful method becomes the default. A success also resets
-        // the count of consecutive failures. The row is written only when something changes.
+        // caller decides. The first successful method becomes the default. The member row is
+        // written only when something changes.
         let enrolled = if self.org.mfa_policy == policy::MfaPolicy::RequiredForAll {
             Some(true)
         } else {
             self.set_mfa_enrollment
                 .map(|e| e == policy::SetMfaEnrollment::Enroll)
         };
-        let default_method = (self.set_default_mfa || member.default_mfa_method.is_none())
+        let default_method = (self.set_default_mfa || self.member.default_mfa_method.is_none())
             .then_some(self.method.as_str());
-        let factors = match &self.session {
-            Some(session) => Some(add_factor(session, factor)?),
-            None => None,
+        // The member as the statement leaves them. Their row is locked since they were loaded,
+        // so the statement writes it only when something changes.
+        let before = &self.member;
+        let mut after = before.clone();
+        if let Some(enrolled) = enrolled {
+            after.mfa_enrolled = enrolled;
+        }
+        if let Some(method) = default_method {
+            after.default_mfa_method = Some(method.to_string());
+        }
+        after.mfa_phone_number_verified |= proof.verifies_phone;
+        if proof.activates_totp {
+            after.totp_registration_id =
+                before.totp.as_ref().map(|t| t.totp_registration_id.clone());
+        }
+        let shown_change = after.mfa_enrolled != before.mfa_enrolled
+            || after.default_mfa_method != before.default_mfa_method
+            || after.mfa_phone_number_verified != before.mfa_phone_number_verified;
+        // Only the parts this success needs: each part costs an executor node even when it
+        // writes nothing.
+        let mut parts = Vec::with_capacity(4);
+        let spend_argument = match proof.spend {
+            Some((statement, argument)) => {
+                parts.push(format!("spent AS ({statement})"));
+                argument
+            }
+            None => Option::<i64>::None.into(),
         };
-        let member_object = self
-            .request
-            .audited(
-                concat!(
-                    "WITH changed AS (
-                         UPDATE mfa.members m SET failed_attempts = 0, mfa_enrolled = coalesce($3, m.mfa_enrolled),
-                                default_mfa_method = coalesce($4, m.default_mfa_method),
-                                updated_at = CASE WHEN m.mfa_enrolled IS DISTINCT FROM coalesce($3, m.mfa_enrolled)
-                                                    OR m.default_mfa_method IS DISTINCT FROM coalesce($4, m.default_mfa_method)
-                                                  THEN now() ELSE m.updated_at END
-                          WHERE m.organization_id = $1 AND m.member_id = $2
-                            AND (m.failed_attempts <> 0 OR m.mfa_enrolled IS DISTINCT FROM coalesce($3, m.mfa_enrolled)
-                                 OR m.default_mfa_method IS DISTINCT FROM coalesce($4, m.default_mfa_method))
-                      RETURNING ",
-                    members::member_object_of_m!(),
-                    " AS object)
-                     SELECT coalesce((SELECT object FROM changed),
-                                     (SELECT ",
-                    members::member_object_of_m!(),
-                    " FROM mfa.members m WHERE m.organization_id = $1 AND m.member_id = $2))"
-                ),
-                vec![
-                    member.organization_id.as_str().into(),
-                    member.member_id.as_str().into(),
-                    enrolled.into(),
-                    default_method.into(),
-                ],
-                &member.organization_id,
-                Some(&member.member_id),
-                self.event_type,
-                json!({ "outcome": "success", "mfa_enrolled": enrolled, "with_intermediate_session": factors.is_some() }),
-            )?
-            .ok_or_else(|| members::not_found(&member.organization_id, &member.member_id))?;
-        let mut answer = members::answer(&self.request, member, json!({ "member": member_object }));
-        if let Some(factors) = factors {
-            answer["authentication_factors"] = Value::Array(factors);
+        let session = self.session.as_ref();
+        if session.is_some() {
+            parts.push(
+                "proven AS (
+                     UPDATE mfa.intermediate_sessions
+                        SET factors = factors || jsonb_build_array($5::jsonb || jsonb_build_object('last_authenticated_at', now()))
+                      WHERE organization_id = $1 AND token_hash = $6
+                  RETURNING factors)"
+                    .into(),
+            );
+        }
+        if shown_change || before.failed_attempts != 0 {
+            // A reset of the failure count alone is not a change the member object shows.
+            parts.push(
+                "changed AS (
+                     UPDATE mfa.members
+                        SET failed_attempts = 0, mfa_enrolled = $3, default_mfa_method = $4,
+                            mfa_phone_number_verified = $7,
+                            updated_at = CASE WHEN $12 THEN now() ELSE updated_at END
+                      WHERE organization_id = $1 AND member_id = $2
+                  RETURNING updated_at)"
+                    .into(),
+            );
+        }
+        parts.push(
+            "audited AS (
+                 INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
+                 VALUES ($1, $9::uuid, $10, $2, $11))"
+                .into(),
+        );
+        let statement = format!(
+            "WITH {} SELECT {}, {}",
+            parts.join(", "),
+            if session.is_some() {
+                "(SELECT factors FROM proven)"
+            } else {
+                "NULL::jsonb"
+            },
+            if parts.iter().any(|p| p.starts_with("changed")) {
+                "(SELECT updated_at FROM changed)"
+            } else {
+                "NULL::timestamptz"
+            }
+        );
+        let (factors, updated_at) = db::typed_row(
+            &statement,
+            &[
+                after.organization_id.as_str().into(),
+                after.member_id.as_str().into(),
+                after.mfa_enrolled.into(),
+                after.default_mfa_method.as_deref().into(),
+                // Recorded only on a login: not even converted without one.
+                session.map(|_| JsonB(proof.factor)).into(),
+                session.map(|s| s.token_hash.clone()).into(),
+                after.mfa_phone_number_verified.into(),
+                spend_argument,
+                self.request.id.as_str().into(),
+                self.event_type.into(),
+                JsonB(json!({ "outcome": "success", "mfa_enrolled": enrolled,
+                              "with_intermediate_session": session.is_some() }))
+                .into(),
+                shown_change.into(),
+            ],
+            |row| Ok((row.get::<JsonB>(1)?, row.get::<TimestampWithTimeZone>(2)?)),
+        )?
+        .expect("one row");
+        if let Some(updated_at) = updated_at {
+            after.updated_at = updated_at;
+        }
+        let member = &after;
+        let mut answer =
+            members::answer(&self.request, member, json!({ "member": member.object() }));
+        if let Some(JsonB(factors)) = factors {
+            answer["authentication_factors"] = factors;
         }
         if let (Some(obj), Some(extra)) = (answer.as_object_mut(), extra.as_object()) {
             obj.extend(extra.clone());
         }
         Ok(answer)
     }
+}
+
+/// What a successful attempt proved.
+pub struct Proof<'a> {
+    /// The factor, in Stytch's `authentication_factors` shape (see `factor`).
+    pub factor: Value,
+    /// The statement that spends the factor, run as a CTE of the success statement: `$1` is the
+    /// organization, `$2` the member, `$8` the argument given here. `None` when the factor was
+    /// spent already.
+    pub spend: Option<(&'static str, DatumWithOid<'a>)>,
+    /// The factor reached the member's phone: the number is verified.
+    pub verifies_phone: bool,
+    /// The factor was a code from a pending authenticator app, which is now active.
+    pub activates_totp: bool,
 }
 
 /// A factor in Stytch's `authentication_factors` shape.
@@ -264,7 +339,7 @@ fn primary(
     let request = Request::new();
     let method = PrimaryMethod::parse(method)?;
     let locale = crate::sms_otp::Locale::from_tag(locale);
-    let (member, org) = members::load_with_policy(organization_id, member_id, true)?;
+    let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
     let token = new_token();
     db::execute(
         "INSERT INTO mfa.intermediate_sessions
@@ -291,7 +366,7 @@ fn primary(
     // A send refused by the limits or the allowlist must not fail the login: the member can still
     // use another factor or ask for a code later.
     let secondary_auth_initiated = if sms_first && !member.is_locked {
-        match crate::sms_otp::sql::send_code(&request, &member, None, locale) {
+        match crate::sms_otp::sql::send_code(&request, &member, None, locale, false) {
             Ok(()) => Some("sms_otp"),
             Err(e)
                 if matches!(
@@ -330,7 +405,7 @@ fn primary(
             } else {
                 Value::Null
             },
-            "member": members::object(&member.organization_id, &member.member_id)?,
+            "member": member.object(),
         }),
     ))
 }
@@ -356,54 +431,69 @@ fn primary_authenticate(
 }
 
 /// The decision of the session gate: passes (consuming the token) or raises `insufficient_factors`.
+///
+/// The token is consumed and the event written first, the policy decided after: a denial is an
+/// error, which undoes both with the caller's (sub)transaction. Callers must raise it.
 fn check(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     token: Option<&str>,
 ) -> MfaResult<Value> {
     let request = Request::new();
-    let (member, org) = members::load_with_policy(organization_id, member_id, false)?;
-    let decision = (|| -> MfaResult<IntermediateSession> {
+    let (member, org) = members::load_with_policy(organization_id, member_id, Load::Read)?;
+    let insufficient = |e: MfaError| {
+        MfaError::new(
+            ErrorType::InsufficientFactors,
+            format!("{}: {}", e.error_type, e.message),
+        )
+    };
+    let decision = (|| -> MfaResult<Vec<Value>> {
         let Some(token) = token else {
             return err(
                 ErrorType::InsufficientFactors,
                 "A session needs the login's intermediate session token.",
             );
         };
-        let session = find(&member, token).map_err(|e| {
-            MfaError::new(
-                ErrorType::InsufficientFactors,
-                format!("{}: {}", e.error_type, e.message),
-            )
-        })?;
+        let consumed = db::typed_row(
+            "WITH consumed AS (
+                 UPDATE mfa.intermediate_sessions SET consumed_at = now()
+                  WHERE organization_id = $1 AND token_hash = $3 AND member_id = $2
+                    AND consumed_at IS NULL AND expires_at > now()
+              RETURNING factors),
+             audited AS (
+                 INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
+                 SELECT $1, $4::uuid, 'session.allowed', $2,
+                        jsonb_build_object('factors', jsonb_path_query_array(factors, '$[*].type'))
+                   FROM consumed)
+             SELECT factors FROM consumed",
+            &[
+                member.organization_id.as_str().into(),
+                member.member_id.as_str().into(),
+                token_hash(token).into(),
+                request.id.as_str().into(),
+            ],
+            |row| row.get::<JsonB>(1),
+        )?
+        .flatten();
+        let Some(JsonB(Value::Array(factors))) = consumed else {
+            // Which of the token's problems it is, for the message.
+            find(&member, token).map_err(insufficient)?;
+            return Err(insufficient(token_not_found()));
+        };
         policy::session_allowed(
             &org,
             member.mfa_enrolled,
             member.is_breakglass,
-            &session.second_factors(),
+            &second_factors(&factors),
         )?;
-        Ok(session)
+        Ok(factors)
     })();
     match decision {
-        Ok(session) => {
-            request.audited(
-                "UPDATE mfa.intermediate_sessions SET consumed_at = now()
-                  WHERE organization_id = $1 AND token_hash = decode($2, 'hex')",
-                vec![
-                    session.organization_id.as_str().into(),
-                    session.token_hash_hex.as_str().into(),
-                ],
-                &member.organization_id,
-                Some(&member.member_id),
-                "session.allowed",
-                json!({ "factors": session.factors.iter().map(|f| &f["type"]).collect::<Vec<_>>() }),
-            )?;
-            Ok(members::answer(
-                &request,
-                &member,
-                json!({ "authentication_factors": session.factors }),
-            ))
-        }
+        Ok(factors) => Ok(members::answer(
+            &request,
+            &member,
+            json!({ "authentication_factors": factors }),
+        )),
         Err(denied) => {
             // The raised error rolls the caller's transaction back, audit event included; the denial
             // is logged so it is not lost.

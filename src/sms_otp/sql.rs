@@ -8,22 +8,21 @@ use crate::crypto::constant_time_eq;
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
 use crate::keyring;
-use crate::members::{self, Member};
+use crate::members::{self, Load, Member};
 use crate::phone::{self, check_sms_country, normalize_allowlist, parse_phone_number, ParsedPhone};
 use crate::policy::MfaMethod;
-use crate::session::{self, Attempt};
+use crate::session::{self, Attempt, Proof};
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 const DEFAULT_ALLOWLIST: [&str; 2] = ["CA", "US"];
 
-/// The stored allowlist, as a jsonb array.
+/// The stored allowlist, as a text array (NULL when empty).
 macro_rules! stored_allowlist {
     () => {
-        "(SELECT coalesce(jsonb_agg(country_code ORDER BY country_code), '[]') FROM mfa.country_code_allowlist)"
+        "(SELECT array_agg(country_code ORDER BY country_code) FROM mfa.country_code_allowlist)"
     };
 }
 
@@ -38,13 +37,14 @@ fn in_force(stored: Vec<String>) -> Vec<String> {
 
 /// The allowlist in force.
 pub fn allowlist() -> MfaResult<Vec<String>> {
-    let stored: Option<Vec<String>> = db::row(concat!("SELECT ", stored_allowlist!()), &[])?;
-    Ok(in_force(stored.unwrap_or_default()))
+    let stored = db::typed_row(concat!("SELECT ", stored_allowlist!()), &[], |row| {
+        row.get::<Vec<String>>(1)
+    })?;
+    Ok(in_force(stored.flatten().unwrap_or_default()))
 }
 
 /// What a send to a number is checked against: the allowlist in force and the recent sends to the
 /// number and to its block of 10,000 numbers.
-#[derive(Deserialize)]
 struct SendingLimits {
     allowlist: Vec<String>,
     number_hour: i64,
@@ -53,36 +53,44 @@ struct SendingLimits {
 }
 
 impl SendingLimits {
-    /// Sends to one block are serialized by an advisory lock, taken by a statement of its own so
-    /// that the counts that follow see every send committed before it was granted.
-    fn read(phone: &ParsedPhone) -> MfaResult<SendingLimits> {
+    /// Sends to one block are serialized by an advisory lock, taken by an earlier statement than
+    /// the counts (`block_locked`: by the member's load; otherwise here) so that the counts see
+    /// every send committed before it was granted.
+    fn read(phone: &ParsedPhone, block_locked: bool) -> MfaResult<SendingLimits> {
         let prefix = phone.rate_limit_prefix();
-        db::execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('mfa.sms:' || $1, 0))",
-            &[prefix.into()],
-        )?;
-        let limits: Option<SendingLimits> = db::row(
+        if !block_locked {
+            db::execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('mfa.sms:' || $1, 0))",
+                &[prefix.into()],
+            )?;
+        }
+        let limits = db::typed_row(
             concat!(
-                "SELECT jsonb_build_object(
-                    'allowlist', ",
+                "SELECT ",
                 stored_allowlist!(),
                 ",
-                    'number_hour', (SELECT count(*) FROM mfa.sms_outbox
-                                     WHERE phone_number = $1 AND created_at > now() - interval '1 hour'),
-                    'number_recent', (SELECT count(*) FROM mfa.sms_outbox
-                                       WHERE phone_number = $1 AND created_at > now() - make_interval(secs => $3)),
-                    'prefix_hour', (SELECT count(*) FROM mfa.sms_outbox
-                                     WHERE rate_limit_prefix = $2 AND created_at > now() - interval '1 hour'))"
+                    (SELECT count(*) FROM mfa.sms_outbox
+                      WHERE phone_number = $1 AND created_at > now() - interval '1 hour'),
+                    (SELECT count(*) FROM mfa.sms_outbox
+                      WHERE phone_number = $1 AND created_at > now() - make_interval(secs => $3)),
+                    (SELECT count(*) FROM mfa.sms_outbox
+                      WHERE rate_limit_prefix = $2 AND created_at > now() - interval '1 hour')"
             ),
             &[
                 phone.e164.as_str().into(),
                 prefix.into(),
                 (settings::SMS_MIN_INTERVAL_SECONDS.get() as f64).into(),
             ],
+            |row| {
+                Ok(SendingLimits {
+                    allowlist: in_force(row.get::<Vec<String>>(1)?.unwrap_or_default()),
+                    number_hour: row.get::<i64>(2)?.unwrap_or_default(),
+                    number_recent: row.get::<i64>(3)?.unwrap_or_default(),
+                    prefix_hour: row.get::<i64>(4)?.unwrap_or_default(),
+                })
+            },
         )?;
-        let mut limits = limits.expect("one row");
-        limits.allowlist = in_force(std::mem::take(&mut limits.allowlist));
-        Ok(limits)
+        Ok(limits.expect("one row"))
     }
 
     /// Refuses a send that would exceed the limits against SMS pumping: a minimum interval and an
@@ -111,28 +119,24 @@ impl SendingLimits {
 }
 
 /// Issues a new code to the member's phone (the previous code dies) and queues its message. The
-/// message and the NOTIFY exist only if the caller's transaction commits.
+/// message and the NOTIFY exist only if the caller's transaction commits. `block_locked`: the
+/// member was loaded with `Load::LockForSending` for this number.
 pub fn send_code(
     request: &Request,
     member: &Member,
     phone: Option<&ParsedPhone>,
     locale: Locale,
+    block_locked: bool,
 ) -> MfaResult<()> {
-    let parsed;
+    let stored;
     let phone = match phone {
         Some(p) => p,
         None => {
-            let Some(number) = &member.mfa_phone_number else {
-                return err(
-                    ErrorType::MemberPhoneNumberNotFound,
-                    "The member has no phone number.",
-                );
-            };
-            parsed = parse_phone_number(number)?;
-            &parsed
+            stored = stored_phone(member)?;
+            &stored
         }
     };
-    let limits = SendingLimits::read(phone)?;
+    let limits = SendingLimits::read(phone, block_locked)?;
     check_sms_country(phone, &limits.allowlist)?;
     limits.check()?;
     let code = new_code();
@@ -143,8 +147,9 @@ pub fn send_code(
         code.as_bytes(),
         &outbox_associated_data(&member.organization_id, &member.member_id, &phone.e164),
     );
-    // The member's live code (replacing the previous one) and its message, in one statement.
-    let message_id: Option<i64> = db::row(
+    // The member's live code (replacing the previous one), its message, the wake-up of the
+    // workers and the audit event, in one statement.
+    db::execute(
         "WITH live_code AS (
              INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, expires_at)
              VALUES ($1, $2, $10, $3, now() + make_interval(secs => $8))
@@ -155,8 +160,12 @@ pub fn send_code(
              INSERT INTO mfa.sms_outbox (organization_id, member_id, phone_number, country_code,
                                          rate_limit_prefix, locale, body, code_ciphertext, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $9, now() + make_interval(secs => $8))
-             RETURNING message_id)
-         SELECT to_jsonb(message_id) FROM queued, pg_notify('mfa_sms_outbox', message_id::text)",
+             RETURNING message_id),
+         audited AS (
+             INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
+             SELECT $1, $11::uuid, 'sms_otp.sent', $2, $12::jsonb || jsonb_build_object('message_id', message_id)
+               FROM queued)
+         SELECT pg_notify('mfa_sms_outbox', message_id::text) FROM queued",
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),
@@ -170,15 +179,29 @@ pub fn send_code(
             (lifetime as f64).into(),
             code_ciphertext.into(),
             hash.into(),
+            request.id.as_str().into(),
+            JsonB(json!({ "mfa_phone_number": phone.masked(), "country_code": phone.country_code,
+                          "locale": locale.as_str() }))
+            .into(),
         ],
     )?;
-    request.audit(
-        &member.organization_id,
-        Some(&member.member_id),
-        "sms_otp.sent",
-        json!({ "message_id": message_id, "mfa_phone_number": phone.masked(),
-                "country_code": phone.country_code, "locale": locale.as_str() }),
-    )
+    Ok(())
+}
+
+/// The member's stored number: its country was found when it was stored, so it is not parsed
+/// again (numbers stored before the country was kept are).
+fn stored_phone(member: &Member) -> MfaResult<ParsedPhone> {
+    match (&member.mfa_phone_number, &member.mfa_phone_country) {
+        (Some(number), Some(country)) => Ok(ParsedPhone {
+            e164: number.clone(),
+            country_code: country.clone(),
+        }),
+        (Some(number), None) => parse_phone_number(number),
+        (None, _) => err(
+            ErrorType::MemberPhoneNumberNotFound,
+            "The member has no phone number.",
+        ),
+    }
 }
 
 /// Codes are hashed with the member they belong to, so a hash is useless for anyone else.
@@ -196,7 +219,13 @@ fn send(
     let request = Request::new();
     let requested = mfa_phone_number.map(parse_phone_number).transpose()?;
     let locale = Locale::from_tag(locale.unwrap_or("en"));
-    let (member, org) = members::load_with_policy(organization_id, member_id, true)?;
+    let (member, org) = members::load_with_policy(
+        organization_id,
+        member_id,
+        Load::LockForSending {
+            to: requested.as_ref().map(|p| p.e164.as_str()),
+        },
+    )?;
     org.require_allowed(MfaMethod::SmsOtp, member.is_breakglass)?;
     session::find_optional(&member, token)?;
     let mut linked = false;
@@ -227,12 +256,12 @@ fn send(
             }
         }
     }
-    send_code(&request, &member, requested.as_ref(), locale)?;
+    send_code(&request, &member, requested.as_ref(), locale, true)?;
     // A send changes the member only when it linked the phone.
     let object = if linked {
         members::object(&member.organization_id, &member.member_id)?
     } else {
-        member.object.clone()
+        member.object()
     };
     Ok(members::answer(
         &request,
@@ -263,15 +292,6 @@ fn otp_sms_send(
     )
 }
 
-#[derive(Deserialize)]
-struct LiveCode {
-    code_hash_hex: String,
-    phone_number: String,
-    expired: bool,
-    used: bool,
-    phone_id: Option<String>,
-}
-
 fn authenticate(
     organization_id: Option<&str>,
     member_id: Option<&str>,
@@ -293,16 +313,10 @@ fn authenticate(
     if let Some(refusal) = attempt.refuse_if_locked()? {
         return Ok(refusal);
     }
-    let live: Option<LiveCode> = db::row(
-        "SELECT jsonb_build_object('code_hash_hex', encode(c.code_hash, 'hex'), 'phone_number', c.phone_number,
-                                   'expired', c.expires_at <= now(), 'used', c.used_at IS NOT NULL,
-                                   'phone_id', m.phone_id)
-           FROM mfa.sms_codes c
-           JOIN mfa.members m USING (organization_id, member_id)
-          WHERE c.organization_id = $1 AND c.member_id = $2 FOR UPDATE OF c",
-        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
-    )?;
-    let Some(live) = live.filter(|l| Some(&l.phone_number) == member.mfa_phone_number.as_ref())
+    let Some(live) = member
+        .sms_code
+        .as_ref()
+        .filter(|c| Some(&c.phone_number) == member.mfa_phone_number.as_ref())
     else {
         return attempt.fail(
             ErrorType::OtpCodeNotFound,
@@ -322,28 +336,25 @@ fn authenticate(
         );
     }
     let presented = keyring::current()?.hash_code(&sms_context(member), code.unwrap_or(""));
-    let expected = data_encoding::HEXLOWER
-        .decode(live.code_hash_hex.as_bytes())
-        .expect("encode(…, 'hex')");
-    if !constant_time_eq(&presented, &expected) {
+    if !constant_time_eq(&presented, &live.code_hash) {
         return attempt.fail(ErrorType::UnableToAuthOtpCode, "The SMS code is not valid.");
     }
-    // The code is used up, and the phone it reached is verified (written only the first time).
-    db::execute(
-        "WITH used AS (UPDATE mfa.sms_codes SET used_at = now() WHERE organization_id = $1 AND member_id = $2)
-         UPDATE mfa.members SET mfa_phone_number_verified = true, updated_at = now()
-          WHERE organization_id = $1 AND member_id = $2 AND NOT mfa_phone_number_verified",
-        &[
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-        ],
-    )?;
+    let factor = session::factor(
+        "otp",
+        "sms",
+        json!({ "phone_number_factor": { "phone_id": member.phone_id, "phone_number": live.phone_number } }),
+    );
+    // The code is used up, and the phone it reached is verified.
     attempt.succeed(
-        session::factor(
-            "otp",
-            "sms",
-            json!({ "phone_number_factor": { "phone_id": live.phone_id, "phone_number": live.phone_number } }),
-        ),
+        Proof {
+            factor,
+            spend: Some((
+                "UPDATE mfa.sms_codes SET used_at = now() WHERE organization_id = $1 AND member_id = $2",
+                Option::<i64>::None.into(),
+            )),
+            verifies_phone: true,
+            activates_totp: false,
+        },
         json!({}),
     )
 }

@@ -8,34 +8,13 @@ use super::{
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
 use crate::keyring;
-use crate::members::{self, Member};
+use crate::members::{self, Load, Member, TotpRegistration};
 use crate::policy::MfaMethod;
-use crate::session::{self, Attempt};
+use crate::session::{self, Attempt, Proof};
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde::Deserialize;
 use serde_json::{json, Value};
-
-#[derive(Deserialize)]
-struct Registration {
-    totp_registration_id: String,
-    secret_hex: String,
-    status: String,
-    expired: bool,
-    last_used_step: Option<i64>,
-}
-
-fn find_registration(member: &Member) -> MfaResult<Option<Registration>> {
-    db::row(
-        "SELECT jsonb_build_object(
-                    'totp_registration_id', totp_registration_id, 'secret_hex', encode(secret_ciphertext, 'hex'),
-                    'status', status, 'expired', coalesce(expires_at <= now(), false),
-                    'last_used_step', last_used_step)
-           FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2 FOR UPDATE",
-        &[member.organization_id.as_str().into(), member.member_id.as_str().into()],
-    )
-}
 
 /// The secret is bound to its row: a ciphertext copied onto another registration does not decrypt.
 fn associated_data(member: &Member, registration_id: &str) -> Vec<u8> {
@@ -128,11 +107,11 @@ fn create(
             "expiration_minutes must be between 5 and 1440.",
         );
     }
-    let (member, org) = members::load_with_policy(organization_id, member_id, true)?;
+    let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
     org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
     session::find_optional(&member, token)?;
-    if let Some(existing) = find_registration(&member)? {
-        if existing.status == "active" {
+    if let Some(existing) = &member.totp {
+        if existing.active {
             return err(
                 ErrorType::ActiveTotpExists,
                 "The member already has an active TOTP registration.",
@@ -208,7 +187,7 @@ fn authenticate(
         set_default_mfa,
     )?;
     let member = &attempt.member;
-    let Some(registration) = find_registration(member)? else {
+    let Some(registration) = &member.totp else {
         return err(
             ErrorType::TotpNotFound,
             "The member has no TOTP registration.",
@@ -224,9 +203,7 @@ fn authenticate(
         );
     }
     let secret = keyring::decrypt(
-        &data_encoding::HEXLOWER
-            .decode(registration.secret_hex.as_bytes())
-            .expect("encode(…, 'hex')"),
+        &registration.secret_ciphertext,
         &associated_data(member, &registration.totp_registration_id),
     )?;
     let step = match verify_code(
@@ -247,24 +224,26 @@ fn authenticate(
             )
         }
     };
-    db::execute(
-        "UPDATE mfa.totp_registrations
-            SET last_used_step = $3, status = 'active', expires_at = NULL,
-                activated_at = coalesce(activated_at, now())
-          WHERE organization_id = $1 AND member_id = $2",
-        &[
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-            (step as i64).into(),
-        ],
-    )?;
+    let registration_id = registration.totp_registration_id.clone();
+    let activates_totp = !registration.active;
     attempt.succeed(
-        session::factor(
-            "totp",
-            "authenticator_app",
-            json!({ "authenticator_app_factor": { "totp_id": registration.totp_registration_id } }),
-        ),
-        json!({ "totp_registration_id": registration.totp_registration_id }),
+        Proof {
+            factor: session::factor(
+                "totp",
+                "authenticator_app",
+                json!({ "authenticator_app_factor": { "totp_id": registration_id } }),
+            ),
+            spend: Some((
+                "UPDATE mfa.totp_registrations
+                    SET last_used_step = $8, status = 'active', expires_at = NULL,
+                        activated_at = coalesce(activated_at, now())
+                  WHERE organization_id = $1 AND member_id = $2",
+                (step as i64).into(),
+            )),
+            verifies_phone: false,
+            activates_totp,
+        },
+        json!({ "totp_registration_id": registration_id }),
     )
 }
 
@@ -314,8 +293,8 @@ fn migrate(
                 })
         })
         .collect::<MfaResult<Vec<String>>>()?;
-    let member = members::load(organization_id, member_id, true)?;
-    if find_registration(&member)?.is_some_and(|r| r.status == "active") {
+    let member = members::load(organization_id, member_id, Load::Lock)?;
+    if member.totp.as_ref().is_some_and(|r| r.active) {
         return err(
             ErrorType::ActiveTotpExists,
             "The member already has an active TOTP registration.",
@@ -356,8 +335,8 @@ fn totp_migrate(
 fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
     let delete = || -> MfaResult<Value> {
         let request = Request::new();
-        let member = members::load(organization_id, member_id, true)?;
-        let Some(registration) = find_registration(&member)? else {
+        let member = members::load(organization_id, member_id, Load::Lock)?;
+        let Some(registration) = &member.totp else {
             return err(
                 ErrorType::TotpNotFound,
                 "The member has no TOTP registration.",
@@ -391,9 +370,9 @@ fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) ->
     JsonB(delete().or_raise())
 }
 
-fn require_active_registration(member: &Member) -> MfaResult<Registration> {
-    match find_registration(member)? {
-        Some(r) if r.status == "active" => Ok(r),
+fn require_active_registration(member: &Member) -> MfaResult<&TotpRegistration> {
+    match &member.totp {
+        Some(r) if r.active => Ok(r),
         _ => err(
             ErrorType::RecoveryCodesNotFound,
             "The member has no active TOTP registration, so no recovery codes.",
@@ -408,7 +387,7 @@ fn require_active_registration(member: &Member) -> MfaResult<Registration> {
 fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
     let get = || -> MfaResult<Value> {
         let request = Request::new();
-        let member = members::load(organization_id, member_id, false)?;
+        let member = members::load(organization_id, member_id, Load::Read)?;
         let counts = db::json_row(
             "SELECT jsonb_build_object(
                         'recovery_codes_remaining', count(*) FILTER (WHERE used_at IS NULL),
@@ -438,7 +417,7 @@ fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) ->
 fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
     let rotate = || -> MfaResult<Value> {
         let request = Request::new();
-        let member = members::load(organization_id, member_id, true)?;
+        let member = members::load(organization_id, member_id, Load::Lock)?;
         require_active_registration(&member)?;
         let codes = mint_recovery_codes(&member)?;
         request.audit(
@@ -517,8 +496,14 @@ fn recover(
             "The recovery code is not valid or was already used.",
         );
     };
+    // The code was spent by the statement that found it.
     attempt.succeed(
-        session::factor("recovery_codes", "recovery_code", json!({})),
+        Proof {
+            factor: session::factor("recovery_codes", "recovery_code", json!({})),
+            spend: None,
+            verifies_phone: false,
+            activates_totp: false,
+        },
         json!({ "recovery_codes_remaining": remaining }),
     )
 }
