@@ -101,11 +101,21 @@ impl Member {
 
 /// A successful answer about `member`: status, request id and ids, then `fields`.
 pub fn answer(request: &Request, member: &Member, fields: Value) -> Value {
+    answer_for(request, &member.organization_id, &member.member_id, fields)
+}
+
+/// `answer` by the member's ids.
+pub fn answer_for(
+    request: &Request,
+    organization_id: &str,
+    member_id: &str,
+    fields: Value,
+) -> Value {
     let mut answer = json!({
         "status_code": 200,
         "request_id": request.id,
-        "organization_id": member.organization_id,
-        "member_id": member.member_id,
+        "organization_id": organization_id,
+        "member_id": member_id,
     });
     if let (Some(obj), Value::Object(fields)) = (answer.as_object_mut(), fields) {
         obj.extend(fields);

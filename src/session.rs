@@ -6,7 +6,8 @@ use crate::crypto::{new_token, token_hash};
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
 use crate::members::{self, Load, Member};
-use crate::policy::{self, PrimaryMethod, SecondFactor};
+use crate::organizations;
+use crate::policy::{self, validate_id, IdKind, PrimaryMethod, SecondFactor};
 use crate::settings;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -56,6 +57,11 @@ fn token_not_found() -> MfaError {
 /// consumed one, or one of another member, is `intermediate_session_not_found`. The row stays
 /// locked until the end of the transaction.
 pub fn find(member: &Member, token: &str) -> MfaResult<IntermediateSession> {
+    find_for(&member.organization_id, &member.member_id, token)
+}
+
+/// `find` by the member's ids.
+fn find_for(organization_id: &str, member_id: &str, token: &str) -> MfaResult<IntermediateSession> {
     let hash = token_hash(token);
     let found = db::typed_row(
         "SELECT organization_id, member_id, factors, consumed_at IS NULL AND expires_at > now()
@@ -77,13 +83,13 @@ pub fn find(member: &Member, token: &str) -> MfaResult<IntermediateSession> {
     let Some(found) = found else {
         return Err(token_not_found());
     };
-    if found.organization_id != member.organization_id {
+    if found.organization_id != organization_id {
         return err(
             ErrorType::InvalidIntermediateSessionTokenForOrganization,
             "The intermediate session token belongs to another organization.",
         );
     }
-    if found.member_id != member.member_id || !found.live {
+    if found.member_id != member_id || !found.live {
         return Err(token_not_found());
     }
     Ok(found)
@@ -440,7 +446,47 @@ fn check(
     token: Option<&str>,
 ) -> MfaResult<Value> {
     let request = Request::new();
-    let (member, org) = members::load_with_policy(organization_id, member_id, Load::Read)?;
+    let organization_id = validate_id(organization_id, IdKind::Organization)?;
+    let member_id = validate_id(member_id, IdKind::Member)?;
+    // The member's side of the decision, and the token consumed with its event, in one statement.
+    let (enrolled, breakglass, org, consumed) = db::typed_row(
+        "WITH member AS (
+             SELECT m.mfa_enrolled, m.is_breakglass, o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods
+               FROM mfa.members m JOIN mfa.organizations o ON o.organization_id = m.organization_id
+              WHERE m.organization_id = $1 AND m.member_id = $2),
+         consumed AS (
+             UPDATE mfa.intermediate_sessions SET consumed_at = now()
+              WHERE organization_id = $1 AND token_hash = $3 AND member_id = $2
+                AND consumed_at IS NULL AND expires_at > now() AND EXISTS (SELECT FROM member)
+          RETURNING factors),
+         audited AS (
+             INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
+             SELECT $1, $4::uuid, 'session.allowed', $2,
+                    jsonb_build_object('factors', jsonb_path_query_array(factors, '$[*].type'))
+               FROM consumed)
+         SELECT member.*, (SELECT factors FROM consumed) FROM member",
+        &[
+            organization_id.into(),
+            member_id.into(),
+            token.map(token_hash).into(),
+            request.id.as_str().into(),
+        ],
+        |row| {
+            let policy = organizations::OrganizationRow {
+                mfa_policy: row.get::<String>(3)?.unwrap_or_default(),
+                mfa_methods: row.get::<String>(4)?.unwrap_or_default(),
+                allowed_mfa_methods: row.get::<Vec<String>>(5)?.unwrap_or_default(),
+            }
+            .policy();
+            Ok((
+                row.get::<bool>(1)?.unwrap_or(false),
+                row.get::<bool>(2)?.unwrap_or(false),
+                policy,
+                row.get::<JsonB>(6)?,
+            ))
+        },
+    )?
+    .ok_or_else(|| members::not_found(organization_id, member_id))?;
     let insufficient = |e: MfaError| {
         MfaError::new(
             ErrorType::InsufficientFactors,
@@ -454,44 +500,19 @@ fn check(
                 "A session needs the login's intermediate session token.",
             );
         };
-        let consumed = db::typed_row(
-            "WITH consumed AS (
-                 UPDATE mfa.intermediate_sessions SET consumed_at = now()
-                  WHERE organization_id = $1 AND token_hash = $3 AND member_id = $2
-                    AND consumed_at IS NULL AND expires_at > now()
-              RETURNING factors),
-             audited AS (
-                 INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
-                 SELECT $1, $4::uuid, 'session.allowed', $2,
-                        jsonb_build_object('factors', jsonb_path_query_array(factors, '$[*].type'))
-                   FROM consumed)
-             SELECT factors FROM consumed",
-            &[
-                member.organization_id.as_str().into(),
-                member.member_id.as_str().into(),
-                token_hash(token).into(),
-                request.id.as_str().into(),
-            ],
-            |row| row.get::<JsonB>(1),
-        )?
-        .flatten();
         let Some(JsonB(Value::Array(factors))) = consumed else {
             // Which of the token's problems it is, for the message.
-            find(&member, token).map_err(insufficient)?;
+            find_for(organization_id, member_id, token).map_err(insufficient)?;
             return Err(insufficient(token_not_found()));
         };
-        policy::session_allowed(
-            &org,
-            member.mfa_enrolled,
-            member.is_breakglass,
-            &second_factors(&factors),
-        )?;
+        policy::session_allowed(&org, enrolled, breakglass, &second_factors(&factors))?;
         Ok(factors)
     })();
     match decision {
-        Ok(factors) => Ok(members::answer(
+        Ok(factors) => Ok(members::answer_for(
             &request,
-            &member,
+            organization_id,
+            member_id,
             json!({ "authentication_factors": factors }),
         )),
         Err(denied) => {
@@ -500,8 +521,8 @@ fn check(
             pgrx::log!(
                 "mfa: session denied (request {}) for member {:?} of organization {:?}: {}",
                 request.id,
-                member.member_id,
-                member.organization_id,
+                member_id,
+                organization_id,
                 denied.error_type
             );
             Err(denied)
