@@ -17,9 +17,7 @@ use serde_json::{json, Value};
 const ERASE_CODE: &str =
     "code_ciphertext = NULL, body = regexp_replace(body, '[0-9]{6}', '******', 'g')";
 /// What `finish` reads back from a finished message.
-const FINISHED: &str =
-    "RETURNING jsonb_build_object('organization_id', organization_id, 'member_id', member_id,
-                                   'status', status, 'attempts', attempts)";
+const FINISHED: &str = "RETURNING organization_id, member_id, status, attempts";
 
 /// id, organization_id, phone_number, country_code, locale, body, attempts, created_at, expires_at.
 type ClaimedRow = (
@@ -158,11 +156,11 @@ fn sms_outbox_claim(
 }
 
 /// Runs `sql` (an UPDATE of message `$1` returning its organization, member, status and attempts)
-/// and audits it.
+/// and audits it in the same statement.
 fn finish(
     message_id: Option<i64>,
     sql: &str,
-    args: Vec<pgrx::datum::DatumWithOid>,
+    mut args: Vec<pgrx::datum::DatumWithOid>,
     event: &str,
 ) -> MfaResult<Value> {
     let request = Request::new();
@@ -172,23 +170,29 @@ fn finish(
             "The message id must not be NULL.",
         );
     };
-    let Some(done) = db::json_row(sql, &args)? else {
+    let n = args.len();
+    let statement = format!(
+        "WITH done AS ({sql}),
+         audited AS (
+             INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
+             SELECT organization_id, ${}::uuid, ${}, member_id,
+                    jsonb_build_object('message_id', $1::bigint, 'status', status, 'attempts', attempts)
+               FROM done)
+         SELECT status, attempts FROM done",
+        n + 1,
+        n + 2
+    );
+    args.extend([request.id.as_str().into(), event.into()]);
+    let Some((status, attempts)) = db::typed_row(&statement, &args, |row| {
+        Ok((row.get::<String>(1)?, row.get::<i32>(2)?))
+    })?
+    else {
         return err(
             ErrorType::SmsMessageNotFound,
             format!("No outbox message {message_id} to finish."),
         );
     };
-    let organization_id = done["organization_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    request.audit(
-        &organization_id,
-        done["member_id"].as_str(),
-        event,
-        json!({ "message_id": message_id, "status": done["status"], "attempts": done["attempts"] }),
-    )?;
-    Ok(json!({ "id": message_id, "status": done["status"], "attempts": done["attempts"] }))
+    Ok(json!({ "id": message_id, "status": status, "attempts": attempts }))
 }
 
 /// Records that the provider accepted the message; its code is erased.
