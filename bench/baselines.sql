@@ -119,6 +119,52 @@ BEGIN
 END
 $$;
 
+-- The extension's own bookkeeping for a returning member's TOTP success, written in PL/pgSQL and
+-- without any cryptography: the same member + policy + authenticator load (both rows locked), the
+-- same spend of the code and audit event in one statement, the same answer. Against it, the
+-- extension measures what its Rust layer costs; against the floor, this measures what the
+-- bookkeeping costs. It writes the real tables (the current step, as a success would).
+CREATE OR REPLACE FUNCTION bench.bookkeeping_totp_authenticate(p_organization_id text, p_member_id text, p_code text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    request uuid := gen_random_uuid();
+BEGIN
+    SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa_phone_country,
+           m.mfa_phone_number_verified, m.phone_id::text AS phone_id, m.default_mfa_method, m.is_breakglass,
+           coalesce(m.lock_expires_at > now(), false) AS is_locked, m.lock_created_at, m.lock_expires_at,
+           m.created_at, m.updated_at, o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods,
+           t.totp_registration_id::text AS totp_registration_id, t.secret_ciphertext, t.status = 'active' AS active,
+           coalesce(t.expires_at <= now(), false) AS expired, t.last_used_step, m.failed_attempts
+      INTO r
+      FROM mfa.members m
+      JOIN mfa.organizations o ON o.organization_id = m.organization_id
+      JOIN mfa.totp_registrations t ON t.organization_id = m.organization_id AND t.member_id = m.member_id
+     WHERE m.organization_id = p_organization_id AND m.member_id = p_member_id
+       FOR UPDATE OF m, t;
+    IF NOT FOUND OR r.is_locked OR r.expired THEN
+        RETURN NULL;
+    END IF;
+    WITH spent AS (
+        UPDATE mfa.totp_registrations
+           SET last_used_step = floor(extract(epoch FROM clock_timestamp()) / 30)::bigint, status = 'active',
+               expires_at = NULL, activated_at = coalesce(activated_at, now())
+         WHERE organization_id = p_organization_id AND member_id = p_member_id)
+    INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
+    VALUES (p_organization_id, request, 'bench.bookkeeping', p_member_id,
+            jsonb_build_object('outcome', 'success', 'mfa_enrolled', NULL, 'with_intermediate_session', false));
+    RETURN jsonb_build_object(
+        'status_code', 200, 'request_id', request, 'organization_id', r.organization_id,
+        'member_id', r.member_id, 'totp_registration_id', r.totp_registration_id,
+        'member', jsonb_build_object(
+            'organization_id', r.organization_id, 'member_id', r.member_id, 'mfa_enrolled', r.mfa_enrolled,
+            'mfa_phone_number', r.mfa_phone_number, 'mfa_phone_number_verified', r.mfa_phone_number_verified,
+            'default_mfa_method', r.default_mfa_method, 'totp_registration_id', r.totp_registration_id,
+            'is_breakglass', r.is_breakglass, 'is_locked', r.is_locked, 'lock_created_at', NULL,
+            'lock_expires_at', NULL, 'created_at', r.created_at, 'updated_at', r.updated_at));
+END
+$$;
+
 CREATE TABLE IF NOT EXISTS bench.floor_sms_codes (LIKE mfa.sms_codes INCLUDING ALL);
 CREATE TABLE IF NOT EXISTS bench.floor_sms_outbox (LIKE mfa.sms_outbox INCLUDING ALL);
 

@@ -48,7 +48,8 @@ class Bench:
     def log(self, text):
         print(text, flush=True)
 
-    def pgbench(self, script, clients, sync, seconds=None, transactions=None, variables=None):
+    def pgbench(self, script, clients, sync, seconds=None, transactions=None, variables=None,
+                keep_latencies=False):
         """Runs one pgbench script; returns tps and latency percentiles (ms)."""
         prefix = os.path.join(self.logdir, f"run{time.monotonic_ns()}")
         # Prepared statements, as an application's driver uses them.
@@ -78,9 +79,34 @@ class Bench:
             return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0.0
 
         result = {"tps": tps, "p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "n": len(latencies)}
+        if keep_latencies:
+            result["latencies"] = latencies
         self.log(f"  {script:24} c={clients} sync={'on ' if sync else 'off'} "
                  f"tps={tps:9.1f} p50={result['p50']:.3f}ms p99={result['p99']:.3f}ms")
         return result
+
+    def interleaved(self, runs, clients, sync):
+        """Side by side: runs each of `runs` (name, script, pgbench options, setup before each run
+        or None) in turn, `--rounds` times, so that whatever else the machine does in that time
+        falls on all of them alike. Per name: the median TPS of its rounds, and latency percentiles
+        over all its transactions."""
+        got = {name: [] for name, *_ in runs}
+        for round_number in range(self.args.rounds):
+            for name, script, options, setup in runs:
+                if setup:
+                    setup(round_number)
+                got[name].append(self.pgbench(script, clients, sync, keep_latencies=True, **options))
+        combined = {}
+        for name, results in got.items():
+            latencies = sorted(x for r in results for x in r.pop("latencies"))
+
+            def pct(p):
+                return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0.0
+
+            combined[name] = {"tps": statistics.median(r["tps"] for r in results), "p50": pct(0.50),
+                              "p95": pct(0.95), "p99": pct(0.99), "n": len(latencies),
+                              "rounds": [r["tps"] for r in results]}
+        return combined
 
     def failures_since(self, event_type, since):
         return int(self.psql(
@@ -122,9 +148,9 @@ class Bench:
         self.reset_ready()
         self.psql(f"""
             INSERT INTO bench.ready (k, organization_id, member_id, secret)
-            SELECT i, 'o' || n / 10, 'm' || n,
+            SELECT row_number() OVER (), 'o' || n / 10, 'm' || n,
                    mfa.primary_authenticate('o' || n / 10, 'm' || n) ->> 'intermediate_session_token'
-              FROM (SELECT i, 4 * ((i * 7919 + {int(time.time())}) % {self.members // 4}) + 3 AS n
+              FROM (SELECT 4 * ((i * 7919 + {int(time.time())}) % {self.members // 4}) + 3 AS n
                       FROM generate_series(1, {count}) i) pick
              WHERE (n / 10) % 10 <> 0""")
         return int(self.psql("SELECT count(*) FROM bench.ready"))
@@ -188,30 +214,42 @@ class Bench:
     def matrix(self):
         self.log("== matrix")
         self.rows = {}
+        rounds = self.args.rounds
+        seconds = max(2, -(-self.args.seconds // rounds))
         for sync in (True, False):
             for clients in self.args.clients:
                 row = {}
                 since = self.now()
-                totp_vars = {"totp_members": self.totp_members}
-                row["totp"] = self.pgbench("totp_authenticate.sql", clients, sync, variables=totp_vars)
-                row["totp_floor"] = self.pgbench("totp_floor.sql", clients, sync, variables=totp_vars)
-                row["totp_plpgsql"] = self.pgbench("totp_plpgsql.sql", clients, sync, variables=totp_vars)
+                totp = {"seconds": seconds, "variables": {"totp_members": self.totp_members}}
+                row.update(self.interleaved([("totp", "totp_authenticate.sql", totp, None),
+                                             ("totp_bookkeeping", "totp_bookkeeping.sql", totp, None),
+                                             ("totp_floor", "totp_floor.sql", totp, None),
+                                             ("totp_plpgsql", "totp_plpgsql.sql", totp, None)], clients, sync))
                 row["totp_failures"] = self.failures_since("totp.authenticate", since)
-                phone_vars = {"phone_members": self.phone_members}
-                row["send"] = self.pgbench("sms_send.sql", clients, sync, variables=phone_vars)
-                row["send_floor"] = self.pgbench("sms_send_floor.sql", clients, sync, variables=phone_vars)
-                # Enough prepared codes and tokens for about the run's length, each member once.
-                count = int(max(1000, min(40000, self.phone_members, row["totp"]["tps"] * self.args.seconds)))
-                self.prepare_sms_codes(count)
+                phones = {"seconds": seconds, "variables": {"phone_members": self.phone_members}}
+                row.update(self.interleaved([("send", "sms_send.sql", phones, None),
+                                             ("send_floor", "sms_send_floor.sql", phones, None)], clients, sync))
+                # Enough prepared codes and tokens for about the run's length, each member once;
+                # each round of a pair starts at the same prepared row.
+                count = int(max(1000, min(40000 // rounds, self.phone_members // rounds,
+                                          row["totp"]["tps"] * seconds)))
+
+                def from_row(per_round):
+                    return lambda round_number: self.psql(
+                        f"ALTER SEQUENCE bench.ready_cursor RESTART WITH {round_number * per_round + 1}")
+
+                self.prepare_sms_codes(count * rounds)
                 since = self.now()
-                row["sms"] = self.pgbench("sms_authenticate.sql", clients, sync, transactions=count)
+                fixed = {"transactions": count}
+                row.update(self.interleaved([("sms", "sms_authenticate.sql", fixed, from_row(count)),
+                                             ("sms_floor", "sms_floor.sql", fixed, from_row(count))],
+                                            clients, sync))
                 row["sms_failures"] = self.failures_since("sms_otp.authenticate", since)
-                self.psql("ALTER SEQUENCE bench.ready_cursor RESTART WITH 1")
-                row["sms_floor"] = self.pgbench("sms_floor.sql", clients, sync, transactions=count)
-                tokens = self.prepare_tokens(count)
-                row["session"] = self.pgbench("session_enforced.sql", clients, sync, transactions=tokens)
-                self.psql("ALTER SEQUENCE bench.ready_cursor RESTART WITH 1")
-                row["session_plain"] = self.pgbench("session_plain.sql", clients, sync, transactions=tokens)
+                tokens = self.prepare_tokens(count * rounds) // rounds
+                fixed = {"transactions": tokens}
+                row.update(self.interleaved([("session", "session_enforced.sql", fixed, from_row(tokens)),
+                                             ("session_plain", "session_plain.sql", fixed, from_row(tokens))],
+                                            clients, sync))
                 self.rows[(sync, clients)] = row
 
     def compute(self):
@@ -307,8 +345,10 @@ class Bench:
                  f"({self.totp_members:,} with TOTP as their default method, {self.phone_members:,} "
                  f"with a verified phone, all enrolled: members who have logged in before). "
                  f"PostgreSQL {self.psql('SHOW server_version')}, {os.cpu_count()} cores, "
-                 f"shared_buffers {self.psql('SHOW shared_buffers')}; pgbench runs of {a.seconds} s "
-                 f"(or a fixed number of transactions where each needs a prepared code or token), "
+                 f"shared_buffers {self.psql('SHOW shared_buffers')}. Side by side: each script of a comparison "
+                 f"runs {a.rounds} times, interleaved with the others ({max(2, -(-a.seconds // a.rounds))} s "
+                 f"each, or a fixed number of transactions where each needs a prepared code or token); TPS is "
+                 f"the median of its rounds, latency percentiles are over all its transactions; "
                  f"prepared statements (`pgbench -M prepared`). "
                  f"Every figure in a table comes from this one run, on this one cluster. TPS is "
                  f"transactions per second; latencies are per transaction, in milliseconds. Every run "
@@ -332,6 +372,20 @@ class Bench:
             m, p, f = row["totp"], row["totp_plpgsql"], row["totp_floor"]
             r.append(f"| {'on' if sync else 'off'} | {clients} | {m['tps']:.0f} | {p['tps']:.0f} | {f['tps']:.0f} | "
                      f"{m['tps'] / p['tps']:.2f} | {p['tps'] / f['tps']:.2f} | {p['p99']:.3f} |")
+        r.append("\n## Where a TOTP success's time goes\n")
+        r.append("`bench.bookkeeping_totp_authenticate` runs the extension's own statements for a returning "
+                 "member's success (member + policy + authenticator load with both rows locked; spend of the "
+                 "code and the audit event in one statement; the same answer) in PL/pgSQL, without "
+                 "cryptography. mfa / bookkeeping is the cost of the Rust layer and the cryptography; "
+                 "bookkeeping / floor is the cost of what the extension records beyond the floor's two "
+                 "statements (the organization's policy, the member's lock state, the audit event, the "
+                 "answer).\n")
+        r.append("| sync | clients | mfa TPS | bookkeeping TPS | floor TPS | mfa / bookkeeping | bookkeeping / floor |")
+        r.append("|---|---|---|---|---|---|---|")
+        for (sync, clients), row in self.rows.items():
+            m, b, f = row["totp"], row["totp_bookkeeping"], row["totp_floor"]
+            r.append(f"| {'on' if sync else 'off'} | {clients} | {m['tps']:.0f} | {b['tps']:.0f} | {f['tps']:.0f} | "
+                     f"{m['tps'] / b['tps']:.2f} | {b['tps'] / f['tps']:.2f} |")
         failures = sum(row["totp_failures"] + row["sms_failures"] for row in self.rows.values())
         r.append(f"\nEvery extension authentication in these runs was a success: {failures} failed attempts "
                  f"were audited (the runs present valid, unused codes).\n")
@@ -431,7 +485,8 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--datadir", required=True)
     p.add_argument("--members", type=int, default=1_000_000)
-    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--seconds", type=int, default=12, help="per script and configuration, over all rounds")
+    p.add_argument("--rounds", type=int, default=3, help="runs of each script, interleaved with the others")
     p.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 8])
     p.add_argument("--compute-rows", type=int, default=20000)
     p.add_argument("--outbox-fill", type=int, default=150000)
