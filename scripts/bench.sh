@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: builds and installs the extension in release mode, starts a benchmark cluster (run
 # by the postgres user) and runs bench/run.py, which writes bench/results/<date>.md.
-# Options go through the environment: BENCH_MEMBERS (1000000), BENCH_SECONDS (10), BENCH_PORT.
+# Options go through the environment: BENCH_MEMBERS (1000000), BENCH_SECONDS (12, per script and configuration, over 3 interleaved rounds), BENCH_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${BENCH_PORT:-28817}
@@ -18,5 +18,5 @@ runuser -u postgres -- "$(pg_config --bindir)/pg_ctl" -D "$datadir" -w -m fast r
 trap 'bash scripts/cluster.sh stop "$datadir" "$port"' EXIT
 mkdir -p bench/results
 python3 bench/run.py --port "$port" --datadir "$datadir" \
-    --members "${BENCH_MEMBERS:-1000000}" --seconds "${BENCH_SECONDS:-10}" \
+    --members "${BENCH_MEMBERS:-1000000}" --seconds "${BENCH_SECONDS:-12}" \
     --output "bench/results/$(date -u +%Y-%m-%d-%H%M).md" "$@"

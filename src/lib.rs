@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 mod crypto;
 mod db;
 mod errors;
+mod jsonb;
 mod keyring;
 mod members;
 mod organizations;

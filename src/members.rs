@@ -4,6 +4,7 @@
 
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::jsonb::Answer;
 use crate::organizations;
 use crate::phone::{mask_e164, parse_phone_number};
 use crate::policy::{parse_default_method, validate_id, IdKind, MfaMethod, OrganizationPolicy};
@@ -11,7 +12,6 @@ use crate::settings;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::SpiHeapTupleData;
-use pgrx::JsonB;
 use serde_json::{json, Value};
 
 /// A member as loaded with their factors: what the logic needs and what the API shows.
@@ -477,8 +477,8 @@ fn member_upsert(
     mfa_enrolled: default!(Option<bool>, "NULL"),
     default_mfa_method: default!(Option<&str>, "NULL"),
     is_breakglass: default!(Option<bool>, "NULL"),
-) -> JsonB {
-    JsonB(
+) -> Answer {
+    Answer(
         upsert(
             organization_id,
             member_id,
@@ -493,9 +493,9 @@ fn member_upsert(
 
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn member_get(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
+fn member_get(organization_id: Option<&str>, member_id: Option<&str>) -> Answer {
     let get = || -> MfaResult<Value> { Ok(load(organization_id, member_id, Load::Read)?.object()) };
-    JsonB(get().or_raise())
+    Answer(get().or_raise())
 }
 
 /// Deletes a member with their factors, codes, pending messages and logins in progress.
@@ -525,7 +525,7 @@ fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) {
 /// Lifts a member's lock and resets their failed-attempt count.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
+fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> Answer {
     let unlock = || -> MfaResult<Value> {
         let request = Request::new();
         let m = load(organization_id, member_id, Load::Lock)?;
@@ -543,13 +543,16 @@ fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> Json
         )?;
         object(&m.organization_id, &m.member_id)
     };
-    JsonB(unlock().or_raise())
+    Answer(unlock().or_raise())
 }
 
 /// Removes a member's phone number (and its live code); SMS stops being their default method.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn member_delete_mfa_phone_number(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
+fn member_delete_mfa_phone_number(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+) -> Answer {
     let delete = || -> MfaResult<Value> {
         let request = Request::new();
         let m = load(organization_id, member_id, Load::Lock)?;
@@ -576,5 +579,5 @@ fn member_delete_mfa_phone_number(organization_id: Option<&str>, member_id: Opti
         )?;
         object(&m.organization_id, &m.member_id)
     };
-    JsonB(delete().or_raise())
+    Answer(delete().or_raise())
 }

@@ -3,9 +3,9 @@
 
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaResult, OrRaise};
+use crate::jsonb::Answer;
 use crate::policy::{validate_id, IdKind, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy};
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -118,8 +118,8 @@ fn organization_upsert(
     mfa_policy: default!(Option<&str>, "NULL"),
     mfa_methods: default!(Option<&str>, "NULL"),
     allowed_mfa_methods: default!(Option<Vec<Option<String>>>, "NULL"),
-) -> JsonB {
-    JsonB(
+) -> Answer {
+    Answer(
         upsert(
             organization_id,
             mfa_policy,
@@ -132,10 +132,10 @@ fn organization_upsert(
 
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn organization_get(organization_id: Option<&str>) -> JsonB {
+fn organization_get(organization_id: Option<&str>) -> Answer {
     let get =
         || -> MfaResult<Value> { object(validate_id(organization_id, IdKind::Organization)?) };
-    JsonB(get().or_raise())
+    Answer(get().or_raise())
 }
 
 /// Deletes an organization with its members, their factors, codes, pending messages and logins.

@@ -5,6 +5,7 @@
 use crate::crypto::{new_token, token_hash};
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::jsonb::Answer;
 use crate::members::{self, Load, Member};
 use crate::organizations;
 use crate::policy::{self, validate_id, IdKind, PrimaryMethod, SecondFactor};
@@ -424,8 +425,8 @@ fn primary_authenticate(
     member_id: Option<&str>,
     method: default!(Option<&str>, "'password'"),
     locale: default!(Option<&str>, "'en'"),
-) -> JsonB {
-    JsonB(
+) -> Answer {
+    Answer(
         primary(
             organization_id,
             member_id,
@@ -537,8 +538,8 @@ fn check_session_policy(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     intermediate_session_token: Option<&str>,
-) -> JsonB {
-    JsonB(check(organization_id, member_id, intermediate_session_token).or_raise())
+) -> Answer {
+    Answer(check(organization_id, member_id, intermediate_session_token).or_raise())
 }
 
 /// `BEFORE INSERT` trigger for the application's sessions table. Arguments: the names of the

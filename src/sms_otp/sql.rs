@@ -7,6 +7,7 @@ use super::{
 use crate::crypto::constant_time_eq;
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::jsonb::Answer;
 use crate::keyring;
 use crate::members::{self, Load, Member};
 use crate::phone::{self, check_sms_country, normalize_allowlist, parse_phone_number, ParsedPhone};
@@ -279,8 +280,8 @@ fn otp_sms_send(
     mfa_phone_number: default!(Option<&str>, "NULL"),
     locale: default!(Option<&str>, "'en'"),
     intermediate_session_token: default!(Option<&str>, "NULL"),
-) -> JsonB {
-    JsonB(
+) -> Answer {
+    Answer(
         send(
             organization_id,
             member_id,
@@ -369,8 +370,8 @@ fn otp_sms_authenticate(
     intermediate_session_token: default!(Option<&str>, "NULL"),
     set_mfa_enrollment: default!(Option<&str>, "NULL"),
     set_default_mfa: default!(Option<bool>, false),
-) -> JsonB {
-    JsonB(
+) -> Answer {
+    Answer(
         authenticate(
             organization_id,
             member_id,

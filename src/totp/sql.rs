@@ -7,13 +7,13 @@ use super::{
 };
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::jsonb::Answer;
 use crate::keyring;
 use crate::members::{self, Load, Member, TotpRegistration};
 use crate::policy::MfaMethod;
 use crate::session::{self, Attempt, Proof};
 use crate::settings;
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde_json::{json, Value};
 
 /// The secret is bound to its row: a ciphertext copied onto another registration does not decrypt.
@@ -157,8 +157,8 @@ fn totp_create(
     member_id: Option<&str>,
     expiration_minutes: default!(Option<i32>, 60),
     intermediate_session_token: default!(Option<&str>, "NULL"),
-) -> JsonB {
-    JsonB(
+) -> Answer {
+    Answer(
         create(
             organization_id,
             member_id,
@@ -257,8 +257,8 @@ fn totp_authenticate(
     intermediate_session_token: default!(Option<&str>, "NULL"),
     set_mfa_enrollment: default!(Option<&str>, "NULL"),
     set_default_mfa: default!(Option<bool>, false),
-) -> JsonB {
-    JsonB(
+) -> Answer {
+    Answer(
         authenticate(
             organization_id,
             member_id,
@@ -325,14 +325,14 @@ fn totp_migrate(
     member_id: Option<&str>,
     secret: Option<&str>,
     recovery_codes: default!(Option<Vec<Option<String>>>, "NULL"),
-) -> JsonB {
-    JsonB(migrate(organization_id, member_id, secret, recovery_codes).or_raise())
+) -> Answer {
+    Answer(migrate(organization_id, member_id, secret, recovery_codes).or_raise())
 }
 
 /// Removes the member's authenticator app and its recovery codes.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
+fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> Answer {
     let delete = || -> MfaResult<Value> {
         let request = Request::new();
         let member = members::load(organization_id, member_id, Load::Lock)?;
@@ -367,7 +367,7 @@ fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) ->
         )?;
         members::object(&member.organization_id, &member.member_id)
     };
-    JsonB(delete().or_raise())
+    Answer(delete().or_raise())
 }
 
 fn require_active_registration(member: &Member) -> MfaResult<&TotpRegistration> {
@@ -384,7 +384,7 @@ fn require_active_registration(member: &Member) -> MfaResult<&TotpRegistration> 
 /// hashed and were shown only once).
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
+fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) -> Answer {
     let get = || -> MfaResult<Value> {
         let request = Request::new();
         let member = members::load(organization_id, member_id, Load::Read)?;
@@ -408,13 +408,13 @@ fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) ->
             }),
         ))
     };
-    JsonB(get().or_raise())
+    Answer(get().or_raise())
 }
 
 /// Invalidates every recovery code and returns a new set (shown this once).
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>) -> JsonB {
+fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>) -> Answer {
     let rotate = || -> MfaResult<Value> {
         let request = Request::new();
         let member = members::load(organization_id, member_id, Load::Lock)?;
@@ -434,7 +434,7 @@ fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>)
             }),
         ))
     };
-    JsonB(rotate().or_raise())
+    Answer(rotate().or_raise())
 }
 
 fn recover(
@@ -516,8 +516,8 @@ fn recovery_codes_recover(
     member_id: Option<&str>,
     recovery_code: Option<&str>,
     intermediate_session_token: default!(Option<&str>, "NULL"),
-) -> JsonB {
-    JsonB(
+) -> Answer {
+    Answer(
         recover(
             organization_id,
             member_id,
