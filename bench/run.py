@@ -298,11 +298,11 @@ class Bench:
                                         FROM generate_series(1, {fill}) i) s""")
             self.psql("VACUUM ANALYZE mfa.sms_outbox")
             self.psql("VACUUM ANALYZE bench.plain_queue")
+            seconds = {"seconds": max(2, -(-self.args.seconds // self.args.rounds))}
             for workers in (1, 2, 4):
-                self.drain[(phase, workers)] = {
-                    "mfa": self.pgbench("outbox_drain.sql", workers, True),
-                    "plain": self.pgbench("queue_drain.sql", workers, True),
-                }
+                self.drain[(phase, workers)] = self.interleaved(
+                    [("mfa", "outbox_drain.sql", seconds, None), ("plain", "queue_drain.sql", seconds, None)],
+                    workers, True)
 
     def first_calls(self):
         self.log("== first phone-number call in a new connection")
