@@ -390,16 +390,23 @@ fn upsert(
     let phone = mfa_phone_number.map(parse_phone_number).transpose()?;
     let default_method = default_mfa_method.map(parse_default_method).transpose()?;
     // Locks the organization against a concurrent delete while the member is written.
-    db::row::<bool>(
-        "SELECT to_jsonb(true) FROM mfa.organizations WHERE organization_id = $1 FOR KEY SHARE",
+    if db::execute(
+        "SELECT FROM mfa.organizations WHERE organization_id = $1 FOR KEY SHARE",
         &[org.into()],
-    )?
-    .ok_or_else(|| organizations::not_found(org))?;
+    )? == 0
+    {
+        return Err(organizations::not_found(org));
+    }
     let created = db::execute(
         "INSERT INTO mfa.members (organization_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[org.into(), mem.into()],
     )? > 0;
-    let before = load(Some(org), Some(mem), Load::Lock)?;
+    // A member this transaction created is locked by the insert already.
+    let before = load(
+        Some(org),
+        Some(mem),
+        if created { Load::Read } else { Load::Lock },
+    )?;
     if let Some(method) = default_method {
         let has_factor = match (method, &phone) {
             (MfaMethod::SmsOtp, Some(_)) => true,
@@ -415,8 +422,11 @@ fn upsert(
     let phone_changed = phone
         .as_ref()
         .is_some_and(|p| before.mfa_phone_number.as_deref() != Some(&p.e164));
-    db::execute(
-        "UPDATE mfa.members SET
+    // The member's new settings, the end of a code sent to a previous number (it must not verify
+    // the new one) and the audit event, in one statement.
+    request.audited(
+        "WITH killed AS (DELETE FROM mfa.sms_codes WHERE $3 AND organization_id = $1 AND member_id = $2)
+         UPDATE mfa.members SET
                 mfa_phone_number = CASE WHEN $3 THEN $4 ELSE mfa_phone_number END,
                 mfa_phone_country = CASE WHEN $3 THEN $5 ELSE mfa_phone_country END,
                 mfa_phone_number_verified = CASE WHEN $3 THEN false ELSE mfa_phone_number_verified END,
@@ -426,7 +436,7 @@ fn upsert(
                 default_mfa_method = coalesce($8, default_mfa_method),
                 updated_at = now()
           WHERE organization_id = $1 AND member_id = $2",
-        &[
+        vec![
             org.into(),
             mem.into(),
             phone_changed.into(),
@@ -436,12 +446,6 @@ fn upsert(
             is_breakglass.into(),
             default_method.map(|m| m.as_str()).into(),
         ],
-    )?;
-    if phone_changed {
-        // A code sent to the previous number must not verify the new one.
-        kill_sms_code(org, mem)?;
-    }
-    request.audit(
         org,
         Some(mem),
         if created {
