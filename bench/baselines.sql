@@ -11,6 +11,9 @@ CREATE SCHEMA IF NOT EXISTS bench;
 -- The shared TOTP secret of the data set and its code at each time step.
 CREATE TABLE IF NOT EXISTS bench.totp_codes (step bigint PRIMARY KEY, code text NOT NULL);
 CREATE SEQUENCE IF NOT EXISTS bench.totp_cursor;
+-- The TOTP baselines walk the members with a cursor of their own, so that the extension's cursor
+-- comes back to a member only long after (a code is good for one step only).
+CREATE SEQUENCE IF NOT EXISTS bench.baseline_cursor;
 CREATE SEQUENCE IF NOT EXISTS bench.sms_send_cursor;
 CREATE SEQUENCE IF NOT EXISTS bench.ready_cursor;
 
@@ -123,7 +126,8 @@ $$;
 -- without any cryptography: the same member + policy + authenticator load (both rows locked), the
 -- same spend of the code and audit event in one statement, the same answer. Against it, the
 -- extension measures what its Rust layer costs; against the floor, this measures what the
--- bookkeeping costs. It writes the real tables (the current step, as a success would).
+-- bookkeeping costs. It writes the real tables, the step unchanged: the extension's own runs need
+-- the members' replay state as their successes left it.
 CREATE OR REPLACE FUNCTION bench.bookkeeping_totp_authenticate(p_organization_id text, p_member_id text, p_code text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -147,7 +151,7 @@ BEGIN
     END IF;
     WITH spent AS (
         UPDATE mfa.totp_registrations
-           SET last_used_step = floor(extract(epoch FROM clock_timestamp()) / 30)::bigint, status = 'active',
+           SET last_used_step = last_used_step, status = 'active',
                expires_at = NULL, activated_at = coalesce(activated_at, now())
          WHERE organization_id = p_organization_id AND member_id = p_member_id)
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
