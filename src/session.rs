@@ -205,22 +205,30 @@ impl Attempt {
             .then_some(self.method.as_str());
         // The member as the statement leaves them. Their row is locked since they were loaded,
         // so the statement writes it only when something changes.
-        let before = &self.member;
-        let mut after = before.clone();
-        if let Some(enrolled) = enrolled {
-            after.mfa_enrolled = enrolled;
-        }
-        if let Some(method) = default_method {
-            after.default_mfa_method = Some(method.to_string());
-        }
-        after.mfa_phone_number_verified |= proof.verifies_phone;
+        let Attempt {
+            request,
+            mut member,
+            session,
+            event_type,
+            ..
+        } = self;
+        let mfa_enrolled = enrolled.unwrap_or(member.mfa_enrolled);
+        let default_mfa_method = default_method
+            .map(str::to_string)
+            .or_else(|| member.default_mfa_method.clone());
+        let verified = member.mfa_phone_number_verified || proof.verifies_phone;
+        let shown_change = mfa_enrolled != member.mfa_enrolled
+            || default_mfa_method != member.default_mfa_method
+            || verified != member.mfa_phone_number_verified;
+        // A reset of the failure count alone is not a change the member object shows.
+        let writes_member = shown_change || member.failed_attempts != 0;
+        member.mfa_enrolled = mfa_enrolled;
+        member.default_mfa_method = default_mfa_method;
+        member.mfa_phone_number_verified = verified;
         if proof.activates_totp {
-            after.totp_registration_id =
-                before.totp.as_ref().map(|t| t.totp_registration_id.clone());
+            member.totp_registration_id =
+                member.totp.as_ref().map(|t| t.totp_registration_id.clone());
         }
-        let shown_change = after.mfa_enrolled != before.mfa_enrolled
-            || after.default_mfa_method != before.default_mfa_method
-            || after.mfa_phone_number_verified != before.mfa_phone_number_verified;
         // Only the parts this success needs: each part costs an executor node even when it
         // writes nothing.
         let mut parts = Vec::with_capacity(4);
@@ -231,7 +239,7 @@ impl Attempt {
             }
             None => Option::<i64>::None.into(),
         };
-        let session = self.session.as_ref();
+        let session = session.as_ref();
         if session.is_some() {
             parts.push(
                 "proven AS (
@@ -242,8 +250,7 @@ impl Attempt {
                     .into(),
             );
         }
-        if shown_change || before.failed_attempts != 0 {
-            // A reset of the failure count alone is not a change the member object shows.
+        if writes_member {
             parts.push(
                 "changed AS (
                      UPDATE mfa.members
@@ -269,7 +276,7 @@ impl Attempt {
             } else {
                 "NULL::jsonb"
             },
-            if parts.iter().any(|p| p.starts_with("changed")) {
+            if writes_member {
                 "(SELECT updated_at FROM changed)"
             } else {
                 "NULL::timestamptz"
@@ -278,17 +285,17 @@ impl Attempt {
         let (factors, updated_at) = db::typed_row(
             &statement,
             &[
-                after.organization_id.as_str().into(),
-                after.member_id.as_str().into(),
-                after.mfa_enrolled.into(),
-                after.default_mfa_method.as_deref().into(),
+                member.organization_id.as_str().into(),
+                member.member_id.as_str().into(),
+                member.mfa_enrolled.into(),
+                member.default_mfa_method.as_deref().into(),
                 // Recorded only on a login: not even converted without one.
                 session.map(|_| JsonB(proof.factor)).into(),
                 session.map(|s| s.token_hash.clone()).into(),
-                after.mfa_phone_number_verified.into(),
+                member.mfa_phone_number_verified.into(),
                 spend_argument,
-                self.request.id.as_str().into(),
-                self.event_type.into(),
+                request.id.as_str().into(),
+                event_type.into(),
                 JsonB(json!({ "outcome": "success", "mfa_enrolled": enrolled,
                               "with_intermediate_session": session.is_some() }))
                 .into(),
@@ -298,16 +305,14 @@ impl Attempt {
         )?
         .expect("one row");
         if let Some(updated_at) = updated_at {
-            after.updated_at = updated_at;
+            member.updated_at = updated_at;
         }
-        let member = &after;
-        let mut answer =
-            members::answer(&self.request, member, json!({ "member": member.object() }));
+        let mut answer = members::answer(&request, &member, json!({ "member": member.object() }));
         if let Some(JsonB(factors)) = factors {
             answer["authentication_factors"] = factors;
         }
-        if let (Some(obj), Some(extra)) = (answer.as_object_mut(), extra.as_object()) {
-            obj.extend(extra.clone());
+        if let (Some(obj), Value::Object(extra)) = (answer.as_object_mut(), extra) {
+            obj.extend(extra);
         }
         Ok(answer)
     }
@@ -473,12 +478,7 @@ fn check(
             request.id.as_str().into(),
         ],
         |row| {
-            let policy = organizations::OrganizationRow {
-                mfa_policy: row.get::<String>(3)?.unwrap_or_default(),
-                mfa_methods: row.get::<String>(4)?.unwrap_or_default(),
-                allowed_mfa_methods: row.get::<Vec<String>>(5)?.unwrap_or_default(),
-            }
-            .policy();
+            let policy = organizations::read_policy(row, 3)?;
             Ok((
                 row.get::<bool>(1)?.unwrap_or(false),
                 row.get::<bool>(2)?.unwrap_or(false),
