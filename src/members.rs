@@ -158,12 +158,12 @@ macro_rules! member_load {
             " WHERE m.organization_id = $1 AND m.member_id = $2"
         )
     };
+    // Without the SMS code.
+    ($totp_join:literal) => {
+        member_load!($totp_join, "NULL::bytea, NULL::text, NULL::bool, NULL::bool", "")
+    };
 }
-const MEMBER_READ: &str = member_load!(
-    "LEFT JOIN",
-    "NULL::bytea, NULL::text, NULL::bool, NULL::bool",
-    ""
-);
+const MEMBER_READ: &str = member_load!("LEFT JOIN");
 // Every writer of a member's factors holds the member's row lock, which serializes them. A
 // statement that waited for that lock still reads other tables as of its start, so a locked load
 // either locks every row it reads (PostgreSQL then re-reads the ones changed while it waited) or
@@ -172,14 +172,7 @@ const MEMBER_READ: &str = member_load!(
 const MEMBER_LOCK: &str =
     "SELECT FROM mfa.members WHERE organization_id = $1 AND member_id = $2 FOR UPDATE";
 /// The member and their authenticator app, both locked (no row when there is no app).
-const MEMBER_LOCK_WITH_TOTP: &str = concat!(
-    member_load!(
-        "JOIN",
-        "NULL::bytea, NULL::text, NULL::bool, NULL::bool",
-        ""
-    ),
-    " FOR UPDATE OF m, t"
-);
+const MEMBER_LOCK_WITH_TOTP: &str = concat!(member_load!("JOIN"), " FOR UPDATE OF m, t");
 /// The member and their live SMS code, both locked (no row when there is no code).
 const MEMBER_LOCK_WITH_SMS_CODE: &str = concat!(
     member_load!(
@@ -259,13 +252,7 @@ fn read_member(row: &SpiHeapTupleData) -> Result<(Member, OrganizationPolicy), p
         sms_code,
         failed_attempts: row.get::<i32>(27)?.unwrap_or_default(),
     };
-    let policy = organizations::OrganizationRow {
-        mfa_policy: text(15)?.unwrap_or_default(),
-        mfa_methods: text(16)?.unwrap_or_default(),
-        allowed_mfa_methods: row.get::<Vec<String>>(17)?.unwrap_or_default(),
-    }
-    .policy();
-    Ok((member, policy))
+    Ok((member, organizations::read_policy(row, 15)?))
 }
 
 /// Validates both ids and loads the member with their organization's policy and their factors,

@@ -6,19 +6,34 @@ use crate::errors::{err, ErrorType, MfaResult, OrRaise};
 use crate::jsonb::Answer;
 use crate::policy::{validate_id, IdKind, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy};
 use pgrx::prelude::*;
+use pgrx::spi::SpiHeapTupleData;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// An organization's row, as `to_jsonb` prints it.
 #[derive(Deserialize)]
-pub struct OrganizationRow {
-    pub mfa_policy: String,
-    pub mfa_methods: String,
-    pub allowed_mfa_methods: Vec<String>,
+struct OrganizationRow {
+    mfa_policy: String,
+    mfa_methods: String,
+    allowed_mfa_methods: Vec<String>,
+}
+
+/// The policy from a row's `mfa_policy`, `mfa_methods` and `allowed_mfa_methods` columns, at
+/// ordinals `first`, `first + 1` and `first + 2`.
+pub fn read_policy(
+    row: &SpiHeapTupleData,
+    first: usize,
+) -> Result<OrganizationPolicy, pgrx::spi::Error> {
+    Ok(OrganizationRow {
+        mfa_policy: row.get::<String>(first)?.unwrap_or_default(),
+        mfa_methods: row.get::<String>(first + 1)?.unwrap_or_default(),
+        allowed_mfa_methods: row.get::<Vec<String>>(first + 2)?.unwrap_or_default(),
+    }
+    .policy())
 }
 
 impl OrganizationRow {
-    pub fn policy(&self) -> OrganizationPolicy {
+    fn policy(&self) -> OrganizationPolicy {
         // The table's CHECK constraints guarantee the values parse.
         OrganizationPolicy {
             mfa_policy: MfaPolicy::parse(&self.mfa_policy).expect("checked by the table"),
