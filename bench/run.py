@@ -21,6 +21,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # the data set's shared TOTP secret (base32, 160 bits)
 
 
+def percentiles(latencies):
+    """p50, p95 and p99 of sorted latencies."""
+    def pct(p):
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0.0
+
+    return {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99)}
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -75,10 +83,7 @@ class Bench:
             os.unlink(path)
         latencies.sort()
 
-        def pct(p):
-            return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0.0
-
-        result = {"tps": tps, "p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "n": len(latencies)}
+        result = {"tps": tps, **percentiles(latencies), "n": len(latencies)}
         if keep_latencies:
             result["latencies"] = latencies
         self.log(f"  {script:24} c={clients} sync={'on ' if sync else 'off'} "
@@ -100,13 +105,16 @@ class Bench:
         for name, results in got.items():
             latencies = sorted(x for r in results for x in r.pop("latencies"))
 
-            def pct(p):
-                return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0.0
-
-            combined[name] = {"tps": statistics.median(r["tps"] for r in results), "p50": pct(0.50),
-                              "p95": pct(0.95), "p99": pct(0.99), "n": len(latencies),
+            combined[name] = {"tps": statistics.median(r["tps"] for r in results), **percentiles(latencies),
+                              "n": len(latencies),
                               "rounds": [r["tps"] for r in results]}
         return combined
+
+    def from_row(self, per_round):
+        """Setup for the rounds of a script that reads prepared rows: round r starts at row
+        r * per_round + 1, so each side of a pair reads the same rows."""
+        return lambda round_number: self.psql(
+            f"ALTER SEQUENCE bench.ready_cursor RESTART WITH {round_number * per_round + 1}")
 
     def failures_since(self, event_type, since):
         return int(self.psql(
@@ -212,13 +220,10 @@ class Bench:
                                     ("totp_floor", "totp_floor.sql", totp, None)], 1, False)
         per_round = max(100, min(self.phone_members, 2500) // rounds)
         self.prepare_sms_codes(per_round * rounds)
-
-        def from_row(round_number):
-            self.psql(f"ALTER SEQUENCE bench.ready_cursor RESTART WITH {round_number * per_round + 1}")
-
         fixed = {"transactions": per_round}
-        results.update(self.interleaved([("sms", "sms_authenticate.sql", fixed, from_row),
-                                         ("sms_floor", "sms_floor.sql", fixed, from_row)], 1, False))
+        results.update(self.interleaved([("sms", "sms_authenticate.sql", fixed, self.from_row(per_round)),
+                                         ("sms_floor", "sms_floor.sql", fixed, self.from_row(per_round))],
+                                        1, False))
         self.scale[label] = results
 
     def matrix(self):
@@ -244,21 +249,17 @@ class Bench:
                 count = int(max(1000, min(40000 // rounds, self.phone_members // rounds,
                                           row["totp"]["tps"] * seconds)))
 
-                def from_row(per_round):
-                    return lambda round_number: self.psql(
-                        f"ALTER SEQUENCE bench.ready_cursor RESTART WITH {round_number * per_round + 1}")
-
                 self.prepare_sms_codes(count * rounds)
                 since = self.now()
                 fixed = {"transactions": count}
-                row.update(self.interleaved([("sms", "sms_authenticate.sql", fixed, from_row(count)),
-                                             ("sms_floor", "sms_floor.sql", fixed, from_row(count))],
+                row.update(self.interleaved([("sms", "sms_authenticate.sql", fixed, self.from_row(count)),
+                                             ("sms_floor", "sms_floor.sql", fixed, self.from_row(count))],
                                             clients, sync))
                 row["sms_failures"] = self.failures_since("sms_otp.authenticate", since)
                 tokens = self.prepare_tokens(count * rounds) // rounds
                 fixed = {"transactions": tokens}
-                row.update(self.interleaved([("session", "session_enforced.sql", fixed, from_row(tokens)),
-                                             ("session_plain", "session_plain.sql", fixed, from_row(tokens))],
+                row.update(self.interleaved([("session", "session_enforced.sql", fixed, self.from_row(tokens)),
+                                             ("session_plain", "session_plain.sql", fixed, self.from_row(tokens))],
                                             clients, sync))
                 self.rows[(sync, clients)] = row
 
@@ -347,6 +348,16 @@ class Bench:
     def goal(self, text, value, target, met):
         self.goals.append(f"| {text} | {value} | {target} | {'met' if met else '**missed**'} |")
 
+    def between_floor_and_mfa(self, key, name):
+        """Table lines: the TOTP runs of `key` (called `name`) against the extension and the floor."""
+        lines = [f"| sync | clients | mfa TPS | {name} TPS | floor TPS | mfa / {name} | {name} / floor | {name} p99 |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for (sync, clients), row in self.rows.items():
+            m, x, f = row["totp"], row[key], row["totp_floor"]
+            lines.append(f"| {'on' if sync else 'off'} | {clients} | {m['tps']:.0f} | {x['tps']:.0f} | {f['tps']:.0f} | "
+                         f"{m['tps'] / x['tps']:.2f} | {x['tps'] / f['tps']:.2f} | {x['p99']:.3f} |")
+        return lines
+
     def write_report(self):
         a = self.args
         r = []
@@ -376,12 +387,7 @@ class Bench:
                          f"{m['tps'] / f['tps']:.2f} | {m['p50']:.3f} | {m['p99']:.3f} | {f['p50']:.3f} | {f['p99']:.3f} |")
         r.append("")
         r.append("## TOTP: the extension against PL/pgSQL + pgcrypto\n")
-        r.append("| sync | clients | mfa TPS | PL/pgSQL TPS | floor TPS | mfa / PL/pgSQL | PL/pgSQL / floor | PL/pgSQL p99 |")
-        r.append("|---|---|---|---|---|---|---|---|")
-        for (sync, clients), row in self.rows.items():
-            m, p, f = row["totp"], row["totp_plpgsql"], row["totp_floor"]
-            r.append(f"| {'on' if sync else 'off'} | {clients} | {m['tps']:.0f} | {p['tps']:.0f} | {f['tps']:.0f} | "
-                     f"{m['tps'] / p['tps']:.2f} | {p['tps'] / f['tps']:.2f} | {p['p99']:.3f} |")
+        r += self.between_floor_and_mfa("totp_plpgsql", "PL/pgSQL")
         r.append("\n## Where a TOTP success's time goes\n")
         r.append("`bench.bookkeeping_totp_authenticate` runs the extension's own statements for a returning "
                  "member's success (member + policy + authenticator load with both rows locked; spend of the "
@@ -390,12 +396,7 @@ class Bench:
                  "bookkeeping / floor is the cost of what the extension records beyond the floor's two "
                  "statements (the organization's policy, the member's lock state, the audit event, the "
                  "answer).\n")
-        r.append("| sync | clients | mfa TPS | bookkeeping TPS | floor TPS | mfa / bookkeeping | bookkeeping / floor |")
-        r.append("|---|---|---|---|---|---|---|")
-        for (sync, clients), row in self.rows.items():
-            m, b, f = row["totp"], row["totp_bookkeeping"], row["totp_floor"]
-            r.append(f"| {'on' if sync else 'off'} | {clients} | {m['tps']:.0f} | {b['tps']:.0f} | {f['tps']:.0f} | "
-                     f"{m['tps'] / b['tps']:.2f} | {b['tps'] / f['tps']:.2f} |")
+        r += self.between_floor_and_mfa("totp_bookkeeping", "bookkeeping")
         failures = sum(row["totp_failures"] + row["sms_failures"] for row in self.rows.values())
         r.append(f"\nFailed attempts audited during these runs (each presents a valid, unused code): {failures}"
                  f"{'' if failures else ' — every extension authentication was a success'}.\n")
