@@ -6,7 +6,6 @@
 //! planning cost more than running these primary-key lookups. PostgreSQL's plan cache revalidates
 //! a kept plan when a table it uses changes.
 
-use crate::crypto::random_bytes;
 use crate::errors::MfaResult;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgOid;
@@ -124,20 +123,17 @@ pub fn unix_seconds() -> u64 {
         .unwrap_or(0)
 }
 
-/// A random (version 4) UUID in text form, for request ids.
+/// A random (version 4) UUID in text form, for identifiers that must not reveal when they were made.
 pub fn new_uuid() -> String {
-    let mut b = random_bytes::<16>();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex = data_encoding::HEXLOWER.encode(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A time-ordered (version 7) UUID in text form, for request ids: consecutive requests get
+/// neighbouring ids, so the audit trail's `events_request` index grows at its right edge instead
+/// of dirtying a random leaf page per event (with a random id, most audit inserts after a
+/// checkpoint wrote a full-page image into the WAL).
+pub fn new_request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// One call of a public function: its request id, shared by the answer and every audit event.
@@ -147,7 +143,9 @@ pub struct Request {
 
 impl Request {
     pub fn new() -> Request {
-        Request { id: new_uuid() }
+        Request {
+            id: new_request_id(),
+        }
     }
 
     /// Writes an audit event. `organization_id` is '' for project-wide events. Never pass a secret
@@ -210,11 +208,20 @@ impl Request {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn uuids_are_version_4() {
+    fn registration_ids_are_random_uuids() {
         let u = super::new_uuid();
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert!("89ab".contains(&u[19..20]));
         assert_ne!(u, super::new_uuid());
+    }
+
+    #[test]
+    fn request_ids_are_time_ordered_uuids() {
+        let ids: Vec<String> = (0..1000).map(|_| super::new_request_id()).collect();
+        assert!(ids.iter().all(|u| u.len() == 36 && &u[14..15] == "7"));
+        assert!(ids.iter().all(|u| "89ab".contains(&u[19..20])));
+        // Text order is creation order, the property the index relies on.
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
     }
 }
