@@ -7,6 +7,7 @@
 //! a kept plan when a table it uses changes.
 
 use crate::errors::MfaResult;
+use crate::jsonb::Jsonb;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgOid;
 use pgrx::prelude::*;
@@ -199,7 +200,7 @@ impl Request {
             self.id.as_str().into(),
             event_type.into(),
             member_id.into(),
-            JsonB(details).into(),
+            Jsonb(details).into(),
         ]);
         json_row(&sql, &args)
     }

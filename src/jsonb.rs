@@ -1,6 +1,6 @@
-//! Answers as `jsonb` built straight from serde values. pgrx's `JsonB` prints a value to text and
-//! has `jsonb_in` parse it again: on the hot paths that round trip was the largest cost of the
-//! Rust layer after the statements themselves.
+//! `jsonb` built straight from serde values, for answers and statement arguments. pgrx's `JsonB`
+//! prints a value to text and has `jsonb_in` parse it again: on the hot paths that round trip was
+//! the largest cost of the Rust layer after the statements themselves.
 
 use pgrx::callconv::{BoxRet, FcInfo};
 use pgrx::datum::Datum;
@@ -9,13 +9,14 @@ use pgrx::{direct_function_call, IntoDatum};
 use serde_json::Value;
 use std::ptr;
 
-/// A public function's answer: a JSON object, returned as `jsonb`.
+/// A JSON value on its way into PostgreSQL as `jsonb`: a public function's answer, or an argument
+/// of a statement (an audit event's details, a proven factor).
 #[derive(Debug)]
-pub struct Answer(pub Value);
+pub struct Jsonb(pub Value);
 
-pgrx::impl_sql_translatable!(Answer, "jsonb");
+pgrx::impl_sql_translatable!(Jsonb, "jsonb");
 
-impl IntoDatum for Answer {
+impl IntoDatum for Jsonb {
     fn into_datum(self) -> Option<pg_sys::Datum> {
         match &self.0 {
             Value::Object(_) | Value::Array(_) => Some(container_to_jsonb(&self.0)),
@@ -29,7 +30,7 @@ impl IntoDatum for Answer {
     }
 }
 
-unsafe impl BoxRet for Answer {
+unsafe impl BoxRet for Jsonb {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
         match self.into_datum() {
             Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },

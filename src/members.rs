@@ -4,7 +4,7 @@
 
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
-use crate::jsonb::Answer;
+use crate::jsonb::Jsonb;
 use crate::organizations;
 use crate::phone::{mask_e164, parse_phone_number};
 use crate::policy::{parse_default_method, validate_id, IdKind, MfaMethod, OrganizationPolicy};
@@ -468,8 +468,8 @@ fn member_upsert(
     mfa_enrolled: default!(Option<bool>, "NULL"),
     default_mfa_method: default!(Option<&str>, "NULL"),
     is_breakglass: default!(Option<bool>, "NULL"),
-) -> Answer {
-    Answer(
+) -> Jsonb {
+    Jsonb(
         upsert(
             organization_id,
             member_id,
@@ -484,9 +484,9 @@ fn member_upsert(
 
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn member_get(organization_id: Option<&str>, member_id: Option<&str>) -> Answer {
+fn member_get(organization_id: Option<&str>, member_id: Option<&str>) -> Jsonb {
     let get = || -> MfaResult<Value> { Ok(load(organization_id, member_id, Load::Read)?.object()) };
-    Answer(get().or_raise())
+    Jsonb(get().or_raise())
 }
 
 /// Deletes a member with their factors, codes, pending messages and logins in progress.
@@ -516,7 +516,7 @@ fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) {
 /// Lifts a member's lock and resets their failed-attempt count.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> Answer {
+fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> Jsonb {
     let unlock = || -> MfaResult<Value> {
         let request = Request::new();
         let m = load(organization_id, member_id, Load::Lock)?;
@@ -534,16 +534,13 @@ fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> Answ
         )?;
         object(&m.organization_id, &m.member_id)
     };
-    Answer(unlock().or_raise())
+    Jsonb(unlock().or_raise())
 }
 
 /// Removes a member's phone number (and its live code); SMS stops being their default method.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn member_delete_mfa_phone_number(
-    organization_id: Option<&str>,
-    member_id: Option<&str>,
-) -> Answer {
+fn member_delete_mfa_phone_number(organization_id: Option<&str>, member_id: Option<&str>) -> Jsonb {
     let delete = || -> MfaResult<Value> {
         let request = Request::new();
         let m = load(organization_id, member_id, Load::Lock)?;
@@ -570,5 +567,5 @@ fn member_delete_mfa_phone_number(
         )?;
         object(&m.organization_id, &m.member_id)
     };
-    Answer(delete().or_raise())
+    Jsonb(delete().or_raise())
 }

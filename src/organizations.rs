@@ -3,7 +3,7 @@
 
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaResult, OrRaise};
-use crate::jsonb::Answer;
+use crate::jsonb::Jsonb;
 use crate::policy::{validate_id, IdKind, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy};
 use pgrx::prelude::*;
 use pgrx::spi::SpiHeapTupleData;
@@ -133,8 +133,8 @@ fn organization_upsert(
     mfa_policy: default!(Option<&str>, "NULL"),
     mfa_methods: default!(Option<&str>, "NULL"),
     allowed_mfa_methods: default!(Option<Vec<Option<String>>>, "NULL"),
-) -> Answer {
-    Answer(
+) -> Jsonb {
+    Jsonb(
         upsert(
             organization_id,
             mfa_policy,
@@ -147,10 +147,10 @@ fn organization_upsert(
 
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn organization_get(organization_id: Option<&str>) -> Answer {
+fn organization_get(organization_id: Option<&str>) -> Jsonb {
     let get =
         || -> MfaResult<Value> { object(validate_id(organization_id, IdKind::Organization)?) };
-    Answer(get().or_raise())
+    Jsonb(get().or_raise())
 }
 
 /// Deletes an organization with its members, their factors, codes, pending messages and logins.

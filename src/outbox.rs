@@ -5,7 +5,7 @@
 
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaResult, OrRaise};
-use crate::jsonb::Answer;
+use crate::jsonb::Jsonb;
 use crate::keyring;
 use crate::settings;
 use crate::sms_otp::{outbox_associated_data, CODE_PLACEHOLDER};
@@ -202,7 +202,7 @@ fn finish(
 fn sms_outbox_complete(
     id: Option<i64>,
     provider_message_id: default!(Option<&str>, "NULL"),
-) -> Answer {
+) -> Jsonb {
     let sql = format!(
         "UPDATE mfa.sms_outbox SET status = 'sent', sent_at = coalesce(sent_at, now()),
                 provider_message_id = coalesce(provider_message_id, left($2, 200)),
@@ -210,7 +210,7 @@ fn sms_outbox_complete(
           WHERE message_id = $1
       {FINISHED}"
     );
-    Answer(
+    Jsonb(
         finish(
             id,
             &sql,
@@ -230,7 +230,7 @@ fn sms_outbox_fail(
     id: Option<i64>,
     error: default!(Option<&str>, "NULL"),
     retry: default!(Option<bool>, true),
-) -> Answer {
+) -> Jsonb {
     let sql = format!(
         "UPDATE mfa.sms_outbox SET
                 status = CASE WHEN $3 AND attempts < $4 THEN 'pending' ELSE 'dead' END,
@@ -243,7 +243,7 @@ fn sms_outbox_fail(
           WHERE message_id = $1 AND status = 'pending'
       {FINISHED}"
     );
-    Answer(
+    Jsonb(
         finish(
             id,
             &sql,

@@ -5,7 +5,7 @@
 use crate::crypto::{new_token, token_hash};
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
-use crate::jsonb::Answer;
+use crate::jsonb::Jsonb;
 use crate::members::{self, Load, Member};
 use crate::organizations;
 use crate::policy::{self, validate_id, IdKind, PrimaryMethod, SecondFactor};
@@ -290,13 +290,13 @@ impl Attempt {
                 member.mfa_enrolled.into(),
                 member.default_mfa_method.as_deref().into(),
                 // Recorded only on a login: not even converted without one.
-                session.map(|_| JsonB(proof.factor)).into(),
+                session.map(|_| Jsonb(proof.factor)).into(),
                 session.map(|s| s.token_hash.clone()).into(),
                 member.mfa_phone_number_verified.into(),
                 spend_argument,
                 request.id.as_str().into(),
                 event_type.into(),
-                JsonB(json!({ "outcome": "success", "mfa_enrolled": enrolled,
+                Jsonb(json!({ "outcome": "success", "mfa_enrolled": enrolled,
                               "with_intermediate_session": session.is_some() }))
                 .into(),
                 shown_change.into(),
@@ -364,7 +364,7 @@ fn primary(
             member.member_id.as_str().into(),
             method.as_str().into(),
             locale.as_str().into(),
-            JsonB(factor(method.as_str(), method.as_str(), json!({}))).into(),
+            Jsonb(factor(method.as_str(), method.as_str(), json!({}))).into(),
             settings::INTERMEDIATE_SESSION_MINUTES.get().into(),
         ],
     )?;
@@ -430,8 +430,8 @@ fn primary_authenticate(
     member_id: Option<&str>,
     method: default!(Option<&str>, "'password'"),
     locale: default!(Option<&str>, "'en'"),
-) -> Answer {
-    Answer(
+) -> Jsonb {
+    Jsonb(
         primary(
             organization_id,
             member_id,
@@ -538,8 +538,8 @@ fn check_session_policy(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     intermediate_session_token: Option<&str>,
-) -> Answer {
-    Answer(check(organization_id, member_id, intermediate_session_token).or_raise())
+) -> Jsonb {
+    Jsonb(check(organization_id, member_id, intermediate_session_token).or_raise())
 }
 
 /// `BEFORE INSERT` trigger for the application's sessions table. Arguments: the names of the
@@ -585,7 +585,7 @@ fn enforce_session_policy<'a>(
     if let Some(factors_column) = args.get(3) {
         row.set_by_name(
             factors_column,
-            JsonB(decision["authentication_factors"].clone()),
+            Jsonb(decision["authentication_factors"].clone()),
         )
         .unwrap_or_else(|e| {
             fail(format!(

@@ -7,7 +7,7 @@ use super::{
 use crate::crypto::constant_time_eq;
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
-use crate::jsonb::Answer;
+use crate::jsonb::Jsonb;
 use crate::keyring;
 use crate::members::{self, Load, Member};
 use crate::phone::{self, check_sms_country, normalize_allowlist, parse_phone_number, ParsedPhone};
@@ -15,7 +15,6 @@ use crate::policy::MfaMethod;
 use crate::session::{self, Attempt, Proof};
 use crate::settings;
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde_json::{json, Value};
 
 const DEFAULT_ALLOWLIST: [&str; 2] = ["CA", "US"];
@@ -181,7 +180,7 @@ pub fn send_code(
             code_ciphertext.into(),
             hash.into(),
             request.id.as_str().into(),
-            JsonB(json!({ "mfa_phone_number": phone.masked(), "country_code": phone.country_code,
+            Jsonb(json!({ "mfa_phone_number": phone.masked(), "country_code": phone.country_code,
                           "locale": locale.as_str() }))
             .into(),
         ],
@@ -280,8 +279,8 @@ fn otp_sms_send(
     mfa_phone_number: default!(Option<&str>, "NULL"),
     locale: default!(Option<&str>, "'en'"),
     intermediate_session_token: default!(Option<&str>, "NULL"),
-) -> Answer {
-    Answer(
+) -> Jsonb {
+    Jsonb(
         send(
             organization_id,
             member_id,
@@ -370,8 +369,8 @@ fn otp_sms_authenticate(
     intermediate_session_token: default!(Option<&str>, "NULL"),
     set_mfa_enrollment: default!(Option<&str>, "NULL"),
     set_default_mfa: default!(Option<bool>, false),
-) -> Answer {
-    Answer(
+) -> Jsonb {
+    Jsonb(
         authenticate(
             organization_id,
             member_id,

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
-use crate::jsonb::Answer;
+use crate::jsonb::Jsonb;
 use crate::keyring;
 use crate::members::{self, Load, Member, TotpRegistration};
 use crate::policy::MfaMethod;
@@ -157,8 +157,8 @@ fn totp_create(
     member_id: Option<&str>,
     expiration_minutes: default!(Option<i32>, 60),
     intermediate_session_token: default!(Option<&str>, "NULL"),
-) -> Answer {
-    Answer(
+) -> Jsonb {
+    Jsonb(
         create(
             organization_id,
             member_id,
@@ -257,8 +257,8 @@ fn totp_authenticate(
     intermediate_session_token: default!(Option<&str>, "NULL"),
     set_mfa_enrollment: default!(Option<&str>, "NULL"),
     set_default_mfa: default!(Option<bool>, false),
-) -> Answer {
-    Answer(
+) -> Jsonb {
+    Jsonb(
         authenticate(
             organization_id,
             member_id,
@@ -325,14 +325,14 @@ fn totp_migrate(
     member_id: Option<&str>,
     secret: Option<&str>,
     recovery_codes: default!(Option<Vec<Option<String>>>, "NULL"),
-) -> Answer {
-    Answer(migrate(organization_id, member_id, secret, recovery_codes).or_raise())
+) -> Jsonb {
+    Jsonb(migrate(organization_id, member_id, secret, recovery_codes).or_raise())
 }
 
 /// Removes the member's authenticator app and its recovery codes.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> Answer {
+fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> Jsonb {
     let delete = || -> MfaResult<Value> {
         let request = Request::new();
         let member = members::load(organization_id, member_id, Load::Lock)?;
@@ -367,7 +367,7 @@ fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) ->
         )?;
         members::object(&member.organization_id, &member.member_id)
     };
-    Answer(delete().or_raise())
+    Jsonb(delete().or_raise())
 }
 
 fn require_active_registration(member: &Member) -> MfaResult<&TotpRegistration> {
@@ -384,7 +384,7 @@ fn require_active_registration(member: &Member) -> MfaResult<&TotpRegistration> 
 /// hashed and were shown only once).
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) -> Answer {
+fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) -> Jsonb {
     let get = || -> MfaResult<Value> {
         let request = Request::new();
         let member = members::load(organization_id, member_id, Load::Read)?;
@@ -408,13 +408,13 @@ fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) ->
             }),
         ))
     };
-    Answer(get().or_raise())
+    Jsonb(get().or_raise())
 }
 
 /// Invalidates every recovery code and returns a new set (shown this once).
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>) -> Answer {
+fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>) -> Jsonb {
     let rotate = || -> MfaResult<Value> {
         let request = Request::new();
         let member = members::load(organization_id, member_id, Load::Lock)?;
@@ -434,7 +434,7 @@ fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>)
             }),
         ))
     };
-    Answer(rotate().or_raise())
+    Jsonb(rotate().or_raise())
 }
 
 fn recover(
@@ -516,8 +516,8 @@ fn recovery_codes_recover(
     member_id: Option<&str>,
     recovery_code: Option<&str>,
     intermediate_session_token: default!(Option<&str>, "NULL"),
-) -> Answer {
-    Answer(
+) -> Jsonb {
+    Jsonb(
         recover(
             organization_id,
             member_id,
