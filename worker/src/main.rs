@@ -32,9 +32,10 @@ struct Args {
     /// Seconds a claimed message stays hidden from other workers.
     #[arg(long, env = "MFA_SMS_VISIBILITY_TIMEOUT", default_value_t = 30)]
     visibility_timeout: u64,
-    /// Seconds between polls when no notification arrives.
-    #[arg(long, env = "MFA_SMS_POLL_INTERVAL", default_value_t = 5)]
-    poll_interval: u64,
+    /// Seconds between polls when no notification arrives; fractions allowed (with
+    /// `mfa.sms_outbox_notify = off`, polling is how messages are found).
+    #[arg(long, env = "MFA_SMS_POLL_INTERVAL", default_value_t = 5.0, value_parser = poll_seconds)]
+    poll_interval: f64,
     /// Seconds before a provider request is abandoned (and retried later).
     #[arg(long, env = "MFA_SMS_REQUEST_TIMEOUT", default_value_t = 10)]
     request_timeout: u64,
@@ -134,7 +135,7 @@ async fn main() {
         batch_size: args.batch_size,
         concurrency: args.concurrency as usize,
         visibility_timeout: Duration::from_secs(args.visibility_timeout.max(1)),
-        poll_interval: Duration::from_secs(args.poll_interval.max(1)),
+        poll_interval: Duration::from_secs_f64(args.poll_interval),
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         exit_when_idle: args.exit_when_idle,
     };
@@ -150,4 +151,28 @@ async fn main() {
         let _ = stop.send(true);
     });
     run(config, stopped).await;
+}
+
+/// A poll interval in seconds: between 0.01 and 3600.
+fn poll_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.01..=3600.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err("must be between 0.01 and 3600 seconds".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::poll_seconds;
+
+    #[test]
+    fn poll_intervals_may_be_fractions_within_bounds() {
+        assert_eq!(poll_seconds("0.2"), Ok(0.2));
+        assert_eq!(poll_seconds("5"), Ok(5.0));
+        for bad in ["0", "0.001", "-1", "3601", "NaN", "inf", "soon", ""] {
+            assert!(poll_seconds(bad).is_err(), "{bad} accepted");
+        }
+    }
 }
