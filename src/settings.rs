@@ -20,6 +20,7 @@ pub static SMS_MIN_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30
 pub static SMS_SENDS_PER_NUMBER_PER_HOUR: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static SMS_SENDS_PER_PREFIX_PER_HOUR: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static OUTBOX_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static SMS_OUTBOX_NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// Registers every setting; called from `_PG_init`.
 pub fn register() {
@@ -101,6 +102,15 @@ pub fn register() {
         &OUTBOX_MAX_ATTEMPTS,
         1,
         100,
+    );
+    // Not a security setting: off, messages still reach workers, by their polling.
+    GucRegistry::define_bool_guc(
+        c"mfa.sms_outbox_notify",
+        c"Whether otp_sms_send wakes SMS workers (NOTIFY mfa_sms_outbox) when its transaction commits.",
+        c"A transaction that notifies holds a cluster-wide lock from the start of its commit to the end (WAL flush included), so notifying sends commit one at a time. Turn off at send rates where that matters; workers then find messages by polling.",
+        &SMS_OUTBOX_NOTIFY,
+        GucContext::Userset,
+        GucFlags::default(),
     );
     // Reserve the prefix so a typo such as `SET mfa.lock_treshold` is an error, not a silent no-op.
     #[cfg(not(any(feature = "pg13", feature = "pg14")))]

@@ -148,8 +148,14 @@ pub fn send_code(
         &outbox_associated_data(&member.organization_id, &member.member_id, &phone.e164),
     );
     // The member's live code (replacing the previous one), its message, the wake-up of the
-    // workers and the audit event, in one statement.
+    // workers (unless switched off) and the audit event, in one statement.
+    let queued_message = if settings::SMS_OUTBOX_NOTIFY.get() {
+        "SELECT pg_notify('mfa_sms_outbox', message_id::text) FROM queued"
+    } else {
+        "SELECT message_id FROM queued"
+    };
     db::execute(
+        &format!(
         "WITH live_code AS (
              INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, expires_at)
              VALUES ($1, $2, $10, $3, now() + make_interval(secs => $8))
@@ -165,7 +171,8 @@ pub fn send_code(
              INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
              SELECT $1, $11::uuid, 'sms_otp.sent', $2, $12::jsonb || jsonb_build_object('message_id', message_id)
                FROM queued)
-         SELECT pg_notify('mfa_sms_outbox', message_id::text) FROM queued",
+         {queued_message}"
+        ),
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),

@@ -1,5 +1,5 @@
-//! The outbox seen by real workers: NOTIFY on commit only, and concurrent claims that never hand
-//! one message to two workers.
+//! The outbox seen by real workers: NOTIFY on commit only (and not at all when switched off), and
+//! concurrent claims that never hand one message to two workers.
 
 mod common;
 use common::*;
@@ -7,7 +7,7 @@ use fallible_iterator::FallibleIterator;
 use std::collections::HashSet;
 
 #[test]
-fn notify_on_commit_and_nothing_on_rollback() {
+fn notify_on_commit_never_on_rollback_nor_when_switched_off() {
     let mut listener = connect();
     listener.batch_execute("LISTEN mfa_sms_outbox").unwrap();
     let mut c = connect();
@@ -45,16 +45,44 @@ fn notify_on_commit_and_nothing_on_rollback() {
         )
         .unwrap()
         .get(0);
+    let received = payloads(&mut listener, 5, Some(id));
+    assert!(received.contains(&id.to_string()), "{received:?}");
+
+    // With mfa.sms_outbox_notify off, the message is queued all the same, and no one is woken.
+    c.batch_execute("SET mfa.sms_outbox_notify = off").unwrap();
+    json(
+        &mut c,
+        "SELECT mfa.member_upsert($1, 'bob', '+14155550103')",
+        &[&org],
+    );
+    json(&mut c, "SELECT mfa.otp_sms_send($1, 'bob')", &[&org]);
+    let quiet: i64 = c
+        .query_one(
+            "SELECT message_id FROM mfa.sms_outbox WHERE organization_id = $1 AND member_id = 'bob' \
+               AND status = 'pending'",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    let received = payloads(&mut listener, 2, None);
+    assert!(
+        !received.contains(&quiet.to_string()),
+        "notified with mfa.sms_outbox_notify off: {received:?}"
+    );
+}
+
+/// The payloads `listener` receives within `seconds`, or until the one of message `until`.
+fn payloads(listener: &mut postgres::Client, seconds: u64, until: Option<i64>) -> Vec<String> {
     let mut received = Vec::new();
     let mut notifications = listener.notifications();
-    let mut iter = notifications.timeout_iter(std::time::Duration::from_secs(5));
+    let mut iter = notifications.timeout_iter(std::time::Duration::from_secs(seconds));
     while let Some(n) = iter.next().unwrap() {
         received.push(n.payload().to_string());
-        if n.payload() == id.to_string() {
+        if until.is_some_and(|id| n.payload() == id.to_string()) {
             break;
         }
     }
-    assert!(received.contains(&id.to_string()), "{received:?}");
+    received
 }
 
 #[test]
