@@ -139,6 +139,9 @@ COMMENT ON TABLE mfa.sms_outbox IS
     'mfa: SMS messages for delivery workers (claim with SKIP LOCKED, complete, fail). The body holds ****** where the code goes; the code itself is AEAD-encrypted in code_ciphertext, put into the text only by sms_outbox_claim, and erased once the message is sent, dead or expired.';
 -- Only pending messages are ever claimed: the partial index stays small however many are delivered.
 CREATE INDEX sms_outbox_deliverable ON mfa.sms_outbox (visible_at) WHERE status = 'pending';
+-- A tenant's own worker (sms_outbox_claim's for_organization) reads only its organization's.
+CREATE INDEX sms_outbox_organization_deliverable ON mfa.sms_outbox (organization_id, visible_at)
+    WHERE status = 'pending';
 -- Retiring expired messages stops at the first one that is still alive.
 CREATE INDEX sms_outbox_expiring ON mfa.sms_outbox (expires_at) WHERE status = 'pending';
 CREATE INDEX sms_outbox_message_id ON mfa.sms_outbox (message_id);

@@ -63,20 +63,28 @@ fn claim(
         ),
         &[],
     )?;
+    // A tenant's worker reads its own organization's deliverable messages (through
+    // sms_outbox_organization_deliverable): one statement for both, with `$3 IS NULL OR …`, gets
+    // one plan, which walked every organization's pending messages to find one tenant's.
+    let of_organization = if for_organization.is_some() {
+        "AND organization_id = $3"
+    } else {
+        ""
+    };
     // Typed columns, read straight from the tuples; the codes are decrypted once SPI is done.
     let claimed = Spi::connect_mut(
         |client| -> Result<Vec<ClaimedCiphertext>, pgrx::spi::Error> {
             let table = db::run_kept(
                 client,
-                "UPDATE mfa.sms_outbox o
+                &format!("UPDATE mfa.sms_outbox o
                     SET visible_at = now() + $2::interval, attempts = o.attempts + 1
                    FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
                           WHERE status = 'pending' AND visible_at <= now() AND expires_at > now()
-                            AND ($3::text IS NULL OR organization_id = $3)
+                                {of_organization}
                           ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
                   WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
               RETURNING o.message_id, o.organization_id, o.phone_number, o.country_code, o.locale, o.body,
-                        o.attempts, o.created_at, o.expires_at, o.member_id, o.code_ciphertext",
+                        o.attempts, o.created_at, o.expires_at, o.member_id, o.code_ciphertext"),
                 &[
                     (batch_size as i64).into(),
                     visibility_timeout.into(),

@@ -461,6 +461,40 @@ mod tests {
         );
     }
 
+    #[pg_test]
+    fn a_tenants_claim_reads_only_its_own_organizations_messages() {
+        setup("OPTIONAL");
+        // A backlog of 500 other organizations (their workers are down), then one message of org-1.
+        run("INSERT INTO mfa.organizations (organization_id) SELECT 'busy-' || i FROM generate_series(1, 500) i");
+        run("INSERT INTO mfa.members (organization_id, member_id) SELECT 'busy-' || i, 'bob' FROM generate_series(1, 500) i");
+        run(
+            "INSERT INTO mfa.sms_outbox (organization_id, member_id, phone_number, country_code,
+                                         rate_limit_prefix, locale, body, expires_at)
+             SELECT 'busy-' || i % 500 + 1, 'bob', '+12125550100', 'US', '+1212555', 'en', 'x',
+                    now() + interval '10 minutes'
+               FROM generate_series(1, 5000) i",
+        );
+        run("SELECT mfa.otp_sms_send('org-1', 'ann', '+14155552671')");
+        run("ANALYZE mfa.sms_outbox");
+        // The plan a long-lived worker connection ends up with: generic, for any organization.
+        run("SET LOCAL plan_cache_mode = force_generic_plan");
+        let rows_read = "SELECT to_jsonb(sum(pg_stat_get_xact_tuples_returned(c.oid)))
+                           FROM pg_class c
+                          WHERE c.oid = 'mfa.sms_outbox'::regclass
+                             OR c.oid IN (SELECT indexrelid FROM pg_index
+                                           WHERE indrelid = 'mfa.sms_outbox'::regclass)";
+        let before = json(rows_read).as_i64().unwrap();
+        let claimed = json(
+            "SELECT jsonb_agg(c.phone_number) FROM mfa.sms_outbox_claim(10, '30 seconds', 'org-1') c",
+        );
+        let read = json(rows_read).as_i64().unwrap() - before;
+        assert_eq!(claimed, serde_json::json!(["+14155552671"]));
+        assert!(
+            read < 100,
+            "read {read} outbox rows and index entries for one message"
+        );
+    }
+
     fn sessions_table() {
         run("CREATE TABLE app_sessions (id serial PRIMARY KEY, org text NOT NULL, member text NOT NULL,
                                         ist text, factors jsonb);

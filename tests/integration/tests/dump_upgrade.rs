@@ -1,7 +1,7 @@
 //! Dumps, restores and upgrades: `pg_dump` + `pg_restore` into a fresh database keeps every
 //! organization, member, enrollment and pending message working; a database created at the
-//! previous version (0.1.0), filled, then `ALTER EXTENSION mfa UPDATE`d keeps working and ends up
-//! with exactly the objects of a fresh install.
+//! first version (0.1.0), filled, then `ALTER EXTENSION mfa UPDATE`d through every upgrade script
+//! since keeps working and ends up with exactly the objects of a fresh install.
 
 mod common;
 use common::*;
