@@ -142,16 +142,27 @@ class Bench:
                               FROM generate_series(1, {chunk})) pick)
                 INSERT INTO bench.ready (k, organization_id, member_id, secret)
                 SELECT {first - 1} + row_number() OVER (), 'o' || n / 10, 'm' || n, NULL FROM sent""")
-        # The outbox holds codes encrypted: read them as a worker does, one organization at a time.
+        # The outbox holds codes encrypted: read them as a worker does, one organization at a time,
+        # each claim in a transaction of its own as a worker's is. (In one transaction, every claim
+        # walked again all the expired messages the claims before it had retired: their index
+        # entries stay live until the retiring transaction commits.)
         self.psql("""
-            UPDATE bench.ready r SET secret = newest.code
-              FROM (SELECT DISTINCT ON (m.organization_id, m.member_id)
-                           m.organization_id, m.member_id, substring(c.body FROM '[0-9]{6}') AS code
-                      FROM (SELECT DISTINCT organization_id FROM bench.ready) o
-                     CROSS JOIN LATERAL mfa.sms_outbox_claim(1000, '1 hour', o.organization_id) c
-                      JOIN mfa.sms_outbox m ON m.message_id = c.id
-                     ORDER BY m.organization_id, m.member_id, c.id DESC) newest
-             WHERE r.organization_id = newest.organization_id AND r.member_id = newest.member_id""")
+            DO $$
+            DECLARE
+                org text;
+            BEGIN
+                FOR org IN SELECT DISTINCT organization_id FROM bench.ready LOOP
+                    UPDATE bench.ready r SET secret = newest.code
+                      FROM (SELECT DISTINCT ON (m.member_id) m.member_id,
+                                   substring(c.body FROM '[0-9]{6}') AS code
+                              FROM mfa.sms_outbox_claim(1000, '1 hour', org) c
+                              JOIN mfa.sms_outbox m ON m.message_id = c.id
+                             ORDER BY m.member_id, c.id DESC) newest
+                     WHERE r.organization_id = org AND r.member_id = newest.member_id;
+                    COMMIT;
+                END LOOP;
+            END
+            $$""")
 
     def prepare_tokens(self, count):
         """Starts `count` logins of members whose organization lets them in without MFA."""
