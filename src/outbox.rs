@@ -35,6 +35,29 @@ type ClaimedRow = (
 /// A claimed row before its code is decrypted: the message, its member, its code's ciphertext.
 type ClaimedCiphertext = (ClaimedRow, String, Option<Vec<u8>>);
 
+/// Hands out up to $1 deliverable messages, hidden for $2, oldest first; `$only` narrows them.
+macro_rules! claim_statement {
+    ($only:literal) => {
+        concat!(
+            "UPDATE mfa.sms_outbox o
+                SET visible_at = now() + $2::interval, attempts = o.attempts + 1
+               FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
+                      WHERE status = 'pending' AND visible_at <= now() AND expires_at > now() ",
+            $only,
+            " ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
+              WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
+          RETURNING o.message_id, o.organization_id, o.phone_number, o.country_code, o.locale, o.body,
+                    o.attempts, o.created_at, o.expires_at, o.member_id, o.code_ciphertext"
+        )
+    };
+}
+/// Any organization's messages ($3 is NULL).
+const CLAIM: &str = claim_statement!("");
+/// Organization $3's messages only, through sms_outbox_organization_deliverable. (One statement
+/// for both, with `$3 IS NULL OR …`, got one plan, which walked every organization's pending
+/// messages to find one tenant's.)
+const CLAIM_FOR_ORGANIZATION: &str = claim_statement!("AND organization_id = $3");
+
 fn claim(
     batch_size: Option<i32>,
     visibility_timeout: Option<pgrx::datum::Interval>,
@@ -63,28 +86,16 @@ fn claim(
         ),
         &[],
     )?;
-    // A tenant's worker reads its own organization's deliverable messages (through
-    // sms_outbox_organization_deliverable): one statement for both, with `$3 IS NULL OR …`, gets
-    // one plan, which walked every organization's pending messages to find one tenant's.
-    let of_organization = if for_organization.is_some() {
-        "AND organization_id = $3"
-    } else {
-        ""
-    };
     // Typed columns, read straight from the tuples; the codes are decrypted once SPI is done.
     let claimed = Spi::connect_mut(
         |client| -> Result<Vec<ClaimedCiphertext>, pgrx::spi::Error> {
             let table = db::run_kept(
                 client,
-                &format!("UPDATE mfa.sms_outbox o
-                    SET visible_at = now() + $2::interval, attempts = o.attempts + 1
-                   FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
-                          WHERE status = 'pending' AND visible_at <= now() AND expires_at > now()
-                                {of_organization}
-                          ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
-                  WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
-              RETURNING o.message_id, o.organization_id, o.phone_number, o.country_code, o.locale, o.body,
-                        o.attempts, o.created_at, o.expires_at, o.member_id, o.code_ciphertext"),
+                if for_organization.is_some() {
+                    CLAIM_FOR_ORGANIZATION
+                } else {
+                    CLAIM
+                },
                 &[
                     (batch_size as i64).into(),
                     visibility_timeout.into(),

@@ -118,6 +118,36 @@ impl SendingLimits {
     }
 }
 
+/// The member's live code (replacing the previous one), its message and the audit event, in one
+/// statement that ends with `$last` over the queued message.
+macro_rules! queue_code {
+    ($last:literal) => {
+        concat!(
+            "WITH live_code AS (
+                 INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, expires_at)
+                 VALUES ($1, $2, $10, $3, now() + make_interval(secs => $8))
+                 ON CONFLICT (organization_id, member_id) DO UPDATE
+                    SET code_hash = EXCLUDED.code_hash, phone_number = EXCLUDED.phone_number,
+                        created_at = now(), expires_at = EXCLUDED.expires_at, used_at = NULL),
+             queued AS (
+                 INSERT INTO mfa.sms_outbox (organization_id, member_id, phone_number, country_code,
+                                             rate_limit_prefix, locale, body, code_ciphertext, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, now() + make_interval(secs => $8))
+                 RETURNING message_id),
+             audited AS (
+                 INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
+                 SELECT $1, $11::uuid, 'sms_otp.sent', $2, $12::jsonb || jsonb_build_object('message_id', message_id)
+                   FROM queued) ",
+            $last
+        )
+    };
+}
+/// A new code whose message wakes the workers when the transaction commits.
+const QUEUE_CODE_AND_NOTIFY: &str =
+    queue_code!("SELECT pg_notify('mfa_sms_outbox', message_id::text) FROM queued");
+/// A new code whose message waits for the workers' polling (`mfa.sms_outbox_notify = off`).
+const QUEUE_CODE: &str = queue_code!("SELECT message_id FROM queued");
+
 /// Issues a new code to the member's phone (the previous code dies) and queues its message. The
 /// message and the NOTIFY exist only if the caller's transaction commits. `block_locked`: the
 /// member was loaded with `Load::LockForSending` for this number.
@@ -147,32 +177,12 @@ pub fn send_code(
         code.as_bytes(),
         &outbox_associated_data(&member.organization_id, &member.member_id, &phone.e164),
     );
-    // The member's live code (replacing the previous one), its message, the wake-up of the
-    // workers (unless switched off) and the audit event, in one statement.
-    let queued_message = if settings::SMS_OUTBOX_NOTIFY.get() {
-        "SELECT pg_notify('mfa_sms_outbox', message_id::text) FROM queued"
-    } else {
-        "SELECT message_id FROM queued"
-    };
     db::execute(
-        &format!(
-        "WITH live_code AS (
-             INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, expires_at)
-             VALUES ($1, $2, $10, $3, now() + make_interval(secs => $8))
-             ON CONFLICT (organization_id, member_id) DO UPDATE
-                SET code_hash = EXCLUDED.code_hash, phone_number = EXCLUDED.phone_number,
-                    created_at = now(), expires_at = EXCLUDED.expires_at, used_at = NULL),
-         queued AS (
-             INSERT INTO mfa.sms_outbox (organization_id, member_id, phone_number, country_code,
-                                         rate_limit_prefix, locale, body, code_ciphertext, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, now() + make_interval(secs => $8))
-             RETURNING message_id),
-         audited AS (
-             INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
-             SELECT $1, $11::uuid, 'sms_otp.sent', $2, $12::jsonb || jsonb_build_object('message_id', message_id)
-               FROM queued)
-         {queued_message}"
-        ),
+        if settings::SMS_OUTBOX_NOTIFY.get() {
+            QUEUE_CODE_AND_NOTIFY
+        } else {
+            QUEUE_CODE
+        },
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),
@@ -187,8 +197,11 @@ pub fn send_code(
             code_ciphertext.into(),
             hash.into(),
             request.id.as_str().into(),
-            Jsonb(json!({ "mfa_phone_number": phone.masked(), "country_code": phone.country_code,
-                          "locale": locale.as_str() }))
+            Jsonb(json!({
+                "mfa_phone_number": phone.masked(),
+                "country_code": phone.country_code,
+                "locale": locale.as_str(),
+            }))
             .into(),
         ],
     )?;
