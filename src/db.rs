@@ -19,30 +19,42 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// A statement's text and the type oids of its arguments.
-type PlanKey = (String, Vec<u32>);
-
-thread_local! {
-    /// This backend's kept plans.
-    static PLANS: RefCell<HashMap<PlanKey, Rc<OwnedPreparedStatement>>> =
-        RefCell::new(HashMap::new());
+/// A kept plan and the type oids of the arguments it was prepared for.
+struct KeptPlan {
+    types: Vec<u32>,
+    plan: Rc<OwnedPreparedStatement>,
 }
 
-/// Runs `sql` with `args` through this backend's kept plan for it, preparing it the first time.
+thread_local! {
+    /// This backend's kept plans, by statement text (looked up without copying the text).
+    static PLANS: RefCell<HashMap<String, KeptPlan>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `sql` with `args` through this backend's kept plan for it, preparing it the first time
+/// (and again should the same text come with other argument types).
 pub fn run_kept<'conn>(
     client: &mut SpiClient<'conn>,
     sql: &str,
     args: &[DatumWithOid],
 ) -> Result<SpiTupleTable<'conn>, pgrx::spi::Error> {
-    let types: Vec<u32> = args.iter().map(|a| a.oid().to_u32()).collect();
-    let key = (sql.to_string(), types);
-    let kept = PLANS.with(|plans| plans.borrow().get(&key).cloned());
+    let types = || args.iter().map(|a| a.oid().to_u32());
+    let kept = PLANS.with(|plans| {
+        plans
+            .borrow()
+            .get(sql)
+            .filter(|kept| kept.types.iter().copied().eq(types()))
+            .map(|kept| kept.plan.clone())
+    });
     let plan = match kept {
         Some(plan) => plan,
         None => {
             let oids: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
             let plan = Rc::new(client.prepare_mut(sql, &oids)?.keep());
-            PLANS.with(|plans| plans.borrow_mut().insert(key, plan.clone()));
+            let kept = KeptPlan {
+                types: types().collect(),
+                plan: plan.clone(),
+            };
+            PLANS.with(|plans| plans.borrow_mut().insert(sql.to_string(), kept));
             plan
         }
     };
