@@ -122,17 +122,17 @@ BEGIN
 END
 $$;
 
+-- Ordered request ids for the bookkeeping baseline, as the extension's (time-ordered UUIDs) are:
+-- each audit event lands at the right edge of events_request. A sequence makes them for almost
+-- nothing; a UUIDv7 built in SQL cost more than the statements it stands beside.
+CREATE SEQUENCE IF NOT EXISTS bench.request_ids;
+
 -- The extension's own bookkeeping for a returning member's TOTP success, written in PL/pgSQL and
 -- without any cryptography: the same member + policy + authenticator load (both rows locked), the
 -- same spend of the code and audit event in one statement, the same answer. Against it, the
 -- extension measures what its Rust layer costs; against the floor, this measures what the
 -- bookkeeping costs. It writes the real tables, the step unchanged: the extension's own runs need
 -- the members' replay state as their successes left it.
--- Ordered request ids for the bookkeeping baseline, as the extension's (time-ordered UUIDs) are:
--- each audit event lands at the right edge of events_request. A sequence makes them for almost
--- nothing; a UUIDv7 built in SQL cost more than the statements it stands beside.
-CREATE SEQUENCE IF NOT EXISTS bench.request_ids;
-
 CREATE OR REPLACE FUNCTION bench.bookkeeping_totp_authenticate(p_organization_id text, p_member_id text, p_code text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
