@@ -42,8 +42,22 @@ GRANT EXECUTE ON FUNCTION
     mfa.qr_code_text(text),
     mfa.totp_verify(text, text, timestamp with time zone),
     mfa.sms_country_supported(text),
-    mfa.enforce_session_policy()
+    mfa.enforce_session_policy(),
+    mfa.session_aal(jsonb),
+    mfa.last_mfa_at(jsonb)
 TO mfa_admin, mfa_app;
+
+-- The guard of the application's sessions tables: installed and taken off by mfa_admin only.
+-- mfa.session_gate() runs only as a trigger; PUBLIC may execute it because a partition created or
+-- attached by the table's owner clones the guard's triggers, which PostgreSQL allows only to a
+-- role that may execute their function. Extra triggers with it gate more, never less.
+GRANT EXECUTE ON FUNCTION mfa.session_gate() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    mfa.session_table_guard(regclass, name, name, name, name),
+    mfa.session_table_unguard(regclass),
+    mfa.session_table_guard_check(regclass)
+TO mfa_admin;
+ALTER FUNCTION mfa.session_gate() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- The session gate runs as the role inserting the application's session, which cannot read the
 -- extension's tables: like every other entry point it runs as the owner, with a fixed search_path.
@@ -57,7 +71,8 @@ GRANT EXECUTE ON FUNCTION
     mfa.totp_create(text, text, integer, text),
     mfa.totp_authenticate(text, text, text, text, text, boolean),
     mfa.recovery_codes_recover(text, text, text, text),
-    mfa.check_session_policy(text, text, text)
+    mfa.check_session_policy(text, text, text),
+    mfa.step_up_start(text, text, text)
 TO mfa_app;
 
 -- Delivery workers: the outbox and nothing else.
@@ -101,6 +116,27 @@ COMMENT ON FUNCTION mfa.check_session_policy(text, text, text) IS
     'mfa: the session gate: passes and consumes the token when the login carries what the policy demands, otherwise raises insufficient_factors (SQLSTATE 28000).';
 COMMENT ON FUNCTION mfa.enforce_session_policy() IS
     'mfa: BEFORE INSERT FOR EACH ROW trigger for the application''s sessions table; arguments: organization, member and token column names, optionally a jsonb column for the factors.';
+
+COMMENT ON FUNCTION mfa.step_up_start(text, text, text) IS
+    'mfa: starts a step-up of an existing session: an intermediate session token without a primary factor (shown once) and the member''s options; prove a factor with it, then write it into a guarded sessions table''s token column to raise that session''s assurance. It can never create a session.';
+COMMENT ON FUNCTION mfa.session_gate() IS
+    'mfa (internal): the row triggers mfa.session_table_guard installs on a sessions table; arguments: organization, member, token and factors column names.';
+COMMENT ON FUNCTION mfa.session_table_guard(regclass, name, name, name, name) IS
+    'mfa: guards an application sessions table: the policy gate on INSERT (COPY, upserts and MERGE included), immutable identity and factors on UPDATE with step-up through a new token, and DDL that would switch it off refused to everyone but a superuser. Idempotent.';
+COMMENT ON FUNCTION mfa.session_table_unguard(regclass) IS
+    'mfa: takes the guard off a sessions table (the only way to); audited.';
+COMMENT ON FUNCTION mfa.session_table_guard_check(regclass) IS
+    'mfa: what is wrong with a sessions table''s guard (dropped or disabled trigger, renamed column, inheritance child…), or NULL when it is whole.';
+COMMENT ON FUNCTION mfa._full_xid(xid) IS
+    'mfa (internal): the xid8 of a recent 32-bit transaction id, for pg_xact_status.';
+COMMENT ON FUNCTION mfa._session_guard_ddl() IS
+    'mfa (internal): event trigger that refuses, to everyone but a superuser, DDL that leaves a sessions table''s guard broken.';
+COMMENT ON EVENT TRIGGER mfa_session_guard IS
+    'mfa: refuses DDL that would switch a guarded sessions table''s gate off (see mfa.session_table_guard).';
+COMMENT ON FUNCTION mfa.session_aal(jsonb) IS
+    'mfa: the assurance level of a session from its gate-written factors column: aal2 when it carries a second factor, else aal1.';
+COMMENT ON FUNCTION mfa.last_mfa_at(jsonb) IS
+    'mfa: when the newest second factor of a session''s gate-written factors column was proven (NULL when none): for RLS policies such as last_mfa_at(f) > now() - interval ''15 minutes''.';
 
 COMMENT ON FUNCTION mfa._initialize_database_key() IS
     'mfa (internal): generates the per-database encryption key at CREATE EXTENSION.';

@@ -152,7 +152,7 @@ CREATE TABLE mfa.intermediate_sessions (
     organization_id text        NOT NULL,
     token_hash      bytea       NOT NULL,
     member_id       text        NOT NULL,
-    primary_factor  text        NOT NULL,
+    primary_factor  text,
     locale          text        NOT NULL DEFAULT 'en',
     factors         jsonb       NOT NULL DEFAULT '[]',
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -162,7 +162,7 @@ CREATE TABLE mfa.intermediate_sessions (
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
 );
 COMMENT ON TABLE mfa.intermediate_sessions IS
-    'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it; consumed by check_session_policy.';
+    'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it; consumed by the session gate. A step-up token (step_up_start) has no primary_factor and can only raise an existing session''s assurance.';
 -- Looked up by token alone, to tell a token of another organization from an unknown one.
 CREATE INDEX intermediate_sessions_token ON mfa.intermediate_sessions (token_hash);
 

@@ -6,6 +6,8 @@
 
 use pgrx::prelude::*;
 
+mod api;
+mod core;
 mod crypto;
 mod db;
 mod errors;
@@ -19,6 +21,7 @@ mod policy;
 mod session;
 mod settings;
 mod sms_otp;
+mod store;
 mod totp;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -27,11 +30,17 @@ mod pg_tests;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!(
+    "../sql/session_guard.sql",
+    name = "session_guard",
+    requires = ["schema"]
+);
 extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
+    api::gate::register_callbacks();
     // Loaded by shared_preload_libraries, the postmaster pays for the phone metadata once and every
     // backend inherits it; loaded on first use, a backend pays on its first phone number instead.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {

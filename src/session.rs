@@ -9,6 +9,7 @@ use crate::jsonb::Jsonb;
 use crate::members::{self, Load, Member};
 use crate::organizations;
 use crate::policy::{self, validate_id, IdKind, PrimaryMethod, SecondFactor};
+
 use crate::settings;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -46,7 +47,7 @@ pub fn second_factors(factors: &[Value]) -> Vec<SecondFactor> {
         .collect()
 }
 
-fn token_not_found() -> MfaError {
+pub fn token_not_found() -> MfaError {
     MfaError::new(
         ErrorType::IntermediateSessionNotFound,
         "The intermediate session token is unknown, expired or already used.",
@@ -62,7 +63,11 @@ pub fn find(member: &Member, token: &str) -> MfaResult<IntermediateSession> {
 }
 
 /// `find` by the member's ids.
-fn find_for(organization_id: &str, member_id: &str, token: &str) -> MfaResult<IntermediateSession> {
+pub fn find_for(
+    organization_id: &str,
+    member_id: &str,
+    token: &str,
+) -> MfaResult<IntermediateSession> {
     let hash = token_hash(token);
     let found = db::typed_row(
         "SELECT organization_id, member_id, factors, consumed_at IS NULL AND expires_at > now()
@@ -342,33 +347,52 @@ pub fn factor(factor_type: &str, delivery_method: &str, extra: Value) -> Value {
     f
 }
 
-fn primary(
+/// What a new intermediate session token is for.
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    /// A login: the application checked this primary factor.
+    Login(PrimaryMethod),
+    /// A step-up of an existing session: no primary factor, so it can never create a session;
+    /// the factors proven with it raise a session's assurance (see `api::gate`).
+    StepUp,
+}
+
+fn start(
     organization_id: Option<&str>,
     member_id: Option<&str>,
-    method: &str,
+    start: Start,
     locale: &str,
 ) -> MfaResult<Value> {
     let request = Request::new();
-    let method = PrimaryMethod::parse(method)?;
     let locale = crate::sms_otp::Locale::from_tag(locale);
     let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
     let token = new_token();
+    let primary_method = match start {
+        Start::Login(method) => Some(method.as_str()),
+        Start::StepUp => None,
+    };
     db::execute(
         "INSERT INTO mfa.intermediate_sessions
                 (organization_id, token_hash, member_id, primary_factor, locale, factors, expires_at)
-         VALUES ($1, $2, $3, $4, $5, jsonb_build_array($6::jsonb || jsonb_build_object('last_authenticated_at', now())),
-                 now() + make_interval(mins => $7))",
+         VALUES ($1, $2, $3, $4, $5,
+                 CASE WHEN $4 IS NULL THEN '[]'::jsonb
+                      ELSE jsonb_build_array($6::jsonb || jsonb_build_object('last_authenticated_at', now())) END,
+                 clock_timestamp() + make_interval(mins => $7))",
         &[
             member.organization_id.as_str().into(),
             token_hash(&token).into(),
             member.member_id.as_str().into(),
-            method.as_str().into(),
+            primary_method.into(),
             locale.as_str().into(),
-            Jsonb(factor(method.as_str(), method.as_str(), json!({}))).into(),
+            primary_method
+                .map(|m| Jsonb(factor(m, m, json!({}))))
+                .into(),
             settings::INTERMEDIATE_SESSION_MINUTES.get().into(),
         ],
     )?;
-    let mfa_required = policy::mfa_required(&org, member.mfa_enrolled, member.is_breakglass);
+    // A step-up always asks for a second factor: that is what it is for.
+    let mfa_required = start == Start::StepUp
+        || policy::mfa_required(&org, member.mfa_enrolled, member.is_breakglass);
     // When SMS is how this member proves themselves, the code goes out at once.
     let sms_first = mfa_required
         && member.mfa_phone_number_verified
@@ -393,12 +417,22 @@ fn primary(
     } else {
         None
     };
+    let (event_type, details) = match primary_method {
+        Some(method) => (
+            "login.primary_authenticated",
+            json!({ "primary_factor": method, "mfa_required": mfa_required,
+                    "secondary_auth_initiated": secondary_auth_initiated }),
+        ),
+        None => (
+            "step_up.started",
+            json!({ "secondary_auth_initiated": secondary_auth_initiated }),
+        ),
+    };
     request.audit(
         &member.organization_id,
         Some(&member.member_id),
-        "login.primary_authenticated",
-        json!({ "primary_factor": method.as_str(), "mfa_required": mfa_required,
-                "secondary_auth_initiated": secondary_auth_initiated }),
+        event_type,
+        details,
     )?;
     Ok(members::answer(
         &request,
@@ -431,46 +465,75 @@ fn primary_authenticate(
     method: default!(Option<&str>, "'password'"),
     locale: default!(Option<&str>, "'en'"),
 ) -> Jsonb {
-    Jsonb(
-        primary(
+    let result = PrimaryMethod::parse(method.unwrap_or("password")).and_then(|method| {
+        start(
             organization_id,
             member_id,
-            method.unwrap_or("password"),
+            Start::Login(method),
+            locale.unwrap_or("en"),
+        )
+    });
+    Jsonb(result.or_raise())
+}
+
+/// Starts a step-up of an existing session: a token that carries no primary factor, for the
+/// factor functions; presented in a guarded sessions table's token column, it raises the
+/// session's assurance.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn step_up_start(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    locale: default!(Option<&str>, "'en'"),
+) -> Jsonb {
+    Jsonb(
+        start(
+            organization_id,
+            member_id,
+            Start::StepUp,
             locale.unwrap_or("en"),
         )
         .or_raise(),
     )
 }
 
-/// The decision of the session gate: passes (consuming the token) or raises `insufficient_factors`.
+/// A session the gate allowed: the request that decided it and the login's factors.
+pub struct Allowed {
+    pub request: Request,
+    pub factors: Vec<Value>,
+}
+
+/// The decision of the session gate for a new session: passes (consuming the token) or fails
+/// with `insufficient_factors`.
 ///
 /// The token is consumed and the event written first, the policy decided after: a denial is an
 /// error, which undoes both with the caller's (sub)transaction. Callers must raise it.
-fn check(
+pub fn decide(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     token: Option<&str>,
-) -> MfaResult<Value> {
+) -> MfaResult<Allowed> {
     let request = Request::new();
     let organization_id = validate_id(organization_id, IdKind::Organization)?;
     let member_id = validate_id(member_id, IdKind::Member)?;
     // The member's side of the decision, and the token consumed with its event, in one statement.
-    let (enrolled, breakglass, org, consumed) = db::typed_row(
+    // Expiry is decided on the clock, not at the start of the caller's transaction.
+    let (enrolled, breakglass, org, consumed, has_primary) = db::typed_row(
         "WITH member AS (
              SELECT m.mfa_enrolled, m.is_breakglass, o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods
                FROM mfa.members m JOIN mfa.organizations o ON o.organization_id = m.organization_id
               WHERE m.organization_id = $1 AND m.member_id = $2),
          consumed AS (
-             UPDATE mfa.intermediate_sessions SET consumed_at = now()
+             UPDATE mfa.intermediate_sessions SET consumed_at = clock_timestamp()
               WHERE organization_id = $1 AND token_hash = $3 AND member_id = $2
-                AND consumed_at IS NULL AND expires_at > now() AND EXISTS (SELECT FROM member)
-          RETURNING factors),
+                AND consumed_at IS NULL AND expires_at > clock_timestamp() AND EXISTS (SELECT FROM member)
+          RETURNING factors, primary_factor IS NOT NULL AS has_primary),
          audited AS (
              INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
              SELECT $1, $4::uuid, 'session.allowed', $2,
                     jsonb_build_object('factors', jsonb_path_query_array(factors, '$[*].type'))
                FROM consumed)
-         SELECT member.*, (SELECT factors FROM consumed) FROM member",
+         SELECT member.*, (SELECT factors FROM consumed), (SELECT has_primary FROM consumed) FROM member",
         &[
             organization_id.into(),
             member_id.into(),
@@ -484,6 +547,7 @@ fn check(
                 row.get::<bool>(2)?.unwrap_or(false),
                 policy,
                 row.get::<JsonB>(6)?,
+                row.get::<bool>(7)?.unwrap_or(false),
             ))
         },
     )?
@@ -506,16 +570,17 @@ fn check(
             find_for(organization_id, member_id, token).map_err(insufficient)?;
             return Err(insufficient(token_not_found()));
         };
+        if !has_primary {
+            return err(
+                ErrorType::InsufficientFactors,
+                "A step-up token carries no primary factor: it raises an existing session's assurance and cannot create a session.",
+            );
+        }
         policy::session_allowed(&org, enrolled, breakglass, &second_factors(&factors))?;
         Ok(factors)
     })();
     match decision {
-        Ok(factors) => Ok(members::answer_for(
-            &request,
-            organization_id,
-            member_id,
-            json!({ "authentication_factors": factors }),
-        )),
+        Ok(factors) => Ok(Allowed { request, factors }),
         Err(denied) => {
             // The raised error rolls the caller's transaction back, audit event included; the denial
             // is logged so it is not lost.
@@ -529,6 +594,21 @@ fn check(
             Err(denied)
         }
     }
+}
+
+/// `decide`, answered as `check_session_policy` answers.
+fn check(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    token: Option<&str>,
+) -> MfaResult<Value> {
+    let Allowed { request, factors } = decide(organization_id, member_id, token)?;
+    Ok(members::answer_for(
+        &request,
+        organization_id.unwrap_or_default(),
+        member_id.unwrap_or_default(),
+        json!({ "authentication_factors": factors }),
+    ))
 }
 
 /// The policy check a session-creating transaction calls before inserting its session.
@@ -576,22 +656,19 @@ fn enforce_session_policy<'a>(
     let organization_id = text_column(&args[0]);
     let member_id = text_column(&args[1]);
     let token = text_column(&args[2]);
-    let decision = check(
+    let allowed = decide(
         organization_id.as_deref(),
         member_id.as_deref(),
         token.as_deref(),
     )
     .or_raise();
     if let Some(factors_column) = args.get(3) {
-        row.set_by_name(
-            factors_column,
-            Jsonb(decision["authentication_factors"].clone()),
-        )
-        .unwrap_or_else(|e| {
-            fail(format!(
-                "enforce_session_policy: column {factors_column:?}: {e}"
-            ))
-        });
+        row.set_by_name(factors_column, Jsonb(Value::Array(allowed.factors)))
+            .unwrap_or_else(|e| {
+                fail(format!(
+                    "enforce_session_policy: column {factors_column:?}: {e}"
+                ))
+            });
     }
     Ok(Some(row))
 }

@@ -214,6 +214,36 @@ fn argument(
                 "text::timestamptz",
             )
         }
+        // The session guard's arguments: table names that exist (others fail in the cast, before
+        // the call), column names, and factors columns of every shape.
+        "regclass" => {
+            let v = ["public.canary", "pg_catalog.pg_class", "mfa.members", "mfa.events"]
+                .choose(rng)
+                .map(|s| Some(s.to_string()))
+                .unwrap();
+            (Box::new(v), "text::regclass")
+        }
+        "name" => (Box::new(hostile_text(rng, pool)), "text::name"),
+        "jsonb" => {
+            let v = [
+                "null",
+                "[]",
+                "{}",
+                "\"aal2\"",
+                "[null, 1, \"x\", []]",
+                "[{\"type\": \"totp\", \"last_authenticated_at\": \"garbage\"}]",
+                "[{\"type\": \"totp\", \"last_authenticated_at\": \"99999-01-01T00:00:00Z\"}]",
+                "[{\"type\": \"otp\", \"delivery_method\": \"sms\", \"last_authenticated_at\": \"2026-01-01T00:00:00+00:00\"}]",
+                "[{\"type\": \"recovery_codes\", \"last_authenticated_at\": 12}]",
+            ]
+            .choose(rng)
+            .map(|s| Some(s.to_string()))
+            .unwrap();
+            (
+                Box::new(if rng.gen_bool(0.1) { None } else { v }),
+                "text::jsonb",
+            )
+        }
         other => panic!("no hostile values for type {other}"),
     }
 }

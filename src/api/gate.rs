@@ -1,0 +1,241 @@
+//! `mfa.session_gate()`: the four row triggers that `mfa.session_table_guard` installs on an
+//! application's sessions table (see `sql/session_guard.sql`).
+//!
+//! - BEFORE INSERT: the policy decision of `session::decide`; the token is consumed and the factors
+//!   column holds what the gate decided, never what the statement supplied.
+//! - BEFORE UPDATE OF a guarded column: the organization, the member and the factors are immutable;
+//!   a new token in the token column is a step-up, whose factors are merged into the session's.
+//! - AFTER INSERT / AFTER UPDATE (when a guarded column changed): the final row must be one that a
+//!   BEFORE trigger decided; a trigger that fires after the gate and rewrites the row is caught.
+
+use crate::core::session_gate::{
+    classify_update, merge_factors, DecisionBook, GuardedColumns, UpdateRequest,
+};
+use crate::crypto::token_hash;
+use crate::db::Request;
+use crate::errors::{ErrorType, MfaError, OrRaise};
+use crate::jsonb::Jsonb;
+use crate::session;
+use crate::store::sessions::{consume_step_up, StepUp};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, JsonB};
+use serde_json::Value;
+use std::cell::RefCell;
+
+thread_local! {
+    /// The decisions of this transaction's BEFORE triggers that no AFTER trigger has matched yet.
+    static DECISIONS: RefCell<DecisionBook> = RefCell::new(DecisionBook::default());
+}
+
+/// Registers the transaction callbacks that keep `DECISIONS` in step with (sub)transactions.
+pub fn register_callbacks() {
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(transaction_ended), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subtransaction_ended), std::ptr::null_mut());
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn transaction_ended(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::os::raw::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_ABORT
+    ) {
+        DECISIONS.with(|d| d.borrow_mut().clear());
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn subtransaction_ended(
+    event: pg_sys::SubXactEvent::Type,
+    my_subid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::os::raw::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        DECISIONS.with(|d| d.borrow_mut().abort_subtransaction(my_subid));
+    }
+}
+
+fn refused(error_type: ErrorType, message: impl Into<String>) -> ! {
+    MfaError::new(error_type, message).raise()
+}
+
+/// The guarded column names, from the trigger's arguments.
+struct Columns {
+    organization: String,
+    member: String,
+    token: String,
+    factors: String,
+}
+
+impl Columns {
+    fn read<W: WhoAllocated>(&self, row: &PgHeapTuple<'_, W>) -> GuardedColumns {
+        let text = |name: &str| {
+            row.get_by_name::<String>(name).unwrap_or_else(|e| {
+                refused(
+                    ErrorType::InvalidArgument,
+                    format!("session_gate: column {name:?}: {e}"),
+                )
+            })
+        };
+        let factors = row
+            .get_by_name::<JsonB>(&self.factors)
+            .unwrap_or_else(|e| {
+                refused(
+                    ErrorType::InvalidArgument,
+                    format!("session_gate: column {:?}: {e}", self.factors),
+                )
+            })
+            .map(|JsonB(f)| f)
+            .unwrap_or(Value::Null);
+        GuardedColumns {
+            organization_id: text(&self.organization),
+            member_id: text(&self.member),
+            token: text(&self.token),
+            factors,
+        }
+    }
+}
+
+/// The name of the table a trigger fired on, for messages and events.
+fn table_name(trigger: &PgTrigger) -> String {
+    trigger
+        .relation()
+        .map(|r| format!("{}.{}", r.namespace(), r.name()))
+        .unwrap_or_default()
+}
+
+fn record(table: u32, row: &GuardedColumns) {
+    let subtransaction = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let hash = row.token.as_deref().map(token_hash);
+    DECISIONS.with(|d| d.borrow_mut().record(table, row, hash, subtransaction));
+}
+
+/// A step-up: the token must be this member's, unexpired, unused and carry a second factor proven
+/// with it. Returns the session's merged factors.
+fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Value {
+    let request = Request::new();
+    let organization_id = old.organization_id.as_deref().unwrap_or_default();
+    let member_id = old.member_id.as_deref().unwrap_or_default();
+    let consumed = consume_step_up(StepUp {
+        organization_id,
+        member_id,
+        token_hash: token_hash(token),
+        request_id: &request.id,
+        session_table: table,
+    })
+    .or_raise();
+    let Some(factors) = consumed else {
+        // Which of the token's problems it is, for the message.
+        let problem = session::find_for(organization_id, member_id, token)
+            .err()
+            .unwrap_or_else(session::token_not_found);
+        refused(
+            ErrorType::InsufficientFactors,
+            format!("{}: {}", problem.error_type, problem.message),
+        )
+    };
+    if session::second_factors(&factors).is_empty() {
+        refused(
+            ErrorType::InsufficientFactors,
+            "A step-up needs a second factor proven with its token.",
+        )
+    }
+    merge_factors(&old.factors, &factors)
+}
+
+#[pg_trigger]
+fn session_gate<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, PgTriggerError> {
+    let args = trigger.extra_args()?;
+    let [organization, member, token, factors] = <[String; 4]>::try_from(args).unwrap_or_else(|_| {
+        refused(
+            ErrorType::InvalidArgument,
+            "session_gate(organization_column, member_column, token_column, factors_column) takes 4 column names; install it with mfa.session_table_guard",
+        )
+    });
+    let columns = Columns {
+        organization,
+        member,
+        token,
+        factors,
+    };
+    let event = trigger.event();
+    if !event.fired_for_row() || !(event.fired_by_insert() || event.fired_by_update()) {
+        refused(
+            ErrorType::InvalidArgument,
+            "session_gate is a row trigger on INSERT and UPDATE; install it with mfa.session_table_guard",
+        );
+    }
+    let table = trigger.relid()?.to_u32();
+    let new = trigger.new().ok_or(PgTriggerError::NotTrigger)?;
+    let proposed = columns.read(&new);
+
+    if event.fired_after() {
+        let hash = proposed.token.as_deref().map(token_hash);
+        if !DECISIONS.with(|d| d.borrow_mut().take(table, &proposed, hash)) {
+            refused(
+                ErrorType::InsufficientFactors,
+                format!(
+                    "the session row written to {} is not the one the gate decided: a trigger that ran after the gate changed its organization, member, token or factors",
+                    table_name(trigger)
+                ),
+            )
+        }
+        return Ok(None);
+    }
+
+    let mut row = new.into_owned();
+    if event.fired_by_insert() {
+        let allowed = session::decide(
+            proposed.organization_id.as_deref(),
+            proposed.member_id.as_deref(),
+            proposed.token.as_deref(),
+        )
+        .or_raise();
+        let decided = GuardedColumns {
+            factors: Value::Array(allowed.factors),
+            ..proposed
+        };
+        row.set_by_name(&columns.factors, Jsonb(decided.factors.clone()))
+            .unwrap_or_else(|e| refused(ErrorType::InvalidArgument, format!("session_gate: {e}")));
+        record(table, &decided);
+        return Ok(Some(row));
+    }
+
+    let old = columns.read(&trigger.old().ok_or(PgTriggerError::NotTrigger)?);
+    let decided = match classify_update(&old, &proposed) {
+        UpdateRequest::Nothing => return Ok(Some(row)),
+        UpdateRequest::IdentityChange => refused(
+            ErrorType::InsufficientFactors,
+            format!(
+                "the organization and member of a session in {} cannot change; create a new session with a new login",
+                table_name(trigger)
+            ),
+        ),
+        UpdateRequest::FactorsWritten => refused(
+            ErrorType::InsufficientFactors,
+            format!(
+                "column {:?} of {} is written only by the gate; present a step-up token in {:?} to add factors",
+                columns.factors,
+                table_name(trigger),
+                columns.token
+            ),
+        ),
+        UpdateRequest::TokenCleared => proposed,
+        UpdateRequest::StepUp(token) => GuardedColumns {
+            factors: step_up(&table_name(trigger), &old, token),
+            ..proposed.clone()
+        },
+    };
+    row.set_by_name(&columns.factors, Jsonb(decided.factors.clone()))
+        .unwrap_or_else(|e| refused(ErrorType::InvalidArgument, format!("session_gate: {e}")));
+    record(table, &decided);
+    Ok(Some(row))
+}

@@ -1,0 +1,4 @@
+//! The SQL surface laid out in three layers so far: `#[pg_extern]` / `#[pg_trigger]` functions and
+//! the orchestration of one call.
+
+pub mod gate;

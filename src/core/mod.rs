@@ -1,0 +1,4 @@
+//! Pure Rust, no pgrx: the decisions, tested with plain `#[test]`s. (The older pure modules,
+//! `policy`, `phone`, `crypto`, `totp` and `sms_otp`, move here with the three-layer re-lay.)
+
+pub mod session_gate;

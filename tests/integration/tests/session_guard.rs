@@ -1,0 +1,592 @@
+//! The guard of the application's sessions table, attacked as a real deployment's application
+//! role would: a non-superuser login role holding `mfa_app` that owns the sessions table and its
+//! schema, over real connections. Every attack is refused and leaves the table as it was; step-up
+//! raises a session's assurance once per token, also under a race; partitions stay guarded.
+//! The last test shows the same attacks succeeding against a table protected the 0.3.0 way (a
+//! hand-made `enforce_session_policy` trigger), which is why `session_table_guard` exists.
+
+mod common;
+use common::*;
+use postgres::Client;
+use serde_json::Value;
+
+/// A guarded deployment: an organization that requires MFA (member `victim`, with an app) and an
+/// optional one (member `me`, no factor), a non-superuser owner of `<schema>.sessions` and an
+/// administrator role with `mfa_admin` that guarded it.
+struct Deployment {
+    owner: Client,
+    superuser: Client,
+    required: String,
+    optional: String,
+    schema: String,
+    owner_role: String,
+}
+
+const SECRET: &str = "JBSWY3DPEHPK3PXP";
+
+fn as_role(role: &str) -> Client {
+    let url = database_url()
+        .split_whitespace()
+        .map(|part| {
+            if part.starts_with("user=") {
+                format!("user={role}")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    connect_to(&url)
+}
+
+fn deployment(prefix: &str, guarded: bool) -> Deployment {
+    let mut superuser = connect();
+    let required = new_organization(&mut superuser, &format!("{prefix}-req"));
+    json(
+        &mut superuser,
+        "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL')",
+        &[&required],
+    );
+    json(&mut superuser, "SELECT mfa.member_upsert($1, 'victim')", &[&required]);
+    json(
+        &mut superuser,
+        "SELECT mfa.totp_migrate($1, 'victim', $2)",
+        &[&required, &SECRET],
+    );
+    let optional = organization_with_member(&mut superuser, &format!("{prefix}-opt"), "me");
+    let owner_role = unique(&format!("{prefix}_owner")).replace('-', "_");
+    let admin_role = unique(&format!("{prefix}_admin")).replace('-', "_");
+    let schema = format!("{owner_role}_app");
+    superuser
+        .batch_execute(&format!(
+            "CREATE ROLE {owner_role} LOGIN; GRANT mfa_app TO {owner_role};
+             CREATE ROLE {admin_role} LOGIN; GRANT mfa_admin TO {admin_role};
+             CREATE SCHEMA {schema} AUTHORIZATION {owner_role};
+             -- mfa_admin's role names the table it guards, so it can see the schema.
+             GRANT USAGE ON SCHEMA {schema} TO {admin_role};"
+        ))
+        .unwrap();
+    let mut owner = as_role(&owner_role);
+    owner
+        .batch_execute(&format!(
+            "CREATE TABLE {schema}.sessions (
+                 id serial PRIMARY KEY, organization_id text NOT NULL, member_id text NOT NULL,
+                 intermediate_session_token text, authentication_factors jsonb, last_seen_at timestamptz)"
+        ))
+        .unwrap();
+    if guarded {
+        as_role(&admin_role)
+            .execute(
+                &format!("SELECT mfa.session_table_guard('{schema}.sessions')"),
+                &[],
+            )
+            .unwrap();
+    } else {
+        owner
+            .batch_execute(&format!(
+                "CREATE TRIGGER require_mfa BEFORE INSERT ON {schema}.sessions FOR EACH ROW
+                 EXECUTE FUNCTION mfa.enforce_session_policy('organization_id', 'member_id',
+                                                             'intermediate_session_token', 'authentication_factors')"
+            ))
+            .unwrap_or_else(|_| {
+                // The owner may lack EXECUTE on the trigger function; the superuser creates it.
+                superuser
+                    .batch_execute(&format!(
+                        "CREATE TRIGGER require_mfa BEFORE INSERT ON {schema}.sessions FOR EACH ROW
+                         EXECUTE FUNCTION mfa.enforce_session_policy('organization_id', 'member_id',
+                                                                     'intermediate_session_token', 'authentication_factors')"
+                    ))
+                    .unwrap()
+            });
+    }
+    Deployment {
+        owner,
+        superuser,
+        required,
+        optional,
+        schema,
+        owner_role,
+    }
+}
+
+impl Deployment {
+    /// A session of `me` in the optional organization, created through the gate; its id.
+    fn my_session(&mut self) -> i32 {
+        let (_, token) = start_login(&mut self.owner, &self.optional, "me");
+        self.owner
+            .query_one(
+                &format!(
+                    "INSERT INTO {}.sessions (organization_id, member_id, intermediate_session_token)
+                     VALUES ($1, 'me', $2) RETURNING id",
+                    self.schema
+                ),
+                &[&self.optional, &token],
+            )
+            .unwrap()
+            .get(0)
+    }
+
+    /// Every session row, as text, to compare before and after an attack.
+    fn rows(&mut self) -> Vec<String> {
+        self.superuser
+            .query(
+                &format!(
+                    "SELECT s::text FROM {}.sessions s ORDER BY id",
+                    self.schema
+                ),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// Runs `sql` as the owner (`{s}` is the schema) and returns its SQLSTATE, "" when it passed.
+    fn attempt(&mut self, sql: &str) -> String {
+        let sql = sql.replace("{s}", &self.schema);
+        match self.owner.batch_execute(&sql) {
+            Ok(()) => String::new(),
+            Err(e) => sql_error(&e).0,
+        }
+    }
+
+    /// Asserts that `sql`, run by the owner, fails with `sqlstate` and changes no session row.
+    #[track_caller]
+    fn refused(&mut self, sql: &str, sqlstate: &str) {
+        let before = self.rows();
+        let got = self.attempt(sql);
+        assert_eq!(got, sqlstate, "{sql}");
+        assert_eq!(self.rows(), before, "{sql} changed a session row");
+    }
+}
+
+/// The attacks on the rows: identity and factors through UPDATE, upsert and MERGE, a trigger that
+/// rewrites the row after the gate, COPY without a token.
+#[test]
+fn the_owner_cannot_forge_a_session_through_any_write_path() {
+    let mut d = deployment("rows", true);
+    let id = d.my_session();
+    let (req, opt) = (d.required.clone(), d.optional.clone());
+    d.refused(
+        &format!("UPDATE {{s}}.sessions SET organization_id = '{req}', member_id = 'victim' WHERE id = {id}"),
+        "28000",
+    );
+    d.refused(
+        &format!("UPDATE {{s}}.sessions SET authentication_factors = '[{{\"type\": \"totp\", \"delivery_method\": \"authenticator_app\"}}]' WHERE id = {id}"),
+        "28000",
+    );
+    // The upsert's INSERT arm carries a valid token of the attacker's own; its UPDATE arm moves
+    // the existing session to the victim.
+    let (_, token) = start_login(&mut d.owner, &opt, "me");
+    d.refused(
+        &format!(
+            "INSERT INTO {{s}}.sessions (id, organization_id, member_id, intermediate_session_token)
+             VALUES ({id}, '{opt}', 'me', '{token}')
+             ON CONFLICT (id) DO UPDATE SET organization_id = '{req}', member_id = 'victim'"
+        ),
+        "28000",
+    );
+    d.refused(
+        &format!(
+            "MERGE INTO {{s}}.sessions s USING (VALUES ({id})) v(id) ON s.id = v.id
+             WHEN MATCHED THEN UPDATE SET organization_id = '{req}', member_id = 'victim'"
+        ),
+        "28000",
+    );
+    d.refused(
+        &format!(
+            "MERGE INTO {{s}}.sessions s USING (VALUES ({id})) v(id) ON s.id = v.id
+             WHEN MATCHED THEN UPDATE SET authentication_factors = '[]'"
+        ),
+        "28000",
+    );
+    // No token, no session, also through COPY and MERGE's INSERT arm.
+    d.refused(
+        &format!(
+            "MERGE INTO {{s}}.sessions s USING (VALUES (-1)) v(id) ON s.id = v.id
+             WHEN NOT MATCHED THEN INSERT (organization_id, member_id) VALUES ('{req}', 'victim')"
+        ),
+        "28000",
+    );
+    let before = d.rows();
+    let copied = (|| -> Result<u64, postgres::Error> {
+        use std::io::Write;
+        let mut w = d.owner.copy_in(&format!(
+            "COPY {}.sessions (organization_id, member_id) FROM STDIN",
+            d.schema
+        ))?;
+        w.write_all(format!("{req}\tvictim\n").as_bytes()).unwrap();
+        w.finish()
+    })();
+    assert_eq!(sql_error(&copied.unwrap_err()).0, "28000");
+    assert_eq!(d.rows(), before);
+
+    // A BEFORE trigger that sorts after the gate's rewrites the row it checked.
+    d.owner
+        .batch_execute(&format!(
+            "CREATE FUNCTION {s}.to_victim() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN NEW.organization_id := '{req}'; NEW.member_id := 'victim'; RETURN NEW; END $$;
+             CREATE TRIGGER zzz_after_the_gate BEFORE INSERT OR UPDATE ON {s}.sessions
+                 FOR EACH ROW EXECUTE FUNCTION {s}.to_victim();",
+            s = d.schema
+        ))
+        .unwrap();
+    let (_, token) = start_login(&mut d.owner, &opt, "me");
+    d.refused(
+        &format!(
+            "INSERT INTO {{s}}.sessions (organization_id, member_id, intermediate_session_token)
+             VALUES ('{opt}', 'me', '{token}')"
+        ),
+        "28000",
+    );
+    d.refused(
+        &format!("UPDATE {{s}}.sessions SET last_seen_at = now() WHERE id = {id}"),
+        "28000",
+    );
+    // One that forges the factors after the gate wrote them.
+    d.owner
+        .batch_execute(&format!(
+            "DROP TRIGGER zzz_after_the_gate ON {s}.sessions;
+             CREATE FUNCTION {s}.forge() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN NEW.authentication_factors := '[{{\"type\": \"totp\"}}]'; RETURN NEW; END $$;
+             CREATE TRIGGER zzz_forge BEFORE INSERT ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.forge();",
+            s = d.schema
+        ))
+        .unwrap();
+    let (_, token) = start_login(&mut d.owner, &opt, "me");
+    d.refused(
+        &format!(
+            "INSERT INTO {{s}}.sessions (organization_id, member_id, intermediate_session_token)
+             VALUES ('{opt}', 'me', '{token}')"
+        ),
+        "28000",
+    );
+    // Nothing of the victim's was ever written; the honest session is still there.
+    let victims: i64 = d
+        .superuser
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {}.sessions WHERE member_id = 'victim'",
+                d.schema
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(victims, 0);
+    assert_eq!(d.rows().len(), 1);
+}
+
+/// The attacks by DDL: the owner cannot switch the guard off, in any of the ways PostgreSQL offers
+/// an owner, and a partition that arrives with rows is refused.
+#[test]
+fn the_owner_cannot_switch_the_guard_off() {
+    let mut d = deployment("ddl", true);
+    d.my_session();
+    for ddl in [
+        "ALTER TABLE {s}.sessions DISABLE TRIGGER mfa_session_gate_insert",
+        "ALTER TABLE {s}.sessions DISABLE TRIGGER ALL",
+        "ALTER TABLE {s}.sessions DISABLE TRIGGER USER",
+        "ALTER TABLE {s}.sessions ENABLE REPLICA TRIGGER mfa_session_gate_insert",
+        "ALTER TABLE {s}.sessions ENABLE ALWAYS TRIGGER mfa_session_gate_update",
+        "DROP TRIGGER mfa_session_gate_insert ON {s}.sessions",
+        "DROP TRIGGER mfa_session_gate_verify_update ON {s}.sessions",
+        "ALTER TRIGGER mfa_session_gate_insert ON {s}.sessions RENAME TO renamed",
+        "CREATE OR REPLACE TRIGGER mfa_session_gate_verify_insert AFTER INSERT ON {s}.sessions
+             FOR EACH ROW WHEN (false) EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+        "ALTER TABLE {s}.sessions RENAME COLUMN member_id TO member",
+        "ALTER TABLE {s}.sessions RENAME COLUMN authentication_factors TO factors",
+        "ALTER TABLE {s}.sessions DROP COLUMN intermediate_session_token CASCADE",
+        "ALTER TABLE {s}.sessions RENAME TO old_sessions",
+        "ALTER TABLE {s}.sessions SET SCHEMA public",
+        "DROP TABLE {s}.sessions",
+        "DROP SCHEMA {s} CASCADE",
+        "CREATE TABLE {s}.more_sessions () INHERITS ({s}.sessions)",
+        "CREATE TABLE {s}.look_alike (LIKE {s}.sessions); ALTER TABLE {s}.look_alike INHERIT {s}.sessions",
+        // A column renamed into a guarded column's place.
+        "ALTER TABLE {s}.sessions ADD COLUMN fake text; UPDATE {s}.sessions SET fake = 'victim';
+         ALTER TABLE {s}.sessions DROP COLUMN member_id CASCADE; ALTER TABLE {s}.sessions RENAME COLUMN fake TO member_id",
+        // The same inside an exception block that hides nothing: the error still stops it.
+        "DO $$ BEGIN EXECUTE 'ALTER TABLE {s}.sessions DISABLE TRIGGER ALL'; END $$",
+    ] {
+        d.refused(&format!("BEGIN; {ddl}; COMMIT"), "42501");
+        d.owner.batch_execute("ROLLBACK").unwrap();
+    }
+    let intact: Option<String> = d
+        .superuser
+        .query_one(
+            &format!("SELECT mfa.session_table_guard_check('{}.sessions')", d.schema),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(intact, None);
+    // DDL that leaves the guard whole is the owner's as before.
+    assert_eq!(
+        d.attempt("ALTER TABLE {s}.sessions ADD COLUMN user_agent text; CREATE INDEX ON {s}.sessions (member_id)"),
+        ""
+    );
+    // A superuser is trusted, and re-guarding mends what a superuser broke.
+    d.superuser
+        .batch_execute(&format!(
+            "ALTER TABLE {}.sessions DISABLE TRIGGER mfa_session_gate_insert",
+            d.schema
+        ))
+        .unwrap();
+    assert_eq!(d.attempt("CREATE TABLE {s}.unrelated (x int)"), "42501");
+    d.superuser
+        .execute(
+            &format!("SELECT mfa.session_table_guard('{}.sessions')", d.schema),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(d.attempt("CREATE TABLE {s}.unrelated (x int)"), "");
+}
+
+/// A partitioned sessions table: partitions created or attached later carry the guard, cannot be
+/// switched off one by one, and cannot arrive with rows that never met the gate.
+#[test]
+fn partitions_of_a_guarded_table_stay_guarded() {
+    let mut d = deployment("parts", true);
+    let s = d.schema.clone();
+    let (req, opt) = (d.required.clone(), d.optional.clone());
+    d.owner
+        .batch_execute(&format!(
+            "CREATE TABLE {s}.psessions (organization_id text NOT NULL, member_id text NOT NULL,
+                 intermediate_session_token text, authentication_factors jsonb)
+                 PARTITION BY LIST (organization_id);
+             CREATE TABLE {s}.p_opt PARTITION OF {s}.psessions FOR VALUES IN ('{opt}');"
+        ))
+        .unwrap();
+    d.superuser
+        .execute(
+            &format!("SELECT mfa.session_table_guard('{s}.psessions')"),
+            &[],
+        )
+        .unwrap();
+    d.owner
+        .batch_execute(&format!(
+            "CREATE TABLE {s}.p_req PARTITION OF {s}.psessions FOR VALUES IN ('{req}')"
+        ))
+        .unwrap();
+    // Straight into a partition, old or new: no token, no row.
+    for partition in ["p_opt", "p_req"] {
+        let sql = format!(
+            "INSERT INTO {s}.{partition} (organization_id, member_id) VALUES ('{}', '{}')",
+            if partition == "p_opt" { &opt } else { &req },
+            if partition == "p_opt" { "me" } else { "victim" }
+        );
+        assert_eq!(d.attempt(&sql), "28000", "{sql}");
+    }
+    assert_eq!(
+        d.attempt("ALTER TABLE {s}.p_req DISABLE TRIGGER ALL"),
+        "42501"
+    );
+    // A table filled beforehand, then attached: refused. The same table emptied: guarded.
+    let other = organization_with_member(&mut d.superuser, "parts-other", "victim");
+    d.owner
+        .batch_execute(&format!(
+            "CREATE TABLE {s}.filled (LIKE {s}.psessions);
+             INSERT INTO {s}.filled VALUES ('{other}', 'victim', NULL, '[{{\"type\": \"totp\"}}]')"
+        ))
+        .unwrap();
+    assert_eq!(
+        d.attempt(&format!("ALTER TABLE {s}.psessions ATTACH PARTITION {s}.filled FOR VALUES IN ('{other}')")),
+        "42501"
+    );
+    assert_eq!(
+        d.attempt(&format!("TRUNCATE {s}.filled; ALTER TABLE {s}.psessions ATTACH PARTITION {s}.filled FOR VALUES IN ('{other}')")),
+        ""
+    );
+    assert_eq!(
+        d.attempt(&format!("INSERT INTO {s}.filled (organization_id, member_id) VALUES ('{other}', 'victim')")),
+        "28000"
+    );
+    let filled: i64 = d
+        .superuser
+        .query_one(&format!("SELECT count(*) FROM {s}.psessions"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(filled, 0);
+    // And the partitioned table works for a real login.
+    let (_, token) = start_login(&mut d.owner, &opt, "me");
+    d.owner
+        .execute(
+            &format!("INSERT INTO {s}.psessions (organization_id, member_id, intermediate_session_token) VALUES ($1, 'me', $2)"),
+            &[&opt, &token],
+        )
+        .unwrap();
+}
+
+/// A decision rolled back with its savepoint cannot be reused: the token it had consumed is live
+/// again, and a row rewritten to it after the gate is refused.
+#[test]
+fn a_rolled_back_decision_cannot_be_replayed() {
+    let mut d = deployment("replay", true);
+    let (s, opt) = (d.schema.clone(), d.optional.clone());
+    let (_, first) = start_login(&mut d.owner, &opt, "me");
+    let (_, second) = start_login(&mut d.owner, &opt, "me");
+    // A trigger after the gate that skips rows (the decision is made, no row is written), and one
+    // that swaps in the first token.
+    d.owner
+        .batch_execute(&format!(
+            "CREATE FUNCTION {s}.skip() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF current_setting('replay.skip', true) = 'on' THEN RETURN NULL; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER zzz_skip BEFORE INSERT ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.skip();
+             CREATE FUNCTION {s}.swap() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF current_setting('replay.swap', true) <> '' THEN
+                 NEW.intermediate_session_token := current_setting('replay.swap');
+                 NEW.authentication_factors := current_setting('replay.factors')::jsonb; END IF;
+             RETURN NEW; END $$;
+             CREATE TRIGGER zzzz_swap BEFORE INSERT ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.swap();"
+        ))
+        .unwrap();
+    // The factors the gate writes for the first token are no secret to the attacker.
+    let first_factors: Value = d
+        .superuser
+        .query_one(
+            "SELECT factors FROM mfa.intermediate_sessions WHERE token_hash = sha256(convert_to($1, 'UTF8'))",
+            &[&first],
+        )
+        .unwrap()
+        .get(0);
+    let got = d.attempt(&format!(
+        "BEGIN;
+         SAVEPOINT a;
+         SET LOCAL replay.skip = 'on';
+         INSERT INTO {s}.sessions (organization_id, member_id, intermediate_session_token) VALUES ('{opt}', 'me', '{first}');
+         ROLLBACK TO SAVEPOINT a;
+         SET LOCAL replay.skip = 'off';
+         SET LOCAL replay.swap = '{first}';
+         SET LOCAL replay.factors = '{first_factors}';
+         INSERT INTO {s}.sessions (organization_id, member_id, intermediate_session_token) VALUES ('{opt}', 'me', '{second}');
+         COMMIT"
+    ));
+    d.owner.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(got, "28000");
+    assert!(d.rows().is_empty());
+}
+
+/// Step-up as an application does it, and two requests racing to use one step-up token on two
+/// sessions of the member: one wins.
+#[test]
+fn a_step_up_raises_assurance_once_per_token_even_under_a_race() {
+    let mut d = deployment("stepup", true);
+    let (s, req) = (d.schema.clone(), d.required.clone());
+    let codes = json(
+        &mut d.superuser,
+        "SELECT mfa.recovery_codes_rotate($1, 'victim') -> 'recovery_codes'",
+        &[&req],
+    );
+    let code = |i: usize| codes[i].as_str().unwrap().to_string();
+    // Two honest sessions of the victim: one with the app, one with a recovery code.
+    let mut session = |proof: &str, arg: String| -> i32 {
+        let (_, token) = start_login(&mut d.owner, &req, "victim");
+        let ok = json(
+            &mut d.owner,
+            &format!("SELECT mfa.{proof}($1, 'victim', $2, $3)"),
+            &[&req, &arg, &token],
+        );
+        assert_eq!(ok["status_code"], 200, "{ok}");
+        d.owner
+            .query_one(
+                &format!("INSERT INTO {s}.sessions (organization_id, member_id, intermediate_session_token) VALUES ($1, 'victim', $2) RETURNING id"),
+                &[&req, &token],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let first = session("totp_authenticate", totp_now(SECRET));
+    let second = session("recovery_codes_recover", code(0));
+    let factors = |c: &mut Client, id: i32| -> Vec<String> {
+        let f: Value = c
+            .query_one(&format!("SELECT authentication_factors FROM {s}.sessions WHERE id = $1"), &[&id])
+            .unwrap()
+            .get(0);
+        f.as_array().unwrap().iter().map(|x| x["type"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(factors(&mut d.owner, first), ["password", "totp"]);
+    let step_up = token_of(&json(
+        &mut d.owner,
+        "SELECT mfa.step_up_start($1, 'victim')",
+        &[&req],
+    ));
+    let recovered = json(
+        &mut d.owner,
+        "SELECT mfa.recovery_codes_recover($1, 'victim', $2, $3)",
+        &[&req, &code(1), &step_up],
+    );
+    assert_eq!(recovered["status_code"], 200, "{recovered}");
+    let (owner_role, table) = (d.owner_role.clone(), format!("{s}.sessions"));
+    let results = race(2, move |c, i| {
+        c.batch_execute(&format!("SET ROLE {owner_role}")).unwrap();
+        c.execute(
+            &format!("UPDATE {table} SET intermediate_session_token = $1 WHERE id = $2"),
+            &[&step_up, &[first, second][i]],
+        )
+        .map_err(|e| sql_error(&e).0)
+    });
+    let lost: Vec<_> = results.iter().filter_map(|r| r.clone().err()).collect();
+    assert_eq!(lost, vec!["28000".to_string()], "{results:?}");
+    let winner = if results[0].is_ok() { first } else { second };
+    let loser = if winner == first { second } else { first };
+    assert_eq!(factors(&mut d.owner, winner).last().unwrap(), "recovery_codes");
+    assert_eq!(factors(&mut d.owner, winner).len(), 3 - usize::from(winner == second));
+    assert_eq!(factors(&mut d.owner, loser).len(), 2);
+    let aal: String = d
+        .owner
+        .query_one(
+            &format!("SELECT mfa.session_aal(authentication_factors) FROM {s}.sessions WHERE id = $1"),
+            &[&winner],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(aal, "aal2");
+}
+
+/// Why 0.4.0 exists: a table protected the 0.3.0 way lets its owner forge sessions. (This test
+/// passes because the attacks succeed there; the tests above are the same attacks refused.)
+#[test]
+fn a_hand_made_0_3_0_trigger_still_gates_inserts_but_not_the_rest() {
+    let mut d = deployment("legacy", false);
+    let req = d.required.clone();
+    // Its INSERT gate still works as in 0.3.0.
+    assert_eq!(
+        d.attempt(&format!("INSERT INTO {{s}}.sessions (organization_id, member_id) VALUES ('{req}', 'victim')")),
+        "28000"
+    );
+    let id = d.my_session();
+    assert_eq!(
+        d.attempt(&format!("UPDATE {{s}}.sessions SET organization_id = '{req}', member_id = 'victim' WHERE id = {id}")),
+        ""
+    );
+    assert_eq!(d.attempt("ALTER TABLE {s}.sessions DISABLE TRIGGER require_mfa"), "");
+    // Guarding it replaces the hand-made trigger and closes both.
+    d.superuser
+        .execute(&format!("SELECT mfa.session_table_guard('{}.sessions')", d.schema), &[])
+        .unwrap();
+    let triggers: Vec<String> = d
+        .superuser
+        .query(
+            &format!("SELECT tgname::text FROM pg_trigger WHERE tgrelid = '{}.sessions'::regclass ORDER BY 1", d.schema),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        triggers,
+        [
+            "mfa_session_gate_insert",
+            "mfa_session_gate_update",
+            "mfa_session_gate_verify_insert",
+            "mfa_session_gate_verify_update"
+        ]
+    );
+    d.refused(
+        &format!("UPDATE {{s}}.sessions SET member_id = 'someone' WHERE id = {id}"),
+        "28000",
+    );
+}
