@@ -229,20 +229,18 @@ CREATE TABLE IF NOT EXISTS bench.ready (
     secret          text
 );
 
--- The application's sessions table, with and without the gate.
+-- The application's sessions table, with and without the gate (mfa.session_table_guard).
 CREATE TABLE IF NOT EXISTS bench.sessions_enforced (
     session_id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     organization_id            text NOT NULL,
     member_id                  text NOT NULL,
     intermediate_session_token text,
     authentication_factors     jsonb,
-    created_at                 timestamptz NOT NULL DEFAULT now()
+    created_at                 timestamptz NOT NULL DEFAULT now(),
+    last_seen_at               timestamptz
 );
 CREATE TABLE IF NOT EXISTS bench.sessions_plain (LIKE bench.sessions_enforced INCLUDING ALL);
-DROP TRIGGER IF EXISTS require_mfa ON bench.sessions_enforced;
-CREATE TRIGGER require_mfa BEFORE INSERT ON bench.sessions_enforced FOR EACH ROW
-EXECUTE FUNCTION mfa.enforce_session_policy('organization_id', 'member_id',
-                                            'intermediate_session_token', 'authentication_factors');
+SELECT mfa.session_table_guard('bench.sessions_enforced');
 
 -- A plain SKIP LOCKED queue of the outbox's shape (its indexes included).
 CREATE TABLE IF NOT EXISTS bench.plain_queue (LIKE mfa.sms_outbox INCLUDING ALL);

@@ -1,11 +1,11 @@
 -- A walkthrough of mfa: an organization that requires MFA, a member who enrolls an authenticator
 -- app during their first login, and a second login with an SMS code delivered through the outbox.
--- Every session row goes through the trigger that enforces the organization's policy.
+-- Every session row goes through the guard that enforces the organization's policy.
 \pset pager off
 \pset expanded off
 \set QUIET 1
 
-\echo '1. Install the extension and create the application''s own sessions table, guarded by the policy trigger.'
+\echo '1. Install the extension and create the application''s own sessions table, guarded by mfa.session_table_guard.'
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS mfa;
 CREATE SCHEMA IF NOT EXISTS app;
@@ -18,9 +18,7 @@ CREATE TABLE app.sessions (
     authentication_factors jsonb,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE TRIGGER require_mfa BEFORE INSERT ON app.sessions FOR EACH ROW
-EXECUTE FUNCTION mfa.enforce_session_policy('organization_id', 'member_id',
-                                            'intermediate_session_token', 'authentication_factors');
+SELECT mfa.session_table_guard('app.sessions');
 
 \echo
 \echo '2. The organization requires MFA of everyone; Ann is a member with no factor yet.'
@@ -60,7 +58,7 @@ SELECT jsonb_pretty(mfa.totp_authenticate('acme', 'ann@acme.example', :'code', :
                     - 'member' - 'request_id');
 
 \echo
-\echo '6. Now the session insert passes the trigger, which records the factors:'
+\echo '6. Now the session insert passes the gate, which writes the factors itself:'
 INSERT INTO app.sessions (organization_id, member_id, intermediate_session_token)
 VALUES ('acme', 'ann@acme.example', :'token');
 SELECT session_id, member_id, jsonb_path_query_array(authentication_factors, '$[*].type') AS factors
@@ -92,6 +90,24 @@ SELECT session_id, member_id, jsonb_path_query_array(authentication_factors, '$[
   FROM app.sessions ORDER BY session_id;
 
 \echo
-\echo '9. The audit trail (no secret in it):'
+\echo '9. Nobody rewrites a session afterwards: not its member, not its factors.'
+\set ON_ERROR_STOP 0
+UPDATE app.sessions SET member_id = 'ann@acme.example' WHERE member_id = 'bob@acme.example';
+UPDATE app.sessions SET authentication_factors = '[]' WHERE member_id = 'bob@acme.example';
+\set ON_ERROR_STOP 1
+
+\echo
+\echo '10. Step-up: before a sensitive action, Ann proves a factor again and her session records it.'
+SELECT mfa.step_up_start('acme', 'ann@acme.example') ->> 'intermediate_session_token' AS step_up \gset
+SELECT :'enrollment'::jsonb -> 'recovery_codes' ->> 0 AS recovery_code \gset
+SELECT mfa.recovery_codes_recover('acme', 'ann@acme.example', :'recovery_code', :'step_up') ->> 'status_code' AS recovered;
+UPDATE app.sessions SET intermediate_session_token = :'step_up' WHERE member_id = 'ann@acme.example';
+SELECT session_id, jsonb_path_query_array(authentication_factors, '$[*].type') AS factors,
+       mfa.session_aal(authentication_factors) AS aal,
+       mfa.last_mfa_at(authentication_factors) > now() - interval '15 minutes' AS mfa_in_last_15_minutes
+  FROM app.sessions WHERE member_id = 'ann@acme.example';
+
+\echo
+\echo '11. The audit trail (no secret in it):'
 SELECT event_type, member_id, details->>'outcome' AS outcome
   FROM mfa.events WHERE organization_id = 'acme' ORDER BY event_id;

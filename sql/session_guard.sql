@@ -63,14 +63,20 @@ BEGIN
     IF problem IS NOT NULL THEN
         RETURN problem;
     END IF;
-    -- Its four triggers, as session_table_guard defined them, enabled for ordinary sessions.
+    -- Its four triggers, as session_table_guard defined them, enabled for ordinary sessions. A
+    -- trigger row changed in this transaction (renamed, replaced, re-enabled) is compared with its
+    -- recorded definition; pg_get_triggerdef locks the table, which this transaction then holds
+    -- already, so the check never waits on another session's DDL.
     SELECT pg_catalog.format('trigger %I on %s may not be dropped, replaced, renamed or disabled', def.name, g.table_name)
       INTO problem
       FROM unnest(g.trigger_definitions) AS d(definition),
            LATERAL (SELECT substring(d.definition FROM '^CREATE TRIGGER (\S+) ') AS name) def
      WHERE NOT EXISTS (SELECT FROM pg_trigger t
                         WHERE t.tgrelid = g.session_table AND t.tgname = def.name AND t.tgenabled = 'O'
-                          AND pg_catalog.pg_get_triggerdef(t.oid) = d.definition)
+                          AND t.tgfoid = 'mfa.session_gate()'::regprocedure
+                          AND CASE WHEN pg_catalog.pg_xact_status(mfa._full_xid(t.xmin)) = 'in progress'
+                                   THEN pg_catalog.pg_get_triggerdef(t.oid) = d.definition
+                                   ELSE true END)
      LIMIT 1;
     IF problem IS NOT NULL THEN
         RETURN problem;

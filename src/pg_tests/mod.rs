@@ -3,6 +3,7 @@
 
 mod admin;
 mod flows;
+mod gate;
 mod matrix;
 
 use pgrx::prelude::*;

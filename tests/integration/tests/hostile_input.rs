@@ -217,10 +217,15 @@ fn argument(
         // The session guard's arguments: table names that exist (others fail in the cast, before
         // the call), column names, and factors columns of every shape.
         "regclass" => {
-            let v = ["public.canary", "pg_catalog.pg_class", "mfa.members", "mfa.events"]
-                .choose(rng)
-                .map(|s| Some(s.to_string()))
-                .unwrap();
+            let v = [
+                "public.canary",
+                "pg_catalog.pg_class",
+                "mfa.members",
+                "mfa.events",
+            ]
+            .choose(rng)
+            .map(|s| Some(s.to_string()))
+            .unwrap();
             (Box::new(v), "text::regclass")
         }
         "name" => (Box::new(hostile_text(rng, pool)), "text::name"),

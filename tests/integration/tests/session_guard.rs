@@ -47,7 +47,11 @@ fn deployment(prefix: &str, guarded: bool) -> Deployment {
         "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL')",
         &[&required],
     );
-    json(&mut superuser, "SELECT mfa.member_upsert($1, 'victim')", &[&required]);
+    json(
+        &mut superuser,
+        "SELECT mfa.member_upsert($1, 'victim')",
+        &[&required],
+    );
     json(
         &mut superuser,
         "SELECT mfa.totp_migrate($1, 'victim', $2)",
@@ -130,10 +134,7 @@ impl Deployment {
     fn rows(&mut self) -> Vec<String> {
         self.superuser
             .query(
-                &format!(
-                    "SELECT s::text FROM {}.sessions s ORDER BY id",
-                    self.schema
-                ),
+                &format!("SELECT s::text FROM {}.sessions s ORDER BY id", self.schema),
                 &[],
             )
             .unwrap()
@@ -222,46 +223,47 @@ fn the_owner_cannot_forge_a_session_through_any_write_path() {
     assert_eq!(sql_error(&copied.unwrap_err()).0, "28000");
     assert_eq!(d.rows(), before);
 
-    // A BEFORE trigger that sorts after the gate's rewrites the row it checked.
-    d.owner
-        .batch_execute(&format!(
-            "CREATE FUNCTION {s}.to_victim() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN NEW.organization_id := '{req}'; NEW.member_id := 'victim'; RETURN NEW; END $$;
-             CREATE TRIGGER zzz_after_the_gate BEFORE INSERT OR UPDATE ON {s}.sessions
-                 FOR EACH ROW EXECUTE FUNCTION {s}.to_victim();",
-            s = d.schema
-        ))
-        .unwrap();
-    let (_, token) = start_login(&mut d.owner, &opt, "me");
-    d.refused(
-        &format!(
-            "INSERT INTO {{s}}.sessions (organization_id, member_id, intermediate_session_token)
-             VALUES ('{opt}', 'me', '{token}')"
+    // BEFORE triggers that sort after the gate's and rewrite the row it checked: moving it to the
+    // victim, or forging the factors the gate wrote.
+    for (name, body, events) in [
+        (
+            "to_victim",
+            format!("NEW.organization_id := '{req}'; NEW.member_id := 'victim';"),
+            "INSERT OR UPDATE",
         ),
-        "28000",
-    );
-    d.refused(
-        &format!("UPDATE {{s}}.sessions SET last_seen_at = now() WHERE id = {id}"),
-        "28000",
-    );
-    // One that forges the factors after the gate wrote them.
-    d.owner
-        .batch_execute(&format!(
-            "DROP TRIGGER zzz_after_the_gate ON {s}.sessions;
-             CREATE FUNCTION {s}.forge() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN NEW.authentication_factors := '[{{\"type\": \"totp\"}}]'; RETURN NEW; END $$;
-             CREATE TRIGGER zzz_forge BEFORE INSERT ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.forge();",
-            s = d.schema
-        ))
-        .unwrap();
-    let (_, token) = start_login(&mut d.owner, &opt, "me");
-    d.refused(
-        &format!(
-            "INSERT INTO {{s}}.sessions (organization_id, member_id, intermediate_session_token)
-             VALUES ('{opt}', 'me', '{token}')"
+        (
+            "forge",
+            r#"NEW.authentication_factors := '[{"type": "totp"}]';"#.to_string(),
+            "INSERT",
         ),
-        "28000",
-    );
+    ] {
+        d.owner
+            .batch_execute(&format!(
+                "CREATE FUNCTION {s}.{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN {body} RETURN NEW; END $$;
+                 CREATE TRIGGER zzz_{name} BEFORE {events} ON {s}.sessions
+                     FOR EACH ROW EXECUTE FUNCTION {s}.{name}();",
+                s = d.schema
+            ))
+            .unwrap();
+        let (_, token) = start_login(&mut d.owner, &opt, "me");
+        d.refused(
+            &format!(
+                "INSERT INTO {{s}}.sessions (organization_id, member_id, intermediate_session_token)
+                 VALUES ('{opt}', 'me', '{token}')"
+            ),
+            "28000",
+        );
+        if events.contains("UPDATE") {
+            d.refused(
+                &format!("UPDATE {{s}}.sessions SET last_seen_at = now() WHERE id = {id}"),
+                "28000",
+            );
+        }
+        d.owner
+            .batch_execute(&format!("DROP TRIGGER zzz_{name} ON {}.sessions", d.schema))
+            .unwrap();
+    }
     // Nothing of the victim's was ever written; the honest session is still there.
     let victims: i64 = d
         .superuser
@@ -316,7 +318,10 @@ fn the_owner_cannot_switch_the_guard_off() {
     let intact: Option<String> = d
         .superuser
         .query_one(
-            &format!("SELECT mfa.session_table_guard_check('{}.sessions')", d.schema),
+            &format!(
+                "SELECT mfa.session_table_guard_check('{}.sessions')",
+                d.schema
+            ),
             &[],
         )
         .unwrap()
@@ -392,7 +397,9 @@ fn partitions_of_a_guarded_table_stay_guarded() {
         ))
         .unwrap();
     assert_eq!(
-        d.attempt(&format!("ALTER TABLE {s}.psessions ATTACH PARTITION {s}.filled FOR VALUES IN ('{other}')")),
+        d.attempt(&format!(
+            "ALTER TABLE {s}.psessions ATTACH PARTITION {s}.filled FOR VALUES IN ('{other}')"
+        )),
         "42501"
     );
     assert_eq!(
@@ -400,7 +407,9 @@ fn partitions_of_a_guarded_table_stay_guarded() {
         ""
     );
     assert_eq!(
-        d.attempt(&format!("INSERT INTO {s}.filled (organization_id, member_id) VALUES ('{other}', 'victim')")),
+        d.attempt(&format!(
+            "INSERT INTO {s}.filled (organization_id, member_id) VALUES ('{other}', 'victim')"
+        )),
         "28000"
     );
     let filled: i64 = d
@@ -501,10 +510,17 @@ fn a_step_up_raises_assurance_once_per_token_even_under_a_race() {
     let second = session("recovery_codes_recover", code(0));
     let factors = |c: &mut Client, id: i32| -> Vec<String> {
         let f: Value = c
-            .query_one(&format!("SELECT authentication_factors FROM {s}.sessions WHERE id = $1"), &[&id])
+            .query_one(
+                &format!("SELECT authentication_factors FROM {s}.sessions WHERE id = $1"),
+                &[&id],
+            )
             .unwrap()
             .get(0);
-        f.as_array().unwrap().iter().map(|x| x["type"].as_str().unwrap().to_string()).collect()
+        f.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["type"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(factors(&mut d.owner, first), ["password", "totp"]);
     let step_up = token_of(&json(
@@ -531,13 +547,21 @@ fn a_step_up_raises_assurance_once_per_token_even_under_a_race() {
     assert_eq!(lost, vec!["28000".to_string()], "{results:?}");
     let winner = if results[0].is_ok() { first } else { second };
     let loser = if winner == first { second } else { first };
-    assert_eq!(factors(&mut d.owner, winner).last().unwrap(), "recovery_codes");
-    assert_eq!(factors(&mut d.owner, winner).len(), 3 - usize::from(winner == second));
+    assert_eq!(
+        factors(&mut d.owner, winner).last().unwrap(),
+        "recovery_codes"
+    );
+    assert_eq!(
+        factors(&mut d.owner, winner).len(),
+        3 - usize::from(winner == second)
+    );
     assert_eq!(factors(&mut d.owner, loser).len(), 2);
     let aal: String = d
         .owner
         .query_one(
-            &format!("SELECT mfa.session_aal(authentication_factors) FROM {s}.sessions WHERE id = $1"),
+            &format!(
+                "SELECT mfa.session_aal(authentication_factors) FROM {s}.sessions WHERE id = $1"
+            ),
             &[&winner],
         )
         .unwrap()
@@ -553,7 +577,9 @@ fn a_hand_made_0_3_0_trigger_still_gates_inserts_but_not_the_rest() {
     let req = d.required.clone();
     // Its INSERT gate still works as in 0.3.0.
     assert_eq!(
-        d.attempt(&format!("INSERT INTO {{s}}.sessions (organization_id, member_id) VALUES ('{req}', 'victim')")),
+        d.attempt(&format!(
+            "INSERT INTO {{s}}.sessions (organization_id, member_id) VALUES ('{req}', 'victim')"
+        )),
         "28000"
     );
     let id = d.my_session();
@@ -561,10 +587,16 @@ fn a_hand_made_0_3_0_trigger_still_gates_inserts_but_not_the_rest() {
         d.attempt(&format!("UPDATE {{s}}.sessions SET organization_id = '{req}', member_id = 'victim' WHERE id = {id}")),
         ""
     );
-    assert_eq!(d.attempt("ALTER TABLE {s}.sessions DISABLE TRIGGER require_mfa"), "");
+    assert_eq!(
+        d.attempt("ALTER TABLE {s}.sessions DISABLE TRIGGER require_mfa"),
+        ""
+    );
     // Guarding it replaces the hand-made trigger and closes both.
     d.superuser
-        .execute(&format!("SELECT mfa.session_table_guard('{}.sessions')", d.schema), &[])
+        .execute(
+            &format!("SELECT mfa.session_table_guard('{}.sessions')", d.schema),
+            &[],
+        )
         .unwrap();
     let triggers: Vec<String> = d
         .superuser

@@ -3,16 +3,16 @@
 -- step-up of an existing session; and an RLS policy that trusts the factors the gate wrote.
 \pset null '∅'
 \set VERBOSITY terse
-SELECT mfa.organization_upsert('initech', 'REQUIRED_FOR_ALL') ->> 'mfa_policy' AS policy;
-SELECT mfa.member_upsert('initech', 'peter') ->> 'member_id' AS member;
-SELECT mfa.totp_migrate('initech', 'peter', 'JBSWY3DPEHPK3PXP', ARRAY['abcd-efgh-ijkl', 'mnop-qrst-uvwx']) ->> 'status_code' AS migrated;
+SELECT mfa.organization_upsert('hooli', 'REQUIRED_FOR_ALL') ->> 'mfa_policy' AS policy;
+SELECT mfa.member_upsert('hooli', 'gavin') ->> 'member_id' AS member;
+SELECT mfa.totp_migrate('hooli', 'gavin', 'JBSWY3DPEHPK3PXP', ARRAY['abcd-efgh-ijkl', 'mnop-qrst-uvwx']) ->> 'status_code' AS migrated;
 
 -- The application's role owns its sessions table, as it usually does.
-CREATE ROLE initech_app LOGIN;
-GRANT mfa_app TO initech_app;
-CREATE SCHEMA initech AUTHORIZATION initech_app;
-SET ROLE initech_app;
-CREATE TABLE initech.sessions (
+CREATE ROLE hooli_app LOGIN;
+GRANT mfa_app TO hooli_app;
+CREATE SCHEMA hooli AUTHORIZATION hooli_app;
+SET ROLE hooli_app;
+CREATE TABLE hooli.sessions (
     id serial PRIMARY KEY,
     organization_id text NOT NULL,
     member_id text NOT NULL,
@@ -23,96 +23,96 @@ CREATE TABLE initech.sessions (
 RESET ROLE;
 
 -- mfa_admin guards it (idempotent; the columns take their default names here).
-SELECT mfa.session_table_guard('initech.sessions');
-SELECT mfa.session_table_guard('initech.sessions');
+SELECT mfa.session_table_guard('hooli.sessions');
+SELECT mfa.session_table_guard('hooli.sessions');
 SELECT session_table, organization_column, member_column, token_column, factors_column FROM mfa.guarded_session_tables;
-SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'initech.sessions'::regclass ORDER BY tgname;
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'hooli.sessions'::regclass ORDER BY tgname;
 -- Columns are checked.
-SELECT mfa.session_table_guard('initech.sessions', member_column => 'no_such_column');
-SELECT mfa.session_table_guard('initech.sessions', factors_column => 'member_id');
+SELECT mfa.session_table_guard('hooli.sessions', member_column => 'no_such_column');
+SELECT mfa.session_table_guard('hooli.sessions', factors_column => 'member_id');
 
-SET ROLE initech_app;
+SET ROLE hooli_app;
 -- A login: no session before the second factor, whatever the statement says about its factors.
-SELECT mfa.primary_authenticate('initech', 'peter') ->> 'intermediate_session_token' AS token \gset
-INSERT INTO initech.sessions (organization_id, member_id, intermediate_session_token, authentication_factors)
-VALUES ('initech', 'peter', :'token', '[{"type": "totp", "delivery_method": "authenticator_app"}]');
+SELECT mfa.primary_authenticate('hooli', 'gavin') ->> 'intermediate_session_token' AS token \gset
+INSERT INTO hooli.sessions (organization_id, member_id, intermediate_session_token, authentication_factors)
+VALUES ('hooli', 'gavin', :'token', '[{"type": "totp", "delivery_method": "authenticator_app"}]');
 \set code `oathtool --totp -b JBSWY3DPEHPK3PXP`
-SELECT mfa.totp_authenticate('initech', 'peter', :'code', :'token') ->> 'status_code' AS totp;
-INSERT INTO initech.sessions (organization_id, member_id, intermediate_session_token)
-VALUES ('initech', 'peter', :'token') RETURNING id AS sid \gset
+SELECT mfa.totp_authenticate('hooli', 'gavin', :'code', :'token') ->> 'status_code' AS totp;
+INSERT INTO hooli.sessions (organization_id, member_id, intermediate_session_token)
+VALUES ('hooli', 'gavin', :'token') RETURNING id AS sid \gset
 SELECT jsonb_path_query_array(authentication_factors, '$[*].type') AS factors,
        mfa.session_aal(authentication_factors) AS aal,
        mfa.last_mfa_at(authentication_factors) > now() - interval '1 minute' AS recent_mfa
-  FROM initech.sessions;
+  FROM hooli.sessions;
 
 -- The common UPDATE touches no guarded column and no trigger runs for it.
-UPDATE initech.sessions SET last_seen_at = now();
+UPDATE hooli.sessions SET last_seen_at = now();
 -- The identity and the factors of a session are immutable, through UPDATE, upsert or MERGE.
-UPDATE initech.sessions SET member_id = 'bill';
-UPDATE initech.sessions SET authentication_factors = '[]';
-INSERT INTO initech.sessions (id, organization_id, member_id) VALUES (:sid, 'initech', 'peter')
+UPDATE hooli.sessions SET member_id = 'bill';
+UPDATE hooli.sessions SET authentication_factors = '[]';
+INSERT INTO hooli.sessions (id, organization_id, member_id) VALUES (:sid, 'hooli', 'gavin')
     ON CONFLICT (id) DO UPDATE SET member_id = 'bill';
-MERGE INTO initech.sessions s USING (VALUES (:sid)) v(id) ON s.id = v.id
+MERGE INTO hooli.sessions s USING (VALUES (:sid)) v(id) ON s.id = v.id
  WHEN MATCHED THEN UPDATE SET organization_id = 'other';
 -- Writing the same values again is no change (ORMs write every column).
-UPDATE initech.sessions SET member_id = member_id, authentication_factors = authentication_factors;
+UPDATE hooli.sessions SET member_id = member_id, authentication_factors = authentication_factors;
 
 -- The owner cannot switch the guard off.
-ALTER TABLE initech.sessions DISABLE TRIGGER ALL;
-ALTER TABLE initech.sessions ENABLE REPLICA TRIGGER mfa_session_gate_insert;
-DROP TRIGGER mfa_session_gate_update ON initech.sessions;
-ALTER TABLE initech.sessions RENAME COLUMN member_id TO member;
-ALTER TABLE initech.sessions RENAME TO old_sessions;
-CREATE TABLE initech.more_sessions () INHERITS (initech.sessions);
-DROP TABLE initech.sessions;
+ALTER TABLE hooli.sessions DISABLE TRIGGER ALL;
+ALTER TABLE hooli.sessions ENABLE REPLICA TRIGGER mfa_session_gate_insert;
+DROP TRIGGER mfa_session_gate_update ON hooli.sessions;
+ALTER TABLE hooli.sessions RENAME COLUMN member_id TO member;
+ALTER TABLE hooli.sessions RENAME TO old_sessions;
+CREATE TABLE hooli.more_sessions () INHERITS (hooli.sessions);
+DROP TABLE hooli.sessions;
 -- Other DDL is untouched.
-ALTER TABLE initech.sessions ADD COLUMN user_agent text;
-CREATE INDEX ON initech.sessions (member_id);
+ALTER TABLE hooli.sessions ADD COLUMN user_agent text;
+CREATE INDEX ON hooli.sessions (member_id);
 
 -- Step-up: a protected page wants MFA within the last minute. The policy trusts the factors
 -- column because only the gate writes it.
-CREATE TABLE initech.payroll (organization_id text, amount int);
-INSERT INTO initech.payroll VALUES ('initech', 100);
-ALTER TABLE initech.payroll ENABLE ROW LEVEL SECURITY;
-ALTER TABLE initech.payroll FORCE ROW LEVEL SECURITY;
-CREATE POLICY recent_mfa ON initech.payroll USING (EXISTS (
-    SELECT FROM initech.sessions s
-     WHERE s.id = current_setting('initech.session_id')::int
+CREATE TABLE hooli.payroll (organization_id text, amount int);
+INSERT INTO hooli.payroll VALUES ('hooli', 100);
+ALTER TABLE hooli.payroll ENABLE ROW LEVEL SECURITY;
+ALTER TABLE hooli.payroll FORCE ROW LEVEL SECURITY;
+CREATE POLICY recent_mfa ON hooli.payroll USING (EXISTS (
+    SELECT FROM hooli.sessions s
+     WHERE s.id = current_setting('hooli.session_id')::int
        AND s.organization_id = payroll.organization_id
        AND mfa.last_mfa_at(s.authentication_factors) > clock_timestamp() - interval '1 second'));
-SET initech.session_id = :sid;
+SET hooli.session_id = :sid;
 SELECT pg_sleep(1.1);
-SELECT count(*) AS payroll_rows_before_step_up FROM initech.payroll;
+SELECT count(*) AS payroll_rows_before_step_up FROM hooli.payroll;
 -- The member proves a factor again with a step-up token, and the application writes that token
 -- into the session row.
-SELECT mfa.step_up_start('initech', 'peter') ->> 'intermediate_session_token' AS step_up \gset
+SELECT mfa.step_up_start('hooli', 'gavin') ->> 'intermediate_session_token' AS step_up \gset
 -- A step-up token never creates a session.
-INSERT INTO initech.sessions (organization_id, member_id, intermediate_session_token)
-VALUES ('initech', 'peter', :'step_up');
+INSERT INTO hooli.sessions (organization_id, member_id, intermediate_session_token)
+VALUES ('hooli', 'gavin', :'step_up');
 -- Nor raises assurance before a factor is proven with it.
-UPDATE initech.sessions SET intermediate_session_token = :'step_up' WHERE id = :sid;
-SELECT mfa.recovery_codes_recover('initech', 'peter', 'abcd-efgh-ijkl', :'step_up') ->> 'status_code' AS recovered;
-UPDATE initech.sessions SET intermediate_session_token = :'step_up' WHERE id = :sid
+UPDATE hooli.sessions SET intermediate_session_token = :'step_up' WHERE id = :sid;
+SELECT mfa.recovery_codes_recover('hooli', 'gavin', 'abcd-efgh-ijkl', :'step_up') ->> 'status_code' AS recovered;
+UPDATE hooli.sessions SET intermediate_session_token = :'step_up' WHERE id = :sid
 RETURNING jsonb_path_query_array(authentication_factors, '$[*].type') AS factors;
-SELECT count(*) AS payroll_rows_after_step_up FROM initech.payroll;
+SELECT count(*) AS payroll_rows_after_step_up FROM hooli.payroll;
 -- One token, one step-up.
-UPDATE initech.sessions SET intermediate_session_token = NULL WHERE id = :sid;
-UPDATE initech.sessions SET intermediate_session_token = :'step_up' WHERE id = :sid;
-RESET initech.session_id;
+UPDATE hooli.sessions SET intermediate_session_token = NULL WHERE id = :sid;
+UPDATE hooli.sessions SET intermediate_session_token = :'step_up' WHERE id = :sid;
+RESET hooli.session_id;
 RESET ROLE;
 
 -- Only mfa_admin takes the guard off, and then the owner's DDL is its own again.
-SET ROLE initech_app;
-SELECT mfa.session_table_unguard('initech.sessions');
+SET ROLE hooli_app;
+SELECT mfa.session_table_unguard('hooli.sessions');
 RESET ROLE;
-SELECT mfa.session_table_unguard('initech.sessions');
-SELECT count(*) AS gate_triggers FROM pg_trigger WHERE tgrelid = 'initech.sessions'::regclass AND NOT tgisinternal;
+SELECT mfa.session_table_unguard('hooli.sessions');
+SELECT count(*) AS gate_triggers FROM pg_trigger WHERE tgrelid = 'hooli.sessions'::regclass AND NOT tgisinternal;
 -- Every step is in the audit trail.
 SELECT event_type, details ->> 'session_table' AS session_table FROM mfa.events
- WHERE event_type ~ '^(session_table|session|step_up)\.' ORDER BY event_id;
-SET ROLE initech_app;
-DROP TABLE initech.sessions, initech.payroll;
+ WHERE organization_id IN ('', 'hooli') AND event_type ~ '^(session_table|session|step_up)\.' ORDER BY event_id;
+SET ROLE hooli_app;
+DROP TABLE hooli.sessions, hooli.payroll;
 RESET ROLE;
-DROP SCHEMA initech;
-DROP OWNED BY initech_app;
-DROP ROLE initech_app;
+DROP SCHEMA hooli;
+DROP OWNED BY hooli_app;
+DROP ROLE hooli_app;
