@@ -38,7 +38,7 @@ GRANT EXECUTE ON FUNCTION
 TO mfa_admin;
 GRANT EXECUTE ON FUNCTION
     mfa.recovery_codes_get(text, text),
-    mfa.recovery_codes_rotate(text, text),
+    mfa.recovery_codes_rotate(text, text, text),
     mfa.qr_code_text(text),
     mfa.totp_verify(text, text, timestamp with time zone),
     mfa.sms_country_supported(text),
@@ -91,7 +91,8 @@ COMMENT ON FUNCTION mfa.totp_migrate(text, text, text, text[]) IS
 COMMENT ON FUNCTION mfa.member_delete_totp(text, text) IS 'mfa: removes a member''s authenticator app and recovery codes.';
 COMMENT ON FUNCTION mfa.recovery_codes_get(text, text) IS
     'mfa: how many recovery codes remain and when they were minted (the codes are stored hashed).';
-COMMENT ON FUNCTION mfa.recovery_codes_rotate(text, text) IS 'mfa: invalidates all recovery codes and returns a new set, shown this once.';
+COMMENT ON FUNCTION mfa.recovery_codes_rotate(text, text, text) IS
+    'mfa: invalidates all recovery codes and returns a new set, shown this once; needs an intermediate session token (a login''s or step_up_start''s) that carries a second factor proven with it.';
 COMMENT ON FUNCTION mfa.recovery_codes_recover(text, text, text, text) IS
     'mfa: spends one recovery code as the second factor; returns recovery_codes_remaining. Failures are returned, not raised.';
 COMMENT ON FUNCTION mfa.totp_verify(text, text, timestamp with time zone) IS

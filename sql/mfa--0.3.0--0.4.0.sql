@@ -4,6 +4,8 @@
 --    UPDATE path, and against the DDL that would switch it off.
 --  * Step-up: step_up_start, tokens without a primary factor (primary_factor becomes nullable).
 --  * Assurance for RLS: session_aal, last_mfa_at.
+--  * recovery_codes_rotate takes the intermediate session token that must carry a proven second
+--    factor (minting codes without one was a way around MFA).
 --  Tables created by hand with enforce_session_policy keep working as in 0.3.0; session_table_guard
 --  replaces such a trigger when it guards the table.
 \echo Use "ALTER EXTENSION mfa UPDATE TO '0.4.0'" to load this file. \quit
@@ -27,6 +29,18 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'step_up_start_wrapper';
 
+DROP FUNCTION mfa.recovery_codes_rotate(text, text);
+CREATE FUNCTION mfa.recovery_codes_rotate(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"intermediate_session_token" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS jsonb /* Jsonb */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'recovery_codes_rotate_wrapper';
+
+GRANT EXECUTE ON FUNCTION mfa.recovery_codes_rotate(text, text, text) TO mfa_admin, mfa_app;
 -- sql/session_guard.sql as of 0.4.0
 -- mfa: the guard of the application's sessions tables (0.4.0).
 --
@@ -351,7 +365,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 REVOKE ALL ON FUNCTION
-    mfa.session_gate(), mfa.step_up_start(text, text, text), mfa.session_table_guard(regclass, name, name, name, name),
+    mfa.session_gate(), mfa.step_up_start(text, text, text), mfa.recovery_codes_rotate(text, text, text), mfa.session_table_guard(regclass, name, name, name, name),
     mfa.session_table_unguard(regclass), mfa.session_table_guard_check(regclass), mfa._full_xid(xid),
     mfa._session_guard_ddl(), mfa.session_aal(jsonb), mfa.last_mfa_at(jsonb)
 FROM PUBLIC;
@@ -366,6 +380,8 @@ GRANT EXECUTE ON FUNCTION mfa.step_up_start(text, text, text) TO mfa_app;
 GRANT EXECUTE ON FUNCTION mfa.session_gate() TO PUBLIC;
 ALTER FUNCTION mfa.session_gate() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+COMMENT ON FUNCTION mfa.recovery_codes_rotate(text, text, text) IS
+    'mfa: invalidates all recovery codes and returns a new set, shown this once; needs an intermediate session token (a login''s or step_up_start''s) that carries a second factor proven with it.';
 COMMENT ON FUNCTION mfa.step_up_start(text, text, text) IS
     'mfa: starts a step-up of an existing session: an intermediate session token without a primary factor (shown once) and the member''s options; prove a factor with it, then write it into a guarded sessions table''s token column to raise that session''s assurance. It can never create a session.';
 COMMENT ON FUNCTION mfa.session_gate() IS

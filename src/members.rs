@@ -143,11 +143,11 @@ macro_rules! member_load {
         concat!(
             "SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa_phone_country,
                     m.mfa_phone_number_verified, m.phone_id::text, m.default_mfa_method, m.is_breakglass,
-                    coalesce(m.lock_expires_at > now(), false), m.lock_created_at, m.lock_expires_at,
+                    coalesce(m.lock_expires_at > clock_timestamp(), false), m.lock_created_at, m.lock_expires_at,
                     m.created_at, m.updated_at,
                     o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods,
                     t.totp_registration_id::text, t.secret_ciphertext, t.status = 'active',
-                    coalesce(t.expires_at <= now(), false), t.last_used_step, ",
+                    coalesce(t.expires_at <= clock_timestamp(), false), t.last_used_step, ",
             $sms_code_columns,
             ", m.failed_attempts
                FROM mfa.members m
@@ -177,7 +177,7 @@ const MEMBER_LOCK_WITH_TOTP: &str = concat!(member_load!("JOIN"), " FOR UPDATE O
 const MEMBER_LOCK_WITH_SMS_CODE: &str = concat!(
     member_load!(
         "LEFT JOIN",
-        "c.code_hash, c.phone_number, c.expires_at <= now(), c.used_at IS NOT NULL",
+        "c.code_hash, c.phone_number, c.expires_at <= clock_timestamp(), c.used_at IS NOT NULL",
         "JOIN mfa.sms_codes c ON c.organization_id = m.organization_id AND c.member_id = m.member_id"
     ),
     " FOR UPDATE OF m, c"
@@ -315,11 +315,11 @@ pub fn record_failed_attempt(member: &Member) -> MfaResult<bool> {
     let locked: Option<bool> = db::row(
         "UPDATE mfa.members SET
                 failed_attempts = CASE WHEN failed_attempts + 1 >= $3 THEN 0 ELSE failed_attempts + 1 END,
-                lock_created_at = CASE WHEN failed_attempts + 1 >= $3 THEN now() ELSE lock_created_at END,
+                lock_created_at = CASE WHEN failed_attempts + 1 >= $3 THEN clock_timestamp() ELSE lock_created_at END,
                 lock_expires_at = CASE WHEN failed_attempts + 1 >= $3
-                                       THEN now() + make_interval(mins => $4) ELSE lock_expires_at END
+                                       THEN clock_timestamp() + make_interval(mins => $4) ELSE lock_expires_at END
           WHERE organization_id = $1 AND member_id = $2
-      RETURNING to_jsonb(coalesce(lock_expires_at > now(), false))",
+      RETURNING to_jsonb(coalesce(lock_expires_at > clock_timestamp(), false))",
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),

@@ -40,9 +40,9 @@ macro_rules! claim_statement {
     ($only:literal) => {
         concat!(
             "UPDATE mfa.sms_outbox o
-                SET visible_at = now() + $2::interval, attempts = o.attempts + 1
+                SET visible_at = statement_timestamp() + $2::interval, attempts = o.attempts + 1
                FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
-                      WHERE status = 'pending' AND visible_at <= now() AND expires_at > now() ",
+                      WHERE status = 'pending' AND visible_at <= statement_timestamp() AND expires_at > statement_timestamp() ",
             $only,
             " ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
               WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
@@ -80,7 +80,7 @@ fn claim(
         &format!(
             "UPDATE mfa.sms_outbox o SET status = 'expired', {ERASE_CODE}
                FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
-                      WHERE status = 'pending' AND expires_at <= now()
+                      WHERE status = 'pending' AND expires_at <= statement_timestamp()
                       ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED) stale
               WHERE o.organization_id = stale.organization_id AND o.message_id = stale.message_id"
         ),
@@ -256,7 +256,7 @@ fn sms_outbox_fail(
                 code_ciphertext = CASE WHEN $3 AND attempts < $4 THEN code_ciphertext END,
                 body = CASE WHEN $3 AND attempts < $4 THEN body
                             ELSE regexp_replace(body, '[0-9]{{6}}', '******', 'g') END,
-                visible_at = now() + least(interval '5 minutes',
+                visible_at = statement_timestamp() + least(interval '5 minutes',
                                            interval '5 seconds' * power(2, greatest(attempts - 1, 0))),
                 last_error = left($2, 500)
           WHERE message_id = $1 AND status = 'pending'

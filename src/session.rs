@@ -70,7 +70,7 @@ pub fn find_for(
 ) -> MfaResult<IntermediateSession> {
     let hash = token_hash(token);
     let found = db::typed_row(
-        "SELECT organization_id, member_id, factors, consumed_at IS NULL AND expires_at > now()
+        "SELECT organization_id, member_id, factors, consumed_at IS NULL AND expires_at > clock_timestamp()
            FROM mfa.intermediate_sessions WHERE token_hash = $1 FOR UPDATE",
         &[hash.clone().into()],
         |row| {
@@ -249,7 +249,7 @@ impl Attempt {
             parts.push(
                 "proven AS (
                      UPDATE mfa.intermediate_sessions
-                        SET factors = factors || jsonb_build_array($5::jsonb || jsonb_build_object('last_authenticated_at', now()))
+                        SET factors = factors || jsonb_build_array($5::jsonb || jsonb_build_object('last_authenticated_at', clock_timestamp()))
                       WHERE organization_id = $1 AND token_hash = $6
                   RETURNING factors)"
                     .into(),
@@ -376,7 +376,7 @@ fn start(
                 (organization_id, token_hash, member_id, primary_factor, locale, factors, expires_at)
          VALUES ($1, $2, $3, $4, $5,
                  CASE WHEN $4 IS NULL THEN '[]'::jsonb
-                      ELSE jsonb_build_array($6::jsonb || jsonb_build_object('last_authenticated_at', now())) END,
+                      ELSE jsonb_build_array($6::jsonb || jsonb_build_object('last_authenticated_at', clock_timestamp())) END,
                  clock_timestamp() + make_interval(mins => $7))",
         &[
             member.organization_id.as_str().into(),

@@ -197,7 +197,35 @@ mod tests {
             json("SELECT mfa.recovery_codes_get('org-1', 'ann')")["recovery_codes_remaining"],
             1
         );
-        let rotated = json("SELECT mfa.recovery_codes_rotate('org-1', 'ann')");
+        // Minting codes needs a factor proven in a login or a step-up (not the member's id alone).
+        assert_error(
+            "SELECT mfa.recovery_codes_rotate('org-1', 'ann')",
+            "28000",
+            "insufficient_factors",
+        );
+        let bare = json("SELECT mfa.primary_authenticate('org-1', 'ann')")
+            ["intermediate_session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_error(
+            &format!("SELECT mfa.recovery_codes_rotate('org-1', 'ann', '{bare}')"),
+            "28000",
+            "insufficient_factors",
+        );
+        let step_up = json("SELECT mfa.step_up_start('org-1', 'ann')")
+            ["intermediate_session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let proven = json(&format!(
+            "SELECT mfa.totp_authenticate('org-1', 'ann', '{}', '{step_up}')",
+            code_for("JBSWY3DPEHPK3PXP", 1)
+        ));
+        assert_eq!(proven["status_code"], 200, "{proven}");
+        let rotated = json(&format!(
+            "SELECT mfa.recovery_codes_rotate('org-1', 'ann', '{step_up}')"
+        ));
         let codes = rotated["recovery_codes"].as_array().unwrap().clone();
         assert_eq!(codes.len(), 10);
         assert_eq!(

@@ -70,11 +70,11 @@ impl SendingLimits {
                 stored_allowlist!(),
                 ",
                     (SELECT count(*) FROM mfa.sms_outbox
-                      WHERE phone_number = $1 AND created_at > now() - interval '1 hour'),
+                      WHERE phone_number = $1 AND created_at > statement_timestamp() - interval '1 hour'),
                     (SELECT count(*) FROM mfa.sms_outbox
-                      WHERE phone_number = $1 AND created_at > now() - make_interval(secs => $3)),
+                      WHERE phone_number = $1 AND created_at > statement_timestamp() - make_interval(secs => $3)),
                     (SELECT count(*) FROM mfa.sms_outbox
-                      WHERE rate_limit_prefix = $2 AND created_at > now() - interval '1 hour')"
+                      WHERE rate_limit_prefix = $2 AND created_at > statement_timestamp() - interval '1 hour')"
             ),
             &[
                 phone.e164.as_str().into(),
@@ -124,15 +124,15 @@ macro_rules! queue_code {
     ($last:literal) => {
         concat!(
             "WITH live_code AS (
-                 INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, expires_at)
-                 VALUES ($1, $2, $10, $3, now() + make_interval(secs => $8))
+                 INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, created_at, expires_at)
+                 VALUES ($1, $2, $10, $3, clock_timestamp(), clock_timestamp() + make_interval(secs => $8))
                  ON CONFLICT (organization_id, member_id) DO UPDATE
                     SET code_hash = EXCLUDED.code_hash, phone_number = EXCLUDED.phone_number,
-                        created_at = now(), expires_at = EXCLUDED.expires_at, used_at = NULL),
+                        created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, used_at = NULL),
              queued AS (
                  INSERT INTO mfa.sms_outbox (organization_id, member_id, phone_number, country_code,
-                                             rate_limit_prefix, locale, body, code_ciphertext, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, now() + make_interval(secs => $8))
+                                             rate_limit_prefix, locale, body, code_ciphertext, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, clock_timestamp(), clock_timestamp() + make_interval(secs => $8))
                  RETURNING message_id),
              audited AS (
                  INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)

@@ -46,8 +46,8 @@ fn store_registration(
                 (organization_id, member_id, totp_registration_id, secret_ciphertext, status, expires_at, activated_at)
          VALUES ($1, $2, $3::uuid, $4,
                  CASE WHEN $5::int IS NULL THEN 'active' ELSE 'pending' END,
-                 now() + make_interval(mins => $5::int),
-                 CASE WHEN $5::int IS NULL THEN now() END)",
+                 clock_timestamp() + make_interval(mins => $5::int),
+                 CASE WHEN $5::int IS NULL THEN clock_timestamp() END)",
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),
@@ -411,14 +411,30 @@ fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) ->
     Jsonb(get().or_raise())
 }
 
-/// Invalidates every recovery code and returns a new set (shown this once).
+/// Invalidates every recovery code and returns a new set (shown this once). Minting codes is
+/// adding a factor: the intermediate session token (of a login or a step-up) must carry a second
+/// factor proven with it, or whoever holds the application's role could mint codes and log in
+/// with them.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn recovery_codes_rotate(organization_id: Option<&str>, member_id: Option<&str>) -> Jsonb {
+fn recovery_codes_rotate(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    intermediate_session_token: default!(Option<&str>, "NULL"),
+) -> Jsonb {
     let rotate = || -> MfaResult<Value> {
         let request = Request::new();
         let member = members::load(organization_id, member_id, Load::Lock)?;
         require_active_registration(&member)?;
+        match session::find_optional(&member, intermediate_session_token)? {
+            Some(login) if login.has_second_factor() => {}
+            _ => {
+                return err(
+                    ErrorType::InsufficientFactors,
+                    "Rotating recovery codes needs an intermediate session token that carries a second factor proven with it (a login's, or step_up_start's).",
+                )
+            }
+        }
         let codes = mint_recovery_codes(&member)?;
         request.audit(
             &member.organization_id,

@@ -193,7 +193,10 @@ fn no_secret_in_logs_events_errors_notices_or_dumps() {
         "SELECT mfa.recovery_codes_recover($1, 'ann', $2, $3)",
         &[&org, &codes[0], &second],
     );
-    let rotated = f.call("SELECT mfa.recovery_codes_rotate($1, 'ann')", &[&org]);
+    let rotated = f.call(
+        "SELECT mfa.recovery_codes_rotate($1, 'ann', $2)",
+        &[&org, &second],
+    );
     for code in rotated["recovery_codes"].as_array().unwrap() {
         let code = code.as_str().unwrap().to_string();
         f.keep(&code, "recovery code");

@@ -43,7 +43,12 @@ SELECT jsonb_array_elements_text(:'created'::jsonb -> 'recovery_codes') AS first
 SELECT mfa.recovery_codes_recover('initech', 'peter', :'first_code') ->> 'recovery_codes_remaining' AS remaining;
 SELECT mfa.recovery_codes_recover('initech', 'peter', :'first_code') ->> 'error_type' AS second_use;
 SELECT mfa.recovery_codes_get('initech', 'peter') -> 'recovery_codes_remaining' AS remaining;
-SELECT mfa.recovery_codes_rotate('initech', 'peter') -> 'recovery_codes' ->> 0 AS new_code \gset
+-- Rotating mints new codes, so it needs a factor proven in a login or step-up, like adding a factor.
+SELECT mfa.recovery_codes_rotate('initech', 'peter');
+SELECT mfa.step_up_start('initech', 'peter') ->> 'intermediate_session_token' AS step_up \gset
+SELECT jsonb_array_elements_text(:'created'::jsonb -> 'recovery_codes') AS step_up_code OFFSET 2 LIMIT 1 \gset
+SELECT mfa.recovery_codes_recover('initech', 'peter', :'step_up_code', :'step_up') ->> 'status_code' AS proven;
+SELECT mfa.recovery_codes_rotate('initech', 'peter', :'step_up') -> 'recovery_codes' ->> 0 AS new_code \gset
 SELECT jsonb_array_elements_text(:'created'::jsonb -> 'recovery_codes') AS old_code OFFSET 1 LIMIT 1 \gset
 SELECT mfa.recovery_codes_recover('initech', 'peter', :'old_code') ->> 'error_type' AS old_set;
 SELECT mfa.recovery_codes_recover('initech', 'peter', :'new_code') ->> 'recovery_codes_remaining' AS remaining;
