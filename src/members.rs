@@ -97,6 +97,17 @@ impl Member {
             "updated_at": iso(&self.updated_at),
         })
     }
+
+    /// `object` for an answer given before the member proved a second factor (to the login flow,
+    /// which may be driven by whoever holds the application's role): the phone number masked as
+    /// in `member_options`.
+    pub fn object_before_mfa(&self) -> Value {
+        let mut object = self.object();
+        if let Some(phone) = &self.mfa_phone_number {
+            object["mfa_phone_number"] = Value::String(crate::phone::mask_e164(phone));
+        }
+        object
+    }
 }
 
 /// A successful answer about `member`: status, request id and ids, then `fields`.
@@ -307,6 +318,11 @@ pub fn load(
 /// The member object as it is now (after this transaction's own changes).
 pub fn object(organization_id: &str, member_id: &str) -> MfaResult<Value> {
     Ok(load(Some(organization_id), Some(member_id), Load::Read)?.object())
+}
+
+/// `object_before_mfa`, read again.
+pub fn object_before_mfa(organization_id: &str, member_id: &str) -> MfaResult<Value> {
+    Ok(load(Some(organization_id), Some(member_id), Load::Read)?.object_before_mfa())
 }
 
 /// Counts a failed attempt; at `mfa.lock_threshold` consecutive failures the member is locked for

@@ -451,7 +451,7 @@ fn start(
             } else {
                 Value::Null
             },
-            "member": member.object(),
+            "member": if mfa_required { member.object_before_mfa() } else { member.object() },
         }),
     ))
 }

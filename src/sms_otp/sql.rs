@@ -248,6 +248,14 @@ fn send(
     )?;
     org.require_allowed(MfaMethod::SmsOtp, member.is_breakglass)?;
     session::find_optional(&member, token)?;
+    // A locked member cannot authenticate: a code would only cost a message (and could be sent
+    // again and again at the member's expense).
+    if member.is_locked {
+        return err(
+            ErrorType::UserLockLimitReached,
+            "The member is locked after too many failed attempts; no code is sent until the lock ends.",
+        );
+    }
     let mut linked = false;
     if let Some(phone) = &requested {
         match &member.mfa_phone_number {
@@ -278,10 +286,11 @@ fn send(
     }
     send_code(&request, &member, requested.as_ref(), locale, true)?;
     // A send changes the member only when it linked the phone.
+    // Sent during a login, before any second factor: the number is masked.
     let object = if linked {
-        members::object(&member.organization_id, &member.member_id)?
+        members::object_before_mfa(&member.organization_id, &member.member_id)?
     } else {
-        member.object()
+        member.object_before_mfa()
     };
     Ok(members::answer(
         &request,

@@ -144,7 +144,7 @@ fn create(
         "otpauth_uri": uri,
         "qr_code": qr_code_data_url(&uri)?,
         "recovery_codes": recovery_codes,
-        "member": members::object(&member.organization_id, &member.member_id)?,
+        "member": members::object_before_mfa(&member.organization_id, &member.member_id)?,
         }),
     ))
 }
