@@ -70,6 +70,23 @@ struct Args {
     /// Shared secret of the webhook's X-Mfa-Signature HMAC.
     #[arg(long, env = "MFA_SMS_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+    /// Accept an http:// webhook URL (a test endpoint on loopback): messages carry codes and
+    /// numbers, so production webhooks are https:// only.
+    #[arg(long)]
+    allow_insecure_webhook: bool,
+}
+
+/// A webhook URL is https://, or http:// when explicitly allowed.
+fn webhook_url(url: &str, allow_insecure: bool) -> Result<String, String> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("https") => Ok(url.to_string()),
+        Some("http") if allow_insecure => Ok(url.to_string()),
+        Some("http") => Err(
+            "the webhook URL must be https:// (messages carry codes and phone numbers); --allow-insecure-webhook accepts http:// for a local test endpoint".into(),
+        ),
+        _ => Err(format!("the webhook URL must be https://; got {url:?}")),
+    }
 }
 
 fn provider(args: &Args) -> Result<Provider, String> {
@@ -98,10 +115,12 @@ fn provider(args: &Args) -> Result<Provider, String> {
             })
         }
         ProviderKind::Webhook => Provider::Webhook {
-            url: args
-                .webhook_url
-                .clone()
-                .ok_or("webhook needs --webhook-url")?,
+            url: webhook_url(
+                args.webhook_url
+                    .as_deref()
+                    .ok_or("webhook needs --webhook-url")?,
+                args.allow_insecure_webhook,
+            )?,
             secret: args
                 .webhook_secret
                 .clone()
@@ -165,7 +184,18 @@ fn poll_seconds(text: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::poll_seconds;
+    use super::{poll_seconds, webhook_url};
+
+    #[test]
+    fn webhook_urls_are_https_unless_a_test_endpoint_is_allowed() {
+        assert!(webhook_url("https://hooks.example/sms", false).is_ok());
+        assert!(webhook_url("HTTPS://hooks.example/sms", false).is_ok());
+        assert!(webhook_url("http://hooks.example/sms", false).is_err());
+        assert!(webhook_url("http://127.0.0.1:8080/sms", true).is_ok());
+        for bad in ["ftp://x/sms", "hooks.example/sms", "", "file:///etc/passwd"] {
+            assert!(webhook_url(bad, true).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn poll_intervals_may_be_fractions_within_bounds() {

@@ -146,6 +146,12 @@ async fn classify(response: Result<reqwest::Response, reqwest::Error>, id_field:
         Err(e) => return Outcome::Transient(format!("request failed: {}", e.without_url())),
     };
     let status = response.status();
+    if status.is_redirection() {
+        return Outcome::Permanent(format!(
+            "HTTP {}: redirects are not followed; configure the final URL",
+            status.as_u16()
+        ));
+    }
     let text = response.text().await.unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     if status.is_success() {
@@ -181,6 +187,8 @@ fn truncate(s: &str, max: usize) -> String {
 pub fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
+        // A redirect would re-send the signed body, number and code included, wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("mfa-sms-worker/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the HTTP client builds")

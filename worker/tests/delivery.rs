@@ -144,9 +144,15 @@ impl FakeProvider {
                         ),
                     };
                     std::thread::sleep(delay);
+                    // A scripted redirect's body is where it points.
+                    let location = if (300..400).contains(&status) {
+                        format!("Location: {reply}\r\n")
+                    } else {
+                        String::new()
+                    };
                     let _ = write!(
                         stream,
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                        "HTTP/1.1 {status} X\r\n{location}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
                         reply.len()
                     );
                 });
@@ -202,6 +208,8 @@ impl Worker {
                 &hook,
                 "--webhook-secret",
                 "whsec",
+                // The fake provider speaks plain HTTP on loopback.
+                "--allow-insecure-webhook",
             ],
             extra,
         )
@@ -442,4 +450,55 @@ fn the_worker_survives_a_database_restart() {
     );
     assert_eq!(fake.requests().len(), 2);
     assert!(worker.stop().success());
+}
+
+/// The webhook is https:// unless a test endpoint is explicitly allowed, and a redirect is never
+/// followed: the signed body (number and code) stays with the configured endpoint.
+#[test]
+fn webhook_refuses_http_and_redirects() {
+    let plain = Command::new(env!("CARGO_BIN_EXE_mfa-sms-worker"))
+        .args(["--database-url", &database_url(), "--provider", "webhook"])
+        .args([
+            "--webhook-url",
+            "http://127.0.0.1:9/sms",
+            "--webhook-secret",
+            "whsec",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("https://"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+
+    let elsewhere = FakeProvider::start(vec![]);
+    let target = format!("{}/stolen", elsewhere.url);
+    let redirecting = FakeProvider::start(vec![
+        (Duration::ZERO, 307, Box::leak(target.into_boxed_str())),
+        (Duration::ZERO, 308, "http://127.0.0.1:9/stolen"),
+    ]);
+    let mut c = db();
+    let ids = queue_messages(&mut c, 1);
+    let _worker = Worker::webhook(&redirecting.url, &[]);
+    wait_until(
+        "the redirected message to be given up",
+        Duration::from_secs(20),
+        || {
+            statuses(&mut c)
+                .iter()
+                .all(|(_, status, _, _)| status == "dead")
+        },
+    );
+    assert_eq!(redirecting.requests().len(), 1);
+    assert!(elsewhere.requests().is_empty(), "the redirect was followed");
+    let error: String = c
+        .query_one(
+            "SELECT last_error FROM mfa.sms_outbox WHERE message_id = $1",
+            &[&ids[0]],
+        )
+        .unwrap()
+        .get(0);
+    assert!(error.contains("redirect"), "{error}");
 }
