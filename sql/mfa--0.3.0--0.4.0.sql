@@ -4,6 +4,8 @@
 --    UPDATE path, and against the DDL that would switch it off.
 --  * Step-up: step_up_start, tokens without a primary factor (primary_factor becomes nullable).
 --  * Assurance for RLS: session_aal, last_mfa_at.
+--  * Sends to a block of 10,000 numbers are serialized by a row lock of mfa.sms_number_blocks
+--    instead of an advisory lock whose key any role could compute and hold.
 --  * recovery_codes_rotate takes the intermediate session token that must carry a proven second
 --    factor (minting codes without one was a way around MFA).
 --  Tables created by hand with enforce_session_policy keep working as in 0.3.0; session_table_guard
@@ -11,6 +13,15 @@
 \echo Use "ALTER EXTENSION mfa UPDATE TO '0.4.0'" to load this file. \quit
 
 ALTER TABLE mfa.intermediate_sessions ALTER COLUMN primary_factor DROP NOT NULL;
+CREATE TABLE mfa.sms_number_blocks (
+    number_block text NOT NULL,
+    PRIMARY KEY (number_block),
+    CONSTRAINT number_block_shape CHECK (number_block ~ '^\+[0-9]{1,14}$')
+);
+COMMENT ON TABLE mfa.sms_number_blocks IS
+    'mfa: one row per block of 10,000 phone numbers (an E.164 number but its last four digits) that codes were sent to; a send locks its block''s row, so the send limits count every earlier send. Only the extension can take these locks.';
+
+REVOKE ALL ON mfa.sms_number_blocks FROM PUBLIC;
 COMMENT ON TABLE mfa.intermediate_sessions IS
     'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it; consumed by the session gate. A step-up token (step_up_start) has no primary_factor and can only raise an existing session''s assurance.';
 

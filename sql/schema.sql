@@ -198,6 +198,14 @@ CREATE TABLE mfa.database_keys (
 COMMENT ON TABLE mfa.database_keys IS
     'mfa: per-database master keys, used while mfa.encryption_key is not set; the oldest is in force. Readable by the owner only.';
 
+CREATE TABLE mfa.sms_number_blocks (
+    number_block text NOT NULL,
+    PRIMARY KEY (number_block),
+    CONSTRAINT number_block_shape CHECK (number_block ~ '^\+[0-9]{1,14}$')
+);
+COMMENT ON TABLE mfa.sms_number_blocks IS
+    'mfa: one row per block of 10,000 phone numbers (an E.164 number but its last four digits) that codes were sent to; a send locks its block''s row, so the send limits count every earlier send. Only the extension can take these locks.';
+
 REVOKE ALL ON ALL TABLES IN SCHEMA mfa FROM PUBLIC;
 
 -- pg_dump keeps the rows of these extension tables.

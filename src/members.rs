@@ -193,12 +193,12 @@ const MEMBER_LOCK_WITH_SMS_CODE: &str = concat!(
     ),
     " FOR UPDATE OF m, c"
 );
-/// The member's row lock, then the lock of the block of 10,000 numbers an SMS is about to go to
-/// (`$3`, the number being linked, or the member's own): in this order on every path.
+/// The member's row lock, returning the block of 10,000 numbers an SMS is about to go to (`$3`,
+/// the number being linked, or the member's own), whose lock is taken next: in this order on
+/// every path.
 const MEMBER_LOCK_FOR_SENDING: &str =
-    "SELECT pg_advisory_xact_lock(hashtextextended('mfa.sms:' || left(coalesce($3, l.mfa_phone_number), -4), 0))
-       FROM (SELECT mfa_phone_number FROM mfa.members
-              WHERE organization_id = $1 AND member_id = $2 FOR UPDATE) l";
+    "SELECT left(coalesce($3, mfa_phone_number), -4) FROM mfa.members
+      WHERE organization_id = $1 AND member_id = $2 FOR UPDATE";
 
 /// How a member is loaded.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -299,7 +299,15 @@ pub fn load_with_policy(
         }
         Load::LockForSending { to } => {
             let [organization, member] = ids();
-            db::execute(MEMBER_LOCK_FOR_SENDING, &[organization, member, to.into()])?;
+            let block = db::typed_row(
+                MEMBER_LOCK_FOR_SENDING,
+                &[organization, member, to.into()],
+                |row| row.get::<String>(1),
+            )?
+            .flatten();
+            if let Some(block) = block {
+                crate::store::sms::lock_number_block(&block)?;
+            }
             read(MEMBER_READ)
         }
     }?

@@ -53,16 +53,13 @@ struct SendingLimits {
 }
 
 impl SendingLimits {
-    /// Sends to one block are serialized by an advisory lock, taken by an earlier statement than
-    /// the counts (`block_locked`: by the member's load; otherwise here) so that the counts see
-    /// every send committed before it was granted.
+    /// Sends to one block are serialized by the block's row lock, taken by an earlier statement
+    /// than the counts (`block_locked`: by the member's load; otherwise here) so that the counts
+    /// see every send committed before it was granted.
     fn read(phone: &ParsedPhone, block_locked: bool) -> MfaResult<SendingLimits> {
         let prefix = phone.rate_limit_prefix();
         if !block_locked {
-            db::execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('mfa.sms:' || $1, 0))",
-                &[prefix.into()],
-            )?;
+            crate::store::sms::lock_number_block(prefix)?;
         }
         let limits = db::typed_row(
             concat!(

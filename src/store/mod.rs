@@ -3,3 +3,4 @@
 //! each file.
 
 pub mod sessions;
+pub mod sms;
