@@ -13,18 +13,7 @@ fn no_other_role_can_hold_up_the_sends_to_a_block() {
     let role = unique("blocker").replace('-', "_");
     c.batch_execute(&format!("CREATE ROLE {role} LOGIN"))
         .unwrap();
-    let url = database_url()
-        .split_whitespace()
-        .map(|p| {
-            if p.starts_with("user=") {
-                format!("user={role}")
-            } else {
-                p.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut blocker = Client::connect(&url, NoTls).unwrap();
+    let mut blocker = Client::connect(&database_url_as(&role), NoTls).unwrap();
     // The attacker holds the key 0.3.0 locked for +1202555xxxx, and tries the table's row too.
     blocker
         .batch_execute(

@@ -27,18 +27,7 @@ const SECRET: &str = "JBSWY3DPEHPK3PXP";
 const RECOVERY_CODES: [&str; 2] = ["aaaa-bbbb-cccc", "dddd-eeee-ffff"];
 
 fn as_role(role: &str) -> Client {
-    let url = database_url()
-        .split_whitespace()
-        .map(|part| {
-            if part.starts_with("user=") {
-                format!("user={role}")
-            } else {
-                part.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    connect_to(&url)
+    connect_to(&database_url_as(role))
 }
 
 fn deployment(prefix: &str, guarded: bool) -> Deployment {

@@ -107,6 +107,21 @@ pub fn database_url() -> String {
     std::env::var("MFA_TEST_DATABASE_URL").expect("MFA_TEST_DATABASE_URL (make test sets it)")
 }
 
+/// The test database's connection string for another login role.
+pub fn database_url_as(role: &str) -> String {
+    database_url()
+        .split_whitespace()
+        .map(|part| {
+            if part.starts_with("user=") {
+                format!("user={role}")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `url` with another database name.
 pub fn with_database(url: &str, database: &str) -> String {
     url.split_whitespace()
