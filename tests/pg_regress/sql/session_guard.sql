@@ -69,7 +69,7 @@ DROP TABLE hooli.sessions;
 ALTER TABLE hooli.sessions ADD COLUMN user_agent text;
 CREATE INDEX ON hooli.sessions (member_id);
 
--- Step-up: a protected page wants MFA within the last minute. The policy trusts the factors
+-- Step-up: a protected page wants MFA within the last 3 seconds. The policy trusts the factors
 -- column because only the gate writes it.
 CREATE TABLE hooli.payroll (organization_id text, amount int);
 INSERT INTO hooli.payroll VALUES ('hooli', 100);
@@ -79,9 +79,9 @@ CREATE POLICY recent_mfa ON hooli.payroll USING (EXISTS (
     SELECT FROM hooli.sessions s
      WHERE s.id = current_setting('hooli.session_id')::int
        AND s.organization_id = payroll.organization_id
-       AND mfa.last_mfa_at(s.authentication_factors) > clock_timestamp() - interval '1 second'));
+       AND mfa.last_mfa_at(s.authentication_factors) > clock_timestamp() - interval '3 seconds'));
 SET hooli.session_id = :sid;
-SELECT pg_sleep(1.1);
+SELECT pg_sleep(3.1);
 SELECT count(*) AS payroll_rows_before_step_up FROM hooli.payroll;
 -- The member proves a factor again with a step-up token, and the application writes that token
 -- into the session row.
