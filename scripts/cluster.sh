@@ -18,7 +18,7 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '/tmp'
 max_connections = 100
-shared_preload_libraries = '${MFA_PRELOAD:-}'
+shared_preload_libraries = '${MFA_PRELOAD-mfa}'
 CONF
     fi
     if ! as_postgres "$bindir/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then

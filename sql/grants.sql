@@ -26,7 +26,10 @@ COMMENT ON FUNCTION mfa.member_upsert(text, text, text, boolean, text, boolean) 
     'mfa: creates a member or changes mfa_phone_number (E.164, unverified until an SMS code is authenticated), mfa_enrolled, default_mfa_method, is_breakglass; NULL keeps a value.';
 COMMENT ON FUNCTION mfa.member_get(text, text) IS 'mfa: the member object.';
 COMMENT ON FUNCTION mfa.member_delete(text, text) IS 'mfa: deletes a member with their factors, codes and logins in progress.';
-COMMENT ON FUNCTION mfa.member_unlock(text, text) IS 'mfa: lifts a member''s lock and resets their failed-attempt count.';
+COMMENT ON FUNCTION mfa.member_unlock(text, text) IS 'mfa: lifts a member''s lock and resets their failed-attempt count, at once (in the attempt ledger), whatever the caller''s transaction does next.';
+GRANT EXECUTE ON FUNCTION mfa.attempt_ledger_stats() TO mfa_admin;
+COMMENT ON FUNCTION mfa.attempt_ledger_stats() IS
+    'mfa: occupancy of the attempt ledger (shared memory): members tracked and configured, records queued for its worker, records dropped.';
 COMMENT ON FUNCTION mfa.member_delete_mfa_phone_number(text, text) IS
     'mfa: removes a member''s phone number and its live SMS code.';
 -- Authenticator apps and recovery codes.

@@ -52,20 +52,35 @@ CREATE TABLE mfa.members (
     phone_id                  uuid,
     default_mfa_method        text,
     is_breakglass             boolean     NOT NULL DEFAULT false,
-    failed_attempts           integer     NOT NULL DEFAULT 0,
-    lock_created_at           timestamptz,
-    lock_expires_at           timestamptz,
     created_at                timestamptz NOT NULL DEFAULT now(),
     updated_at                timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (organization_id, member_id),
     CONSTRAINT member_id_length CHECK (length(member_id) BETWEEN 1 AND 128),
     CONSTRAINT default_mfa_method_value CHECK (default_mfa_method IN ('sms_otp', 'totp')),
     CONSTRAINT phone_is_e164 CHECK (mfa_phone_number ~ '^\+[1-9][0-9]{6,14}$'),
-    CONSTRAINT phone_has_id CHECK ((mfa_phone_number IS NULL) = (phone_id IS NULL)),
-    CONSTRAINT failed_attempts_not_negative CHECK (failed_attempts >= 0)
+    CONSTRAINT phone_has_id CHECK ((mfa_phone_number IS NULL) = (phone_id IS NULL))
 );
 COMMENT ON TABLE mfa.members IS
-    'mfa: MFA settings and lock state of each member; the phone number is E.164, unverified until an SMS code from it is authenticated.';
+    'mfa: MFA settings of each member; the phone number is E.164, unverified until an SMS code from it is authenticated. Their lock state is in mfa.member_lockouts.';
+
+-- Written only by the attempt ledger's worker, in transactions of its own: a failure counts
+-- whatever the caller's transaction does. A row of its own, so that the worker never waits for a
+-- member's row lock (held by an attempt until its caller commits).
+CREATE TABLE mfa.member_lockouts (
+    organization_id           text        NOT NULL,
+    member_id                 text        NOT NULL,
+    failed_attempts           integer     NOT NULL DEFAULT 0,
+    failure_window_started_at timestamptz,
+    lock_created_at           timestamptz,
+    lock_expires_at           timestamptz,
+    lock_count                integer     NOT NULL DEFAULT 0,
+    updated_at                timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (organization_id, member_id),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
+    CONSTRAINT counts_not_negative CHECK (failed_attempts >= 0 AND lock_count >= 0)
+);
+COMMENT ON TABLE mfa.member_lockouts IS
+    'mfa: durable lockout state of members who failed an attempt (failures in the current window, the lock, consecutive locks), written by the attempt ledger''s worker; the ledger in shared memory is the live copy.';
 
 CREATE TABLE mfa.totp_registrations (
     organization_id      text        NOT NULL,
@@ -211,6 +226,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA mfa FROM PUBLIC;
 -- pg_dump keeps the rows of these extension tables.
 SELECT pg_catalog.pg_extension_config_dump('mfa.organizations', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.members', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.member_lockouts', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.totp_registrations', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.recovery_codes', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.sms_codes', '');

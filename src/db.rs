@@ -149,6 +149,26 @@ pub fn new_request_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// A request id as the 16 bytes of its UUID.
+pub fn request_id_bytes(id: &str) -> [u8; 16] {
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.into_bytes())
+        .unwrap_or_default()
+}
+
+/// The session user's name: the actor of an audit event written on the caller's behalf.
+pub fn session_user() -> String {
+    unsafe {
+        let name = pgrx::pg_sys::GetUserNameFromId(pgrx::pg_sys::GetSessionUserId(), true);
+        if name.is_null() {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// One call of a public function: its request id, shared by the answer and every audit event.
 pub struct Request {
     pub id: String,

@@ -59,6 +59,10 @@ pub enum ErrorType {
     TotpCodeAlreadyAuthenticated,
     InvalidRecoveryCode,
     UserLockLimitReached,
+    /// The library is not in shared_preload_libraries: no attempt can be counted.
+    NotPreloaded,
+    /// The attempt ledger or its queue has no room: refused rather than uncounted.
+    AttemptLedgerFull,
     // Configuration of the server.
     EncryptionKeyMismatch,
     InvalidEncryptionKey,
@@ -113,6 +117,8 @@ impl ErrorType {
             TotpCodeAlreadyAuthenticated => "totp_code_already_authenticated",
             InvalidRecoveryCode => "invalid_recovery_code",
             UserLockLimitReached => "user_lock_limit_reached",
+            NotPreloaded => "mfa_not_preloaded",
+            AttemptLedgerFull => "attempt_ledger_full",
             EncryptionKeyMismatch => "encryption_key_mismatch",
             InvalidEncryptionKey => "invalid_encryption_key",
         }
@@ -141,7 +147,8 @@ impl ErrorType {
             | TotpCodeAlreadyAuthenticated
             | InvalidRecoveryCode => 401,
             TooManyRequests | UserLockLimitReached => 429,
-            EncryptionKeyMismatch | InvalidEncryptionKey => 500,
+            EncryptionKeyMismatch | InvalidEncryptionKey | NotPreloaded => 500,
+            AttemptLedgerFull => 503,
             _ => 400,
         }
     }
@@ -158,6 +165,7 @@ impl ErrorType {
             401 => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
             429 => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             500 => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            503 => PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
             _ => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         }
     }

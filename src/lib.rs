@@ -41,9 +41,11 @@ extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
     api::gate::register_callbacks();
-    // Loaded by shared_preload_libraries, the postmaster pays for the phone metadata once and every
+    // Preloaded, the postmaster sets up the attempt ledger's shared memory (without it every
+    // authentication is refused). The postmaster also pays for the phone metadata once and every
     // backend inherits it; loaded on first use, a backend pays on its first phone number instead.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        store::ledger::request_at_preload();
         phone::warm_up();
     }
 }
@@ -54,6 +56,6 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        vec!["shared_preload_libraries = 'mfa'"]
     }
 }

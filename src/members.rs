@@ -2,13 +2,14 @@
 //! `member_delete_mfa_phone_number`) and what every authentication attempt shares: loading the
 //! member, the lock, and the failed-attempt counter.
 
+use crate::core::attempts::MemberAttempts;
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
 use crate::jsonb::Jsonb;
 use crate::organizations;
 use crate::phone::{mask_e164, parse_phone_number};
 use crate::policy::{parse_default_method, validate_id, IdKind, MfaMethod, OrganizationPolicy};
-use crate::settings;
+use crate::store::ledger;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::SpiHeapTupleData;
@@ -38,8 +39,9 @@ pub struct Member {
     pub totp: Option<TotpRegistration>,
     /// The live SMS code, if one was sent.
     pub sms_code: Option<SmsCode>,
-    /// Consecutive failed attempts (not shown).
-    pub failed_attempts: i32,
+    /// The member's lockout state: the attempt ledger's live copy, or the durable row when the
+    /// ledger knows nothing of them.
+    pub attempts: MemberAttempts,
 }
 
 /// A member's authenticator-app registration as stored (the secret still encrypted).
@@ -63,6 +65,35 @@ pub struct SmsCode {
 }
 
 impl Member {
+    /// The member with the attempt ledger's copy of their lockout state (the durable row's when
+    /// the ledger knows nothing of them, or was not preloaded), and the lock fields it shows.
+    fn with_live_attempts(mut self) -> Member {
+        if ledger::is_available() {
+            if let Ok(key) = self.ledger_key() {
+                if let Ok(live) = ledger::current(&key, &self.attempts) {
+                    self.attempts = live;
+                }
+            }
+        }
+        let now = unsafe { pgrx::pg_sys::GetCurrentTimestamp() };
+        self.is_locked = self.attempts.is_locked(now);
+        let time = |t: i64| TimestampWithTimeZone::try_from(t).ok();
+        if self.is_locked {
+            self.lock_created_at = time(self.attempts.lock_created_at);
+            self.lock_expires_at = time(self.attempts.lock_expires_at);
+        }
+        self
+    }
+
+    /// The member's entry in the attempt ledger.
+    pub fn ledger_key(&self) -> MfaResult<ledger::MemberKey> {
+        ledger::MemberKey::new(
+            &self.organization_id,
+            &self.member_id,
+            self.created_at.into_inner(),
+        )
+    }
+
     /// A factor the member has proven: a verified phone or an active authenticator app.
     pub fn has_active_factor(&self) -> bool {
         self.mfa_phone_number_verified || self.totp_registration_id.is_some()
@@ -154,15 +185,16 @@ macro_rules! member_load {
         concat!(
             "SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa_phone_country,
                     m.mfa_phone_number_verified, m.phone_id::text, m.default_mfa_method, m.is_breakglass,
-                    coalesce(m.lock_expires_at > clock_timestamp(), false), m.lock_created_at, m.lock_expires_at,
+                    l.failed_attempts, l.lock_created_at, l.lock_expires_at,
                     m.created_at, m.updated_at,
                     o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods,
                     t.totp_registration_id::text, t.secret_ciphertext, t.status = 'active',
                     coalesce(t.expires_at <= clock_timestamp(), false), t.last_used_step, ",
             $sms_code_columns,
-            ", m.failed_attempts
+            ", l.failure_window_started_at, l.lock_count
                FROM mfa.members m
-               JOIN mfa.organizations o ON o.organization_id = m.organization_id ",
+               JOIN mfa.organizations o ON o.organization_id = m.organization_id
+               LEFT JOIN mfa.member_lockouts l ON l.organization_id = m.organization_id AND l.member_id = m.member_id ",
             $totp_join,
             " mfa.totp_registrations t ON t.organization_id = m.organization_id AND t.member_id = m.member_id ",
             $sms_code_join,
@@ -175,15 +207,16 @@ macro_rules! member_load {
     };
 }
 const MEMBER_READ: &str = member_load!("LEFT JOIN");
-// Every writer of a member's factors holds the member's row lock, which serializes them. A
+// Every writer of a member's factors holds the member's row lock, which serializes them (FOR NO
+// KEY UPDATE: the ledger's worker, inserting a lockout row, only needs the key to stay). A
 // statement that waited for that lock still reads other tables as of its start, so a locked load
 // either locks every row it reads (PostgreSQL then re-reads the ones changed while it waited) or
 // reads them in a statement after the lock.
 /// The member's row lock alone; `MEMBER_READ` follows.
 const MEMBER_LOCK: &str =
-    "SELECT FROM mfa.members WHERE organization_id = $1 AND member_id = $2 FOR UPDATE";
+    "SELECT FROM mfa.members WHERE organization_id = $1 AND member_id = $2 FOR NO KEY UPDATE";
 /// The member and their authenticator app, both locked (no row when there is no app).
-const MEMBER_LOCK_WITH_TOTP: &str = concat!(member_load!("JOIN"), " FOR UPDATE OF m, t");
+const MEMBER_LOCK_WITH_TOTP: &str = concat!(member_load!("JOIN"), " FOR NO KEY UPDATE OF m, t");
 /// The member and their live SMS code, both locked (no row when there is no code).
 const MEMBER_LOCK_WITH_SMS_CODE: &str = concat!(
     member_load!(
@@ -191,14 +224,14 @@ const MEMBER_LOCK_WITH_SMS_CODE: &str = concat!(
         "c.code_hash, c.phone_number, c.expires_at <= clock_timestamp(), c.used_at IS NOT NULL",
         "JOIN mfa.sms_codes c ON c.organization_id = m.organization_id AND c.member_id = m.member_id"
     ),
-    " FOR UPDATE OF m, c"
+    " FOR NO KEY UPDATE OF m, c"
 );
 /// The member's row lock, returning the block of 10,000 numbers an SMS is about to go to (`$3`,
 /// the number being linked, or the member's own), whose lock is taken next: in this order on
 /// every path.
 const MEMBER_LOCK_FOR_SENDING: &str =
     "SELECT left(coalesce($3, mfa_phone_number), -4) FROM mfa.members
-      WHERE organization_id = $1 AND member_id = $2 FOR UPDATE";
+      WHERE organization_id = $1 AND member_id = $2 FOR NO KEY UPDATE";
 
 /// How a member is loaded.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -254,16 +287,25 @@ fn read_member(row: &SpiHeapTupleData) -> Result<(Member, OrganizationPolicy), p
             .filter(|t| t.active)
             .map(|t| t.totp_registration_id.clone()),
         is_breakglass: flag(9)?,
-        is_locked: flag(10)?,
-        lock_created_at: time(11)?,
-        lock_expires_at: time(12)?,
+        is_locked: false,
+        lock_created_at: None,
+        lock_expires_at: None,
         created_at: time(13)?.expect("NOT NULL"),
         updated_at: time(14)?.expect("NOT NULL"),
         totp,
         sms_code,
-        failed_attempts: row.get::<i32>(27)?.unwrap_or_default(),
+        attempts: crate::store::lockouts::attempts_from_row(
+            row.get::<i32>(10)?,
+            time(27)?,
+            time(11)?,
+            time(12)?,
+            row.get::<i32>(28)?,
+        ),
     };
-    Ok((member, organizations::read_policy(row, 15)?))
+    Ok((
+        member.with_live_attempts(),
+        organizations::read_policy(row, 15)?,
+    ))
 }
 
 /// Validates both ids and loads the member with their organization's policy and their factors,
@@ -331,45 +373,6 @@ pub fn object(organization_id: &str, member_id: &str) -> MfaResult<Value> {
 /// `object_before_mfa`, read again.
 pub fn object_before_mfa(organization_id: &str, member_id: &str) -> MfaResult<Value> {
     Ok(load(Some(organization_id), Some(member_id), Load::Read)?.object_before_mfa())
-}
-
-/// Counts a failed attempt; at `mfa.lock_threshold` consecutive failures the member is locked for
-/// `mfa.lock_minutes`. Returns whether the member is now locked.
-pub fn record_failed_attempt(member: &Member) -> MfaResult<bool> {
-    let locked: Option<bool> = db::row(
-        "UPDATE mfa.members SET
-                failed_attempts = CASE WHEN failed_attempts + 1 >= $3 THEN 0 ELSE failed_attempts + 1 END,
-                lock_created_at = CASE WHEN failed_attempts + 1 >= $3 THEN clock_timestamp() ELSE lock_created_at END,
-                lock_expires_at = CASE WHEN failed_attempts + 1 >= $3
-                                       THEN clock_timestamp() + make_interval(mins => $4) ELSE lock_expires_at END
-          WHERE organization_id = $1 AND member_id = $2
-      RETURNING to_jsonb(coalesce(lock_expires_at > clock_timestamp(), false))",
-        &[
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-            settings::LOCK_THRESHOLD.get().into(),
-            settings::LOCK_MINUTES.get().into(),
-        ],
-    )?;
-    Ok(locked.unwrap_or(false))
-}
-
-/// The answer to a failed authentication attempt: counted, audited, returned (not raised) so
-/// that the count commits with the caller's transaction.
-pub fn failed_attempt(
-    request: &Request,
-    member: &Member,
-    event_type: &str,
-    failure: MfaError,
-) -> MfaResult<Value> {
-    let locked = record_failed_attempt(member)?;
-    request.audit(
-        &member.organization_id,
-        Some(&member.member_id),
-        event_type,
-        json!({ "outcome": "failure", "error_type": failure.error_type.as_str(), "locked": locked }),
-    )?;
-    Ok(failure.to_failure_json(&request.id))
 }
 
 /// The answer to an attempt by a locked member, whatever the code.
@@ -544,11 +547,19 @@ fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> Json
     let unlock = || -> MfaResult<Value> {
         let request = Request::new();
         let m = load(organization_id, member_id, Load::Lock)?;
-        db::execute(
-            "UPDATE mfa.members SET failed_attempts = 0, lock_created_at = NULL, lock_expires_at = NULL,
-                    updated_at = now()
-              WHERE organization_id = $1 AND member_id = $2",
-            &[m.organization_id.as_str().into(), m.member_id.as_str().into()],
+        // At once, in the ledger and (by its worker) in the durable row, whatever this
+        // transaction does next.
+        ledger::unlock(
+            m.ledger_key()?,
+            &m.attempts,
+            &crate::settings::attempt_limits(),
+            &ledger::EventContext {
+                organization_id: m.organization_id.clone(),
+                member_id: m.member_id.clone(),
+                actor: db::session_user(),
+                event_type: "member.unlocked",
+                request_id: db::request_id_bytes(&request.id),
+            },
         )?;
         request.audit(
             &m.organization_id,

@@ -10,7 +10,9 @@ use crate::members::{self, Load, Member};
 use crate::organizations;
 use crate::policy::{self, validate_id, IdKind, PrimaryMethod, SecondFactor};
 
+use crate::core::attempts::Admission;
 use crate::settings;
+use crate::store::ledger;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -136,6 +138,8 @@ pub struct Attempt {
     event_type: &'static str,
     set_mfa_enrollment: Option<policy::SetMfaEnrollment>,
     set_default_mfa: bool,
+    /// The check charged in the attempt ledger (`admit`), settled by `fail` or `succeed`.
+    charge: std::cell::RefCell<Option<ledger::Charge>>,
 }
 
 impl Attempt {
@@ -171,26 +175,72 @@ impl Attempt {
             event_type,
             set_mfa_enrollment,
             set_default_mfa,
+            charge: Default::default(),
         })
     }
 
-    /// The refusal of a locked member's attempt, whatever the code; `None` when not locked.
-    pub fn refuse_if_locked(&self) -> MfaResult<Option<Value>> {
-        if self.member.is_locked {
-            members::locked_attempt(&self.request, &self.member, self.event_type).map(Some)
-        } else {
-            Ok(None)
+    /// Asks the attempt ledger whether a code may be checked, before anything is: charges the
+    /// check (it counts as a failure until it succeeds), or returns the refusal of a locked or
+    /// throttled member, or of a dead SMS code. `sms_code_hash` is the stored hash of the SMS
+    /// code about to be checked.
+    pub fn admit(&self, sms_code_hash: Option<&[u8]>) -> MfaResult<Option<Value>> {
+        let key = self.member.ledger_key()?;
+        let tag = sms_code_hash.map(|hash| {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(hash);
+            u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+        });
+        let context = self.event_context();
+        let refusal = match ledger::admit(
+            key,
+            &self.member.attempts,
+            &settings::attempt_limits(),
+            tag,
+            &context,
+        )? {
+            Ok(charge) => {
+                *self.charge.borrow_mut() = Some(charge);
+                return Ok(None);
+            }
+            Err((refusal, _)) => refusal,
+        };
+        let failure = match refusal {
+            Admission::Locked => {
+                return members::locked_attempt(&self.request, &self.member, self.event_type)
+                    .map(Some)
+            }
+            Admission::Throttled => MfaError::new(
+                ErrorType::TooManyRequests,
+                "Too many attempts for this member in the last second; try again in a moment.",
+            ),
+            Admission::SmsCodeSpent | Admission::Check => MfaError::new(
+                ErrorType::UnableToAuthOtpCode,
+                "This SMS code had too many wrong attempts; send a new one.",
+            ),
+        };
+        Ok(Some(failure.to_failure_json(&self.request.id)))
+    }
+
+    /// Who the ledger's audit events of this attempt are about.
+    fn event_context(&self) -> ledger::EventContext {
+        ledger::EventContext {
+            organization_id: self.member.organization_id.clone(),
+            member_id: self.member.member_id.clone(),
+            actor: db::session_user(),
+            event_type: self.event_type,
+            request_id: db::request_id_bytes(&self.request.id),
         }
     }
 
-    /// A failed attempt: counted, audited and returned.
+    /// A failed attempt: counted and audited by the attempt ledger (both outlive the caller's
+    /// transaction), and returned.
     pub fn fail(&self, error_type: ErrorType, message: &str) -> MfaResult<Value> {
-        members::failed_attempt(
-            &self.request,
-            &self.member,
-            self.event_type,
-            MfaError::new(error_type, message),
-        )
+        let failure = MfaError::new(error_type, message);
+        let charge = self.charge.take().expect("fail() follows admit()");
+        charge.fail(
+            &settings::attempt_limits(),
+            &json!({ "outcome": "failure", "error_type": failure.error_type.as_str() }),
+        );
+        Ok(failure.to_failure_json(&self.request.id))
     }
 
     /// A successful attempt: spends the factor, records it on the login, resets the failure
@@ -215,6 +265,7 @@ impl Attempt {
             mut member,
             session,
             event_type,
+            charge,
             ..
         } = self;
         let mfa_enrolled = enrolled.unwrap_or(member.mfa_enrolled);
@@ -225,8 +276,7 @@ impl Attempt {
         let shown_change = mfa_enrolled != member.mfa_enrolled
             || default_mfa_method != member.default_mfa_method
             || verified != member.mfa_phone_number_verified;
-        // A reset of the failure count alone is not a change the member object shows.
-        let writes_member = shown_change || member.failed_attempts != 0;
+        let writes_member = shown_change;
         member.mfa_enrolled = mfa_enrolled;
         member.default_mfa_method = default_mfa_method;
         member.mfa_phone_number_verified = verified;
@@ -259,7 +309,7 @@ impl Attempt {
             parts.push(
                 "changed AS (
                      UPDATE mfa.members
-                        SET failed_attempts = 0, mfa_enrolled = $3, default_mfa_method = $4,
+                        SET mfa_enrolled = $3, default_mfa_method = $4,
                             mfa_phone_number_verified = $7,
                             updated_at = CASE WHEN $12 THEN now() ELSE updated_at END
                       WHERE organization_id = $1 AND member_id = $2
@@ -309,6 +359,10 @@ impl Attempt {
             |row| Ok((row.get::<JsonB>(1)?, row.get::<TimestampWithTimeZone>(2)?)),
         )?
         .expect("one row");
+        // The success resets the member's failures in the ledger once it is recorded.
+        if let Some(charge) = charge.into_inner() {
+            charge.succeed();
+        }
         if let Some(updated_at) = updated_at {
             member.updated_at = updated_at;
         }

@@ -20,6 +20,11 @@ pub static SMS_MIN_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30
 pub static SMS_SENDS_PER_NUMBER_PER_HOUR: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static SMS_SENDS_PER_PREFIX_PER_HOUR: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static OUTBOX_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static LOCK_MAX_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static MEMBER_CHECKS_PER_SECOND: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static SMS_CODE_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static ATTEMPT_LEDGER_MEMBERS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static ATTEMPT_QUEUE_RECORDS: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static SMS_OUTBOX_NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// Registers every setting; called from `_PG_init`.
@@ -42,17 +47,59 @@ pub fn register() {
     );
     define_int(
         c"mfa.lock_threshold",
-        c"Consecutive failed MFA attempts that lock a member.",
+        c"Failed MFA attempts within mfa.lock_minutes (and without a success) that lock a member.",
         &LOCK_THRESHOLD,
         1,
         100,
     );
     define_int(
         c"mfa.lock_minutes",
-        c"How long a locked member stays locked, in minutes.",
+        c"How long a locked member stays locked, in minutes; also the window in which failures count.",
         &LOCK_MINUTES,
         5,
         7 * 24 * 60,
+    );
+    define_int(
+        c"mfa.lock_max_minutes",
+        c"Longest lock of a repeat offender, in minutes: each lock after another (no success between) doubles, up to this; at most mfa.lock_minutes (the default, 0) turns growth off.",
+        &LOCK_MAX_MINUTES,
+        0,
+        30 * 24 * 60,
+    );
+    define_int(
+        c"mfa.member_checks_per_second",
+        c"Failed or still-running code checks per member in any one second; more are refused (too_many_requests) without being checked. Successes do not count.",
+        &MEMBER_CHECKS_PER_SECOND,
+        1,
+        100,
+    );
+    define_int(
+        c"mfa.sms_code_max_attempts",
+        c"Wrong attempts after which an SMS code dies (a new one must be sent).",
+        &SMS_CODE_MAX_ATTEMPTS,
+        1,
+        100,
+    );
+    // Shared memory is sized once, at server start.
+    GucRegistry::define_int_guc(
+        c"mfa.attempt_ledger_members",
+        c"Members the attempt ledger (shared memory) tracks at once.",
+        c"About 100 bytes each. A member is forgotten only once quiet (no lock, no failure in the window); when none can be, attempts are refused.",
+        &ATTEMPT_LEDGER_MEMBERS,
+        128,
+        10_000_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"mfa.attempt_queue_records",
+        c"Failures and audit events the attempt ledger holds until its worker has written them.",
+        c"About 1.8 kB each. When full, attempts are refused until the worker catches up.",
+        &ATTEMPT_QUEUE_RECORDS,
+        64,
+        1_000_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
     );
     define_int(
         c"mfa.totp_skew_steps",
@@ -140,6 +187,18 @@ fn define_int(
         GucContext::Suset,
         GucFlags::default(),
     );
+}
+
+/// The lockout limits of the attempt ledger, as configured now.
+pub fn attempt_limits() -> crate::core::attempts::Limits {
+    const MINUTE_US: i64 = 60_000_000;
+    crate::core::attempts::Limits {
+        threshold: LOCK_THRESHOLD.get() as u32,
+        lock_us: LOCK_MINUTES.get() as i64 * MINUTE_US,
+        lock_max_us: LOCK_MAX_MINUTES.get() as i64 * MINUTE_US,
+        checks_per_second: MEMBER_CHECKS_PER_SECOND.get() as u32,
+        sms_code_max_attempts: SMS_CODE_MAX_ATTEMPTS.get() as u32,
+    }
 }
 
 /// The TOTP issuer, never empty.

@@ -16,6 +16,7 @@ use crate::db::Request;
 use crate::errors::{ErrorType, MfaError, OrRaise};
 use crate::jsonb::Jsonb;
 use crate::session;
+use crate::store::ledger;
 use crate::store::sessions::{consume_step_up, StepUp};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, JsonB};
@@ -63,6 +64,30 @@ unsafe extern "C-unwind" fn subtransaction_ended(
 
 fn refused(error_type: ErrorType, message: impl Into<String>) -> ! {
     MfaError::new(error_type, message).raise()
+}
+
+/// A refused session write: the error rolls the statement back, so its audit event goes through
+/// the attempt ledger's worker (event `session.denied`), then the refusal is raised.
+fn denied(table: &str, operation: &str, row: &GuardedColumns, refusal: MfaError) -> ! {
+    let request = Request::new();
+    let details = serde_json::json!({
+        "outcome": "denied",
+        "session_table": crate::policy::truncate_for_message(table),
+        "operation": operation,
+        "error_type": refusal.error_type.as_str(),
+        "reason": crate::policy::truncate_for_message(&refusal.message),
+    });
+    ledger::queue_event(
+        &ledger::EventContext {
+            organization_id: row.organization_id.clone().unwrap_or_default(),
+            member_id: row.member_id.clone().unwrap_or_default(),
+            actor: crate::db::session_user(),
+            event_type: "session.denied",
+            request_id: crate::db::request_id_bytes(&request.id),
+        },
+        &details,
+    );
+    refusal.raise()
 }
 
 /// The guarded column names, from the trigger's arguments.
@@ -118,7 +143,7 @@ fn record(table: u32, row: &GuardedColumns) {
 
 /// A step-up: the token must be this member's, unexpired, unused and carry a second factor proven
 /// with it. Returns the session's merged factors.
-fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Value {
+fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Result<Value, MfaError> {
     let request = Request::new();
     let organization_id = old.organization_id.as_deref().unwrap_or_default();
     let member_id = old.member_id.as_deref().unwrap_or_default();
@@ -135,18 +160,18 @@ fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Value {
         let problem = session::find_for(organization_id, member_id, token)
             .err()
             .unwrap_or_else(session::token_not_found);
-        refused(
+        return Err(MfaError::new(
             ErrorType::InsufficientFactors,
             format!("{}: {}", problem.error_type, problem.message),
-        )
+        ));
     };
     if session::second_factors(&factors).is_empty() {
-        refused(
+        return Err(MfaError::new(
             ErrorType::InsufficientFactors,
             "A step-up needs a second factor proven with its token.",
-        )
+        ));
     }
-    merge_factors(&old.factors, &factors)
+    Ok(merge_factors(&old.factors, &factors))
 }
 
 #[pg_trigger]
@@ -174,17 +199,27 @@ fn session_gate<'a>(
         );
     }
     let table = trigger.relid()?.to_u32();
+    let operation = if event.fired_by_insert() {
+        "INSERT"
+    } else {
+        "UPDATE"
+    };
     let new = trigger.new().ok_or(PgTriggerError::NotTrigger)?;
     let proposed = columns.read(&new);
 
     if event.fired_after() {
         let hash = proposed.token.as_deref().map(token_hash);
         if !DECISIONS.with(|d| d.borrow_mut().take(table, &proposed, hash)) {
-            refused(
-                ErrorType::InsufficientFactors,
-                format!(
-                    "the session row written to {} is not the one the gate decided: a trigger that ran after the gate changed its organization, member, token or factors",
-                    table_name(trigger)
+            denied(
+                &table_name(trigger),
+                operation,
+                &proposed,
+                MfaError::new(
+                    ErrorType::InsufficientFactors,
+                    format!(
+                        "the session row written to {} is not the one the gate decided: a trigger that ran after the gate changed its organization, member, token or factors",
+                        table_name(trigger)
+                    ),
                 ),
             )
         }
@@ -198,7 +233,7 @@ fn session_gate<'a>(
             proposed.member_id.as_deref(),
             proposed.token.as_deref(),
         )
-        .or_raise();
+        .unwrap_or_else(|refusal| denied(&table_name(trigger), operation, &proposed, refusal));
         let decided = GuardedColumns {
             factors: Value::Array(allowed.factors),
             ..proposed
@@ -212,25 +247,36 @@ fn session_gate<'a>(
     let old = columns.read(&trigger.old().ok_or(PgTriggerError::NotTrigger)?);
     let decided = match classify_update(&old, &proposed) {
         UpdateRequest::Nothing => return Ok(Some(row)),
-        UpdateRequest::IdentityChange => refused(
-            ErrorType::InsufficientFactors,
-            format!(
-                "the organization and member of a session in {} cannot change; create a new session with a new login",
-                table_name(trigger)
+        UpdateRequest::IdentityChange => denied(
+            &table_name(trigger),
+            operation,
+            &old,
+            MfaError::new(
+                ErrorType::InsufficientFactors,
+                format!(
+                    "the organization and member of a session in {} cannot change; create a new session with a new login",
+                    table_name(trigger)
+                ),
             ),
         ),
-        UpdateRequest::FactorsWritten => refused(
-            ErrorType::InsufficientFactors,
-            format!(
-                "column {:?} of {} is written only by the gate; present a step-up token in {:?} to add factors",
-                columns.factors,
-                table_name(trigger),
-                columns.token
+        UpdateRequest::FactorsWritten => denied(
+            &table_name(trigger),
+            operation,
+            &old,
+            MfaError::new(
+                ErrorType::InsufficientFactors,
+                format!(
+                    "column {:?} of {} is written only by the gate; present a step-up token in {:?} to add factors",
+                    columns.factors,
+                    table_name(trigger),
+                    columns.token
+                ),
             ),
         ),
         UpdateRequest::TokenCleared => proposed,
         UpdateRequest::StepUp(token) => GuardedColumns {
-            factors: step_up(&table_name(trigger), &old, token),
+            factors: step_up(&table_name(trigger), &old, token)
+                .unwrap_or_else(|refusal| denied(&table_name(trigger), operation, &old, refusal)),
             ..proposed.clone()
         },
     };

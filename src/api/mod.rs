@@ -2,3 +2,4 @@
 //! the orchestration of one call.
 
 pub mod gate;
+pub mod ledger_worker;

@@ -1,4 +1,5 @@
 //! Pure Rust, no pgrx: the decisions, tested with plain `#[test]`s. (The older pure modules,
 //! `policy`, `phone`, `crypto`, `totp` and `sms_otp`, move here with the three-layer re-lay.)
 
+pub mod attempts;
 pub mod session_gate;

@@ -62,6 +62,7 @@ mod tests {
         assert_eq!(
             executable_by("mfa_admin"),
             set(&[
+                "attempt_ledger_stats",
                 "country_code_allowlist_get",
                 "country_code_allowlist_set",
                 "enforce_session_policy",

@@ -336,14 +336,14 @@ fn authenticate(
         set_default_mfa,
     )?;
     let member = &attempt.member;
-    if let Some(refusal) = attempt.refuse_if_locked()? {
-        return Ok(refusal);
-    }
-    let Some(live) = member
+    let live = member
         .sms_code
         .as_ref()
-        .filter(|c| Some(&c.phone_number) == member.mfa_phone_number.as_ref())
-    else {
+        .filter(|c| Some(&c.phone_number) == member.mfa_phone_number.as_ref());
+    if let Some(refusal) = attempt.admit(live.map(|c| c.code_hash.as_slice()))? {
+        return Ok(refusal);
+    }
+    let Some(live) = live else {
         return attempt.fail(
             ErrorType::OtpCodeNotFound,
             "No SMS code was sent to this member, or it was replaced.",

@@ -2,5 +2,7 @@
 //! typed rows out; long statements are `.sql` files under `sql/`, named parameters documented in
 //! each file.
 
+pub mod ledger;
+pub mod lockouts;
 pub mod sessions;
 pub mod sms;

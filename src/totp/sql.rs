@@ -193,7 +193,7 @@ fn authenticate(
             "The member has no TOTP registration.",
         );
     };
-    if let Some(refusal) = attempt.refuse_if_locked()? {
+    if let Some(refusal) = attempt.admit(None)? {
         return Ok(refusal);
     }
     if registration.expired {
@@ -471,7 +471,7 @@ fn recover(
     )?;
     let member = &attempt.member;
     require_active_registration(member)?;
-    if let Some(refusal) = attempt.refuse_if_locked()? {
+    if let Some(refusal) = attempt.admit(None)? {
         return Ok(refusal);
     }
     let ids = [

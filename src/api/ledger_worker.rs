@@ -1,0 +1,84 @@
+//! The attempt ledger's worker: one background worker per database, started on demand by the first
+//! record queued for it, that writes queued failures, resets and audit events into
+//! `mfa.member_lockouts` and `mfa.events` in transactions of its own, then exits when the queue
+//! has stayed empty for a moment (an idle worker would hold up `DROP DATABASE`).
+
+use crate::store::{ledger, lockouts};
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::prelude::*;
+use std::time::Duration;
+
+/// Records written in one transaction.
+const BATCH: usize = 256;
+/// Attempts to write a record before it is dropped (so that one bad record cannot stall the rest).
+const MAX_TRIES: u8 = 3;
+/// How long an idle worker waits for more before it exits.
+const LINGER: Duration = Duration::from_millis(500);
+
+#[pg_guard]
+unsafe extern "C-unwind" fn give_back_slot(_code: i32, arg: pg_sys::Datum) {
+    ledger::release_worker(pg_sys::Oid::from(arg.value() as u32));
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn mfa_ledger_worker_main(arg: pg_sys::Datum) {
+    let database = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
+    if !ledger::claim_worker(database) {
+        return;
+    }
+    unsafe { pg_sys::before_shmem_exit(Some(give_back_slot), arg) };
+    let installed = BackgroundWorker::transaction(|| {
+        Spi::get_one::<bool>(
+            "SELECT to_regclass('mfa.member_lockouts') IS NOT NULL AND to_regclass('mfa.events') IS NOT NULL",
+        )
+    });
+    if !matches!(installed, Ok(Some(true))) {
+        // The extension was dropped since the records were queued: nothing to write them to.
+        ledger::discard_database(database);
+        return;
+    }
+    loop {
+        let batch = match ledger::take_batch(database, BATCH, MAX_TRIES, false) {
+            Some(batch) => batch,
+            None => {
+                // At shutdown (SIGTERM) the queue is drained without waiting.
+                if !BackgroundWorker::sigterm_received() {
+                    BackgroundWorker::wait_latch(Some(LINGER));
+                }
+                // Empty again: the slot is given back in the same critical section, so a record
+                // queued from now on starts a new worker.
+                match ledger::take_batch(database, BATCH, MAX_TRIES, true) {
+                    Some(batch) => batch,
+                    None => return,
+                }
+            }
+        };
+        BackgroundWorker::transaction(|| {
+            for (_, record) in &batch {
+                if let Err(e) = lockouts::write(record) {
+                    pgrx::error!("mfa: attempt ledger worker: {}", e.message);
+                }
+            }
+        });
+        ledger::finish_batch(&batch);
+    }
+}
+
+/// The attempt ledger's occupancy, for monitoring: entries and queued records in use of those
+/// configured, and records dropped (written and failed repeatedly, or events without room).
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn attempt_ledger_stats() -> crate::jsonb::Jsonb {
+    use crate::errors::OrRaise;
+    let stats = ledger::stats().or_raise();
+    crate::jsonb::Jsonb(serde_json::json!({
+        "members": stats.members,
+        "members_in_use": stats.members_in_use,
+        "records": stats.records,
+        "records_queued": stats.records_queued,
+        "records_dropped": stats.records_dropped,
+    }))
+}

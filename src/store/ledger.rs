@@ -1,0 +1,953 @@
+//! The attempt ledger: shared memory that outlives every caller's transaction.
+//!
+//! Two arrays behind one LWLock, sized at server start:
+//! - **members** (`mfa.attempt_ledger_members`): what `core::attempts` knows of each member who
+//!   tried a code recently, keyed by a keyed digest of (database, organization, member). Open
+//!   addressing; an entry is only ever overwritten, by another member, when it is *quiet* (see
+//!   `MemberAttempts::is_quiet`) and the worker has written everything it holds. When no entry in
+//!   a member's probe window can be taken, the attempt is refused (fail closed), never forgotten.
+//! - **records** (`mfa.attempt_queue_records`): failures, resets and audit events on their way to
+//!   `mfa.member_lockouts` and `mfa.events`, written by `api::ledger_worker` in transactions of its
+//!   own, one worker per database, started on demand. A record is reserved *before* a code is
+//!   checked, so the failure always has room; a backend that dies with a reservation queues it as
+//!   an interrupted failure on its way out (`before_shmem_exit`).
+//!
+//! A crash of any backend makes PostgreSQL reinitialize shared memory: what the worker had not yet
+//! written is lost (the records still queued), and every member's state is reloaded from
+//! `mfa.member_lockouts` as they next try.
+
+use crate::core::attempts::{Admission, Limits, MemberAttempts};
+use crate::errors::{ErrorType, MfaError, MfaResult};
+use hmac::{Hmac, Mac};
+use pgrx::pg_sys;
+use sha2::Sha256;
+use std::ffi::CStr;
+use std::ptr::null_mut;
+
+/// Bytes kept of an organization or member id (128 characters of up to 4 bytes).
+pub const ID_BYTES: usize = 512;
+const EVENT_TYPE_BYTES: usize = 48;
+const DETAILS_BYTES: usize = 512;
+/// Databases whose workers the ledger tracks at once.
+pub const MAX_DATABASES: usize = 16;
+/// Entries looked at for one member, from the slot their digest names.
+const PROBE_WINDOW: usize = 64;
+/// A worker that was asked for and has not started after this long is asked for again.
+const WORKER_START_TIMEOUT_US: i64 = 10_000_000;
+
+const NAME: &CStr = c"mfa attempt ledger";
+
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WorkerState {
+    Idle,
+    Starting,
+    Running,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct WorkerSlot {
+    database: pg_sys::Oid,
+    state: WorkerState,
+    pid: i32,
+    latch: *mut pg_sys::Latch,
+    asked_at: i64,
+}
+
+#[repr(C)]
+struct Header {
+    lock: *mut pg_sys::LWLock,
+    digest_key: [u8; 32],
+    members: usize,
+    records: usize,
+    next_seq: u64,
+    /// Records dropped after repeated failures to write them, and events that found no room.
+    dropped: u64,
+    workers: [WorkerSlot; MAX_DATABASES],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Entry {
+    used: bool,
+    database: pg_sys::Oid,
+    digest: [u8; 16],
+    attempts: MemberAttempts,
+    /// Records of this member queued and not yet written.
+    pending: u32,
+    /// Whether the durable row may hold failures or a lock (a reset must then be written).
+    durable_dirty: bool,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RecordStatus {
+    Free,
+    Reserved,
+    Queued,
+    Applying,
+}
+
+/// What a record asks the worker to write.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RecordKind {
+    /// The member's state (`attempts`) and an audit event.
+    Failure,
+    /// The member's state only (a success or an unlock cleared it).
+    State,
+    /// An audit event only (a denied session decision).
+    Event,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Record {
+    pub status: RecordStatus,
+    pub kind: RecordKind,
+    pub tries: u8,
+    pub owner_pid: i32,
+    pub database: pg_sys::Oid,
+    pub seq: u64,
+    digest: [u8; 16],
+    slot: usize,
+    pub attempts: MemberAttempts,
+    pub occurred_at: i64,
+    pub request_id: [u8; 16],
+    organization: Text<ID_BYTES>,
+    member: Text<ID_BYTES>,
+    actor: Text<64>,
+    event_type: Text<EVENT_TYPE_BYTES>,
+    details: Text<DETAILS_BYTES>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Text<const N: usize> {
+    len: u16,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> Text<N> {
+    /// Up to N bytes, cut at a character boundary.
+    fn set(&mut self, s: &str) {
+        let mut end = s.len().min(N);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.bytes[..end].copy_from_slice(&s.as_bytes()[..end]);
+        self.len = end as u16;
+    }
+
+    fn get(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl Record {
+    fn key(&self) -> MemberKey {
+        MemberKey {
+            database: self.database,
+            digest: self.digest,
+            slot: self.slot,
+        }
+    }
+    pub fn organization_id(&self) -> &str {
+        self.organization.get()
+    }
+    pub fn member_id(&self) -> &str {
+        self.member.get()
+    }
+    pub fn actor(&self) -> &str {
+        self.actor.get()
+    }
+    pub fn event_type(&self) -> &str {
+        self.event_type.get()
+    }
+    pub fn details(&self) -> &str {
+        self.details.get()
+    }
+}
+
+static mut LEDGER: *mut Header = null_mut();
+static mut PREVIOUS_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
+static mut PREVIOUS_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
+
+fn layout(members: usize, records: usize) -> (usize, usize, usize) {
+    let align = |n: usize| n.div_ceil(64) * 64;
+    let entries_at = align(size_of::<Header>());
+    let records_at = align(entries_at + members * size_of::<Entry>());
+    (
+        entries_at,
+        records_at,
+        records_at + records * size_of::<Record>(),
+    )
+}
+
+fn configured_size() -> (usize, usize) {
+    (
+        crate::settings::ATTEMPT_LEDGER_MEMBERS.get() as usize,
+        crate::settings::ATTEMPT_QUEUE_RECORDS.get() as usize,
+    )
+}
+
+/// Asks for the ledger's shared memory; called from `_PG_init` while the postmaster preloads the
+/// library (the only time shared memory can be asked for).
+pub fn request_at_preload() {
+    unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14"))]
+        request_shared_memory();
+        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+        {
+            PREVIOUS_REQUEST_HOOK = pg_sys::shmem_request_hook;
+            pg_sys::shmem_request_hook = Some(request_shared_memory);
+        }
+        PREVIOUS_STARTUP_HOOK = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(attach_shared_memory);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn request_shared_memory() {
+    unsafe {
+        if let Some(previous) = PREVIOUS_REQUEST_HOOK {
+            previous();
+        }
+        let (members, records) = configured_size();
+        pg_sys::RequestAddinShmemSpace(layout(members, records).2);
+        pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), 1);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn attach_shared_memory() {
+    unsafe {
+        if let Some(previous) = PREVIOUS_STARTUP_HOOK {
+            previous();
+        }
+        let (members, records) = configured_size();
+        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let mut found = false;
+        let total = layout(members, records).2;
+        let base = pg_sys::ShmemInitStruct(NAME.as_ptr(), total, &mut found).cast::<u8>();
+        if !found {
+            // Zero is a valid empty state for every entry and record.
+            std::ptr::write_bytes(base, 0, total);
+            let header = base.cast::<Header>();
+            (*header).lock = &raw mut (*pg_sys::GetNamedLWLockTranche(NAME.as_ptr())).lock;
+            // The digest key is new at each start: member ids cannot be chosen to collide.
+            let digest_key = &mut (*header).digest_key;
+            rand::Rng::fill(&mut rand::rngs::OsRng, &mut digest_key[..]);
+            (*header).members = members;
+            (*header).records = records;
+            (*header).next_seq = 1;
+        }
+        LEDGER = base.cast::<Header>();
+        pg_sys::LWLockRelease(init_lock);
+    }
+}
+
+/// The refusal of every authentication when the library was not preloaded.
+fn not_preloaded() -> MfaError {
+    MfaError::new(
+        ErrorType::NotPreloaded,
+        "mfa counts failed attempts in shared memory: add mfa to shared_preload_libraries and restart the server.",
+    )
+}
+
+pub fn is_available() -> bool {
+    unsafe { !LEDGER.is_null() }
+}
+
+/// The ledger under its lock, exclusive or shared; released on drop (also when a panic unwinds).
+struct Held {
+    header: *mut Header,
+}
+
+impl Held {
+    fn take(exclusive: bool) -> MfaResult<Held> {
+        let header = unsafe { LEDGER };
+        if header.is_null() {
+            return Err(not_preloaded());
+        }
+        let mode = if exclusive {
+            pg_sys::LWLockMode::LW_EXCLUSIVE
+        } else {
+            pg_sys::LWLockMode::LW_SHARED
+        };
+        unsafe { pg_sys::LWLockAcquire((*header).lock, mode) };
+        Ok(Held { header })
+    }
+
+    fn header(&mut self) -> &mut Header {
+        unsafe { &mut *self.header }
+    }
+
+    fn entries(&mut self) -> &mut [Entry] {
+        unsafe {
+            let (at, _, _) = layout((*self.header).members, (*self.header).records);
+            std::slice::from_raw_parts_mut(
+                self.header.cast::<u8>().add(at).cast::<Entry>(),
+                (*self.header).members,
+            )
+        }
+    }
+
+    fn records(&mut self) -> &mut [Record] {
+        unsafe {
+            let (_, at, _) = layout((*self.header).members, (*self.header).records);
+            std::slice::from_raw_parts_mut(
+                self.header.cast::<u8>().add(at).cast::<Record>(),
+                (*self.header).records,
+            )
+        }
+    }
+
+    /// The entry of `key`, if the ledger has one.
+    fn find(&mut self, key: &MemberKey) -> Option<usize> {
+        let n = self.entries().len();
+        let entries = self.entries();
+        (0..PROBE_WINDOW.min(n))
+            .map(|i| (key.slot + i) % n)
+            .take_while(|&i| entries[i].used)
+            .find(|&i| entries[i].database == key.database && entries[i].digest == key.digest)
+    }
+
+    /// The entry of `key`, made from `durable` (the member's row) when the ledger has none: in a
+    /// never-used slot or over a quiet, written one.
+    fn find_or_insert(
+        &mut self,
+        key: &MemberKey,
+        durable: &MemberAttempts,
+        now: i64,
+        limits: &Limits,
+    ) -> MfaResult<usize> {
+        if let Some(i) = self.find(key) {
+            return Ok(i);
+        }
+        let n = self.entries().len();
+        let entries = self.entries();
+        let free = (0..PROBE_WINDOW.min(n))
+            .map(|i| (key.slot + i) % n)
+            .find(|&i| {
+                let e = &entries[i];
+                !e.used || (e.pending == 0 && e.attempts.is_quiet(now, limits))
+            });
+        let Some(i) = free else {
+            return Err(MfaError::new(
+                ErrorType::AttemptLedgerFull,
+                "Too many members are being checked at once; try again later.",
+            ));
+        };
+        entries[i] = Entry {
+            used: true,
+            database: key.database,
+            digest: key.digest,
+            attempts: *durable,
+            pending: 0,
+            durable_dirty: !durable.is_clean(),
+        };
+        Ok(i)
+    }
+
+    /// A free record, reserved for this backend with the member's ids and the event's context.
+    fn reserve(&mut self, key: &MemberKey, context: &EventContext) -> Option<usize> {
+        let pid = unsafe { pg_sys::MyProcPid };
+        let i = self
+            .records()
+            .iter()
+            .position(|r| r.status == RecordStatus::Free)?;
+        let record = &mut self.records()[i];
+        record.status = RecordStatus::Reserved;
+        record.owner_pid = pid;
+        record.tries = 0;
+        record.database = key.database;
+        record.digest = key.digest;
+        record.slot = key.slot;
+        record.occurred_at = 0;
+        record.request_id = context.request_id;
+        record.organization.set(&context.organization_id);
+        record.member.set(&context.member_id);
+        record.actor.set(&context.actor);
+        record.event_type.set(context.event_type);
+        record.details.set("{}");
+        Some(i)
+    }
+
+    /// Queues record `i`; the member's entry (if any) waits for it before it may be evicted.
+    fn queue(&mut self, i: usize, kind: RecordKind, attempts: MemberAttempts, details: &str) {
+        let seq = {
+            let header = self.header();
+            header.next_seq += 1;
+            header.next_seq
+        };
+        let record = &mut self.records()[i];
+        record.kind = kind;
+        record.attempts = attempts;
+        // Cut JSON is no JSON: details that do not fit are replaced by a note saying so.
+        if details.len() <= DETAILS_BYTES {
+            record.details.set(details);
+        } else {
+            record.details.set(r#"{"details_truncated":true}"#);
+        }
+        record.occurred_at = unsafe { pg_sys::GetCurrentTimestamp() };
+        record.seq = seq;
+        record.status = RecordStatus::Queued;
+        let key = record.key();
+        if kind != RecordKind::Event {
+            if let Some(e) = self.find(&key) {
+                self.entries()[e].pending += 1;
+            }
+        }
+    }
+
+    /// Wakes the database's worker, or marks it to be started (the caller starts it once the
+    /// lock is released). Returns whether one must be started.
+    fn wake_worker(&mut self, database: pg_sys::Oid) -> bool {
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        let workers = &mut self.header().workers;
+        let slot = workers
+            .iter()
+            .position(|w| w.database == database && w.state != WorkerState::Idle)
+            .or_else(|| workers.iter().position(|w| w.state == WorkerState::Idle));
+        let Some(slot) = slot else {
+            return false;
+        };
+        let w = &mut workers[slot];
+        match w.state {
+            WorkerState::Running => {
+                unsafe { pg_sys::SetLatch(w.latch) };
+                false
+            }
+            WorkerState::Starting if now - w.asked_at < WORKER_START_TIMEOUT_US => false,
+            _ => {
+                *w = WorkerSlot {
+                    database,
+                    state: WorkerState::Starting,
+                    pid: 0,
+                    latch: null_mut(),
+                    asked_at: now,
+                };
+                true
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // An aborting transaction may have released every LWLock already.
+        unsafe {
+            let lock = (*self.header).lock;
+            if pg_sys::LWLockHeldByMe(lock) {
+                pg_sys::LWLockRelease(lock);
+            }
+        }
+    }
+}
+
+/// A member in the ledger: their database and a keyed digest of their ids.
+#[derive(Clone, Copy)]
+pub struct MemberKey {
+    database: pg_sys::Oid,
+    digest: [u8; 16],
+    slot: usize,
+}
+
+impl MemberKey {
+    /// `incarnation` tells apart a member deleted and created again under the same id (their
+    /// creation time): the new one has new factors, so nothing an attacker learnt carries over,
+    /// and an old lock does not fall on them.
+    pub fn new(organization_id: &str, member_id: &str, incarnation: i64) -> MfaResult<MemberKey> {
+        let header = unsafe { LEDGER };
+        if header.is_null() {
+            return Err(not_preloaded());
+        }
+        let database = unsafe { pg_sys::MyDatabaseId };
+        let mut mac = Hmac::<Sha256>::new_from_slice(unsafe { &(*header).digest_key })
+            .expect("any key length");
+        mac.update(&database.to_u32().to_le_bytes());
+        mac.update(organization_id.as_bytes());
+        mac.update(&[0]);
+        mac.update(member_id.as_bytes());
+        mac.update(&[0]);
+        mac.update(&incarnation.to_le_bytes());
+        let out = mac.finalize().into_bytes();
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&out[..16]);
+        let slot = u64::from_le_bytes(out[16..24].try_into().expect("8 bytes")) as usize
+            % unsafe { (*header).members };
+        Ok(MemberKey {
+            database,
+            digest,
+            slot,
+        })
+    }
+}
+
+/// Who an audit event is about and in which request.
+pub struct EventContext {
+    pub organization_id: String,
+    pub member_id: String,
+    pub actor: String,
+    pub event_type: &'static str,
+    pub request_id: [u8; 16],
+}
+
+/// A charged check: settle it with `fail` or `succeed`. Dropped unsettled (an error while the code
+/// was checked), it is queued as an interrupted failure.
+pub struct Charge {
+    key: MemberKey,
+    record: usize,
+    settled: bool,
+}
+
+/// Admits one check of a code for a member whose durable state is `durable`.
+pub fn admit(
+    key: MemberKey,
+    durable: &MemberAttempts,
+    limits: &Limits,
+    sms_code_tag: Option<u64>,
+    context: &EventContext,
+) -> MfaResult<Result<Charge, (Admission, MemberAttempts)>> {
+    register_exit_callback();
+    let mut held = Held::take(true)?;
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let i = match held.find_or_insert(&key, durable, now, limits) {
+        Ok(i) => i,
+        Err(full) => {
+            // Logged once the lock is released: a client slow to read could stall everyone.
+            drop(held);
+            pgrx::warning!(
+                "mfa: the attempt ledger has no room for another member; raise mfa.attempt_ledger_members"
+            );
+            return Err(full);
+        }
+    };
+    let before = held.entries()[i].attempts;
+    let admission = held.entries()[i].attempts.admit(now, limits, sms_code_tag);
+    if admission != Admission::Check {
+        return Ok(Err((admission, held.entries()[i].attempts)));
+    }
+    let Some(record) = held.reserve(&key, context) else {
+        held.entries()[i].attempts = before;
+        drop(held);
+        pgrx::warning!(
+            "mfa: the attempt queue is full (its worker is behind); raise mfa.attempt_queue_records"
+        );
+        return Err(MfaError::new(
+            ErrorType::AttemptLedgerFull,
+            "Too many attempts are waiting to be recorded; try again later.",
+        ));
+    };
+    Ok(Ok(Charge {
+        key,
+        record,
+        settled: false,
+    }))
+}
+
+impl Charge {
+    /// The check failed: counted, maybe locked, queued with its audit details (a JSON object).
+    /// Returns the member's state after it.
+    pub fn fail(mut self, limits: &Limits, details: &serde_json::Value) -> MemberAttempts {
+        self.settled = true;
+        let mut details = details.clone();
+        let (attempts, start) = {
+            let mut held = Held::take(true).expect("admitted");
+            let now = unsafe { pg_sys::GetCurrentTimestamp() };
+            let attempts = match held.find(&self.key) {
+                Some(i) => {
+                    let e = &mut held.entries()[i];
+                    e.attempts.fail(now, limits);
+                    if e.attempts.throttled > 0 {
+                        details["throttled_since_last_failure"] = e.attempts.throttled.into();
+                        e.attempts.throttled = 0;
+                    }
+                    e.durable_dirty = true;
+                    e.attempts
+                }
+                None => MemberAttempts::default(),
+            };
+            details["locked"] = attempts.is_locked(now).into();
+            held.queue(
+                self.record,
+                RecordKind::Failure,
+                attempts,
+                &details.to_string(),
+            );
+            (attempts, held.wake_worker(self.key.database))
+        };
+        if start {
+            start_worker(self.key.database);
+        }
+        attempts
+    }
+
+    /// The check succeeded: the member's failures are reset, and written when the durable row
+    /// held any.
+    pub fn succeed(mut self) {
+        self.settled = true;
+        let start = {
+            let mut held = Held::take(true).expect("admitted");
+            let (attempts, write) = match held.find(&self.key) {
+                Some(i) => {
+                    let e = &mut held.entries()[i];
+                    e.attempts.succeed();
+                    let write = std::mem::replace(&mut e.durable_dirty, false);
+                    (e.attempts, write)
+                }
+                None => (MemberAttempts::default(), true),
+            };
+            if write {
+                held.queue(self.record, RecordKind::State, attempts, "{}");
+                held.wake_worker(self.key.database)
+            } else {
+                held.records()[self.record].status = RecordStatus::Free;
+                false
+            }
+        };
+        if start {
+            start_worker(self.key.database);
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        // An error interrupted the check: it stays counted, and is recorded as such.
+        if let Ok(mut held) = Held::take(true) {
+            let attempts = held
+                .find(&self.key)
+                .map(|i| held.entries()[i].attempts)
+                .unwrap_or_default();
+            held.queue(
+                self.record,
+                RecordKind::Failure,
+                attempts,
+                r#"{"outcome":"failure","error_type":"interrupted"}"#,
+            );
+            // Starting a worker needs a healthy transaction; the next attempt starts it.
+            let _ = held.wake_worker(self.key.database);
+        }
+    }
+}
+
+thread_local! {
+    static EXIT_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// On exit, this backend's reservations (a FATAL error mid-check skips `Drop`) are queued as
+/// interrupted failures. Registered once per backend, before its first reservation.
+fn register_exit_callback() {
+    if !EXIT_CALLBACK.with(|c| c.replace(true)) {
+        unsafe {
+            pg_sys::before_shmem_exit(Some(queue_reservations_on_exit), pg_sys::Datum::from(0))
+        };
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn queue_reservations_on_exit(_code: i32, _arg: pg_sys::Datum) {
+    if !is_available() {
+        return;
+    }
+    let pid = unsafe { pg_sys::MyProcPid };
+    let Ok(mut held) = Held::take(true) else {
+        return;
+    };
+    let mine: Vec<usize> = held
+        .records()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status == RecordStatus::Reserved && r.owner_pid == pid)
+        .map(|(i, _)| i)
+        .collect();
+    for i in mine {
+        let record = held.records()[i];
+        let attempts = held
+            .find(&record.key())
+            .map(|e| held.entries()[e].attempts)
+            .unwrap_or_default();
+        held.queue(
+            i,
+            RecordKind::Failure,
+            attempts,
+            r#"{"outcome":"failure","error_type":"interrupted"}"#,
+        );
+        let _ = held.wake_worker(record.database);
+    }
+}
+
+/// The member's state as the ledger knows it, or `durable` when it knows nothing of them.
+pub fn current(key: &MemberKey, durable: &MemberAttempts) -> MfaResult<MemberAttempts> {
+    let mut held = Held::take(false)?;
+    Ok(held
+        .find(key)
+        .map(|i| held.entries()[i].attempts)
+        .unwrap_or(*durable))
+}
+
+/// Lifts a member's lock at once (`member_unlock`), whatever the caller's transaction does, and
+/// queues the reset for the durable row.
+pub fn unlock(
+    key: MemberKey,
+    durable: &MemberAttempts,
+    limits: &Limits,
+    context: &EventContext,
+) -> MfaResult<()> {
+    register_exit_callback();
+    let start = {
+        let mut held = Held::take(true)?;
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        // An entry even for a member the ledger did not know: it outranks the durable row
+        // (locked until the worker writes the reset).
+        let i = held.find_or_insert(&key, durable, now, limits)?;
+        held.entries()[i].attempts.unlock();
+        held.entries()[i].durable_dirty = false;
+        let Some(record) = held.reserve(&key, context) else {
+            return Err(MfaError::new(
+                ErrorType::AttemptLedgerFull,
+                "Too many attempts are waiting to be recorded; try again later.",
+            ));
+        };
+        let attempts = held
+            .find(&key)
+            .map(|i| held.entries()[i].attempts)
+            .unwrap_or_default();
+        held.queue(record, RecordKind::State, attempts, "{}");
+        held.wake_worker(key.database)
+    };
+    if start {
+        start_worker(key.database);
+    }
+    Ok(())
+}
+
+/// Queues an audit event that must outlive the caller's transaction (a denied session
+/// decision, whose error rolls everything else back). Without room it is counted as dropped
+/// and the server log keeps it.
+pub fn queue_event(context: &EventContext, details: &serde_json::Value) -> bool {
+    // An event changes no member's entry: its key only names the database.
+    let Ok(key) = MemberKey::new(&context.organization_id, &context.member_id, 0) else {
+        return false;
+    };
+    register_exit_callback();
+    let Ok(mut held) = Held::take(true) else {
+        return false;
+    };
+    let Some(record) = held.reserve(&key, context) else {
+        held.header().dropped += 1;
+        return false;
+    };
+    held.queue(
+        record,
+        RecordKind::Event,
+        MemberAttempts::default(),
+        &details.to_string(),
+    );
+    // The caller is about to raise: a worker that must be started is started by the next
+    // attempt, or by the worker of this database still running.
+    let _ = held.wake_worker(key.database);
+    true
+}
+
+/// Asks the postmaster for this database's worker (`api::ledger_worker`).
+fn start_worker(database: pg_sys::Oid) {
+    let started = pgrx::bgworkers::BackgroundWorkerBuilder::new(&format!(
+        "mfa attempt ledger worker {}",
+        database.to_u32()
+    ))
+    .set_type("mfa attempt ledger worker")
+    .set_library("mfa")
+    .set_function("mfa_ledger_worker_main")
+    .set_argument(Some(pg_sys::Datum::from(database.to_u32())))
+    .enable_spi_access()
+    .set_restart_time(None)
+    .load_dynamic();
+    if started.is_err() {
+        if let Ok(mut held) = Held::take(true) {
+            for w in held.header().workers.iter_mut() {
+                if w.database == database && w.state == WorkerState::Starting {
+                    w.state = WorkerState::Idle;
+                }
+            }
+        }
+        pgrx::warning!(
+            "mfa: could not start the attempt ledger's worker (max_worker_processes?); failures stay queued"
+        );
+    }
+}
+
+// ---- The worker's side.
+
+/// Claims the worker slot of `database` for this process. `false` when another worker has it.
+pub fn claim_worker(database: pg_sys::Oid) -> bool {
+    let Ok(mut held) = Held::take(true) else {
+        return false;
+    };
+    let pid = unsafe { pg_sys::MyProcPid };
+    let latch = unsafe { pg_sys::MyLatch };
+    let workers = &mut held.header().workers;
+    if let Some(w) = workers
+        .iter_mut()
+        .find(|w| w.database == database && w.state == WorkerState::Running && w.pid != pid)
+    {
+        let _ = w;
+        return false;
+    }
+    let slot = workers
+        .iter()
+        .position(|w| w.database == database && w.state != WorkerState::Idle)
+        .or_else(|| workers.iter().position(|w| w.state == WorkerState::Idle));
+    let Some(slot) = slot else {
+        return false;
+    };
+    workers[slot] = WorkerSlot {
+        database,
+        state: WorkerState::Running,
+        pid,
+        latch,
+        asked_at: 0,
+    };
+    // Records a previous worker of this database was writing when it died are written again.
+    for r in held.records().iter_mut() {
+        if r.database == database && r.status == RecordStatus::Applying {
+            r.status = RecordStatus::Queued;
+            r.tries = r.tries.saturating_add(1);
+        }
+    }
+    true
+}
+
+/// Gives the worker slot back on exit.
+pub fn release_worker(database: pg_sys::Oid) {
+    let pid = unsafe { pg_sys::MyProcPid };
+    if let Ok(mut held) = Held::take(true) {
+        for w in held.header().workers.iter_mut() {
+            if w.database == database && w.pid == pid {
+                w.state = WorkerState::Idle;
+                w.pid = 0;
+            }
+        }
+    }
+}
+
+/// Up to `max` queued records of `database`, oldest first, marked as being written. When there
+/// are none, `None`, and with `release` the worker's slot is given back in the same critical
+/// section, so that a record queued after this starts a new worker.
+pub fn take_batch(
+    database: pg_sys::Oid,
+    max: usize,
+    max_tries: u8,
+    release: bool,
+) -> Option<Vec<(usize, Record)>> {
+    let mut held = Held::take(true).ok()?;
+    let mut dropped = 0;
+    let mut batch: Vec<(usize, u64)> = Vec::new();
+    for (i, r) in held.records().iter_mut().enumerate() {
+        if r.database != database || r.status != RecordStatus::Queued {
+            continue;
+        }
+        if r.tries >= max_tries {
+            // Written and failed `max_tries` times: a record that cannot be written is dropped
+            // so that the others are not stuck behind it.
+            r.status = RecordStatus::Free;
+            dropped += 1;
+            continue;
+        }
+        batch.push((i, r.seq));
+    }
+    held.header().dropped += dropped;
+    if dropped > 0 {
+        pgrx::log!("mfa: dropped {dropped} attempt records that could not be written");
+    }
+    if batch.is_empty() {
+        if !release {
+            return None;
+        }
+        let pid = unsafe { pg_sys::MyProcPid };
+        for w in held.header().workers.iter_mut() {
+            if w.database == database && w.pid == pid {
+                w.state = WorkerState::Idle;
+                w.pid = 0;
+            }
+        }
+        return None;
+    }
+    batch.sort_by_key(|&(_, seq)| seq);
+    batch.truncate(max);
+    let records = held.records();
+    Some(
+        batch
+            .into_iter()
+            .map(|(i, _)| {
+                records[i].status = RecordStatus::Applying;
+                (i, records[i])
+            })
+            .collect(),
+    )
+}
+
+/// The records of a committed batch are done: freed, and their members' entries may be evicted.
+pub fn finish_batch(batch: &[(usize, Record)]) {
+    let Ok(mut held) = Held::take(true) else {
+        return;
+    };
+    for (i, done) in batch {
+        let r = &mut held.records()[*i];
+        if r.status == RecordStatus::Applying && r.seq == done.seq {
+            r.status = RecordStatus::Free;
+        }
+        if done.kind != RecordKind::Event {
+            if let Some(e) = held.find(&done.key()) {
+                let e = &mut held.entries()[e];
+                e.pending = e.pending.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Drops every record of a database without the extension (dropped since they were queued).
+pub fn discard_database(database: pg_sys::Oid) {
+    if let Ok(mut held) = Held::take(true) {
+        for r in held.records().iter_mut() {
+            if r.database == database && r.status != RecordStatus::Reserved {
+                r.status = RecordStatus::Free;
+            }
+        }
+    }
+}
+
+/// Counters for `mfa.attempt_ledger_stats()`.
+pub struct Stats {
+    pub members: usize,
+    pub members_in_use: usize,
+    pub records: usize,
+    pub records_queued: usize,
+    pub records_dropped: u64,
+}
+
+pub fn stats() -> MfaResult<Stats> {
+    let mut held = Held::take(false)?;
+    let members = held.entries().len();
+    let members_in_use = held.entries().iter().filter(|e| e.used).count();
+    let records = held.records().len();
+    let records_queued = held
+        .records()
+        .iter()
+        .filter(|r| r.status != RecordStatus::Free)
+        .count();
+    Ok(Stats {
+        members,
+        members_in_use,
+        records,
+        records_queued,
+        records_dropped: held.header().dropped,
+    })
+}
