@@ -48,7 +48,7 @@ COMMENT ON TABLE mfa.members IS
     'mfa: MFA settings of each member; the phone number is E.164, unverified until an SMS code from it is authenticated. Their lock state is in mfa.member_lockouts.';
 
 CREATE FUNCTION mfa.attempt_ledger_stats() RETURNS jsonb /* Jsonb */
-VOLATILE SECURITY DEFINER
+STRICT VOLATILE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'attempt_ledger_stats_wrapper';

@@ -208,7 +208,23 @@ fn upgrade_from_the_previous_version_keeps_everything_working() {
     c.batch_execute("SET client_min_messages = error; CREATE EXTENSION mfa VERSION '0.1.0'")
         .unwrap();
     let org = unique("upgrade");
+    // The library installed is the new one, and it reads members' lock state from a table 0.1.0
+    // did not have: a stand-in while `fill` runs, dropped before the upgrade creates the real one.
+    c.batch_execute(
+        "CREATE TABLE mfa.member_lockouts (organization_id text, member_id text,
+             failed_attempts integer, failure_window_started_at timestamptz, lock_created_at timestamptz,
+             lock_expires_at timestamptz, lock_count integer)",
+    )
+    .unwrap();
     let token = fill(&mut c, &org);
+    c.batch_execute("DROP TABLE mfa.member_lockouts").unwrap();
+    // A member 0.1.0 had locked (in its mfa.members columns): still locked after the upgrade.
+    c.execute(
+        "INSERT INTO mfa.members (organization_id, member_id, failed_attempts, lock_created_at, lock_expires_at)
+         VALUES ($1, 'cy', 10, now(), now() + interval '1 hour')",
+        &[&org],
+    )
+    .unwrap();
     // A message queued by 0.1.0 (its code in clear in the body, as 0.1.0 stored it).
     c.batch_execute(&format!(
         "INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, expires_at)
@@ -255,6 +271,8 @@ fn upgrade_from_the_previous_version_keeps_everything_working() {
         .get(0);
     assert!(!scrubbed.contains("424242"), "{scrubbed}");
     check_works(&mut c, &org, &token, false);
+    let cy = json(&mut c, "SELECT mfa.member_get($1, 'cy')", &[&org]);
+    assert_eq!(cy["is_locked"], true, "{cy}");
 
     let fresh = fresh_database("mfa_fresh");
     let upgraded = catalog(&mut c);

@@ -444,8 +444,8 @@ fn hostile_values_never_crash_panic_or_corrupt() {
     .unwrap();
     let broken: i64 = c
         .query_one(
-            "SELECT count(*) FROM mfa.members WHERE failed_attempts < 0
-                 OR (mfa_phone_number IS NULL) <> (phone_id IS NULL)",
+            "SELECT (SELECT count(*) FROM mfa.members WHERE (mfa_phone_number IS NULL) <> (phone_id IS NULL))
+                  + (SELECT count(*) FROM mfa.member_lockouts WHERE failed_attempts < 0 OR lock_count < 0)",
             &[],
         )
         .unwrap()

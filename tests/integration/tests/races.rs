@@ -43,10 +43,15 @@ fn one_totp_code_presented_at_once_succeeds_once() {
     ));
     let code = totp_now(&secret);
     let results = present_at_once("totp_authenticate", &org, &code);
-    assert!(results
-        .iter()
-        .filter(|r| r["status_code"] != 200)
-        .all(|r| r["error_type"] == "totp_code_already_authenticated"));
+    // The others saw the code used, or were throttled (more checks at once than
+    // mfa.member_checks_per_second) without being checked.
+    assert!(
+        results.iter().filter(|r| r["status_code"] != 200).all(|r| {
+            r["error_type"] == "totp_code_already_authenticated"
+                || r["error_type"] == "too_many_requests"
+        }),
+        "{results:?}"
+    );
 }
 
 #[test]
@@ -170,6 +175,10 @@ fn concurrent_sends_to_one_member_leave_one_live_code() {
         .collect();
     codes.sort();
     let (newest, older) = codes.split_last().unwrap();
+    // Up to RACERS - 1 wrong codes in a burst: above the throttle and the live code's cap
+    // (tests/attempt_ledger.rs tests those); here only which code works matters.
+    c.batch_execute("SET mfa.member_checks_per_second = 100; SET mfa.sms_code_max_attempts = 100")
+        .unwrap();
     for (_, code) in older {
         if code != &newest.1 {
             let r = json(

@@ -151,12 +151,15 @@ pub fn fresh_database(prefix: &str) -> String {
     url
 }
 
-/// A connection to `url` with the test settings of `connect`.
+/// A connection to `url` with the test settings of `connect` (superuser only, like the
+/// settings: the application's role keeps the configured limits).
 pub fn connect_to(url: &str) -> Client {
     let mut client = Client::connect(url, NoTls).expect("connect");
     client
         .batch_execute(
-            "SET mfa.sms_min_interval_seconds = 0; SET mfa.sms_sends_per_prefix_per_hour = 100000",
+            "DO $$ BEGIN IF current_setting('is_superuser')::boolean THEN
+                 SET mfa.sms_min_interval_seconds = 0; SET mfa.sms_sends_per_prefix_per_hour = 100000;
+             END IF; END $$",
         )
         .unwrap();
     client
@@ -209,7 +212,8 @@ fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
 }
 
 impl Cluster {
-    /// initdb and start on `port` with extra postgresql.conf lines.
+    /// initdb and start on `port` with the extension preloaded and extra postgresql.conf lines
+    /// (later lines win: `shared_preload_libraries = ''` takes the preload off).
     pub fn start(name: &str, port: u16, settings: &str) -> Cluster {
         let dir = format!("/var/lib/postgresql/mfa-test-{name}");
         let _ = std::process::Command::new("rm")
@@ -235,7 +239,7 @@ impl Cluster {
         );
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '/tmp'\n\
-             max_connections = 60\nfsync = on\n{settings}\n"
+             max_connections = 60\nfsync = on\nshared_preload_libraries = 'mfa'\n{settings}\n"
         );
         let mut file = std::fs::OpenOptions::new()
             .append(true)
