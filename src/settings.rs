@@ -80,27 +80,11 @@ pub fn register() {
         1,
         100,
     );
-    // Shared memory is sized once, at server start.
-    GucRegistry::define_int_guc(
-        c"mfa.attempt_ledger_members",
-        c"Members the attempt ledger (shared memory) tracks at once.",
-        c"About 100 bytes each. A member is forgotten only once quiet (no lock, no failure in the window); when none can be, attempts are refused.",
-        &ATTEMPT_LEDGER_MEMBERS,
-        128,
-        10_000_000,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"mfa.attempt_queue_records",
-        c"Failures and audit events the attempt ledger holds until its worker has written them.",
-        c"About 1.8 kB each. When full, attempts are refused until the worker catches up.",
-        &ATTEMPT_QUEUE_RECORDS,
-        64,
-        1_000_000,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+    // Shared memory is sized once, at server start; a library loaded later may not define
+    // server-start settings (and has no ledger to size).
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        register_ledger_sizes();
+    }
     define_int(
         c"mfa.totp_skew_steps",
         c"TOTP steps accepted either side of the current one (clock drift).",
@@ -216,4 +200,27 @@ pub fn encryption_key_text() -> Option<String> {
         .get()
         .and_then(|s| s.into_string().ok())
         .filter(|s| !s.is_empty())
+}
+
+fn register_ledger_sizes() {
+    GucRegistry::define_int_guc(
+        c"mfa.attempt_ledger_members",
+        c"Members the attempt ledger (shared memory) tracks at once.",
+        c"About 100 bytes each. A member is forgotten only once quiet (no lock, no failure in the window); when none can be, attempts are refused.",
+        &ATTEMPT_LEDGER_MEMBERS,
+        128,
+        10_000_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"mfa.attempt_queue_records",
+        c"Failures and audit events the attempt ledger holds until its worker has written them.",
+        c"About 1.8 kB each. When full, attempts are refused until the worker catches up.",
+        &ATTEMPT_QUEUE_RECORDS,
+        64,
+        1_000_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
 }

@@ -1,5 +1,5 @@
-//! The attempt ledger's worker: one background worker per database, started on demand by the first
-//! record queued for it, that writes queued failures, resets and audit events into
+//! The attempt ledger's workers: one background worker per database, started on demand (by the
+//! launcher, when a record is queued for it) that writes queued failures, resets and audit events into
 //! `mfa.member_lockouts` and `mfa.events` in transactions of its own, then exits when the queue
 //! has stayed empty for a moment (an idle worker would hold up `DROP DATABASE`).
 
@@ -14,6 +14,42 @@ const BATCH: usize = 256;
 const MAX_TRIES: u8 = 3;
 /// How long an idle worker waits for more before it exits.
 const LINGER: Duration = Duration::from_millis(500);
+
+/// How often the launcher looks for wanted workers without being woken.
+const LAUNCHER_TICK: Duration = Duration::from_secs(1);
+
+#[pg_guard]
+unsafe extern "C-unwind" fn detach_launcher(_code: i32, _arg: pg_sys::Datum) {
+    ledger::detach_launcher();
+}
+
+/// The launcher: a static worker without a database. Backends only set its latch (safe even
+/// while an error unwinds or a backend exits); it asks the postmaster for the workers wanted.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn mfa_ledger_launcher_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    if !ledger::attach_launcher() {
+        return;
+    }
+    unsafe { pg_sys::before_shmem_exit(Some(detach_launcher), pg_sys::Datum::from(0)) };
+    let mut warned = false;
+    loop {
+        let failed = ledger::launch_wanted();
+        if failed.is_empty() {
+            warned = false;
+        } else if !warned {
+            pgrx::warning!(
+                "mfa: could not start the attempt ledger's worker of {} database(s) (max_worker_processes?); their failures stay queued",
+                failed.len()
+            );
+            warned = true;
+        }
+        if !BackgroundWorker::wait_latch(Some(LAUNCHER_TICK)) {
+            return;
+        }
+    }
+}
 
 #[pg_guard]
 unsafe extern "C-unwind" fn give_back_slot(_code: i32, arg: pg_sys::Datum) {
@@ -57,6 +93,10 @@ pub extern "C-unwind" fn mfa_ledger_worker_main(arg: pg_sys::Datum) {
             }
         };
         BackgroundWorker::transaction(|| {
+            // Written means durable, whatever the server's default.
+            if let Err(e) = Spi::run("SET LOCAL synchronous_commit = on") {
+                pgrx::error!("mfa: attempt ledger worker: {e}");
+            }
             for (_, record) in &batch {
                 if let Err(e) = lockouts::write(record) {
                     pgrx::error!("mfa: attempt ledger worker: {}", e.message);

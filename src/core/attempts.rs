@@ -46,6 +46,8 @@ pub struct MemberAttempts {
     pub checks_this_second: u32,
     /// Attempts refused by the throttle since the last audited failure.
     pub throttled: u32,
+    /// Attempts refused by the throttle in the current second (the first one is audited).
+    pub throttled_this_second: u32,
 }
 
 /// Whether a code may be checked now.
@@ -96,9 +98,11 @@ impl MemberAttempts {
         if now - self.second_started_at >= SECOND_US || now < self.second_started_at {
             self.second_started_at = now;
             self.checks_this_second = 0;
+            self.throttled_this_second = 0;
         }
         if self.checks_this_second >= limits.checks_per_second {
             self.throttled = self.throttled.saturating_add(1);
+            self.throttled_this_second = self.throttled_this_second.saturating_add(1);
             return Admission::Throttled;
         }
         if let Some(tag) = sms_code_tag {

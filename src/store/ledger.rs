@@ -41,6 +41,9 @@ const NAME: &CStr = c"mfa attempt ledger";
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum WorkerState {
     Idle,
+    /// Records are queued for it: the launcher is to start it.
+    Wanted,
+    /// The launcher asked the postmaster for it (at `asked_at`).
     Starting,
     Running,
 }
@@ -65,6 +68,8 @@ struct Header {
     /// Records dropped after repeated failures to write them, and events that found no room.
     dropped: u64,
     workers: [WorkerSlot; MAX_DATABASES],
+    /// The launcher's latch (null until it runs): set when a database's worker is wanted.
+    launcher_latch: *mut pg_sys::Latch,
 }
 
 #[repr(C)]
@@ -206,6 +211,7 @@ pub fn request_at_preload() {
         PREVIOUS_STARTUP_HOOK = pg_sys::shmem_startup_hook;
         pg_sys::shmem_startup_hook = Some(attach_shared_memory);
     }
+    register_launcher();
 }
 
 #[pgrx::pg_guard]
@@ -403,35 +409,46 @@ impl Held {
         }
     }
 
-    /// Wakes the database's worker, or marks it to be started (the caller starts it once the
-    /// lock is released). Returns whether one must be started.
-    fn wake_worker(&mut self, database: pg_sys::Oid) -> bool {
-        let now = unsafe { pg_sys::GetCurrentTimestamp() };
-        let workers = &mut self.header().workers;
-        let slot = workers
+    /// Wakes the database's worker, or marks it wanted and wakes the launcher, which starts it.
+    /// Only sets latches: safe on every path, an error's unwinding and a backend's exit included.
+    fn wake_worker(&mut self, database: pg_sys::Oid) {
+        let header = self.header();
+        let slot = header
+            .workers
             .iter()
             .position(|w| w.database == database && w.state != WorkerState::Idle)
-            .or_else(|| workers.iter().position(|w| w.state == WorkerState::Idle));
+            .or_else(|| {
+                header
+                    .workers
+                    .iter()
+                    .position(|w| w.state == WorkerState::Idle)
+            });
+        // Every slot taken by other databases: the launcher gives this one a slot once one is
+        // free (it looks for queued records of databases without a worker).
         let Some(slot) = slot else {
-            return false;
+            Self::set_latch(header.launcher_latch);
+            return;
         };
-        let w = &mut workers[slot];
+        let w = &mut header.workers[slot];
         match w.state {
-            WorkerState::Running => {
-                unsafe { pg_sys::SetLatch(w.latch) };
-                false
-            }
-            WorkerState::Starting if now - w.asked_at < WORKER_START_TIMEOUT_US => false,
-            _ => {
+            WorkerState::Running => Self::set_latch(w.latch),
+            WorkerState::Wanted | WorkerState::Starting => {}
+            WorkerState::Idle => {
                 *w = WorkerSlot {
                     database,
-                    state: WorkerState::Starting,
+                    state: WorkerState::Wanted,
                     pid: 0,
                     latch: null_mut(),
-                    asked_at: now,
+                    asked_at: 0,
                 };
-                true
+                Self::set_latch(header.launcher_latch);
             }
+        }
+    }
+
+    fn set_latch(latch: *mut pg_sys::Latch) {
+        if !latch.is_null() {
+            unsafe { pg_sys::SetLatch(latch) };
         }
     }
 }
@@ -529,7 +546,21 @@ pub fn admit(
     let before = held.entries()[i].attempts;
     let admission = held.entries()[i].attempts.admit(now, limits, sms_code_tag);
     if admission != Admission::Check {
-        return Ok(Err((admission, held.entries()[i].attempts)));
+        let attempts = held.entries()[i].attempts;
+        // The first refusal of a second is audited (at most one a second per member; the rest
+        // are counted into the next failure's details).
+        if admission == Admission::Throttled && attempts.throttled_this_second == 1 {
+            if let Some(record) = held.reserve(&key, context) {
+                held.queue(
+                    record,
+                    RecordKind::Event,
+                    attempts,
+                    r#"{"outcome":"throttled","error_type":"too_many_requests"}"#,
+                );
+                held.wake_worker(key.database);
+            }
+        }
+        return Ok(Err((admission, attempts)));
     }
     let Some(record) = held.reserve(&key, context) else {
         held.entries()[i].attempts = before;
@@ -555,8 +586,8 @@ impl Charge {
     pub fn fail(mut self, limits: &Limits, details: &serde_json::Value) -> MemberAttempts {
         self.settled = true;
         let mut details = details.clone();
-        let (attempts, start) = {
-            let mut held = Held::take(true).expect("admitted");
+        let mut held = Held::take(true).expect("admitted");
+        {
             let now = unsafe { pg_sys::GetCurrentTimestamp() };
             let attempts = match held.find(&self.key) {
                 Some(i) => {
@@ -578,20 +609,17 @@ impl Charge {
                 attempts,
                 &details.to_string(),
             );
-            (attempts, held.wake_worker(self.key.database))
-        };
-        if start {
-            start_worker(self.key.database);
+            held.wake_worker(self.key.database);
+            attempts
         }
-        attempts
     }
 
     /// The check succeeded: the member's failures are reset, and written when the durable row
     /// held any.
     pub fn succeed(mut self) {
         self.settled = true;
-        let start = {
-            let mut held = Held::take(true).expect("admitted");
+        let mut held = Held::take(true).expect("admitted");
+        {
             let (attempts, write) = match held.find(&self.key) {
                 Some(i) => {
                     let e = &mut held.entries()[i];
@@ -603,14 +631,10 @@ impl Charge {
             };
             if write {
                 held.queue(self.record, RecordKind::State, attempts, "{}");
-                held.wake_worker(self.key.database)
+                held.wake_worker(self.key.database);
             } else {
                 held.records()[self.record].status = RecordStatus::Free;
-                false
             }
-        };
-        if start {
-            start_worker(self.key.database);
         }
     }
 }
@@ -632,8 +656,7 @@ impl Drop for Charge {
                 attempts,
                 r#"{"outcome":"failure","error_type":"interrupted"}"#,
             );
-            // Starting a worker needs a healthy transaction; the next attempt starts it.
-            let _ = held.wake_worker(self.key.database);
+            held.wake_worker(self.key.database);
         }
     }
 }
@@ -680,7 +703,7 @@ unsafe extern "C-unwind" fn queue_reservations_on_exit(_code: i32, _arg: pg_sys:
             attempts,
             r#"{"outcome":"failure","error_type":"interrupted"}"#,
         );
-        let _ = held.wake_worker(record.database);
+        held.wake_worker(record.database);
     }
 }
 
@@ -702,7 +725,7 @@ pub fn unlock(
     context: &EventContext,
 ) -> MfaResult<()> {
     register_exit_callback();
-    let start = {
+    {
         let mut held = Held::take(true)?;
         let now = unsafe { pg_sys::GetCurrentTimestamp() };
         // An entry even for a member the ledger did not know: it outranks the durable row
@@ -721,10 +744,7 @@ pub fn unlock(
             .map(|i| held.entries()[i].attempts)
             .unwrap_or_default();
         held.queue(record, RecordKind::State, attempts, "{}");
-        held.wake_worker(key.database)
-    };
-    if start {
-        start_worker(key.database);
+        held.wake_worker(key.database);
     }
     Ok(())
 }
@@ -751,15 +771,13 @@ pub fn queue_event(context: &EventContext, details: &serde_json::Value) -> bool 
         MemberAttempts::default(),
         &details.to_string(),
     );
-    // The caller is about to raise: a worker that must be started is started by the next
-    // attempt, or by the worker of this database still running.
-    let _ = held.wake_worker(key.database);
+    held.wake_worker(key.database);
     true
 }
 
 /// Asks the postmaster for this database's worker (`api::ledger_worker`).
-fn start_worker(database: pg_sys::Oid) {
-    let started = pgrx::bgworkers::BackgroundWorkerBuilder::new(&format!(
+fn start_worker(database: pg_sys::Oid) -> bool {
+    pgrx::bgworkers::BackgroundWorkerBuilder::new(&format!(
         "mfa attempt ledger worker {}",
         database.to_u32()
     ))
@@ -769,19 +787,94 @@ fn start_worker(database: pg_sys::Oid) {
     .set_argument(Some(pg_sys::Datum::from(database.to_u32())))
     .enable_spi_access()
     .set_restart_time(None)
-    .load_dynamic();
-    if started.is_err() {
+    .load_dynamic()
+    .is_ok()
+}
+
+// ---- The launcher's side: one static worker, no database, that starts the others.
+
+/// Registers the launcher with the postmaster (at preload).
+fn register_launcher() {
+    pgrx::bgworkers::BackgroundWorkerBuilder::new("mfa attempt ledger launcher")
+        .set_type("mfa attempt ledger launcher")
+        .set_library("mfa")
+        .set_function("mfa_ledger_launcher_main")
+        .enable_shmem_access(None)
+        .set_restart_time(Some(std::time::Duration::from_secs(1)))
+        .load();
+}
+
+/// Makes this process the launcher: backends set its latch when a worker is wanted.
+pub fn attach_launcher() -> bool {
+    let Ok(mut held) = Held::take(true) else {
+        return false;
+    };
+    held.header().launcher_latch = unsafe { pg_sys::MyLatch };
+    true
+}
+
+pub fn detach_launcher() {
+    if let Ok(mut held) = Held::take(true) {
+        held.header().launcher_latch = null_mut();
+    }
+}
+
+/// One round of the launcher: starts the workers wanted (and those asked for long ago that
+/// never came), and wants one for any database with queued records but no worker (its slot
+/// was taken when they were queued). Returns the databases it could not start.
+pub fn launch_wanted() -> Vec<pg_sys::Oid> {
+    let wanted: Vec<pg_sys::Oid> = {
+        let Ok(mut held) = Held::take(true) else {
+            return vec![];
+        };
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        let orphans: Vec<pg_sys::Oid> = {
+            let workers = held.header().workers;
+            let mut orphans: Vec<pg_sys::Oid> = held
+                .records()
+                .iter()
+                .filter(|r| r.status == RecordStatus::Queued)
+                .map(|r| r.database)
+                .filter(|db| {
+                    !workers
+                        .iter()
+                        .any(|w| w.database == *db && w.state != WorkerState::Idle)
+                })
+                .collect();
+            orphans.sort_unstable_by_key(|db| db.to_u32());
+            orphans.dedup();
+            orphans
+        };
+        for db in orphans {
+            held.wake_worker(db);
+        }
+        held.header()
+            .workers
+            .iter_mut()
+            .filter(|w| {
+                w.state == WorkerState::Wanted
+                    || (w.state == WorkerState::Starting
+                        && now - w.asked_at >= WORKER_START_TIMEOUT_US)
+            })
+            .map(|w| {
+                w.state = WorkerState::Starting;
+                w.asked_at = now;
+                w.database
+            })
+            .collect()
+    };
+    let failed: Vec<pg_sys::Oid> = wanted.into_iter().filter(|db| !start_worker(*db)).collect();
+    if !failed.is_empty() {
+        // No free background worker slot: asked again at the next round.
         if let Ok(mut held) = Held::take(true) {
             for w in held.header().workers.iter_mut() {
-                if w.database == database && w.state == WorkerState::Starting {
-                    w.state = WorkerState::Idle;
+                if w.state == WorkerState::Starting && failed.contains(&w.database) {
+                    w.state = WorkerState::Wanted;
                 }
             }
         }
-        pgrx::warning!(
-            "mfa: could not start the attempt ledger's worker (max_worker_processes?); failures stay queued"
-        );
     }
+    failed
 }
 
 // ---- The worker's side.
@@ -829,10 +922,25 @@ pub fn claim_worker(database: pg_sys::Oid) -> bool {
 pub fn release_worker(database: pg_sys::Oid) {
     let pid = unsafe { pg_sys::MyProcPid };
     if let Ok(mut held) = Held::take(true) {
+        let mine = held
+            .header()
+            .workers
+            .iter()
+            .any(|w| w.database == database && w.pid == pid);
         for w in held.header().workers.iter_mut() {
             if w.database == database && w.pid == pid {
                 w.state = WorkerState::Idle;
                 w.pid = 0;
+            }
+        }
+        // A batch this worker was writing when an error ended it goes back to the queue, one
+        // try spent, for the next worker.
+        if mine {
+            for r in held.records().iter_mut() {
+                if r.database == database && r.status == RecordStatus::Applying {
+                    r.status = RecordStatus::Queued;
+                    r.tries = r.tries.saturating_add(1);
+                }
             }
         }
     }
