@@ -109,7 +109,18 @@ SELECT mfa.session_table_unguard('hooli.sessions');
 SELECT count(*) AS gate_triggers FROM pg_trigger WHERE tgrelid = 'hooli.sessions'::regclass AND NOT tgisinternal;
 -- Every step is in the audit trail.
 SELECT event_type, details ->> 'session_table' AS session_table FROM mfa.events
- WHERE organization_id IN ('', 'hooli') AND event_type ~ '^(session_table|session|step_up)\.' ORDER BY event_id;
+ WHERE organization_id IN ('', 'hooli') AND event_type ~ '^(session_table|session|step_up)\.'
+   AND event_type <> 'session.denied' ORDER BY event_id;
+-- So is every refusal above: the attempt ledger's worker writes it in a transaction of its own,
+-- which the refusal's rollback cannot undo (a moment later, hence the wait).
+DO $$ BEGIN
+  FOR i IN 1..200 LOOP
+    EXIT WHEN (SELECT count(*) FROM mfa.events WHERE organization_id = 'hooli' AND event_type = 'session.denied') >= 7;
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
+SELECT details ->> 'error_type' AS denied, count(*) FROM mfa.events
+ WHERE organization_id = 'hooli' AND event_type = 'session.denied' GROUP BY 1 ORDER BY 1;
 SET ROLE hooli_app;
 DROP TABLE hooli.sessions, hooli.payroll;
 RESET ROLE;
