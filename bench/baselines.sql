@@ -14,6 +14,8 @@ CREATE SEQUENCE IF NOT EXISTS bench.totp_cursor;
 -- The TOTP baselines walk the members with a cursor of their own, so that the extension's cursor
 -- comes back to a member only long after (a code is good for one step only).
 CREATE SEQUENCE IF NOT EXISTS bench.baseline_cursor;
+-- The failure runs walk a pool of their own (see bench/run.py: FAILURE_MEMBERS).
+CREATE SEQUENCE IF NOT EXISTS bench.failure_cursor;
 CREATE SEQUENCE IF NOT EXISTS bench.sms_send_cursor;
 CREATE SEQUENCE IF NOT EXISTS bench.ready_cursor;
 
@@ -141,16 +143,17 @@ DECLARE
 BEGIN
     SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa_phone_country,
            m.mfa_phone_number_verified, m.phone_id::text AS phone_id, m.default_mfa_method, m.is_breakglass,
-           coalesce(m.lock_expires_at > now(), false) AS is_locked, m.lock_created_at, m.lock_expires_at,
+           coalesce(l.lock_expires_at > now(), false) AS is_locked, l.lock_created_at, l.lock_expires_at,
            m.created_at, m.updated_at, o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods,
            t.totp_registration_id::text AS totp_registration_id, t.secret_ciphertext, t.status = 'active' AS active,
-           coalesce(t.expires_at <= now(), false) AS expired, t.last_used_step, m.failed_attempts
+           coalesce(t.expires_at <= now(), false) AS expired, t.last_used_step, l.failed_attempts
       INTO r
       FROM mfa.members m
       JOIN mfa.organizations o ON o.organization_id = m.organization_id
       JOIN mfa.totp_registrations t ON t.organization_id = m.organization_id AND t.member_id = m.member_id
+      LEFT JOIN mfa.member_lockouts l ON l.organization_id = m.organization_id AND l.member_id = m.member_id
      WHERE m.organization_id = p_organization_id AND m.member_id = p_member_id
-       FOR UPDATE OF m, t;
+       FOR NO KEY UPDATE OF m, t;
     IF NOT FOUND OR r.is_locked OR r.expired THEN
         RETURN NULL;
     END IF;

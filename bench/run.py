@@ -19,6 +19,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # the data set's shared TOTP secret (base32, 160 bits)
+# Members the failure runs walk: few enough for the attempt ledger (mfa.attempt_ledger_members),
+# each failing a few times; the lock threshold is raised for those runs so nobody locks.
+FAILURE_MEMBERS = 20000
 
 
 def percentiles(latencies):
@@ -254,6 +257,11 @@ class Bench:
                                              ("totp_floor", "totp_floor.sql", totp, None),
                                              ("totp_plpgsql", "totp_plpgsql.sql", totp, None)], clients, sync))
                 row["totp_failures"] = self.failures_since("totp.authenticate", since)
+                pool = min(FAILURE_MEMBERS, self.totp_members)
+                failing = {"seconds": seconds, "variables": {"failure_members": pool},
+                           "settings": {"mfa.lock_threshold": "100"}}
+                row.update(self.interleaved([("totp_failure", "totp_failure.sql", failing, None),
+                                             ("totp_floor_f", "totp_floor.sql", totp, None)], clients, sync))
                 phones = {"seconds": seconds, "variables": {"phone_members": self.phone_members}}
                 quiet = {**phones, "settings": {"mfa.sms_outbox_notify": "off"}}
                 row.update(self.interleaved([("send", "sms_send.sql", phones, None),
@@ -421,6 +429,18 @@ class Bench:
                  "statements (the organization's policy, the member's lock state, the audit event, the "
                  "answer).\n")
         r += self.between_floor_and_mfa("totp_bookkeeping", "bookkeeping")
+        r.append("\n## A failed TOTP attempt\n")
+        r.append("A wrong code for a member of a pool of "
+                 f"{min(FAILURE_MEMBERS, self.totp_members):,}: the check is charged in the attempt "
+                 "ledger (shared memory) before it is made and the failure's audit event and lock state "
+                 "are written by the ledger's worker in its own transactions, beside the run. Against "
+                 "the same floor as the successes, run alongside.\n")
+        r.append("| sync | clients | failure TPS | floor TPS | failure / floor | success / floor | failure p50 | failure p99 |")
+        r.append("|---|---|---|---|---|---|---|---|")
+        for (sync, clients), row in self.rows.items():
+            x, f, m, f0 = row["totp_failure"], row["totp_floor_f"], row["totp"], row["totp_floor"]
+            r.append(f"| {'on' if sync else 'off'} | {clients} | {x['tps']:.0f} | {f['tps']:.0f} | "
+                     f"{x['tps'] / f['tps']:.2f} | {m['tps'] / f0['tps']:.2f} | {x['p50']:.3f} | {x['p99']:.3f} |")
         failures = sum(row["totp_failures"] + row["sms_failures"] for row in self.rows.values())
         r.append(f"\nFailed attempts audited during these runs (each presents a valid, unused code): {failures}"
                  f"{'' if failures else ' — every extension authentication was a success'}.\n")

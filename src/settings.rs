@@ -23,7 +23,7 @@ pub static OUTBOX_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static LOCK_MAX_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MEMBER_CHECKS_PER_SECOND: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static SMS_CODE_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
-pub static ATTEMPT_LEDGER_MEMBERS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static ATTEMPT_LEDGER_MEMBERS: GucSetting<i32> = GucSetting::<i32>::new(100_000);
 pub static ATTEMPT_QUEUE_RECORDS: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static SMS_OUTBOX_NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 

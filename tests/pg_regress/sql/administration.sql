@@ -49,8 +49,17 @@ SELECT mfa.organization_upsert('evil');
 -- Settings that could weaken security are superuser-only, and the key is never shown.
 SHOW mfa.encryption_key;
 SET mfa.lock_threshold = 100;
+SET mfa.member_checks_per_second = 100;
 SET mfa.sms_code_lifetime_seconds = 600;
+-- Nor may the application read the attempt ledger's occupancy, or lift a lock.
+SELECT mfa.attempt_ledger_stats();
+SELECT mfa.member_unlock('acme', 'ann');
 RESET ROLE;
+-- The attempt ledger (shared memory, sized at server start), for monitoring: members tracked and
+-- at most, records waiting for its worker and their room, records dropped.
+SELECT key, (mfa.attempt_ledger_stats() -> key) IS NOT NULL AS present
+  FROM jsonb_object_keys(mfa.attempt_ledger_stats()) key ORDER BY 1;
+SELECT mfa.attempt_ledger_stats() ->> 'members' AS members_at_most, current_setting('mfa.attempt_ledger_members') AS setting;
 CREATE ROLE regress_worker LOGIN IN ROLE mfa_sms_worker;
 SET ROLE regress_worker;
 SELECT mfa.primary_authenticate('acme', 'ann');
