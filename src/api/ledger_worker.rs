@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 use std::time::Duration;
 
 /// Records written in one transaction.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 /// Attempts to write a record before it is dropped (so that one bad record cannot stall the rest).
 const MAX_TRIES: u8 = 3;
 /// How long an idle worker waits for more before it exits.
@@ -97,10 +97,8 @@ pub extern "C-unwind" fn mfa_ledger_worker_main(arg: pg_sys::Datum) {
             if let Err(e) = Spi::run("SET LOCAL synchronous_commit = on") {
                 pgrx::error!("mfa: attempt ledger worker: {e}");
             }
-            for (_, record) in &batch {
-                if let Err(e) = lockouts::write(record) {
-                    pgrx::error!("mfa: attempt ledger worker: {}", e.message);
-                }
+            if let Err(e) = lockouts::write_batch(batch.iter().map(|(_, record)| record)) {
+                pgrx::error!("mfa: attempt ledger worker: {}", e.message);
             }
         });
         ledger::finish_batch(&batch);

@@ -6,6 +6,7 @@ use crate::db;
 use crate::errors::MfaResult;
 use crate::store::ledger::{Record, RecordKind};
 use pgrx::datum::TimestampWithTimeZone;
+use std::collections::HashMap;
 
 /// A ledger time (microseconds since 2000, 0 for none) as a column value.
 fn time(micros: i64) -> Option<TimestampWithTimeZone> {
@@ -33,36 +34,77 @@ pub fn attempts_from_row(
     }
 }
 
-/// Writes one queued record: the member's state, its event, or both.
-pub fn write(record: &Record) -> MfaResult<()> {
-    if record.kind != RecordKind::Event {
-        let a = &record.attempts;
+/// Writes a batch of queued records (in queue order) in two statements: the latest state of each
+/// member in it, and its events.
+pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResult<()> {
+    let mut states: Vec<&Record> = Vec::new();
+    let mut latest: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut events: Vec<&Record> = Vec::new();
+    for record in records {
+        if record.kind != RecordKind::Event {
+            let member = (record.organization_id(), record.member_id());
+            match latest.get(&member) {
+                Some(&at) => states[at] = record,
+                None => {
+                    latest.insert(member, states.len());
+                    states.push(record);
+                }
+            }
+        }
+        if record.kind != RecordKind::State {
+            events.push(record);
+        }
+    }
+    if !states.is_empty() {
+        let column = |f: &dyn Fn(&MemberAttempts) -> i64| -> Vec<Option<TimestampWithTimeZone>> {
+            states.iter().map(|r| time(f(&r.attempts))).collect()
+        };
         db::execute(
             include_str!("sql/lockout_write.sql"),
             &[
-                record.organization_id().into(),
-                record.member_id().into(),
-                (a.failures as i32).into(),
-                time(a.window_started_at).into(),
-                time(a.lock_created_at).into(),
-                time(a.lock_expires_at).into(),
-                (a.lock_count as i32).into(),
+                strings(&states, Record::organization_id).into(),
+                strings(&states, Record::member_id).into(),
+                states
+                    .iter()
+                    .map(|r| r.attempts.failures as i32)
+                    .collect::<Vec<_>>()
+                    .into(),
+                column(&|a| a.window_started_at).into(),
+                column(&|a| a.lock_created_at).into(),
+                column(&|a| a.lock_expires_at).into(),
+                states
+                    .iter()
+                    .map(|r| r.attempts.lock_count as i32)
+                    .collect::<Vec<_>>()
+                    .into(),
             ],
         )?;
     }
-    if record.kind != RecordKind::State {
+    if !events.is_empty() {
         db::execute(
             include_str!("sql/event_write.sql"),
             &[
-                record.organization_id().into(),
-                uuid::Uuid::from_bytes(record.request_id).to_string().into(),
-                record.event_type().into(),
-                record.member_id().into(),
-                record.actor().into(),
-                record.details().into(),
-                time(record.occurred_at).into(),
+                strings(&events, Record::organization_id).into(),
+                events
+                    .iter()
+                    .map(|r| uuid::Uuid::from_bytes(r.request_id).to_string())
+                    .collect::<Vec<_>>()
+                    .into(),
+                strings(&events, Record::event_type).into(),
+                strings(&events, Record::member_id).into(),
+                strings(&events, Record::actor).into(),
+                strings(&events, Record::details).into(),
+                events
+                    .iter()
+                    .map(|r| time(r.occurred_at))
+                    .collect::<Vec<_>>()
+                    .into(),
             ],
         )?;
     }
     Ok(())
+}
+
+fn strings(records: &[&Record], field: fn(&Record) -> &str) -> Vec<String> {
+    records.iter().map(|r| field(r).to_string()).collect()
 }

@@ -1,11 +1,18 @@
--- The attempt ledger's state of one member, written by its worker in a transaction of its own.
--- $1 organization_id, $2 member_id, $3 failures in the window, $4 the window's start,
--- $5 lock_created_at, $6 lock_expires_at, $7 consecutive locks. A member deleted since is skipped.
+-- The attempt ledger's latest state of each member of a batch (one row per member), written by its
+-- worker in a transaction of its own. Arrays, one element per member: $1 organization_id,
+-- $2 member_id, $3 failures in the window, $4 the window's start, $5 lock_created_at,
+-- $6 lock_expires_at, $7 consecutive locks. Members deleted since are skipped.
 INSERT INTO mfa.member_lockouts AS l
        (organization_id, member_id, failed_attempts, failure_window_started_at,
         lock_created_at, lock_expires_at, lock_count, updated_at)
-SELECT $1, $2, $3, $4, $5, $6, $7, clock_timestamp()
- WHERE EXISTS (SELECT FROM mfa.members m WHERE m.organization_id = $1 AND m.member_id = $2)
+SELECT s.organization_id, s.member_id, s.failed_attempts, s.failure_window_started_at,
+       s.lock_created_at, s.lock_expires_at, s.lock_count, clock_timestamp()
+  FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::timestamptz[],
+              $6::timestamptz[], $7::integer[])
+       AS s (organization_id, member_id, failed_attempts, failure_window_started_at,
+             lock_created_at, lock_expires_at, lock_count)
+ WHERE EXISTS (SELECT FROM mfa.members m
+                WHERE m.organization_id = s.organization_id AND m.member_id = s.member_id)
     ON CONFLICT (organization_id, member_id) DO UPDATE
    SET failed_attempts = EXCLUDED.failed_attempts,
        failure_window_started_at = EXCLUDED.failure_window_started_at,
