@@ -521,6 +521,30 @@ pub struct Charge {
     settled: bool,
 }
 
+/// How long a check waits for room in a full queue before it is refused.
+const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Backpressure: while the queue has no free record, wait for the worker (up to `QUEUE_WAIT`),
+/// so that a flood of failures goes at the pace the worker writes them instead of being refused.
+fn wait_for_room(database: pg_sys::Oid) -> MfaResult<()> {
+    let deadline = std::time::Instant::now() + QUEUE_WAIT;
+    loop {
+        let full = {
+            let mut held = Held::take(false)?;
+            !held
+                .records()
+                .iter()
+                .any(|r| r.status == RecordStatus::Free)
+        };
+        if !full || std::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        Held::take(true)?.wake_worker(database);
+        unsafe { pg_sys::pg_usleep(1_000) };
+        pgrx::check_for_interrupts!();
+    }
+}
+
 /// Admits one check of a code for a member whose durable state is `durable`.
 pub fn admit(
     key: MemberKey,
@@ -530,6 +554,7 @@ pub fn admit(
     context: &EventContext,
 ) -> MfaResult<Result<Charge, (Admission, MemberAttempts)>> {
     register_exit_callback();
+    wait_for_room(key.database)?;
     let mut held = Held::take(true)?;
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let i = match held.find_or_insert(&key, durable, now, limits) {
@@ -566,7 +591,8 @@ pub fn admit(
         held.entries()[i].attempts = before;
         drop(held);
         pgrx::warning!(
-            "mfa: the attempt queue is full (its worker is behind); raise mfa.attempt_queue_records"
+            "mfa: the attempt queue stayed full for {} s (its worker is behind); raise mfa.attempt_queue_records",
+            QUEUE_WAIT.as_secs()
         );
         return Err(MfaError::new(
             ErrorType::AttemptLedgerFull,

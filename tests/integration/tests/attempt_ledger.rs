@@ -518,3 +518,72 @@ fn kill9_during_a_failure_burst_loses_at_most_the_last_second() {
         "{durable} durable > {total} made"
     );
 }
+
+/// A flood of failures faster than the worker writes them waits for room in the queue instead of
+/// being refused: with the smallest queue (64 records), 8 connections failing as fast as they can
+/// get no `attempt_ledger_full`, and every failure they were answered is audited.
+#[test]
+fn a_flood_waits_for_the_worker_instead_of_being_refused() {
+    let cluster = Cluster::start(
+        "ledger-flood",
+        28823,
+        "mfa.attempt_queue_records = 64\nmfa.lock_threshold = 100\nmfa.member_checks_per_second = 100\nsynchronous_commit = off",
+    );
+    let url = cluster.create_database("mfa_ledger_flood");
+    let mut c = Client::connect(&url, NoTls).unwrap();
+    json(&mut c, "SELECT mfa.organization_upsert('acme')", &[]);
+    const CLIENTS: usize = 8;
+    for i in 0..CLIENTS * 10 {
+        json(
+            &mut c,
+            "SELECT mfa.member_upsert('acme', $1)",
+            &[&format!("m{i}")],
+        );
+        json(
+            &mut c,
+            "SELECT mfa.totp_migrate('acme', $1, $2, ARRAY[$3])",
+            &[&format!("m{i}"), &SECRET, &RECOVERY],
+        );
+    }
+    let codes = std::sync::Arc::new(wrong_codes(50));
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|t| {
+            let (url, codes) = (url.clone(), codes.clone());
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&url, NoTls).unwrap();
+                let (mut answered, mut refused) = (0i64, vec![]);
+                let until = Instant::now() + Duration::from_secs(3);
+                let mut n = 0;
+                while Instant::now() < until {
+                    let member = format!("m{}", t * 10 + n % 10);
+                    match c.query_one(
+                        "SELECT mfa.totp_authenticate('acme', $1, $2)",
+                        &[&member, &codes[n % codes.len()]],
+                    ) {
+                        Ok(_) => answered += 1,
+                        Err(e) => refused.push(sql_error(&e).1),
+                    }
+                    n += 1;
+                }
+                (answered, refused)
+            })
+        })
+        .collect();
+    let results: Vec<(i64, Vec<String>)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let answered: i64 = results.iter().map(|r| r.0).sum();
+    let refused: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+    let audited = eventually(
+        || -> i64 {
+            c.query_one(
+                "SELECT count(*) FROM mfa.events WHERE details->>'outcome' = 'failure'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+        },
+        |n| *n >= answered,
+    );
+    println!("flood through a 64-record queue: {answered} failures answered, {} refused, {audited} audited", refused.len());
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(audited, answered);
+}
