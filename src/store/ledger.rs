@@ -522,7 +522,7 @@ pub struct Charge {
 }
 
 /// How long a check waits for room in a full queue before it is refused.
-const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Backpressure: while the queue has no free record, wait for the worker (up to `QUEUE_WAIT`),
 /// so that a flood of failures goes at the pace the worker writes them instead of being refused.
@@ -540,7 +540,8 @@ fn wait_for_room(database: pg_sys::Oid) -> MfaResult<()> {
             return Ok(());
         }
         Held::take(true)?.wake_worker(database);
-        unsafe { pg_sys::pg_usleep(1_000) };
+        // Not shorter: waiters that look too often take the CPU the worker needs.
+        unsafe { pg_sys::pg_usleep(5_000) };
         pgrx::check_for_interrupts!();
     }
 }
