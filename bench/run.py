@@ -440,7 +440,7 @@ class Bench:
             x, f, m, f0 = row["totp_failure"], row["totp_floor_f"], row["totp"], row["totp_floor"]
             r.append(f"| {'on' if sync else 'off'} | {clients} | {x['tps']:.0f} | {f['tps']:.0f} | "
                      f"{x['tps'] / f['tps']:.2f} | {m['tps'] / f0['tps']:.2f} | {x['p50']:.3f} | {x['p99']:.3f} |")
-        r.append(f"\nThe attempt ledger after the runs (`mfa.attempt_ledger_stats()`, default sizes): "
+        r.append(f"\nThe attempt ledger after the runs (`mfa.attempt_ledger_stats()`): "
                  f"`{self.psql('SELECT mfa.attempt_ledger_stats()')}`.\n")
         failures = sum(row["totp_failures"] + row["sms_failures"] for row in self.rows.values())
         r.append(f"\nFailed attempts audited during these runs (each presents a valid, unused code): {failures}"
