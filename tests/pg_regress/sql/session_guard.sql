@@ -115,7 +115,7 @@ SELECT event_type, details ->> 'session_table' AS session_table FROM mfa.events
 -- which the refusal's rollback cannot undo (a moment later, hence the wait).
 DO $$ BEGIN
   FOR i IN 1..200 LOOP
-    EXIT WHEN (SELECT count(*) FROM mfa.events WHERE organization_id = 'hooli' AND event_type = 'session.denied') >= 7;
+    EXIT WHEN (SELECT count(*) FROM mfa.events WHERE organization_id = 'hooli' AND event_type = 'session.denied') >= 8;
     PERFORM pg_sleep(0.05);
   END LOOP;
 END $$;
