@@ -524,8 +524,9 @@ pub struct Charge {
 /// How long a check waits for room in a full queue before it is refused.
 const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Backpressure: while the queue has no free record, wait for the worker (up to `QUEUE_WAIT`),
-/// so that a flood of failures goes at the pace the worker writes them instead of being refused.
+/// Backpressure, only once a check found the queue full: while it has no free record, wait for
+/// the worker (up to `QUEUE_WAIT`), so that a flood of failures goes at the pace the worker writes
+/// them instead of being refused.
 fn wait_for_room(database: pg_sys::Oid) -> MfaResult<()> {
     let deadline = std::time::Instant::now() + QUEUE_WAIT;
     loop {
@@ -546,6 +547,9 @@ fn wait_for_room(database: pg_sys::Oid) -> MfaResult<()> {
     }
 }
 
+/// A charged check, or the refusal and the member's state.
+pub type Admitted = Result<Charge, (Admission, MemberAttempts)>;
+
 /// Admits one check of a code for a member whose durable state is `durable`.
 pub fn admit(
     key: MemberKey,
@@ -553,9 +557,40 @@ pub fn admit(
     limits: &Limits,
     sms_code_tag: Option<u64>,
     context: &EventContext,
-) -> MfaResult<Result<Charge, (Admission, MemberAttempts)>> {
+) -> MfaResult<Admitted> {
     register_exit_callback();
-    wait_for_room(key.database)?;
+    let mut waited = false;
+    loop {
+        match try_admit(key, durable, limits, sms_code_tag, context)? {
+            Err(Full) if !waited => {
+                wait_for_room(key.database)?;
+                waited = true;
+            }
+            Err(Full) => {
+                pgrx::warning!(
+                    "mfa: the attempt queue stayed full for {} s (its worker is behind); raise mfa.attempt_queue_records",
+                    QUEUE_WAIT.as_secs()
+                );
+                return Err(MfaError::new(
+                    ErrorType::AttemptLedgerFull,
+                    "Too many attempts are waiting to be recorded; try again later.",
+                ));
+            }
+            Ok(admitted) => return Ok(admitted),
+        }
+    }
+}
+
+/// The queue had no free record for the check (nothing was charged).
+struct Full;
+
+fn try_admit(
+    key: MemberKey,
+    durable: &MemberAttempts,
+    limits: &Limits,
+    sms_code_tag: Option<u64>,
+    context: &EventContext,
+) -> MfaResult<Result<Admitted, Full>> {
     let mut held = Held::take(true)?;
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let i = match held.find_or_insert(&key, durable, now, limits) {
@@ -586,25 +621,17 @@ pub fn admit(
                 held.wake_worker(key.database);
             }
         }
-        return Ok(Err((admission, attempts)));
+        return Ok(Ok(Err((admission, attempts))));
     }
     let Some(record) = held.reserve(&key, context) else {
         held.entries()[i].attempts = before;
-        drop(held);
-        pgrx::warning!(
-            "mfa: the attempt queue stayed full for {} s (its worker is behind); raise mfa.attempt_queue_records",
-            QUEUE_WAIT.as_secs()
-        );
-        return Err(MfaError::new(
-            ErrorType::AttemptLedgerFull,
-            "Too many attempts are waiting to be recorded; try again later.",
-        ));
+        return Ok(Err(Full));
     };
-    Ok(Ok(Charge {
+    Ok(Ok(Ok(Charge {
         key,
         record,
         settled: false,
-    }))
+    })))
 }
 
 impl Charge {
