@@ -245,38 +245,26 @@ fn session_gate<'a>(
     }
 
     let old = columns.read(&trigger.old().ok_or(PgTriggerError::NotTrigger)?);
+    let name = table_name(trigger);
+    let deny = |refusal: MfaError| -> ! { denied(&name, operation, &old, refusal) };
     let decided = match classify_update(&old, &proposed) {
         UpdateRequest::Nothing => return Ok(Some(row)),
-        UpdateRequest::IdentityChange => denied(
-            &table_name(trigger),
-            operation,
-            &old,
-            MfaError::new(
-                ErrorType::InsufficientFactors,
-                format!(
-                    "the organization and member of a session in {} cannot change; create a new session with a new login",
-                    table_name(trigger)
-                ),
+        UpdateRequest::IdentityChange => deny(MfaError::new(
+            ErrorType::InsufficientFactors,
+            format!(
+                "the organization and member of a session in {name} cannot change; create a new session with a new login"
             ),
-        ),
-        UpdateRequest::FactorsWritten => denied(
-            &table_name(trigger),
-            operation,
-            &old,
-            MfaError::new(
-                ErrorType::InsufficientFactors,
-                format!(
-                    "column {:?} of {} is written only by the gate; present a step-up token in {:?} to add factors",
-                    columns.factors,
-                    table_name(trigger),
-                    columns.token
-                ),
+        )),
+        UpdateRequest::FactorsWritten => deny(MfaError::new(
+            ErrorType::InsufficientFactors,
+            format!(
+                "column {:?} of {name} is written only by the gate; present a step-up token in {:?} to add factors",
+                columns.factors, columns.token
             ),
-        ),
+        )),
         UpdateRequest::TokenCleared => proposed,
         UpdateRequest::StepUp(token) => GuardedColumns {
-            factors: step_up(&table_name(trigger), &old, token)
-                .unwrap_or_else(|refusal| denied(&table_name(trigger), operation, &old, refusal)),
+            factors: step_up(&name, &old, token).unwrap_or_else(|refusal| deny(refusal)),
             ..proposed.clone()
         },
     };
