@@ -437,32 +437,42 @@ fn without_the_preload_authentication_is_refused() {
     assert!(message.contains("mfa_not_preloaded") && message.contains("shared_preload_libraries"));
 }
 
+/// A cluster of its own with the extension preloaded and `settings`, and a database in it whose
+/// organization `acme` has members `m0` … `m{members - 1}`, each with an authenticator app.
+fn cluster_with_members(
+    name: &str,
+    port: u16,
+    settings: &str,
+    members: usize,
+) -> (Cluster, String) {
+    let cluster = Cluster::start(name, port, settings);
+    let url = cluster.create_database(&format!("mfa_{}", name.replace('-', "_")));
+    let mut c = Client::connect(&url, NoTls).unwrap();
+    json(&mut c, "SELECT mfa.organization_upsert('acme')", &[]);
+    for i in 0..members {
+        let member = format!("m{i}");
+        json(&mut c, "SELECT mfa.member_upsert('acme', $1)", &[&member]);
+        json(
+            &mut c,
+            "SELECT mfa.totp_migrate('acme', $1, $2, ARRAY[$3])",
+            &[&member, &SECRET, &RECOVERY],
+        );
+    }
+    (cluster, url)
+}
+
 /// Failures are acknowledged to the caller at once and written by the worker right after: a
 /// kill -9 loses at most those of the last moment. Here: every failure acknowledged more than a
 /// second before the crash is in mfa.events after the restart, and none is invented.
 #[test]
 fn kill9_during_a_failure_burst_loses_at_most_the_last_second() {
-    let cluster = Cluster::start(
+    const ATTACKERS: usize = 4;
+    let (cluster, url) = cluster_with_members(
         "ledger-crash",
         28822,
         "mfa.lock_threshold = 1000000\nmfa.member_checks_per_second = 100",
+        ATTACKERS,
     );
-    let url = cluster.create_database("mfa_ledger_crash");
-    let mut c = Client::connect(&url, NoTls).unwrap();
-    json(&mut c, "SELECT mfa.organization_upsert('acme')", &[]);
-    const ATTACKERS: usize = 4;
-    for i in 0..ATTACKERS {
-        json(
-            &mut c,
-            "SELECT mfa.member_upsert('acme', $1)",
-            &[&format!("m{i}")],
-        );
-        json(
-            &mut c,
-            "SELECT mfa.totp_migrate('acme', $1, $2, ARRAY[$3])",
-            &[&format!("m{i}"), &SECRET, &RECOVERY],
-        );
-    }
     let codes = std::sync::Arc::new(wrong_codes(1000));
     let handles: Vec<_> = (0..ATTACKERS)
         .map(|i| {
@@ -524,27 +534,14 @@ fn kill9_during_a_failure_burst_loses_at_most_the_last_second() {
 /// get no `attempt_ledger_full`, and every failure they were answered is audited.
 #[test]
 fn a_flood_waits_for_the_worker_instead_of_being_refused() {
-    let cluster = Cluster::start(
+    const CLIENTS: usize = 8;
+    let (_cluster, url) = cluster_with_members(
         "ledger-flood",
         28823,
         "mfa.attempt_queue_records = 64\nmfa.lock_threshold = 100\nmfa.member_checks_per_second = 100\nsynchronous_commit = off",
+        CLIENTS * 10,
     );
-    let url = cluster.create_database("mfa_ledger_flood");
     let mut c = Client::connect(&url, NoTls).unwrap();
-    json(&mut c, "SELECT mfa.organization_upsert('acme')", &[]);
-    const CLIENTS: usize = 8;
-    for i in 0..CLIENTS * 10 {
-        json(
-            &mut c,
-            "SELECT mfa.member_upsert('acme', $1)",
-            &[&format!("m{i}")],
-        );
-        json(
-            &mut c,
-            "SELECT mfa.totp_migrate('acme', $1, $2, ARRAY[$3])",
-            &[&format!("m{i}"), &SECRET, &RECOVERY],
-        );
-    }
     let codes = std::sync::Arc::new(wrong_codes(50));
     let handles: Vec<_> = (0..CLIENTS)
         .map(|t| {
