@@ -13,12 +13,17 @@ start)
         chown postgres:postgres "$datadir"
         chmod 700 "$datadir"
         as_postgres "$bindir/initdb" -D "$datadir" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+        # The master key, readable by the server's user only (production keeps it outside the data
+        # directory, so that a copy of the data is not a copy of the key).
+        (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$datadir/mfa_keys" && echo >>"$datadir/mfa_keys")
+        chown postgres:postgres "$datadir/mfa_keys"
         cat >>"$datadir/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '/tmp'
 max_connections = 100
 shared_preload_libraries = '${MFA_PRELOAD-mfa}'
+mfa.encryption_key_file = '$datadir/mfa_keys'
 CONF
     fi
     if ! as_postgres "$bindir/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then

@@ -24,7 +24,7 @@ mkdir -p "$(dirname "$datadir")"
 MFA_PRELOAD=mfa bash scripts/cluster.sh start "$datadir" "$port"
 psql=(psql -X -h /tmp -p "$port" -U postgres)
 "${psql[@]}" -q -c "DROP DATABASE IF EXISTS mfa_demo" -c "CREATE DATABASE mfa_demo"
-"${psql[@]}" -q -d mfa_demo -c "ALTER DATABASE mfa_demo SET mfa.encryption_key = '$(head -c 32 /dev/urandom | base64)'"
+# The master key comes from the key file scripts/cluster.sh wrote (mfa.encryption_key_file).
 echo "== walkthrough: examples/walkthrough.sql"
 "${psql[@]}" -d mfa_demo -v ON_ERROR_STOP=1 -f examples/walkthrough.sql
 echo

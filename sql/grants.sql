@@ -81,9 +81,25 @@ TO mfa_app;
 -- Delivery workers: the outbox and nothing else.
 GRANT EXECUTE ON FUNCTION
     mfa.sms_outbox_claim(integer, interval, text),
-    mfa.sms_outbox_complete(bigint, text),
-    mfa.sms_outbox_fail(bigint, text, boolean)
+    mfa.sms_outbox_complete(bigint, text, text),
+    mfa.sms_outbox_fail(bigint, text, text, boolean)
 TO mfa_sms_worker;
+
+-- Keys and tenant workers: operators only.
+GRANT EXECUTE ON FUNCTION
+    mfa.encryption_keys(),
+    mfa.encryption_key_rotate(integer),
+    mfa.sms_worker_grant(text, text),
+    mfa.sms_worker_revoke(text, text)
+TO mfa_admin;
+COMMENT ON FUNCTION mfa.encryption_keys() IS
+    'mfa: every known master key (by fingerprint, the encrypting one first, with its source) and every key the data names, with the TOTP secrets, queued SMS codes and code hashes each still covers; a key that covers nothing can leave the key file.';
+COMMENT ON FUNCTION mfa.encryption_key_rotate(integer) IS
+    'mfa: re-encrypts up to batch_size TOTP secrets and queued SMS codes under the encrypting key (skipping rows a login holds); call until remaining is zero. Audited.';
+COMMENT ON FUNCTION mfa.sms_worker_grant(text, text) IS
+    'mfa: binds a worker role (or a group role of them) to an organization: it then claims, completes and fails that organization''s messages only (with its other grants). Audited.';
+COMMENT ON FUNCTION mfa.sms_worker_revoke(text, text) IS
+    'mfa: takes an organization from a worker role''s binding; refuses the last one while the role is still a worker (unbound, it would serve every organization). Audited.';
 
 COMMENT ON FUNCTION mfa.totp_create(text, text, integer, text) IS
     'mfa: starts an authenticator-app registration (pending for expiration_minutes, 5–1440); returns the base32 secret, otpauth_uri, qr_code (PNG data URL) and 10 recovery codes, shown this once.';
@@ -110,10 +126,11 @@ COMMENT ON FUNCTION mfa.country_code_allowlist_set(text[]) IS
     'mfa: replaces the SMS country allowlist (ISO alpha-2, case-insensitive); refuses unknown codes and countries where SMS is never sent.';
 COMMENT ON FUNCTION mfa.sms_country_supported(text) IS 'mfa: whether a country code may ever be put on the SMS allowlist.';
 COMMENT ON FUNCTION mfa.sms_outbox_claim(integer, interval, text) IS
-    'mfa: hands up to batch_size deliverable SMS messages (of one organization when for_organization is given) to one worker (FOR UPDATE SKIP LOCKED), with their codes decrypted into the text, and hides them for visibility_timeout.';
-COMMENT ON FUNCTION mfa.sms_outbox_complete(bigint, text) IS 'mfa: marks a message sent, records the provider id, erases its code.';
-COMMENT ON FUNCTION mfa.sms_outbox_fail(bigint, text, boolean) IS
-    'mfa: a failed delivery: retried with back-off, or dead after mfa.outbox_max_attempts (or at once without retry).';
+    'mfa: hands up to batch_size deliverable SMS messages (of the worker''s bound organizations, narrowed to for_organization when given) to one worker (FOR UPDATE SKIP LOCKED), with their codes decrypted into the text and a receipt each (shown once), and hides them for visibility_timeout.';
+COMMENT ON FUNCTION mfa.sms_outbox_complete(bigint, text, text) IS
+    'mfa: marks a message the caller holds (its receipt, while the claim lasts) sent, records the provider id, erases its code; idempotent with the same receipt.';
+COMMENT ON FUNCTION mfa.sms_outbox_fail(bigint, text, text, boolean) IS
+    'mfa: a failed delivery of a message the caller holds (its receipt, while the claim lasts): retried with back-off, or dead after mfa.outbox_max_attempts (or at once without retry).';
 COMMENT ON FUNCTION mfa.primary_authenticate(text, text, text, text) IS
     'mfa: starts a login after the application''s own primary check; returns the intermediate session token (shown once) and what MFA the login needs; sends the SMS code at once when SMS is the member''s method.';
 COMMENT ON FUNCTION mfa.check_session_policy(text, text, text) IS
@@ -143,7 +160,7 @@ COMMENT ON FUNCTION mfa.last_mfa_at(jsonb) IS
     'mfa: when the newest second factor of a session''s gate-written factors column was proven (NULL when none): for RLS policies such as last_mfa_at(f) > now() - interval ''15 minutes''.';
 
 COMMENT ON FUNCTION mfa._initialize_database_key() IS
-    'mfa (internal): generates the per-database encryption key at CREATE EXTENSION.';
+    'mfa (internal): generates the per-database (development) encryption key at CREATE EXTENSION, unless the server has keys of its own.';
 
 SELECT mfa._initialize_database_key();
 REVOKE ALL ON FUNCTION mfa._initialize_database_key() FROM PUBLIC;

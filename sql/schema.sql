@@ -122,11 +122,14 @@ CREATE TABLE mfa.sms_codes (
     created_at      timestamptz NOT NULL DEFAULT now(),
     expires_at      timestamptz NOT NULL,
     used_at         timestamptz,
+    key_id          text,
     PRIMARY KEY (organization_id, member_id),
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
 );
 COMMENT ON TABLE mfa.sms_codes IS
     'mfa: the one live SMS code of each member, as a keyed hash; a new send replaces it.';
+COMMENT ON COLUMN mfa.sms_codes.key_id IS
+    'mfa: fingerprint of the master key that hashed the code (NULL: sent before 0.6.0, checked against every known key).';
 
 CREATE TABLE mfa.sms_outbox (
     organization_id     text        NOT NULL,
@@ -146,6 +149,9 @@ CREATE TABLE mfa.sms_outbox (
     sent_at             timestamptz,
     provider_message_id text,
     last_error          text,
+    to_verified_number  boolean     NOT NULL DEFAULT false,
+    receipt_hash        bytea,
+    claimed_by          name,
     PRIMARY KEY (organization_id, message_id),
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
     CONSTRAINT status_value CHECK (status IN ('pending', 'sent', 'dead', 'expired'))
@@ -162,6 +168,22 @@ CREATE INDEX sms_outbox_expiring ON mfa.sms_outbox (expires_at) WHERE status = '
 CREATE INDEX sms_outbox_message_id ON mfa.sms_outbox (message_id);
 CREATE INDEX sms_outbox_phone_recent ON mfa.sms_outbox (phone_number, created_at);
 CREATE INDEX sms_outbox_prefix_recent ON mfa.sms_outbox (rate_limit_prefix, created_at);
+COMMENT ON COLUMN mfa.sms_outbox.to_verified_number IS
+    'mfa: sent to a number the member had proven: counted by the member''s own limits only, never by the global per-number and per-block guards (which another organization could otherwise fill).';
+COMMENT ON COLUMN mfa.sms_outbox.receipt_hash IS
+    'mfa: SHA-256 of the receipt handed out by the message''s latest claim; complete and fail need the receipt, while the claim lasts.';
+-- The per-member send limits.
+CREATE INDEX sms_outbox_member_recent ON mfa.sms_outbox (organization_id, member_id, created_at);
+
+CREATE TABLE mfa.sms_worker_grants (
+    organization_id text        NOT NULL REFERENCES mfa.organizations ON DELETE CASCADE,
+    role_name       name        NOT NULL,
+    granted_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (organization_id, role_name)
+);
+COMMENT ON TABLE mfa.sms_worker_grants IS
+    'mfa: tenant-operated SMS workers: a role listed here claims, completes and fails the messages of its organizations only (a worker role not listed serves every organization).';
+CREATE INDEX sms_worker_grants_role ON mfa.sms_worker_grants (role_name);
 
 CREATE TABLE mfa.intermediate_sessions (
     organization_id text        NOT NULL,
@@ -211,7 +233,7 @@ CREATE TABLE mfa.database_keys (
     CONSTRAINT key_length CHECK (octet_length(key) = 32)
 );
 COMMENT ON TABLE mfa.database_keys IS
-    'mfa: per-database master keys, used while mfa.encryption_key is not set; the oldest is in force. Readable by the owner only.';
+    'mfa: per-database master keys for development, generated when the server has no key of its own (mfa.encryption_key_file); they always decrypt, and the oldest encrypts while the server has no key. Readable by the owner only, but kept in dumps.';
 
 CREATE TABLE mfa.sms_number_blocks (
     number_block text NOT NULL,
@@ -235,5 +257,6 @@ SELECT pg_catalog.pg_extension_config_dump('mfa.intermediate_sessions', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.events', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.country_code_allowlist', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.database_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.sms_worker_grants', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.sms_outbox_message_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.events_event_id_seq', '');

@@ -158,8 +158,18 @@ pub fn request_id_bytes(id: &str) -> [u8; 16] {
 
 /// The session user's name: the actor of an audit event written on the caller's behalf.
 pub fn session_user() -> String {
+    role_name(unsafe { pgrx::pg_sys::GetSessionUserId() })
+}
+
+/// The caller's current role (as `SET ROLE` left it), which a `SECURITY DEFINER` function's own
+/// `current_user` hides.
+pub fn outer_user() -> String {
+    role_name(unsafe { pgrx::pg_sys::GetOuterUserId() })
+}
+
+fn role_name(role: pgrx::pg_sys::Oid) -> String {
     unsafe {
-        let name = pgrx::pg_sys::GetUserNameFromId(pgrx::pg_sys::GetSessionUserId(), true);
+        let name = pgrx::pg_sys::GetUserNameFromId(role, true);
         if name.is_null() {
             return String::new();
         }

@@ -39,8 +39,9 @@ pub enum ErrorType {
     TotpNotFound,
     RecoveryCodesNotFound,
     OtpCodeNotFound,
-    SmsMessageNotFound,
     IntermediateSessionNotFound,
+    /// A worker finishing a message it does not hold (wrong or expired receipt).
+    SmsMessageNotHeld,
     // States that forbid the operation.
     DuplicateMemberPhoneNumber,
     ActiveTotpExists,
@@ -49,6 +50,8 @@ pub enum ErrorType {
     // Authorization.
     InvalidIntermediateSessionTokenForOrganization,
     InsufficientFactors,
+    /// A tenant's SMS worker asking for another organization's messages.
+    SmsWorkerOrganizationNotGranted,
     // Limits.
     TooManyRequests,
     // Returned (not raised) authentication failures.
@@ -97,8 +100,9 @@ impl ErrorType {
             TotpNotFound => "totp_not_found",
             RecoveryCodesNotFound => "recovery_codes_not_found",
             OtpCodeNotFound => "otp_code_not_found",
-            SmsMessageNotFound => "sms_message_not_found",
             IntermediateSessionNotFound => "intermediate_session_not_found",
+            SmsMessageNotHeld => "sms_message_not_held",
+            SmsWorkerOrganizationNotGranted => "sms_worker_organization_not_granted",
             DuplicateMemberPhoneNumber => "duplicate_member_phone_number",
             ActiveTotpExists => "active_totp_exists",
             PendingTotpExists => "pending_totp_exists",
@@ -134,9 +138,12 @@ impl ErrorType {
             | TotpNotFound
             | RecoveryCodesNotFound
             | OtpCodeNotFound
-            | SmsMessageNotFound
             | IntermediateSessionNotFound => 404,
-            DuplicateMemberPhoneNumber | ActiveTotpExists | PendingTotpExists => 409,
+            DuplicateMemberPhoneNumber
+            | ActiveTotpExists
+            | PendingTotpExists
+            | SmsMessageNotHeld => 409,
+            SmsWorkerOrganizationNotGranted => 403,
             InvalidIntermediateSessionTokenForOrganization
             | InsufficientFactors
             | OperationRestrictedByOrganizationMfaMethods
@@ -163,6 +170,7 @@ impl ErrorType {
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE
             }
             401 => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            403 => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             429 => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             500 => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             503 => PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,

@@ -1,68 +1,170 @@
-//! Which master key is in force: the superuser-only `mfa.encryption_key` setting when it is set,
-//! otherwise the per-database key generated at `CREATE EXTENSION` (kept in `mfa.database_keys`,
-//! which no role but the extension's owner can read).
+//! Which master keys are known and which one encrypts. In order of precedence:
+//! - the server's keys (`mfa.encryption_key_file` / `mfa.encryption_key_command`, read by the
+//!   postmaster into shared memory): the last one listed encrypts;
+//! - the deprecated `mfa.encryption_key` setting (0.3.0 deployments), honoured but never shown;
+//! - the per-database keys generated at `CREATE EXTENSION` (development; kept in
+//!   `mfa.database_keys`, which no role but the extension's owner can read).
+//!
+//! Every known key decrypts (each ciphertext names its key by fingerprint) and verifies keyed
+//! hashes, so a rotation never strands a secret.
 
 use crate::crypto::{parse_master_key, Keys, KEY_LEN};
 use crate::db;
-use crate::errors::{err, ErrorType, MfaResult};
+use crate::errors::{ErrorType, MfaError, MfaResult};
 use crate::settings;
 use pgrx::prelude::*;
-use serde::Deserialize;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_void, CStr, CString};
+
+/// What `mfa.encryption_key` shows once its key was taken: the key's fingerprint, never the key.
+const SETTING_MASK: &str = "(hidden) key ";
 
 thread_local! {
     static WARNED_DATABASE_KEY: Cell<bool> = const { Cell::new(false) };
+    static WARNED_SETTING_KEY: Cell<bool> = const { Cell::new(false) };
+    /// Keys taken from `mfa.encryption_key` by its check hook, by fingerprint.
+    static SETTING_KEYS: RefCell<Vec<(String, [u8; KEY_LEN])>> = const { RefCell::new(Vec::new()) };
+    /// The server's keys, derived once per generation of the ring.
+    static SERVER_KEYS: RefCell<(u64, Vec<Keys>)> = const { RefCell::new((0, Vec::new())) };
 }
 
-#[derive(Deserialize)]
-struct StoredKey {
-    key_hex: String,
+/// Where a known key comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Source {
+    Server,
+    Setting,
+    Database,
 }
 
-/// The keys of the master key in force.
-pub fn current() -> MfaResult<Keys> {
-    if let Some(text) = settings::encryption_key_text() {
-        return Ok(Keys::from_master(&parse_master_key(&text)?));
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Server => "server",
+            Source::Setting => "setting",
+            Source::Database => "database",
+        }
     }
-    let stored: Option<StoredKey> = db::row(
-        "SELECT jsonb_build_object('key_hex', encode(key, 'hex'))
-           FROM mfa.database_keys ORDER BY created_at, key_id LIMIT 1",
-        &[],
+}
+
+/// A known key and where it comes from.
+#[derive(Clone)]
+pub struct KnownKey {
+    pub keys: Keys,
+    pub source: Source,
+}
+
+fn server_keys() -> Vec<Keys> {
+    let (generation, masters) = crate::store::key_ring::server_keys();
+    SERVER_KEYS.with_borrow_mut(|(cached_generation, cached)| {
+        if *cached_generation != generation {
+            *cached = masters.iter().map(Keys::from_master).collect();
+            *cached_generation = generation;
+        }
+        cached.clone()
+    })
+}
+
+/// The key `mfa.encryption_key` holds in this backend, if it is set.
+fn setting_key() -> Option<Keys> {
+    let shown = settings::encryption_key_text()?;
+    let fingerprint = shown.strip_prefix(SETTING_MASK)?;
+    let master = SETTING_KEYS.with_borrow(|keys| {
+        keys.iter()
+            .find(|(f, _)| f == fingerprint)
+            .map(|(_, k)| *k)
+    })?;
+    Some(Keys::from_master(&master))
+}
+
+fn database_keys(only: Option<&str>) -> MfaResult<Vec<Keys>> {
+    let stored = db::typed_rows(
+        "SELECT key FROM mfa.database_keys WHERE $1::text IS NULL OR key_id = $1
+          ORDER BY created_at, key_id",
+        &[only.into()],
+        |row| row.get::<Vec<u8>>(1),
     )?;
-    let Some(stored) = stored else {
-        return err(
+    Ok(stored
+        .into_iter()
+        .flatten()
+        .filter_map(|key| <[u8; KEY_LEN]>::try_from(key.as_slice()).ok())
+        .map(|master| Keys::from_master(&master))
+        .collect())
+}
+
+/// The key that encrypts new secrets and hashes new codes.
+pub fn current() -> MfaResult<Keys> {
+    if let Some(newest) = server_keys().pop() {
+        return Ok(newest);
+    }
+    if let Some(keys) = setting_key() {
+        if !WARNED_SETTING_KEY.replace(true) {
+            pgrx::log!("mfa: the key comes from the deprecated mfa.encryption_key setting; move it to mfa.encryption_key_file (README, Security model)");
+        }
+        return Ok(keys);
+    }
+    let Some(oldest) = database_keys(None)?.into_iter().next() else {
+        return Err(MfaError::new(
             ErrorType::EncryptionKeyMismatch,
-            "No encryption key: mfa.encryption_key is not set and the database key is missing.",
-        );
+            "No encryption key: neither mfa.encryption_key_file nor mfa.encryption_key_command is set, and the database key is missing.",
+        ));
     };
     if !WARNED_DATABASE_KEY.replace(true) {
         pgrx::log!(
-            "mfa: secrets are encrypted with the per-database key; set mfa.encryption_key in production"
+            "mfa: secrets are encrypted with the per-database key; production sets mfa.encryption_key_file"
         );
     }
-    Ok(Keys::from_master(&parse_master_key(&stored.key_hex)?))
+    Ok(oldest)
 }
 
-/// The keys whose fingerprint is `key_id`: the configured key or any per-database key, so that
-/// secrets written before `mfa.encryption_key` was set keep working after it is.
-pub fn by_fingerprint(key_id: &str) -> MfaResult<Keys> {
-    if let Some(text) = settings::encryption_key_text() {
-        let keys = Keys::from_master(&parse_master_key(&text)?);
-        if keys.fingerprint_hex() == key_id {
-            return Ok(keys);
-        }
+/// Every known key, the encrypting one first.
+pub fn known() -> MfaResult<Vec<KnownKey>> {
+    let mut known: Vec<KnownKey> = server_keys()
+        .into_iter()
+        .rev()
+        .map(|keys| KnownKey {
+            keys,
+            source: Source::Server,
+        })
+        .collect();
+    if let Some(keys) = setting_key() {
+        known.push(KnownKey {
+            keys,
+            source: Source::Setting,
+        });
     }
-    let stored: Option<StoredKey> = db::row(
-        "SELECT jsonb_build_object('key_hex', encode(key, 'hex')) FROM mfa.database_keys WHERE key_id = $1",
-        &[key_id.into()],
-    )?;
-    match stored {
-        Some(stored) => Ok(Keys::from_master(&parse_master_key(&stored.key_hex)?)),
-        None => Err(crate::errors::MfaError::new(
+    for keys in database_keys(None)? {
+        known.push(KnownKey {
+            keys,
+            source: Source::Database,
+        });
+    }
+    // A key listed in two places counts once, where it takes precedence.
+    let mut seen = Vec::new();
+    known.retain(|k| {
+        let fingerprint = k.keys.fingerprint_hex();
+        let first = !seen.contains(&fingerprint);
+        seen.push(fingerprint);
+        first
+    });
+    Ok(known)
+}
+
+/// The keys whose fingerprint is `key_id`, from wherever they are known.
+pub fn by_fingerprint(key_id: &str) -> MfaResult<Keys> {
+    if let Some(keys) = server_keys()
+        .into_iter()
+        .chain(setting_key())
+        .find(|k| k.fingerprint_hex() == key_id)
+    {
+        return Ok(keys);
+    }
+    match database_keys(Some(key_id))?.into_iter().next() {
+        Some(keys) => Ok(keys),
+        None => Err(MfaError::new(
             ErrorType::EncryptionKeyMismatch,
-            format!("A stored secret was written with key {key_id}, which is neither mfa.encryption_key nor a database key."),
+            format!("A stored secret was written with key {key_id}, which is not among the known keys."),
         )
-        .with_hint("Set mfa.encryption_key back to the key the secrets were created with.")),
+        .with_hint("Put the key back into mfa.encryption_key_file (or the key command's output) and reload.")),
     }
 }
 
@@ -87,17 +189,90 @@ pub fn generate_database_key() -> MfaResult<String> {
     Ok(keys.fingerprint_hex())
 }
 
-/// Called by the extension script: generates the database key and says, once, what production
-/// should do instead.
+/// Called by the extension script: a server with keys of its own gets no database key (it would
+/// only travel in dumps); any other gets one, with a warning of what production should do.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn _initialize_database_key() -> String {
+fn _initialize_database_key() -> Option<String> {
     use crate::errors::OrRaise;
-    let fingerprint = generate_database_key().or_raise();
-    if settings::encryption_key_text().is_none() {
-        pgrx::warning!(
-            "mfa: generated a per-database encryption key ({fingerprint}); production should set mfa.encryption_key (superuser only) instead"
-        );
+    if !server_keys().is_empty() || setting_key().is_some() {
+        return None;
     }
-    fingerprint
+    let fingerprint = generate_database_key().or_raise();
+    pgrx::warning!(
+        "mfa: generated a per-database encryption key ({fingerprint}), kept in the database and in its dumps; production sets mfa.encryption_key_file (see the README)"
+    );
+    Some(fingerprint)
+}
+
+/// Check hook of `mfa.encryption_key`: takes the key out of the setting (which then shows only
+/// its fingerprint), and refuses new values from `SET` and `ALTER DATABASE/ROLE … SET` (which
+/// would put a key into logs and into a catalog every role reads). Values from postgresql.conf
+/// and from settings stored before 0.6.0 are honoured.
+///
+/// # Safety
+/// Called by PostgreSQL with a string it allocated for the setting.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn check_setting_key(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    unsafe {
+        if newval.is_null() || (*newval).is_null() {
+            return true;
+        }
+        let text = CStr::from_ptr(*newval).to_string_lossy().into_owned();
+        if text.is_empty() || text.starts_with(SETTING_MASK) {
+            return true;
+        }
+        // The message never shows the value (PostgreSQL's default message would).
+        let refuse = |message: &CStr| {
+            pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(message.as_ptr());
+            false
+        };
+        if source == pg_sys::GucSource::PGC_S_TEST || source == pg_sys::GucSource::PGC_S_SESSION {
+            return refuse(c"mfa.encryption_key can no longer be set: put the key into mfa.encryption_key_file (see the README)");
+        }
+        let Ok(master) = parse_master_key(&text) else {
+            return refuse(c"mfa.encryption_key must be 64 hexadecimal digits or the base64 encoding of 32 bytes");
+        };
+        let fingerprint = Keys::from_master(&master).fingerprint_hex();
+        SETTING_KEYS.with_borrow_mut(|keys| {
+            if !keys.iter().any(|(f, _)| f == &fingerprint) {
+                keys.push((fingerprint.clone(), master));
+            }
+        });
+        let shown = CString::new(format!("{SETTING_MASK}{fingerprint}")).expect("no NUL");
+        replace_setting_string(newval, &shown);
+        true
+    }
+}
+
+/// Replaces the string a check hook was given, with PostgreSQL's allocator for settings.
+unsafe fn replace_setting_string(newval: *mut *mut c_char, with: &CStr) {
+    unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        {
+            extern "C" {
+                fn free(pointer: *mut c_void);
+                fn strdup(text: *const c_char) -> *mut c_char;
+            }
+            let copy = strdup(with.as_ptr());
+            if copy.is_null() {
+                return;
+            }
+            free((*newval).cast());
+            *newval = copy;
+        }
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+        {
+            let copy = pg_sys::guc_strdup(pg_sys::LOG as i32, with.as_ptr());
+            if copy.is_null() {
+                return;
+            }
+            pg_sys::guc_free((*newval).cast());
+            *newval = copy;
+        }
+    }
 }

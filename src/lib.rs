@@ -45,6 +45,7 @@ pub extern "C-unwind" fn _PG_init() {
     // authentication is refused). The postmaster also pays for the phone metadata once and every
     // backend inherits it; loaded on first use, a backend pays on its first phone number instead.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        store::key_ring::load_at_preload();
         store::ledger::request_at_preload();
         phone::warm_up();
     }

@@ -62,6 +62,8 @@ pub struct SmsCode {
     pub phone_number: String,
     pub expired: bool,
     pub used: bool,
+    /// The key that hashed it (unknown for codes sent before 0.6.0).
+    pub key_id: Option<String>,
 }
 
 impl Member {
@@ -203,7 +205,7 @@ macro_rules! member_load {
     };
     // Without the SMS code.
     ($totp_join:literal) => {
-        member_load!($totp_join, "NULL::bytea, NULL::text, NULL::bool, NULL::bool", "")
+        member_load!($totp_join, "NULL::bytea, NULL::text, NULL::bool, NULL::bool, NULL::text", "")
     };
 }
 const MEMBER_READ: &str = member_load!("LEFT JOIN");
@@ -221,7 +223,7 @@ const MEMBER_LOCK_WITH_TOTP: &str = concat!(member_load!("JOIN"), " FOR NO KEY U
 const MEMBER_LOCK_WITH_SMS_CODE: &str = concat!(
     member_load!(
         "LEFT JOIN",
-        "c.code_hash, c.phone_number, c.expires_at <= clock_timestamp(), c.used_at IS NOT NULL",
+        "c.code_hash, c.phone_number, c.expires_at <= clock_timestamp(), c.used_at IS NOT NULL, c.key_id",
         "JOIN mfa.sms_codes c ON c.organization_id = m.organization_id AND c.member_id = m.member_id"
     ),
     " FOR NO KEY UPDATE OF m, c"
@@ -270,6 +272,7 @@ fn read_member(row: &SpiHeapTupleData) -> Result<(Member, OrganizationPolicy), p
             phone_number: text(24)?.unwrap_or_default(),
             expired: flag(25)?,
             used: flag(26)?,
+            key_id: text(27)?,
         }),
         None => None,
     };
@@ -296,10 +299,10 @@ fn read_member(row: &SpiHeapTupleData) -> Result<(Member, OrganizationPolicy), p
         sms_code,
         attempts: crate::store::lockouts::attempts_from_row(
             row.get::<i32>(10)?,
-            time(27)?,
+            time(28)?,
             time(11)?,
             time(12)?,
-            row.get::<i32>(28)?,
+            row.get::<i32>(29)?,
         ),
     };
     Ok((

@@ -66,6 +66,19 @@ pub fn not_found(organization_id: &str) -> crate::errors::MfaError {
     )
 }
 
+/// Raises `organization_not_found` unless the organization exists.
+pub fn require_exists(organization_id: &str) -> MfaResult<()> {
+    let found = db::typed_row(
+        "SELECT true FROM mfa.organizations WHERE organization_id = $1",
+        &[organization_id.into()],
+        |row| row.get::<bool>(1),
+    )?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(not_found(organization_id)),
+    }
+}
+
 pub fn object(organization_id: &str) -> MfaResult<Value> {
     db::json_row(
         "SELECT jsonb_build_object(

@@ -3,6 +3,7 @@
 //! is stored encrypted beside a body that holds a placeholder; the claim puts it into the text it
 //! hands out, and it is erased as soon as the message is sent, dead or expired.
 
+use crate::crypto;
 use crate::db::{self, Request};
 use crate::errors::{err, ErrorType, MfaResult, OrRaise};
 use crate::jsonb::Jsonb;
@@ -19,7 +20,8 @@ const ERASE_CODE: &str =
 /// What `finish` reads back from a finished message.
 const FINISHED: &str = "RETURNING organization_id, member_id, status, attempts";
 
-/// id, organization_id, phone_number, country_code, locale, body, attempts, created_at, expires_at.
+/// id, organization_id, phone_number, country_code, locale, body, attempts, created_at, expires_at,
+/// receipt.
 type ClaimedRow = (
     i64,
     String,
@@ -30,33 +32,73 @@ type ClaimedRow = (
     i32,
     pgrx::datum::TimestampWithTimeZone,
     pgrx::datum::TimestampWithTimeZone,
+    String,
 );
 
 /// A claimed row before its code is decrypted: the message, its member, its code's ciphertext.
 type ClaimedCiphertext = (ClaimedRow, String, Option<Vec<u8>>);
 
-/// Hands out up to $1 deliverable messages, hidden for $2, oldest first; `$only` narrows them.
+/// Hands out up to $1 deliverable messages, hidden for $2, oldest first, each with the receipt
+/// whose hash is the matching element of $3 (by position); `$only` narrows them.
 macro_rules! claim_statement {
     ($only:literal) => {
         concat!(
             "UPDATE mfa.sms_outbox o
-                SET visible_at = statement_timestamp() + $2::interval, attempts = o.attempts + 1
-               FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
-                      WHERE status = 'pending' AND visible_at <= statement_timestamp() AND expires_at > statement_timestamp() ",
+                SET visible_at = statement_timestamp() + $2::interval, attempts = o.attempts + 1,
+                    receipt_hash = r.receipt_hash, claimed_by = session_user
+               FROM (SELECT organization_id, message_id, row_number() OVER () AS position
+                       FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
+                              WHERE status = 'pending' AND visible_at <= statement_timestamp() AND expires_at > statement_timestamp() ",
             $only,
-            " ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
+            "                 ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) locked) picked
+               JOIN unnest($3::bytea[]) WITH ORDINALITY AS r(receipt_hash, position) USING (position)
               WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
           RETURNING o.message_id, o.organization_id, o.phone_number, o.country_code, o.locale, o.body,
-                    o.attempts, o.created_at, o.expires_at, o.member_id, o.code_ciphertext"
+                    o.attempts, o.created_at, o.expires_at, picked.position, o.member_id, o.code_ciphertext"
         )
     };
 }
-/// Any organization's messages ($3 is NULL).
+/// Any organization's messages ($4 is NULL).
 const CLAIM: &str = claim_statement!("");
-/// Organization $3's messages only, through sms_outbox_organization_deliverable. (One statement
-/// for both, with `$3 IS NULL OR …`, got one plan, which walked every organization's pending
-/// messages to find one tenant's.)
-const CLAIM_FOR_ORGANIZATION: &str = claim_statement!("AND organization_id = $3");
+/// The messages of organizations $4 only, through sms_outbox_organization_deliverable. (One
+/// statement for both, with `$4 IS NULL OR …`, got one plan, which walked every organization's
+/// pending messages to find one tenant's.)
+const CLAIM_FOR_ORGANIZATIONS: &str = claim_statement!("AND organization_id = ANY($4::text[])");
+
+/// The organizations whose messages the calling worker may handle: `None` for a worker bound to
+/// none (it serves every organization). A worker is bound by `sms_worker_grant` to its login role
+/// or to a role that it (or the role it switched to) is a member of, so switching to an unbound
+/// role does not escape the binding.
+fn worker_organizations() -> MfaResult<Option<Vec<String>>> {
+    let bound = db::typed_row(
+        "SELECT array_agg(DISTINCT g.organization_id ORDER BY g.organization_id)
+           FROM mfa.sms_worker_grants g JOIN pg_catalog.pg_roles r ON r.rolname = g.role_name
+          WHERE g.role_name IN (session_user, $1::name)
+             OR EXISTS (SELECT FROM pg_catalog.pg_roles caller
+                         WHERE caller.rolname IN (session_user, $1::name) AND NOT caller.rolsuper
+                           AND pg_catalog.pg_has_role(caller.oid, r.oid, 'MEMBER'))",
+        &[db::outer_user().as_str().into()],
+        |row| row.get::<Vec<String>>(1),
+    )?;
+    Ok(bound.flatten())
+}
+
+/// The organizations one claim reads: all (`None`), or those of the caller's binding narrowed to
+/// `for_organization`; a tenant's worker asking for another organization is refused.
+fn claim_scope(for_organization: Option<&str>) -> MfaResult<Option<Vec<String>>> {
+    match (worker_organizations()?, for_organization) {
+        (None, None) => Ok(None),
+        (None, Some(only)) => Ok(Some(vec![only.to_string()])),
+        (Some(bound), None) => Ok(Some(bound)),
+        (Some(bound), Some(only)) if bound.iter().any(|b| b == only) => {
+            Ok(Some(vec![only.to_string()]))
+        }
+        (Some(_), Some(only)) => err(
+            ErrorType::SmsWorkerOrganizationNotGranted,
+            format!("This worker role may not handle the messages of organization {only}."),
+        ),
+    }
+}
 
 fn claim(
     batch_size: Option<i32>,
@@ -75,6 +117,7 @@ fn claim(
             "visibility_timeout must not be NULL.",
         );
     };
+    let scope = claim_scope(for_organization)?;
     // Messages whose code expired are never handed out; they are retired (and erased) here.
     db::execute(
         &format!(
@@ -86,20 +129,24 @@ fn claim(
         ),
         &[],
     )?;
+    // One receipt per message that may be claimed; the table keeps only their hashes.
+    let receipts: Vec<String> = (0..batch_size).map(|_| crypto::new_token()).collect();
+    let receipt_hashes: Vec<Vec<u8>> = receipts.iter().map(|r| crypto::token_hash(r)).collect();
     // Typed columns, read straight from the tuples; the codes are decrypted once SPI is done.
     let claimed = Spi::connect_mut(
         |client| -> Result<Vec<ClaimedCiphertext>, pgrx::spi::Error> {
             let table = db::run_kept(
                 client,
-                if for_organization.is_some() {
-                    CLAIM_FOR_ORGANIZATION
+                if scope.is_some() {
+                    CLAIM_FOR_ORGANIZATIONS
                 } else {
                     CLAIM
                 },
                 &[
                     (batch_size as i64).into(),
                     visibility_timeout.into(),
-                    for_organization.into(),
+                    receipt_hashes.clone().into(),
+                    scope.clone().into(),
                 ],
             )?;
             let mut rows = Vec::with_capacity(table.len());
@@ -117,9 +164,10 @@ fn claim(
                             .expect("NOT NULL"),
                         row.get::<pgrx::datum::TimestampWithTimeZone>(9)?
                             .expect("NOT NULL"),
+                        receipts[row.get::<i64>(10)?.unwrap_or_default() as usize - 1].clone(),
                     ),
-                    row.get::<String>(10)?.unwrap_or_default(),
-                    row.get::<Vec<u8>>(11)?,
+                    row.get::<String>(11)?.unwrap_or_default(),
+                    row.get::<Vec<u8>>(12)?,
                 ));
             }
             Ok(rows)
@@ -169,27 +217,42 @@ fn sms_outbox_claim(
         name!(attempts, i32),
         name!(created_at, pgrx::datum::TimestampWithTimeZone),
         name!(expires_at, pgrx::datum::TimestampWithTimeZone),
+        name!(receipt, String),
     ),
 > {
     TableIterator::new(claim(batch_size, visibility_timeout, for_organization).or_raise())
 }
 
-/// Runs `sql` (an UPDATE of message `$1` returning its organization, member, status and attempts)
-/// and audits it in the same statement.
+/// Which message a finishing call acts on: message `$1`, held with the receipt whose hash is `$2`,
+/// of an organization in `$3` (NULL: the worker serves every organization).
+const HELD: &str = "message_id = $1 AND receipt_hash = $2 AND ($3::text[] IS NULL OR organization_id = ANY($3))";
+
+/// Runs `sql` (an UPDATE of the message `HELD` names, returning its organization, member, status
+/// and attempts) and audits it in the same statement. Only the worker holding the message's
+/// latest receipt can finish it: a receipt is shown once, by the claim, so another tenant's worker
+/// (or one whose claim expired and was handed out again) has nothing to present.
 fn finish(
     message_id: Option<i64>,
+    receipt: Option<&str>,
     sql: &str,
     mut args: Vec<pgrx::datum::DatumWithOid>,
     event: &str,
 ) -> MfaResult<Value> {
     let request = Request::new();
-    let Some(message_id) = message_id else {
+    let (Some(message_id), Some(receipt)) = (message_id, receipt) else {
         return err(
             ErrorType::InvalidArgument,
-            "The message id must not be NULL.",
+            "The message id and its receipt must not be NULL.",
         );
     };
-    let n = args.len();
+    let scope = worker_organizations()?;
+    let mut all_args: Vec<pgrx::datum::DatumWithOid> = vec![
+        message_id.into(),
+        crypto::token_hash(receipt).into(),
+        scope.into(),
+    ];
+    all_args.append(&mut args);
+    let n = all_args.len();
     let statement = format!(
         "WITH done AS ({sql}),
          audited AS (
@@ -201,39 +264,42 @@ fn finish(
         n + 1,
         n + 2
     );
-    args.extend([request.id.as_str().into(), event.into()]);
-    let Some((status, attempts)) = db::typed_row(&statement, &args, |row| {
+    all_args.extend([request.id.as_str().into(), event.into()]);
+    let Some((status, attempts)) = db::typed_row(&statement, &all_args, |row| {
         Ok((row.get::<String>(1)?, row.get::<i32>(2)?))
     })?
     else {
         return err(
-            ErrorType::SmsMessageNotFound,
-            format!("No outbox message {message_id} to finish."),
+            ErrorType::SmsMessageNotHeld,
+            format!("Message {message_id} is not held with this receipt: unknown, claimed by another worker, finished, or its claim expired."),
         );
     };
     Ok(json!({ "id": message_id, "status": status, "attempts": attempts }))
 }
 
-/// Records that the provider accepted the message; its code is erased.
-/// Idempotent: a worker that repeats its acknowledgement gets the same answer.
+/// Records that the provider accepted the message; its code is erased. Needs the receipt of the
+/// claim, while it lasts; repeated with the same receipt, it gives the same answer.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn sms_outbox_complete(
     id: Option<i64>,
+    receipt: Option<&str>,
     provider_message_id: default!(Option<&str>, "NULL"),
 ) -> Jsonb {
     let sql = format!(
         "UPDATE mfa.sms_outbox SET status = 'sent', sent_at = coalesce(sent_at, now()),
-                provider_message_id = coalesce(provider_message_id, left($2, 200)),
+                provider_message_id = coalesce(provider_message_id, left($4, 200)),
                 {ERASE_CODE}, last_error = NULL
-          WHERE message_id = $1
+          WHERE {HELD}
+            AND (status = 'sent' OR (status = 'pending' AND visible_at > statement_timestamp()))
       {FINISHED}"
     );
     Jsonb(
         finish(
             id,
+            receipt,
             &sql,
-            vec![id.into(), provider_message_id.into()],
+            vec![provider_message_id.into()],
             "sms_outbox.completed",
         )
         .or_raise(),
@@ -242,32 +308,34 @@ fn sms_outbox_complete(
 
 /// Records a failed delivery: with `retry`, the message comes back after an exponential back-off
 /// (5 s, 10 s, 20 s … at most 5 minutes) until `mfa.outbox_max_attempts`; then, or without
-/// `retry`, it is dead (kept, scrubbed, for operators).
+/// `retry`, it is dead (kept, scrubbed, for operators). Needs the receipt of the claim, while it
+/// lasts; the claim ends with it.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn sms_outbox_fail(
     id: Option<i64>,
+    receipt: Option<&str>,
     error: default!(Option<&str>, "NULL"),
     retry: default!(Option<bool>, true),
 ) -> Jsonb {
     let sql = format!(
         "UPDATE mfa.sms_outbox SET
-                status = CASE WHEN $3 AND attempts < $4 THEN 'pending' ELSE 'dead' END,
-                code_ciphertext = CASE WHEN $3 AND attempts < $4 THEN code_ciphertext END,
-                body = CASE WHEN $3 AND attempts < $4 THEN body
+                status = CASE WHEN $5 AND attempts < $6 THEN 'pending' ELSE 'dead' END,
+                code_ciphertext = CASE WHEN $5 AND attempts < $6 THEN code_ciphertext END,
+                body = CASE WHEN $5 AND attempts < $6 THEN body
                             ELSE regexp_replace(body, '[0-9]{{6}}', '******', 'g') END,
                 visible_at = statement_timestamp() + least(interval '5 minutes',
                                            interval '5 seconds' * power(2, greatest(attempts - 1, 0))),
-                last_error = left($2, 500)
-          WHERE message_id = $1 AND status = 'pending'
+                last_error = left($4, 500), receipt_hash = NULL
+          WHERE {HELD} AND status = 'pending' AND visible_at > statement_timestamp()
       {FINISHED}"
     );
     Jsonb(
         finish(
             id,
+            receipt,
             &sql,
             vec![
-                id.into(),
                 error.into(),
                 retry.unwrap_or(true).into(),
                 settings::OUTBOX_MAX_ATTEMPTS.get().into(),

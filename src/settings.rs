@@ -11,6 +11,10 @@ use std::ffi::CString;
 pub static TOTP_ISSUER: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"MFA"));
 pub static ENCRYPTION_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static ENCRYPTION_KEY_FILE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+pub static ENCRYPTION_KEY_COMMAND: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
 pub static LOCK_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static LOCK_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static TOTP_SKEW_STEPS: GucSetting<i32> = GucSetting::<i32>::new(1);
@@ -18,6 +22,7 @@ pub static SMS_CODE_LIFETIME_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(1
 pub static INTERMEDIATE_SESSION_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static SMS_MIN_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static SMS_SENDS_PER_NUMBER_PER_HOUR: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static SMS_SENDS_PER_MEMBER_PER_HOUR: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static SMS_SENDS_PER_PREFIX_PER_HOUR: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static OUTBOX_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static LOCK_MAX_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(0);
@@ -37,14 +42,22 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
-        c"mfa.encryption_key",
-        c"Key (64 hex digits or base64 of 32 bytes) that encrypts TOTP secrets and keys code hashes.",
-        c"When unset, a per-database key generated at CREATE EXTENSION is used. Superuser only; never shown to other roles.",
-        &ENCRYPTION_KEY,
-        GucContext::Suset,
-        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL | GucFlags::NO_RESET_ALL,
-    );
+    // Safety: the check hook is guarded and keeps to PostgreSQL's rules for a string's memory.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"mfa.encryption_key",
+            c"Deprecated: a key in a setting (use mfa.encryption_key_file or mfa.encryption_key_command).",
+            c"Still honoured from postgresql.conf and from ALTER DATABASE/ROLE settings made before 0.6.0, and then shown only as its fingerprint; new values cannot be SET or stored with ALTER DATABASE/ROLE.",
+            &ENCRYPTION_KEY,
+            GucContext::Suset,
+            GucFlags::SUPERUSER_ONLY
+                | GucFlags::NO_SHOW_ALL
+                | GucFlags::NO_RESET_ALL,
+            Some(crate::keyring::check_setting_key),
+            None,
+            None,
+        );
+    }
     define_int(
         c"mfa.lock_threshold",
         c"Failed MFA attempts within mfa.lock_minutes (and without a success) that lock a member.",
@@ -84,6 +97,7 @@ pub fn register() {
     // server-start settings (and has no ledger to size).
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         register_ledger_sizes();
+        register_key_sources();
     }
     define_int(
         c"mfa.totp_skew_steps",
@@ -108,21 +122,28 @@ pub fn register() {
     );
     define_int(
         c"mfa.sms_min_interval_seconds",
-        c"Minimum time between two SMS sends to one phone number, in seconds (0 disables).",
+        c"Minimum time between two SMS sends to one member, in seconds (0 disables).",
         &SMS_MIN_INTERVAL_SECONDS,
         0,
         3600,
     );
     define_int(
         c"mfa.sms_sends_per_number_per_hour",
-        c"SMS sends allowed to one phone number in any hour.",
+        c"SMS sends allowed to one phone number in any hour: an organization's own sends, plus every organization's sends to the number while it is not proven.",
         &SMS_SENDS_PER_NUMBER_PER_HOUR,
         1,
         1000,
     );
     define_int(
+        c"mfa.sms_sends_per_member_per_hour",
+        c"SMS sends allowed to one member in any hour.",
+        &SMS_SENDS_PER_MEMBER_PER_HOUR,
+        1,
+        1000,
+    );
+    define_int(
         c"mfa.sms_sends_per_prefix_per_hour",
-        c"SMS sends allowed in any hour to a block of 10,000 numbers (all digits but the last four), against SMS pumping.",
+        c"SMS sends allowed in any hour to a block of 10,000 numbers (all digits but the last four), against SMS pumping; counted as mfa.sms_sends_per_number_per_hour is.",
         &SMS_SENDS_PER_PREFIX_PER_HOUR,
         1,
         1_000_000,
@@ -200,6 +221,27 @@ pub fn encryption_key_text() -> Option<String> {
         .get()
         .and_then(|s| s.into_string().ok())
         .filter(|s| !s.is_empty())
+}
+
+/// Where the server's master keys come from: set in the server's configuration only, read by the
+/// postmaster (and again at each reload), never holding a key themselves.
+fn register_key_sources() {
+    GucRegistry::define_string_guc(
+        c"mfa.encryption_key_file",
+        c"File with the master keys, one per line, oldest first: the last encrypts, all decrypt.",
+        c"Must be owned by the server's user with mode 0600 (or by root with 0640). Read at server start and at every reload.",
+        &ENCRYPTION_KEY_FILE,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"mfa.encryption_key_command",
+        c"Shell command that prints the master keys, one per line, oldest first (a KMS or vault client).",
+        c"Run by the server at start and at every reload; its output never reaches a log.",
+        &ENCRYPTION_KEY_COMMAND,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
 }
 
 fn register_ledger_sizes() {

@@ -35,6 +35,11 @@ pub extern "C-unwind" fn mfa_ledger_launcher_main(_arg: pg_sys::Datum) {
     unsafe { pg_sys::before_shmem_exit(Some(detach_launcher), pg_sys::Datum::from(0)) };
     let mut warned = false;
     loop {
+        // The launcher is the one process that rereads the key file at a reload: every backend
+        // then reads the new keys from shared memory.
+        if BackgroundWorker::sighup_received() {
+            crate::store::key_ring::reload();
+        }
         let failed = ledger::launch_wanted();
         if failed.is_empty() {
             warned = false;

@@ -2,4 +2,6 @@
 //! the orchestration of one call.
 
 pub mod gate;
+pub mod keys;
 pub mod ledger_worker;
+pub mod sms_workers;

@@ -2,4 +2,5 @@
 //! `policy`, `phone`, `crypto`, `totp` and `sms_otp`, move here with the three-layer re-lay.)
 
 pub mod attempts;
+pub mod key_file;
 pub mod session_gate;

@@ -165,7 +165,7 @@ mod tests {
         assert!(!stored.contains(&data_encoding::HEXLOWER.encode(&raw)));
         // Under another key the stored secret does not decrypt.
         run("DELETE FROM mfa.database_keys");
-        run("SET mfa.encryption_key = '0000000000000000000000000000000000000000000000000000000000000001'");
+        run("INSERT INTO mfa.database_keys (key_id, key) VALUES ('another', decode(repeat('01', 32), 'hex'))");
         assert_error(
             &format!(
                 "SELECT mfa.totp_authenticate('org-1', 'ann', '{}')",
@@ -425,23 +425,44 @@ mod tests {
             json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox_claim()"),
             0
         );
-        // Visible again after the timeout.
-        run("UPDATE mfa.sms_outbox SET visible_at = now() - interval '1 second'");
-        assert_eq!(
-            json("SELECT to_jsonb(count(*)) FROM mfa.sms_outbox_claim()"),
-            1
+        let first_receipt = claimed["receipt"].as_str().unwrap().to_string();
+        // Visible again after the timeout: handed out with a new receipt, and the old one is dead.
+        let reclaim = || {
+            run("UPDATE mfa.sms_outbox SET visible_at = now() - interval '1 second' WHERE status = 'pending'");
+            json("SELECT to_jsonb(c.receipt) FROM mfa.sms_outbox_claim() c")
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let receipt = reclaim();
+        assert_ne!(receipt, first_receipt);
+        assert_error(
+            &format!("SELECT mfa.sms_outbox_complete({id}, '{first_receipt}', 'SM0')"),
+            "55000",
+            "sms_message_not_held",
         );
         let failed = json(&format!(
-            "SELECT mfa.sms_outbox_fail({id}, 'provider timeout')"
+            "SELECT mfa.sms_outbox_fail({id}, '{receipt}', 'provider timeout')"
         ));
         assert_eq!(failed["status"], "pending");
-        let done = json(&format!("SELECT mfa.sms_outbox_complete({id}, 'SM123')"));
+        // A failure ends the claim: its receipt finishes nothing more.
+        assert_error(
+            &format!("SELECT mfa.sms_outbox_complete({id}, '{receipt}', 'SM0')"),
+            "55000",
+            "sms_message_not_held",
+        );
+        let receipt = reclaim();
+        let done = json(&format!(
+            "SELECT mfa.sms_outbox_complete({id}, '{receipt}', 'SM123')"
+        ));
         assert_eq!(done["status"], "sent");
         let body = json("SELECT to_jsonb(body) FROM mfa.sms_outbox");
         assert!(body.as_str().unwrap().contains("******"), "{body}");
-        // A repeated acknowledgement is harmless; an unknown message is an error.
+        // A repeated acknowledgement is harmless; a message not held is an error.
         assert_eq!(
-            json(&format!("SELECT mfa.sms_outbox_complete({id}, 'SM999')"))["status"],
+            json(&format!(
+                "SELECT mfa.sms_outbox_complete({id}, '{receipt}', 'SM999')"
+            ))["status"],
             "sent"
         );
         assert_eq!(
@@ -449,24 +470,24 @@ mod tests {
             "SM123"
         );
         assert_error(
-            "SELECT mfa.sms_outbox_complete(987654321)",
-            "P0002",
-            "sms_message_not_found",
+            &format!("SELECT mfa.sms_outbox_complete(987654321, '{receipt}')"),
+            "55000",
+            "sms_message_not_held",
         );
         assert_error(
-            &format!("SELECT mfa.sms_outbox_fail({id}, 'late')"),
-            "P0002",
-            "sms_message_not_found",
+            &format!("SELECT mfa.sms_outbox_fail({id}, '{receipt}', 'late')"),
+            "55000",
+            "sms_message_not_held",
         );
         // Fail without retry: dead, scrubbed, kept.
         run("SET mfa.sms_min_interval_seconds = 0");
         run("SELECT mfa.otp_sms_send('org-1', 'ann')");
-        let id2 = json("SELECT to_jsonb(c.id) FROM mfa.sms_outbox_claim() c")
-            .as_i64()
-            .unwrap();
+        let second = json("SELECT to_jsonb(c) FROM mfa.sms_outbox_claim() c");
         assert_eq!(
             json(&format!(
-                "SELECT mfa.sms_outbox_fail({id2}, 'invalid number', false)"
+                "SELECT mfa.sms_outbox_fail({}, '{}', 'invalid number', false)",
+                second["id"],
+                second["receipt"].as_str().unwrap()
             ))["status"],
             "dead"
         );

@@ -65,6 +65,8 @@ mod tests {
                 "attempt_ledger_stats",
                 "country_code_allowlist_get",
                 "country_code_allowlist_set",
+                "encryption_key_rotate",
+                "encryption_keys",
                 "enforce_session_policy",
                 "last_mfa_at",
                 "member_delete",
@@ -85,6 +87,8 @@ mod tests {
                 "session_table_guard_check",
                 "session_table_unguard",
                 "sms_country_supported",
+                "sms_worker_grant",
+                "sms_worker_revoke",
                 "totp_migrate",
                 "totp_verify",
             ])

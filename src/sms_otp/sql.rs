@@ -43,12 +43,14 @@ pub fn allowlist() -> MfaResult<Vec<String>> {
     Ok(in_force(stored.flatten().unwrap_or_default()))
 }
 
-/// What a send to a number is checked against: the allowlist in force and the recent sends to the
-/// number and to its block of 10,000 numbers.
+/// What a send is checked against: the allowlist in force, the member's recent sends, and the
+/// recent sends to the number and to its block of 10,000 numbers that the send must share the
+/// guards with (see `read`).
 struct SendingLimits {
     allowlist: Vec<String>,
+    member_hour: i64,
+    member_recent: i64,
     number_hour: i64,
-    number_recent: i64,
     prefix_hour: i64,
 }
 
@@ -56,7 +58,17 @@ impl SendingLimits {
     /// Sends to one block are serialized by the block's row lock, taken by an earlier statement
     /// than the counts (`block_locked`: by the member's load; otherwise here) so that the counts
     /// see every send committed before it was granted.
-    fn read(phone: &ParsedPhone, block_locked: bool) -> MfaResult<SendingLimits> {
+    ///
+    /// The guards of a number and of its block count the organization's own sends, and, for a
+    /// number the member has not proven, every organization's sends to unproven numbers: a member
+    /// of another organization who links someone else's number can use up the unproven budget,
+    /// never the budget of the number's owner, whose number is proven.
+    fn read(
+        member: &Member,
+        phone: &ParsedPhone,
+        to_verified_number: bool,
+        block_locked: bool,
+    ) -> MfaResult<SendingLimits> {
         let prefix = phone.rate_limit_prefix();
         if !block_locked {
             crate::store::sms::lock_number_block(prefix)?;
@@ -67,41 +79,55 @@ impl SendingLimits {
                 stored_allowlist!(),
                 ",
                     (SELECT count(*) FROM mfa.sms_outbox
-                      WHERE phone_number = $1 AND created_at > statement_timestamp() - interval '1 hour'),
+                      WHERE organization_id = $4 AND member_id = $5
+                        AND created_at > statement_timestamp() - interval '1 hour'),
                     (SELECT count(*) FROM mfa.sms_outbox
-                      WHERE phone_number = $1 AND created_at > statement_timestamp() - make_interval(secs => $3)),
+                      WHERE organization_id = $4 AND member_id = $5
+                        AND created_at > statement_timestamp() - make_interval(secs => $3)),
                     (SELECT count(*) FROM mfa.sms_outbox
-                      WHERE rate_limit_prefix = $2 AND created_at > statement_timestamp() - interval '1 hour')"
+                      WHERE phone_number = $1 AND created_at > statement_timestamp() - interval '1 hour'
+                        AND (organization_id = $4 OR NOT ($6 OR to_verified_number))),
+                    (SELECT count(*) FROM mfa.sms_outbox
+                      WHERE rate_limit_prefix = $2 AND created_at > statement_timestamp() - interval '1 hour'
+                        AND (organization_id = $4 OR NOT ($6 OR to_verified_number)))"
             ),
             &[
                 phone.e164.as_str().into(),
                 prefix.into(),
                 (settings::SMS_MIN_INTERVAL_SECONDS.get() as f64).into(),
+                member.organization_id.as_str().into(),
+                member.member_id.as_str().into(),
+                to_verified_number.into(),
             ],
             |row| {
                 Ok(SendingLimits {
                     allowlist: in_force(row.get::<Vec<String>>(1)?.unwrap_or_default()),
-                    number_hour: row.get::<i64>(2)?.unwrap_or_default(),
-                    number_recent: row.get::<i64>(3)?.unwrap_or_default(),
-                    prefix_hour: row.get::<i64>(4)?.unwrap_or_default(),
+                    member_hour: row.get::<i64>(2)?.unwrap_or_default(),
+                    member_recent: row.get::<i64>(3)?.unwrap_or_default(),
+                    number_hour: row.get::<i64>(4)?.unwrap_or_default(),
+                    prefix_hour: row.get::<i64>(5)?.unwrap_or_default(),
                 })
             },
         )?;
         Ok(limits.expect("one row"))
     }
 
-    /// Refuses a send that would exceed the limits against SMS pumping: a minimum interval and an
-    /// hourly count per number, and an hourly count per block of 10,000 numbers.
+    /// Refuses a send that would exceed the limits against SMS pumping and harassment: a minimum
+    /// interval and an hourly count per member, an hourly count per number and per block of
+    /// 10,000 numbers.
     fn check(&self) -> MfaResult<()> {
         let refuse = |what: String| {
             Err(MfaError::new(ErrorType::TooManyRequests, what)
                 .with_hint("Wait before sending another code."))
         };
-        if settings::SMS_MIN_INTERVAL_SECONDS.get() > 0 && self.number_recent > 0 {
+        if settings::SMS_MIN_INTERVAL_SECONDS.get() > 0 && self.member_recent > 0 {
             return refuse(format!(
-                "A code was sent to this number less than {} seconds ago.",
+                "A code was sent to this member less than {} seconds ago.",
                 settings::SMS_MIN_INTERVAL_SECONDS.get()
             ));
+        }
+        if self.member_hour >= settings::SMS_SENDS_PER_MEMBER_PER_HOUR.get() as i64 {
+            return refuse("Too many codes were sent to this member in the last hour.".into());
         }
         if self.number_hour >= settings::SMS_SENDS_PER_NUMBER_PER_HOUR.get() as i64 {
             return refuse("Too many codes were sent to this number in the last hour.".into());
@@ -121,15 +147,16 @@ macro_rules! queue_code {
     ($last:literal) => {
         concat!(
             "WITH live_code AS (
-                 INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, phone_number, created_at, expires_at)
-                 VALUES ($1, $2, $10, $3, clock_timestamp(), clock_timestamp() + make_interval(secs => $8))
+                 INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, key_id, phone_number, created_at, expires_at)
+                 VALUES ($1, $2, $10, $13, $3, clock_timestamp(), clock_timestamp() + make_interval(secs => $8))
                  ON CONFLICT (organization_id, member_id) DO UPDATE
-                    SET code_hash = EXCLUDED.code_hash, phone_number = EXCLUDED.phone_number,
+                    SET code_hash = EXCLUDED.code_hash, key_id = EXCLUDED.key_id, phone_number = EXCLUDED.phone_number,
                         created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, used_at = NULL),
              queued AS (
                  INSERT INTO mfa.sms_outbox (organization_id, member_id, phone_number, country_code,
-                                             rate_limit_prefix, locale, body, code_ciphertext, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, clock_timestamp(), clock_timestamp() + make_interval(secs => $8))
+                                             rate_limit_prefix, locale, body, code_ciphertext, created_at, expires_at,
+                                             to_verified_number)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, clock_timestamp(), clock_timestamp() + make_interval(secs => $8), $14)
                  RETURNING message_id),
              audited AS (
                  INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
@@ -163,7 +190,9 @@ pub fn send_code(
             &stored
         }
     };
-    let limits = SendingLimits::read(phone, block_locked)?;
+    let to_verified_number =
+        member.mfa_phone_number_verified && member.mfa_phone_number.as_ref() == Some(&phone.e164);
+    let limits = SendingLimits::read(member, phone, to_verified_number, block_locked)?;
     check_sms_country(phone, &limits.allowlist)?;
     limits.check()?;
     let code = new_code();
@@ -200,6 +229,8 @@ pub fn send_code(
                 "locale": locale.as_str(),
             }))
             .into(),
+            keys.fingerprint_hex().as_str().into(),
+            to_verified_number.into(),
         ],
     )?;
     Ok(())
@@ -361,8 +392,17 @@ fn authenticate(
             "This SMS code has expired; send a new one.",
         );
     }
-    let presented = keyring::current()?.hash_code(&sms_context(member), code.unwrap_or(""));
-    if !constant_time_eq(&presented, &live.code_hash) {
+    // Hashed by a key that may no longer encrypt (a rotation since the send): the code's own key,
+    // or, for codes sent before keys were recorded, every known key.
+    let keys = match &live.key_id {
+        Some(key_id) => vec![keyring::by_fingerprint(key_id)?],
+        None => keyring::known()?.into_iter().map(|k| k.keys).collect(),
+    };
+    let presented = code.unwrap_or("");
+    let matches = keys.iter().fold(false, |found, keys| {
+        found | constant_time_eq(&keys.hash_code(&sms_context(member), presented), &live.code_hash)
+    });
+    if !matches {
         return attempt.fail(ErrorType::UnableToAuthOtpCode, "The SMS code is not valid.");
     }
     let factor = session::factor(

@@ -2,6 +2,8 @@
 //! typed rows out; long statements are `.sql` files under `sql/`, named parameters documented in
 //! each file.
 
+pub mod key_ring;
+pub mod keys;
 pub mod ledger;
 pub mod lockouts;
 pub mod sessions;

@@ -18,9 +18,17 @@ use serde_json::{json, Value};
 
 /// The secret is bound to its row: a ciphertext copied onto another registration does not decrypt.
 fn associated_data(member: &Member, registration_id: &str) -> Vec<u8> {
+    secret_associated_data(&member.organization_id, &member.member_id, registration_id)
+}
+
+pub fn secret_associated_data(
+    organization_id: &str,
+    member_id: &str,
+    registration_id: &str,
+) -> Vec<u8> {
     [
-        member.organization_id.as_bytes(),
-        member.member_id.as_bytes(),
+        organization_id.as_bytes(),
+        member_id.as_bytes(),
         registration_id.as_bytes(),
     ]
     .join(&0u8)

@@ -8,6 +8,7 @@
 //! timeout.
 
 pub mod provider;
+pub mod tls;
 
 use futures_util::StreamExt;
 use provider::{Message, Outcome, Provider};
@@ -108,12 +109,35 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
     info!("stopped");
 }
 
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub enum Failure {
+    /// The connection string's TLS settings cannot work (bad sslmode, unreadable sslrootcert).
+    Configuration(String),
+    Database(tokio_postgres::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Configuration(e) => write!(f, "{e}"),
+            Failure::Database(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// Connects, starts the task that drives the connection, and `LISTEN`s. The receiver yields once
 /// per notification and closes when the connection is lost.
-async fn connect(
+pub async fn connect(
     url: &str,
-) -> Result<(tokio_postgres::Client, mpsc::UnboundedReceiver<()>), tokio_postgres::Error> {
-    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+) -> Result<(tokio_postgres::Client, mpsc::UnboundedReceiver<()>), Failure> {
+    let target = tls::parse(url).map_err(Failure::Configuration)?;
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+        tls::client_config(&target).map_err(Failure::Configuration)?,
+    );
+    let (client, mut connection) = tokio_postgres::connect(&target.connection_string, tls)
+        .await
+        .map_err(Failure::Database)?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -130,7 +154,10 @@ async fn connect(
             }
         }
     });
-    client.batch_execute("LISTEN mfa_sms_outbox").await?;
+    client
+        .batch_execute("LISTEN mfa_sms_outbox")
+        .await
+        .map_err(Failure::Database)?;
     Ok((client, rx))
 }
 
@@ -141,7 +168,7 @@ async fn claim(
 ) -> Result<Vec<Message>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT id, phone_number, country_code, locale, body, attempts
+            "SELECT id, phone_number, country_code, locale, body, attempts, receipt
                FROM mfa.sms_outbox_claim($1, make_interval(secs => $2))",
             &[&batch_size, &visibility_timeout.as_secs_f64()],
         )
@@ -155,6 +182,7 @@ async fn claim(
             locale: r.get(3),
             body: r.get(4),
             attempts: r.get(5),
+            receipt: r.get(6),
         })
         .collect())
 }
@@ -172,22 +200,24 @@ async fn deliver(
         Outcome::Sent {
             provider_message_id,
         } => (
-            "SELECT mfa.sms_outbox_complete($1, $2)",
+            "SELECT mfa.sms_outbox_complete($1, $3, $2)",
             provider_message_id.as_deref(),
             "sent",
         ),
         Outcome::Transient(reason) => (
-            "SELECT mfa.sms_outbox_fail($1, $2, true)",
+            "SELECT mfa.sms_outbox_fail($1, $3, $2, true)",
             Some(reason.as_str()),
             "retry",
         ),
         Outcome::Permanent(reason) => (
-            "SELECT mfa.sms_outbox_fail($1, $2, false)",
+            "SELECT mfa.sms_outbox_fail($1, $3, $2, false)",
             Some(reason.as_str()),
             "failed",
         ),
     };
-    let acknowledged = client.execute(statement, &[&message.id, &detail]).await;
+    let acknowledged = client
+        .execute(statement, &[&message.id, &detail, &message.receipt])
+        .await;
     match acknowledged {
         Ok(_) => {
             info!(message_id = message.id, country = %message.country_code, attempts = message.attempts, result, "delivered")

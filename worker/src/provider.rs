@@ -14,6 +14,8 @@ pub struct Message {
     pub locale: String,
     pub body: String,
     pub attempts: i32,
+    /// What completing or failing the message needs (never logged).
+    pub receipt: String,
 }
 
 /// What the provider said.

@@ -39,12 +39,19 @@ fn worker_loop(url: String, stop: Arc<AtomicBool>, acks: Arc<Mutex<Acknowledged>
         return;
     };
     while !stop.load(Ordering::Relaxed) {
-        let Ok(rows) = c.query("SELECT id FROM mfa.sms_outbox_claim(5, '1 second')", &[]) else {
+        let Ok(rows) = c.query(
+            "SELECT id, receipt FROM mfa.sms_outbox_claim(5, '1 second')",
+            &[],
+        ) else {
             return;
         };
         for row in rows {
             let id: i64 = row.get(0);
-            if c.query_one("SELECT mfa.sms_outbox_complete($1, 'SM-crash')", &[&id])
+            let receipt: String = row.get(1);
+            if c.query_one(
+                "SELECT mfa.sms_outbox_complete($1, $2, 'SM-crash')",
+                &[&id, &receipt],
+            )
                 .is_err()
             {
                 return;
@@ -258,19 +265,25 @@ fn kill_9_during_delivery_sends_and_logins_loses_nothing() {
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let claimed: Vec<i64> = c
-                .query("SELECT id FROM mfa.sms_outbox_claim(1000, '1 minute')", &[])
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let rows = c
+                .query(
+                    "SELECT id, receipt FROM mfa.sms_outbox_claim(1000, '1 minute')",
+                    &[],
+                )
+                .unwrap();
+            let claimed: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            let receipts: std::collections::HashMap<i64, String> =
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
             for id in &claimed {
                 assert!(
                     !acks.completed.contains(id),
                     "cycle {cycle}: message {id} handed out again"
                 );
-                c.query_one("SELECT mfa.sms_outbox_complete($1, 'SM-after')", &[id])
-                    .unwrap();
+                c.query_one(
+                    "SELECT mfa.sms_outbox_complete($1, $2, 'SM-after')",
+                    &[id, &receipts[id]],
+                )
+                .unwrap();
             }
             let pending: i64 = c
                 .query_one(

@@ -249,17 +249,18 @@ fn upgrade_from_the_previous_version_keeps_everything_working() {
     assert_eq!(version, default);
     assert_ne!(version, "0.1.0");
     // The legacy message is handed out as it was and erased once sent.
-    let legacy: String = c
+    let claimed = c
         .query_one(
-            "SELECT body FROM mfa.sms_outbox_claim(10, '1 minute', $1)",
+            "SELECT body, id, receipt FROM mfa.sms_outbox_claim(10, '1 minute', $1)",
             &[&org],
         )
-        .unwrap()
-        .get(0);
+        .unwrap();
+    let legacy: String = claimed.get(0);
     assert!(legacy.contains("424242"), "{legacy}");
+    let (id, receipt): (i64, String) = (claimed.get(1), claimed.get(2));
     c.query_one(
-        "SELECT mfa.sms_outbox_complete(message_id) FROM mfa.sms_outbox WHERE organization_id = $1",
-        &[&org],
+        "SELECT mfa.sms_outbox_complete($1, $2)",
+        &[&id, &receipt],
     )
     .unwrap();
     let scrubbed: String = c

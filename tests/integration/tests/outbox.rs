@@ -107,7 +107,7 @@ fn two_workers_never_receive_the_same_message() {
             // Other tests' messages may be claimed too: only this test's are answered.
             let rows = client
                 .query(
-                    "SELECT id, organization_id FROM mfa.sms_outbox_claim(3, '5 minutes')",
+                    "SELECT id, organization_id, receipt FROM mfa.sms_outbox_claim(3, '5 minutes')",
                     &[],
                 )
                 .unwrap();
@@ -116,8 +116,12 @@ fn two_workers_never_receive_the_same_message() {
             }
             for r in rows.iter().filter(|r| r.get::<_, String>(1) == org2) {
                 let id: i64 = r.get(0);
+                let receipt: String = r.get(2);
                 client
-                    .query_one("SELECT mfa.sms_outbox_complete($1, 'fake')", &[&id])
+                    .query_one(
+                        "SELECT mfa.sms_outbox_complete($1, $2, 'fake')",
+                        &[&id, &receipt],
+                    )
                     .unwrap();
                 mine.push(id);
             }

@@ -69,19 +69,13 @@ fn leaks(text: &str, secret: &str) -> bool {
 
 #[test]
 fn no_secret_in_logs_events_errors_notices_or_dumps() {
-    let cluster = Cluster::start(
+    let cluster = Cluster::start_with_key_file(
         "secrets",
         28819,
         "log_min_messages = debug5\nlog_error_verbosity = verbose\nlog_min_error_statement = debug5",
+        &format!("{}\n", "ab".repeat(32)),
     );
     let url = cluster.create_database("mfa_secrets");
-    Client::connect(&url, NoTls)
-        .unwrap()
-        .batch_execute(&format!(
-            "ALTER DATABASE mfa_secrets SET mfa.encryption_key = '{}'",
-            "ab".repeat(32)
-        ))
-        .unwrap();
     let notices = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = notices.clone();
     let client = url

@@ -65,4 +65,25 @@ SET ROLE regress_worker;
 SELECT mfa.primary_authenticate('acme', 'ann');
 SELECT count(*) AS claimable FROM mfa.sms_outbox_claim();
 RESET ROLE;
-DROP ROLE regress_app, regress_worker;
+
+-- The master keys come from the server (mfa.encryption_key_file, here written by
+-- scripts/cluster.sh), never from a setting: not even a superuser can put a key into one now.
+SET mfa.encryption_key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f';
+ALTER DATABASE mfa_regress SET mfa.encryption_key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f';
+SELECT source, encrypts FROM mfa.encryption_keys();
+-- Rotation moves every secret to the encrypting key, a batch at a time; nothing is left here.
+SELECT mfa.encryption_key_rotate(100) -> 'remaining' AS remaining;
+-- A tenant's own worker: bound to its organization, it claims that organization's messages only.
+SELECT mfa.organization_upsert('tenant-a') ->> 'organization_id' AS organization;
+CREATE ROLE regress_tenant_worker LOGIN IN ROLE mfa_sms_worker;
+SELECT mfa.sms_worker_grant('regress_tenant_worker', 'tenant-a') ->> 'organization_ids' AS bound_to;
+SET ROLE regress_tenant_worker;
+SELECT count(*) FROM mfa.sms_outbox_claim(for_organization => 'globex');
+SELECT mfa.sms_outbox_complete(1, 'a receipt never handed out');
+RESET ROLE;
+-- The last binding goes only once the role is no worker any more (unbound, it would serve all).
+SELECT mfa.sms_worker_revoke('regress_tenant_worker', 'tenant-a');
+REVOKE mfa_sms_worker FROM regress_tenant_worker;
+SELECT mfa.sms_worker_revoke('regress_tenant_worker', 'tenant-a') ->> 'organization_ids' AS bound_to;
+SELECT mfa.organization_delete('tenant-a') IS NOT NULL AS deleted;
+DROP ROLE regress_app, regress_worker, regress_tenant_worker;

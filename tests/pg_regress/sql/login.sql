@@ -49,11 +49,12 @@ SELECT mfa.otp_sms_send('globex', 'ivy', locale => 'es') ->> 'status_code' AS se
 -- The table keeps the code encrypted; only the claim puts it into the text.
 SELECT body FROM mfa.sms_outbox ORDER BY message_id DESC LIMIT 1;
 SELECT id, phone_number, country_code, locale, regexp_replace(body, '[0-9]{6}', 'NNNNNN') AS body,
-       substring(body from '[0-9]{6}') AS sms_code, attempts
+       substring(body from '[0-9]{6}') AS sms_code, attempts, receipt
   FROM mfa.sms_outbox_claim(10, '30 seconds') \gset msg_
 \echo :msg_phone_number :msg_country_code :msg_locale :msg_body
 \set sms_code :msg_sms_code
-SELECT mfa.sms_outbox_complete(:msg_id, 'SM0001') ->> 'status' AS delivery;
+-- The claim's receipt (shown once) is what lets this worker, and only it, finish the message.
+SELECT mfa.sms_outbox_complete(:msg_id, :'msg_receipt', 'SM0001') ->> 'status' AS delivery;
 SELECT body FROM mfa.sms_outbox WHERE message_id = :msg_id;
 SELECT r -> 'member' -> 'mfa_phone_number_verified' AS verified, r -> 'member' ->> 'default_mfa_method' AS default_method
   FROM mfa.otp_sms_authenticate('globex', 'ivy', :'sms_code') AS r;

@@ -215,6 +215,52 @@ impl Cluster {
     /// initdb and start on `port` with the extension preloaded and extra postgresql.conf lines
     /// (later lines win: `shared_preload_libraries = ''` takes the preload off).
     pub fn start(name: &str, port: u16, settings: &str) -> Cluster {
+        let cluster = Cluster::init(name, port, settings);
+        cluster.start_server();
+        cluster
+    }
+
+    /// `start` with a key file (`keys`: its text) that `mfa.encryption_key_file` names.
+    pub fn start_with_key_file(name: &str, port: u16, settings: &str, keys: &str) -> Cluster {
+        let cluster = Cluster::init(name, port, settings);
+        cluster.write_key_file(keys);
+        cluster.append_settings(&format!(
+            "mfa.encryption_key_file = '{}'",
+            cluster.key_file()
+        ));
+        cluster.start_server();
+        cluster
+    }
+
+    pub fn key_file(&self) -> String {
+        format!("{}/mfa_keys", self.dir)
+    }
+
+    /// Writes the key file, owned by the server's user, mode 0600.
+    pub fn write_key_file(&self, keys: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.key_file();
+        std::fs::write(&path, keys).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let _ = std::process::Command::new("chown")
+            .args(["postgres:postgres", &path])
+            .status();
+    }
+
+    pub fn append_settings(&self, settings: &str) {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(format!("{}/postgresql.conf", self.dir))
+            .unwrap();
+        std::io::Write::write_all(&mut file, format!("{settings}\n").as_bytes()).unwrap();
+    }
+
+    pub fn stop_server(&self) {
+        let _ = as_postgres("pg_ctl", &["-D", &self.dir, "-m", "fast", "-w", "stop"]);
+    }
+
+    /// initdb, configured but not started.
+    pub fn init(name: &str, port: u16, settings: &str) -> Cluster {
         let dir = format!("/var/lib/postgresql/mfa-test-{name}");
         let _ = std::process::Command::new("rm")
             .args(["-rf", &dir])
@@ -246,9 +292,7 @@ impl Cluster {
             .open(format!("{dir}/postgresql.conf"))
             .unwrap();
         std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
-        let cluster = Cluster { dir, port };
-        cluster.start_server();
-        cluster
+        Cluster { dir, port }
     }
 
     pub fn start_server(&self) {

@@ -1,0 +1,147 @@
+//! Statements of key rotation: which secrets a key covers, and the re-encryption of a batch.
+
+use crate::db;
+use crate::errors::MfaResult;
+
+/// One key's line of `mfa.encryption_keys()`.
+pub struct KeyUsage {
+    pub key_id: Option<String>,
+    pub source: String,
+    pub encrypts: bool,
+    pub totp_secrets: i64,
+    pub queued_sms_codes: i64,
+    pub sms_code_hashes: i64,
+    pub recovery_code_hashes: i64,
+}
+
+/// `known`: fingerprint and source of every known key, the encrypting one first.
+pub fn usage(known: &[(String, &'static str)]) -> MfaResult<Vec<KeyUsage>> {
+    let ids: Vec<String> = known.iter().map(|(id, _)| id.clone()).collect();
+    let sources: Vec<String> = known.iter().map(|(_, s)| s.to_string()).collect();
+    db::typed_rows(
+        include_str!("sql/key_usage.sql"),
+        &[ids.into(), sources.into()],
+        |row| {
+            Ok(KeyUsage {
+                key_id: row.get::<String>(1)?,
+                source: row.get::<String>(2)?.unwrap_or_default(),
+                encrypts: row.get::<bool>(3)?.unwrap_or(false),
+                totp_secrets: row.get::<i64>(4)?.unwrap_or(0),
+                queued_sms_codes: row.get::<i64>(5)?.unwrap_or(0),
+                sms_code_hashes: row.get::<i64>(6)?.unwrap_or(0),
+                recovery_code_hashes: row.get::<i64>(7)?.unwrap_or(0),
+            })
+        },
+    )
+}
+
+/// A secret written under another key than the encrypting one, locked for re-encryption:
+/// organization, member, the row's own id (registration or message), the ciphertext, and the
+/// message's phone number (outbox only).
+pub struct StaleSecret {
+    pub organization_id: String,
+    pub member_id: String,
+    pub row_id: String,
+    pub ciphertext: Vec<u8>,
+    pub phone_number: Option<String>,
+}
+
+/// The two kinds of encrypted secret.
+#[derive(Clone, Copy)]
+pub enum Secrets {
+    TotpSecrets,
+    QueuedSmsCodes,
+}
+
+impl Secrets {
+    fn select(self) -> &'static str {
+        // Rows a login or a worker holds are skipped (SKIP LOCKED) and taken by a later batch.
+        match self {
+            Secrets::TotpSecrets => {
+                "SELECT organization_id, member_id, totp_registration_id::text, secret_ciphertext, NULL::text
+                   FROM mfa.totp_registrations
+                  WHERE substring(secret_ciphertext FROM 2 FOR 8) <> decode($1, 'hex')
+                  LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
+            }
+            Secrets::QueuedSmsCodes => {
+                "SELECT organization_id, member_id, message_id::text, code_ciphertext, phone_number
+                   FROM mfa.sms_outbox
+                  WHERE code_ciphertext IS NOT NULL
+                    AND substring(code_ciphertext FROM 2 FOR 8) <> decode($1, 'hex')
+                  LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
+            }
+        }
+    }
+
+    fn update(self) -> &'static str {
+        match self {
+            Secrets::TotpSecrets => {
+                "UPDATE mfa.totp_registrations t SET secret_ciphertext = u.ciphertext
+                   FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(organization_id, row_id, ciphertext)
+                  WHERE t.organization_id = u.organization_id AND t.totp_registration_id = u.row_id::uuid"
+            }
+            Secrets::QueuedSmsCodes => {
+                "UPDATE mfa.sms_outbox o SET code_ciphertext = u.ciphertext
+                   FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(organization_id, row_id, ciphertext)
+                  WHERE o.organization_id = u.organization_id AND o.message_id = u.row_id::bigint"
+            }
+        }
+    }
+
+    fn remaining(self) -> &'static str {
+        match self {
+            Secrets::TotpSecrets => {
+                "SELECT count(*) FROM mfa.totp_registrations
+                  WHERE substring(secret_ciphertext FROM 2 FOR 8) <> decode($1, 'hex')"
+            }
+            Secrets::QueuedSmsCodes => {
+                "SELECT count(*) FROM mfa.sms_outbox
+                  WHERE code_ciphertext IS NOT NULL
+                    AND substring(code_ciphertext FROM 2 FOR 8) <> decode($1, 'hex')"
+            }
+        }
+    }
+}
+
+/// Up to `limit` secrets of `kind` not under `current_key_id`, locked until the end of the
+/// transaction.
+pub fn lock_stale(kind: Secrets, current_key_id: &str, limit: i64) -> MfaResult<Vec<StaleSecret>> {
+    db::typed_rows(
+        kind.select(),
+        &[current_key_id.into(), limit.into()],
+        |row| {
+            Ok(StaleSecret {
+                organization_id: row.get::<String>(1)?.unwrap_or_default(),
+                member_id: row.get::<String>(2)?.unwrap_or_default(),
+                row_id: row.get::<String>(3)?.unwrap_or_default(),
+                ciphertext: row.get::<Vec<u8>>(4)?.unwrap_or_default(),
+                phone_number: row.get::<String>(5)?,
+            })
+        },
+    )
+}
+
+/// Writes the new ciphertexts of the secrets `lock_stale` returned, in their order.
+pub fn write_reencrypted(
+    kind: Secrets,
+    secrets: &[StaleSecret],
+    ciphertexts: Vec<Vec<u8>>,
+) -> MfaResult<usize> {
+    let organizations: Vec<String> = secrets.iter().map(|s| s.organization_id.clone()).collect();
+    let ids: Vec<String> = secrets.iter().map(|s| s.row_id.clone()).collect();
+    db::execute(
+        kind.update(),
+        &[organizations.into(), ids.into(), ciphertexts.into()],
+    )
+}
+
+/// Secrets of `kind` still under another key than `current_key_id`.
+pub fn remaining(kind: Secrets, current_key_id: &str) -> MfaResult<i64> {
+    Ok(
+        db::typed_row(kind.remaining(), &[current_key_id.into()], |row| {
+            row.get::<i64>(1)
+        })?
+        .flatten()
+        .unwrap_or(0),
+    )
+}
