@@ -60,9 +60,12 @@ macro_rules! claim_statement {
 }
 /// Any organization's messages ($4 is NULL).
 const CLAIM: &str = claim_statement!("");
-/// The messages of organizations $4 only, through sms_outbox_organization_deliverable. (One
-/// statement for both, with `$4 IS NULL OR …`, got one plan, which walked every organization's
-/// pending messages to find one tenant's.)
+/// Organization $4's messages only, through sms_outbox_organization_deliverable, in its order.
+/// (One statement for all, with `$4 IS NULL OR …`, got one plan, which walked every
+/// organization's pending messages to find one tenant's; `= ANY` does too, so it serves only a
+/// worker bound to several organizations.)
+const CLAIM_FOR_ORGANIZATION: &str = claim_statement!("AND organization_id = $4::text");
+/// The messages of organizations $4 only.
 const CLAIM_FOR_ORGANIZATIONS: &str = claim_statement!("AND organization_id = ANY($4::text[])");
 
 /// The organizations whose messages the calling worker may handle: `None` for a worker bound to
@@ -135,20 +138,23 @@ fn claim(
     // Typed columns, read straight from the tuples; the codes are decrypted once SPI is done.
     let claimed = Spi::connect_mut(
         |client| -> Result<Vec<ClaimedCiphertext>, pgrx::spi::Error> {
-            let table = db::run_kept(
-                client,
-                if scope.is_some() {
+            let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
+                (batch_size as i64).into(),
+                visibility_timeout.into(),
+                receipt_hashes.clone().into(),
+            ];
+            let statement = match scope.as_deref() {
+                None => CLAIM,
+                Some([only]) => {
+                    args.push(only.as_str().into());
+                    CLAIM_FOR_ORGANIZATION
+                }
+                Some(several) => {
+                    args.push(several.to_vec().into());
                     CLAIM_FOR_ORGANIZATIONS
-                } else {
-                    CLAIM
-                },
-                &[
-                    (batch_size as i64).into(),
-                    visibility_timeout.into(),
-                    receipt_hashes.clone().into(),
-                    scope.clone().into(),
-                ],
-            )?;
+                }
+            };
+            let table = db::run_kept(client, statement, &args)?;
             let mut rows = Vec::with_capacity(table.len());
             for row in table {
                 rows.push((

@@ -196,7 +196,7 @@ pub struct Cluster {
     pub port: u16,
 }
 
-fn bindir() -> String {
+pub fn bindir() -> String {
     let out = std::process::Command::new("pg_config")
         .arg("--bindir")
         .output()
