@@ -68,11 +68,8 @@ fn server_keys() -> Vec<Keys> {
 fn setting_key() -> Option<Keys> {
     let shown = settings::encryption_key_text()?;
     let fingerprint = shown.strip_prefix(SETTING_MASK)?;
-    let master = SETTING_KEYS.with_borrow(|keys| {
-        keys.iter()
-            .find(|(f, _)| f == fingerprint)
-            .map(|(_, k)| *k)
-    })?;
+    let master = SETTING_KEYS
+        .with_borrow(|keys| keys.iter().find(|(f, _)| f == fingerprint).map(|(_, k)| *k))?;
     Some(Keys::from_master(&master))
 }
 

@@ -231,7 +231,8 @@ fn sms_outbox_claim(
 
 /// Which message a finishing call acts on: message `$1`, held with the receipt whose hash is `$2`,
 /// of an organization in `$3` (NULL: the worker serves every organization).
-const HELD: &str = "message_id = $1 AND receipt_hash = $2 AND ($3::text[] IS NULL OR organization_id = ANY($3))";
+const HELD: &str =
+    "message_id = $1 AND receipt_hash = $2 AND ($3::text[] IS NULL OR organization_id = ANY($3))";
 
 /// Runs `sql` (an UPDATE of the message `HELD` names, returning its organization, member, status
 /// and attempts) and audits it in the same statement. Only the worker holding the message's

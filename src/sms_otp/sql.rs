@@ -400,7 +400,11 @@ fn authenticate(
     };
     let presented = code.unwrap_or("");
     let matches = keys.iter().fold(false, |found, keys| {
-        found | constant_time_eq(&keys.hash_code(&sms_context(member), presented), &live.code_hash)
+        found
+            | constant_time_eq(
+                &keys.hash_code(&sms_context(member), presented),
+                &live.code_hash,
+            )
     });
     if !matches {
         return attempt.fail(ErrorType::UnableToAuthOtpCode, "The SMS code is not valid.");

@@ -45,9 +45,9 @@ fn configured_source() -> Result<Option<Source>, String> {
         text(&crate::settings::ENCRYPTION_KEY_FILE),
         text(&crate::settings::ENCRYPTION_KEY_COMMAND),
     ) {
-        (Some(_), Some(_)) => Err(
-            "set mfa.encryption_key_file or mfa.encryption_key_command, not both".into(),
-        ),
+        (Some(_), Some(_)) => {
+            Err("set mfa.encryption_key_file or mfa.encryption_key_command, not both".into())
+        }
         (Some(path), None) => Ok(Some(Source::File(path))),
         (None, Some(command)) => Ok(Some(Source::Command(command))),
         (None, None) => Ok(None),
@@ -142,8 +142,8 @@ unsafe extern "C-unwind" fn attach_shared_memory() {
         let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
         pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut found = false;
-        let ring = pg_sys::ShmemInitStruct(NAME.as_ptr(), size_of::<Ring>(), &mut found)
-            .cast::<Ring>();
+        let ring =
+            pg_sys::ShmemInitStruct(NAME.as_ptr(), size_of::<Ring>(), &mut found).cast::<Ring>();
         if !found {
             std::ptr::write_bytes(ring.cast::<u8>(), 0, size_of::<Ring>());
             (*ring).lock = &raw mut (*pg_sys::GetNamedLWLockTranche(NAME.as_ptr())).lock;

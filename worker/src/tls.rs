@@ -88,7 +88,11 @@ pub fn parse(url: &str) -> Result<Target, String> {
         _ => "require",
     };
     let connection_string = if connection_string.contains("://") {
-        let separator = if connection_string.contains('?') { '&' } else { '?' };
+        let separator = if connection_string.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         format!("{connection_string}{separator}sslmode={passed_on}")
     } else {
         format!("{connection_string} sslmode={passed_on}")
@@ -243,9 +247,7 @@ pub fn client_config(target: &Target) -> Result<ClientConfig, String> {
             .build()
             .map_err(|e| e.to_string())?;
             if target.ssl_mode == SslMode::VerifyFull {
-                builder
-                    .with_webpki_verifier(verifier)
-                    .with_no_client_auth()
+                builder.with_webpki_verifier(verifier).with_no_client_auth()
             } else {
                 builder
                     .dangerous()
@@ -263,7 +265,10 @@ mod tests {
 
     #[test]
     fn urls_lose_their_tls_parameters() {
-        let t = parse("postgres://w@db/mfa?sslmode=verify-full&sslrootcert=/etc/ca.pem&application_name=x").unwrap();
+        let t = parse(
+            "postgres://w@db/mfa?sslmode=verify-full&sslrootcert=/etc/ca.pem&application_name=x",
+        )
+        .unwrap();
         assert_eq!(t.ssl_mode, SslMode::VerifyFull);
         assert_eq!(t.root_cert.as_deref(), Some("/etc/ca.pem"));
         assert_eq!(
@@ -279,7 +284,10 @@ mod tests {
     fn key_value_strings_lose_their_tls_parameters() {
         let t = parse("host=db user=w sslmode=require dbname=mfa").unwrap();
         assert_eq!(t.ssl_mode, SslMode::Require);
-        assert_eq!(t.connection_string, "host=db user=w dbname=mfa sslmode=require");
+        assert_eq!(
+            t.connection_string,
+            "host=db user=w dbname=mfa sslmode=require"
+        );
         let t = parse("host=db sslmode=disable").unwrap();
         assert_eq!(t.connection_string, "host=db sslmode=disable");
         assert!(parse("host=db sslmode=sometimes").is_err());

@@ -52,7 +52,7 @@ fn worker_loop(url: String, stop: Arc<AtomicBool>, acks: Arc<Mutex<Acknowledged>
                 "SELECT mfa.sms_outbox_complete($1, $2, 'SM-crash')",
                 &[&id, &receipt],
             )
-                .is_err()
+            .is_err()
             {
                 return;
             }

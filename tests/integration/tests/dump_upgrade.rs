@@ -258,11 +258,8 @@ fn upgrade_from_the_previous_version_keeps_everything_working() {
     let legacy: String = claimed.get(0);
     assert!(legacy.contains("424242"), "{legacy}");
     let (id, receipt): (i64, String) = (claimed.get(1), claimed.get(2));
-    c.query_one(
-        "SELECT mfa.sms_outbox_complete($1, $2)",
-        &[&id, &receipt],
-    )
-    .unwrap();
+    c.query_one("SELECT mfa.sms_outbox_complete($1, $2)", &[&id, &receipt])
+        .unwrap();
     let scrubbed: String = c
         .query_one(
             "SELECT body FROM mfa.sms_outbox WHERE organization_id = $1",

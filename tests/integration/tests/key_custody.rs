@@ -92,12 +92,25 @@ fn no_sql_path_returns_a_key() {
         "SELECT string_agg(encode(key, 'hex'), ',') FROM mfa.database_keys".to_string(),
     ];
     let mut seen = String::new();
-    for role in ["custody_plain", "custody_monitor", "custody_app", "postgres"] {
-        let mut client = Client::connect(&cluster.url("mfa_custody").replace("user=postgres", &format!("user={role}")), NoTls).unwrap();
+    for role in [
+        "custody_plain",
+        "custody_monitor",
+        "custody_app",
+        "postgres",
+    ] {
+        let mut client = Client::connect(
+            &cluster
+                .url("mfa_custody")
+                .replace("user=postgres", &format!("user={role}")),
+            NoTls,
+        )
+        .unwrap();
         for probe in &probes {
             let got = answer(&mut client, probe);
             // A superuser reads the server's files anyway (postgresql.conf included).
-            if role != "postgres" || !(probe.contains("pg_read_file") || probe.contains("pg_file_settings")) {
+            if role != "postgres"
+                || !(probe.contains("pg_read_file") || probe.contains("pg_file_settings"))
+            {
                 assert!(
                     !got.contains(&file_key) && !got.contains(&setting_key),
                     "{role} read a key with {probe}: {got}"
@@ -113,12 +126,24 @@ fn no_sql_path_returns_a_key() {
     );
     // A dump (with --create: database settings included) holds no key either.
     let dump = std::process::Command::new("pg_dump")
-        .args(["--create", "-h", "127.0.0.1", "-p", "28824", "-U", "postgres", "mfa_custody"])
+        .args([
+            "--create",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "28824",
+            "-U",
+            "postgres",
+            "mfa_custody",
+        ])
         .output()
         .unwrap();
     assert!(dump.status.success());
     let dump = String::from_utf8_lossy(&dump.stdout);
-    assert!(dump.contains("totp_registrations"), "not a dump of the data");
+    assert!(
+        dump.contains("totp_registrations"),
+        "not a dump of the data"
+    );
     for key in [&file_key, &setting_key] {
         assert!(!dump.contains(key.as_str()), "the dump holds a key");
     }
@@ -133,14 +158,33 @@ fn no_sql_path_returns_a_key() {
 fn a_key_file_open_to_others_stops_the_server() {
     let cluster = Cluster::init("key-custody-mode", 28825, "");
     cluster.write_key_file(&format!("{}\n", hex_key(1)));
-    cluster.append_settings(&format!("mfa.encryption_key_file = '{}'", cluster.key_file()));
+    cluster.append_settings(&format!(
+        "mfa.encryption_key_file = '{}'",
+        cluster.key_file()
+    ));
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(cluster.key_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let started = std::process::Command::new("runuser")
-        .args(["-u", "postgres", "--", &format!("{}/pg_ctl", common::bindir()), "-D", &cluster.dir, "-l", &format!("{}/server.log", cluster.dir), "-w", "-t", "20", "start"])
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            &format!("{}/pg_ctl", common::bindir()),
+            "-D",
+            &cluster.dir,
+            "-l",
+            &format!("{}/server.log", cluster.dir),
+            "-w",
+            "-t",
+            "20",
+            "start",
+        ])
         .output()
         .unwrap();
-    assert!(!started.status.success(), "the server started with a world-readable key file");
+    assert!(
+        !started.status.success(),
+        "the server started with a world-readable key file"
+    );
     let log = cluster.log();
     assert!(log.contains("gives access to other users"), "{log}");
     assert!(!log.contains(&hex_key(1)), "the log shows the key");
@@ -160,7 +204,10 @@ fn wait_for_server_keys(client: &mut Client, n: i64) {
         if count == n {
             return;
         }
-        assert!(Instant::now() < deadline, "the key file was not reloaded ({count} keys)");
+        assert!(
+            Instant::now() < deadline,
+            "the key file was not reloaded ({count} keys)"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -168,20 +215,21 @@ fn wait_for_server_keys(client: &mut Client, n: i64) {
 #[test]
 fn keys_rotate_under_concurrent_logins_without_a_restart() {
     let (old_key, new_key) = (hex_key(0x11), hex_key(0x22));
-    let cluster = Cluster::start_with_key_file(
-        "key-rotation",
-        28826,
-        "",
-        &format!("{old_key}\n"),
-    );
+    let cluster = Cluster::start_with_key_file("key-rotation", 28826, "", &format!("{old_key}\n"));
     let url = cluster.create_database("mfa_rotation");
     let mut admin = Client::connect(&url, NoTls).unwrap();
     const MEMBERS: usize = 60;
-    admin.batch_execute("SELECT mfa.organization_upsert('org-rot')").unwrap();
+    admin
+        .batch_execute("SELECT mfa.organization_upsert('org-rot')")
+        .unwrap();
     let secrets: Vec<String> = (0..MEMBERS + 1)
         .map(|i| {
             let secret = data_encoding::BASE32_NOPAD.encode(&[i as u8 + 1; 20]);
-            json(&mut admin, "SELECT mfa.member_upsert('org-rot', $1)", &[&format!("m{i}")]);
+            json(
+                &mut admin,
+                "SELECT mfa.member_upsert('org-rot', $1)",
+                &[&format!("m{i}")],
+            );
             json(
                 &mut admin,
                 "SELECT mfa.totp_migrate('org-rot', $1, $2, ARRAY['aaaa-bbbb-cccc'])",
@@ -224,14 +272,23 @@ fn keys_rotate_under_concurrent_logins_without_a_restart() {
     loop {
         let rotated = json(&mut admin, "SELECT mfa.encryption_key_rotate(5)", &[]);
         batches += 1;
-        if rotated["remaining"]["totp_secrets"] == 0 && rotated["remaining"]["queued_sms_codes"] == 0 {
+        if rotated["remaining"]["totp_secrets"] == 0
+            && rotated["remaining"]["queued_sms_codes"] == 0
+        {
             break;
         }
         assert!(batches < 1000, "{rotated}");
     }
     let results = logins.join().unwrap();
-    assert!(batches > 2, "the rotation took {batches} batches: no overlap with the logins");
-    assert_eq!(results, vec![Some(200); MEMBERS], "a login failed during the rotation");
+    assert!(
+        batches > 2,
+        "the rotation took {batches} batches: no overlap with the logins"
+    );
+    assert_eq!(
+        results,
+        vec![Some(200); MEMBERS],
+        "a login failed during the rotation"
+    );
     // Nothing is encrypted under the old key any more; its recovery-code hashes remain (they
     // cannot be re-hashed), so it must not leave yet, and still verifies them.
     let usage = |c: &mut Client| {
@@ -240,7 +297,10 @@ fn keys_rotate_under_concurrent_logins_without_a_restart() {
             "SELECT source, encrypts, totp_secrets, queued_sms_codes, recovery_code_hashes FROM mfa.encryption_keys()",
         )
     };
-    assert_eq!(usage(&mut admin), format!("server|t|{}|1|0\nserver|f|0|0|{}", MEMBERS + 1, MEMBERS + 1));
+    assert_eq!(
+        usage(&mut admin),
+        format!("server|t|{}|1|0\nserver|f|0|0|{}", MEMBERS + 1, MEMBERS + 1)
+    );
     let recovered = json(
         &mut admin,
         "SELECT mfa.recovery_codes_recover('org-rot', 'm0', 'aaaa-bbbb-cccc')",
@@ -259,9 +319,15 @@ fn keys_rotate_under_concurrent_logins_without_a_restart() {
     assert_eq!(last["status_code"], 200, "{last}");
     // What the departed key still covered shows up as missing.
     let after = usage(&mut admin);
-    assert!(after.contains(&format!("missing|f|0|0|{MEMBERS}")), "{after}");
+    assert!(
+        after.contains(&format!("missing|f|0|0|{MEMBERS}")),
+        "{after}"
+    );
     let events: i64 = admin
-        .query_one("SELECT count(*) FROM mfa.events WHERE event_type = 'encryption_key.rotated'", &[])
+        .query_one(
+            "SELECT count(*) FROM mfa.events WHERE event_type = 'encryption_key.rotated'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert!(events >= 1);
