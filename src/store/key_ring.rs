@@ -25,7 +25,7 @@ struct Ring {
 
 static mut RING: *mut Ring = null_mut();
 /// What the postmaster read at start, until the shared memory exists to hold it.
-static mut AT_START: Vec<[u8; KEY_LEN]> = Vec::new();
+static mut AT_START: ([[u8; KEY_LEN]; MAX_KEYS], usize) = ([[0; KEY_LEN]; MAX_KEYS], 0);
 static mut PREVIOUS_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
 static mut PREVIOUS_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
 
@@ -106,7 +106,11 @@ fn read_configured() -> Result<Vec<[u8; KEY_LEN]>, String> {
 /// secret it writes).
 pub fn load_at_preload() {
     match read_configured() {
-        Ok(keys) => unsafe { AT_START = keys },
+        Ok(keys) => unsafe {
+            let mut at_start = ([[0; KEY_LEN]; MAX_KEYS], keys.len());
+            at_start.0[..keys.len()].copy_from_slice(&keys);
+            AT_START = at_start;
+        },
         Err(e) => pgrx::error!("mfa: {e}"),
     }
     unsafe {
@@ -147,10 +151,8 @@ unsafe extern "C-unwind" fn attach_shared_memory() {
         if !found {
             std::ptr::write_bytes(ring.cast::<u8>(), 0, size_of::<Ring>());
             (*ring).lock = &raw mut (*pg_sys::GetNamedLWLockTranche(NAME.as_ptr())).lock;
-            let keys = &*(&raw const AT_START);
             let ring = &mut *ring;
-            ring.keys[..keys.len()].copy_from_slice(keys);
-            ring.count = keys.len();
+            (ring.keys, ring.count) = AT_START;
             ring.generation = 1;
         }
         RING = ring;

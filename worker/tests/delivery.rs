@@ -18,7 +18,8 @@ fn database_url() -> String {
 fn db() -> Client {
     let mut c = Client::connect(&database_url(), NoTls).expect("connect");
     c.batch_execute(
-        "SET mfa.sms_min_interval_seconds = 0; SET mfa.sms_sends_per_prefix_per_hour = 100000",
+        "SET mfa.sms_min_interval_seconds = 0; SET mfa.sms_sends_per_prefix_per_hour = 100000;
+         SET mfa.sms_sends_per_member_per_hour = 1000",
     )
     .unwrap();
     c

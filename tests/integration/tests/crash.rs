@@ -138,6 +138,7 @@ fn kill_9_during_delivery_sends_and_logins_loses_nothing() {
     c.batch_execute(
         "ALTER DATABASE mfa_crash SET mfa.sms_min_interval_seconds = 0;
          ALTER DATABASE mfa_crash SET mfa.sms_sends_per_number_per_hour = 1000;
+         ALTER DATABASE mfa_crash SET mfa.sms_sends_per_member_per_hour = 1000;
          ALTER DATABASE mfa_crash SET mfa.sms_sends_per_prefix_per_hour = 1000000;",
     )
     .unwrap();

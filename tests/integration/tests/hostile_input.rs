@@ -303,7 +303,8 @@ fn hostile_values_never_crash_panic_or_corrupt() {
     let mut c = connect_to(&url);
     c.batch_execute(
         "CREATE TABLE public.canary (id int); INSERT INTO public.canary VALUES (1);
-         SET mfa.sms_sends_per_number_per_hour = 1000;",
+         SET mfa.sms_sends_per_number_per_hour = 1000;
+         SET mfa.sms_sends_per_member_per_hour = 1000;",
     )
     .unwrap();
     json(&mut c, "SELECT mfa.organization_upsert($1)", &[&KNOWN_ORG]);

@@ -234,7 +234,7 @@ fn allowlist_changes_while_sending() {
             let (url, org, barrier) = (url.clone(), org.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let mut s = connect_to(&url);
-                s.batch_execute("SET mfa.sms_sends_per_number_per_hour = 1000")
+                s.batch_execute("SET mfa.sms_sends_per_number_per_hour = 1000; SET mfa.sms_sends_per_member_per_hour = 1000")
                     .unwrap();
                 barrier.wait();
                 let mut outcomes = (0, 0);

@@ -11,7 +11,8 @@ pub fn connect() -> Client {
     let mut client = Client::connect(&url, NoTls).expect("connect to the test database");
     client
         .batch_execute(
-            "SET mfa.sms_min_interval_seconds = 0; SET mfa.sms_sends_per_prefix_per_hour = 100000",
+            "SET mfa.sms_min_interval_seconds = 0; SET mfa.sms_sends_per_prefix_per_hour = 100000;
+             SET mfa.sms_sends_per_member_per_hour = 1000",
         )
         .unwrap();
     client
@@ -159,6 +160,7 @@ pub fn connect_to(url: &str) -> Client {
         .batch_execute(
             "DO $$ BEGIN IF current_setting('is_superuser')::boolean THEN
                  SET mfa.sms_min_interval_seconds = 0; SET mfa.sms_sends_per_prefix_per_hour = 100000;
+                 SET mfa.sms_sends_per_member_per_hour = 1000;
              END IF; END $$",
         )
         .unwrap();
