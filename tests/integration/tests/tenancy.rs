@@ -158,7 +158,8 @@ fn a_tenant_bound_worker_acts_only_on_its_organizations_messages() {
 fn another_organizations_member_cannot_use_up_the_sends_to_a_number() {
     let url = fresh_database("send-dos");
     let mut c = connect_to(&url);
-    c.batch_execute("SET mfa.sms_sends_per_member_per_hour = 10").unwrap();
+    c.batch_execute("SET mfa.sms_sends_per_member_per_hour = 10")
+        .unwrap();
     let victim_number = "+14155550142";
     let (victims_org, attackers_org) = (unique("victim"), unique("attacker"));
     json(
