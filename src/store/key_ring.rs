@@ -26,8 +26,6 @@ struct Ring {
 static mut RING: *mut Ring = null_mut();
 /// What the postmaster read at start, until the shared memory exists to hold it.
 static mut AT_START: ([[u8; KEY_LEN]; MAX_KEYS], usize) = ([[0; KEY_LEN]; MAX_KEYS], 0);
-static mut PREVIOUS_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
-static mut PREVIOUS_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
 
 /// Where the keys come from, as configured.
 enum Source {
@@ -113,38 +111,27 @@ pub fn load_at_preload() {
         },
         Err(e) => pgrx::error!("mfa: {e}"),
     }
-    unsafe {
-        #[cfg(any(feature = "pg13", feature = "pg14"))]
-        request_shared_memory();
-        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-        {
-            PREVIOUS_REQUEST_HOOK = pg_sys::shmem_request_hook;
-            pg_sys::shmem_request_hook = Some(request_shared_memory);
-        }
-        PREVIOUS_STARTUP_HOOK = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(attach_shared_memory);
-    }
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn request_shared_memory() {
+/// Asks for the ring's shared memory: called by the ledger's request hook (one hook chain for
+/// the library's shared memory).
+///
+/// # Safety
+/// Only from a shmem request hook.
+pub unsafe fn request_shared_memory() {
     unsafe {
-        if let Some(previous) = PREVIOUS_REQUEST_HOOK {
-            previous();
-        }
         pg_sys::RequestAddinShmemSpace(size_of::<Ring>());
         pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), 1);
     }
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn attach_shared_memory() {
+/// Finds or creates the ring, filled with the keys read at start: called by the ledger's
+/// startup hook, which holds `AddinShmemInitLock`.
+///
+/// # Safety
+/// Only from a shmem startup hook, under `AddinShmemInitLock`.
+pub unsafe fn attach_shared_memory() {
     unsafe {
-        if let Some(previous) = PREVIOUS_STARTUP_HOOK {
-            previous();
-        }
-        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
-        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut found = false;
         let ring =
             pg_sys::ShmemInitStruct(NAME.as_ptr(), size_of::<Ring>(), &mut found).cast::<Ring>();
@@ -156,7 +143,6 @@ unsafe extern "C-unwind" fn attach_shared_memory() {
             ring.generation = 1;
         }
         RING = ring;
-        pg_sys::LWLockRelease(init_lock);
     }
 }
 

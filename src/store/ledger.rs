@@ -223,6 +223,7 @@ unsafe extern "C-unwind" fn request_shared_memory() {
         let (members, records) = configured_size();
         pg_sys::RequestAddinShmemSpace(layout(members, records).2);
         pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), 1);
+        crate::store::key_ring::request_shared_memory();
     }
 }
 
@@ -251,6 +252,7 @@ unsafe extern "C-unwind" fn attach_shared_memory() {
             (*header).next_seq = 1;
         }
         LEDGER = base.cast::<Header>();
+        crate::store::key_ring::attach_shared_memory();
         pg_sys::LWLockRelease(init_lock);
     }
 }
