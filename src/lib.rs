@@ -8,21 +8,9 @@ use pgrx::prelude::*;
 
 mod api;
 mod core;
-mod crypto;
-mod db;
-mod errors;
-mod jsonb;
-mod keyring;
-mod members;
-mod organizations;
-mod outbox;
-mod phone;
-mod policy;
-mod session;
+mod error;
 mod settings;
-mod sms_otp;
 mod store;
-mod totp;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;
@@ -47,7 +35,7 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         store::key_ring::load_at_preload();
         store::ledger::request_at_preload();
-        phone::warm_up();
+        core::phone::warm_up();
     }
 }
 

@@ -53,7 +53,7 @@ pub fn register() {
             GucFlags::SUPERUSER_ONLY
                 | GucFlags::NO_SHOW_ALL
                 | GucFlags::NO_RESET_ALL,
-            Some(crate::keyring::check_setting_key),
+            Some(crate::store::keyring::check_setting_key),
             None,
             None,
         );

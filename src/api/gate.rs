@@ -1,7 +1,7 @@
 //! `mfa.session_gate()`: the four row triggers that `mfa.session_table_guard` installs on an
 //! application's sessions table (see `sql/session_guard.sql`).
 //!
-//! - BEFORE INSERT: the policy decision of `session::decide`; the token is consumed and the factors
+//! - BEFORE INSERT: the policy decision of `login::decide`; the token is consumed and the factors
 //!   column holds what the gate decided, never what the statement supplied.
 //! - BEFORE UPDATE OF a guarded column: the organization, the member and the factors are immutable;
 //!   a new token in the token column is a step-up, whose factors are merged into the session's.
@@ -11,11 +11,11 @@
 use crate::core::session_gate::{
     classify_update, merge_factors, DecisionBook, GuardedColumns, UpdateRequest,
 };
-use crate::crypto::token_hash;
-use crate::db::Request;
-use crate::errors::{ErrorType, MfaError, OrRaise};
-use crate::jsonb::Jsonb;
-use crate::session;
+use crate::core::crypto::token_hash;
+use crate::store::spi::Request;
+use crate::error::{ErrorType, MfaError, OrRaise};
+use crate::store::jsonb::Jsonb;
+use crate::api::login;
 use crate::store::ledger;
 use crate::store::sessions::{consume_step_up, StepUp};
 use pgrx::prelude::*;
@@ -72,18 +72,18 @@ fn denied(table: &str, operation: &str, row: &GuardedColumns, refusal: MfaError)
     let request = Request::new();
     let details = serde_json::json!({
         "outcome": "denied",
-        "session_table": crate::policy::truncate_for_message(table),
+        "session_table": crate::core::policy::truncate_for_message(table),
         "operation": operation,
         "error_type": refusal.error_type.as_str(),
-        "reason": crate::policy::truncate_for_message(&refusal.message),
+        "reason": crate::core::policy::truncate_for_message(&refusal.message),
     });
     ledger::queue_event(
         &ledger::EventContext {
             organization_id: row.organization_id.clone().unwrap_or_default(),
             member_id: row.member_id.clone().unwrap_or_default(),
-            actor: crate::db::session_user(),
+            actor: crate::store::spi::session_user(),
             event_type: "session.denied",
-            request_id: crate::db::request_id_bytes(&request.id),
+            request_id: crate::store::spi::request_id_bytes(&request.id),
         },
         &details,
     );
@@ -157,15 +157,15 @@ fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Result<Value, MfaE
     .or_raise();
     let Some(factors) = consumed else {
         // Which of the token's problems it is, for the message.
-        let problem = session::find_for(organization_id, member_id, token)
+        let problem = login::find_for(organization_id, member_id, token)
             .err()
-            .unwrap_or_else(session::token_not_found);
+            .unwrap_or_else(login::token_not_found);
         return Err(MfaError::new(
             ErrorType::InsufficientFactors,
             format!("{}: {}", problem.error_type, problem.message),
         ));
     };
-    if session::second_factors(&factors).is_empty() {
+    if login::second_factors(&factors).is_empty() {
         return Err(MfaError::new(
             ErrorType::InsufficientFactors,
             "A step-up needs a second factor proven with its token.",
@@ -228,7 +228,7 @@ fn session_gate<'a>(
 
     let mut row = new.into_owned();
     if event.fired_by_insert() {
-        let allowed = session::decide(
+        let allowed = login::decide(
             proposed.organization_id.as_deref(),
             proposed.member_id.as_deref(),
             proposed.token.as_deref(),

@@ -1,13 +1,13 @@
 //! Key rotation for operators: `encryption_keys()` says what each key still covers,
 //! `encryption_key_rotate(batch_size)` moves secrets to the encrypting key, a batch at a time.
 
-use crate::db::{self, Request};
-use crate::errors::{err, ErrorType, MfaResult, OrRaise};
-use crate::jsonb::Jsonb;
-use crate::keyring;
-use crate::sms_otp::outbox_associated_data;
+use crate::store::spi::{self, Request};
+use crate::error::{err, ErrorType, MfaResult, OrRaise};
+use crate::store::jsonb::Jsonb;
+use crate::store::keyring;
+use crate::core::sms::outbox_associated_data;
 use crate::store::keys::{self, Secrets, StaleSecret};
-use crate::totp::sql::secret_associated_data;
+use crate::api::totp::secret_associated_data;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
@@ -61,7 +61,7 @@ fn associated_data(kind: Secrets, secret: &StaleSecret) -> Vec<u8> {
     }
 }
 
-fn rotate_batch(kind: Secrets, current: &crate::crypto::Keys, limit: i64) -> MfaResult<usize> {
+fn rotate_batch(kind: Secrets, current: &crate::core::crypto::Keys, limit: i64) -> MfaResult<usize> {
     let stale = keys::lock_stale(kind, &current.fingerprint_hex(), limit)?;
     let ciphertexts = stale
         .iter()
@@ -99,7 +99,7 @@ fn rotate(batch_size: Option<i32>) -> MfaResult<Value> {
         "remaining": remaining,
     });
     if totp + sms > 0 {
-        db::execute(
+        spi::execute(
             "INSERT INTO mfa.events (organization_id, request_id, event_type, details)
              VALUES ('', $1::uuid, 'encryption_key.rotated', $2::jsonb)",
             &[request.id.as_str().into(), Jsonb(answer.clone()).into()],

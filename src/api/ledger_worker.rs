@@ -114,10 +114,10 @@ pub extern "C-unwind" fn mfa_ledger_worker_main(arg: pg_sys::Datum) {
 /// configured, and records dropped (written and failed repeatedly, or events without room).
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn attempt_ledger_stats() -> crate::jsonb::Jsonb {
-    use crate::errors::OrRaise;
+fn attempt_ledger_stats() -> crate::store::jsonb::Jsonb {
+    use crate::error::OrRaise;
     let stats = ledger::stats().or_raise();
-    crate::jsonb::Jsonb(serde_json::json!({
+    crate::store::jsonb::Jsonb(serde_json::json!({
         "members": stats.members,
         "members_in_use": stats.members_in_use,
         "records": stats.records,

@@ -1,7 +1,12 @@
-//! The SQL surface laid out in three layers so far: `#[pg_extern]` / `#[pg_trigger]` functions and
-//! the orchestration of one call.
+//! The SQL surface: `#[pg_extern]` / `#[pg_trigger]` functions and the orchestration of one call.
 
 pub mod gate;
 pub mod keys;
 pub mod ledger_worker;
+pub mod login;
+pub mod members;
+pub mod organizations;
+pub mod outbox;
+pub mod sms;
 pub mod sms_workers;
+pub mod totp;

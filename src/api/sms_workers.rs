@@ -1,9 +1,9 @@
 //! Tenant-operated SMS workers: `sms_worker_grant` binds a worker role to an organization, after
 //! which that role handles the messages of its organizations only.
 
-use crate::db::{self, Request};
-use crate::errors::{err, ErrorType, MfaResult, OrRaise};
-use crate::jsonb::Jsonb;
+use crate::store::spi::{self, Request};
+use crate::error::{err, ErrorType, MfaResult, OrRaise};
+use crate::store::jsonb::Jsonb;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
@@ -15,7 +15,7 @@ fn change(role_name: Option<&str>, organization_id: Option<&str>, grant: bool) -
         );
     };
     let request = Request::new();
-    let role = db::typed_row(
+    let role = spi::typed_row(
         "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1",
         &[role_name.into()],
         |row| row.get::<bool>(1),
@@ -35,11 +35,11 @@ fn change(role_name: Option<&str>, organization_id: Option<&str>, grant: bool) -
         }
         _ => {}
     }
-    crate::organizations::require_exists(organization_id)?;
+    crate::api::organizations::require_exists(organization_id)?;
     // Bound to nothing, a worker role serves every organization: the last binding goes only once
     // the role can no longer act as a worker.
     let last_while_worker = !grant
-        && db::typed_row(
+        && spi::typed_row(
             "SELECT count(*) = 1 AND bool_and(organization_id = $2)
                     AND pg_catalog.pg_has_role($1::name, 'mfa_sms_worker', 'MEMBER')
                FROM mfa.sms_worker_grants WHERE role_name = $1",
@@ -67,7 +67,7 @@ fn change(role_name: Option<&str>, organization_id: Option<&str>, grant: bool) -
          INSERT INTO mfa.events (organization_id, request_id, event_type, details)
          SELECT $1, $3::uuid, 'sms_worker.revoked', jsonb_build_object('role', $2::text) FROM revoked"
     };
-    db::execute(
+    spi::execute(
         statement,
         &[
             organization_id.into(),
@@ -75,7 +75,7 @@ fn change(role_name: Option<&str>, organization_id: Option<&str>, grant: bool) -
             request.id.as_str().into(),
         ],
     )?;
-    let organizations = db::typed_row(
+    let organizations = spi::typed_row(
         "SELECT coalesce(array_agg(organization_id ORDER BY organization_id), '{}')
            FROM mfa.sms_worker_grants WHERE role_name = $1",
         &[role_name.into()],

@@ -1,7 +1,7 @@
 //! The server's master keys as an operator writes them: a key file (or the output of a key
 //! command) with one key per line, oldest first — the last one encrypts, every one decrypts.
 
-use crate::crypto::{parse_master_key, KEY_LEN};
+use crate::core::crypto::{parse_master_key, KEY_LEN};
 
 /// More keys than this in force at once is a rotation that was never finished.
 pub const MAX_KEYS: usize = 16;

@@ -1,6 +1,10 @@
-//! Pure Rust, no pgrx: the decisions, tested with plain `#[test]`s. (The older pure modules,
-//! `policy`, `phone`, `crypto`, `totp` and `sms_otp`, move here with the three-layer re-lay.)
+//! Pure Rust, no pgrx: the decisions and the formats, tested with plain `#[test]`s.
 
 pub mod attempts;
+pub mod crypto;
 pub mod key_file;
+pub mod phone;
+pub mod policy;
 pub mod session_gate;
+pub mod sms;
+pub mod totp;

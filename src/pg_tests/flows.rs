@@ -13,9 +13,9 @@ mod tests {
     }
 
     fn code_for(secret_b32: &str, offset_steps: i64) -> String {
-        let secret = crate::totp::secret_from_base32(secret_b32).unwrap();
-        let step = crate::totp::step_at(crate::db::unix_seconds()) as i64 + offset_steps;
-        crate::totp::hotp(totp_rs::Algorithm::SHA1, &secret, step as u64, 6)
+        let secret = crate::core::totp::secret_from_base32(secret_b32).unwrap();
+        let step = crate::core::totp::step_at(crate::store::spi::unix_seconds()) as i64 + offset_steps;
+        crate::core::totp::hotp(totp_rs::Algorithm::SHA1, &secret, step as u64, 6)
     }
 
     fn totp_auth(code: &str) -> Value {
@@ -158,7 +158,7 @@ mod tests {
         setup("OPTIONAL");
         let created = json("SELECT mfa.totp_create('org-1', 'ann')");
         let secret_b32 = created["secret"].as_str().unwrap();
-        let raw = crate::totp::secret_from_base32(secret_b32).unwrap();
+        let raw = crate::core::totp::secret_from_base32(secret_b32).unwrap();
         let stored =
             json("SELECT to_jsonb(encode(secret_ciphertext, 'hex')) FROM mfa.totp_registrations");
         let stored = stored.as_str().unwrap();

@@ -141,11 +141,11 @@ mod tests {
     }
 
     fn secret_code(secret: &str) -> String {
-        let secret = crate::totp::secret_from_base32(secret).unwrap();
-        crate::totp::hotp(
+        let secret = crate::core::totp::secret_from_base32(secret).unwrap();
+        crate::core::totp::hotp(
             totp_rs::Algorithm::SHA1,
             &secret,
-            crate::totp::step_at(crate::db::unix_seconds()),
+            crate::core::totp::step_at(crate::store::spi::unix_seconds()),
             6,
         )
     }

@@ -6,7 +6,7 @@
 //! own processes.
 
 use crate::core::key_file::{check_file_access, parse_keys, MAX_KEYS};
-use crate::crypto::KEY_LEN;
+use crate::core::crypto::KEY_LEN;
 use pgrx::pg_sys;
 use std::ffi::CStr;
 use std::os::unix::fs::MetadataExt;

@@ -1,7 +1,7 @@
 //! Statements of key rotation: which secrets a key covers, and the re-encryption of a batch.
 
-use crate::db;
-use crate::errors::MfaResult;
+use crate::store::spi;
+use crate::error::MfaResult;
 
 /// One key's line of `mfa.encryption_keys()`.
 pub struct KeyUsage {
@@ -18,7 +18,7 @@ pub struct KeyUsage {
 pub fn usage(known: &[(String, &'static str)]) -> MfaResult<Vec<KeyUsage>> {
     let ids: Vec<String> = known.iter().map(|(id, _)| id.clone()).collect();
     let sources: Vec<String> = known.iter().map(|(_, s)| s.to_string()).collect();
-    db::typed_rows(
+    spi::typed_rows(
         include_str!("sql/key_usage.sql"),
         &[ids.into(), sources.into()],
         |row| {
@@ -106,7 +106,7 @@ impl Secrets {
 /// Up to `limit` secrets of `kind` not under `current_key_id`, locked until the end of the
 /// transaction.
 pub fn lock_stale(kind: Secrets, current_key_id: &str, limit: i64) -> MfaResult<Vec<StaleSecret>> {
-    db::typed_rows(
+    spi::typed_rows(
         kind.select(),
         &[current_key_id.into(), limit.into()],
         |row| {
@@ -129,7 +129,7 @@ pub fn write_reencrypted(
 ) -> MfaResult<usize> {
     let organizations: Vec<String> = secrets.iter().map(|s| s.organization_id.clone()).collect();
     let ids: Vec<String> = secrets.iter().map(|s| s.row_id.clone()).collect();
-    db::execute(
+    spi::execute(
         kind.update(),
         &[organizations.into(), ids.into(), ciphertexts.into()],
     )
@@ -138,7 +138,7 @@ pub fn write_reencrypted(
 /// Secrets of `kind` still under another key than `current_key_id`.
 pub fn remaining(kind: Secrets, current_key_id: &str) -> MfaResult<i64> {
     Ok(
-        db::typed_row(kind.remaining(), &[current_key_id.into()], |row| {
+        spi::typed_row(kind.remaining(), &[current_key_id.into()], |row| {
             row.get::<i64>(1)
         })?
         .flatten()

@@ -17,7 +17,7 @@
 //! `mfa.member_lockouts` as they next try.
 
 use crate::core::attempts::{Admission, Limits, MemberAttempts};
-use crate::errors::{ErrorType, MfaError, MfaResult};
+use crate::error::{ErrorType, MfaError, MfaResult};
 use hmac::{Hmac, Mac};
 use pgrx::pg_sys;
 use sha2::Sha256;

@@ -2,8 +2,8 @@
 //! must outlive their caller's transaction.
 
 use crate::core::attempts::MemberAttempts;
-use crate::db;
-use crate::errors::MfaResult;
+use crate::store::spi;
+use crate::error::MfaResult;
 use crate::store::ledger::{Record, RecordKind};
 use pgrx::datum::TimestampWithTimeZone;
 use std::collections::HashMap;
@@ -59,7 +59,7 @@ pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResu
         let column = |f: &dyn Fn(&MemberAttempts) -> i64| -> Vec<Option<TimestampWithTimeZone>> {
             states.iter().map(|r| time(f(&r.attempts))).collect()
         };
-        db::execute(
+        spi::execute(
             include_str!("sql/lockout_write.sql"),
             &[
                 strings(&states, Record::organization_id).into(),
@@ -81,7 +81,7 @@ pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResu
         )?;
     }
     if !events.is_empty() {
-        db::execute(
+        spi::execute(
             include_str!("sql/event_write.sql"),
             &[
                 strings(&events, Record::organization_id).into(),

@@ -1,7 +1,7 @@
 //! Statements of the session gate on guarded tables.
 
-use crate::db;
-use crate::errors::MfaResult;
+use crate::store::spi;
+use crate::error::MfaResult;
 use pgrx::JsonB;
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ pub struct StepUp<'a> {
 /// Consumes a step-up token and returns the factors proven with it; `None` when the token is not
 /// this member's, expired or used (nothing is written then).
 pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
-    let factors = db::typed_row(
+    let factors = spi::typed_row(
         include_str!("sql/step_up_consume.sql"),
         &[
             step_up.organization_id.into(),

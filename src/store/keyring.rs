@@ -8,9 +8,9 @@
 //! Every known key decrypts (each ciphertext names its key by fingerprint) and verifies keyed
 //! hashes, so a rotation never strands a secret.
 
-use crate::crypto::{parse_master_key, Keys, KEY_LEN};
-use crate::db;
-use crate::errors::{ErrorType, MfaError, MfaResult};
+use crate::core::crypto::{parse_master_key, Keys, KEY_LEN};
+use crate::store::spi;
+use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::settings;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -74,7 +74,7 @@ fn setting_key() -> Option<Keys> {
 }
 
 fn database_keys(only: Option<&str>) -> MfaResult<Vec<Keys>> {
-    let stored = db::typed_rows(
+    let stored = spi::typed_rows(
         "SELECT key FROM mfa.database_keys WHERE $1::text IS NULL OR key_id = $1
           ORDER BY created_at, key_id",
         &[only.into()],
@@ -167,15 +167,15 @@ pub fn by_fingerprint(key_id: &str) -> MfaResult<Keys> {
 
 /// Decrypts a ciphertext with whichever known key wrote it.
 pub fn decrypt(ciphertext: &[u8], associated_data: &[u8]) -> MfaResult<Vec<u8>> {
-    let key_id = crate::crypto::ciphertext_fingerprint(ciphertext).unwrap_or_default();
+    let key_id = crate::core::crypto::ciphertext_fingerprint(ciphertext).unwrap_or_default();
     by_fingerprint(&key_id)?.decrypt(ciphertext, associated_data)
 }
 
 /// Makes a new per-database master key and returns its fingerprint.
 pub fn generate_database_key() -> MfaResult<String> {
-    let master = crate::crypto::random_bytes::<KEY_LEN>();
+    let master = crate::core::crypto::random_bytes::<KEY_LEN>();
     let keys = Keys::from_master(&master);
-    db::execute(
+    spi::execute(
         "INSERT INTO mfa.database_keys (key_id, key) VALUES ($1, decode($2, 'hex'))
          ON CONFLICT DO NOTHING",
         &[
@@ -191,7 +191,7 @@ pub fn generate_database_key() -> MfaResult<String> {
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn _initialize_database_key() -> Option<String> {
-    use crate::errors::OrRaise;
+    use crate::error::OrRaise;
     if !server_keys().is_empty() || setting_key().is_some() {
         return None;
     }

@@ -7,7 +7,7 @@
 //! on. libphonenumber's metadata (the `phonenumber` crate) resolves the region from the national
 //! number's leading digits.
 
-use crate::errors::{err, ErrorType, MfaError, MfaResult};
+use crate::error::{err, ErrorType, MfaError, MfaResult};
 use phonenumber::{Mode, PhoneNumber, Type};
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! login needs a second factor, and whether the factors of a login satisfy the policy.
 //! Pure logic; the SQL surface lives in `organizations`, `members` and `session`.
 
-use crate::errors::{err, ErrorType, MfaResult};
+use crate::error::{err, ErrorType, MfaResult};
 use std::fmt;
 
 macro_rules! text_enum {
@@ -27,7 +27,7 @@ macro_rules! text_enum {
                             "{} must be one of {}; got {:?}.",
                             $what,
                             [$($text),+].join(", "),
-                            crate::policy::truncate_for_message(other)
+                            crate::core::policy::truncate_for_message(other)
                         ),
                     ),
                 }

@@ -6,8 +6,8 @@
 //! planning cost more than running these primary-key lookups. PostgreSQL's plan cache revalidates
 //! a kept plan when a table it uses changes.
 
-use crate::errors::MfaResult;
-use crate::jsonb::Jsonb;
+use crate::error::MfaResult;
+use crate::store::jsonb::Jsonb;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgOid;
 use pgrx::prelude::*;

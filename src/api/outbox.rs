@@ -3,13 +3,13 @@
 //! is stored encrypted beside a body that holds a placeholder; the claim puts it into the text it
 //! hands out, and it is erased as soon as the message is sent, dead or expired.
 
-use crate::crypto;
-use crate::db::{self, Request};
-use crate::errors::{err, ErrorType, MfaResult, OrRaise};
-use crate::jsonb::Jsonb;
-use crate::keyring;
+use crate::core::crypto;
+use crate::store::spi::{self, Request};
+use crate::error::{err, ErrorType, MfaResult, OrRaise};
+use crate::store::jsonb::Jsonb;
+use crate::store::keyring;
 use crate::settings;
-use crate::sms_otp::{outbox_associated_data, CODE_PLACEHOLDER};
+use crate::core::sms::{outbox_associated_data, CODE_PLACEHOLDER};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
@@ -73,14 +73,14 @@ const CLAIM_FOR_ORGANIZATIONS: &str = claim_statement!("AND organization_id = AN
 /// or to a role that it (or the role it switched to) is a member of, so switching to an unbound
 /// role does not escape the binding.
 fn worker_organizations() -> MfaResult<Option<Vec<String>>> {
-    let bound = db::typed_row(
+    let bound = spi::typed_row(
         "SELECT array_agg(DISTINCT g.organization_id ORDER BY g.organization_id)
            FROM mfa.sms_worker_grants g JOIN pg_catalog.pg_roles r ON r.rolname = g.role_name
           WHERE g.role_name IN (session_user, $1::name)
              OR EXISTS (SELECT FROM pg_catalog.pg_roles caller
                          WHERE caller.rolname IN (session_user, $1::name) AND NOT caller.rolsuper
                            AND pg_catalog.pg_has_role(caller.oid, r.oid, 'MEMBER'))",
-        &[db::outer_user().as_str().into()],
+        &[spi::outer_user().as_str().into()],
         |row| row.get::<Vec<String>>(1),
     )?;
     Ok(bound.flatten())
@@ -122,7 +122,7 @@ fn claim(
     };
     let scope = claim_scope(for_organization)?;
     // Messages whose code expired are never handed out; they are retired (and erased) here.
-    db::execute(
+    spi::execute(
         &format!(
             "UPDATE mfa.sms_outbox o SET status = 'expired', {ERASE_CODE}
                FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
@@ -154,7 +154,7 @@ fn claim(
                     CLAIM_FOR_ORGANIZATIONS
                 }
             };
-            let table = db::run_kept(client, statement, &args)?;
+            let table = spi::run_kept(client, statement, &args)?;
             let mut rows = Vec::with_capacity(table.len());
             for row in table {
                 rows.push((
@@ -272,7 +272,7 @@ fn finish(
         n + 2
     );
     all_args.extend([request.id.as_str().into(), event.into()]);
-    let Some((status, attempts)) = db::typed_row(&statement, &all_args, |row| {
+    let Some((status, attempts)) = spi::typed_row(&statement, &all_args, |row| {
         Ok((row.get::<String>(1)?, row.get::<i32>(2)?))
     })?
     else {

@@ -1,18 +1,18 @@
 //! The SMS OTP SQL surface: `otp_sms_send`, `otp_sms_authenticate`, and the project-wide
 //! `country_code_allowlist_get/set`.
 
-use super::{
+use crate::core::sms::{
     lifetime_minutes, message_text, new_code, outbox_associated_data, Locale, CODE_PLACEHOLDER,
 };
-use crate::crypto::constant_time_eq;
-use crate::db::{self, Request};
-use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
-use crate::jsonb::Jsonb;
-use crate::keyring;
-use crate::members::{self, Load, Member};
-use crate::phone::{self, check_sms_country, normalize_allowlist, parse_phone_number, ParsedPhone};
-use crate::policy::MfaMethod;
-use crate::session::{self, Attempt, Proof};
+use crate::core::crypto::constant_time_eq;
+use crate::store::spi::{self, Request};
+use crate::error::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::store::jsonb::Jsonb;
+use crate::store::keyring;
+use crate::api::members::{self, Load, Member};
+use crate::core::phone::{self, check_sms_country, normalize_allowlist, parse_phone_number, ParsedPhone};
+use crate::core::policy::MfaMethod;
+use crate::api::login::{self, Attempt, Proof};
 use crate::settings;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -37,7 +37,7 @@ fn in_force(stored: Vec<String>) -> Vec<String> {
 
 /// The allowlist in force.
 pub fn allowlist() -> MfaResult<Vec<String>> {
-    let stored = db::typed_row(concat!("SELECT ", stored_allowlist!()), &[], |row| {
+    let stored = spi::typed_row(concat!("SELECT ", stored_allowlist!()), &[], |row| {
         row.get::<Vec<String>>(1)
     })?;
     Ok(in_force(stored.flatten().unwrap_or_default()))
@@ -73,7 +73,7 @@ impl SendingLimits {
         if !block_locked {
             crate::store::sms::lock_number_block(prefix)?;
         }
-        let limits = db::typed_row(
+        let limits = spi::typed_row(
             concat!(
                 "SELECT ",
                 stored_allowlist!(),
@@ -203,7 +203,7 @@ pub fn send_code(
         code.as_bytes(),
         &outbox_associated_data(&member.organization_id, &member.member_id, &phone.e164),
     );
-    db::execute(
+    spi::execute(
         if settings::SMS_OUTBOX_NOTIFY.get() {
             QUEUE_CODE_AND_NOTIFY
         } else {
@@ -275,7 +275,7 @@ fn send(
         },
     )?;
     org.require_allowed(MfaMethod::SmsOtp, member.is_breakglass)?;
-    session::find_optional(&member, token)?;
+    login::find_optional(&member, token)?;
     // A locked member cannot authenticate: a code would only cost a message (and could be sent
     // again and again at the member's expense).
     if member.is_locked {
@@ -295,9 +295,9 @@ fn send(
             None => {
                 // Linking a new phone is adding a factor: a member who already has one must have
                 // proven it in this login.
-                session::require_step_up_for_new_factor(&member, token)?;
+                login::require_step_up_for_new_factor(&member, token)?;
                 check_sms_country(phone, &allowlist()?)?;
-                db::execute(
+                spi::execute(
                     "UPDATE mfa.members SET mfa_phone_number = $3, mfa_phone_country = $4, phone_id = gen_random_uuid(),
                             mfa_phone_number_verified = false, updated_at = now()
                       WHERE organization_id = $1 AND member_id = $2",
@@ -409,7 +409,7 @@ fn authenticate(
     if !matches {
         return attempt.fail(ErrorType::UnableToAuthOtpCode, "The SMS code is not valid.");
     }
-    let factor = session::factor(
+    let factor = login::factor(
         "otp",
         "sms",
         json!({ "phone_number_factor": { "phone_id": member.phone_id, "phone_number": live.phone_number } }),
@@ -470,12 +470,12 @@ fn country_code_allowlist_set(country_codes: Option<Vec<Option<String>>>) -> Vec
         let wanted = normalize_allowlist(codes.iter().map(|c| c.as_deref()))?;
         let before = allowlist()?;
         // Serializes concurrent changes: the table lock conflicts only with other writers.
-        db::execute(
+        spi::execute(
             "LOCK TABLE mfa.country_code_allowlist IN SHARE ROW EXCLUSIVE MODE",
             &[],
         )?;
-        db::execute("DELETE FROM mfa.country_code_allowlist", &[])?;
-        db::execute(
+        spi::execute("DELETE FROM mfa.country_code_allowlist", &[])?;
+        spi::execute(
             "INSERT INTO mfa.country_code_allowlist (country_code) SELECT unnest($1::text[])",
             &[wanted.clone().into()],
         )?;

@@ -3,12 +3,12 @@
 //! member, the lock, and the failed-attempt counter.
 
 use crate::core::attempts::MemberAttempts;
-use crate::db::{self, Request};
-use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
-use crate::jsonb::Jsonb;
-use crate::organizations;
-use crate::phone::{mask_e164, parse_phone_number};
-use crate::policy::{parse_default_method, validate_id, IdKind, MfaMethod, OrganizationPolicy};
+use crate::store::spi::{self, Request};
+use crate::error::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::store::jsonb::Jsonb;
+use crate::api::organizations;
+use crate::core::phone::{mask_e164, parse_phone_number};
+use crate::core::policy::{parse_default_method, validate_id, IdKind, MfaMethod, OrganizationPolicy};
 use crate::store::ledger;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -137,7 +137,7 @@ impl Member {
     pub fn object_before_mfa(&self) -> Value {
         let mut object = self.object();
         if let Some(phone) = &self.mfa_phone_number {
-            object["mfa_phone_number"] = Value::String(crate::phone::mask_e164(phone));
+            object["mfa_phone_number"] = Value::String(crate::core::phone::mask_e164(phone));
         }
         object
     }
@@ -172,8 +172,8 @@ pub fn not_found(organization_id: &str, member_id: &str) -> MfaError {
         ErrorType::MemberNotFound,
         format!(
             "No member {:?} in organization {:?}.",
-            crate::policy::truncate_for_message(member_id),
-            crate::policy::truncate_for_message(organization_id)
+            crate::core::policy::truncate_for_message(member_id),
+            crate::core::policy::truncate_for_message(organization_id)
         ),
     )
 }
@@ -321,11 +321,11 @@ pub fn load_with_policy(
     let organization_id = validate_id(organization_id, IdKind::Organization)?;
     let member_id = validate_id(member_id, IdKind::Member)?;
     let ids = || [organization_id.into(), member_id.into()];
-    let read = |sql| db::typed_row(sql, &ids(), read_member);
+    let read = |sql| spi::typed_row(sql, &ids(), read_member);
     match load {
         Load::Read => read(MEMBER_READ),
         Load::Lock => {
-            db::execute(MEMBER_LOCK, &ids())?;
+            spi::execute(MEMBER_LOCK, &ids())?;
             read(MEMBER_READ)
         }
         Load::LockWithTotp | Load::LockWithSmsCode => {
@@ -344,7 +344,7 @@ pub fn load_with_policy(
         }
         Load::LockForSending { to } => {
             let [organization, member] = ids();
-            let block = db::typed_row(
+            let block = spi::typed_row(
                 MEMBER_LOCK_FOR_SENDING,
                 &[organization, member, to.into()],
                 |row| row.get::<String>(1),
@@ -407,14 +407,14 @@ fn upsert(
     let phone = mfa_phone_number.map(parse_phone_number).transpose()?;
     let default_method = default_mfa_method.map(parse_default_method).transpose()?;
     // Locks the organization against a concurrent delete while the member is written.
-    if db::execute(
+    if spi::execute(
         "SELECT FROM mfa.organizations WHERE organization_id = $1 FOR KEY SHARE",
         &[org.into()],
     )? == 0
     {
         return Err(organizations::not_found(org));
     }
-    let created = db::execute(
+    let created = spi::execute(
         "INSERT INTO mfa.members (organization_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[org.into(), mem.into()],
     )? > 0;
@@ -481,7 +481,7 @@ fn upsert(
 }
 
 pub fn kill_sms_code(organization_id: &str, member_id: &str) -> MfaResult<()> {
-    db::execute(
+    spi::execute(
         "DELETE FROM mfa.sms_codes WHERE organization_id = $1 AND member_id = $2",
         &[organization_id.into(), member_id.into()],
     )?;
@@ -526,7 +526,7 @@ fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) {
     let delete = || -> MfaResult<()> {
         let request = Request::new();
         let m = load(organization_id, member_id, Load::Lock)?;
-        db::execute(
+        spi::execute(
             "DELETE FROM mfa.members WHERE organization_id = $1 AND member_id = $2",
             &[
                 m.organization_id.as_str().into(),
@@ -559,9 +559,9 @@ fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> Json
             &ledger::EventContext {
                 organization_id: m.organization_id.clone(),
                 member_id: m.member_id.clone(),
-                actor: db::session_user(),
+                actor: spi::session_user(),
                 event_type: "member.unlocked",
-                request_id: db::request_id_bytes(&request.id),
+                request_id: spi::request_id_bytes(&request.id),
             },
         )?;
         request.audit(
@@ -588,7 +588,7 @@ fn member_delete_mfa_phone_number(organization_id: Option<&str>, member_id: Opti
                 "The member has no phone number.",
             );
         };
-        db::execute(
+        spi::execute(
             "UPDATE mfa.members SET mfa_phone_number = NULL, mfa_phone_country = NULL, phone_id = NULL,
                     mfa_phone_number_verified = false,
                     default_mfa_method = NULLIF(default_mfa_method, 'sms_otp'),

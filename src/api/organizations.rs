@@ -1,10 +1,10 @@
 //! Administration of organizations: `organization_upsert`, `organization_get`,
 //! `organization_delete`, and loading an organization's policy for the other modules.
 
-use crate::db::{self, Request};
-use crate::errors::{err, ErrorType, MfaResult, OrRaise};
-use crate::jsonb::Jsonb;
-use crate::policy::{validate_id, IdKind, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy};
+use crate::store::spi::{self, Request};
+use crate::error::{err, ErrorType, MfaResult, OrRaise};
+use crate::store::jsonb::Jsonb;
+use crate::core::policy::{validate_id, IdKind, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy};
 use pgrx::prelude::*;
 use pgrx::spi::SpiHeapTupleData;
 use serde::Deserialize;
@@ -53,22 +53,22 @@ fn find(organization_id: &str, lock: bool) -> MfaResult<Option<OrganizationPolic
     } else {
         "SELECT to_jsonb(o) FROM mfa.organizations o WHERE organization_id = $1"
     };
-    Ok(db::row::<OrganizationRow>(sql, &[organization_id.into()])?.map(|r| r.policy()))
+    Ok(spi::row::<OrganizationRow>(sql, &[organization_id.into()])?.map(|r| r.policy()))
 }
 
-pub fn not_found(organization_id: &str) -> crate::errors::MfaError {
-    crate::errors::MfaError::new(
+pub fn not_found(organization_id: &str) -> crate::error::MfaError {
+    crate::error::MfaError::new(
         ErrorType::OrganizationNotFound,
         format!(
             "No organization {:?}.",
-            crate::policy::truncate_for_message(organization_id)
+            crate::core::policy::truncate_for_message(organization_id)
         ),
     )
 }
 
 /// Raises `organization_not_found` unless the organization exists.
 pub fn require_exists(organization_id: &str) -> MfaResult<()> {
-    let found = db::typed_row(
+    let found = spi::typed_row(
         "SELECT true FROM mfa.organizations WHERE organization_id = $1",
         &[organization_id.into()],
         |row| row.get::<bool>(1),
@@ -80,7 +80,7 @@ pub fn require_exists(organization_id: &str) -> MfaResult<()> {
 }
 
 pub fn object(organization_id: &str) -> MfaResult<Value> {
-    db::json_row(
+    spi::json_row(
         "SELECT jsonb_build_object(
                     'organization_id', organization_id, 'mfa_policy', mfa_policy, 'mfa_methods', mfa_methods,
                     'allowed_mfa_methods', to_jsonb(allowed_mfa_methods),
@@ -106,7 +106,7 @@ fn upsert(
         allowed_mfa_methods,
     )?;
     let allowed: Vec<&str> = next.allowed_names();
-    db::execute(
+    spi::execute(
         "INSERT INTO mfa.organizations (organization_id, mfa_policy, mfa_methods, allowed_mfa_methods)
          VALUES ($1, $2, $3, $4)
          ON CONFLICT (organization_id) DO UPDATE
@@ -174,7 +174,7 @@ fn organization_delete(organization_id: Option<&str>) {
     let delete = || -> MfaResult<()> {
         let request = Request::new();
         let organization_id = validate_id(organization_id, IdKind::Organization)?;
-        let members: Option<i64> = db::row(
+        let members: Option<i64> = spi::row(
             "WITH gone AS (DELETE FROM mfa.organizations WHERE organization_id = $1 RETURNING organization_id)
              SELECT to_jsonb((SELECT count(*) FROM mfa.members WHERE organization_id = $1))
                FROM gone",

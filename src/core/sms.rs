@@ -1,9 +1,8 @@
 //! SMS one-time passcodes: the code, its localized text, and scrubbing it from a delivered
 //! message. Pure logic; `sms_otp::sql` is the SQL surface.
 
-pub mod sql;
 
-use crate::crypto::random_numeric_code;
+use crate::core::crypto::random_numeric_code;
 
 pub const CODE_DIGITS: u32 = 6;
 

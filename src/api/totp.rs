@@ -1,17 +1,17 @@
 //! The TOTP and recovery-code SQL surface: `totp_create`, `totp_authenticate`, `totp_migrate`,
 //! `member_delete_totp`, `recovery_codes_get/rotate/recover`, `totp_verify` and `qr_code_text`.
 
-use super::{
+use crate::core::totp::{
     new_recovery_code, new_secret, normalize_recovery_code, otpauth_uri, qr_code_data_url,
     secret_from_base32, secret_to_base32, step_at, verify_code, CodeRejection, RECOVERY_CODE_COUNT,
 };
-use crate::db::{self, Request};
-use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
-use crate::jsonb::Jsonb;
-use crate::keyring;
-use crate::members::{self, Load, Member, TotpRegistration};
-use crate::policy::MfaMethod;
-use crate::session::{self, Attempt, Proof};
+use crate::store::spi::{self, Request};
+use crate::error::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::store::jsonb::Jsonb;
+use crate::store::keyring;
+use crate::api::members::{self, Load, Member, TotpRegistration};
+use crate::core::policy::MfaMethod;
+use crate::api::login::{self, Attempt, Proof};
 use crate::settings;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -39,17 +39,17 @@ fn store_registration(
     secret: &[u8],
     pending_minutes: Option<i32>,
 ) -> MfaResult<String> {
-    let registration_id = db::new_uuid();
+    let registration_id = spi::new_uuid();
     let ciphertext =
         keyring::current()?.encrypt(secret, &associated_data(member, &registration_id));
-    db::execute(
+    spi::execute(
         "DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2",
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),
         ],
     )?;
-    db::execute(
+    spi::execute(
         "INSERT INTO mfa.totp_registrations
                 (organization_id, member_id, totp_registration_id, secret_ciphertext, status, expires_at, activated_at)
          VALUES ($1, $2, $3::uuid, $4,
@@ -74,14 +74,14 @@ fn store_recovery_codes(member: &Member, codes: &[String]) -> MfaResult<()> {
         .iter()
         .map(|c| keys.hash_code("recovery", c))
         .collect();
-    db::execute(
+    spi::execute(
         "DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2",
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),
         ],
     )?;
-    db::execute(
+    spi::execute(
         "INSERT INTO mfa.recovery_codes (organization_id, member_id, code_hash, key_id)
          SELECT $1, $2, h, $4 FROM unnest($3::bytea[]) AS h ON CONFLICT DO NOTHING",
         &[
@@ -117,7 +117,7 @@ fn create(
     }
     let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
     org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
-    session::find_optional(&member, token)?;
+    login::find_optional(&member, token)?;
     if let Some(existing) = &member.totp {
         if existing.active {
             return err(
@@ -132,7 +132,7 @@ fn create(
             );
         }
     }
-    session::require_step_up_for_new_factor(&member, token)?;
+    login::require_step_up_for_new_factor(&member, token)?;
     let secret = new_secret();
     let registration_id = store_registration(&member, &secret, Some(expiration_minutes))?;
     let recovery_codes = mint_recovery_codes(&member)?;
@@ -217,7 +217,7 @@ fn authenticate(
     let step = match verify_code(
         &secret,
         code.unwrap_or(""),
-        step_at(db::unix_seconds()),
+        step_at(spi::unix_seconds()),
         settings::TOTP_SKEW_STEPS.get() as u64,
         registration.last_used_step.map(|s| s as u64),
     ) {
@@ -236,7 +236,7 @@ fn authenticate(
     let activates_totp = !registration.active;
     attempt.succeed(
         Proof {
-            factor: session::factor(
+            factor: login::factor(
                 "totp",
                 "authenticator_app",
                 json!({ "authenticator_app_factor": { "totp_id": registration_id } }),
@@ -354,15 +354,15 @@ fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) ->
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),
         ];
-        db::execute(
+        spi::execute(
             "DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2",
             &ids,
         )?;
-        db::execute(
+        spi::execute(
             "DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2",
             &ids,
         )?;
-        db::execute(
+        spi::execute(
             "UPDATE mfa.members SET default_mfa_method = NULLIF(default_mfa_method, 'totp'), updated_at = now()
               WHERE organization_id = $1 AND member_id = $2",
             &ids,
@@ -396,7 +396,7 @@ fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) ->
     let get = || -> MfaResult<Value> {
         let request = Request::new();
         let member = members::load(organization_id, member_id, Load::Read)?;
-        let counts = db::json_row(
+        let counts = spi::json_row(
             "SELECT jsonb_build_object(
                         'recovery_codes_remaining', count(*) FILTER (WHERE used_at IS NULL),
                         'recovery_codes_created_at', min(created_at))
@@ -434,7 +434,7 @@ fn recovery_codes_rotate(
         let request = Request::new();
         let member = members::load(organization_id, member_id, Load::Lock)?;
         require_active_registration(&member)?;
-        match session::find_optional(&member, intermediate_session_token)? {
+        match login::find_optional(&member, intermediate_session_token)? {
             Some(login) if login.has_second_factor() => {}
             _ => {
                 return err(
@@ -486,7 +486,7 @@ fn recover(
         member.organization_id.as_str().into(),
         member.member_id.as_str().into(),
     ];
-    let key_ids: Vec<String> = db::row(
+    let key_ids: Vec<String> = spi::row(
         "SELECT coalesce(jsonb_agg(DISTINCT key_id), '[]') FROM mfa.recovery_codes
           WHERE organization_id = $1 AND member_id = $2 AND used_at IS NULL",
         &ids,
@@ -501,7 +501,7 @@ fn recover(
     };
     // Comparing keyed hashes by equality leaks nothing useful: without the key, knowing where two
     // hashes differ says nothing about the code.
-    let remaining: Option<i64> = db::row(
+    let remaining: Option<i64> = spi::row(
         "WITH used AS (
              UPDATE mfa.recovery_codes SET used_at = now()
               WHERE organization_id = $1 AND member_id = $2 AND code_hash = ANY($3) AND used_at IS NULL
@@ -523,7 +523,7 @@ fn recover(
     // The code was spent by the statement that found it.
     attempt.succeed(
         Proof {
-            factor: session::factor("recovery_codes", "recovery_code", json!({})),
+            factor: login::factor("recovery_codes", "recovery_code", json!({})),
             spend: None,
             verifies_phone: false,
             activates_totp: false,
@@ -555,7 +555,7 @@ fn recovery_codes_recover(
 /// Renders any text (an otpauth URI) as a QR code of Unicode blocks, for terminals and psql.
 #[pg_extern(immutable, parallel_safe)]
 fn qr_code_text(text: &str) -> String {
-    super::qr_code_text(text).or_raise()
+    crate::core::totp::qr_code_text(text).or_raise()
 }
 
 /// Checks a code against a base32 secret the caller holds (an authenticator about to be imported

@@ -1,10 +1,9 @@
 //! TOTP (RFC 6238) for authenticator apps: secrets, codes, the key URI, the QR code, and recovery
 //! codes. Pure logic; `totp::sql` is the SQL surface.
 
-pub mod sql;
 
-use crate::crypto::{constant_time_eq, random_bytes, random_string};
-use crate::errors::{err, ErrorType, MfaResult};
+use crate::core::crypto::{constant_time_eq, random_bytes, random_string};
+use crate::error::{err, ErrorType, MfaResult};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -35,7 +34,7 @@ pub fn secret_from_base32(text: &str) -> MfaResult<Vec<u8>> {
     let bytes = data_encoding::BASE32_NOPAD
         .decode(cleaned.as_bytes())
         .map_err(|_| {
-            crate::errors::MfaError::new(
+            crate::error::MfaError::new(
                 ErrorType::InvalidTotpSecret,
                 "The secret is not valid base32.",
             )
@@ -133,7 +132,7 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8]) -> String {
 /// The QR code of `text`, with medium error correction (what phone cameras read best at this size).
 fn encode_qr(text: &str) -> MfaResult<qrcode::QrCode> {
     qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).map_err(|_| {
-        crate::errors::MfaError::new(
+        crate::error::MfaError::new(
             ErrorType::InvalidArgument,
             "The text is too long for a QR code.",
         )

@@ -4,7 +4,7 @@
 //! used directly: HMAC-SHA256 derives a separate key for each purpose, so a hash of a code can
 //! never be confused with, or help attack, the encryption of a secret.
 
-use crate::errors::{err, ErrorType, MfaError, MfaResult};
+use crate::error::{err, ErrorType, MfaError, MfaResult};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};

@@ -2,13 +2,13 @@
 //! and the factors proven with them, `check_session_policy`, and the `enforce_session_policy`
 //! trigger that keeps a session row out of the application's table until the policy is met.
 
-use crate::crypto::{new_token, token_hash};
-use crate::db::{self, Request};
-use crate::errors::{err, ErrorType, MfaError, MfaResult, OrRaise};
-use crate::jsonb::Jsonb;
-use crate::members::{self, Load, Member};
-use crate::organizations;
-use crate::policy::{self, validate_id, IdKind, PrimaryMethod, SecondFactor};
+use crate::core::crypto::{new_token, token_hash};
+use crate::store::spi::{self, Request};
+use crate::error::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::store::jsonb::Jsonb;
+use crate::api::members::{self, Load, Member};
+use crate::api::organizations;
+use crate::core::policy::{self, validate_id, IdKind, PrimaryMethod, SecondFactor};
 
 use crate::core::attempts::Admission;
 use crate::settings;
@@ -71,7 +71,7 @@ pub fn find_for(
     token: &str,
 ) -> MfaResult<IntermediateSession> {
     let hash = token_hash(token);
-    let found = db::typed_row(
+    let found = spi::typed_row(
         "SELECT organization_id, member_id, factors, consumed_at IS NULL AND expires_at > clock_timestamp()
            FROM mfa.intermediate_sessions WHERE token_hash = $1 FOR UPDATE",
         &[hash.clone().into()],
@@ -225,9 +225,9 @@ impl Attempt {
         ledger::EventContext {
             organization_id: self.member.organization_id.clone(),
             member_id: self.member.member_id.clone(),
-            actor: db::session_user(),
+            actor: spi::session_user(),
             event_type: self.event_type,
-            request_id: db::request_id_bytes(&self.request.id),
+            request_id: spi::request_id_bytes(&self.request.id),
         }
     }
 
@@ -337,7 +337,7 @@ impl Attempt {
                 "NULL::timestamptz"
             }
         );
-        let (factors, updated_at) = db::typed_row(
+        let (factors, updated_at) = spi::typed_row(
             &statement,
             &[
                 member.organization_id.as_str().into(),
@@ -418,14 +418,14 @@ fn start(
     locale: &str,
 ) -> MfaResult<Value> {
     let request = Request::new();
-    let locale = crate::sms_otp::Locale::from_tag(locale);
+    let locale = crate::core::sms::Locale::from_tag(locale);
     let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
     let token = new_token();
     let primary_method = match start {
         Start::Login(method) => Some(method.as_str()),
         Start::StepUp => None,
     };
-    db::execute(
+    spi::execute(
         "INSERT INTO mfa.intermediate_sessions
                 (organization_id, token_hash, member_id, primary_factor, locale, factors, expires_at)
          VALUES ($1, $2, $3, $4, $5,
@@ -456,7 +456,7 @@ fn start(
     // A send refused by the limits or the allowlist must not fail the login: the member can still
     // use another factor or ask for a code later.
     let secondary_auth_initiated = if sms_first && !member.is_locked {
-        match crate::sms_otp::sql::send_code(&request, &member, None, locale, false) {
+        match crate::api::sms::send_code(&request, &member, None, locale, false) {
             Ok(()) => Some("sms_otp"),
             Err(e)
                 if matches!(
@@ -497,7 +497,7 @@ fn start(
             "mfa_required": if mfa_required {
                 json!({
                     "member_options": {
-                        "mfa_phone_number": member.mfa_phone_number.as_deref().map(crate::phone::mask_e164),
+                        "mfa_phone_number": member.mfa_phone_number.as_deref().map(crate::core::phone::mask_e164),
                         "totp_registration_id": member.totp_registration_id,
                     },
                     "secondary_auth_initiated": secondary_auth_initiated,
@@ -572,7 +572,7 @@ pub fn decide(
     let member_id = validate_id(member_id, IdKind::Member)?;
     // The member's side of the decision, and the token consumed with its event, in one statement.
     // Expiry is decided on the clock, not at the start of the caller's transaction.
-    let (enrolled, breakglass, org, consumed, has_primary) = db::typed_row(
+    let (enrolled, breakglass, org, consumed, has_primary) = spi::typed_row(
         "WITH member AS (
              SELECT m.mfa_enrolled, m.is_breakglass, o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods
                FROM mfa.members m JOIN mfa.organizations o ON o.organization_id = m.organization_id
