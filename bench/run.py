@@ -192,6 +192,7 @@ class Bench:
         self.psql(f"ALTER DATABASE {self.db} SET mfa.sms_code_lifetime_seconds = 600", db="postgres")
         self.psql(f"ALTER DATABASE {self.db} SET mfa.sms_min_interval_seconds = 0", db="postgres")
         self.psql(f"ALTER DATABASE {self.db} SET mfa.sms_sends_per_number_per_hour = 1000", db="postgres")
+        self.psql(f"ALTER DATABASE {self.db} SET mfa.sms_sends_per_member_per_hour = 1000", db="postgres")
         self.psql("CREATE EXTENSION mfa")
         self.psql(file=os.path.join(HERE, "baselines.sql"))
 
