@@ -69,6 +69,8 @@ pub enum ErrorType {
     // Configuration of the server.
     EncryptionKeyMismatch,
     InvalidEncryptionKey,
+    /// A bug or a broken installation (an SPI call that failed as no statement should).
+    InternalServerError,
 }
 
 impl ErrorType {
@@ -125,6 +127,7 @@ impl ErrorType {
             AttemptLedgerFull => "attempt_ledger_full",
             EncryptionKeyMismatch => "encryption_key_mismatch",
             InvalidEncryptionKey => "invalid_encryption_key",
+            InternalServerError => "internal_server_error",
         }
     }
 
@@ -154,7 +157,9 @@ impl ErrorType {
             | TotpCodeAlreadyAuthenticated
             | InvalidRecoveryCode => 401,
             TooManyRequests | UserLockLimitReached => 429,
-            EncryptionKeyMismatch | InvalidEncryptionKey | NotPreloaded => 500,
+            EncryptionKeyMismatch | InvalidEncryptionKey | NotPreloaded | InternalServerError => {
+                500
+            }
             AttemptLedgerFull => 503,
             _ => 400,
         }
@@ -170,6 +175,7 @@ impl ErrorType {
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE
             }
             401 => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            500 if self == InternalServerError => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             403 => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             429 => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             500 => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -219,20 +225,32 @@ impl MfaError {
         })
     }
 
-    /// Raises this error as a PostgreSQL ERROR; the transaction aborts.
-    pub fn raise(&self) -> ! {
-        let mut report = ErrorReport::new(
-            self.error_type.sqlstate(),
-            format!("{}: {}", self.error_type, self.message),
-            "mfa",
-        );
-        if let Some(hint) = &self.hint {
-            report = report.set_hint(hint.clone());
-        }
-        report.report(PgLogLevel::ERROR);
+    /// Raises this error as a PostgreSQL ERROR; the transaction aborts. Only where no `Result`
+    /// can carry it out: triggers and hooks (a `#[pg_extern]` returns `SqlResult`).
+    pub fn raise(self) -> ! {
+        ErrorReport::from(self).report(PgLogLevel::ERROR);
         unreachable!("an ERROR report does not return")
     }
 }
+
+/// The ERROR a failure raises at the SQL boundary: the message starts with the `error_type`, the
+/// SQLSTATE fits the mistake, the hint goes along.
+impl From<MfaError> for ErrorReport {
+    fn from(e: MfaError) -> ErrorReport {
+        let report = ErrorReport::new(
+            e.error_type.sqlstate(),
+            format!("{}: {}", e.error_type, e.message),
+            "mfa",
+        );
+        match e.hint {
+            Some(hint) => report.set_hint(hint),
+            None => report,
+        }
+    }
+}
+
+/// What a `#[pg_extern]` returns: `?` turns an `MfaError` into the raised ERROR.
+pub type SqlResult<T> = Result<T, ErrorReport>;
 
 impl fmt::Display for MfaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -242,30 +260,32 @@ impl fmt::Display for MfaError {
 
 impl std::error::Error for MfaError {}
 
-/// Shorthand constructor used throughout the crate.
-pub fn err<T>(error_type: ErrorType, message: impl Into<String>) -> MfaResult<T> {
-    Err(MfaError::new(error_type, message))
+/// Shorthand constructor used throughout the crate, for an `MfaResult` or, at the SQL boundary,
+/// a `SqlResult`.
+pub fn err<T, E: From<MfaError>>(
+    error_type: ErrorType,
+    message: impl Into<String>,
+) -> Result<T, E> {
+    Err(MfaError::new(error_type, message).into())
 }
 
-/// An SPI failure is a bug or a broken installation, never the caller's mistake: it raises as is.
+/// An SPI failure is a bug or a broken installation, never the caller's mistake. (A statement's
+/// own ERROR does not come this way: PostgreSQL raises it and the transaction aborts.)
 impl From<pgrx::spi::Error> for MfaError {
     fn from(e: pgrx::spi::Error) -> Self {
-        pgrx::error!("mfa: internal SPI failure: {e}")
+        MfaError::new(
+            ErrorType::InternalServerError,
+            format!("internal SPI failure: {e}"),
+        )
     }
 }
 
-/// Unwraps a result at the SQL boundary: the value, or the raised ERROR.
-pub trait OrRaise<T> {
-    fn or_raise(self) -> T;
-}
-
-impl<T> OrRaise<T> for MfaResult<T> {
-    fn or_raise(self) -> T {
-        match self {
-            Ok(v) => v,
-            Err(e) => e.raise(),
-        }
-    }
+/// Rust's backtraces stay out of every ERROR, whatever the server's environment: pgrx captures one
+/// into the DETAIL of any error that crosses Rust code (a lock timeout in a statement, say) when
+/// `RUST_BACKTRACE` is set, which would hand the client the extension's internals. Called in
+/// `_PG_init`, before any error could capture one (the setting is read once, at the first capture).
+pub fn keep_backtraces_out_of_errors() {
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
 }
 
 #[cfg(test)]

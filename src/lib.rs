@@ -27,6 +27,7 @@ extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    error::keep_backtraces_out_of_errors();
     settings::register();
     api::gate::register_callbacks();
     // Preloaded, the postmaster sets up the attempt ledger's shared memory (without it every

@@ -207,9 +207,19 @@ pub fn bindir() -> String {
 }
 
 fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
+    as_postgres_with_env(program, args, &[])
+}
+
+/// `as_postgres` with extra environment variables (a server started so inherits them).
+fn as_postgres_with_env(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut command = std::process::Command::new("runuser");
     command.args(["-u", "postgres", "--", &format!("{}/{program}", bindir())]);
     command.args(args);
+    command.envs(env.iter().copied());
     command.output().expect("runuser")
 }
 
@@ -298,10 +308,16 @@ impl Cluster {
     }
 
     pub fn start_server(&self) {
+        self.start_server_with_env(&[]);
+    }
+
+    /// `start_server` with extra environment variables for the postmaster.
+    pub fn start_server_with_env(&self, env: &[(&str, &str)]) {
         let log = format!("{}/server.log", self.dir);
-        let out = as_postgres(
+        let out = as_postgres_with_env(
             "pg_ctl",
             &["-D", &self.dir, "-l", &log, "-w", "-t", "120", "start"],
+            env,
         );
         assert!(
             out.status.success(),
