@@ -1,3 +1,4 @@
+\echo Use "ALTER EXTENSION mfa UPDATE" to load this file. \quit
 -- mfa 0.5.0 → 0.6.0
 --  * Master keys come from the server: mfa.encryption_key_file or mfa.encryption_key_command
 --    (server configuration only), read by the postmaster into shared memory and again at every

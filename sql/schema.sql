@@ -1,3 +1,4 @@
+\echo Use "CREATE EXTENSION mfa" to load this file. \quit
 -- mfa: roles, tables, indexes and their documentation (loaded first, before any function).
 --
 -- Every per-organization table leads its primary key with organization_id, the distribution
