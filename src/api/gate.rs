@@ -1,25 +1,31 @@
 //! `mfa.session_gate()`: the four row triggers that `mfa.session_table_guard` installs on an
 //! application's sessions table (see `sql/session_guard.sql`).
 //!
-//! - BEFORE INSERT: the policy decision of `login::decide`; the token is consumed and the factors
+//! - BEFORE INSERT: the policy decision of `decide`; the token is consumed and the factors
 //!   column holds what the gate decided, never what the statement supplied.
 //! - BEFORE UPDATE OF a guarded column: the organization, the member and the factors are immutable;
 //!   a new token in the token column is a step-up, whose factors are merged into the session's.
 //! - AFTER INSERT / AFTER UPDATE (when a guarded column changed): the final row must be one that a
 //!   BEFORE trigger decided; a trigger that fires after the gate and rewrites the row is caught.
 
+use crate::api::{answer, login};
+use crate::core::crypto::token_hash;
+use crate::core::factor::second_factors;
+use crate::core::policy::{self, validate_id, IdKind};
 use crate::core::session_gate::{
     classify_update, merge_factors, DecisionBook, GuardedColumns, UpdateRequest,
 };
-use crate::core::crypto::token_hash;
-use crate::store::spi::Request;
-use crate::error::{ErrorType, MfaError, OrRaise};
+use crate::error::SqlResult;
+use crate::error::{err, ErrorType, MfaError, MfaResult};
+use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
-use crate::api::login;
 use crate::store::ledger;
+use crate::store::members;
+use crate::store::sessions;
 use crate::store::sessions::{consume_step_up, StepUp};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, JsonB};
+use serde_json::json;
 use serde_json::Value;
 use std::cell::RefCell;
 
@@ -153,8 +159,7 @@ fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Result<Value, MfaE
         token_hash: token_hash(token),
         request_id: &request.id,
         session_table: table,
-    })
-    .or_raise();
+    })?;
     let Some(factors) = consumed else {
         // Which of the token's problems it is, for the message.
         let problem = login::find_for(organization_id, member_id, token)
@@ -165,7 +170,7 @@ fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Result<Value, MfaE
             format!("{}: {}", problem.error_type, problem.message),
         ));
     };
-    if login::second_factors(&factors).is_empty() {
+    if second_factors(&factors).is_empty() {
         return Err(MfaError::new(
             ErrorType::InsufficientFactors,
             "A step-up needs a second factor proven with its token.",
@@ -228,7 +233,7 @@ fn session_gate<'a>(
 
     let mut row = new.into_owned();
     if event.fired_by_insert() {
-        let allowed = login::decide(
+        let allowed = decide(
             proposed.organization_id.as_deref(),
             proposed.member_id.as_deref(),
             proposed.token.as_deref(),
@@ -271,5 +276,151 @@ fn session_gate<'a>(
     row.set_by_name(&columns.factors, Jsonb(decided.factors.clone()))
         .unwrap_or_else(|e| refused(ErrorType::InvalidArgument, format!("session_gate: {e}")));
     record(table, &decided);
+    Ok(Some(row))
+}
+
+/// A session the gate allowed: the request that decided it and the login's factors.
+pub struct Allowed {
+    pub request: Request,
+    pub factors: Vec<Value>,
+}
+
+/// The decision of the session gate for a new session: passes (consuming the token) or fails
+/// with `insufficient_factors`.
+///
+/// The token is consumed and the event written first, the policy decided after: a denial is an
+/// error, which undoes both with the caller's (sub)transaction. Callers must raise it.
+pub fn decide(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    token: Option<&str>,
+) -> MfaResult<Allowed> {
+    let request = Request::new();
+    let organization_id = validate_id(organization_id, IdKind::Organization)?;
+    let member_id = validate_id(member_id, IdKind::Member)?;
+    // The member's side of the decision, and the token consumed with its event, in one statement.
+    // Expiry is decided on the clock, not at the start of the caller's transaction.
+    let inputs = sessions::consume_for_session(
+        organization_id,
+        member_id,
+        token.map(token_hash),
+        &request.id,
+    )?
+    .ok_or_else(|| members::not_found(organization_id, member_id))?;
+    let insufficient = |e: MfaError| {
+        MfaError::new(
+            ErrorType::InsufficientFactors,
+            format!("{}: {}", e.error_type, e.message),
+        )
+    };
+    let decision = (|| -> MfaResult<Vec<Value>> {
+        let Some(token) = token else {
+            return err(
+                ErrorType::InsufficientFactors,
+                "A session needs the login's intermediate session token.",
+            );
+        };
+        let Some(factors) = inputs.consumed_factors else {
+            // Which of the token's problems it is, for the message.
+            login::find_for(organization_id, member_id, token).map_err(insufficient)?;
+            return Err(insufficient(login::token_not_found()));
+        };
+        if !inputs.has_primary {
+            return err(
+                ErrorType::InsufficientFactors,
+                "A step-up token carries no primary factor: it raises an existing session's assurance and cannot create a session.",
+            );
+        }
+        policy::session_allowed(
+            &inputs.policy,
+            inputs.mfa_enrolled,
+            inputs.is_breakglass,
+            &second_factors(&factors),
+        )?;
+        Ok(factors)
+    })();
+    match decision {
+        Ok(factors) => Ok(Allowed { request, factors }),
+        Err(denied) => {
+            // The raised error rolls the caller's transaction back, audit event included; the denial
+            // is logged so it is not lost.
+            pgrx::log!(
+                "mfa: session denied (request {}) for member {:?} of organization {:?}: {}",
+                request.id,
+                member_id,
+                organization_id,
+                denied.error_type
+            );
+            Err(denied)
+        }
+    }
+}
+
+/// The policy check a session-creating transaction calls before inserting its session.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn check_session_policy(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    intermediate_session_token: Option<&str>,
+) -> SqlResult<Jsonb> {
+    let Allowed { request, factors } =
+        decide(organization_id, member_id, intermediate_session_token)?;
+    Ok(Jsonb(answer::about_ids(
+        &request,
+        organization_id.unwrap_or_default(),
+        member_id.unwrap_or_default(),
+        json!({ "authentication_factors": factors }),
+    )))
+}
+
+/// `BEFORE INSERT` trigger for the application's sessions table. Arguments: the names of the
+/// organization id, member id and token columns, and optionally of a jsonb column to fill with the
+/// login's factors. The token in the row is consumed by then, so it can never serve again.
+#[pg_trigger]
+fn enforce_session_policy<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, PgTriggerError> {
+    let fail =
+        |message: String| -> ! { MfaError::new(ErrorType::InvalidArgument, message).raise() };
+    let args = trigger
+        .extra_args()
+        .unwrap_or_else(|e| fail(format!("enforce_session_policy: {e}")));
+    if !(3..=4).contains(&args.len()) {
+        fail(
+            "enforce_session_policy(organization_column, member_column, token_column [, factors_column]) takes 3 or 4 column names".into(),
+        );
+    }
+    if !trigger.event().fired_before()
+        || !trigger.event().fired_by_insert()
+        || !trigger.event().fired_for_row()
+    {
+        fail("enforce_session_policy must be a BEFORE INSERT … FOR EACH ROW trigger".into());
+    }
+    let mut row = trigger
+        .new()
+        .ok_or(PgTriggerError::NotTrigger)?
+        .into_owned();
+    let text_column = |name: &str| -> Option<String> {
+        row.get_by_name::<String>(name)
+            .unwrap_or_else(|e| fail(format!("enforce_session_policy: column {name:?}: {e}")))
+    };
+    let organization_id = text_column(&args[0]);
+    let member_id = text_column(&args[1]);
+    let token = text_column(&args[2]);
+    let allowed = decide(
+        organization_id.as_deref(),
+        member_id.as_deref(),
+        token.as_deref(),
+    )
+    .unwrap_or_else(|denied| denied.raise());
+    if let Some(factors_column) = args.get(3) {
+        row.set_by_name(factors_column, Jsonb(Value::Array(allowed.factors)))
+            .unwrap_or_else(|e| {
+                fail(format!(
+                    "enforce_session_policy: column {factors_column:?}: {e}"
+                ))
+            });
+    }
     Ok(Some(row))
 }

@@ -1,13 +1,14 @@
 //! Key rotation for operators: `encryption_keys()` says what each key still covers,
 //! `encryption_key_rotate(batch_size)` moves secrets to the encrypting key, a batch at a time.
 
-use crate::store::spi::{self, Request};
-use crate::error::{err, ErrorType, MfaResult, OrRaise};
+use crate::api::totp::secret_associated_data;
+use crate::core::sms::outbox_associated_data;
+use crate::error::{err, ErrorType, MfaResult, SqlResult};
+use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
 use crate::store::keyring;
-use crate::core::sms::outbox_associated_data;
 use crate::store::keys::{self, Secrets, StaleSecret};
-use crate::api::totp::secret_associated_data;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
@@ -16,25 +17,27 @@ use serde_json::{json, Value};
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn encryption_keys() -> TableIterator<
-    'static,
-    (
-        name!(key_id, Option<String>),
-        name!(source, String),
-        name!(encrypts, bool),
-        name!(totp_secrets, i64),
-        name!(queued_sms_codes, i64),
-        name!(sms_code_hashes, i64),
-        name!(recovery_code_hashes, i64),
-    ),
+fn encryption_keys() -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(key_id, Option<String>),
+            name!(source, String),
+            name!(encrypts, bool),
+            name!(totp_secrets, i64),
+            name!(queued_sms_codes, i64),
+            name!(sms_code_hashes, i64),
+            name!(recovery_code_hashes, i64),
+        ),
+    >,
+    ErrorReport,
 > {
-    let known: Vec<(String, &'static str)> = keyring::known()
-        .or_raise()
+    let known: Vec<(String, &'static str)> = keyring::known()?
         .into_iter()
         .map(|k| (k.keys.fingerprint_hex(), k.source.as_str()))
         .collect();
-    let rows = keys::usage(&known).or_raise();
-    TableIterator::new(rows.into_iter().map(|u| {
+    let rows = keys::usage(&known)?;
+    Ok(TableIterator::new(rows.into_iter().map(|u| {
         (
             u.key_id,
             u.source,
@@ -44,7 +47,7 @@ fn encryption_keys() -> TableIterator<
             u.sms_code_hashes,
             u.recovery_code_hashes,
         )
-    }))
+    })))
 }
 
 /// The associated data a secret of `kind` was encrypted with.
@@ -61,7 +64,11 @@ fn associated_data(kind: Secrets, secret: &StaleSecret) -> Vec<u8> {
     }
 }
 
-fn rotate_batch(kind: Secrets, current: &crate::core::crypto::Keys, limit: i64) -> MfaResult<usize> {
+fn rotate_batch(
+    kind: Secrets,
+    current: &crate::core::crypto::Keys,
+    limit: i64,
+) -> MfaResult<usize> {
     let stale = keys::lock_stale(kind, &current.fingerprint_hex(), limit)?;
     let ciphertexts = stale
         .iter()
@@ -99,11 +106,7 @@ fn rotate(batch_size: Option<i32>) -> MfaResult<Value> {
         "remaining": remaining,
     });
     if totp + sms > 0 {
-        spi::execute(
-            "INSERT INTO mfa.events (organization_id, request_id, event_type, details)
-             VALUES ('', $1::uuid, 'encryption_key.rotated', $2::jsonb)",
-            &[request.id.as_str().into(), Jsonb(answer.clone()).into()],
-        )?;
+        request.audit("", None, "encryption_key.rotated", answer.clone())?;
     }
     Ok(answer)
 }
@@ -115,6 +118,21 @@ fn rotate(batch_size: Option<i32>) -> MfaResult<Value> {
 /// gets new codes.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn encryption_key_rotate(batch_size: default!(Option<i32>, 1000)) -> Jsonb {
-    Jsonb(rotate(batch_size).or_raise())
+fn encryption_key_rotate(batch_size: default!(Option<i32>, 1000)) -> SqlResult<Jsonb> {
+    Ok(Jsonb(rotate(batch_size)?))
+}
+
+/// Called by the extension script: a server with keys of its own gets no database key (it would
+/// only travel in dumps); any other gets one, with a warning of what production should do.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn _initialize_database_key() -> crate::error::SqlResult<Option<String>> {
+    if keyring::server_has_keys() {
+        return Ok(None);
+    }
+    let fingerprint = keyring::generate_database_key()?;
+    pgrx::warning!(
+        "mfa: generated a per-database encryption key ({fingerprint}), kept in the database and in its dumps; production sets mfa.encryption_key_file (see the README)"
+    );
+    Ok(Some(fingerprint))
 }

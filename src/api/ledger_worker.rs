@@ -71,12 +71,7 @@ pub extern "C-unwind" fn mfa_ledger_worker_main(arg: pg_sys::Datum) {
         return;
     }
     unsafe { pg_sys::before_shmem_exit(Some(give_back_slot), arg) };
-    let installed = BackgroundWorker::transaction(|| {
-        Spi::get_one::<bool>(
-            "SELECT to_regclass('mfa.member_lockouts') IS NOT NULL AND to_regclass('mfa.events') IS NOT NULL",
-        )
-    });
-    if !matches!(installed, Ok(Some(true))) {
+    if !BackgroundWorker::transaction(lockouts::tables_exist) {
         // The extension was dropped since the records were queued: nothing to write them to.
         ledger::discard_database(database);
         return;
@@ -98,10 +93,6 @@ pub extern "C-unwind" fn mfa_ledger_worker_main(arg: pg_sys::Datum) {
             }
         };
         BackgroundWorker::transaction(|| {
-            // Written means durable, whatever the server's default.
-            if let Err(e) = Spi::run("SET LOCAL synchronous_commit = on") {
-                pgrx::error!("mfa: attempt ledger worker: {e}");
-            }
             if let Err(e) = lockouts::write_batch(batch.iter().map(|(_, record)| record)) {
                 pgrx::error!("mfa: attempt ledger worker: {}", e.message);
             }
@@ -114,14 +105,13 @@ pub extern "C-unwind" fn mfa_ledger_worker_main(arg: pg_sys::Datum) {
 /// configured, and records dropped (written and failed repeatedly, or events without room).
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn attempt_ledger_stats() -> crate::store::jsonb::Jsonb {
-    use crate::error::OrRaise;
-    let stats = ledger::stats().or_raise();
-    crate::store::jsonb::Jsonb(serde_json::json!({
+fn attempt_ledger_stats() -> crate::error::SqlResult<crate::store::jsonb::Jsonb> {
+    let stats = ledger::stats()?;
+    Ok(crate::store::jsonb::Jsonb(serde_json::json!({
         "members": stats.members,
         "members_in_use": stats.members_in_use,
         "records": stats.records,
         "records_queued": stats.records_queued,
         "records_dropped": stats.records_dropped,
-    }))
+    })))
 }

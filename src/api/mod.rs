@@ -1,5 +1,10 @@
 //! The SQL surface: `#[pg_extern]` / `#[pg_trigger]` functions and the orchestration of one call.
 
+// The SQL functions return pgrx's `ErrorReport` (208 bytes) on their cold path, once per call.
+#![allow(clippy::result_large_err)]
+
+pub mod answer;
+pub mod attempt;
 pub mod gate;
 pub mod keys;
 pub mod ledger_worker;

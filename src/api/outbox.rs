@@ -1,27 +1,24 @@
 //! The SMS outbox for delivery workers: `sms_outbox_claim` (FOR UPDATE SKIP LOCKED, visibility
-//! timeout), `sms_outbox_complete` and `sms_outbox_fail` (back-off, then dead). A message's code
-//! is stored encrypted beside a body that holds a placeholder; the claim puts it into the text it
-//! hands out, and it is erased as soon as the message is sent, dead or expired.
+//! timeout, a receipt per message), `sms_outbox_complete` and `sms_outbox_fail` (back-off, then
+//! dead). A message's code is stored encrypted beside a body that holds a placeholder; the claim
+//! puts it into the text it hands out, and it is erased as soon as the message is sent, dead or
+//! expired.
 
 use crate::core::crypto;
-use crate::store::spi::{self, Request};
-use crate::error::{err, ErrorType, MfaResult, OrRaise};
+use crate::core::sms::{outbox_associated_data, CODE_PLACEHOLDER};
+use crate::error::{err, ErrorType, MfaResult, SqlResult};
+use crate::settings;
+use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
 use crate::store::keyring;
-use crate::settings;
-use crate::core::sms::{outbox_associated_data, CODE_PLACEHOLDER};
+use crate::store::outbox::{self, ClaimScope, Report};
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
-/// Erases a message's code: its ciphertext, and the code in the body of a message queued by 0.1.0
-/// (which kept it in clear; the only six-digit run of every text).
-const ERASE_CODE: &str =
-    "code_ciphertext = NULL, body = regexp_replace(body, '[0-9]{6}', '******', 'g')";
-/// What `finish` reads back from a finished message.
-const FINISHED: &str = "RETURNING organization_id, member_id, status, attempts";
-
-/// id, organization_id, phone_number, country_code, locale, body, attempts, created_at, expires_at,
-/// receipt.
+/// A claimed message as `sms_outbox_claim` returns it: id, organization_id, phone_number,
+/// country_code, locale, body (with the code), attempts, created_at, expires_at, receipt.
 type ClaimedRow = (
     i64,
     String,
@@ -30,66 +27,15 @@ type ClaimedRow = (
     String,
     String,
     i32,
-    pgrx::datum::TimestampWithTimeZone,
-    pgrx::datum::TimestampWithTimeZone,
+    TimestampWithTimeZone,
+    TimestampWithTimeZone,
     String,
 );
-
-/// A claimed row before its code is decrypted: the message, its member, its code's ciphertext.
-type ClaimedCiphertext = (ClaimedRow, String, Option<Vec<u8>>);
-
-/// Hands out up to $1 deliverable messages, hidden for $2, oldest first, each with the receipt
-/// whose hash is the matching element of $3 (by position); `$only` narrows them.
-macro_rules! claim_statement {
-    ($only:literal) => {
-        concat!(
-            "UPDATE mfa.sms_outbox o
-                SET visible_at = statement_timestamp() + $2::interval, attempts = o.attempts + 1,
-                    receipt_hash = r.receipt_hash, claimed_by = session_user
-               FROM (SELECT organization_id, message_id, row_number() OVER () AS position
-                       FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
-                              WHERE status = 'pending' AND visible_at <= statement_timestamp() AND expires_at > statement_timestamp() ",
-            $only,
-            "                 ORDER BY visible_at LIMIT $1 FOR UPDATE SKIP LOCKED) locked) picked
-               JOIN unnest($3::bytea[]) WITH ORDINALITY AS r(receipt_hash, position) USING (position)
-              WHERE o.organization_id = picked.organization_id AND o.message_id = picked.message_id
-          RETURNING o.message_id, o.organization_id, o.phone_number, o.country_code, o.locale, o.body,
-                    o.attempts, o.created_at, o.expires_at, picked.position, o.member_id, o.code_ciphertext"
-        )
-    };
-}
-/// Any organization's messages ($4 is NULL).
-const CLAIM: &str = claim_statement!("");
-/// Organization $4's messages only, through sms_outbox_organization_deliverable, in its order.
-/// (One statement for all, with `$4 IS NULL OR …`, got one plan, which walked every
-/// organization's pending messages to find one tenant's; `= ANY` does too, so it serves only a
-/// worker bound to several organizations.)
-const CLAIM_FOR_ORGANIZATION: &str = claim_statement!("AND organization_id = $4::text");
-/// The messages of organizations $4 only.
-const CLAIM_FOR_ORGANIZATIONS: &str = claim_statement!("AND organization_id = ANY($4::text[])");
-
-/// The organizations whose messages the calling worker may handle: `None` for a worker bound to
-/// none (it serves every organization). A worker is bound by `sms_worker_grant` to its login role
-/// or to a role that it (or the role it switched to) is a member of, so switching to an unbound
-/// role does not escape the binding.
-fn worker_organizations() -> MfaResult<Option<Vec<String>>> {
-    let bound = spi::typed_row(
-        "SELECT array_agg(DISTINCT g.organization_id ORDER BY g.organization_id)
-           FROM mfa.sms_worker_grants g JOIN pg_catalog.pg_roles r ON r.rolname = g.role_name
-          WHERE g.role_name IN (session_user, $1::name)
-             OR EXISTS (SELECT FROM pg_catalog.pg_roles caller
-                         WHERE caller.rolname IN (session_user, $1::name) AND NOT caller.rolsuper
-                           AND pg_catalog.pg_has_role(caller.oid, r.oid, 'MEMBER'))",
-        &[spi::outer_user().as_str().into()],
-        |row| row.get::<Vec<String>>(1),
-    )?;
-    Ok(bound.flatten())
-}
 
 /// The organizations one claim reads: all (`None`), or those of the caller's binding narrowed to
 /// `for_organization`; a tenant's worker asking for another organization is refused.
 fn claim_scope(for_organization: Option<&str>) -> MfaResult<Option<Vec<String>>> {
-    match (worker_organizations()?, for_organization) {
+    match (outbox::worker_organizations()?, for_organization) {
         (None, None) => Ok(None),
         (None, Some(only)) => Ok(Some(vec![only.to_string()])),
         (Some(bound), None) => Ok(Some(bound)),
@@ -105,7 +51,7 @@ fn claim_scope(for_organization: Option<&str>) -> MfaResult<Option<Vec<String>>>
 
 fn claim(
     batch_size: Option<i32>,
-    visibility_timeout: Option<pgrx::datum::Interval>,
+    visibility_timeout: Option<Interval>,
     for_organization: Option<&str>,
 ) -> MfaResult<Vec<ClaimedRow>> {
     let Some(batch_size) = batch_size.filter(|b| (1..=1000).contains(b)) else {
@@ -122,78 +68,49 @@ fn claim(
     };
     let scope = claim_scope(for_organization)?;
     // Messages whose code expired are never handed out; they are retired (and erased) here.
-    spi::execute(
-        &format!(
-            "UPDATE mfa.sms_outbox o SET status = 'expired', {ERASE_CODE}
-               FROM (SELECT organization_id, message_id FROM mfa.sms_outbox
-                      WHERE status = 'pending' AND expires_at <= statement_timestamp()
-                      ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED) stale
-              WHERE o.organization_id = stale.organization_id AND o.message_id = stale.message_id"
-        ),
-        &[],
-    )?;
+    outbox::retire_expired()?;
     // One receipt per message that may be claimed; the table keeps only their hashes.
     let receipts: Vec<String> = (0..batch_size).map(|_| crypto::new_token()).collect();
-    let receipt_hashes: Vec<Vec<u8>> = receipts.iter().map(|r| crypto::token_hash(r)).collect();
-    // Typed columns, read straight from the tuples; the codes are decrypted once SPI is done.
-    let claimed = Spi::connect_mut(
-        |client| -> Result<Vec<ClaimedCiphertext>, pgrx::spi::Error> {
-            let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
-                (batch_size as i64).into(),
-                visibility_timeout.into(),
-                receipt_hashes.clone().into(),
-            ];
-            let statement = match scope.as_deref() {
-                None => CLAIM,
-                Some([only]) => {
-                    args.push(only.as_str().into());
-                    CLAIM_FOR_ORGANIZATION
-                }
-                Some(several) => {
-                    args.push(several.to_vec().into());
-                    CLAIM_FOR_ORGANIZATIONS
-                }
-            };
-            let table = spi::run_kept(client, statement, &args)?;
-            let mut rows = Vec::with_capacity(table.len());
-            for row in table {
-                rows.push((
-                    (
-                        row.get::<i64>(1)?.unwrap_or_default(),
-                        row.get::<String>(2)?.unwrap_or_default(),
-                        row.get::<String>(3)?.unwrap_or_default(),
-                        row.get::<String>(4)?.unwrap_or_default(),
-                        row.get::<String>(5)?.unwrap_or_default(),
-                        row.get::<String>(6)?.unwrap_or_default(),
-                        row.get::<i32>(7)?.unwrap_or_default(),
-                        row.get::<pgrx::datum::TimestampWithTimeZone>(8)?
-                            .expect("NOT NULL"),
-                        row.get::<pgrx::datum::TimestampWithTimeZone>(9)?
-                            .expect("NOT NULL"),
-                        receipts[row.get::<i64>(10)?.unwrap_or_default() as usize - 1].clone(),
-                    ),
-                    row.get::<String>(11)?.unwrap_or_default(),
-                    row.get::<Vec<u8>>(12)?,
-                ));
-            }
-            Ok(rows)
+    let receipt_hashes = receipts.iter().map(|r| crypto::token_hash(r)).collect();
+    let claimed = outbox::claim(
+        batch_size,
+        visibility_timeout,
+        receipt_hashes,
+        match scope.as_deref() {
+            None => ClaimScope::All,
+            Some([only]) => ClaimScope::One(only),
+            Some(several) => ClaimScope::Several(several),
         },
     )?;
+    // The codes are decrypted once SPI is done.
     let mut rows = claimed
         .into_iter()
-        .map(|(mut message, member_id, code_ciphertext)| {
+        .map(|message| {
+            let mut body = message.body;
             // Messages queued by 0.1.0 have no ciphertext: their code is in the body already.
-            if let Some(ciphertext) = code_ciphertext {
+            if let Some(ciphertext) = message.code_ciphertext {
                 let code = keyring::decrypt(
                     &ciphertext,
-                    &outbox_associated_data(&message.1, &member_id, &message.2),
+                    &outbox_associated_data(
+                        &message.organization_id,
+                        &message.member_id,
+                        &message.phone_number,
+                    ),
                 )?;
-                message.5 =
-                    message
-                        .5
-                        .replacen(CODE_PLACEHOLDER, &String::from_utf8_lossy(&code), 1);
+                body = body.replacen(CODE_PLACEHOLDER, &String::from_utf8_lossy(&code), 1);
             }
-            Ok(message)
+            Ok((
+                message.message_id,
+                message.organization_id,
+                message.phone_number,
+                message.country_code,
+                message.locale,
+                body,
+                message.attempts,
+                message.created_at,
+                message.expires_at,
+                receipts[message.receipt_index].clone(),
+            ))
         })
         .collect::<MfaResult<Vec<ClaimedRow>>>()?;
     rows.sort_by_key(|r| r.0);
@@ -203,48 +120,44 @@ fn claim(
 /// Hands up to `batch_size` deliverable messages (of one organization, if `for_organization` is
 /// given: a worker with a tenant's own provider account) to this worker and hides them from
 /// others for `visibility_timeout`; a message not completed or failed by then is handed out again.
-// pgrx needs the named columns spelled out in the signature, so no type alias can shorten it.
+// pgrx reads the signature as written: the named columns and the `Result` around them are spelled
+// out (no type alias, `SqlResult` included).
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn sms_outbox_claim(
     batch_size: default!(Option<i32>, 10),
-    visibility_timeout: default!(Option<pgrx::datum::Interval>, "'30 seconds'"),
+    visibility_timeout: default!(Option<Interval>, "'30 seconds'"),
     for_organization: default!(Option<&str>, "NULL"),
-) -> TableIterator<
-    'static,
-    (
-        name!(id, i64),
-        name!(organization_id, String),
-        name!(phone_number, String),
-        name!(country_code, String),
-        name!(locale, String),
-        name!(body, String),
-        name!(attempts, i32),
-        name!(created_at, pgrx::datum::TimestampWithTimeZone),
-        name!(expires_at, pgrx::datum::TimestampWithTimeZone),
-        name!(receipt, String),
-    ),
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(id, i64),
+            name!(organization_id, String),
+            name!(phone_number, String),
+            name!(country_code, String),
+            name!(locale, String),
+            name!(body, String),
+            name!(attempts, i32),
+            name!(created_at, TimestampWithTimeZone),
+            name!(expires_at, TimestampWithTimeZone),
+            name!(receipt, String),
+        ),
+    >,
+    ErrorReport,
 > {
-    TableIterator::new(claim(batch_size, visibility_timeout, for_organization).or_raise())
+    Ok(TableIterator::new(claim(
+        batch_size,
+        visibility_timeout,
+        for_organization,
+    )?))
 }
 
-/// Which message a finishing call acts on: message `$1`, held with the receipt whose hash is `$2`,
-/// of an organization in `$3` (NULL: the worker serves every organization).
-const HELD: &str =
-    "message_id = $1 AND receipt_hash = $2 AND ($3::text[] IS NULL OR organization_id = ANY($3))";
-
-/// Runs `sql` (an UPDATE of the message `HELD` names, returning its organization, member, status
-/// and attempts) and audits it in the same statement. Only the worker holding the message's
-/// latest receipt can finish it: a receipt is shown once, by the claim, so another tenant's worker
-/// (or one whose claim expired and was handed out again) has nothing to present.
-fn finish(
-    message_id: Option<i64>,
-    receipt: Option<&str>,
-    sql: &str,
-    mut args: Vec<pgrx::datum::DatumWithOid>,
-    event: &str,
-) -> MfaResult<Value> {
+/// Applies a worker's report on a message it holds. Only the worker holding the message's latest
+/// receipt can finish it: a receipt is shown once, by the claim, so another tenant's worker (or
+/// one whose claim expired and was handed out again) has nothing to present.
+fn finish(message_id: Option<i64>, receipt: Option<&str>, report: Report) -> MfaResult<Value> {
     let request = Request::new();
     let (Some(message_id), Some(receipt)) = (message_id, receipt) else {
         return err(
@@ -252,29 +165,13 @@ fn finish(
             "The message id and its receipt must not be NULL.",
         );
     };
-    let scope = worker_organizations()?;
-    let mut all_args: Vec<pgrx::datum::DatumWithOid> = vec![
-        message_id.into(),
-        crypto::token_hash(receipt).into(),
-        scope.into(),
-    ];
-    all_args.append(&mut args);
-    let n = all_args.len();
-    let statement = format!(
-        "WITH done AS ({sql}),
-         audited AS (
-             INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
-             SELECT organization_id, ${}::uuid, ${}, member_id,
-                    jsonb_build_object('message_id', $1::bigint, 'status', status, 'attempts', attempts)
-               FROM done)
-         SELECT status, attempts FROM done",
-        n + 1,
-        n + 2
-    );
-    all_args.extend([request.id.as_str().into(), event.into()]);
-    let Some((status, attempts)) = spi::typed_row(&statement, &all_args, |row| {
-        Ok((row.get::<String>(1)?, row.get::<i32>(2)?))
-    })?
+    let Some((status, attempts)) = outbox::finish(
+        &request.id,
+        outbox::worker_organizations()?,
+        message_id,
+        crypto::token_hash(receipt),
+        report,
+    )?
     else {
         return err(
             ErrorType::SmsMessageNotHeld,
@@ -292,25 +189,14 @@ fn sms_outbox_complete(
     id: Option<i64>,
     receipt: Option<&str>,
     provider_message_id: default!(Option<&str>, "NULL"),
-) -> Jsonb {
-    let sql = format!(
-        "UPDATE mfa.sms_outbox SET status = 'sent', sent_at = coalesce(sent_at, now()),
-                provider_message_id = coalesce(provider_message_id, left($4, 200)),
-                {ERASE_CODE}, last_error = NULL
-          WHERE {HELD}
-            AND (status = 'sent' OR (status = 'pending' AND visible_at > statement_timestamp()))
-      {FINISHED}"
-    );
-    Jsonb(
-        finish(
-            id,
-            receipt,
-            &sql,
-            vec![provider_message_id.into()],
-            "sms_outbox.completed",
-        )
-        .or_raise(),
-    )
+) -> SqlResult<Jsonb> {
+    Ok(Jsonb(finish(
+        id,
+        receipt,
+        Report::Sent {
+            provider_message_id,
+        },
+    )?))
 }
 
 /// Records a failed delivery: with `retry`, the message comes back after an exponential back-off
@@ -324,31 +210,14 @@ fn sms_outbox_fail(
     receipt: Option<&str>,
     error: default!(Option<&str>, "NULL"),
     retry: default!(Option<bool>, true),
-) -> Jsonb {
-    let sql = format!(
-        "UPDATE mfa.sms_outbox SET
-                status = CASE WHEN $5 AND attempts < $6 THEN 'pending' ELSE 'dead' END,
-                code_ciphertext = CASE WHEN $5 AND attempts < $6 THEN code_ciphertext END,
-                body = CASE WHEN $5 AND attempts < $6 THEN body
-                            ELSE regexp_replace(body, '[0-9]{{6}}', '******', 'g') END,
-                visible_at = statement_timestamp() + least(interval '5 minutes',
-                                           interval '5 seconds' * power(2, greatest(attempts - 1, 0))),
-                last_error = left($4, 500), receipt_hash = NULL
-          WHERE {HELD} AND status = 'pending' AND visible_at > statement_timestamp()
-      {FINISHED}"
-    );
-    Jsonb(
-        finish(
-            id,
-            receipt,
-            &sql,
-            vec![
-                error.into(),
-                retry.unwrap_or(true).into(),
-                settings::OUTBOX_MAX_ATTEMPTS.get().into(),
-            ],
-            "sms_outbox.failed",
-        )
-        .or_raise(),
-    )
+) -> SqlResult<Jsonb> {
+    Ok(Jsonb(finish(
+        id,
+        receipt,
+        Report::Failed {
+            error,
+            retry: retry.unwrap_or(true),
+            max_attempts: settings::OUTBOX_MAX_ATTEMPTS.get(),
+        },
+    )?))
 }

@@ -1,18 +1,23 @@
 //! The TOTP and recovery-code SQL surface: `totp_create`, `totp_authenticate`, `totp_migrate`,
 //! `member_delete_totp`, `recovery_codes_get/rotate/recover`, `totp_verify` and `qr_code_text`.
 
+use crate::api::attempt::{Attempt, Proof};
+use crate::api::{answer, login};
+use crate::core::factor::Factor;
+use crate::core::policy::MfaMethod;
 use crate::core::totp::{
     new_recovery_code, new_secret, normalize_recovery_code, otpauth_uri, qr_code_data_url,
     secret_from_base32, secret_to_base32, step_at, verify_code, CodeRejection, RECOVERY_CODE_COUNT,
 };
-use crate::store::spi::{self, Request};
-use crate::error::{err, ErrorType, MfaError, MfaResult, OrRaise};
+use crate::error::{err, ErrorType, MfaError, MfaResult, SqlResult};
+use crate::settings;
+use crate::store::attempts::Spend;
+use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
 use crate::store::keyring;
-use crate::api::members::{self, Load, Member, TotpRegistration};
-use crate::core::policy::MfaMethod;
-use crate::api::login::{self, Attempt, Proof};
-use crate::settings;
+use crate::store::members::{self, Load, Member, TotpRegistration};
+use crate::store::{spi, totp};
+use pgrx::datum::ToIsoString;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
@@ -42,56 +47,18 @@ fn store_registration(
     let registration_id = spi::new_uuid();
     let ciphertext =
         keyring::current()?.encrypt(secret, &associated_data(member, &registration_id));
-    spi::execute(
-        "DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2",
-        &[
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-        ],
-    )?;
-    spi::execute(
-        "INSERT INTO mfa.totp_registrations
-                (organization_id, member_id, totp_registration_id, secret_ciphertext, status, expires_at, activated_at)
-         VALUES ($1, $2, $3::uuid, $4,
-                 CASE WHEN $5::int IS NULL THEN 'active' ELSE 'pending' END,
-                 clock_timestamp() + make_interval(mins => $5::int),
-                 CASE WHEN $5::int IS NULL THEN clock_timestamp() END)",
-        &[
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-            registration_id.as_str().into(),
-            ciphertext.into(),
-            pending_minutes.into(),
-        ],
-    )?;
+    totp::replace_registration(member, &registration_id, ciphertext, pending_minutes)?;
     Ok(registration_id)
 }
 
 /// Replaces the member's recovery codes with `codes` (stored as keyed hashes only).
 fn store_recovery_codes(member: &Member, codes: &[String]) -> MfaResult<()> {
     let keys = keyring::current()?;
-    let hashes: Vec<Vec<u8>> = codes
+    let hashes = codes
         .iter()
         .map(|c| keys.hash_code("recovery", c))
         .collect();
-    spi::execute(
-        "DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2",
-        &[
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-        ],
-    )?;
-    spi::execute(
-        "INSERT INTO mfa.recovery_codes (organization_id, member_id, code_hash, key_id)
-         SELECT $1, $2, h, $4 FROM unnest($3::bytea[]) AS h ON CONFLICT DO NOTHING",
-        &[
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-            hashes.into(),
-            keys.fingerprint_hex().as_str().into(),
-        ],
-    )?;
-    Ok(())
+    totp::replace_recovery_codes(member, hashes, &keys.fingerprint_hex())
 }
 
 fn mint_recovery_codes(member: &Member) -> MfaResult<Vec<String>> {
@@ -102,13 +69,17 @@ fn mint_recovery_codes(member: &Member) -> MfaResult<Vec<String>> {
     Ok(codes)
 }
 
-fn create(
+/// Starts an authenticator-app registration, pending until its first code is authenticated.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn totp_create(
     organization_id: Option<&str>,
     member_id: Option<&str>,
-    expiration_minutes: i32,
-    token: Option<&str>,
-) -> MfaResult<Value> {
+    expiration_minutes: default!(Option<i32>, 60),
+    intermediate_session_token: default!(Option<&str>, "NULL"),
+) -> SqlResult<Jsonb> {
     let request = Request::new();
+    let expiration_minutes = expiration_minutes.unwrap_or(60);
     if !(5..=1440).contains(&expiration_minutes) {
         return err(
             ErrorType::InvalidExpirationMinutes,
@@ -117,7 +88,7 @@ fn create(
     }
     let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
     org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
-    login::find_optional(&member, token)?;
+    login::find_optional(&member, intermediate_session_token)?;
     if let Some(existing) = &member.totp {
         if existing.active {
             return err(
@@ -132,7 +103,7 @@ fn create(
             );
         }
     }
-    login::require_step_up_for_new_factor(&member, token)?;
+    login::require_step_up_for_new_factor(&member, intermediate_session_token)?;
     let secret = new_secret();
     let registration_id = store_registration(&member, &secret, Some(expiration_minutes))?;
     let recovery_codes = mint_recovery_codes(&member)?;
@@ -143,57 +114,44 @@ fn create(
         "totp.created",
         json!({ "totp_registration_id": registration_id, "expiration_minutes": expiration_minutes }),
     )?;
-    Ok(members::answer(
+    Ok(Jsonb(answer::about(
         &request,
         &member,
         json!({
-        "totp_registration_id": registration_id,
-        "secret": secret_to_base32(&secret),
-        "otpauth_uri": uri,
-        "qr_code": qr_code_data_url(&uri)?,
-        "recovery_codes": recovery_codes,
-        "member": members::object_before_mfa(&member.organization_id, &member.member_id)?,
+            "totp_registration_id": registration_id,
+            "secret": secret_to_base32(&secret),
+            "otpauth_uri": uri,
+            "qr_code": qr_code_data_url(&uri)?,
+            "recovery_codes": recovery_codes,
+            "member": answer::member_before_mfa_now(&member.organization_id, &member.member_id)?,
         }),
-    ))
+    )))
 }
 
-/// Starts an authenticator-app registration, pending until its first code is authenticated.
+/// Verifies a code from the member's authenticator app. Failures are returned, not raised.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn totp_create(
-    organization_id: Option<&str>,
-    member_id: Option<&str>,
-    expiration_minutes: default!(Option<i32>, 60),
-    intermediate_session_token: default!(Option<&str>, "NULL"),
-) -> Jsonb {
-    Jsonb(
-        create(
-            organization_id,
-            member_id,
-            expiration_minutes.unwrap_or(60),
-            intermediate_session_token,
-        )
-        .or_raise(),
-    )
-}
-
-fn authenticate(
+fn totp_authenticate(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     code: Option<&str>,
-    token: Option<&str>,
-    set_mfa_enrollment: Option<&str>,
-    set_default_mfa: bool,
-) -> MfaResult<Value> {
+    intermediate_session_token: default!(Option<&str>, "NULL"),
+    set_mfa_enrollment: default!(Option<&str>, "NULL"),
+    set_default_mfa: default!(Option<bool>, false),
+) -> SqlResult<Jsonb> {
     let attempt = Attempt::begin(
         organization_id,
         member_id,
-        token,
+        intermediate_session_token,
         MfaMethod::Totp,
         "totp.authenticate",
         set_mfa_enrollment,
-        set_default_mfa,
+        set_default_mfa.unwrap_or(false),
     )?;
+    Ok(Jsonb(authenticate(attempt, code.unwrap_or(""))?))
+}
+
+fn authenticate(attempt: Attempt, code: &str) -> MfaResult<Value> {
     let member = &attempt.member;
     let Some(registration) = &member.totp else {
         return err(
@@ -216,7 +174,7 @@ fn authenticate(
     )?;
     let step = match verify_code(
         &secret,
-        code.unwrap_or(""),
+        code,
         step_at(spi::unix_seconds()),
         settings::TOTP_SKEW_STEPS.get() as u64,
         registration.last_used_step.map(|s| s as u64),
@@ -236,18 +194,10 @@ fn authenticate(
     let activates_totp = !registration.active;
     attempt.succeed(
         Proof {
-            factor: login::factor(
-                "totp",
-                "authenticator_app",
-                json!({ "authenticator_app_factor": { "totp_id": registration_id } }),
-            ),
-            spend: Some((
-                "UPDATE mfa.totp_registrations
-                    SET last_used_step = $8, status = 'active', expires_at = NULL,
-                        activated_at = coalesce(activated_at, now())
-                  WHERE organization_id = $1 AND member_id = $2",
-                (step as i64).into(),
-            )),
+            factor: Factor::Totp {
+                totp_id: registration_id.clone(),
+            },
+            spend: Spend::TotpStep(step as i64),
             verifies_phone: false,
             activates_totp,
         },
@@ -255,36 +205,15 @@ fn authenticate(
     )
 }
 
-/// Verifies a code from the member's authenticator app. Failures are returned, not raised.
+/// Imports an existing authenticator (active at once) and, optionally, its recovery codes.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn totp_authenticate(
-    organization_id: Option<&str>,
-    member_id: Option<&str>,
-    code: Option<&str>,
-    intermediate_session_token: default!(Option<&str>, "NULL"),
-    set_mfa_enrollment: default!(Option<&str>, "NULL"),
-    set_default_mfa: default!(Option<bool>, false),
-) -> Jsonb {
-    Jsonb(
-        authenticate(
-            organization_id,
-            member_id,
-            code,
-            intermediate_session_token,
-            set_mfa_enrollment,
-            set_default_mfa.unwrap_or(false),
-        )
-        .or_raise(),
-    )
-}
-
-fn migrate(
+fn totp_migrate(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     secret: Option<&str>,
-    recovery_codes: Option<Vec<Option<String>>>,
-) -> MfaResult<Value> {
+    recovery_codes: default!(Option<Vec<Option<String>>>, "NULL"),
+) -> SqlResult<Jsonb> {
     let request = Request::new();
     let secret = secret_from_base32(secret.unwrap_or(""))?;
     let codes = recovery_codes
@@ -316,66 +245,38 @@ fn migrate(
         "totp.migrated",
         json!({ "totp_registration_id": registration_id, "recovery_codes_imported": codes.len() }),
     )?;
-    Ok(json!({
+    Ok(Jsonb(json!({
         "status_code": 200,
         "request_id": request.id,
         "totp_registration_id": registration_id,
         "recovery_codes_remaining": codes.len(),
-        "member": members::object(&member.organization_id, &member.member_id)?,
-    }))
-}
-
-/// Imports an existing authenticator (active at once) and, optionally, its recovery codes.
-#[pg_extern(volatile, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn totp_migrate(
-    organization_id: Option<&str>,
-    member_id: Option<&str>,
-    secret: Option<&str>,
-    recovery_codes: default!(Option<Vec<Option<String>>>, "NULL"),
-) -> Jsonb {
-    Jsonb(migrate(organization_id, member_id, secret, recovery_codes).or_raise())
+        "member": answer::member_now(&member.organization_id, &member.member_id)?,
+    })))
 }
 
 /// Removes the member's authenticator app and its recovery codes.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> Jsonb {
-    let delete = || -> MfaResult<Value> {
-        let request = Request::new();
-        let member = members::load(organization_id, member_id, Load::Lock)?;
-        let Some(registration) = &member.totp else {
-            return err(
-                ErrorType::TotpNotFound,
-                "The member has no TOTP registration.",
-            );
-        };
-        let ids = [
-            member.organization_id.as_str().into(),
-            member.member_id.as_str().into(),
-        ];
-        spi::execute(
-            "DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2",
-            &ids,
-        )?;
-        spi::execute(
-            "DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2",
-            &ids,
-        )?;
-        spi::execute(
-            "UPDATE mfa.members SET default_mfa_method = NULLIF(default_mfa_method, 'totp'), updated_at = now()
-              WHERE organization_id = $1 AND member_id = $2",
-            &ids,
-        )?;
-        request.audit(
-            &member.organization_id,
-            Some(&member.member_id),
-            "totp.deleted",
-            json!({ "totp_registration_id": registration.totp_registration_id }),
-        )?;
-        members::object(&member.organization_id, &member.member_id)
+fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
+    let request = Request::new();
+    let member = members::load(organization_id, member_id, Load::Lock)?;
+    let Some(registration) = &member.totp else {
+        return err(
+            ErrorType::TotpNotFound,
+            "The member has no TOTP registration.",
+        );
     };
-    Jsonb(delete().or_raise())
+    members::remove_totp(&member)?;
+    request.audit(
+        &member.organization_id,
+        Some(&member.member_id),
+        "totp.deleted",
+        json!({ "totp_registration_id": registration.totp_registration_id }),
+    )?;
+    Ok(Jsonb(answer::member_now(
+        &member.organization_id,
+        &member.member_id,
+    )?))
 }
 
 fn require_active_registration(member: &Member) -> MfaResult<&TotpRegistration> {
@@ -392,31 +293,18 @@ fn require_active_registration(member: &Member) -> MfaResult<&TotpRegistration> 
 /// hashed and were shown only once).
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) -> Jsonb {
-    let get = || -> MfaResult<Value> {
-        let request = Request::new();
-        let member = members::load(organization_id, member_id, Load::Read)?;
-        let counts = spi::json_row(
-            "SELECT jsonb_build_object(
-                        'recovery_codes_remaining', count(*) FILTER (WHERE used_at IS NULL),
-                        'recovery_codes_created_at', min(created_at))
-               FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2",
-            &[
-                member.organization_id.as_str().into(),
-                member.member_id.as_str().into(),
-            ],
-        )?
-        .unwrap_or_default();
-        Ok(members::answer(
-            &request,
-            &member,
-            json!({
-            "recovery_codes_remaining": counts["recovery_codes_remaining"],
-            "recovery_codes_created_at": counts["recovery_codes_created_at"],
-            }),
-        ))
-    };
-    Jsonb(get().or_raise())
+fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
+    let request = Request::new();
+    let member = members::load(organization_id, member_id, Load::Read)?;
+    let (remaining, created_at) = totp::recovery_codes_left(&member)?;
+    Ok(Jsonb(answer::about(
+        &request,
+        &member,
+        json!({
+            "recovery_codes_remaining": remaining,
+            "recovery_codes_created_at": created_at.map(|t| t.to_iso_string()),
+        }),
+    )))
 }
 
 /// Invalidates every recovery code and returns a new set (shown this once). Minting codes is
@@ -429,107 +317,31 @@ fn recovery_codes_rotate(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     intermediate_session_token: default!(Option<&str>, "NULL"),
-) -> Jsonb {
-    let rotate = || -> MfaResult<Value> {
-        let request = Request::new();
-        let member = members::load(organization_id, member_id, Load::Lock)?;
-        require_active_registration(&member)?;
-        match login::find_optional(&member, intermediate_session_token)? {
-            Some(login) if login.has_second_factor() => {}
-            _ => {
-                return err(
-                    ErrorType::InsufficientFactors,
-                    "Rotating recovery codes needs an intermediate session token that carries a second factor proven with it (a login's, or step_up_start's).",
-                )
-            }
+) -> SqlResult<Jsonb> {
+    let request = Request::new();
+    let member = members::load(organization_id, member_id, Load::Lock)?;
+    require_active_registration(&member)?;
+    match login::find_optional(&member, intermediate_session_token)? {
+        Some(session) if login::has_second_factor(&session) => {}
+        _ => {
+            return err(
+                ErrorType::InsufficientFactors,
+                "Rotating recovery codes needs an intermediate session token that carries a second factor proven with it (a login's, or step_up_start's).",
+            )
         }
-        let codes = mint_recovery_codes(&member)?;
-        request.audit(
-            &member.organization_id,
-            Some(&member.member_id),
-            "recovery_codes.rotated",
-            json!({}),
-        )?;
-        Ok(members::answer(
-            &request,
-            &member,
-            json!({
-            "recovery_codes": codes,
-            }),
-        ))
-    };
-    Jsonb(rotate().or_raise())
-}
-
-fn recover(
-    organization_id: Option<&str>,
-    member_id: Option<&str>,
-    recovery_code: Option<&str>,
-    token: Option<&str>,
-) -> MfaResult<Value> {
-    // Recovery codes stand in for the authenticator app: the `totp` method must be allowed.
-    let attempt = Attempt::begin(
-        organization_id,
-        member_id,
-        token,
-        MfaMethod::Totp,
-        "recovery_codes.recover",
-        None,
-        false,
-    )?;
-    let member = &attempt.member;
-    require_active_registration(member)?;
-    if let Some(refusal) = attempt.admit(None)? {
-        return Ok(refusal);
     }
-    let ids = [
-        member.organization_id.as_str().into(),
-        member.member_id.as_str().into(),
-    ];
-    let key_ids: Vec<String> = spi::row(
-        "SELECT coalesce(jsonb_agg(DISTINCT key_id), '[]') FROM mfa.recovery_codes
-          WHERE organization_id = $1 AND member_id = $2 AND used_at IS NULL",
-        &ids,
-    )?
-    .unwrap_or_default();
-    let candidates: Vec<Vec<u8>> = match recovery_code.and_then(normalize_recovery_code) {
-        Some(code) => key_ids
-            .iter()
-            .map(|id| keyring::by_fingerprint(id).map(|k| k.hash_code("recovery", &code)))
-            .collect::<MfaResult<_>>()?,
-        None => Vec::new(),
-    };
-    // Comparing keyed hashes by equality leaks nothing useful: without the key, knowing where two
-    // hashes differ says nothing about the code.
-    let remaining: Option<i64> = spi::row(
-        "WITH used AS (
-             UPDATE mfa.recovery_codes SET used_at = now()
-              WHERE organization_id = $1 AND member_id = $2 AND code_hash = ANY($3) AND used_at IS NULL
-          RETURNING code_hash)
-         SELECT to_jsonb((SELECT count(*) FROM mfa.recovery_codes
-                           WHERE organization_id = $1 AND member_id = $2 AND used_at IS NULL) - 1)
-           FROM used LIMIT 1",
-        &{
-            let [organization, member] = ids;
-            [organization, member, candidates.into()]
-        },
+    let codes = mint_recovery_codes(&member)?;
+    request.audit(
+        &member.organization_id,
+        Some(&member.member_id),
+        "recovery_codes.rotated",
+        json!({}),
     )?;
-    let Some(remaining) = remaining else {
-        return attempt.fail(
-            ErrorType::InvalidRecoveryCode,
-            "The recovery code is not valid or was already used.",
-        );
-    };
-    // The code was spent by the statement that found it.
-    attempt.succeed(
-        Proof {
-            factor: login::factor("recovery_codes", "recovery_code", json!({})),
-            spend: None,
-            verifies_phone: false,
-            activates_totp: false,
-        },
-        json!({ "recovery_codes_remaining": remaining }),
-    )
+    Ok(Jsonb(answer::about(
+        &request,
+        &member,
+        json!({ "recovery_codes": codes }),
+    )))
 }
 
 /// Spends one recovery code as the second factor. Failures are returned, not raised.
@@ -540,22 +352,54 @@ fn recovery_codes_recover(
     member_id: Option<&str>,
     recovery_code: Option<&str>,
     intermediate_session_token: default!(Option<&str>, "NULL"),
-) -> Jsonb {
-    Jsonb(
-        recover(
-            organization_id,
-            member_id,
-            recovery_code,
-            intermediate_session_token,
-        )
-        .or_raise(),
+) -> SqlResult<Jsonb> {
+    // Recovery codes stand in for the authenticator app: the `totp` method must be allowed.
+    let attempt = Attempt::begin(
+        organization_id,
+        member_id,
+        intermediate_session_token,
+        MfaMethod::Totp,
+        "recovery_codes.recover",
+        None,
+        false,
+    )?;
+    Ok(Jsonb(recover(attempt, recovery_code)?))
+}
+
+fn recover(attempt: Attempt, recovery_code: Option<&str>) -> MfaResult<Value> {
+    let member = &attempt.member;
+    require_active_registration(member)?;
+    if let Some(refusal) = attempt.admit(None)? {
+        return Ok(refusal);
+    }
+    let candidates: Vec<Vec<u8>> = match recovery_code.and_then(normalize_recovery_code) {
+        Some(code) => totp::recovery_code_keys(member)?
+            .iter()
+            .map(|id| keyring::by_fingerprint(id).map(|k| k.hash_code("recovery", &code)))
+            .collect::<MfaResult<_>>()?,
+        None => Vec::new(),
+    };
+    let Some(remaining) = totp::spend_recovery_code(member, candidates)? else {
+        return attempt.fail(
+            ErrorType::InvalidRecoveryCode,
+            "The recovery code is not valid or was already used.",
+        );
+    };
+    attempt.succeed(
+        Proof {
+            factor: Factor::RecoveryCode,
+            spend: Spend::RecoveryCode,
+            verifies_phone: false,
+            activates_totp: false,
+        },
+        json!({ "recovery_codes_remaining": remaining }),
     )
 }
 
 /// Renders any text (an otpauth URI) as a QR code of Unicode blocks, for terminals and psql.
 #[pg_extern(immutable, parallel_safe)]
-fn qr_code_text(text: &str) -> String {
-    crate::core::totp::qr_code_text(text).or_raise()
+fn qr_code_text(text: &str) -> SqlResult<String> {
+    Ok(crate::core::totp::qr_code_text(text)?)
 }
 
 /// Checks a code against a base32 secret the caller holds (an authenticator about to be imported
@@ -566,17 +410,17 @@ fn totp_verify(
     secret: &str,
     code: &str,
     at: default!(pgrx::datum::TimestampWithTimeZone, "now()"),
-) -> bool {
-    let secret = secret_from_base32(secret).or_raise();
+) -> SqlResult<bool> {
+    let secret = secret_from_base32(secret)?;
     // Microseconds since 2000-01-01; infinities end up before 1970 or far ahead, matching nothing.
     let micros: pg_sys::TimestampTz = at.into();
     let unix_seconds = micros.div_euclid(1_000_000).saturating_add(946_684_800);
-    verify_code(
+    Ok(verify_code(
         &secret,
         code,
         step_at(u64::try_from(unix_seconds).unwrap_or(0)),
         settings::TOTP_SKEW_STEPS.get() as u64,
         None,
     )
-    .is_ok()
+    .is_ok())
 }

@@ -2,6 +2,7 @@
 
 pub mod attempts;
 pub mod crypto;
+pub mod factor;
 pub mod key_file;
 pub mod phone;
 pub mod policy;

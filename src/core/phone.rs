@@ -24,7 +24,12 @@ impl ParsedPhone {
     /// The block of 10,000 numbers this one belongs to (all digits but the last four), the unit of
     /// the per-prefix send limit that stops SMS pumping through a range of premium numbers.
     pub fn rate_limit_prefix(&self) -> &str {
-        &self.e164[..self.e164.len().saturating_sub(4)]
+        Self::rate_limit_prefix_of(&self.e164)
+    }
+
+    /// `rate_limit_prefix` of a stored E.164 number.
+    pub fn rate_limit_prefix_of(e164: &str) -> &str {
+        e164.get(..e164.len().saturating_sub(4)).unwrap_or("")
     }
 
     /// The number as shown back to a member at login: all but the last four digits hidden.

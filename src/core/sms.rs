@@ -1,7 +1,6 @@
 //! SMS one-time passcodes: the code, its localized text, and scrubbing it from a delivered
 //! message. Pure logic; `sms_otp::sql` is the SQL surface.
 
-
 use crate::core::crypto::random_numeric_code;
 
 pub const CODE_DIGITS: u32 = 6;
@@ -58,6 +57,12 @@ pub fn new_code() -> String {
 /// and put in only when a worker claims the message, so no table, dump or backup holds it in clear.
 pub const CODE_PLACEHOLDER: &str = "******";
 
+/// A code in a message body, as a regular expression. Erasing a message's code replaces every
+/// match with the placeholder (bodies queued by 0.1.0 held the code itself).
+pub fn code_pattern() -> String {
+    format!("[0-9]{{{CODE_DIGITS}}}")
+}
+
 /// A message's code is encrypted bound to its destination: moved to another row, it does not
 /// decrypt.
 pub fn outbox_associated_data(
@@ -91,6 +96,13 @@ pub fn lifetime_minutes(seconds: i32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_placeholder_and_the_pattern_follow_the_code_length() {
+        assert_eq!(CODE_PLACEHOLDER.len(), CODE_DIGITS as usize);
+        assert_eq!(code_pattern(), "[0-9]{6}");
+        assert_eq!(new_code().len(), CODE_DIGITS as usize);
+    }
 
     #[test]
     fn locales_fall_back_to_english() {

@@ -1,7 +1,6 @@
 //! TOTP (RFC 6238) for authenticator apps: secrets, codes, the key URI, the QR code, and recovery
 //! codes. Pure logic; `totp::sql` is the SQL surface.
 
-
 use crate::core::crypto::{constant_time_eq, random_bytes, random_string};
 use crate::error::{err, ErrorType, MfaResult};
 use base64::engine::general_purpose::STANDARD;

@@ -5,8 +5,8 @@
 //! without a restart. No SQL path returns them: shared memory is reachable only by the server's
 //! own processes.
 
-use crate::core::key_file::{check_file_access, parse_keys, MAX_KEYS};
 use crate::core::crypto::KEY_LEN;
+use crate::core::key_file::{check_file_access, parse_keys, MAX_KEYS};
 use pgrx::pg_sys;
 use std::ffi::CStr;
 use std::os::unix::fs::MetadataExt;

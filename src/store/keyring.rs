@@ -9,9 +9,9 @@
 //! hashes, so a rotation never strands a secret.
 
 use crate::core::crypto::{parse_master_key, Keys, KEY_LEN};
-use crate::store::spi;
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::settings;
+use crate::store::spi;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -186,20 +186,9 @@ pub fn generate_database_key() -> MfaResult<String> {
     Ok(keys.fingerprint_hex())
 }
 
-/// Called by the extension script: a server with keys of its own gets no database key (it would
-/// only travel in dumps); any other gets one, with a warning of what production should do.
-#[pg_extern(volatile, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn _initialize_database_key() -> Option<String> {
-    use crate::error::OrRaise;
-    if !server_keys().is_empty() || setting_key().is_some() {
-        return None;
-    }
-    let fingerprint = generate_database_key().or_raise();
-    pgrx::warning!(
-        "mfa: generated a per-database encryption key ({fingerprint}), kept in the database and in its dumps; production sets mfa.encryption_key_file (see the README)"
-    );
-    Some(fingerprint)
+/// Whether the server has a key of its own (a key file or command, or the legacy setting).
+pub fn server_has_keys() -> bool {
+    !server_keys().is_empty() || setting_key().is_some()
 }
 
 /// Check hook of `mfa.encryption_key`: takes the key out of the setting (which then shows only

@@ -1,7 +1,7 @@
 //! Statements of key rotation: which secrets a key covers, and the re-encryption of a batch.
 
-use crate::store::spi;
 use crate::error::MfaResult;
+use crate::store::spi;
 
 /// One key's line of `mfa.encryption_keys()`.
 pub struct KeyUsage {

@@ -2,9 +2,9 @@
 //! must outlive their caller's transaction.
 
 use crate::core::attempts::MemberAttempts;
-use crate::store::spi;
 use crate::error::MfaResult;
 use crate::store::ledger::{Record, RecordKind};
+use crate::store::spi;
 use pgrx::datum::TimestampWithTimeZone;
 use std::collections::HashMap;
 
@@ -34,9 +34,22 @@ pub fn attempts_from_row(
     }
 }
 
-/// Writes a batch of queued records (in queue order) in two statements: the latest state of each
-/// member in it, and its events.
+/// Whether the tables the worker writes exist (the extension may have been dropped since the
+/// records were queued).
+pub fn tables_exist() -> bool {
+    matches!(
+        pgrx::Spi::get_one::<bool>(
+            "SELECT to_regclass('mfa.member_lockouts') IS NOT NULL AND to_regclass('mfa.events') IS NOT NULL",
+        ),
+        Ok(Some(true))
+    )
+}
+
+/// Writes a batch of queued records (in queue order) in two statements, durably whatever the
+/// server's default (the worker's transaction commits with `synchronous_commit = on`): the latest
+/// state of each member in it, and its events.
 pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResult<()> {
+    pgrx::Spi::run("SET LOCAL synchronous_commit = on")?;
     let mut states: Vec<&Record> = Vec::new();
     let mut latest: HashMap<(&str, &str), usize> = HashMap::new();
     let mut events: Vec<&Record> = Vec::new();

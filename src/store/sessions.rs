@@ -1,9 +1,130 @@
-//! Statements of the session gate on guarded tables.
+//! Intermediate sessions (a login or a step-up in progress, found by its token's hash) and the
+//! statements of the session gate.
 
-use crate::store::spi;
+use crate::core::policy::OrganizationPolicy;
 use crate::error::MfaResult;
+use crate::store::jsonb::Jsonb;
+use crate::store::members::read_policy;
+use crate::store::spi;
 use pgrx::JsonB;
 use serde_json::Value;
+
+/// A login in progress as stored.
+#[derive(Debug, Clone)]
+pub struct IntermediateSession {
+    pub organization_id: String,
+    pub member_id: String,
+    pub token_hash: Vec<u8>,
+    /// The factors proven with it, in Stytch's shape.
+    pub factors: Vec<Value>,
+    /// Neither consumed nor expired (on the clock).
+    pub live: bool,
+}
+
+fn factor_list(factors: Option<JsonB>) -> Vec<Value> {
+    match factors {
+        Some(JsonB(Value::Array(factors))) => factors,
+        _ => Vec::new(),
+    }
+}
+
+/// The session whose token hashes to `token_hash`, locked until the end of the transaction.
+pub fn find(token_hash: Vec<u8>) -> MfaResult<Option<IntermediateSession>> {
+    spi::typed_row(
+        "SELECT organization_id, member_id, factors,
+                consumed_at IS NULL AND expires_at > clock_timestamp() AS live
+           FROM mfa.intermediate_sessions WHERE token_hash = $1 FOR UPDATE",
+        &[token_hash.clone().into()],
+        |row| {
+            Ok(IntermediateSession {
+                organization_id: row
+                    .get_by_name::<String, _>("organization_id")?
+                    .unwrap_or_default(),
+                member_id: row
+                    .get_by_name::<String, _>("member_id")?
+                    .unwrap_or_default(),
+                token_hash: token_hash.clone(),
+                factors: factor_list(row.get_by_name::<JsonB, _>("factors")?),
+                live: row.get_by_name::<bool, _>("live")?.unwrap_or(false),
+            })
+        },
+    )
+}
+
+/// The arguments of `session_start.sql`.
+pub struct NewSession<'a> {
+    pub organization_id: &'a str,
+    pub member_id: &'a str,
+    pub token_hash: Vec<u8>,
+    /// The primary factor's method and its Stytch JSON; `None` for a step-up.
+    pub primary: Option<(&'a str, Value)>,
+    pub locale: &'a str,
+    pub lifetime_minutes: i32,
+}
+
+pub fn start(session: NewSession) -> MfaResult<()> {
+    let (method, factor) = match session.primary {
+        Some((method, factor)) => (Some(method), Some(Jsonb(factor))),
+        None => (None, None),
+    };
+    spi::execute(
+        include_str!("sql/session_start.sql"),
+        &[
+            session.organization_id.into(),
+            session.token_hash.into(),
+            session.member_id.into(),
+            method.into(),
+            session.locale.into(),
+            factor.into(),
+            session.lifetime_minutes.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// What `session_decide.sql` found: the member's policy inputs and, when the token was consumed,
+/// the login's factors.
+pub struct GateInputs {
+    pub mfa_enrolled: bool,
+    pub is_breakglass: bool,
+    pub policy: OrganizationPolicy,
+    /// `None`: nothing was consumed (no token, or not a live token of this member).
+    pub consumed_factors: Option<Vec<Value>>,
+    /// The consumed token was a login's (it carries a primary factor), not a step-up's.
+    pub has_primary: bool,
+}
+
+/// Consumes the login's token for a new session and writes `session.allowed` (undone with the
+/// caller's (sub)transaction when the policy then refuses); `None` when there is no such member.
+pub fn consume_for_session(
+    organization_id: &str,
+    member_id: &str,
+    token_hash: Option<Vec<u8>>,
+    request_id: &str,
+) -> MfaResult<Option<GateInputs>> {
+    spi::typed_row(
+        include_str!("sql/session_decide.sql"),
+        &[
+            organization_id.into(),
+            member_id.into(),
+            token_hash.into(),
+            request_id.into(),
+        ],
+        |row| {
+            Ok(GateInputs {
+                mfa_enrolled: row.get_by_name::<bool, _>("mfa_enrolled")?.unwrap_or(false),
+                is_breakglass: row
+                    .get_by_name::<bool, _>("is_breakglass")?
+                    .unwrap_or(false),
+                policy: read_policy(row)?,
+                consumed_factors: row
+                    .get_by_name::<JsonB, _>("factors")?
+                    .map(|f| factor_list(Some(f))),
+                has_primary: row.get_by_name::<bool, _>("has_primary")?.unwrap_or(false),
+            })
+        },
+    )
+}
 
 /// The arguments of `step_up_consume.sql`.
 pub struct StepUp<'a> {
@@ -28,8 +149,5 @@ pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
         ],
         |row| row.get::<JsonB>(1),
     )?;
-    Ok(factors.flatten().map(|JsonB(f)| match f {
-        Value::Array(factors) => factors,
-        _ => Vec::new(),
-    }))
+    Ok(factors.flatten().map(|f| factor_list(Some(f))))
 }

@@ -1,19 +1,16 @@
-//! The thin layer between the SQL surface and SPI: parameterised queries only, results as JSON
-//! objects (so a row maps onto a serde struct or straight into a Stytch-shaped answer), request
-//! ids, and the audit trail.
+//! The one execution path of every statement: parameterised SPI only, kept plans, typed rows;
+//! and the ids and names the statements take (request ids, roles).
 //!
 //! Every statement is prepared once per backend and its plan kept (`SPI_keepplan`): parsing and
 //! planning cost more than running these primary-key lookups. PostgreSQL's plan cache revalidates
 //! a kept plan when a table it uses changes.
 
 use crate::error::MfaResult;
-use crate::store::jsonb::Jsonb;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiTupleTable};
 use pgrx::JsonB;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -110,16 +107,6 @@ pub fn json_row(sql: &str, args: &[DatumWithOid]) -> MfaResult<Option<Value>> {
     Ok(json_rows(sql, args)?.into_iter().next())
 }
 
-/// The first row, deserialized.
-pub fn row<T: DeserializeOwned>(sql: &str, args: &[DatumWithOid]) -> MfaResult<Option<T>> {
-    match json_row(sql, args)? {
-        Some(v) => Ok(Some(serde_json::from_value(v).unwrap_or_else(|e| {
-            pgrx::error!("mfa: a stored row does not have the expected shape: {e}")
-        }))),
-        None => Ok(None),
-    }
-}
-
 /// Runs a statement and returns how many rows it processed.
 pub fn execute(sql: &str, args: &[DatumWithOid]) -> MfaResult<usize> {
     Ok(Spi::connect_mut(|client| {
@@ -176,75 +163,6 @@ fn role_name(role: pgrx::pg_sys::Oid) -> String {
         std::ffi::CStr::from_ptr(name)
             .to_string_lossy()
             .into_owned()
-    }
-}
-
-/// One call of a public function: its request id, shared by the answer and every audit event.
-pub struct Request {
-    pub id: String,
-}
-
-impl Request {
-    pub fn new() -> Request {
-        Request {
-            id: new_request_id(),
-        }
-    }
-
-    /// Writes an audit event. `organization_id` is '' for project-wide events. Never pass a secret
-    /// in `details`.
-    pub fn audit(
-        &self,
-        organization_id: &str,
-        member_id: Option<&str>,
-        event_type: &str,
-        details: Value,
-    ) -> MfaResult<()> {
-        self.audited(
-            "SELECT NULL::jsonb",
-            vec![],
-            organization_id,
-            member_id,
-            event_type,
-            details,
-        )
-        .map(|_| ())
-    }
-
-    /// Runs `statement` (parameters `$1…$n` from `args`; it may return one jsonb column, and may
-    /// start with its own `WITH`) and writes the audit event in the same statement: one execution
-    /// instead of two on the hot paths.
-    pub fn audited(
-        &self,
-        statement: &str,
-        mut args: Vec<DatumWithOid>,
-        organization_id: &str,
-        member_id: Option<&str>,
-        event_type: &str,
-        details: Value,
-    ) -> MfaResult<Option<Value>> {
-        let n = args.len();
-        let audit = format!(
-            "audited AS (INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
-                         VALUES (${}, ${}::uuid, ${}, ${}, ${}))",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5
-        );
-        let sql = match statement.strip_prefix("WITH ") {
-            Some(rest) => format!("WITH {audit}, {rest}"),
-            None => format!("WITH {audit} {statement}"),
-        };
-        args.extend([
-            organization_id.into(),
-            self.id.as_str().into(),
-            event_type.into(),
-            member_id.into(),
-            Jsonb(details).into(),
-        ]);
-        json_row(&sql, &args)
     }
 }
 

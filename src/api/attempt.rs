@@ -1,0 +1,226 @@
+//! One second-factor authentication attempt (TOTP, SMS code, recovery code): what every factor
+//! checks first, and how it ends — a returned failure that the attempt ledger counts toward the
+//! lock, or a success that resets it, applies the enrollment rules and records the factor on the
+//! login.
+
+use crate::api::{answer, login};
+use crate::core::attempts::Admission;
+use crate::core::factor::Factor;
+use crate::core::policy::{MfaMethod, MfaPolicy, OrganizationPolicy, SetMfaEnrollment};
+use crate::error::{ErrorType, MfaError, MfaResult};
+use crate::settings;
+use crate::store::attempts::{self, MemberChange, Spend};
+use crate::store::audit::Request;
+use crate::store::members::{self, Load, Member};
+use crate::store::sessions::IntermediateSession;
+use crate::store::{ledger, spi};
+use serde_json::{json, Value};
+
+pub struct Attempt {
+    pub request: Request,
+    pub member: Member,
+    pub org: OrganizationPolicy,
+    pub session: Option<IntermediateSession>,
+    method: MfaMethod,
+    event_type: &'static str,
+    set_mfa_enrollment: Option<SetMfaEnrollment>,
+    set_default_mfa: bool,
+    /// The check charged in the attempt ledger (`admit`), settled by `fail` or `succeed`.
+    charge: std::cell::RefCell<Option<ledger::Charge>>,
+}
+
+/// What a successful attempt proved.
+pub struct Proof {
+    pub factor: Factor,
+    pub spend: Spend,
+    /// The factor reached the member's phone: the number is verified.
+    pub verifies_phone: bool,
+    /// The factor was a code from a pending authenticator app, which is now active.
+    pub activates_totp: bool,
+}
+
+impl Attempt {
+    /// Validates the arguments, locks the member with their factors, checks the token and that
+    /// the organization allows `method`. These are the caller's mistakes: they raise.
+    pub fn begin(
+        organization_id: Option<&str>,
+        member_id: Option<&str>,
+        token: Option<&str>,
+        method: MfaMethod,
+        event_type: &'static str,
+        set_mfa_enrollment: Option<&str>,
+        set_default_mfa: bool,
+    ) -> MfaResult<Attempt> {
+        let request = Request::new();
+        let set_mfa_enrollment = set_mfa_enrollment
+            .map(SetMfaEnrollment::parse)
+            .transpose()?;
+        let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
+        let session = login::find_optional(&member, token)?;
+        org.require_allowed(method, member.is_breakglass)?;
+        Ok(Attempt {
+            request,
+            member,
+            org,
+            session,
+            method,
+            event_type,
+            set_mfa_enrollment,
+            set_default_mfa,
+            charge: Default::default(),
+        })
+    }
+
+    /// Asks the attempt ledger whether a code may be checked, before anything is: charges the
+    /// check (it counts as a failure until it succeeds), or returns the refusal of a locked or
+    /// throttled member, or of a dead SMS code. `sms_code_hash` is the stored hash of the SMS
+    /// code about to be checked.
+    pub fn admit(&self, sms_code_hash: Option<&[u8]>) -> MfaResult<Option<Value>> {
+        let key = self.member.ledger_key()?;
+        let tag = sms_code_hash.map(|hash| {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(hash);
+            u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+        });
+        let refusal = match ledger::admit(
+            key,
+            &self.member.attempts,
+            &settings::attempt_limits(),
+            tag,
+            &self.event_context(),
+        )? {
+            Ok(charge) => {
+                *self.charge.borrow_mut() = Some(charge);
+                return Ok(None);
+            }
+            Err((refusal, _)) => refusal,
+        };
+        let failure = match refusal {
+            Admission::Locked => return self.locked().map(Some),
+            Admission::Throttled => MfaError::new(
+                ErrorType::TooManyRequests,
+                "Too many attempts for this member in the last second; try again in a moment.",
+            ),
+            Admission::SmsCodeSpent | Admission::Check => MfaError::new(
+                ErrorType::UnableToAuthOtpCode,
+                "This SMS code had too many wrong attempts; send a new one.",
+            ),
+        };
+        Ok(Some(failure.to_failure_json(&self.request.id)))
+    }
+
+    /// The answer to an attempt by a locked member, whatever the code.
+    fn locked(&self) -> MfaResult<Value> {
+        let failure = MfaError::new(
+            ErrorType::UserLockLimitReached,
+            "Too many failed attempts: the member is locked. Try again later or ask an administrator to unlock.",
+        );
+        self.request.audit(
+            &self.member.organization_id,
+            Some(&self.member.member_id),
+            self.event_type,
+            json!({ "outcome": "failure", "error_type": failure.error_type.as_str(), "locked": true }),
+        )?;
+        Ok(failure.to_failure_json(&self.request.id))
+    }
+
+    /// Who the ledger's audit events of this attempt are about.
+    fn event_context(&self) -> ledger::EventContext {
+        ledger::EventContext {
+            organization_id: self.member.organization_id.clone(),
+            member_id: self.member.member_id.clone(),
+            actor: spi::session_user(),
+            event_type: self.event_type,
+            request_id: spi::request_id_bytes(&self.request.id),
+        }
+    }
+
+    /// A failed attempt: counted and audited by the attempt ledger (both outlive the caller's
+    /// transaction), and returned.
+    pub fn fail(&self, error_type: ErrorType, message: &str) -> MfaResult<Value> {
+        let failure = MfaError::new(error_type, message);
+        let charge = self.charge.take().expect("fail() follows admit()");
+        charge.fail(
+            &settings::attempt_limits(),
+            &json!({ "outcome": "failure", "error_type": failure.error_type.as_str() }),
+        );
+        Ok(failure.to_failure_json(&self.request.id))
+    }
+
+    /// A successful attempt: spends the factor, records it on the login, resets the failure
+    /// count, applies the enrollment rules and writes the audit event, all in one statement.
+    /// `extra` fields are added to the answer.
+    pub fn succeed(self, proof: Proof, extra: Value) -> MfaResult<Value> {
+        // Under REQUIRED_FOR_ALL every member who proves a factor is enrolled; otherwise the
+        // caller decides. The first successful method becomes the default.
+        let enrolled = if self.org.mfa_policy == MfaPolicy::RequiredForAll {
+            Some(true)
+        } else {
+            self.set_mfa_enrollment
+                .map(|e| e == SetMfaEnrollment::Enroll)
+        };
+        let default_method = (self.set_default_mfa || self.member.default_mfa_method.is_none())
+            .then_some(self.method.as_str());
+        let Attempt {
+            request,
+            mut member,
+            session,
+            event_type,
+            charge,
+            ..
+        } = self;
+        // The member as the statement leaves them. Their row is locked since they were loaded,
+        // so the statement writes it only when something changes.
+        let mfa_enrolled = enrolled.unwrap_or(member.mfa_enrolled);
+        let default_mfa_method = default_method
+            .map(str::to_string)
+            .or_else(|| member.default_mfa_method.clone());
+        let verified = member.mfa_phone_number_verified || proof.verifies_phone;
+        let changed = mfa_enrolled != member.mfa_enrolled
+            || default_mfa_method != member.default_mfa_method
+            || verified != member.mfa_phone_number_verified;
+        member.mfa_enrolled = mfa_enrolled;
+        member.default_mfa_method = default_mfa_method;
+        member.mfa_phone_number_verified = verified;
+        if proof.activates_totp {
+            member.totp_registration_id =
+                member.totp.as_ref().map(|t| t.totp_registration_id.clone());
+        }
+        let recorded = attempts::record_success(
+            &request.event(
+                &member.organization_id,
+                Some(&member.member_id),
+                event_type,
+                json!({ "outcome": "success", "mfa_enrolled": enrolled,
+                        "with_intermediate_session": session.is_some() }),
+            ),
+            &proof.spend,
+            session.as_ref().map(|s| s.token_hash.as_slice()),
+            proof.factor.to_json(),
+            &MemberChange {
+                changed,
+                mfa_enrolled: member.mfa_enrolled,
+                default_mfa_method: member.default_mfa_method.as_deref(),
+                mfa_phone_number_verified: member.mfa_phone_number_verified,
+            },
+        )?;
+        // The success resets the member's failures in the ledger once it is recorded.
+        if let Some(charge) = charge.into_inner() {
+            charge.succeed();
+        }
+        if let Some(updated_at) = recorded.updated_at {
+            member.updated_at = updated_at;
+        }
+        let mut answer = answer::about(
+            &request,
+            &member,
+            json!({ "member": answer::member(&member) }),
+        );
+        if let Some(factors) = recorded.factors {
+            answer["authentication_factors"] = factors;
+        }
+        if let (Some(obj), Value::Object(extra)) = (answer.as_object_mut(), extra) {
+            obj.extend(extra);
+        }
+        Ok(answer)
+    }
+}

@@ -1,0 +1,381 @@
+//! Members as stored: the load every flow starts with (the member, their organization's policy,
+//! their factors and their lockout state, in one statement) and every write to `mfa.members`.
+
+use crate::core::attempts::MemberAttempts;
+use crate::core::phone::ParsedPhone;
+use crate::core::policy::{
+    truncate_for_message, validate_id, IdKind, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy,
+};
+use crate::error::{ErrorType, MfaError, MfaResult};
+use crate::store::audit::Event;
+use crate::store::jsonb::Jsonb;
+use crate::store::{ledger, lockouts, sms, spi};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::spi::SpiHeapTupleData;
+
+/// A member as loaded with their factors: what the logic needs and what the API shows.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub organization_id: String,
+    pub member_id: String,
+    pub mfa_enrolled: bool,
+    pub mfa_phone_number: Option<String>,
+    /// The phone's country as parsed when it was stored (ISO alpha-2).
+    pub mfa_phone_country: Option<String>,
+    pub mfa_phone_number_verified: bool,
+    pub phone_id: Option<String>,
+    pub default_mfa_method: Option<String>,
+    /// The active authenticator app's id (a pending registration is not a factor yet).
+    pub totp_registration_id: Option<String>,
+    pub is_breakglass: bool,
+    pub is_locked: bool,
+    pub lock_created_at: Option<TimestampWithTimeZone>,
+    pub lock_expires_at: Option<TimestampWithTimeZone>,
+    pub created_at: TimestampWithTimeZone,
+    pub updated_at: TimestampWithTimeZone,
+    /// The authenticator-app registration, active or pending.
+    pub totp: Option<TotpRegistration>,
+    /// The live SMS code, if one was sent.
+    pub sms_code: Option<SmsCode>,
+    /// The member's lockout state: the attempt ledger's live copy, or the durable row when the
+    /// ledger knows nothing of them.
+    pub attempts: MemberAttempts,
+}
+
+/// A member's authenticator-app registration as stored (the secret still encrypted).
+#[derive(Debug, Clone)]
+pub struct TotpRegistration {
+    pub totp_registration_id: String,
+    pub secret_ciphertext: Vec<u8>,
+    pub active: bool,
+    /// A pending registration past its expiry.
+    pub expired: bool,
+    pub last_used_step: Option<i64>,
+}
+
+/// A member's live SMS code as stored (a keyed hash).
+#[derive(Debug, Clone)]
+pub struct SmsCode {
+    pub code_hash: Vec<u8>,
+    pub phone_number: String,
+    pub expired: bool,
+    pub used: bool,
+    /// The key that hashed it (unknown for codes sent before 0.6.0).
+    pub key_id: Option<String>,
+}
+
+impl Member {
+    /// The member's entry in the attempt ledger.
+    pub fn ledger_key(&self) -> MfaResult<ledger::MemberKey> {
+        ledger::MemberKey::new(
+            &self.organization_id,
+            &self.member_id,
+            self.created_at.into_inner(),
+        )
+    }
+
+    /// A factor the member has proven: a verified phone or an active authenticator app.
+    pub fn has_active_factor(&self) -> bool {
+        self.mfa_phone_number_verified || self.totp_registration_id.is_some()
+    }
+
+    pub fn has_factor_for(&self, method: MfaMethod) -> bool {
+        match method {
+            MfaMethod::SmsOtp => self.mfa_phone_number.is_some(),
+            MfaMethod::Totp => self.totp_registration_id.is_some(),
+        }
+    }
+
+    /// The member with the attempt ledger's copy of their lockout state (the durable row's when
+    /// the ledger knows nothing of them, or was not preloaded), and the lock fields it shows.
+    fn with_live_attempts(mut self) -> Member {
+        if ledger::is_available() {
+            if let Ok(key) = self.ledger_key() {
+                if let Ok(live) = ledger::current(&key, &self.attempts) {
+                    self.attempts = live;
+                }
+            }
+        }
+        let now = unsafe { pgrx::pg_sys::GetCurrentTimestamp() };
+        self.is_locked = self.attempts.is_locked(now);
+        let time = |t: i64| TimestampWithTimeZone::try_from(t).ok();
+        if self.is_locked {
+            self.lock_created_at = time(self.attempts.lock_created_at);
+            self.lock_expires_at = time(self.attempts.lock_expires_at);
+        }
+        self
+    }
+}
+
+pub fn not_found(organization_id: &str, member_id: &str) -> MfaError {
+    MfaError::new(
+        ErrorType::MemberNotFound,
+        format!(
+            "No member {:?} in organization {:?}.",
+            truncate_for_message(member_id),
+            truncate_for_message(organization_id)
+        ),
+    )
+}
+
+/// How a member is loaded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Load<'a> {
+    /// A snapshot read.
+    Read,
+    /// The member's row, their authenticator app and their live SMS code stay locked until the
+    /// end of the transaction, which serializes attempts, sends and changes on one member.
+    Lock,
+    /// `Lock`, then the SMS sending lock of the number `to` (or of the member's own number when
+    /// `None`), in this order on every path: see `store::sms::read_send_limits`.
+    LockForSending { to: Option<&'a str> },
+}
+
+/// The columns of `member_read.sql` / `member_lock.sql`, by name.
+fn read_member(row: &SpiHeapTupleData) -> Result<(Member, OrganizationPolicy), pgrx::spi::Error> {
+    let text = |name: &str| row.get_by_name::<String, _>(name);
+    let flag = |name: &str| row.get_by_name::<bool, _>(name).map(|b| b.unwrap_or(false));
+    let time = |name: &str| row.get_by_name::<TimestampWithTimeZone, _>(name);
+    let number = |name: &str| row.get_by_name::<i32, _>(name);
+    let totp = match text("totp_registration_id")? {
+        Some(totp_registration_id) => Some(TotpRegistration {
+            totp_registration_id,
+            secret_ciphertext: row
+                .get_by_name::<Vec<u8>, _>("secret_ciphertext")?
+                .unwrap_or_default(),
+            active: flag("totp_active")?,
+            expired: flag("totp_expired")?,
+            last_used_step: row.get_by_name::<i64, _>("last_used_step")?,
+        }),
+        None => None,
+    };
+    let sms_code = match row.get_by_name::<Vec<u8>, _>("sms_code_hash")? {
+        Some(code_hash) => Some(SmsCode {
+            code_hash,
+            phone_number: text("sms_code_phone_number")?.unwrap_or_default(),
+            expired: flag("sms_code_expired")?,
+            used: flag("sms_code_used")?,
+            key_id: text("sms_code_key_id")?,
+        }),
+        None => None,
+    };
+    let member = Member {
+        organization_id: text("organization_id")?.unwrap_or_default(),
+        member_id: text("member_id")?.unwrap_or_default(),
+        mfa_enrolled: flag("mfa_enrolled")?,
+        mfa_phone_number: text("mfa_phone_number")?,
+        mfa_phone_country: text("mfa_phone_country")?,
+        mfa_phone_number_verified: flag("mfa_phone_number_verified")?,
+        phone_id: text("phone_id")?,
+        default_mfa_method: text("default_mfa_method")?,
+        totp_registration_id: totp
+            .as_ref()
+            .filter(|t| t.active)
+            .map(|t| t.totp_registration_id.clone()),
+        is_breakglass: flag("is_breakglass")?,
+        is_locked: false,
+        lock_created_at: None,
+        lock_expires_at: None,
+        created_at: time("created_at")?.expect("NOT NULL"),
+        updated_at: time("updated_at")?.expect("NOT NULL"),
+        totp,
+        sms_code,
+        attempts: lockouts::attempts_from_row(
+            number("failed_attempts")?,
+            time("failure_window_started_at")?,
+            time("lock_created_at")?,
+            time("lock_expires_at")?,
+            number("lock_count")?,
+        ),
+    };
+    Ok((member.with_live_attempts(), read_policy(row)?))
+}
+
+/// The policy from a row's `mfa_policy`, `mfa_methods` and `allowed_mfa_methods` columns. The
+/// table's CHECK constraints guarantee the values parse.
+pub fn read_policy(row: &SpiHeapTupleData) -> Result<OrganizationPolicy, pgrx::spi::Error> {
+    let checked = "checked by the table";
+    Ok(OrganizationPolicy {
+        mfa_policy: MfaPolicy::parse(
+            &row.get_by_name::<String, _>("mfa_policy")?
+                .unwrap_or_default(),
+        )
+        .expect(checked),
+        mfa_methods: MfaMethods::parse(
+            &row.get_by_name::<String, _>("mfa_methods")?
+                .unwrap_or_default(),
+        )
+        .expect(checked),
+        allowed_mfa_methods: row
+            .get_by_name::<Vec<String>, _>("allowed_mfa_methods")?
+            .unwrap_or_default()
+            .iter()
+            .map(|m| MfaMethod::parse(m).expect(checked))
+            .collect(),
+    })
+}
+
+/// Validates both ids and loads the member with their organization's policy and their factors,
+/// in one statement (two when sending: the number block's lock follows the member's).
+pub fn load_with_policy(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    load: Load,
+) -> MfaResult<(Member, OrganizationPolicy)> {
+    let organization_id = validate_id(organization_id, IdKind::Organization)?;
+    let member_id = validate_id(member_id, IdKind::Member)?;
+    let statement = match load {
+        Load::Read => include_str!("sql/member_read.sql"),
+        Load::Lock | Load::LockForSending { .. } => include_str!("sql/member_lock.sql"),
+    };
+    let (member, policy) = spi::typed_row(
+        statement,
+        &[organization_id.into(), member_id.into()],
+        read_member,
+    )?
+    .ok_or_else(|| not_found(organization_id, member_id))?;
+    if let Load::LockForSending { to } = load {
+        if let Some(number) = to.or(member.mfa_phone_number.as_deref()) {
+            sms::lock_number_block(ParsedPhone::rate_limit_prefix_of(number))?;
+        }
+    }
+    Ok((member, policy))
+}
+
+/// `load_with_policy` for the callers that need only the member.
+pub fn load(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    how: Load,
+) -> MfaResult<Member> {
+    Ok(load_with_policy(organization_id, member_id, how)?.0)
+}
+
+/// Creates the member unless they exist, under a key-share lock of their organization (against a
+/// concurrent delete); `Ok(None)` when the organization does not exist, else whether the member
+/// is new.
+pub fn create_if_missing(organization_id: &str, member_id: &str) -> MfaResult<Option<bool>> {
+    let locked = spi::execute(
+        "SELECT FROM mfa.organizations WHERE organization_id = $1 FOR KEY SHARE",
+        &[organization_id.into()],
+    )?;
+    if locked == 0 {
+        return Ok(None);
+    }
+    let created = spi::execute(
+        "INSERT INTO mfa.members (organization_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[organization_id.into(), member_id.into()],
+    )?;
+    Ok(Some(created > 0))
+}
+
+/// The settings `member_upsert` changes (`None` keeps a value).
+pub struct SettingsChange<'a> {
+    /// The new phone, when it differs from the stored one.
+    pub new_phone: Option<&'a ParsedPhone>,
+    pub mfa_enrolled: Option<bool>,
+    pub is_breakglass: Option<bool>,
+    pub default_mfa_method: Option<&'a str>,
+}
+
+/// Writes `change` and its audit event (`member_settings_update.sql`).
+pub fn update_settings(event: &Event, change: &SettingsChange) -> MfaResult<()> {
+    spi::execute(
+        include_str!("sql/member_settings_update.sql"),
+        &[
+            event.organization_id.into(),
+            event.member_id.into(),
+            event.request_id.into(),
+            event.event_type.into(),
+            Jsonb(event.details.clone()).into(),
+            change.new_phone.is_some().into(),
+            change.new_phone.map(|p| p.e164.as_str()).into(),
+            change.new_phone.map(|p| p.country_code.as_str()).into(),
+            change.mfa_enrolled.into(),
+            change.is_breakglass.into(),
+            change.default_mfa_method.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Links a first phone number to the member, unverified.
+pub fn link_phone(member: &Member, phone: &ParsedPhone) -> MfaResult<()> {
+    spi::execute(
+        "UPDATE mfa.members SET mfa_phone_number = $3, mfa_phone_country = $4, phone_id = gen_random_uuid(),
+                mfa_phone_number_verified = false, updated_at = now()
+          WHERE organization_id = $1 AND member_id = $2",
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+            phone.e164.as_str().into(),
+            phone.country_code.as_str().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Removes the member's phone number and its live code; SMS stops being their default method.
+pub fn remove_phone(member: &Member) -> MfaResult<()> {
+    spi::execute(
+        "WITH killed_code AS (DELETE FROM mfa.sms_codes WHERE organization_id = $1 AND member_id = $2)
+         UPDATE mfa.members SET mfa_phone_number = NULL, mfa_phone_country = NULL, phone_id = NULL,
+                mfa_phone_number_verified = false,
+                default_mfa_method = NULLIF(default_mfa_method, 'sms_otp'),
+                updated_at = now()
+          WHERE organization_id = $1 AND member_id = $2",
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Removes the member's authenticator app and its recovery codes; TOTP stops being their default
+/// method.
+pub fn remove_totp(member: &Member) -> MfaResult<()> {
+    spi::execute(
+        "WITH app AS (DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2),
+              codes AS (DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2)
+         UPDATE mfa.members SET default_mfa_method = NULLIF(default_mfa_method, 'totp'), updated_at = now()
+          WHERE organization_id = $1 AND member_id = $2",
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes the member; their factors, codes, pending messages and logins go with them (foreign
+/// keys ON DELETE CASCADE).
+pub fn delete(member: &Member) -> MfaResult<()> {
+    spi::execute(
+        "DELETE FROM mfa.members WHERE organization_id = $1 AND member_id = $2",
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The text between a statement's first `SELECT` and its first `FROM`.
+    fn columns(statement: &str) -> &str {
+        let start = statement.find("SELECT ").expect("a SELECT");
+        let end = statement[start..].find("\n  FROM").expect("a FROM") + start;
+        &statement[start..end]
+    }
+
+    /// `read_member` reads both statements by column name: they must return the same columns.
+    #[test]
+    fn the_read_and_the_locked_load_return_the_same_columns() {
+        assert_eq!(
+            columns(include_str!("sql/member_read.sql")),
+            columns(include_str!("sql/member_lock.sql"))
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! The SMS outbox as stored: claims with receipts, the finishing reports of delivery workers, and
+//! the workers' organization bindings.
+
+use crate::core::sms::{code_pattern, CODE_PLACEHOLDER};
+use crate::error::MfaResult;
+use crate::store::spi;
+use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
+use std::sync::LazyLock;
+
+/// The organizations whose messages the calling worker may handle: `None` for a worker bound to
+/// none (it serves every organization). A worker is bound by `sms_worker_grant` to its login role
+/// or to a role that it (or the role it switched to) is a member of, so switching to an unbound
+/// role does not escape the binding.
+pub fn worker_organizations() -> MfaResult<Option<Vec<String>>> {
+    let bound = spi::typed_row(
+        "SELECT array_agg(DISTINCT g.organization_id ORDER BY g.organization_id)
+           FROM mfa.sms_worker_grants g JOIN pg_catalog.pg_roles r ON r.rolname = g.role_name
+          WHERE g.role_name IN (session_user, $1::name)
+             OR EXISTS (SELECT FROM pg_catalog.pg_roles caller
+                         WHERE caller.rolname IN (session_user, $1::name) AND NOT caller.rolsuper
+                           AND pg_catalog.pg_has_role(caller.oid, r.oid, 'MEMBER'))",
+        &[spi::outer_user().as_str().into()],
+        |row| row.get::<Vec<String>>(1),
+    )?;
+    Ok(bound.flatten())
+}
+
+/// Retires the pending messages whose code expired, erasing their code.
+pub fn retire_expired() -> MfaResult<()> {
+    spi::execute(
+        include_str!("sql/outbox_retire_expired.sql"),
+        &[code_pattern().into(), CODE_PLACEHOLDER.into()],
+    )?;
+    Ok(())
+}
+
+/// Which organizations' messages a claim reads.
+pub enum ClaimScope<'a> {
+    All,
+    One(&'a str),
+    Several(&'a [String]),
+}
+
+/// `outbox_claim.sql` for each scope, made once.
+static CLAIM_STATEMENTS: LazyLock<[String; 3]> = LazyLock::new(|| {
+    let file = include_str!("sql/outbox_claim.sql");
+    let scoped = |filter: &str| file.replacen("-- :organization_filter", filter, 1);
+    [
+        file.to_string(),
+        scoped("AND organization_id = $4::text"),
+        scoped("AND organization_id = ANY($4::text[])"),
+    ]
+});
+
+/// A claimed message, its code still encrypted.
+pub struct Claimed {
+    pub message_id: i64,
+    pub organization_id: String,
+    pub member_id: String,
+    pub phone_number: String,
+    pub country_code: String,
+    pub locale: String,
+    /// The text with the code's placeholder.
+    pub body: String,
+    pub attempts: i32,
+    pub created_at: TimestampWithTimeZone,
+    pub expires_at: TimestampWithTimeZone,
+    /// Which of the receipts (0-based) this message was claimed with.
+    pub receipt_index: usize,
+    /// `None` for a message queued by 0.1.0, whose code is in the body.
+    pub code_ciphertext: Option<Vec<u8>>,
+}
+
+/// Claims up to `batch_size` messages of `scope`, hidden for `visibility_timeout`, one per
+/// receipt hash.
+pub fn claim(
+    batch_size: i32,
+    visibility_timeout: Interval,
+    receipt_hashes: Vec<Vec<u8>>,
+    scope: ClaimScope,
+) -> MfaResult<Vec<Claimed>> {
+    let mut args: Vec<DatumWithOid> = vec![
+        (batch_size as i64).into(),
+        visibility_timeout.into(),
+        receipt_hashes.into(),
+    ];
+    let [all, one, several] = &*CLAIM_STATEMENTS;
+    let statement = match scope {
+        ClaimScope::All => all,
+        ClaimScope::One(organization) => {
+            args.push(organization.into());
+            one
+        }
+        ClaimScope::Several(organizations) => {
+            args.push(organizations.to_vec().into());
+            several
+        }
+    };
+    spi::typed_rows(statement, &args, |row| {
+        let text = |name: &str| {
+            row.get_by_name::<String, _>(name)
+                .map(Option::unwrap_or_default)
+        };
+        let time = |name: &str| {
+            row.get_by_name::<TimestampWithTimeZone, _>(name)
+                .map(|t| t.expect("NOT NULL"))
+        };
+        Ok(Claimed {
+            message_id: row.get_by_name::<i64, _>("message_id")?.unwrap_or_default(),
+            organization_id: text("organization_id")?,
+            member_id: text("member_id")?,
+            phone_number: text("phone_number")?,
+            country_code: text("country_code")?,
+            locale: text("locale")?,
+            body: text("body")?,
+            attempts: row.get_by_name::<i32, _>("attempts")?.unwrap_or_default(),
+            created_at: time("created_at")?,
+            expires_at: time("expires_at")?,
+            receipt_index: row.get_by_name::<i64, _>("position")?.unwrap_or(1) as usize - 1,
+            code_ciphertext: row.get_by_name::<Vec<u8>, _>("code_ciphertext")?,
+        })
+    })
+}
+
+/// A worker's report on a message it holds.
+pub enum Report<'a> {
+    /// The provider accepted it.
+    Sent {
+        provider_message_id: Option<&'a str>,
+    },
+    /// Delivery failed; `retry` asks for another attempt, up to `max_attempts`.
+    Failed {
+        error: Option<&'a str>,
+        retry: bool,
+        max_attempts: i32,
+    },
+}
+
+/// Applies `report` to message `message_id` held with the receipt whose hash is `receipt_hash`,
+/// by a worker serving `scope` (`None`: all), with its audit event; returns the message's status
+/// and attempts, `None` when the message is not held with that receipt.
+pub fn finish(
+    request_id: &str,
+    scope: Option<Vec<String>>,
+    message_id: i64,
+    receipt_hash: Vec<u8>,
+    report: Report,
+) -> MfaResult<Option<(String, i32)>> {
+    let mut args: Vec<DatumWithOid> = vec![
+        request_id.into(),
+        code_pattern().into(),
+        CODE_PLACEHOLDER.into(),
+        scope.into(),
+        message_id.into(),
+        receipt_hash.into(),
+    ];
+    let statement = match report {
+        Report::Sent {
+            provider_message_id,
+        } => {
+            args.push(provider_message_id.into());
+            include_str!("sql/outbox_complete.sql")
+        }
+        Report::Failed {
+            error,
+            retry,
+            max_attempts,
+        } => {
+            args.extend([error.into(), retry.into(), max_attempts.into()]);
+            include_str!("sql/outbox_fail.sql")
+        }
+    };
+    spi::typed_row(statement, &args, |row| {
+        Ok((
+            row.get_by_name::<String, _>("status")?.unwrap_or_default(),
+            row.get_by_name::<i32, _>("attempts")?.unwrap_or_default(),
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The statement's text without its comments.
+    fn code(sql: &str) -> String {
+        sql.lines()
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn each_claim_statement_has_its_filter() {
+        let [all, one, several] = &*super::CLAIM_STATEMENTS;
+        assert!(!code(all).contains("$4"));
+        assert!(code(one).contains("AND organization_id = $4::text"));
+        assert!(code(several).contains("AND organization_id = ANY($4::text[])"));
+    }
+}

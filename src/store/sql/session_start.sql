@@ -1,0 +1,10 @@
+-- A new intermediate session (a login, or a step-up when there is no primary factor), expiring
+-- on the clock.
+--   $1 organization_id   $2 the token's hash   $3 member_id   $4 the primary factor's method
+--   (NULL: a step-up)   $5 locale   $6 the primary factor (Stytch JSON)   $7 lifetime in minutes
+INSERT INTO mfa.intermediate_sessions
+       (organization_id, token_hash, member_id, primary_factor, locale, factors, expires_at)
+VALUES ($1, $2, $3, $4, $5,
+        CASE WHEN $4 IS NULL THEN '[]'::jsonb
+             ELSE jsonb_build_array($6::jsonb || jsonb_build_object('last_authenticated_at', clock_timestamp())) END,
+        clock_timestamp() + make_interval(mins => $7))
