@@ -6,6 +6,7 @@
 use crate::api::{answer, login};
 use crate::core::attempts::Admission;
 use crate::core::factor::Factor;
+use crate::core::ids;
 use crate::core::policy::{MfaMethod, MfaPolicy, OrganizationPolicy, SetMfaEnrollment};
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::settings;
@@ -55,7 +56,12 @@ impl Attempt {
         let set_mfa_enrollment = set_mfa_enrollment
             .map(SetMfaEnrollment::parse)
             .transpose()?;
-        let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
+        // An SMS code attempt reads (and locks) the member's code; the others do not touch it.
+        let load = match method {
+            MfaMethod::SmsOtp => Load::LockWithSmsCode,
+            MfaMethod::Totp => Load::Lock,
+        };
+        let (member, org) = members::load_with_policy(organization_id, member_id, load)?;
         let session = login::find_optional(&member, token)?;
         org.require_allowed(method, member.is_breakglass)?;
         Ok(Attempt {
@@ -130,7 +136,7 @@ impl Attempt {
             member_id: self.member.member_id.clone(),
             actor: spi::session_user(),
             event_type: self.event_type,
-            request_id: spi::request_id_bytes(&self.request.id),
+            request_id: ids::request_id_bytes(&self.request.id),
         }
     }
 

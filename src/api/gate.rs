@@ -89,7 +89,7 @@ fn denied(table: &str, operation: &str, row: &GuardedColumns, refusal: MfaError)
             member_id: row.member_id.clone().unwrap_or_default(),
             actor: crate::store::spi::session_user(),
             event_type: "session.denied",
-            request_id: crate::store::spi::request_id_bytes(&request.id),
+            request_id: crate::core::ids::request_id_bytes(&request.id),
         },
         &details,
     );

@@ -2,6 +2,7 @@
 //! `member_delete_mfa_phone_number`.
 
 use crate::api::{answer, organizations};
+use crate::core::ids;
 use crate::core::phone::{mask_e164, parse_phone_number};
 use crate::core::policy::{parse_default_method, validate_id, IdKind, MfaMethod};
 use crate::error::{err, ErrorType, SqlResult};
@@ -120,7 +121,7 @@ fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> SqlR
             member_id: m.member_id.clone(),
             actor: spi::session_user(),
             event_type: "member.unlocked",
-            request_id: spi::request_id_bytes(&request.id),
+            request_id: ids::request_id_bytes(&request.id),
         },
     )?;
     request.audit(

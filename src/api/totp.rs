@@ -4,10 +4,12 @@
 use crate::api::attempt::{Attempt, Proof};
 use crate::api::{answer, login};
 use crate::core::factor::Factor;
+use crate::core::ids;
 use crate::core::policy::MfaMethod;
+use crate::core::qr::qr_code_data_url;
 use crate::core::totp::{
-    new_recovery_code, new_secret, normalize_recovery_code, otpauth_uri, qr_code_data_url,
-    secret_from_base32, secret_to_base32, step_at, verify_code, CodeRejection, RECOVERY_CODE_COUNT,
+    new_recovery_code, new_secret, normalize_recovery_code, otpauth_uri, secret_from_base32,
+    secret_to_base32, step_at, verify_code, CodeRejection, RECOVERY_CODE_COUNT,
 };
 use crate::error::{err, ErrorType, MfaError, MfaResult, SqlResult};
 use crate::settings;
@@ -16,7 +18,7 @@ use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
 use crate::store::keyring;
 use crate::store::members::{self, Load, Member, TotpRegistration};
-use crate::store::{spi, totp};
+use crate::store::totp;
 use pgrx::datum::ToIsoString;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -44,7 +46,7 @@ fn store_registration(
     secret: &[u8],
     pending_minutes: Option<i32>,
 ) -> MfaResult<String> {
-    let registration_id = spi::new_uuid();
+    let registration_id = ids::new_uuid();
     let ciphertext =
         keyring::current()?.encrypt(secret, &associated_data(member, &registration_id));
     totp::replace_registration(member, &registration_id, ciphertext, pending_minutes)?;
@@ -175,7 +177,7 @@ fn authenticate(attempt: Attempt, code: &str) -> MfaResult<Value> {
     let step = match verify_code(
         &secret,
         code,
-        step_at(spi::unix_seconds()),
+        step_at(ids::unix_seconds()),
         settings::TOTP_SKEW_STEPS.get() as u64,
         registration.last_used_step.map(|s| s as u64),
     ) {
@@ -399,7 +401,7 @@ fn recover(attempt: Attempt, recovery_code: Option<&str>) -> MfaResult<Value> {
 /// Renders any text (an otpauth URI) as a QR code of Unicode blocks, for terminals and psql.
 #[pg_extern(immutable, parallel_safe)]
 fn qr_code_text(text: &str) -> SqlResult<String> {
-    Ok(crate::core::totp::qr_code_text(text)?)
+    Ok(crate::core::qr::qr_code_text(text)?)
 }
 
 /// Checks a code against a base32 secret the caller holds (an authenticator about to be imported

@@ -3,9 +3,11 @@
 pub mod attempts;
 pub mod crypto;
 pub mod factor;
+pub mod ids;
 pub mod key_file;
 pub mod phone;
 pub mod policy;
+pub mod qr;
 pub mod session_gate;
 pub mod sms;
 pub mod totp;

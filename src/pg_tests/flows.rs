@@ -15,7 +15,7 @@ mod tests {
     fn code_for(secret_b32: &str, offset_steps: i64) -> String {
         let secret = crate::core::totp::secret_from_base32(secret_b32).unwrap();
         let step =
-            crate::core::totp::step_at(crate::store::spi::unix_seconds()) as i64 + offset_steps;
+            crate::core::totp::step_at(crate::core::ids::unix_seconds()) as i64 + offset_steps;
         crate::core::totp::hotp(totp_rs::Algorithm::SHA1, &secret, step as u64, 6)
     }
 

@@ -145,7 +145,7 @@ mod tests {
         crate::core::totp::hotp(
             totp_rs::Algorithm::SHA1,
             &secret,
-            crate::core::totp::step_at(crate::store::spi::unix_seconds()),
+            crate::core::totp::step_at(crate::core::ids::unix_seconds()),
             6,
         )
     }

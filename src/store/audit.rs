@@ -3,6 +3,7 @@
 //! (a success, a send, a session) carry it as their `audited` CTE with the same columns; events
 //! that must outlive a rolled-back caller go through the attempt ledger (`store::ledger`).
 
+use crate::core::ids;
 use crate::error::MfaResult;
 use crate::store::jsonb::Jsonb;
 use crate::store::spi;
@@ -16,7 +17,7 @@ pub struct Request {
 impl Request {
     pub fn new() -> Request {
         Request {
-            id: spi::new_request_id(),
+            id: ids::new_request_id(),
         }
     }
 

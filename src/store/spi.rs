@@ -1,5 +1,5 @@
 //! The one execution path of every statement: parameterised SPI only, kept plans, typed rows;
-//! and the ids and names the statements take (request ids, roles).
+//! and the role names the statements take.
 //!
 //! Every statement is prepared once per backend and its plan kept (`SPI_keepplan`): parsing and
 //! planning cost more than running these primary-key lookups. PostgreSQL's plan cache revalidates
@@ -114,35 +114,6 @@ pub fn execute(sql: &str, args: &[DatumWithOid]) -> MfaResult<usize> {
     })?)
 }
 
-/// Seconds since the Unix epoch, from the system clock (TOTP steps follow real time, not the
-/// transaction's start).
-pub fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// A random (version 4) UUID in text form, for identifiers that must not reveal when they were made.
-pub fn new_uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-/// A time-ordered (version 7) UUID in text form, for request ids: consecutive requests get
-/// neighbouring ids, so the audit trail's `events_request` index grows at its right edge instead
-/// of dirtying a random leaf page per event (with a random id, most audit inserts after a
-/// checkpoint wrote a full-page image into the WAL).
-pub fn new_request_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
-/// A request id as the 16 bytes of its UUID.
-pub fn request_id_bytes(id: &str) -> [u8; 16] {
-    uuid::Uuid::parse_str(id)
-        .map(|u| u.into_bytes())
-        .unwrap_or_default()
-}
-
 /// The session user's name: the actor of an audit event written on the caller's behalf.
 pub fn session_user() -> String {
     role_name(unsafe { pgrx::pg_sys::GetSessionUserId() })
@@ -163,26 +134,5 @@ fn role_name(role: pgrx::pg_sys::Oid) -> String {
         std::ffi::CStr::from_ptr(name)
             .to_string_lossy()
             .into_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn registration_ids_are_random_uuids() {
-        let u = super::new_uuid();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert!("89ab".contains(&u[19..20]));
-        assert_ne!(u, super::new_uuid());
-    }
-
-    #[test]
-    fn request_ids_are_time_ordered_uuids() {
-        let ids: Vec<String> = (0..1000).map(|_| super::new_request_id()).collect();
-        assert!(ids.iter().all(|u| u.len() == 36 && &u[14..15] == "7"));
-        assert!(ids.iter().all(|u| "89ab".contains(&u[19..20])));
-        // Text order is creation order, the property the index relies on.
-        assert!(ids.windows(2).all(|w| w[0] < w[1]));
     }
 }

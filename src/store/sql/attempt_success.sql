@@ -1,30 +1,36 @@
 -- A successful second-factor attempt, in one statement: the factor is spent, recorded on the login
 -- (when the attempt came with one), the member's enrollment, default method and verified phone are
--- written (when they change), and the audit event. A recovery code was spent by the statement that
--- found it. A part with nothing to do writes nothing.
+-- written (when they change), and the audit event. Each success runs only the parts it needs: every
+-- table a statement names costs a lock even when it writes nothing there, and a backend keeps only
+-- 16 in its fast path. store/attempts.rs makes the statement of each shape once, from the parts
+-- below (a recovery code was spent by the statement that found it: no spend part).
 --   $1 organization_id   $2 member_id   $3 request_id   $4 event_type   $5 event details
---   $6 the proven method: 'totp', 'sms_otp' or 'recovery_code'   $7 the TOTP step the code matched
---   $8 the login's token hash (NULL: no login)   $9 the proven factor (Stytch JSON)
---   $10 the member changes   $11 mfa_enrolled   $12 default_mfa_method   $13 mfa_phone_number_verified
-WITH spent_totp AS (
+--   $6 the TOTP step the code matched   $7 the login's token hash   $8 the proven factor (Stytch
+--   JSON)   $9 mfa_enrolled   $10 default_mfa_method   $11 mfa_phone_number_verified
+WITH
+-- part spend_totp: the code's step becomes the last used one; a pending app becomes active
+spent_totp AS (
     UPDATE mfa.totp_registrations
-       SET last_used_step = $7, status = 'active', expires_at = NULL,
+       SET last_used_step = $6, status = 'active', expires_at = NULL,
            activated_at = coalesce(activated_at, now())
-     WHERE $6 = 'totp' AND organization_id = $1 AND member_id = $2),
+     WHERE organization_id = $1 AND member_id = $2),
+-- part spend_sms_code: the code is used up
 spent_sms_code AS (
-    UPDATE mfa.sms_codes SET used_at = now()
-     WHERE $6 = 'sms_otp' AND organization_id = $1 AND member_id = $2),
+    UPDATE mfa.sms_codes SET used_at = now() WHERE organization_id = $1 AND member_id = $2),
+-- part login: the factor is recorded on the login, with the time it was proven
 proven AS (
     UPDATE mfa.intermediate_sessions
-       SET factors = factors || jsonb_build_array($9::jsonb || jsonb_build_object('last_authenticated_at', clock_timestamp()))
-     WHERE organization_id = $1 AND token_hash = $8
+       SET factors = factors || jsonb_build_array($8::jsonb || jsonb_build_object('last_authenticated_at', clock_timestamp()))
+     WHERE organization_id = $1 AND token_hash = $7
  RETURNING factors),
+-- part member: the member's enrollment, default method and verified phone
 changed AS (
     UPDATE mfa.members
-       SET mfa_enrolled = $11, default_mfa_method = $12, mfa_phone_number_verified = $13,
+       SET mfa_enrolled = $9, default_mfa_method = $10, mfa_phone_number_verified = $11,
            updated_at = now()
-     WHERE $10 AND organization_id = $1 AND member_id = $2
+     WHERE organization_id = $1 AND member_id = $2
  RETURNING updated_at),
+-- part audit
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
     VALUES ($1, $3::uuid, $4, $2, $5))

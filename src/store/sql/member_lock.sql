@@ -1,10 +1,11 @@
--- member_read.sql, with the member's row, then their authenticator app and their live SMS code,
--- locked until the end of the transaction. Every writer of a member's factors takes the member's
--- lock first, which serializes attempts, sends and changes on one member (the laterals read after
--- the member's row is locked: the same order on every path). FOR NO KEY UPDATE: the attempt
--- ledger's worker, inserting a lockout row, only needs the member's key to stay. A locked row that
--- changed since the statement began is read as it is now (so the TOTP step a concurrent attempt
--- used is seen); the policy and the lockout row are read as of the statement's start.
+-- member_read.sql, with the member's row, then their authenticator app, locked until the end of
+-- the transaction (an SMS code attempt uses member_lock_with_sms_code.sql, which locks the code
+-- too). Every writer of a member's factors takes the member's lock first, which serializes
+-- attempts, sends and changes on one member (the lateral reads after the member's row is locked:
+-- the same order on every path). FOR NO KEY UPDATE: the attempt ledger's worker, inserting a
+-- lockout row, only needs the member's key to stay. A locked row that changed since the statement
+-- began is read as it is now (so the TOTP step a concurrent attempt used is seen); the policy and
+-- the lockout row are read as of the statement's start.
 --   $1 organization_id   $2 member_id
 SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa_phone_country,
        m.mfa_phone_number_verified, m.phone_id::text AS phone_id, m.default_mfa_method,
@@ -13,8 +14,8 @@ SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa
        l.failed_attempts, l.failure_window_started_at, l.lock_created_at, l.lock_expires_at,
        l.lock_count,
        t.totp_registration_id, t.secret_ciphertext, t.totp_active, t.totp_expired, t.last_used_step,
-       c.sms_code_hash, c.sms_code_phone_number, c.sms_code_expired, c.sms_code_used,
-       c.sms_code_key_id
+       NULL::bytea AS sms_code_hash, NULL::text AS sms_code_phone_number,
+       NULL::bool AS sms_code_expired, NULL::bool AS sms_code_used, NULL::text AS sms_code_key_id
   FROM (SELECT * FROM mfa.members WHERE organization_id = $1 AND member_id = $2
            FOR NO KEY UPDATE) m
   JOIN mfa.organizations o ON o.organization_id = m.organization_id
@@ -26,10 +27,3 @@ SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa
          FROM mfa.totp_registrations
         WHERE organization_id = m.organization_id AND member_id = m.member_id
           FOR NO KEY UPDATE) t ON true
-  LEFT JOIN LATERAL (
-       SELECT code_hash AS sms_code_hash, phone_number AS sms_code_phone_number,
-              expires_at <= clock_timestamp() AS sms_code_expired,
-              used_at IS NOT NULL AS sms_code_used, key_id AS sms_code_key_id
-         FROM mfa.sms_codes
-        WHERE organization_id = m.organization_id AND member_id = m.member_id
-          FOR NO KEY UPDATE) c ON true

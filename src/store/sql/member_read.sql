@@ -1,6 +1,8 @@
 -- A member with their organization's policy, their lockout row (the attempt ledger's durable
--- copy), their authenticator app (active or pending) and their live SMS code: a snapshot read of
--- primary-key lookups. member_lock.sql returns the same columns.
+-- copy) and their authenticator app (active or pending): a snapshot read of primary-key lookups.
+-- The SMS code's columns are NULL: only member_lock_with_sms_code.sql reads the code (every table
+-- a statement names costs a lock, and a backend keeps only 16 of them in its fast path).
+-- member_lock.sql and member_lock_with_sms_code.sql return the same columns.
 --   $1 organization_id   $2 member_id
 SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa_phone_country,
        m.mfa_phone_number_verified, m.phone_id::text AS phone_id, m.default_mfa_method,
@@ -9,8 +11,8 @@ SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa
        l.failed_attempts, l.failure_window_started_at, l.lock_created_at, l.lock_expires_at,
        l.lock_count,
        t.totp_registration_id, t.secret_ciphertext, t.totp_active, t.totp_expired, t.last_used_step,
-       c.sms_code_hash, c.sms_code_phone_number, c.sms_code_expired, c.sms_code_used,
-       c.sms_code_key_id
+       NULL::bytea AS sms_code_hash, NULL::text AS sms_code_phone_number,
+       NULL::bool AS sms_code_expired, NULL::bool AS sms_code_used, NULL::text AS sms_code_key_id
   FROM mfa.members m
   JOIN mfa.organizations o ON o.organization_id = m.organization_id
   LEFT JOIN mfa.member_lockouts l ON l.organization_id = m.organization_id AND l.member_id = m.member_id
@@ -20,10 +22,4 @@ SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa
               coalesce(expires_at <= clock_timestamp(), false) AS totp_expired, last_used_step
          FROM mfa.totp_registrations
         WHERE organization_id = m.organization_id AND member_id = m.member_id) t ON true
-  LEFT JOIN LATERAL (
-       SELECT code_hash AS sms_code_hash, phone_number AS sms_code_phone_number,
-              expires_at <= clock_timestamp() AS sms_code_expired,
-              used_at IS NOT NULL AS sms_code_used, key_id AS sms_code_key_id
-         FROM mfa.sms_codes
-        WHERE organization_id = m.organization_id AND member_id = m.member_id) c ON true
  WHERE m.organization_id = $1 AND m.member_id = $2

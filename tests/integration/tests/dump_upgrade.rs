@@ -208,19 +208,16 @@ fn upgrade_from_the_previous_version_keeps_everything_working() {
     c.batch_execute("SET client_min_messages = error; CREATE EXTENSION mfa VERSION '0.1.0'")
         .unwrap();
     let org = unique("upgrade");
-    // The library installed is the new one, and its member load reads the lock state from a table
-    // 0.1.0 did not have and the key of an SMS code from a column it did not have: stand-ins while
-    // `fill` runs, dropped before the upgrade creates the real ones.
+    // The library installed is the new one, and it reads members' lock state from a table 0.1.0
+    // did not have: a stand-in while `fill` runs, dropped before the upgrade creates the real one.
     c.batch_execute(
         "CREATE TABLE mfa.member_lockouts (organization_id text, member_id text,
              failed_attempts integer, failure_window_started_at timestamptz, lock_created_at timestamptz,
-             lock_expires_at timestamptz, lock_count integer);
-         ALTER TABLE mfa.sms_codes ADD COLUMN key_id text",
+             lock_expires_at timestamptz, lock_count integer)",
     )
     .unwrap();
     let token = fill(&mut c, &org);
-    c.batch_execute("DROP TABLE mfa.member_lockouts; ALTER TABLE mfa.sms_codes DROP COLUMN key_id")
-        .unwrap();
+    c.batch_execute("DROP TABLE mfa.member_lockouts").unwrap();
     // A member 0.1.0 had locked (in its mfa.members columns): still locked after the upgrade.
     c.execute(
         "INSERT INTO mfa.members (organization_id, member_id, failed_attempts, lock_created_at, lock_expires_at)
