@@ -135,14 +135,7 @@ pub fn record_success(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The statement's text without its comments.
-    fn code(sql: &str) -> String {
-        sql.lines()
-            .map(|l| l.split("--").next().unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
+    use crate::store::without_comments as code;
 
     #[test]
     fn each_shape_has_exactly_its_parts() {

@@ -17,3 +17,12 @@ pub mod sms;
 pub mod sms_workers;
 pub mod spi;
 pub mod totp;
+
+/// A statement's text without its comments, for tests of what a statement contains.
+#[cfg(test)]
+pub(crate) fn without_comments(sql: &str) -> String {
+    sql.lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

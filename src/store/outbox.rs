@@ -180,14 +180,7 @@ pub fn finish(
 
 #[cfg(test)]
 mod tests {
-    /// The statement's text without its comments.
-    fn code(sql: &str) -> String {
-        sql.lines()
-            .map(|l| l.split("--").next().unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
+    use crate::store::without_comments as code;
     #[test]
     fn each_claim_statement_has_its_filter() {
         let [all, one, several] = &*super::CLAIM_STATEMENTS;
