@@ -1,7 +1,7 @@
 //! `mfa`: PostgreSQL as the multi-factor-authentication authority of a B2B application.
 //!
-//! Pure logic lives in `policy`, `phone`, `crypto`, `totp` and `sms_otp` (plain Rust, plain tests);
-//! the SQL surface is the `#[pg_extern]` functions of the domain modules; tables, roles and grants
+//! Three layers, one direction: `api` (the SQL functions and the orchestration of one call) →
+//! `store` (every statement) → `core` (pure Rust, plain tests). Tables, roles, grants and comments
 //! are in `sql/`.
 
 use pgrx::prelude::*;

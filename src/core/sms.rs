@@ -1,5 +1,5 @@
 //! SMS one-time passcodes: the code, its localized text, and scrubbing it from a delivered
-//! message. Pure logic; `sms_otp::sql` is the SQL surface.
+//! message. Pure logic; `store::sms` keeps codes and sends, `api::sms` is the SQL surface.
 
 use crate::core::crypto::random_numeric_code;
 
