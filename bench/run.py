@@ -60,9 +60,14 @@ class Bench:
         print(text, flush=True)
 
     def pgbench(self, script, clients, sync, seconds=None, transactions=None, variables=None,
-                settings=None, keep_latencies=False):
+                settings=None, keep_latencies=False, measure_wal=False):
         """Runs one pgbench script (its sessions with `settings` besides synchronous_commit);
-        returns tps and latency percentiles (ms)."""
+        returns tps and latency percentiles (ms), and with `measure_wal` the WAL and the audit
+        trail's growth per transaction, from a CHECKPOINT before the run."""
+        if measure_wal:
+            self.psql("CHECKPOINT")
+            wal_before, audit_before = map(int, self.psql(
+                "SELECT wal_bytes, pg_total_relation_size('mfa.events') FROM pg_stat_wal").split("|"))
         prefix = os.path.join(self.logdir, f"run{time.monotonic_ns()}")
         # Prepared statements, as an application's driver uses them.
         cmd = ["pgbench", "-n", "-M", "prepared", *self.conn, "-c", str(clients), "-j", str(min(clients, 2)),
@@ -89,6 +94,11 @@ class Bench:
         latencies.sort()
 
         result = {"tps": tps, **percentiles(latencies), "n": len(latencies)}
+        if measure_wal:
+            wal_after, audit_after = map(int, self.psql(
+                "SELECT wal_bytes, pg_total_relation_size('mfa.events') FROM pg_stat_wal").split("|"))
+            result["wal"] = (wal_after - wal_before) / max(1, len(latencies))
+            result["audit"] = (audit_after - audit_before) / max(1, len(latencies))
         if keep_latencies:
             result["latencies"] = latencies
         self.log(f"  {script:24} c={clients} sync={'on ' if sync else 'off'} {settings or ''} "
@@ -113,6 +123,9 @@ class Bench:
             combined[name] = {"tps": statistics.median(r["tps"] for r in results), **percentiles(latencies),
                               "n": len(latencies),
                               "rounds": [r["tps"] for r in results]}
+            for measured in ("wal", "audit"):
+                if measured in results[0]:
+                    combined[name][measured] = statistics.median(r[measured] for r in results)
         return combined
 
     def from_row(self, per_round):
@@ -179,7 +192,53 @@ class Bench:
              WHERE (n / 10) % 10 <> 0""")
         return int(self.psql("SELECT count(*) FROM bench.ready"))
 
+    def prepare_login_tokens(self, count):
+        """Starts `count` logins of TOTP members (n = 4j: login_full.sql walks the others), the
+        application's primary check done: login_mfa.sql finishes them."""
+        self.reset_ready()
+        self.psql(f"""
+            INSERT INTO bench.ready (k, organization_id, member_id, secret)
+            SELECT row_number() OVER (), 'o' || n / 10, 'm' || n,
+                   mfa.primary_authenticate('o' || n / 10, 'm' || n) ->> 'intermediate_session_token'
+              FROM (SELECT 4 * ((i - 1) % {self.totp_members // 2}) AS n
+                      FROM generate_series(1, {count}) i) pick""")
+        return int(self.psql("SELECT count(*) FROM bench.ready"))
+
+    def next_totp_step(self):
+        """Waits for the next TOTP step: a member authenticated by an earlier phase can use a
+        code again only in a later step."""
+        time.sleep(30 - time.time() % 30 + 1)
+
     # ---- phases --------------------------------------------------------------------------------
+    def logins(self):
+        """A whole login three ways, side by side, with synchronous_commit on: by hand (PL/pgSQL +
+        pgcrypto and a plain session insert), mfa's second half (totp_authenticate + the guarded
+        insert, one transaction) and mfa's full flow (primary_authenticate first, in its own
+        transaction); TPS, latency, and WAL and audit bytes per login."""
+        self.log("== whole logins")
+        self.next_totp_step()
+        self.psql("CREATE SEQUENCE IF NOT EXISTS bench.login_cursor")
+        rounds = self.args.rounds
+        seconds = max(2, -(-self.args.seconds // rounds))
+        self.login_rows = {}
+        for clients in self.args.clients:
+            by_hand = {"seconds": seconds, "variables": {"totp_members": self.totp_members},
+                       "measure_wal": True}
+            full = {"seconds": seconds, "variables": {"login_members": self.totp_members // 2},
+                    "measure_wal": True}
+            row = self.interleaved([("by_hand", "login_by_hand.sql", by_hand, None),
+                                    ("full", "login_full.sql", full, None)], clients, True)
+            count = int(max(500, min(self.totp_members // 2 // rounds, row["by_hand"]["tps"] * seconds)))
+            count = self.prepare_login_tokens(count * rounds) // rounds
+            fixed = {"transactions": count, "measure_wal": True}
+            row.update(self.interleaved([("mfa", "login_mfa.sql", fixed, self.from_row(count)),
+                                         ("by_hand_fixed", "login_by_hand.sql",
+                                          {**by_hand, "seconds": None, "transactions": count}, None)],
+                                        clients, True))
+            self.login_rows[clients] = row
+        self.next_totp_step()
+
+
     def create_database(self):
         self.log("== database")
         self.psql(f"DROP DATABASE IF EXISTS {self.db}", db="postgres")
@@ -417,6 +476,25 @@ class Bench:
                 r.append(f"| {label} | {'on' if sync else 'off'} | {clients} | {m['tps']:.0f} | {f['tps']:.0f} | "
                          f"{m['tps'] / f['tps']:.2f} | {m['p50']:.3f} | {m['p99']:.3f} | {f['p50']:.3f} | {f['p99']:.3f} |")
         r.append("")
+        r.append("## A whole login\n")
+        r.append("A returning TOTP member's login, `synchronous_commit` on. By hand: the secret locked, the code "
+                 "verified within ±1 step (PL/pgSQL + pgcrypto), the step spent and the session inserted into a "
+                 "plain table, in one transaction. mfa: `totp_authenticate` with the login's token (started "
+                 "before the run) and the session inserted into the guarded table, in one transaction. Full "
+                 "flow: `primary_authenticate` in a transaction of its own, then the same. WAL per login is "
+                 "`pg_stat_wal` from a CHECKPOINT before each run; audit is the growth of `mfa.events` "
+                 "(table and indexes) per login. The mfa runs are against the by-hand run of the same kind "
+                 "(timed, or the same number of logins).\n")
+        r.append("| login | clients | TPS | / by hand | p50 | p99 | WAL / login | audit / login |")
+        r.append("|---|---|---|---|---|---|---|---|")
+        for clients, row in self.login_rows.items():
+            for label, key, against in (("by hand", "by_hand", "by_hand"),
+                                        ("mfa: totp_authenticate + guarded INSERT", "mfa", "by_hand_fixed"),
+                                        ("mfa: full flow", "full", "by_hand")):
+                x = row[key]
+                r.append(f"| {label} | {clients} | {x['tps']:.0f} | {x['tps'] / row[against]['tps']:.2f} | "
+                         f"{x['p50']:.3f} | {x['p99']:.3f} | {x['wal']:.0f} B | {x['audit']:.0f} B |")
+        r.append("")
         r.append("## TOTP: the extension against PL/pgSQL + pgcrypto\n")
         r += self.between_floor_and_mfa("totp_plpgsql", "PL/pgSQL")
         r.append("\n## Where a TOTP success's time goes\n")
@@ -502,6 +580,16 @@ class Bench:
         if row:
             ratio = row["totp"]["tps"] / row["totp_plpgsql"]["tps"]
             self.goal("totp_authenticate / PL/pgSQL, 8 clients, sync off", f"{ratio:.2f}", "≥ 2", ratio >= 2)
+        for clients, row in self.login_rows.items():
+            ratio = row["mfa"]["tps"] / row["by_hand_fixed"]["tps"]
+            self.goal(f"login, totp_authenticate + guarded INSERT / by hand, {clients} client(s)",
+                      f"{ratio:.2f}", "≥ 0.8", ratio >= 0.8)
+            ratio = row["full"]["tps"] / row["by_hand"]["tps"]
+            self.goal(f"login, full flow / by hand, {clients} client(s)", f"{ratio:.2f}", "≥ 0.6", ratio >= 0.6)
+            wal, audit = row["full"]["wal"], row["full"]["audit"]
+            self.goal(f"WAL per login (full flow), {clients} client(s)", f"{wal:.0f} B", "≤ 2 kB", wal <= 2048)
+            self.goal(f"audit storage per login (full flow), {clients} client(s)", f"{audit:.0f} B", "≤ 400 B",
+                      audit <= 400)
         ratio = self.compute_rates["mfa"] / self.compute_rates["plpgsql"]
         self.goal("compute alone / PL/pgSQL", f"{ratio:.0f}×", "≥ 50×", ratio >= 50)
         for (sync, clients), row in self.rows.items():
@@ -553,6 +641,7 @@ class Bench:
         if self.args.members > small:
             self.load(small, self.args.members)
             self.scale_runs(f"{self.args.members:,}")
+        self.logins()
         self.matrix()
         self.compute()
         self.outbox()
