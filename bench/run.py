@@ -204,6 +204,17 @@ class Bench:
                       FROM generate_series(1, {count}) i) pick""")
         return int(self.psql("SELECT count(*) FROM bench.ready"))
 
+    def fresh_members(self, cursor, members):
+        """Setup of a round that walks `members` TOTP members with `cursor`: once the cursor has
+        gone through half of them since the last wait, waits for the next TOTP step, so that no
+        round comes back to a member who already used this step's code (at small scales)."""
+        def setup(_round_number):
+            at = int(self.psql(f"SELECT last_value FROM {cursor}"))
+            if at - self.cursor_marks.get(cursor, 0) > members // 2:
+                self.next_totp_step()
+                self.cursor_marks[cursor] = at
+        return setup
+
     def next_totp_step(self):
         """Waits for the next TOTP step: a member authenticated by an earlier phase can use a
         code again only in a later step."""
@@ -221,19 +232,22 @@ class Bench:
         rounds = self.args.rounds
         seconds = max(2, -(-self.args.seconds // rounds))
         self.login_rows = {}
+        self.cursor_marks = {}
+        hand_setup = self.fresh_members("bench.baseline_cursor", self.totp_members)
+        full_setup = self.fresh_members("bench.login_cursor", self.totp_members // 2)
         for clients in self.args.clients:
             by_hand = {"seconds": seconds, "variables": {"totp_members": self.totp_members},
                        "measure_wal": True}
             full = {"seconds": seconds, "variables": {"login_members": self.totp_members // 2},
                     "measure_wal": True}
-            row = self.interleaved([("by_hand", "login_by_hand.sql", by_hand, None),
-                                    ("full", "login_full.sql", full, None)], clients, True)
+            row = self.interleaved([("by_hand", "login_by_hand.sql", by_hand, hand_setup),
+                                    ("full", "login_full.sql", full, full_setup)], clients, True)
             count = int(max(500, min(self.totp_members // 2 // rounds, row["by_hand"]["tps"] * seconds)))
             count = self.prepare_login_tokens(count * rounds) // rounds
             fixed = {"transactions": count, "measure_wal": True}
             row.update(self.interleaved([("mfa", "login_mfa.sql", fixed, self.from_row(count)),
                                          ("by_hand_fixed", "login_by_hand.sql",
-                                          {**by_hand, "seconds": None, "transactions": count}, None)],
+                                          {**by_hand, "seconds": None, "transactions": count}, hand_setup)],
                                         clients, True))
             self.login_rows[clients] = row
         self.next_totp_step()
