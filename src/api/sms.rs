@@ -87,14 +87,17 @@ pub fn send_code(
     };
     let to_verified_number =
         member.mfa_phone_number_verified && member.mfa_phone_number.as_ref() == Some(&phone.e164);
-    let limits = sms::read_send_limits(
+    let mut limits = sms::read_send_limits(
         member,
         phone,
         to_verified_number,
         settings::SMS_MIN_INTERVAL_SECONDS.get() as f64,
         block_locked,
     )?;
-    check_sms_country(phone, &in_force(limits.stored_allowlist.clone()))?;
+    check_sms_country(
+        phone,
+        &in_force(std::mem::take(&mut limits.stored_allowlist)),
+    )?;
     check_limits(&limits)?;
     let code = new_code();
     let lifetime = settings::SMS_CODE_LIFETIME_SECONDS.get();
