@@ -6,7 +6,7 @@ use crate::api::answer;
 use crate::core::crypto::{new_token, token_hash};
 use crate::core::factor::{second_factors, Factor};
 use crate::core::phone::mask_e164;
-use crate::core::policy::{self, MfaMethod, PrimaryMethod};
+use crate::core::policy::{self, MfaMethod, OrganizationPolicy, PrimaryMethod};
 use crate::core::sms::Locale;
 use crate::error::{err, ErrorType, MfaError, MfaResult, SqlResult};
 use crate::settings;
@@ -88,6 +88,21 @@ enum Start {
     StepUp,
 }
 
+fn mfa_required(start: Start, org: &OrganizationPolicy, member: &Member) -> bool {
+    // A step-up always asks for a second factor: that is what it is for.
+    start == Start::StepUp || policy::mfa_required(org, member.mfa_enrolled, member.is_breakglass)
+}
+
+/// When SMS is how this member proves themselves, the code goes out as the login starts.
+fn sms_first(start: Start, org: &OrganizationPolicy, member: &Member) -> bool {
+    mfa_required(start, org, member)
+        && !member.is_locked
+        && member.mfa_phone_number_verified
+        && org.allows(MfaMethod::SmsOtp, member.is_breakglass)
+        && (member.default_mfa_method.as_deref() == Some("sms_otp")
+            || member.totp_registration_id.is_none())
+}
+
 fn start(
     organization_id: Option<&str>,
     member_id: Option<&str>,
@@ -96,7 +111,13 @@ fn start(
 ) -> MfaResult<Value> {
     let request = Request::new();
     let locale = Locale::from_tag(locale);
-    let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
+    // Read, not locked: a login that sends no SMS writes nothing of the member's (the new row's
+    // foreign key keeps the member from going meanwhile). A send needs the member's lock, and is
+    // decided again on the locked row.
+    let (mut member, mut org) = members::load_with_policy(organization_id, member_id, Load::Read)?;
+    if sms_first(start, &org, &member) {
+        (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
+    }
     let token = new_token();
     let primary = match start {
         Start::Login(method) => Some((method.as_str(), Factor::Primary(method).to_json())),
@@ -111,18 +132,10 @@ fn start(
         locale: locale.as_str(),
         lifetime_minutes: settings::INTERMEDIATE_SESSION_MINUTES.get(),
     })?;
-    // A step-up always asks for a second factor: that is what it is for.
-    let mfa_required = start == Start::StepUp
-        || policy::mfa_required(&org, member.mfa_enrolled, member.is_breakglass);
-    // When SMS is how this member proves themselves, the code goes out at once.
-    let sms_first = mfa_required
-        && member.mfa_phone_number_verified
-        && org.allows(MfaMethod::SmsOtp, member.is_breakglass)
-        && (member.default_mfa_method.as_deref() == Some("sms_otp")
-            || member.totp_registration_id.is_none());
+    let mfa_required = mfa_required(start, &org, &member);
     // A send refused by the limits or the allowlist must not fail the login: the member can still
     // use another factor or ask for a code later.
-    let secondary_auth_initiated = if sms_first && !member.is_locked {
+    let secondary_auth_initiated = if sms_first(start, &org, &member) {
         match crate::api::sms::send_code(&request, &member, None, locale, false) {
             Ok(()) => Some("sms_otp"),
             Err(e)

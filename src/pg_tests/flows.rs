@@ -603,6 +603,27 @@ mod tests {
         );
     }
 
+    /// Every login writes its audit rows: they hold what happened and nothing twice (the actor
+    /// as text, not a 64-byte name; no null-valued keys).
+    #[pg_test]
+    fn a_logins_audit_rows_are_narrow() {
+        setup("OPTIONAL");
+        login("ann");
+        let row = json(
+            "SELECT jsonb_build_array(pg_column_size(e.*), details, actor) FROM mfa.events e
+              WHERE event_type = 'login.primary_authenticated'",
+        );
+        assert_eq!(
+            row[1],
+            serde_json::json!({"mfa_required": false, "primary_factor": "password"})
+        );
+        assert!(row[0].as_i64().unwrap() <= 170, "{row}");
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM mfa.events WHERE jsonb_path_exists(details, '$.* ? (@ == null)')"),
+            0
+        );
+    }
+
     #[pg_test]
     fn session_gate_tokens() {
         setup("OPTIONAL");
@@ -641,6 +662,11 @@ mod tests {
             .as_str()
             .unwrap()
             .to_string();
+        // The login started after the expired token removed it, and only it.
+        assert_eq!(
+            json("SELECT jsonb_build_array(count(*), count(*) FILTER (WHERE expires_at <= clock_timestamp())) FROM mfa.intermediate_sessions WHERE organization_id = 'org-1' AND member_id = 'ann'"),
+            serde_json::json!([1, 0])
+        );
         let passed = json(&format!(
             "SELECT mfa.check_session_policy('org-1', 'ann', '{fresh}')"
         ));

@@ -23,6 +23,8 @@ impl Request {
 
     /// An event of this request. `organization_id` is '' for project-wide events. Never put a
     /// secret in `details`.
+    /// Keys whose value is null are left out (absent: not set, or unchanged): every audit row
+    /// pays for every byte of its details.
     pub fn event<'a>(
         &'a self,
         organization_id: &'a str,
@@ -35,7 +37,7 @@ impl Request {
             member_id,
             request_id: &self.id,
             event_type,
-            details,
+            details: without_nulls(details),
         }
     }
 
@@ -75,8 +77,32 @@ pub fn write(event: &Event) -> MfaResult<()> {
     Ok(())
 }
 
+/// `details` without its top-level keys whose value is null.
+fn without_nulls(details: Value) -> Value {
+    match details {
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn details_leave_out_null_keys_only() {
+        let details = serde_json::json!({"outcome": "success", "mfa_enrolled": null,
+                                         "locked": false, "factors": [null]});
+        assert_eq!(
+            super::without_nulls(details),
+            serde_json::json!({"outcome": "success", "locked": false, "factors": [null]})
+        );
+        assert_eq!(
+            super::without_nulls(serde_json::json!([null])),
+            serde_json::json!([null])
+        );
+    }
+
     /// Every statement that writes an event in its caller's transaction lists the columns of
     /// `event_insert.sql`, in its order (the attempt ledger's worker writes its own, with the
     /// actor and the time the event happened).

@@ -17,7 +17,7 @@ pub struct IntermediateSession {
     pub token_hash: Vec<u8>,
     /// The factors proven with it, in Stytch's shape.
     pub factors: Vec<Value>,
-    /// Neither consumed nor expired (on the clock).
+    /// Not expired (on the clock); a consumed token has no row.
     pub live: bool,
 }
 
@@ -32,7 +32,7 @@ fn factor_list(factors: Option<JsonB>) -> Vec<Value> {
 pub fn find(token_hash: Vec<u8>) -> MfaResult<Option<IntermediateSession>> {
     spi::typed_row(
         "SELECT organization_id, member_id, factors,
-                consumed_at IS NULL AND expires_at > clock_timestamp() AS live
+                expires_at > clock_timestamp() AS live
            FROM mfa.intermediate_sessions WHERE token_hash = $1 FOR UPDATE",
         &[token_hash.clone().into()],
         |row| {

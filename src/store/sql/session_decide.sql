@@ -1,16 +1,16 @@
 -- The session gate's side of a new session: the member's policy inputs, and their login's token
--- consumed (when it is this member's, unexpired on the clock and unused) with its audit event,
--- in one statement. No row when there is no such member; `factors` is NULL when nothing was
--- consumed.
+-- consumed (when it is this member's and unexpired on the clock: its row is deleted, so a token
+-- serves one session) with its audit event, in one statement. No row when there is no such
+-- member; `factors` is NULL when nothing was consumed.
 --   $1 organization_id   $2 member_id   $3 the token's hash (NULL: none presented)   $4 request_id
 WITH member AS (
     SELECT m.mfa_enrolled, m.is_breakglass, o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods
       FROM mfa.members m JOIN mfa.organizations o ON o.organization_id = m.organization_id
      WHERE m.organization_id = $1 AND m.member_id = $2),
 consumed AS (
-    UPDATE mfa.intermediate_sessions SET consumed_at = clock_timestamp()
-     WHERE organization_id = $1 AND token_hash = $3 AND member_id = $2
-       AND consumed_at IS NULL AND expires_at > clock_timestamp() AND EXISTS (SELECT FROM member)
+    DELETE FROM mfa.intermediate_sessions
+     WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3
+       AND expires_at > clock_timestamp() AND EXISTS (SELECT FROM member)
  RETURNING factors, primary_factor IS NOT NULL AS has_primary),
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)

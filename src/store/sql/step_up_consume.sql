@@ -1,11 +1,11 @@
 -- A step-up on a guarded sessions table: the token presented in the row's token column, when it is
--- this member's, unexpired (on the clock, not the transaction's start) and unused, is consumed and
--- the factors proven with it come back; the event is written in the same statement.
+-- this member's and unexpired (on the clock, not the transaction's start), is consumed (its row
+-- deleted) and the factors proven with it come back; the event is written in the same statement.
 --   $1 organization_id   $2 member_id   $3 token_hash   $4 request_id   $5 the session table's name
 WITH consumed AS (
-    UPDATE mfa.intermediate_sessions SET consumed_at = clock_timestamp()
-     WHERE organization_id = $1 AND token_hash = $3 AND member_id = $2
-       AND consumed_at IS NULL AND expires_at > clock_timestamp()
+    DELETE FROM mfa.intermediate_sessions
+     WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3
+       AND expires_at > clock_timestamp()
  RETURNING factors),
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)

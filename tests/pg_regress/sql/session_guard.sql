@@ -44,6 +44,14 @@ SELECT jsonb_path_query_array(authentication_factors, '$[*].type') AS factors,
        mfa.session_aal(authentication_factors) AS aal,
        mfa.last_mfa_at(authentication_factors) > now() - interval '1 minute' AS recent_mfa
   FROM hooli.sessions;
+-- The token served its one session and is gone; the audit trail keeps the login, one row per
+-- step (details name what was set, never a null).
+RESET ROLE;
+SELECT count(*) AS tokens_left FROM mfa.intermediate_sessions WHERE member_id = 'gavin';
+SELECT event_type, details FROM mfa.events
+ WHERE member_id = 'gavin' AND event_type IN ('login.primary_authenticated', 'totp.authenticate', 'session.allowed')
+ ORDER BY event_id;
+SET ROLE hooli_app;
 
 -- The common UPDATE touches no guarded column and no trigger runs for it.
 UPDATE hooli.sessions SET last_seen_at = now();

@@ -1,0 +1,25 @@
+\echo Use "ALTER EXTENSION mfa UPDATE TO '0.7.0'" to load this file. \quit
+-- mfa 0.6.0 → 0.7.0: a whole login writes less (issue 21).
+--  * The session gate consumes an intermediate session token by deleting its row (it used to set
+--    consumed_at and keep the row for ever); a member's expired tokens go when their next login
+--    starts. The key becomes (organization_id, member_id, token_hash): the member's rows are
+--    together for that, and for the cascade when a member goes.
+--  * mfa.events.actor is text (name took 64 bytes in every row); the request id index is a block
+--    range index (request ids are time-ordered), a few bytes per thousand rows instead of ~30 per
+--    row. Event details leave out keys whose value is null (absent: not set or unchanged).
+--    Changing actor's type rewrites mfa.events: on a large audit trail, run this upgrade at a
+--    quiet time.
+
+DELETE FROM mfa.intermediate_sessions WHERE consumed_at IS NOT NULL OR expires_at <= clock_timestamp();
+ALTER TABLE mfa.intermediate_sessions DROP COLUMN consumed_at;
+ALTER TABLE mfa.intermediate_sessions DROP CONSTRAINT intermediate_sessions_pkey;
+ALTER TABLE mfa.intermediate_sessions ADD PRIMARY KEY (organization_id, member_id, token_hash);
+COMMENT ON TABLE mfa.intermediate_sessions IS
+    'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it. The session gate consumes a token by deleting its row (the audit trail keeps the login); a member''s expired tokens go when their next login starts. A step-up token (step_up_start) has no primary_factor and can only raise an existing session''s assurance.';
+
+DROP INDEX mfa.events_request;
+ALTER TABLE mfa.events ALTER COLUMN actor TYPE text;
+-- Request ids are time-ordered (UUID version 7): a block range index finds a request's events
+-- for a few bytes per thousand rows, where a B-tree cost each audit row ~30 bytes and a leaf
+-- entry in the WAL.
+CREATE INDEX events_request ON mfa.events USING brin (request_id) WITH (autosummarize = on);
