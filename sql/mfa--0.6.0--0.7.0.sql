@@ -23,3 +23,10 @@ ALTER TABLE mfa.events ALTER COLUMN actor TYPE text;
 -- for a few bytes per thousand rows, where a B-tree cost each audit row ~30 bytes and a leaf
 -- entry in the WAL.
 CREATE INDEX events_request ON mfa.events USING brin (request_id) WITH (autosummarize = on);
+
+-- Room on each page for the update that every login makes (the TOTP step spent, the SMS code
+-- used, the factor proven with the token), so that it stays a HOT update without new index
+-- entries. Pages written before keep theirs until rows move or the table is rewritten.
+ALTER TABLE mfa.totp_registrations SET (fillfactor = 90);
+ALTER TABLE mfa.sms_codes SET (fillfactor = 90);
+ALTER TABLE mfa.intermediate_sessions SET (fillfactor = 80);

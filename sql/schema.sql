@@ -98,7 +98,7 @@ CREATE TABLE mfa.totp_registrations (
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
     CONSTRAINT status_value CHECK (status IN ('pending', 'active')),
     CONSTRAINT pending_expires CHECK ((status = 'pending') = (expires_at IS NOT NULL))
-);
+) WITH (fillfactor = 90);  -- room for the HOT update of every successful code
 COMMENT ON TABLE mfa.totp_registrations IS
     'mfa: one authenticator-app registration per member, pending until its first code; the secret is AEAD-encrypted and bound to its row; last_used_step makes every code single-use.';
 
@@ -126,7 +126,7 @@ CREATE TABLE mfa.sms_codes (
     key_id          text,
     PRIMARY KEY (organization_id, member_id),
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
-);
+) WITH (fillfactor = 90);  -- room for the HOT update of every successful code
 COMMENT ON TABLE mfa.sms_codes IS
     'mfa: the one live SMS code of each member, as a keyed hash; a new send replaces it.';
 COMMENT ON COLUMN mfa.sms_codes.key_id IS
@@ -197,7 +197,7 @@ CREATE TABLE mfa.intermediate_sessions (
     expires_at      timestamptz NOT NULL,
     PRIMARY KEY (organization_id, member_id, token_hash),
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
-);
+) WITH (fillfactor = 80);  -- room for the factor a login adds, without new index entries
 COMMENT ON TABLE mfa.intermediate_sessions IS
     'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it. The session gate consumes a token by deleting its row (the audit trail keeps the login); a member''s expired tokens go when their next login starts. A step-up token (step_up_start) has no primary_factor and can only raise an existing session''s assurance.';
 -- Looked up by token alone, to tell a token of another organization from an unknown one.

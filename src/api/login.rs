@@ -118,20 +118,6 @@ fn start(
     if sms_first(start, &org, &member) {
         (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
     }
-    let token = new_token();
-    let primary = match start {
-        Start::Login(method) => Some((method.as_str(), Factor::Primary(method).to_json())),
-        Start::StepUp => None,
-    };
-    let primary_method = primary.as_ref().map(|(method, _)| *method);
-    sessions::start(NewSession {
-        organization_id: &member.organization_id,
-        member_id: &member.member_id,
-        token_hash: token_hash(&token),
-        primary,
-        locale: locale.as_str(),
-        lifetime_minutes: settings::INTERMEDIATE_SESSION_MINUTES.get(),
-    })?;
     let mfa_required = mfa_required(start, &org, &member);
     // A send refused by the limits or the allowlist must not fail the login: the member can still
     // use another factor or ask for a code later.
@@ -151,8 +137,13 @@ fn start(
     } else {
         None
     };
-    let (event_type, details) = match primary_method {
-        Some(method) => (
+    let token = new_token();
+    let primary = match start {
+        Start::Login(method) => Some((method.as_str(), Factor::Primary(method).to_json())),
+        Start::StepUp => None,
+    };
+    let (event_type, details) = match &primary {
+        Some((method, _)) => (
             "login.primary_authenticated",
             json!({ "primary_factor": method, "mfa_required": mfa_required,
                     "secondary_auth_initiated": secondary_auth_initiated }),
@@ -162,12 +153,20 @@ fn start(
             json!({ "secondary_auth_initiated": secondary_auth_initiated }),
         ),
     };
-    request.audit(
-        &member.organization_id,
-        Some(&member.member_id),
-        event_type,
-        details,
-    )?;
+    sessions::start(NewSession {
+        organization_id: &member.organization_id,
+        member_id: &member.member_id,
+        token_hash: token_hash(&token),
+        primary,
+        locale: locale.as_str(),
+        lifetime_minutes: settings::INTERMEDIATE_SESSION_MINUTES.get(),
+        event: request.event(
+            &member.organization_id,
+            Some(&member.member_id),
+            event_type,
+            details,
+        ),
+    })?;
     Ok(answer::about(
         &request,
         &member,

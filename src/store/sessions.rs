@@ -3,6 +3,7 @@
 
 use crate::core::policy::OrganizationPolicy;
 use crate::error::MfaResult;
+use crate::store::audit::Event;
 use crate::store::jsonb::Jsonb;
 use crate::store::members::read_policy;
 use crate::store::spi;
@@ -60,6 +61,8 @@ pub struct NewSession<'a> {
     pub primary: Option<(&'a str, Value)>,
     pub locale: &'a str,
     pub lifetime_minutes: i32,
+    /// Its audit event, written by the same statement.
+    pub event: Event<'a>,
 }
 
 pub fn start(session: NewSession) -> MfaResult<()> {
@@ -77,6 +80,9 @@ pub fn start(session: NewSession) -> MfaResult<()> {
             session.locale.into(),
             factor.into(),
             session.lifetime_minutes.into(),
+            session.event.request_id.into(),
+            session.event.event_type.into(),
+            Jsonb(session.event.details).into(),
         ],
     )?;
     Ok(())
