@@ -66,8 +66,8 @@ class Bench:
         trail's growth per transaction, from a CHECKPOINT before the run."""
         if measure_wal:
             self.psql("CHECKPOINT")
-            wal_before, audit_before = map(int, self.psql(
-                "SELECT wal_bytes, pg_total_relation_size('mfa.events') FROM pg_stat_wal").split("|"))
+            wal_before, fpi_before, events_before = map(int, self.psql(
+                "SELECT wal_bytes, wal_fpi, (SELECT count(*) FROM mfa.events) FROM pg_stat_wal").split("|"))
         prefix = os.path.join(self.logdir, f"run{time.monotonic_ns()}")
         # Prepared statements, as an application's driver uses them.
         cmd = ["pgbench", "-n", "-M", "prepared", *self.conn, "-c", str(clients), "-j", str(min(clients, 2)),
@@ -95,10 +95,17 @@ class Bench:
 
         result = {"tps": tps, **percentiles(latencies), "n": len(latencies)}
         if measure_wal:
-            wal_after, audit_after = map(int, self.psql(
-                "SELECT wal_bytes, pg_total_relation_size('mfa.events') FROM pg_stat_wal").split("|"))
-            result["wal"] = (wal_after - wal_before) / max(1, len(latencies))
-            result["audit"] = (audit_after - audit_before) / max(1, len(latencies))
+            # Audit storage: the events the run wrote, at the table's (and its indexes') bytes per
+            # event. The table's growth alone undercounts under concurrency: a contended relation
+            # is extended by many pages at once, which later runs fill.
+            wal_after, fpi_after, events_after, audit_size = map(int, self.psql(
+                "SELECT wal_bytes, wal_fpi, (SELECT count(*) FROM mfa.events), "
+                "pg_total_relation_size('mfa.events') FROM pg_stat_wal").split("|"))
+            n = max(1, len(latencies))
+            result["wal"] = (wal_after - wal_before) / n
+            result["fpi"] = (fpi_after - fpi_before) / n
+            result["events"] = (events_after - events_before) / n
+            result["audit"] = result["events"] * audit_size / max(1, events_after)
         if keep_latencies:
             result["latencies"] = latencies
         self.log(f"  {script:24} c={clients} sync={'on ' if sync else 'off'} {settings or ''} "
@@ -115,7 +122,8 @@ class Bench:
             for name, script, options, setup in runs:
                 if setup:
                     setup(round_number)
-                got[name].append(self.pgbench(script, clients, sync, keep_latencies=True, **options))
+                timed = {k: v for k, v in options.items() if k != "measure_wal"}
+                got[name].append(self.pgbench(script, clients, sync, keep_latencies=True, **timed))
         combined = {}
         for name, results in got.items():
             latencies = sorted(x for r in results for x in r.pop("latencies"))
@@ -123,9 +131,17 @@ class Bench:
             combined[name] = {"tps": statistics.median(r["tps"] for r in results), **percentiles(latencies),
                               "n": len(latencies),
                               "rounds": [r["tps"] for r in results]}
-            for measured in ("wal", "audit"):
-                if measured in results[0]:
-                    combined[name][measured] = statistics.median(r[measured] for r in results)
+        # WAL and audit bytes per transaction come from one more run of each such script, untimed,
+        # right after a CHECKPOINT: each page's first change after a checkpoint writes its whole
+        # image, as on a server after every checkpoint. The timed rounds run without one (a round
+        # that starts at a checkpoint measures that burst of page images, not the steady rate).
+        for name, script, options, setup in runs:
+            if options.get("measure_wal"):
+                if setup:
+                    setup(self.args.rounds)
+                measured = self.pgbench(script, clients, sync,
+                                        **{**options, "seconds": None, "transactions": self.wal_transactions})
+                combined[name].update({k: measured[k] for k in ("wal", "fpi", "events", "audit")})
         return combined
 
     def from_row(self, per_round):
@@ -233,6 +249,7 @@ class Bench:
         seconds = max(2, -(-self.args.seconds // rounds))
         self.login_rows = {}
         self.cursor_marks = {}
+        self.wal_transactions = min(2000, self.totp_members // 8)
         hand_setup = self.fresh_members("bench.baseline_cursor", self.totp_members)
         full_setup = self.fresh_members("bench.login_cursor", self.totp_members // 2)
         for clients in self.args.clients:
@@ -242,8 +259,12 @@ class Bench:
                     "measure_wal": True}
             row = self.interleaved([("by_hand", "login_by_hand.sql", by_hand, hand_setup),
                                     ("full", "login_full.sql", full, full_setup)], clients, True)
-            count = int(max(500, min(self.totp_members // 2 // rounds, row["by_hand"]["tps"] * seconds)))
-            count = self.prepare_login_tokens(count * rounds) // rounds
+            # Each prepared token is a different member (a second login of one member in the same
+            # TOTP step would be refused): the rounds and the WAL run share half the TOTP members.
+            count = int(max(500, min((self.totp_members // 2 - self.wal_transactions) // rounds,
+                                     row["by_hand"]["tps"] * seconds)))
+            count = (self.prepare_login_tokens(count * rounds + self.wal_transactions)
+                     - self.wal_transactions) // rounds
             fixed = {"transactions": count, "measure_wal": True}
             row.update(self.interleaved([("mfa", "login_mfa.sql", fixed, self.from_row(count)),
                                          ("by_hand_fixed", "login_by_hand.sql",
@@ -496,18 +517,21 @@ class Bench:
                  "plain table, in one transaction. mfa: `totp_authenticate` with the login's token (started "
                  "before the run) and the session inserted into the guarded table, in one transaction. Full "
                  "flow: `primary_authenticate` in a transaction of its own, then the same. WAL per login is "
-                 "`pg_stat_wal` from a CHECKPOINT before each run; audit is the growth of `mfa.events` "
-                 "(table and indexes) per login. The mfa runs are against the by-hand run of the same kind "
+                 "`pg_stat_wal` over one more, untimed run of each (the same number of logins for all, "
+                 "right after a CHECKPOINT, so every page's first change writes its whole image); audit "
+                 "is the events a login wrote in that run at the bytes per event of `mfa.events` (table and "
+                 "indexes); the timed "
+                 "rounds run without a CHECKPOINT. The mfa runs are against the by-hand run of the same kind "
                  "(timed, or the same number of logins).\n")
-        r.append("| login | clients | TPS | / by hand | p50 | p99 | WAL / login | audit / login |")
-        r.append("|---|---|---|---|---|---|---|---|")
+        r.append("| login | clients | TPS | / by hand | p50 | p99 | WAL / login | page images / login | audit rows / login | audit / login |")
+        r.append("|---|---|---|---|---|---|---|---|---|---|")
         for clients, row in self.login_rows.items():
             for label, key, against in (("by hand", "by_hand", "by_hand"),
                                         ("mfa: totp_authenticate + guarded INSERT", "mfa", "by_hand_fixed"),
                                         ("mfa: full flow", "full", "by_hand")):
                 x = row[key]
                 r.append(f"| {label} | {clients} | {x['tps']:.0f} | {x['tps'] / row[against]['tps']:.2f} | "
-                         f"{x['p50']:.3f} | {x['p99']:.3f} | {x['wal']:.0f} B | {x['audit']:.0f} B |")
+                         f"{x['p50']:.3f} | {x['p99']:.3f} | {x['wal']:.0f} B | {x['fpi']:.2f} | {x['events']:.2f} | {x['audit']:.0f} B |")
         r.append("")
         r.append("## TOTP: the extension against PL/pgSQL + pgcrypto\n")
         r += self.between_floor_and_mfa("totp_plpgsql", "PL/pgSQL")
