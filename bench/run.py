@@ -66,8 +66,9 @@ class Bench:
         trail's growth per transaction, from a CHECKPOINT before the run."""
         if measure_wal:
             self.psql("CHECKPOINT")
-            wal_before, fpi_before, events_before = map(int, self.psql(
-                "SELECT wal_bytes, wal_fpi, (SELECT count(*) FROM mfa.events) FROM pg_stat_wal").split("|"))
+            wal_before, fpi_before, last_event = map(int, self.psql(
+                "SELECT wal_bytes, wal_fpi, (SELECT coalesce(max(event_id), 0) FROM mfa.events) "
+                "FROM pg_stat_wal").split("|"))
         prefix = os.path.join(self.logdir, f"run{time.monotonic_ns()}")
         # Prepared statements, as an application's driver uses them.
         cmd = ["pgbench", "-n", "-M", "prepared", *self.conn, "-c", str(clients), "-j", str(min(clients, 2)),
@@ -95,17 +96,20 @@ class Bench:
 
         result = {"tps": tps, **percentiles(latencies), "n": len(latencies)}
         if measure_wal:
-            # Audit storage: the events the run wrote, at the table's (and its indexes') bytes per
-            # event. The table's growth alone undercounts under concurrency: a contended relation
-            # is extended by many pages at once, which later runs fill.
-            wal_after, fpi_after, events_after, audit_size = map(int, self.psql(
-                "SELECT wal_bytes, wal_fpi, (SELECT count(*) FROM mfa.events), "
-                "pg_total_relation_size('mfa.events') FROM pg_stat_wal").split("|"))
+            # Audit storage: the heap bytes of the events the run wrote (each row aligned, with its
+            # line pointer) and the indexes' bytes per event. The table's growth undercounts under
+            # concurrency: a contended relation is extended by many pages at once.
+            wal_after, fpi_after, events, heap_bytes, index_bytes_per_event = map(float, self.psql(
+                f"""SELECT wal_bytes, wal_fpi, n, heap,
+                           pg_indexes_size('mfa.events') / greatest(1, (SELECT count(*) FROM mfa.events))
+                      FROM pg_stat_wal,
+                           (SELECT count(*) AS n, coalesce(sum((pg_column_size(e.*) + 7) / 8 * 8 + 4), 0) AS heap
+                              FROM mfa.events e WHERE event_id > {last_event}) new""").split("|"))
             n = max(1, len(latencies))
             result["wal"] = (wal_after - wal_before) / n
             result["fpi"] = (fpi_after - fpi_before) / n
-            result["events"] = (events_after - events_before) / n
-            result["audit"] = result["events"] * audit_size / max(1, events_after)
+            result["events"] = events / n
+            result["audit"] = (heap_bytes + events * index_bytes_per_event) / n
         if keep_latencies:
             result["latencies"] = latencies
         self.log(f"  {script:24} c={clients} sync={'on ' if sync else 'off'} {settings or ''} "
@@ -519,8 +523,8 @@ class Bench:
                  "flow: `primary_authenticate` in a transaction of its own, then the same. WAL per login is "
                  "`pg_stat_wal` over one more, untimed run of each (the same number of logins for all, "
                  "right after a CHECKPOINT, so every page's first change writes its whole image); audit "
-                 "is the events a login wrote in that run at the bytes per event of `mfa.events` (table and "
-                 "indexes); the timed "
+                 "is what the events of that run take in `mfa.events`: their rows (aligned, with their line "
+                 "pointers) and the indexes' bytes per event; the timed "
                  "rounds run without a CHECKPOINT. The mfa runs are against the by-hand run of the same kind "
                  "(timed, or the same number of logins).\n")
         r.append("| login | clients | TPS | / by hand | p50 | p99 | WAL / login | page images / login | audit rows / login | audit / login |")

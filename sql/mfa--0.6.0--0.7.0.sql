@@ -3,7 +3,9 @@
 --  * The session gate consumes an intermediate session token by deleting its row (it used to set
 --    consumed_at and keep the row for ever); a member's expired tokens go when their next login
 --    starts. The key becomes (organization_id, member_id, token_hash): the member's rows are
---    together for that, and for the cascade when a member goes.
+--    together for that, and for the cascade when a member goes. The factors proven with a token
+--    go to a column of their own at the end of the row (proven_factors), and the tables every
+--    login updates keep room on their pages for a HOT update (fillfactor).
 --  * mfa.events.actor is text (name took 64 bytes in every row); the request id index is a block
 --    range index (request ids are time-ordered), a few bytes per thousand rows instead of ~30 per
 --    row. Event details leave out keys whose value is null (absent: not set or unchanged).
@@ -30,3 +32,9 @@ CREATE INDEX events_request ON mfa.events USING brin (request_id) WITH (autosumm
 ALTER TABLE mfa.totp_registrations SET (fillfactor = 90);
 ALTER TABLE mfa.sms_codes SET (fillfactor = 90);
 ALTER TABLE mfa.intermediate_sessions SET (fillfactor = 80);
+
+-- The factors proven with a token get a column of their own, last in the row: adding one then
+-- rewrites only the end of the row, and the update's WAL record carries just that.
+ALTER TABLE mfa.intermediate_sessions ADD COLUMN proven_factors jsonb;
+COMMENT ON COLUMN mfa.intermediate_sessions.factors IS
+    'mfa: the factor the login started with (Stytch JSON; empty for a step-up); proven_factors holds those proven with the token since.';

@@ -195,11 +195,16 @@ CREATE TABLE mfa.intermediate_sessions (
     factors         jsonb       NOT NULL DEFAULT '[]',
     created_at      timestamptz NOT NULL DEFAULT now(),
     expires_at      timestamptz NOT NULL,
+    -- Last in the row: adding a factor then rewrites only the end of the row, and the update's WAL
+    -- record carries just that (the unchanged beginning is left out).
+    proven_factors  jsonb,
     PRIMARY KEY (organization_id, member_id, token_hash),
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
 ) WITH (fillfactor = 80);  -- room for the factor a login adds, without new index entries
 COMMENT ON TABLE mfa.intermediate_sessions IS
     'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it. The session gate consumes a token by deleting its row (the audit trail keeps the login); a member''s expired tokens go when their next login starts. A step-up token (step_up_start) has no primary_factor and can only raise an existing session''s assurance.';
+COMMENT ON COLUMN mfa.intermediate_sessions.factors IS
+    'mfa: the factor the login started with (Stytch JSON; empty for a step-up); proven_factors holds those proven with the token since.';
 -- Looked up by token alone, to tell a token of another organization from an unknown one.
 CREATE INDEX intermediate_sessions_token ON mfa.intermediate_sessions (token_hash);
 
