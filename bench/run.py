@@ -428,17 +428,19 @@ class Bench:
                                          'en', 'Your verification code is ******.', 'sent', now(), now()
                                     FROM (SELECT 4 * (i % {self.phone_members}) + 1 AS n
                                             FROM generate_series(1, 1000000) i) s""")
-            for table in ("mfa.sms_outbox", "bench.plain_queue"):
-                self.psql(f"""INSERT INTO {table} (organization_id, member_id, phone_number, country_code,
-                                   rate_limit_prefix, locale, body, expires_at)
-                              SELECT 'o' || n / 10, 'm' || n, bench.phone_of(n), 'US', left(bench.phone_of(n), -4),
-                                     'en', 'Your verification code is 123456.', now() + interval '1 day'
-                                FROM (SELECT 4 * (i % {self.phone_members}) + 1 AS n
-                                        FROM generate_series(1, {fill}) i) s""")
-            self.psql("VACUUM ANALYZE mfa.sms_outbox")
-            self.psql("VACUUM ANALYZE bench.plain_queue")
             seconds = {"seconds": max(2, -(-self.args.seconds // self.args.rounds))}
             for workers in (1, 2, 4):
+                # Each worker count starts with `fill` more messages pending in both queues: a fast
+                # machine drained a single fill before the last runs, which then failed.
+                for table in ("mfa.sms_outbox", "bench.plain_queue"):
+                    self.psql(f"""INSERT INTO {table} (organization_id, member_id, phone_number, country_code,
+                                       rate_limit_prefix, locale, body, expires_at)
+                                  SELECT 'o' || n / 10, 'm' || n, bench.phone_of(n), 'US', left(bench.phone_of(n), -4),
+                                         'en', 'Your verification code is 123456.', now() + interval '1 day'
+                                    FROM (SELECT 4 * (i % {self.phone_members}) + 1 AS n
+                                            FROM generate_series(1, {fill}) i) s""")
+                self.psql("VACUUM ANALYZE mfa.sms_outbox")
+                self.psql("VACUUM ANALYZE bench.plain_queue")
                 self.drain[(phase, workers)] = self.interleaved(
                     [("mfa", "outbox_drain.sql", seconds, None), ("plain", "queue_drain.sql", seconds, None)],
                     workers, True)
@@ -699,7 +701,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3, help="runs of each script, interleaved with the others")
     p.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 8])
     p.add_argument("--compute-rows", type=int, default=20000)
-    p.add_argument("--outbox-fill", type=int, default=150000)
+    p.add_argument("--outbox-fill", type=int, default=150000,
+                   help="messages added to each queue before the runs of each worker count")
     p.add_argument("--first-call-connections", type=int, default=15)
     p.add_argument("--output", required=True)
     Bench(p.parse_args()).run()
