@@ -35,6 +35,6 @@ ALTER TABLE mfa.intermediate_sessions SET (fillfactor = 80);
 
 -- The factors proven with a token get a column of their own, last in the row: adding one then
 -- rewrites only the end of the row, and the update's WAL record carries just that.
-ALTER TABLE mfa.intermediate_sessions ADD COLUMN proven_factors jsonb;
+ALTER TABLE mfa.intermediate_sessions ADD COLUMN proven_factors jsonb NOT NULL DEFAULT '[]';
 COMMENT ON COLUMN mfa.intermediate_sessions.factors IS
     'mfa: the factor the login started with (Stytch JSON; empty for a step-up); proven_factors holds those proven with the token since.';

@@ -197,7 +197,7 @@ CREATE TABLE mfa.intermediate_sessions (
     expires_at      timestamptz NOT NULL,
     -- Last in the row: adding a factor then rewrites only the end of the row, and the update's WAL
     -- record carries just that (the unchanged beginning is left out).
-    proven_factors  jsonb,
+    proven_factors  jsonb       NOT NULL DEFAULT '[]',
     PRIMARY KEY (organization_id, member_id, token_hash),
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
 ) WITH (fillfactor = 80);  -- room for the factor a login adds, without new index entries

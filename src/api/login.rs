@@ -115,13 +115,15 @@ fn start(
     // foreign key keeps the member from going meanwhile). A send needs the member's lock, and is
     // decided again on the locked row.
     let (mut member, mut org) = members::load_with_policy(organization_id, member_id, Load::Read)?;
-    if sms_first(start, &org, &member) {
+    let mut sends_sms = sms_first(start, &org, &member);
+    if sends_sms {
         (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
+        sends_sms = sms_first(start, &org, &member);
     }
     let mfa_required = mfa_required(start, &org, &member);
     // A send refused by the limits or the allowlist must not fail the login: the member can still
     // use another factor or ask for a code later.
-    let secondary_auth_initiated = if sms_first(start, &org, &member) {
+    let secondary_auth_initiated = if sends_sms {
         match crate::api::sms::send_code(&request, &member, None, locale, false) {
             Ok(()) => Some("sms_otp"),
             Err(e)

@@ -32,7 +32,7 @@ fn factor_list(factors: Option<JsonB>) -> Vec<Value> {
 /// The session whose token hashes to `token_hash`, locked until the end of the transaction.
 pub fn find(token_hash: Vec<u8>) -> MfaResult<Option<IntermediateSession>> {
     spi::typed_row(
-        "SELECT organization_id, member_id, factors || coalesce(proven_factors, '[]'::jsonb) AS factors,
+        "SELECT organization_id, member_id, factors || proven_factors AS factors,
                 expires_at > clock_timestamp() AS live
            FROM mfa.intermediate_sessions WHERE token_hash = $1 FOR UPDATE",
         &[token_hash.clone().into()],

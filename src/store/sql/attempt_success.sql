@@ -20,8 +20,7 @@ spent_sms_code AS (
 -- part login: the factor is recorded on the login, with the time it was proven
 proven AS (
     UPDATE mfa.intermediate_sessions
-       SET proven_factors = coalesce(proven_factors, '[]'::jsonb)
-                            || jsonb_build_array($8::jsonb || jsonb_build_object('last_authenticated_at', clock_timestamp()))
+       SET proven_factors = proven_factors || jsonb_build_array($8::jsonb || jsonb_build_object('last_authenticated_at', clock_timestamp()))
      WHERE organization_id = $1 AND member_id = $2 AND token_hash = $7
  RETURNING factors || proven_factors AS factors),
 -- part member: the member's enrollment, default method and verified phone

@@ -11,7 +11,7 @@ consumed AS (
     DELETE FROM mfa.intermediate_sessions
      WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3
        AND expires_at > clock_timestamp() AND EXISTS (SELECT FROM member)
- RETURNING factors || coalesce(proven_factors, '[]'::jsonb) AS factors,
+ RETURNING factors || proven_factors AS factors,
            primary_factor IS NOT NULL AS has_primary),
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)

@@ -6,7 +6,7 @@ WITH consumed AS (
     DELETE FROM mfa.intermediate_sessions
      WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3
        AND expires_at > clock_timestamp()
- RETURNING factors || coalesce(proven_factors, '[]'::jsonb) AS factors),
+ RETURNING factors || proven_factors AS factors),
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
     SELECT $1, $4::uuid, 'session.stepped_up', $2,

@@ -35,7 +35,10 @@ fn assert_no_internals(what: &str, text: &str) {
 fn errors_carry_no_backtrace_whatever_the_servers_environment() {
     let cluster = Cluster::init("error-reports", 28828, "");
     cluster.write_key_file(&format!("{}\n", "3c".repeat(32)));
-    cluster.append_settings(&format!("mfa.encryption_key_file = '{}'", cluster.key_file()));
+    cluster.append_settings(&format!(
+        "mfa.encryption_key_file = '{}'",
+        cluster.key_file()
+    ));
     cluster.start_server_with_env(&[("RUST_BACKTRACE", "full"), ("RUST_LIB_BACKTRACE", "1")]);
     let url = cluster.create_database("mfa_errors");
     let mut admin = Client::connect(&url, NoTls).unwrap();
@@ -47,10 +50,8 @@ fn errors_carry_no_backtrace_whatever_the_servers_environment() {
         .unwrap();
 
     // A caller's mistake, raised by the extension.
-    let (code, message, detail) = refusal(
-        &mut admin,
-        "SELECT mfa.member_get('org-errors', 'nobody')",
-    );
+    let (code, message, detail) =
+        refusal(&mut admin, "SELECT mfa.member_get('org-errors', 'nobody')");
     assert_eq!(code, "P0002");
     assert!(message.starts_with("member_not_found: "), "{message}");
     assert_no_internals("member_not_found", &format!("{message} {detail}"));
@@ -59,7 +60,9 @@ fn errors_carry_no_backtrace_whatever_the_servers_environment() {
     // while another transaction holds the member): it crosses Rust code on its way out.
     let mut holder = Client::connect(&url, NoTls).unwrap();
     holder
-        .batch_execute("BEGIN; SELECT mfa.member_upsert('org-errors', 'ann', mfa_enrolled => true);")
+        .batch_execute(
+            "BEGIN; SELECT mfa.member_upsert('org-errors', 'ann', mfa_enrolled => true);",
+        )
         .unwrap();
     let (code, message, detail) = refusal(
         &mut admin,

@@ -276,3 +276,52 @@ fn allowlist_changes_while_sending() {
         .unwrap_err();
     assert_eq!(sql_error(&refused).0, "22023");
 }
+
+/// Logins of one member started at once, some rolled back, while tokens of logins the member gave
+/// up are still there: every start succeeds (no lock wait turns into an error), the given-up
+/// tokens are gone, and exactly the committed starts' tokens are live.
+#[test]
+fn concurrent_login_starts_clear_the_given_up_tokens_once() {
+    let mut c = connect();
+    let org = organization_with_member(&mut c, "race-starts", "ann");
+    for _ in 0..3 {
+        start_login(&mut c, &org, "ann");
+    }
+    c.execute(
+        "UPDATE mfa.intermediate_sessions SET expires_at = clock_timestamp() - interval '1 second'
+          WHERE organization_id = $1",
+        &[&org],
+    )
+    .unwrap();
+    let org2 = org.clone();
+    let results = race(RACERS, move |client, i| {
+        let mut t = client.transaction().unwrap();
+        let started = t
+            .query_one(
+                "SELECT mfa.primary_authenticate($1, 'ann') ->> 'intermediate_session_token'",
+                &[&org2],
+            )
+            .map(|row| row.get::<_, String>(0))
+            .map_err(|e| e.to_string());
+        t.execute("SELECT pg_sleep(0.05)", &[]).unwrap();
+        if i % 2 == 0 {
+            t.commit().unwrap();
+        } else {
+            t.rollback().unwrap();
+        }
+        started
+    });
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let (expired, live): (i64, i64) = {
+        let row = c
+            .query_one(
+                "SELECT count(*) FILTER (WHERE expires_at <= clock_timestamp()),
+                        count(*) FILTER (WHERE expires_at > clock_timestamp())
+                   FROM mfa.intermediate_sessions WHERE organization_id = $1 AND member_id = 'ann'",
+                &[&org],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((expired, live), (0, (RACERS / 2) as i64));
+}

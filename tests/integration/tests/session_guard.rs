@@ -450,7 +450,7 @@ fn a_rolled_back_decision_cannot_be_replayed() {
     let first_factors: Value = d
         .superuser
         .query_one(
-            "SELECT factors || coalesce(proven_factors, '[]') FROM mfa.intermediate_sessions WHERE token_hash = sha256(convert_to($1, 'UTF8'))",
+            "SELECT factors || proven_factors FROM mfa.intermediate_sessions WHERE token_hash = sha256(convert_to($1, 'UTF8'))",
             &[&first],
         )
         .unwrap()
