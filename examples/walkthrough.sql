@@ -108,6 +108,33 @@ SELECT session_id, jsonb_path_query_array(authentication_factors, '$[*].type') A
   FROM app.sessions WHERE member_id = 'ann@acme.example';
 
 \echo
-\echo '11. The audit trail (no secret in it):'
+\echo '11. Remembered devices: acme lets members skip MFA for 30 days on a device they chose to remember.'
+SELECT mfa.organization_upsert('acme', remember_device_days => 30) ->> 'remember_device_days' AS remember_device_days;
+SELECT mfa.primary_authenticate('acme', 'ann@acme.example') ->> 'intermediate_session_token' AS token3 \gset
+SELECT :'enrollment'::jsonb -> 'recovery_codes' ->> 1 AS recovery_code2 \gset
+SELECT mfa.recovery_codes_recover('acme', 'ann@acme.example', :'recovery_code2', :'token3') ->> 'status_code' AS recovered;
+INSERT INTO app.sessions (organization_id, member_id, intermediate_session_token)
+VALUES ('acme', 'ann@acme.example', :'token3');
+\echo 'After the session, Ann ticks "remember this device": the token goes into a long-lived cookie.'
+SELECT mfa.remembered_device_create('acme', 'ann@acme.example', :'token3', device_name => 'Ann''s laptop') AS device \gset
+SELECT :'device'::jsonb ->> 'device_name' AS device_name, :'device'::jsonb ->> 'expires_at' AS expires_at;
+SELECT :'device'::jsonb ->> 'device_token' AS cookie \gset
+\echo 'Her next login presents the cookie: no second factor is asked, and the cookie gets a new token.'
+SELECT mfa.primary_authenticate('acme', 'ann@acme.example', device_token => :'cookie') AS login4 \gset
+SELECT :'login4'::jsonb -> 'member_authenticated' AS member_authenticated,
+       :'login4'::jsonb -> 'mfa_required' AS mfa_required,
+       :'login4'::jsonb ->> 'device_token' <> :'cookie' AS cookie_rotated;
+SELECT :'login4'::jsonb ->> 'intermediate_session_token' AS token4 \gset
+INSERT INTO app.sessions (organization_id, member_id, intermediate_session_token)
+VALUES ('acme', 'ann@acme.example', :'token4')
+RETURNING session_id, jsonb_path_query_array(authentication_factors, '$[*].type') AS factors,
+          mfa.session_aal(authentication_factors) AS aal;
+\echo 'The old cookie again (someone copied it): MFA is asked, and all of her remembered devices are revoked.'
+SELECT r -> 'mfa_required' IS NOT NULL AS mfa_asked
+  FROM mfa.primary_authenticate('acme', 'ann@acme.example', device_token => :'cookie') AS r;
+SELECT jsonb_array_length(mfa.remembered_devices_get('acme', 'ann@acme.example') -> 'remembered_devices') AS devices_left;
+
+\echo
+\echo '12. The audit trail (no secret in it):'
 SELECT event_type, member_id, details->>'outcome' AS outcome
   FROM mfa.events WHERE organization_id = 'acme' ORDER BY event_id;

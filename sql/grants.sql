@@ -7,7 +7,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mfa FROM PUBLIC;
 
 -- Administration.
 GRANT EXECUTE ON FUNCTION
-    mfa.organization_upsert(text, text, text, text[]),
+    mfa.organization_upsert(text, text, text, text[], integer),
     mfa.organization_get(text),
     mfa.organization_delete(text),
     mfa.member_upsert(text, text, text, boolean, text, boolean),
@@ -17,8 +17,8 @@ GRANT EXECUTE ON FUNCTION
     mfa.member_delete_mfa_phone_number(text, text)
 TO mfa_admin;
 
-COMMENT ON FUNCTION mfa.organization_upsert(text, text, text, text[]) IS
-    'mfa: creates an organization or changes its MFA settings (mfa_policy REQUIRED_FOR_ALL|OPTIONAL, mfa_methods ALL_ALLOWED|RESTRICTED, allowed_mfa_methods ⊆ {sms_otp,totp}); NULL keeps a value.';
+COMMENT ON FUNCTION mfa.organization_upsert(text, text, text, text[], integer) IS
+    'mfa: creates an organization or changes its MFA settings (mfa_policy REQUIRED_FOR_ALL|OPTIONAL, mfa_methods ALL_ALLOWED|RESTRICTED, allowed_mfa_methods ⊆ {sms_otp,totp}, remember_device_days 0 (off) to 90; turning it off revokes every remembered device); NULL keeps a value.';
 COMMENT ON FUNCTION mfa.organization_get(text) IS 'mfa: the organization object.';
 COMMENT ON FUNCTION mfa.organization_delete(text) IS
     'mfa: deletes an organization and, by cascade, its members, factors, codes, messages and logins in progress.';
@@ -68,15 +68,26 @@ ALTER FUNCTION mfa.enforce_session_policy() SECURITY DEFINER SET search_path = p
 
 -- The login flow.
 GRANT EXECUTE ON FUNCTION
-    mfa.primary_authenticate(text, text, text, text),
+    mfa.primary_authenticate(text, text, text, text, text, text),
     mfa.otp_sms_send(text, text, text, text, text),
     mfa.otp_sms_authenticate(text, text, text, text, text, boolean),
     mfa.totp_create(text, text, integer, text),
     mfa.totp_authenticate(text, text, text, text, text, boolean),
     mfa.recovery_codes_recover(text, text, text, text),
     mfa.check_session_policy(text, text, text),
-    mfa.step_up_start(text, text, text)
+    mfa.step_up_start(text, text, text),
+    mfa.remembered_device_create(text, text, text, text, text)
 TO mfa_app;
+GRANT EXECUTE ON FUNCTION
+    mfa.remembered_devices_get(text, text),
+    mfa.remembered_device_revoke(text, text, text)
+TO mfa_admin, mfa_app;
+COMMENT ON FUNCTION mfa.remembered_device_create(text, text, text, text, text) IS
+    'mfa: remembers the device of a login that proved a second factor (before or after its session, while its token is unexpired; one device per login) for the organization''s remember_device_days; returns device_id and device_token (shown once, stored hashed), optionally bound to a fingerprint.';
+COMMENT ON FUNCTION mfa.remembered_devices_get(text, text) IS
+    'mfa: the member''s unexpired remembered devices (device_id, device_name, created_at, last_used_at, expires_at); never a token.';
+COMMENT ON FUNCTION mfa.remembered_device_revoke(text, text, text) IS
+    'mfa: revokes one of the member''s remembered devices, or all of them when device_id is NULL; returns how many. Audited.';
 
 -- Delivery workers: the outbox and nothing else.
 GRANT EXECUTE ON FUNCTION
@@ -131,8 +142,8 @@ COMMENT ON FUNCTION mfa.sms_outbox_complete(bigint, text, text) IS
     'mfa: marks a message the caller holds (its receipt, while the claim lasts) sent, records the provider id, erases its code; idempotent with the same receipt.';
 COMMENT ON FUNCTION mfa.sms_outbox_fail(bigint, text, text, boolean) IS
     'mfa: a failed delivery of a message the caller holds (its receipt, while the claim lasts): retried with back-off, or dead after mfa.outbox_max_attempts (or at once without retry).';
-COMMENT ON FUNCTION mfa.primary_authenticate(text, text, text, text) IS
-    'mfa: starts a login after the application''s own primary check; returns the intermediate session token (shown once) and what MFA the login needs; sends the SMS code at once when SMS is the member''s method.';
+COMMENT ON FUNCTION mfa.primary_authenticate(text, text, text, text, text, text) IS
+    'mfa: starts a login after the application''s own primary check; returns the intermediate session token (shown once) and what MFA the login needs; sends the SMS code at once when SMS is the member''s method. A remembered device''s token (and its fingerprint) stands in for MFA and is rotated: the answer carries its new device_token; any other token is ignored, and one that was rotated away revokes the member''s remembered devices.';
 COMMENT ON FUNCTION mfa.check_session_policy(text, text, text) IS
     'mfa: the session gate: passes and consumes the token when the login carries what the policy demands, otherwise raises insufficient_factors (SQLSTATE 28000).';
 COMMENT ON FUNCTION mfa.enforce_session_policy() IS
@@ -155,9 +166,9 @@ COMMENT ON FUNCTION mfa._session_guard_ddl() IS
 COMMENT ON EVENT TRIGGER mfa_session_guard IS
     'mfa: refuses DDL that would switch a guarded sessions table''s gate off (see mfa.session_table_guard).';
 COMMENT ON FUNCTION mfa.session_aal(jsonb) IS
-    'mfa: the assurance level of a session from its gate-written factors column: aal2 when it carries a second factor, else aal1.';
+    'mfa: the assurance level of a session from its gate-written factors column: aal2 when it carries a second factor or a remembered device, else aal1.';
 COMMENT ON FUNCTION mfa.last_mfa_at(jsonb) IS
-    'mfa: when the newest second factor of a session''s gate-written factors column was proven (NULL when none): for RLS policies such as last_mfa_at(f) > now() - interval ''15 minutes''.';
+    'mfa: when the newest second factor of a session''s gate-written factors column was proven (NULL when none; a remembered device is not one): for RLS policies such as last_mfa_at(f) > now() - interval ''15 minutes''.';
 
 COMMENT ON FUNCTION mfa._initialize_database_key() IS
     'mfa (internal): generates the per-database (development) encryption key at CREATE EXTENSION, unless the server has keys of its own.';

@@ -32,6 +32,8 @@ CREATE TABLE mfa.organizations (
     allowed_mfa_methods text[]      NOT NULL DEFAULT '{}',
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
+    remember_device_days integer    NOT NULL DEFAULT 0
+        CONSTRAINT remember_device_days_range CHECK (remember_device_days BETWEEN 0 AND 90),
     PRIMARY KEY (organization_id),
     CONSTRAINT organization_id_length CHECK (length(organization_id) BETWEEN 1 AND 128),
     CONSTRAINT mfa_policy_value CHECK (mfa_policy IN ('REQUIRED_FOR_ALL', 'OPTIONAL')),
@@ -198,6 +200,9 @@ CREATE TABLE mfa.intermediate_sessions (
     -- Last in the row: adding a factor then rewrites only the end of the row, and the update's WAL
     -- record carries just that (the unchanged beginning is left out).
     proven_factors  jsonb       NOT NULL DEFAULT '[]',
+    -- Set (instead of deleting the row) when the gate consumes the token of an organization that
+    -- remembers devices: remembered_device_create still needs the login until it expires.
+    consumed_at     timestamptz,
     PRIMARY KEY (organization_id, member_id, token_hash),
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
 ) WITH (fillfactor = 80);  -- room for the factor a login adds, without new index entries
@@ -207,6 +212,44 @@ COMMENT ON COLUMN mfa.intermediate_sessions.factors IS
     'mfa: the factor the login started with (Stytch JSON; empty for a step-up); proven_factors holds those proven with the token since.';
 -- Looked up by token alone, to tell a token of another organization from an unknown one.
 CREATE INDEX intermediate_sessions_token ON mfa.intermediate_sessions (token_hash);
+
+CREATE TABLE mfa.remembered_devices (
+    organization_id  text        NOT NULL,
+    member_id        text        NOT NULL,
+    device_id        uuid        NOT NULL DEFAULT gen_random_uuid(),
+    token_hash       bytea       NOT NULL,
+    fingerprint_hash bytea,
+    device_name      text,
+    login_token_hash bytea       NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_used_at     timestamptz,
+    expires_at       timestamptz NOT NULL,
+    PRIMARY KEY (organization_id, member_id, device_id),
+    CONSTRAINT remembered_devices_token UNIQUE (organization_id, token_hash),
+    CONSTRAINT remembered_devices_login UNIQUE (organization_id, login_token_hash),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
+    CONSTRAINT device_name_length CHECK (char_length(device_name) BETWEEN 1 AND 200)
+);
+COMMENT ON TABLE mfa.remembered_devices IS
+    'mfa: devices a member chose to remember after a second factor: a login presenting the device''s current token (SHA-256 here; the token rotates on every use) skips MFA until expires_at. One device per login (login_token_hash).';
+COMMENT ON COLUMN mfa.remembered_devices.fingerprint_hash IS
+    'mfa: SHA-256 of the fingerprint the device was bound to (NULL: not bound); a login must present the same one.';
+
+-- The tokens a device rotated away: one presented again is a copied cookie, and revokes every
+-- device of its member. They go with their device.
+CREATE TABLE mfa.remembered_device_retired_tokens (
+    organization_id text        NOT NULL,
+    token_hash      bytea       NOT NULL,
+    member_id       text        NOT NULL,
+    device_id       uuid        NOT NULL,
+    retired_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (organization_id, token_hash),
+    FOREIGN KEY (organization_id, member_id, device_id) REFERENCES mfa.remembered_devices ON DELETE CASCADE
+);
+COMMENT ON TABLE mfa.remembered_device_retired_tokens IS
+    'mfa: SHA-256 of every token a remembered device rotated away, until the device goes: presented again, it revokes the member''s remembered devices (suspected theft).';
+CREATE INDEX remembered_device_retired_tokens_device
+    ON mfa.remembered_device_retired_tokens (organization_id, member_id, device_id);
 
 CREATE TABLE mfa.events (
     organization_id text        NOT NULL,
@@ -263,6 +306,8 @@ SELECT pg_catalog.pg_extension_config_dump('mfa.sms_codes', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.sms_outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.intermediate_sessions', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.events', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.remembered_devices', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.remembered_device_retired_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.country_code_allowlist', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.database_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.sms_worker_grants', '');

@@ -30,6 +30,7 @@ pub enum ErrorType {
     InvalidTotpSecret,
     InvalidPrimaryAuthenticationMethod,
     InvalidSetMfaEnrollment,
+    InvalidRememberDeviceDays,
     CountryCodeAllowlistInvalidCountryCodes,
     CountryCodeAllowlistEmpty,
     // Things that do not exist.
@@ -52,6 +53,8 @@ pub enum ErrorType {
     InsufficientFactors,
     /// A tenant's SMS worker asking for another organization's messages.
     SmsWorkerOrganizationNotGranted,
+    /// `remembered_device_create` in an organization that does not remember devices.
+    RememberedDevicesNotAllowed,
     // Limits.
     TooManyRequests,
     // Returned (not raised) authentication failures.
@@ -92,6 +95,7 @@ impl ErrorType {
             InvalidTotpSecret => "invalid_totp_secret",
             InvalidPrimaryAuthenticationMethod => "invalid_primary_authentication_method",
             InvalidSetMfaEnrollment => "invalid_set_mfa_enrollment",
+            InvalidRememberDeviceDays => "invalid_remember_device_days",
             CountryCodeAllowlistInvalidCountryCodes => {
                 "country_code_allowlist_invalid_country_codes"
             }
@@ -105,6 +109,7 @@ impl ErrorType {
             IntermediateSessionNotFound => "intermediate_session_not_found",
             SmsMessageNotHeld => "sms_message_not_held",
             SmsWorkerOrganizationNotGranted => "sms_worker_organization_not_granted",
+            RememberedDevicesNotAllowed => "remembered_devices_not_allowed",
             DuplicateMemberPhoneNumber => "duplicate_member_phone_number",
             ActiveTotpExists => "active_totp_exists",
             PendingTotpExists => "pending_totp_exists",
@@ -146,7 +151,7 @@ impl ErrorType {
             | ActiveTotpExists
             | PendingTotpExists
             | SmsMessageNotHeld => 409,
-            SmsWorkerOrganizationNotGranted => 403,
+            SmsWorkerOrganizationNotGranted | RememberedDevicesNotAllowed => 403,
             InvalidIntermediateSessionTokenForOrganization
             | InsufficientFactors
             | OperationRestrictedByOrganizationMfaMethods

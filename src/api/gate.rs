@@ -10,7 +10,7 @@
 
 use crate::api::{answer, login};
 use crate::core::crypto::token_hash;
-use crate::core::factor::second_factors;
+use crate::core::factor::{remembered_device_id, second_factors};
 use crate::core::policy::{self, validate_id, IdKind};
 use crate::core::session_gate::{
     classify_update, merge_factors, DecisionBook, GuardedColumns, UpdateRequest,
@@ -21,6 +21,7 @@ use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
 use crate::store::ledger;
 use crate::store::members;
+use crate::store::remembered_devices;
 use crate::store::sessions;
 use crate::store::sessions::{consume_step_up, StepUp};
 use pgrx::prelude::*;
@@ -331,11 +332,18 @@ pub fn decide(
                 "A step-up token carries no primary factor: it raises an existing session's assurance and cannot create a session.",
             );
         }
+        // A remembered device counts while it is still honoured: not revoked, unexpired and
+        // its organization still remembers devices (decided now, not when the login started).
+        let remembered_device = match remembered_device_id(&factors) {
+            Some(device_id) => remembered_devices::honoured(organization_id, member_id, device_id)?,
+            None => false,
+        };
         policy::session_allowed(
             &inputs.policy,
             inputs.mfa_enrolled,
             inputs.is_breakglass,
             &second_factors(&factors),
+            remembered_device,
         )?;
         Ok(factors)
     })();

@@ -2,7 +2,7 @@
 //! the factor functions find the login it stands for (`find`); the session gate consumes it
 //! (`api::gate`).
 
-use crate::api::answer;
+use crate::api::{answer, remembered_devices};
 use crate::core::crypto::{new_token, token_hash};
 use crate::core::factor::{second_factors, Factor};
 use crate::core::phone::mask_e164;
@@ -103,11 +103,18 @@ fn sms_first(start: Start, org: &OrganizationPolicy, member: &Member) -> bool {
             || member.totp_registration_id.is_none())
 }
 
+/// A device the application's cookie names, for a login.
+struct PresentedDevice<'a> {
+    token: &'a str,
+    fingerprint: Option<&'a str>,
+}
+
 fn start(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     start: Start,
     locale: &str,
+    device: Option<PresentedDevice>,
 ) -> MfaResult<Value> {
     let request = Request::new();
     let locale = Locale::from_tag(locale);
@@ -115,12 +122,23 @@ fn start(
     // foreign key keeps the member from going meanwhile). A send needs the member's lock, and is
     // decided again on the locked row.
     let (mut member, mut org) = members::load_with_policy(organization_id, member_id, Load::Read)?;
-    let mut sends_sms = sms_first(start, &org, &member);
+    // A remembered device stands in for the second factor (and rotates its token).
+    let remembered = match (start, device) {
+        (Start::Login(_), Some(device)) => remembered_devices::recognize(
+            &request,
+            &member,
+            &org,
+            device.token,
+            device.fingerprint,
+        )?,
+        _ => None,
+    };
+    let mut sends_sms = remembered.is_none() && sms_first(start, &org, &member);
     if sends_sms {
         (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
         sends_sms = sms_first(start, &org, &member);
     }
-    let mfa_required = mfa_required(start, &org, &member);
+    let mfa_required = remembered.is_none() && mfa_required(start, &org, &member);
     // A send refused by the limits or the allowlist must not fail the login: the member can still
     // use another factor or ask for a code later.
     let secondary_auth_initiated = if sends_sms {
@@ -148,7 +166,8 @@ fn start(
         Some((method, _)) => (
             "login.primary_authenticated",
             json!({ "primary_factor": method, "mfa_required": mfa_required,
-                    "secondary_auth_initiated": secondary_auth_initiated }),
+                    "secondary_auth_initiated": secondary_auth_initiated,
+                    "remembered_device_id": remembered.as_ref().map(|d| &d.device_id) }),
         ),
         None => (
             "step_up.started",
@@ -162,6 +181,12 @@ fn start(
         primary,
         locale: locale.as_str(),
         lifetime_minutes: settings::INTERMEDIATE_SESSION_MINUTES.get(),
+        remembered_device: remembered.as_ref().map(|d| {
+            Factor::RememberedDevice {
+                device_id: d.device_id.clone(),
+            }
+            .to_json()
+        }),
         event: request.event(
             &member.organization_id,
             Some(&member.member_id),
@@ -169,7 +194,7 @@ fn start(
             details,
         ),
     })?;
-    Ok(answer::about(
+    let mut answer = answer::about(
         &request,
         &member,
         json!({
@@ -188,7 +213,11 @@ fn start(
             },
             "member": if mfa_required { answer::member_before_mfa(&member) } else { answer::member(&member) },
         }),
-    ))
+    );
+    if let Some(device) = remembered {
+        answer["device_token"] = json!(device.new_token);
+    }
+    Ok(answer)
 }
 
 /// Starts a login after the application's own primary check.
@@ -199,6 +228,8 @@ fn primary_authenticate(
     member_id: Option<&str>,
     method: default!(Option<&str>, "'password'"),
     locale: default!(Option<&str>, "'en'"),
+    device_token: default!(Option<&str>, "NULL"),
+    device_fingerprint: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
     let method = PrimaryMethod::parse(method.unwrap_or("password"))?;
     Ok(Jsonb(start(
@@ -206,6 +237,10 @@ fn primary_authenticate(
         member_id,
         Start::Login(method),
         locale.unwrap_or("en"),
+        device_token.map(|token| PresentedDevice {
+            token,
+            fingerprint: device_fingerprint,
+        }),
     )?))
 }
 
@@ -224,5 +259,6 @@ fn step_up_start(
         member_id,
         Start::StepUp,
         locale.unwrap_or("en"),
+        None,
     )?))
 }

@@ -149,6 +149,7 @@ fn member_delete_mfa_phone_number(
         );
     };
     members::remove_phone(&m)?;
+    crate::api::remembered_devices::revoke_all(&request, &m, "phone_number_deleted")?;
     request.audit(
         &m.organization_id,
         Some(&m.member_id),

@@ -6,6 +6,7 @@ use crate::error::SqlResult;
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
 use crate::store::organizations;
+use crate::store::remembered_devices::{self, Revocation};
 use pgrx::prelude::*;
 use serde_json::json;
 
@@ -19,6 +20,7 @@ fn organization_upsert(
     mfa_policy: default!(Option<&str>, "NULL"),
     mfa_methods: default!(Option<&str>, "NULL"),
     allowed_mfa_methods: default!(Option<Vec<Option<String>>>, "NULL"),
+    remember_device_days: default!(Option<i32>, "NULL"),
 ) -> SqlResult<Jsonb> {
     let request = Request::new();
     let organization_id = validate_id(organization_id, IdKind::Organization)?;
@@ -27,8 +29,22 @@ fn organization_upsert(
         mfa_policy,
         mfa_methods,
         allowed_mfa_methods,
+        remember_device_days,
     )?;
     organizations::write_policy(organization_id, &next)?;
+    let revoked = match &current {
+        // Turned off: no device is honoured any more, and none comes back if it is turned on again.
+        Some(was) if was.remembers_devices() && !next.remembers_devices() => {
+            remembered_devices::revoke(Revocation {
+                organization_id,
+                member_id: None,
+                device_id: None,
+                request_id: &request.id,
+                reason: "organization_stopped_remembering_devices",
+            })?
+        }
+        _ => 0,
+    };
     request.audit(
         organization_id,
         None,
@@ -41,6 +57,8 @@ fn organization_upsert(
             "mfa_policy": next.mfa_policy.as_str(),
             "mfa_methods": next.mfa_methods.as_str(),
             "allowed_mfa_methods": next.allowed_names(),
+            "remember_device_days": next.remember_device_days,
+            "remembered_devices_revoked": (revoked > 0).then_some(revoked),
         }),
     )?;
     Ok(Jsonb(organizations::object(organization_id)?))

@@ -269,6 +269,7 @@ fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) ->
         );
     };
     members::remove_totp(&member)?;
+    crate::api::remembered_devices::revoke_all(&request, &member, "totp_deleted")?;
     request.audit(
         &member.organization_id,
         Some(&member.member_id),

@@ -18,6 +18,10 @@ pub enum Factor {
     },
     /// One of the member's recovery codes.
     RecoveryCode,
+    /// A device the member remembered after an earlier second factor. Not a second factor of
+    /// its own: it meets the policy at the session gate, but never counts as a step-up, as the
+    /// proof that enrolling a new factor needs, or in `mfa.last_mfa_at`.
+    RememberedDevice { device_id: String },
 }
 
 impl Factor {
@@ -44,6 +48,11 @@ impl Factor {
             Factor::RecoveryCode => {
                 json!({ "type": "recovery_codes", "delivery_method": "recovery_code" })
             }
+            Factor::RememberedDevice { device_id } => json!({
+                "type": "remembered_device",
+                "delivery_method": "device_token",
+                "remembered_device_factor": { "device_id": device_id },
+            }),
         }
     }
 }
@@ -56,6 +65,14 @@ pub fn stored_second_factor(stored: &Value) -> Option<SecondFactor> {
         (Some("recovery_codes"), _) => Some(SecondFactor::RecoveryCode),
         _ => None,
     }
+}
+
+/// The remembered device among a login's stored `authentication_factors`, by its id.
+pub fn remembered_device_id(stored: &[Value]) -> Option<&str> {
+    stored
+        .iter()
+        .find(|f| f["type"] == "remembered_device")
+        .and_then(|f| f["remembered_device_factor"]["device_id"].as_str())
 }
 
 /// The second factors among a login's stored `authentication_factors`.
@@ -79,8 +96,13 @@ mod tests {
                 phone_number: "+15555550123".into(),
             },
             Factor::RecoveryCode,
+            Factor::RememberedDevice {
+                device_id: "d-1".into(),
+            },
         ];
         let stored: Vec<Value> = factors.iter().map(Factor::to_json).collect();
+        assert_eq!(remembered_device_id(&stored), Some("d-1"));
+        assert_eq!(remembered_device_id(&stored[..4]), None);
         assert_eq!(
             second_factors(&stored),
             [

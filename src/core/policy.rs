@@ -141,7 +141,12 @@ pub struct OrganizationPolicy {
     pub mfa_policy: MfaPolicy,
     pub mfa_methods: MfaMethods,
     pub allowed_mfa_methods: Vec<MfaMethod>,
+    /// How long a device a member chose to remember skips MFA; 0: devices are not remembered.
+    pub remember_device_days: i32,
 }
+
+/// The longest an organization may remember a device.
+pub const MAX_REMEMBER_DEVICE_DAYS: i32 = 90;
 
 impl Default for OrganizationPolicy {
     fn default() -> Self {
@@ -149,6 +154,7 @@ impl Default for OrganizationPolicy {
             mfa_policy: MfaPolicy::Optional,
             mfa_methods: MfaMethods::AllAllowed,
             allowed_mfa_methods: Vec::new(),
+            remember_device_days: 0,
         }
     }
 }
@@ -160,8 +166,18 @@ impl OrganizationPolicy {
         mfa_policy: Option<&str>,
         mfa_methods: Option<&str>,
         allowed_mfa_methods: Option<Vec<Option<String>>>,
+        remember_device_days: Option<i32>,
     ) -> MfaResult<OrganizationPolicy> {
         let mut next = self.clone();
+        if let Some(days) = remember_device_days {
+            if !(0..=MAX_REMEMBER_DEVICE_DAYS).contains(&days) {
+                return err(
+                    ErrorType::InvalidRememberDeviceDays,
+                    format!("remember_device_days must be 0 (off) to {MAX_REMEMBER_DEVICE_DAYS}; got {days}."),
+                );
+            }
+            next.remember_device_days = days;
+        }
         if let Some(p) = mfa_policy {
             next.mfa_policy = MfaPolicy::parse(p)?;
         }
@@ -216,6 +232,10 @@ impl OrganizationPolicy {
         }
     }
 
+    pub fn remembers_devices(&self) -> bool {
+        self.remember_device_days > 0
+    }
+
     pub fn allowed_names(&self) -> Vec<&'static str> {
         self.allowed_mfa_methods
             .iter()
@@ -250,14 +270,17 @@ pub fn mfa_required(policy: &OrganizationPolicy, mfa_enrolled: bool, is_breakgla
     mfa_enrolled || (policy.mfa_policy == MfaPolicy::RequiredForAll && !is_breakglass)
 }
 
-/// Decides whether the factors proven in a login let a session be created.
+/// Decides whether the factors proven in a login let a session be created. `remembered_device`:
+/// the login presented a device the member remembered after an earlier second factor, and the
+/// device is still honoured (unexpired, unrevoked, the organization still remembers devices).
 pub fn session_allowed(
     policy: &OrganizationPolicy,
     mfa_enrolled: bool,
     is_breakglass: bool,
     factors: &[SecondFactor],
+    remembered_device: bool,
 ) -> MfaResult<()> {
-    if !mfa_required(policy, mfa_enrolled, is_breakglass) {
+    if !mfa_required(policy, mfa_enrolled, is_breakglass) || remembered_device {
         return Ok(());
     }
     if factors
@@ -292,6 +315,7 @@ mod tests {
                 Some(policy),
                 Some(methods),
                 Some(allowed.iter().map(|s| Some(s.to_string())).collect()),
+                None,
             )
             .unwrap()
     }
@@ -334,29 +358,31 @@ mod tests {
     #[test]
     fn values_are_validated_exactly() {
         let d = OrganizationPolicy::default();
-        let e = d.updated(Some("required_for_all"), None, None).unwrap_err();
+        let e = d
+            .updated(Some("required_for_all"), None, None, None)
+            .unwrap_err();
         assert_eq!(e.error_type, ErrorType::InvalidOrganizationMfaPolicy);
-        let e = d.updated(None, Some("SOME"), None).unwrap_err();
+        let e = d.updated(None, Some("SOME"), None, None).unwrap_err();
         assert_eq!(e.error_type, ErrorType::InvalidOrganizationMfaMethods);
         let e = d
-            .updated(None, None, Some(vec![Some("email".into())]))
+            .updated(None, None, Some(vec![Some("email".into())]), None)
             .unwrap_err();
         assert_eq!(
             e.error_type,
             ErrorType::InvalidOrganizationAllowedMfaMethods
         );
-        let e = d.updated(None, None, Some(vec![None])).unwrap_err();
+        let e = d.updated(None, None, Some(vec![None]), None).unwrap_err();
         assert_eq!(
             e.error_type,
             ErrorType::InvalidOrganizationAllowedMfaMethods
         );
-        let e = d.updated(None, Some("RESTRICTED"), None).unwrap_err();
+        let e = d.updated(None, Some("RESTRICTED"), None, None).unwrap_err();
         assert_eq!(
             e.error_type,
             ErrorType::AllowedMfaMethodsRequiredForRestricted
         );
         let e = d
-            .updated(None, Some("RESTRICTED"), Some(vec![]))
+            .updated(None, Some("RESTRICTED"), Some(vec![]), None)
             .unwrap_err();
         assert_eq!(
             e.error_type,
@@ -385,9 +411,9 @@ mod tests {
             o.allowed_mfa_methods,
             vec![MfaMethod::SmsOtp, MfaMethod::Totp]
         );
-        let kept = o.updated(None, None, None).unwrap();
+        let kept = o.updated(None, None, None, None).unwrap();
         assert_eq!(kept, o);
-        let e = o.updated(None, None, Some(vec![])).unwrap_err();
+        let e = o.updated(None, None, Some(vec![]), None).unwrap_err();
         assert_eq!(
             e.error_type,
             ErrorType::AllowedMfaMethodsRequiredForRestricted
@@ -408,11 +434,18 @@ mod tests {
     #[test]
     fn restricted_methods_do_not_satisfy_the_policy() {
         let sms_only = org("REQUIRED_FOR_ALL", "RESTRICTED", &["sms_otp"]);
-        assert!(session_allowed(&sms_only, false, false, &[SecondFactor::SmsOtp]).is_ok());
-        let e = session_allowed(&sms_only, false, false, &[SecondFactor::Totp]).unwrap_err();
+        assert!(session_allowed(&sms_only, false, false, &[SecondFactor::SmsOtp], false).is_ok());
+        let e = session_allowed(&sms_only, false, false, &[SecondFactor::Totp], false).unwrap_err();
         assert_eq!(e.error_type, ErrorType::InsufficientFactors);
-        assert!(session_allowed(&sms_only, false, false, &[SecondFactor::RecoveryCode]).is_err());
-        assert!(session_allowed(&sms_only, true, true, &[SecondFactor::Totp]).is_ok());
+        assert!(session_allowed(
+            &sms_only,
+            false,
+            false,
+            &[SecondFactor::RecoveryCode],
+            false
+        )
+        .is_err());
+        assert!(session_allowed(&sms_only, true, true, &[SecondFactor::Totp], false).is_ok());
         let e = sms_only
             .require_allowed(MfaMethod::Totp, false)
             .unwrap_err();
@@ -424,12 +457,59 @@ mod tests {
     }
 
     #[test]
+    fn remembered_devices_are_off_by_default_and_at_most_90_days() {
+        let d = OrganizationPolicy::default();
+        assert!(!d.remembers_devices());
+        assert_eq!(
+            d.updated(None, None, None, Some(30))
+                .unwrap()
+                .remember_device_days,
+            30
+        );
+        assert_eq!(
+            d.updated(None, None, None, Some(90))
+                .unwrap()
+                .remember_device_days,
+            90
+        );
+        let kept = d.updated(None, None, None, Some(7)).unwrap();
+        assert_eq!(
+            kept.updated(None, None, None, None)
+                .unwrap()
+                .remember_device_days,
+            7
+        );
+        for bad in [-1, 91, i32::MAX] {
+            assert_eq!(
+                d.updated(None, None, None, Some(bad))
+                    .unwrap_err()
+                    .error_type,
+                ErrorType::InvalidRememberDeviceDays
+            );
+        }
+    }
+
+    #[test]
+    fn an_honoured_remembered_device_meets_the_policy() {
+        let sms_only = org("REQUIRED_FOR_ALL", "RESTRICTED", &["sms_otp"]);
+        assert!(session_allowed(&sms_only, true, false, &[], true).is_ok());
+        assert!(session_allowed(&sms_only, true, false, &[], false).is_err());
+    }
+
+    #[test]
     fn no_factor_no_session_when_required() {
         let required = org("REQUIRED_FOR_ALL", "ALL_ALLOWED", &[]);
-        assert!(session_allowed(&required, false, false, &[]).is_err());
-        assert!(session_allowed(&required, false, false, &[SecondFactor::RecoveryCode]).is_ok());
+        assert!(session_allowed(&required, false, false, &[], false).is_err());
+        assert!(session_allowed(
+            &required,
+            false,
+            false,
+            &[SecondFactor::RecoveryCode],
+            false
+        )
+        .is_ok());
         let optional = OrganizationPolicy::default();
-        assert!(session_allowed(&optional, false, false, &[]).is_ok());
-        assert!(session_allowed(&optional, true, false, &[]).is_err());
+        assert!(session_allowed(&optional, false, false, &[], false).is_ok());
+        assert!(session_allowed(&optional, true, false, &[], false).is_err());
     }
 }

@@ -90,6 +90,7 @@ pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResu
                     .map(|r| r.attempts.lock_count as i32)
                     .collect::<Vec<_>>()
                     .into(),
+                crate::core::ids::new_request_id().into(),
             ],
         )?;
     }

@@ -214,6 +214,9 @@ pub fn read_policy(row: &SpiHeapTupleData) -> Result<OrganizationPolicy, pgrx::s
             .iter()
             .map(|m| MfaMethod::parse(m).expect(checked))
             .collect(),
+        remember_device_days: row
+            .get_by_name::<i32, _>("remember_device_days")?
+            .unwrap_or(0),
     })
 }
 
@@ -396,7 +399,7 @@ mod tests {
         let with_code = include_str!("sql/member_lock_with_sms_code.sql");
         assert_eq!(columns(read), columns(lock));
         assert_eq!(names(read), names(with_code));
-        assert_eq!(names(read).len(), 29);
+        assert_eq!(names(read).len(), 30);
         assert!(!read.contains("mfa.sms_codes") && !lock.contains("mfa.sms_codes"));
     }
 }

@@ -20,7 +20,7 @@ pub fn not_found(organization_id: &str) -> MfaError {
 /// serializes on it); `None` when there is no such organization.
 pub fn lock_policy(organization_id: &str) -> MfaResult<Option<OrganizationPolicy>> {
     spi::typed_row(
-        "SELECT mfa_policy, mfa_methods, allowed_mfa_methods FROM mfa.organizations
+        "SELECT mfa_policy, mfa_methods, allowed_mfa_methods, remember_device_days FROM mfa.organizations
           WHERE organization_id = $1 FOR UPDATE",
         &[organization_id.into()],
         read_policy,
@@ -45,6 +45,7 @@ pub fn object(organization_id: &str) -> MfaResult<Value> {
         "SELECT jsonb_build_object(
                     'organization_id', organization_id, 'mfa_policy', mfa_policy, 'mfa_methods', mfa_methods,
                     'allowed_mfa_methods', to_jsonb(allowed_mfa_methods),
+                    'remember_device_days', remember_device_days,
                     'created_at', created_at, 'updated_at', updated_at)
            FROM mfa.organizations WHERE organization_id = $1",
         &[organization_id.into()],
@@ -55,18 +56,21 @@ pub fn object(organization_id: &str) -> MfaResult<Value> {
 /// Creates the organization or replaces its policy.
 pub fn write_policy(organization_id: &str, policy: &OrganizationPolicy) -> MfaResult<()> {
     spi::execute(
-        "INSERT INTO mfa.organizations (organization_id, mfa_policy, mfa_methods, allowed_mfa_methods)
-         VALUES ($1, $2, $3, $4)
+        "INSERT INTO mfa.organizations
+                (organization_id, mfa_policy, mfa_methods, allowed_mfa_methods, remember_device_days)
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (organization_id) DO UPDATE
             SET mfa_policy = EXCLUDED.mfa_policy,
                 mfa_methods = EXCLUDED.mfa_methods,
                 allowed_mfa_methods = EXCLUDED.allowed_mfa_methods,
+                remember_device_days = EXCLUDED.remember_device_days,
                 updated_at = now()",
         &[
             organization_id.into(),
             policy.mfa_policy.as_str().into(),
             policy.mfa_methods.as_str().into(),
             policy.allowed_names().into(),
+            policy.remember_device_days.into(),
         ],
     )?;
     Ok(())

@@ -18,8 +18,11 @@ pub struct IntermediateSession {
     pub token_hash: Vec<u8>,
     /// The factors proven with it, in Stytch's shape.
     pub factors: Vec<Value>,
-    /// Not expired (on the clock); a consumed token has no row.
+    /// Not expired (on the clock) and not consumed.
     pub live: bool,
+    /// Not expired (on the clock), consumed or not: a login whose session exists can still
+    /// remember its device (a consumed token keeps its row only where devices are remembered).
+    pub unexpired: bool,
 }
 
 fn factor_list(factors: Option<JsonB>) -> Vec<Value> {
@@ -33,7 +36,7 @@ fn factor_list(factors: Option<JsonB>) -> Vec<Value> {
 pub fn find(token_hash: Vec<u8>) -> MfaResult<Option<IntermediateSession>> {
     spi::typed_row(
         "SELECT organization_id, member_id, factors || proven_factors AS factors,
-                expires_at > clock_timestamp() AS live
+                expires_at > clock_timestamp() AS unexpired, consumed_at IS NULL AS unconsumed
            FROM mfa.intermediate_sessions WHERE token_hash = $1 FOR UPDATE",
         &[token_hash.clone().into()],
         |row| {
@@ -46,7 +49,9 @@ pub fn find(token_hash: Vec<u8>) -> MfaResult<Option<IntermediateSession>> {
                     .unwrap_or_default(),
                 token_hash: token_hash.clone(),
                 factors: factor_list(row.get_by_name::<JsonB, _>("factors")?),
-                live: row.get_by_name::<bool, _>("live")?.unwrap_or(false),
+                unexpired: row.get_by_name::<bool, _>("unexpired")?.unwrap_or(false),
+                live: row.get_by_name::<bool, _>("unexpired")?.unwrap_or(false)
+                    && row.get_by_name::<bool, _>("unconsumed")?.unwrap_or(false),
             })
         },
     )
@@ -61,6 +66,8 @@ pub struct NewSession<'a> {
     pub primary: Option<(&'a str, Value)>,
     pub locale: &'a str,
     pub lifetime_minutes: i32,
+    /// The remembered device the login presented (Stytch JSON), recorded as proven with it.
+    pub remembered_device: Option<Value>,
     /// Its audit event, written by the same statement.
     pub event: Event<'a>,
 }
@@ -83,6 +90,7 @@ pub fn start(session: NewSession) -> MfaResult<()> {
             session.event.request_id.into(),
             session.event.event_type.into(),
             Jsonb(session.event.details).into(),
+            session.remembered_device.map(Jsonb).into(),
         ],
     )?;
     Ok(())

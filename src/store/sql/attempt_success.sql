@@ -21,7 +21,7 @@ spent_sms_code AS (
 proven AS (
     UPDATE mfa.intermediate_sessions
        SET proven_factors = proven_factors || jsonb_build_array($8::jsonb || jsonb_build_object('last_authenticated_at', clock_timestamp()))
-     WHERE organization_id = $1 AND member_id = $2 AND token_hash = $7
+     WHERE organization_id = $1 AND member_id = $2 AND token_hash = $7 AND consumed_at IS NULL
  RETURNING factors || proven_factors AS factors),
 -- part member: the member's enrollment, default method and verified phone
 changed AS (

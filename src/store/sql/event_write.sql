@@ -2,10 +2,23 @@
 -- their callers' transactions. Arrays, one element per event: $1 organization_id, $2 request_id,
 -- $3 event_type, $4 member_id, $5 actor (the caller's session user), $6 details, $7 when it
 -- happened. In queue order, so event ids follow it.
+-- A suspected theft of a remembered device's token revokes the member's devices here too (those
+-- created before it), so that a caller who rolls its own revocation back still loses them. Rows
+-- a transaction holds are skipped: the worker never waits for a caller's lock.
+WITH batch AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::timestamptz[]) WITH ORDINALITY
+           AS e (organization_id, request_id, event_type, member_id, actor, details, occurred_at, n)),
+revoked AS (
+    DELETE FROM mfa.remembered_devices
+     WHERE (organization_id, member_id, device_id) IN (
+           SELECT d.organization_id, d.member_id, d.device_id
+             FROM mfa.remembered_devices d JOIN batch e
+               ON d.organization_id = e.organization_id AND d.member_id = e.member_id
+            WHERE e.event_type = 'remembered_device.theft_suspected' AND d.created_at <= e.occurred_at
+              FOR UPDATE OF d SKIP LOCKED))
 INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, actor, details, occurred_at)
 SELECT e.organization_id, e.request_id::uuid, e.event_type, e.member_id, e.actor::name,
        e.details::jsonb, e.occurred_at
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-              $7::timestamptz[]) WITH ORDINALITY
-       AS e (organization_id, request_id, event_type, member_id, actor, details, occurred_at, n)
+  FROM batch e
  ORDER BY e.n

@@ -1,16 +1,36 @@
 -- The attempt ledger's latest state of each member of a batch (one row per member), written by its
 -- worker in a transaction of its own. Arrays, one element per member: $1 organization_id,
 -- $2 member_id, $3 failures in the window, $4 the window's start, $5 lock_created_at,
--- $6 lock_expires_at, $7 consecutive locks. Members deleted since are skipped.
+-- $6 lock_expires_at, $7 consecutive locks; $8 the request id of the revocations' events.
+-- Members deleted since are skipped. A member locked now loses their remembered devices (none
+-- can be created while the lock lasts), with an audit event.
+WITH batch AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::timestamptz[],
+                         $6::timestamptz[], $7::integer[])
+           AS s (organization_id, member_id, failed_attempts, failure_window_started_at,
+                 lock_created_at, lock_expires_at, lock_count)),
+-- (Rows a transaction holds are skipped: the worker never waits for a caller's lock; a device
+-- of a locked member is not honoured anyway.)
+revoked AS (
+    DELETE FROM mfa.remembered_devices
+     WHERE (organization_id, member_id, device_id) IN (
+           SELECT d.organization_id, d.member_id, d.device_id
+             FROM mfa.remembered_devices d JOIN batch s
+               ON d.organization_id = s.organization_id AND d.member_id = s.member_id
+            WHERE s.lock_expires_at > clock_timestamp()
+              FOR UPDATE OF d SKIP LOCKED)
+ RETURNING organization_id, member_id, device_id),
+audited AS (
+    INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
+    SELECT organization_id, $8::uuid, 'remembered_device.revoked', member_id,
+           jsonb_build_object('reason', 'member_locked', 'device_ids', jsonb_agg(device_id ORDER BY device_id))
+      FROM revoked GROUP BY organization_id, member_id)
 INSERT INTO mfa.member_lockouts AS l
        (organization_id, member_id, failed_attempts, failure_window_started_at,
         lock_created_at, lock_expires_at, lock_count, updated_at)
 SELECT s.organization_id, s.member_id, s.failed_attempts, s.failure_window_started_at,
        s.lock_created_at, s.lock_expires_at, s.lock_count, clock_timestamp()
-  FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::timestamptz[],
-              $6::timestamptz[], $7::integer[])
-       AS s (organization_id, member_id, failed_attempts, failure_window_started_at,
-             lock_created_at, lock_expires_at, lock_count)
+  FROM batch s
  WHERE EXISTS (SELECT FROM mfa.members m
                 WHERE m.organization_id = s.organization_id AND m.member_id = s.member_id)
     ON CONFLICT (organization_id, member_id) DO UPDATE

@@ -5,7 +5,7 @@
 WITH consumed AS (
     DELETE FROM mfa.intermediate_sessions
      WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3
-       AND expires_at > clock_timestamp()
+       AND expires_at > clock_timestamp() AND consumed_at IS NULL
  RETURNING factors || proven_factors AS factors),
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)

@@ -46,6 +46,12 @@ fn fill(c: &mut Client, org: &str) -> String {
         "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL')",
         &[&org],
     );
+    fill_members(c, org);
+    start_login(c, org, "ann").1
+}
+
+/// `fill`'s members.
+fn fill_members(c: &mut Client, org: &str) {
     json(c, "SELECT mfa.member_upsert($1, 'ann')", &[&org]);
     json(
         c,
@@ -57,7 +63,29 @@ fn fill(c: &mut Client, org: &str) -> String {
         "SELECT mfa.member_upsert($1, 'bob', '+14155550177')",
         &[&org],
     );
-    start_login(c, org, "ann").1
+}
+
+/// `fill` on the 0.1.0 schema, under the current library: its `organization_upsert` and
+/// `primary_authenticate` take arguments that 0.1.0's definitions do not pass, so the organization
+/// and the login in progress are written as 0.1.0 wrote them.
+fn fill_0_1_0(c: &mut Client, org: &str) -> String {
+    c.execute(
+        "INSERT INTO mfa.organizations (organization_id, mfa_policy) VALUES ($1, 'REQUIRED_FOR_ALL')",
+        &[&org],
+    )
+    .unwrap();
+    fill_members(c, org);
+    let token = unique("login-token-of-0.1.0");
+    c.execute(
+        "INSERT INTO mfa.intermediate_sessions (organization_id, token_hash, member_id, primary_factor, factors, expires_at)
+         VALUES ($1, sha256(convert_to($2, 'UTF8')), 'ann', 'password',
+                 jsonb_build_array(jsonb_build_object('type', 'password', 'delivery_method', 'password',
+                                                      'last_authenticated_at', now())),
+                 now() + interval '10 minutes')",
+        &[&org, &token],
+    )
+    .unwrap();
+    token
 }
 
 /// Everything `fill` made works: a TOTP login through the session gate, the recovery code, the
@@ -112,12 +140,81 @@ fn check_works(c: &mut Client, org: &str, token: &str, code_in_claim: bool) {
     assert_eq!(sms["status_code"], 200, "{sms}");
 }
 
+/// Organization `org` remembers devices: dee (an authenticator app) proves it in a login and has
+/// her device remembered, then uses it once. Returns the device's current token and the one it
+/// rotated away.
+fn remember_a_device(c: &mut Client, org: &str) -> (String, String) {
+    json(
+        c,
+        "SELECT mfa.organization_upsert($1, remember_device_days => 30)",
+        &[&org],
+    );
+    json(c, "SELECT mfa.member_upsert($1, 'dee')", &[&org]);
+    json(
+        c,
+        "SELECT mfa.totp_migrate($1, 'dee', $2, ARRAY[$3])",
+        &[&org, &SECRET, &RECOVERY],
+    );
+    let token = start_login(c, org, "dee").1;
+    let recovered = json(
+        c,
+        "SELECT mfa.recovery_codes_recover($1, 'dee', $2, $3)",
+        &[&org, &RECOVERY, &token],
+    );
+    assert_eq!(recovered["status_code"], 200, "{recovered}");
+    let first = json(
+        c,
+        "SELECT mfa.remembered_device_create($1, 'dee', $2, 'fingerprint')",
+        &[&org, &token],
+    )["device_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (current, _) = use_device(c, org, &first);
+    (current.expect("the device is honoured"), first)
+}
+
+/// A login of dee presenting `device_token`: its new token when honoured (then a session is
+/// allowed without MFA), and the login's token.
+fn use_device(c: &mut Client, org: &str, device_token: &str) -> (Option<String>, String) {
+    let login = json(
+        c,
+        "SELECT mfa.primary_authenticate($1, 'dee', device_token => $2, device_fingerprint => 'fingerprint')",
+        &[&org, &device_token],
+    );
+    let token = token_of(&login);
+    if login["mfa_required"].is_null() {
+        let session = json(
+            c,
+            "SELECT mfa.check_session_policy($1, 'dee', $2)",
+            &[&org, &token],
+        );
+        assert_eq!(session["status_code"], 200, "{session}");
+    }
+    (login["device_token"].as_str().map(String::from), token)
+}
+
+/// The remembered device still works, rotates, and its rotated-away token is still known as one.
+fn check_device_works(c: &mut Client, org: &str, current: &str, rotated_away: &str) {
+    let (next, _) = use_device(c, org, current);
+    assert!(next.is_some(), "the device is honoured");
+    let (none, _) = use_device(c, org, rotated_away);
+    assert!(none.is_none(), "a rotated-away token is not");
+    let devices = json(c, "SELECT mfa.remembered_devices_get($1, 'dee')", &[&org]);
+    assert_eq!(
+        devices["remembered_devices"],
+        serde_json::json!([]),
+        "{devices}"
+    );
+}
+
 #[test]
 fn dump_and_restore_keep_everything_working() {
     let source = fresh_database("mfa_dump_src");
     let mut c = connect_to(&source);
     let org = unique("dump");
     let token = fill(&mut c, &org);
+    let (device, rotated_away) = remember_a_device(&mut c, &org);
     json(&mut c, "SELECT mfa.otp_sms_send($1, 'bob')", &[&org]);
     c.query_one(
         "SELECT mfa.country_code_allowlist_set(ARRAY['US', 'CA', 'GB'])",
@@ -151,6 +248,7 @@ fn dump_and_restore_keep_everything_working() {
         .get(0);
     assert_eq!(allowlist, ["CA", "GB", "US"]);
     check_works(&mut r, &org, &token, true);
+    check_device_works(&mut r, &org, &device, &rotated_away);
 }
 
 /// The extension's objects, described in a way that does not depend on how they came to be.
@@ -210,14 +308,19 @@ fn upgrade_from_the_previous_version_keeps_everything_working() {
     let org = unique("upgrade");
     // The library installed is the new one, and it reads members' lock state from a table 0.1.0
     // did not have: a stand-in while `fill` runs, dropped before the upgrade creates the real one.
+    // So is the organizations' remember_device_days (0.8.0).
     c.batch_execute(
         "CREATE TABLE mfa.member_lockouts (organization_id text, member_id text,
              failed_attempts integer, failure_window_started_at timestamptz, lock_created_at timestamptz,
-             lock_expires_at timestamptz, lock_count integer)",
+             lock_expires_at timestamptz, lock_count integer);
+         ALTER TABLE mfa.organizations ADD COLUMN remember_device_days integer NOT NULL DEFAULT 0",
     )
     .unwrap();
-    let token = fill(&mut c, &org);
-    c.batch_execute("DROP TABLE mfa.member_lockouts").unwrap();
+    let token = fill_0_1_0(&mut c, &org);
+    c.batch_execute(
+        "DROP TABLE mfa.member_lockouts; ALTER TABLE mfa.organizations DROP COLUMN remember_device_days",
+    )
+    .unwrap();
     // A member 0.1.0 had locked (in its mfa.members columns): still locked after the upgrade.
     c.execute(
         "INSERT INTO mfa.members (organization_id, member_id, failed_attempts, lock_created_at, lock_expires_at)
@@ -271,6 +374,8 @@ fn upgrade_from_the_previous_version_keeps_everything_working() {
     check_works(&mut c, &org, &token, false);
     let cy = json(&mut c, "SELECT mfa.member_get($1, 'cy')", &[&org]);
     assert_eq!(cy["is_locked"], true, "{cy}");
+    let (device, rotated_away) = remember_a_device(&mut c, &org);
+    check_device_works(&mut c, &org, &device, &rotated_away);
 
     let fresh = fresh_database("mfa_fresh");
     let upgraded = catalog(&mut c);

@@ -100,7 +100,7 @@ fn no_secret_in_logs_events_errors_notices_or_dumps() {
     f.org = new_organization(&mut f.client, "secrets");
     let org = f.org.clone();
     f.call(
-        "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL')",
+        "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL', remember_device_days => 30)",
         &[&org],
     );
     f.call(
@@ -186,6 +186,31 @@ fn no_secret_in_logs_events_errors_notices_or_dumps() {
     f.call(
         "SELECT mfa.recovery_codes_recover($1, 'ann', $2, $3)",
         &[&org, &codes[0], &second],
+    );
+    // A remembered device: its tokens (the first, rotated away and presented again as a copied
+    // cookie would be, and the next) and its fingerprint.
+    let fingerprint = "fp-7f3c9a1e5b2d4c68";
+    f.keep(fingerprint, "device fingerprint");
+    let device = f.call(
+        "SELECT mfa.remembered_device_create($1, 'ann', $2, $3, 'Laptop')",
+        &[&org, &second, &fingerprint],
+    );
+    let device_token = device["device_token"].as_str().unwrap().to_string();
+    f.keep(&device_token, "device token");
+    let remembered = f.call(
+        "SELECT mfa.primary_authenticate($1, 'ann', device_token => $2, device_fingerprint => $3)",
+        &[&org, &device_token, &fingerprint],
+    );
+    let rotated_device_token = remembered["device_token"].as_str().unwrap().to_string();
+    f.keep(&rotated_device_token, "device token (rotated)");
+    f.keep(&token_of(&remembered), "intermediate session token");
+    f.call(
+        "SELECT mfa.primary_authenticate($1, 'ann', device_token => $2, device_fingerprint => $3)",
+        &[&org, &device_token, &fingerprint],
+    );
+    f.call(
+        "SELECT mfa.remembered_device_create($1, 'ann', $2, $3)",
+        &[&org, &token_of(&remembered), &fingerprint],
     );
     let rotated = f.call(
         "SELECT mfa.recovery_codes_rotate($1, 'ann', $2)",
