@@ -77,9 +77,9 @@ SELECT mfa.member_upsert('acme', 'bob@acme.example', '+1 415 555 2671') ->> 'mfa
 SELECT mfa.primary_authenticate('acme', 'bob@acme.example') ->> 'intermediate_session_token' AS token2 \gset
 SELECT mfa.otp_sms_send('acme', 'bob@acme.example', intermediate_session_token => :'token2') ->> 'status_code' AS sent;
 \echo 'What a worker (role mfa_sms_worker) receives from mfa.sms_outbox_claim():'
-SELECT id, phone_number, country_code, locale, body FROM mfa.sms_outbox_claim(10, '30 seconds') \gset msg_
+SELECT id, phone_number, country_code, locale, body, receipt FROM mfa.sms_outbox_claim(10, '30 seconds') \gset msg_
 \echo '  to' :msg_phone_number '(' :msg_country_code '):' :msg_body
-SELECT mfa.sms_outbox_complete(:msg_id, 'provider-message-1') ->> 'status' AS delivery;
+SELECT mfa.sms_outbox_complete(:msg_id, :'msg_receipt', 'provider-message-1') ->> 'status' AS delivery;
 SELECT substring(:'msg_body' from '[0-9]{6}') AS sms_code \gset
 \echo 'Bob types' :sms_code
 SELECT jsonb_pretty(mfa.otp_sms_authenticate('acme', 'bob@acme.example', :'sms_code', :'token2')

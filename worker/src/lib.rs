@@ -132,12 +132,34 @@ pub async fn connect(
     url: &str,
 ) -> Result<(tokio_postgres::Client, mpsc::UnboundedReceiver<()>), Failure> {
     let target = tls::parse(url).map_err(Failure::Configuration)?;
-    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
-        tls::client_config(&target).map_err(Failure::Configuration)?,
-    );
-    let (client, mut connection) = tokio_postgres::connect(&target.connection_string, tls)
+    let (client, rx) = if target.plain {
+        let (client, connection) =
+            tokio_postgres::connect(&target.connection_string, tokio_postgres::NoTls)
+                .await
+                .map_err(Failure::Database)?;
+        (client, drive(connection))
+    } else {
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+            tls::client_config(&target).map_err(Failure::Configuration)?,
+        );
+        let (client, connection) = tokio_postgres::connect(&target.connection_string, tls)
+            .await
+            .map_err(Failure::Database)?;
+        (client, drive(connection))
+    };
+    client
+        .batch_execute("LISTEN mfa_sms_outbox")
         .await
         .map_err(Failure::Database)?;
+    Ok((client, rx))
+}
+
+/// Starts the task that drives a connection; the receiver yields once per notification.
+fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>) -> mpsc::UnboundedReceiver<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -154,11 +176,7 @@ pub async fn connect(
             }
         }
     });
-    client
-        .batch_execute("LISTEN mfa_sms_outbox")
-        .await
-        .map_err(Failure::Database)?;
-    Ok((client, rx))
+    rx
 }
 
 async fn claim(

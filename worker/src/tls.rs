@@ -26,6 +26,9 @@ pub struct Target {
     pub connection_string: String,
     pub ssl_mode: SslMode,
     pub root_cert: Option<String>,
+    /// No TLS will be tried (`disable`, or `prefer` over a Unix-domain socket): connect without a
+    /// TLS connector, which would refuse a socket directory as a server name.
+    pub plain: bool,
 }
 
 fn parse_mode(value: &str) -> Result<SslMode, String> {
@@ -44,10 +47,20 @@ fn parse_mode(value: &str) -> Result<SslMode, String> {
 pub fn parse(url: &str) -> Result<Target, String> {
     let mut ssl_mode = None;
     let mut root_cert = None;
+    // A host that is a directory is a Unix-domain socket, where libpq never uses TLS.
+    let mut unix_socket = url.split_once("://").is_some_and(|(_, rest)| {
+        let authority = rest.split('/').next().unwrap_or("");
+        let host = authority.rsplit('@').next().unwrap_or("");
+        host.to_ascii_uppercase().starts_with("%2F")
+    });
     let mut take = |key: &str, value: &str| -> Result<bool, String> {
         match key {
             "sslmode" => ssl_mode = Some(parse_mode(value)?),
             "sslrootcert" => root_cert = Some(value.to_string()),
+            "host" => {
+                unix_socket |= value.starts_with('/') || value.starts_with("%2F");
+                return Ok(false);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -84,6 +97,7 @@ pub fn parse(url: &str) -> Result<Target, String> {
     // tokio-postgres gets the mode it understands; the checks are the rustls config's.
     let passed_on = match ssl_mode {
         SslMode::Disable => "disable",
+        SslMode::Prefer if unix_socket => "disable",
         SslMode::Prefer => "prefer",
         _ => "require",
     };
@@ -101,6 +115,7 @@ pub fn parse(url: &str) -> Result<Target, String> {
         connection_string,
         ssl_mode,
         root_cert,
+        plain: passed_on == "disable",
     })
 }
 
@@ -278,6 +293,29 @@ mod tests {
         let t = parse("postgres://w@db/mfa").unwrap();
         assert_eq!(t.ssl_mode, SslMode::Prefer);
         assert_eq!(t.connection_string, "postgres://w@db/mfa?sslmode=prefer");
+    }
+
+    #[test]
+    fn a_unix_socket_is_not_offered_tls_unless_asked_for() {
+        let t = parse("host=/tmp port=5432 dbname=mfa").unwrap();
+        assert_eq!(
+            t.connection_string,
+            "host=/tmp port=5432 dbname=mfa sslmode=disable"
+        );
+        let t = parse("postgres://w@%2Ftmp/mfa").unwrap();
+        assert_eq!(
+            t.connection_string,
+            "postgres://w@%2Ftmp/mfa?sslmode=disable"
+        );
+        let t = parse("postgres://w@db/mfa?host=/var/run/postgresql").unwrap();
+        assert!(
+            t.connection_string.ends_with("sslmode=disable"),
+            "{}",
+            t.connection_string
+        );
+        let t = parse("host=/tmp sslmode=require").unwrap();
+        assert_eq!(t.connection_string, "host=/tmp sslmode=require");
+        assert!(!t.plain);
     }
 
     #[test]
