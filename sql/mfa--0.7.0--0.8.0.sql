@@ -157,3 +157,42 @@ COMMENT ON FUNCTION mfa.session_aal(jsonb) IS
     'mfa: the assurance level of a session from its gate-written factors column: aal2 when it carries a second factor or a remembered device, else aal1.';
 COMMENT ON FUNCTION mfa.last_mfa_at(jsonb) IS
     'mfa: when the newest second factor of a session''s gate-written factors column was proven (NULL when none; a remembered device is not one): for RLS policies such as last_mfa_at(f) > now() - interval ''15 minutes''.';
+
+-- DDL is refused only for the guarded tables the role running it could have changed: a guard a
+-- superuser broke on one owner's table no longer refuses every other owner's DDL.
+CREATE OR REPLACE FUNCTION mfa._session_guard_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g record;
+    problem text;
+    invoker text;
+BEGIN
+    -- is_superuser follows SET ROLE and SET SESSION AUTHORIZATION, not this function's owner.
+    IF current_setting('is_superuser')::boolean THEN
+        FOR g IN DELETE FROM mfa.guarded_session_tables d
+                  WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = d.session_table)
+                 RETURNING d.table_name LOOP
+            INSERT INTO mfa.events (organization_id, request_id, event_type, details)
+            VALUES ('', gen_random_uuid(), 'session_table.dropped', jsonb_build_object('session_table', g.table_name));
+        END LOOP;
+        RETURN;
+    END IF;
+    -- Only the tables this role could have changed: those of a role it belongs to, or on which
+    -- it may create triggers (and any that is gone). A guard broken on another owner's table (a
+    -- superuser may) is not this command's doing and must not refuse it.
+    invoker := CASE current_setting('role') WHEN 'none' THEN session_user::text ELSE current_setting('role') END;
+    FOR g IN SELECT d.session_table, d.table_name FROM mfa.guarded_session_tables d
+               LEFT JOIN pg_catalog.pg_class c ON c.oid = d.session_table
+              WHERE c.oid IS NULL OR pg_catalog.pg_has_role(invoker, c.relowner, 'MEMBER')
+                 OR pg_catalog.has_table_privilege(invoker, c.oid, 'TRIGGER') LOOP
+        problem := mfa.session_table_guard_check(g.session_table);
+        IF problem IS NOT NULL THEN
+            -- The error rolls the command back, audit rows with it: the server log keeps the refusal.
+            RAISE LOG 'mfa: refused % by role % (session user %): %', tg_tag, current_setting('role'), session_user, problem;
+            RAISE EXCEPTION 'insufficient_privilege: % refused: %', tg_tag, problem
+                USING ERRCODE = '42501',
+                      HINT = 'Only mfa.session_table_unguard (mfa_admin) takes a sessions table''s guard off.';
+        END IF;
+    END LOOP;
+END
+$$;

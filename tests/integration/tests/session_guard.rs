@@ -335,6 +335,16 @@ fn the_owner_cannot_switch_the_guard_off() {
         ))
         .unwrap();
     assert_eq!(d.attempt("CREATE TABLE {s}.unrelated (x int)"), "42501");
+    // Another owner's DDL is not refused for it: their own guard is whole.
+    let mut other = deployment("ddl-other", true);
+    assert_eq!(
+        other.attempt("ALTER TABLE {s}.sessions ADD COLUMN user_agent text"),
+        ""
+    );
+    assert_eq!(
+        other.attempt("ALTER TABLE {s}.sessions DISABLE TRIGGER mfa_session_gate_insert"),
+        "42501"
+    );
     d.superuser
         .execute(
             &format!("SELECT mfa.session_table_guard('{}.sessions')", d.schema),
