@@ -335,8 +335,10 @@ pub fn decide(
         // A remembered device counts while it is still honoured: not revoked, unexpired and
         // its organization still remembers devices (decided now, not when the login started).
         let remembered_device = match remembered_device_id(&factors) {
-            Some(device_id) => remembered_devices::honoured(organization_id, member_id, device_id)?,
-            None => false,
+            Some(device_id) if inputs.policy.remembers_devices() => {
+                remembered_devices::live(organization_id, member_id, device_id)?
+            }
+            _ => false,
         };
         policy::session_allowed(
             &inputs.policy,

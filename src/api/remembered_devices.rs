@@ -48,7 +48,6 @@ pub fn recognize(
     if let Some(device) = remembered_devices::find_current(organization_id, &presented)? {
         let honoured = device.member_id == member.member_id
             && device.live
-            && device.organization_remembers
             && org.remembers_devices()
             && !member.is_locked
             && fingerprint_matches(device.fingerprint_hash.as_deref(), fingerprint);

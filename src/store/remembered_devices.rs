@@ -12,8 +12,6 @@ pub struct PresentedDevice {
     pub fingerprint_hash: Option<Vec<u8>>,
     /// Not expired, on the clock.
     pub live: bool,
-    /// Its organization remembers devices (now).
-    pub organization_remembers: bool,
 }
 
 /// The device of the organization whose *current* token hashes to `token_hash`, locked until the
@@ -24,11 +22,11 @@ pub fn find_current(
     token_hash: &[u8],
 ) -> MfaResult<Option<PresentedDevice>> {
     spi::typed_row(
-        "SELECT d.member_id, d.device_id::text AS device_id, d.fingerprint_hash,
-                d.expires_at > clock_timestamp() AS live, o.remember_device_days > 0 AS remembers
-           FROM mfa.remembered_devices d JOIN mfa.organizations o USING (organization_id)
-          WHERE d.organization_id = $1 AND d.token_hash = $2
-            FOR UPDATE OF d",
+        "SELECT member_id, device_id::text AS device_id, fingerprint_hash,
+                expires_at > clock_timestamp() AS live
+           FROM mfa.remembered_devices
+          WHERE organization_id = $1 AND token_hash = $2
+            FOR UPDATE",
         &[organization_id.into(), token_hash.to_vec().into()],
         |row| {
             Ok(PresentedDevice {
@@ -40,7 +38,6 @@ pub fn find_current(
                     .unwrap_or_default(),
                 fingerprint_hash: row.get_by_name::<Vec<u8>, _>("fingerprint_hash")?,
                 live: row.get_by_name::<bool, _>("live")?.unwrap_or(false),
-                organization_remembers: row.get_by_name::<bool, _>("remembers")?.unwrap_or(false),
             })
         },
     )
@@ -152,14 +149,14 @@ pub fn list(organization_id: &str, member_id: &str) -> MfaResult<Vec<Value>> {
     )
 }
 
-/// Whether the session gate still honours the device a login presented: it exists (it was not
-/// revoked), has not expired (on the clock) and its organization still remembers devices.
-pub fn honoured(organization_id: &str, member_id: &str, device_id: &str) -> MfaResult<bool> {
+/// Whether the member's device still stands: it exists (it was not revoked) and has not expired
+/// (on the clock). Whether its organization still remembers devices is the caller's policy.
+pub fn live(organization_id: &str, member_id: &str, device_id: &str) -> MfaResult<bool> {
     Ok(spi::typed_row(
         "SELECT EXISTS (
-                SELECT FROM mfa.remembered_devices d JOIN mfa.organizations o USING (organization_id)
-                 WHERE d.organization_id = $1 AND d.member_id = $2 AND d.device_id = $3::uuid
-                   AND d.expires_at > clock_timestamp() AND o.remember_device_days > 0)",
+                SELECT FROM mfa.remembered_devices
+                 WHERE organization_id = $1 AND member_id = $2 AND device_id = $3::uuid
+                   AND expires_at > clock_timestamp())",
         &[organization_id.into(), member_id.into(), device_id.into()],
         |row| row.get::<bool>(1),
     )?
