@@ -2,6 +2,8 @@
 .PHONY: setup build install test soak bench demo stop lint fmt clean
 
 DEMO_PORT ?= 28816
+# The PostgreSQL major versions `make test` runs the suite on (`make test PG=17`: one).
+PG ?= 15 17 18
 
 setup:
 	@bash scripts/setup.sh
@@ -10,14 +12,14 @@ build: setup
 	cargo build --release
 
 install: setup
-	cargo pgrx install --release --pg-config /usr/bin/pg_config
+	cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config
 
 test:
-	@bash scripts/test.sh
+	@bash scripts/test.sh $(PG)
 
 # The test suite with the long variants: 200,000 hostile calls, 20 kill -9 cycles.
 soak:
-	@MFA_HOSTILE_CALLS=200000 MFA_CRASH_CYCLES=20 bash scripts/test.sh
+	@MFA_HOSTILE_CALLS=200000 MFA_CRASH_CYCLES=20 bash scripts/test.sh $(PG)
 
 bench:
 	@bash scripts/bench.sh

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Starts or stops a throw-away PostgreSQL 15 cluster run by the `postgres` user (PostgreSQL refuses
-# to run as root). Usage: cluster.sh start|stop DATADIR PORT
+# Starts or stops a throw-away PostgreSQL cluster run by the `postgres` user (PostgreSQL refuses
+# to run as root), of the installation PG_CONFIG names (default: Debian's PostgreSQL 15).
+# Usage: [PG_CONFIG=…] cluster.sh start|stop DATADIR PORT
 set -euo pipefail
 action=$1 datadir=$2 port=$3
-bindir=$(/usr/bin/pg_config --bindir)
+bindir=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
 as_postgres() { runuser -u postgres -- "$@"; }
 
 case "$action" in

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== building and installing mfa (release)"
 log=$(mktemp)
-if ! cargo pgrx install --release --pg-config /usr/bin/pg_config >"$log" 2>&1; then
+if ! cargo pgrx install --release --pg-config "$(bash scripts/postgres.sh 15)" >"$log" 2>&1; then
     tail -50 "$log"
     exit 1
 fi

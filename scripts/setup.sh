@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what building and testing mfa needs on a fresh Debian 12 machine. Idempotent: a second
-# run only checks, in about a second.
+# Installs what building and testing mfa needs on a fresh Debian 12 machine, for the PostgreSQL
+# major versions given (default 15; scripts/postgres.sh builds 17 and 18). Idempotent: a second run
+# only checks, in about a second. Usage: setup.sh [MAJOR ...]
 set -euo pipefail
 
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo
@@ -20,6 +21,16 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "0.18.0"; then
     cargo install cargo-pgrx --version 0.18.0 --locked
 fi
 
-if ! grep -qs '^pg15 *= *"/usr/bin/pg_config"' "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-    cargo pgrx init --pg15 /usr/bin/pg_config
+# cargo-pgrx knows every version built here, not only those asked for now (init rewrites its list).
+for major in "${@:-15}"; do
+    bash "$(dirname "$0")/postgres.sh" "$major" >/dev/null
+done
+init=() config="${PGRX_HOME:-$HOME/.pgrx}/config.toml" stale=false
+for major in 15 17 18; do
+    pg_config=$(bash "$(dirname "$0")/postgres.sh" --if-built "$major") || continue
+    init+=("--pg$major" "$pg_config")
+    grep -qs "^pg$major *= *\"$pg_config\"" "$config" || stale=true
+done
+if $stale; then
+    cargo pgrx init "${init[@]}"
 fi

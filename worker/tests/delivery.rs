@@ -2,6 +2,8 @@
 //! Needs MFA_WORKER_TEST_DATABASE_URL (a database of its own: every test drains the whole outbox)
 //! and, for the restart test, MFA_TEST_PGDATA; `make test` sets both. Run with one test thread.
 
+mod common;
+
 use postgres::{Client, NoTls};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -427,7 +429,7 @@ fn the_worker_survives_a_database_restart() {
             "-u",
             "postgres",
             "--",
-            "/usr/lib/postgresql/15/bin/pg_ctl",
+            &common::server_program("pg_ctl"),
             "-D",
             &pgdata,
             "-l",

@@ -1,6 +1,8 @@
 //! The worker's connection to PostgreSQL over TLS: a cluster of its own with a certificate made by
 //! the test (a CA of its own signs it), reached with `sslmode` require, verify-ca and verify-full.
 
+mod common;
+
 use std::process::Command;
 
 const PORT: u16 = 28827;
@@ -15,16 +17,8 @@ fn run(program: &str, args: &[&str]) {
 }
 
 fn as_postgres(program: &str, args: &[&str]) {
-    let bindir = String::from_utf8(
-        Command::new("pg_config")
-            .arg("--bindir")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
     let mut all = vec!["-u", "postgres", "--"];
-    let path = format!("{}/{program}", bindir.trim());
+    let path = common::server_program(program);
     all.push(&path);
     all.extend_from_slice(args);
     run("runuser", &all);
@@ -58,20 +52,12 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let bindir = String::from_utf8(
-            Command::new("pg_config")
-                .arg("--bindir")
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
         let _ = Command::new("runuser")
             .args([
                 "-u",
                 "postgres",
                 "--",
-                &format!("{}/pg_ctl", bindir.trim()),
+                &common::server_program("pg_ctl"),
                 "-D",
                 &format!("{}/data", self.dir),
                 "-m",

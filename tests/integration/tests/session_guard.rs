@@ -205,6 +205,59 @@ fn the_owner_cannot_forge_a_session_through_any_write_path() {
         ),
         "28000",
     );
+    // PostgreSQL 17's MERGE: an arm for the rows the source does not match, and RETURNING.
+    if server_version_num(&mut d.superuser) >= 170000 {
+        d.refused(
+            &format!(
+                "MERGE INTO {{s}}.sessions s USING (VALUES (-1)) v(id) ON s.id = v.id
+                 WHEN NOT MATCHED BY SOURCE THEN UPDATE SET organization_id = '{req}', member_id = 'victim'"
+            ),
+            "28000",
+        );
+        d.refused(
+            &format!(
+                "MERGE INTO {{s}}.sessions s USING (VALUES (-1)) v(id) ON s.id = v.id
+                 WHEN NOT MATCHED THEN INSERT (organization_id, member_id) VALUES ('{req}', 'victim')
+                 RETURNING merge_action(), s.*"
+            ),
+            "28000",
+        );
+        // The legitimate path through MERGE … RETURNING: the row returned is the one the gate
+        // wrote (the token consumed, the factors the login proved).
+        let (_, token) = start_login(&mut d.owner, &opt, "me");
+        let returned = d
+            .owner
+            .query_one(
+                &format!(
+                    "MERGE INTO {}.sessions s USING (VALUES ($1::text)) v(token) ON false
+                     WHEN NOT MATCHED THEN INSERT (organization_id, member_id, intermediate_session_token)
+                         VALUES ($2, 'me', v.token)
+                     RETURNING merge_action(), s.authentication_factors::text",
+                    d.schema
+                ),
+                &[&token, &opt],
+            )
+            .unwrap();
+        assert_eq!(returned.get::<_, String>(0), "INSERT");
+        let stored: String = d
+            .superuser
+            .query_one(
+                &format!(
+                    "SELECT authentication_factors::text FROM {}.sessions ORDER BY id DESC LIMIT 1",
+                    d.schema
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(returned.get::<_, String>(1), stored);
+        d.owner
+            .batch_execute(&format!(
+                "DELETE FROM {}.sessions WHERE id <> {id}",
+                d.schema
+            ))
+            .unwrap();
+    }
     let before = d.rows();
     let copied = (|| -> Result<u64, postgres::Error> {
         use std::io::Write;

@@ -47,7 +47,10 @@ SET ROLE regress_app;
 SELECT * FROM mfa.members;
 SELECT mfa.organization_upsert('evil');
 -- Settings that could weaken security are superuser-only, and the key is never shown.
+-- (its message changed in PostgreSQL 16; its SQLSTATE, insufficient_privilege, did not)
+\set VERBOSITY sqlstate
 SHOW mfa.encryption_key;
+\set VERBOSITY default
 SET mfa.lock_threshold = 100;
 SET mfa.member_checks_per_second = 100;
 SET mfa.sms_code_lifetime_seconds = 600;

@@ -168,6 +168,14 @@ pub fn connect_to(url: &str) -> Client {
 }
 
 /// The SQLSTATE and message of a failed statement ("" and the text for a client-side error).
+/// The server's version as a number (170002 for 17.2), for tests of syntax newer versions added.
+pub fn server_version_num(client: &mut Client) -> i32 {
+    client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .unwrap()
+        .get(0)
+}
+
 pub fn sql_error(e: &postgres::Error) -> (String, String) {
     match e.as_db_error() {
         Some(d) => (d.code().code().to_string(), d.message().to_string()),
