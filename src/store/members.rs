@@ -2,6 +2,7 @@
 //! their factors and their lockout state, in one statement) and every write to `mfa.members`.
 
 use crate::core::attempts::MemberAttempts;
+use crate::core::ids;
 use crate::core::phone::ParsedPhone;
 use crate::core::policy::{
     truncate_for_message, validate_id, IdKind, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy,
@@ -300,6 +301,7 @@ pub fn update_settings(event: &Event, change: &SettingsChange) -> MfaResult<()> 
             change.mfa_enrolled.into(),
             change.is_breakglass.into(),
             change.default_mfa_method.into(),
+            change.new_phone.map(|_| ids::new_uuid()).into(),
         ],
     )?;
     Ok(())
@@ -308,7 +310,7 @@ pub fn update_settings(event: &Event, change: &SettingsChange) -> MfaResult<()> 
 /// Links a first phone number to the member, unverified.
 pub fn link_phone(member: &Member, phone: &ParsedPhone) -> MfaResult<()> {
     spi::execute(
-        "UPDATE mfa.members SET mfa_phone_number = $3, mfa_phone_country = $4, phone_id = gen_random_uuid(),
+        "UPDATE mfa.members SET mfa_phone_number = $3, mfa_phone_country = $4, phone_id = $5::uuid,
                 mfa_phone_number_verified = false, updated_at = now()
           WHERE organization_id = $1 AND member_id = $2",
         &[
@@ -316,6 +318,7 @@ pub fn link_phone(member: &Member, phone: &ParsedPhone) -> MfaResult<()> {
             member.member_id.as_str().into(),
             phone.e164.as_str().into(),
             phone.country_code.as_str().into(),
+            ids::new_uuid().into(),
         ],
     )?;
     Ok(())

@@ -64,7 +64,8 @@ pub fn write_policy(organization_id: &str, policy: &OrganizationPolicy) -> MfaRe
                 mfa_methods = EXCLUDED.mfa_methods,
                 allowed_mfa_methods = EXCLUDED.allowed_mfa_methods,
                 remember_device_days = EXCLUDED.remember_device_days,
-                updated_at = now()",
+                -- The row's default (now()): Citus takes no volatile function in DO UPDATE SET.
+                updated_at = EXCLUDED.updated_at",
         &[
             organization_id.into(),
             policy.mfa_policy.as_str().into(),
