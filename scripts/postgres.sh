@@ -60,6 +60,9 @@ echo "$sha256  $work/$tarball" | sha256sum --check --quiet
 tar -xjf "$work/$tarball" -C "$work"
 cd "$work/postgresql-$version"
 log=$work/build.log
+# A build of its own, as from a shell: run under `make test PG=17`, the make variables of our
+# Makefile reached PostgreSQL's (and its generated headers were not made).
+unset MAKEFLAGS MFLAGS MAKELEVEL
 # What the tests use: the server and its tools, pg_regress, TLS (the worker's tests), and the
 # contrib modules amcheck (hostile-input test) and pgcrypto (the bench's baselines).
 if ! { ./configure --prefix="$prefix" --with-openssl --without-icu --without-readline &&
