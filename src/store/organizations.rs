@@ -64,7 +64,7 @@ pub fn write_policy(organization_id: &str, policy: &OrganizationPolicy) -> MfaRe
                 mfa_methods = EXCLUDED.mfa_methods,
                 allowed_mfa_methods = EXCLUDED.allowed_mfa_methods,
                 remember_device_days = EXCLUDED.remember_device_days,
-                -- The row's default (now()): Citus takes no volatile function in DO UPDATE SET.
+                -- The row's default (now()): Citus takes only immutable functions in DO UPDATE SET.
                 updated_at = EXCLUDED.updated_at",
         &[
             organization_id.into(),
