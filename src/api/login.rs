@@ -33,19 +33,26 @@ pub fn find_for(
     member_id: &str,
     token: &str,
 ) -> MfaResult<IntermediateSession> {
-    let Some(found) = sessions::find(token_hash(token))? else {
-        return Err(token_not_found());
-    };
-    if found.organization_id != organization_id {
-        return err(
-            ErrorType::InvalidIntermediateSessionTokenForOrganization,
-            "The intermediate session token belongs to another organization.",
-        );
+    match sessions::find(organization_id, member_id, token_hash(token))? {
+        Some(found) if found.live => Ok(found),
+        Some(_) => Err(token_not_found()),
+        None => Err(token_unknown_here(organization_id, token)?),
     }
-    if found.member_id != member_id || !found.live {
-        return Err(token_not_found());
-    }
-    Ok(found)
+}
+
+/// The error for a token the member's organization does not hold for them: another
+/// organization's, or unknown (or another member's).
+pub fn token_unknown_here(organization_id: &str, token: &str) -> MfaResult<MfaError> {
+    Ok(
+        if sessions::of_another_organization(organization_id, token_hash(token))? {
+            MfaError::new(
+                ErrorType::InvalidIntermediateSessionTokenForOrganization,
+                "The intermediate session token belongs to another organization.",
+            )
+        } else {
+            token_not_found()
+        },
+    )
 }
 
 /// `find_for` the member, for an optional token argument.

@@ -67,8 +67,6 @@ fn claim(
         );
     };
     let scope = claim_scope(for_organization)?;
-    // Messages whose code expired are never handed out; they are retired (and erased) here.
-    outbox::retire_expired()?;
     // One receipt per message that may be claimed; the table keeps only their hashes.
     let receipts: Vec<String> = (0..batch_size).map(|_| crypto::new_token()).collect();
     let receipt_hashes = receipts.iter().map(|r| crypto::token_hash(r)).collect();

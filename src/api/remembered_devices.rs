@@ -4,7 +4,7 @@
 //! `remembered_device_revoke`.
 
 use crate::api::answer;
-use crate::api::login::token_not_found;
+use crate::api::login::{token_not_found, token_unknown_here};
 use crate::core::crypto::{constant_time_eq, new_token, token_hash};
 use crate::core::factor::second_factors;
 use crate::core::policy::{validate_id, IdKind, OrganizationPolicy};
@@ -173,15 +173,10 @@ fn remembered_device_create(
         );
     };
     // The login may have created its session already (its token is consumed then), but not expired.
-    let login = match sessions::find(token_hash(token))? {
-        Some(l) if l.organization_id != member.organization_id => {
-            return err(
-                ErrorType::InvalidIntermediateSessionTokenForOrganization,
-                "The intermediate session token belongs to another organization.",
-            )
-        }
-        Some(l) if l.member_id == member.member_id && l.unexpired => l,
-        _ => return Err(token_not_found().into()),
+    let login = match sessions::find(&member.organization_id, &member.member_id, token_hash(token))? {
+        Some(l) if l.unexpired => l,
+        Some(_) => return Err(token_not_found().into()),
+        None => return Err(token_unknown_here(&member.organization_id, token)?.into()),
     };
     if !second_factors(&login.factors)
         .iter()

@@ -121,6 +121,7 @@ pub fn record_success(
             member.mfa_enrolled.into(),
             member.default_mfa_method.into(),
             member.mfa_phone_number_verified.into(),
+            spi::clock().into(),
         ],
         |row| {
             Ok(Recorded {

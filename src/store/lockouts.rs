@@ -91,6 +91,7 @@ pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResu
                     .collect::<Vec<_>>()
                     .into(),
                 crate::core::ids::new_request_id().into(),
+                spi::clock().into(),
             ],
         )?;
     }

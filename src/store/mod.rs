@@ -3,6 +3,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod cluster;
 pub mod jsonb;
 pub mod key_ring;
 pub mod keyring;

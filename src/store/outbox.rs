@@ -3,7 +3,7 @@
 
 use crate::core::sms::{code_pattern, CODE_PLACEHOLDER};
 use crate::error::MfaResult;
-use crate::store::spi;
+use crate::store::{cluster, spi};
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use std::sync::LazyLock;
 
@@ -25,12 +25,22 @@ pub fn worker_organizations() -> MfaResult<Option<Vec<String>>> {
     Ok(bound.flatten())
 }
 
-/// Retires the pending messages whose code expired, erasing their code.
-pub fn retire_expired() -> MfaResult<()> {
-    spi::execute(
-        include_str!("sql/outbox_retire_expired.sql"),
-        &[code_pattern().into(), CODE_PLACEHOLDER.into()],
-    )?;
+/// Retires the pending messages whose code expired, erasing their code: of every organization,
+/// or on Citus of `organization` only (the claim goes organization by organization there).
+pub fn retire_expired(organization: Option<&str>) -> MfaResult<()> {
+    static SCOPED: LazyLock<String> = LazyLock::new(|| {
+        include_str!("sql/outbox_retire_expired.sql")
+            .replacen("-- :organization_filter", "AND organization_id = $3::text", 1)
+    });
+    let mut args: Vec<DatumWithOid> = vec![code_pattern().into(), CODE_PLACEHOLDER.into()];
+    let statement = match organization {
+        None => include_str!("sql/outbox_retire_expired.sql"),
+        Some(organization) => {
+            args.push(organization.into());
+            SCOPED.as_str()
+        }
+    };
+    spi::execute(statement, &args)?;
     Ok(())
 }
 
@@ -72,8 +82,59 @@ pub struct Claimed {
 }
 
 /// Claims up to `batch_size` messages of `scope`, hidden for `visibility_timeout`, one per
-/// receipt hash.
+/// receipt hash; messages whose code expired are retired first (never handed out). On Citus a
+/// claim of several organizations goes organization by organization, oldest message first.
 pub fn claim(
+    batch_size: i32,
+    visibility_timeout: Interval,
+    receipt_hashes: Vec<Vec<u8>>,
+    scope: ClaimScope,
+) -> MfaResult<Vec<Claimed>> {
+    if matches!(scope, ClaimScope::One(_)) || !cluster::on_citus() {
+        retire_expired(match scope {
+            ClaimScope::One(organization) => Some(organization),
+            _ => None,
+        })?;
+        return claim_in(batch_size, visibility_timeout, receipt_hashes, scope);
+    }
+    let mut claimed = Vec::new();
+    for organization in organizations_with_pending(batch_size, &scope)? {
+        let taken = claimed.len();
+        if taken == receipt_hashes.len() {
+            break;
+        }
+        retire_expired(Some(&organization))?;
+        let mut more = claim_in(
+            (receipt_hashes.len() - taken) as i32,
+            visibility_timeout,
+            receipt_hashes[taken..].to_vec(),
+            ClaimScope::One(&organization),
+        )?;
+        more.iter_mut().for_each(|m| m.receipt_index += taken);
+        claimed.append(&mut more);
+    }
+    Ok(claimed)
+}
+
+/// Up to `limit` organizations of `scope` with pending messages visible now, the one with the
+/// oldest first, read without locks (a multi-shard scan; Citus refuses one that locks).
+fn organizations_with_pending(limit: i32, scope: &ClaimScope) -> MfaResult<Vec<String>> {
+    let mut sql = String::from(
+        "SELECT organization_id FROM mfa.sms_outbox
+          WHERE status = 'pending' AND visible_at <= statement_timestamp()",
+    );
+    let mut args: Vec<DatumWithOid> = vec![(limit as i64).into()];
+    if let ClaimScope::Several(organizations) = scope {
+        sql.push_str(" AND organization_id = ANY($2::text[])");
+        args.push(organizations.to_vec().into());
+    }
+    sql.push_str(" GROUP BY organization_id ORDER BY min(visible_at) LIMIT $1");
+    spi::typed_rows(&sql, &args, |row| {
+        row.get::<String>(1).map(Option::unwrap_or_default)
+    })
+}
+
+fn claim_in(
     batch_size: i32,
     visibility_timeout: Interval,
     receipt_hashes: Vec<Vec<u8>>,
@@ -122,6 +183,36 @@ pub fn claim(
     })
 }
 
+/// `outbox_complete.sql` and `outbox_fail.sql`, each also with its organization named (Citus).
+static FINISH_STATEMENTS: LazyLock<[String; 4]> = LazyLock::new(|| {
+    let complete = include_str!("sql/outbox_complete.sql");
+    let fail = include_str!("sql/outbox_fail.sql");
+    let scoped = |file: &str, parameter: &str| {
+        file.replacen(
+            "-- :organization_filter",
+            &format!("AND organization_id = {parameter}::text"),
+            1,
+        )
+    };
+    [
+        complete.to_string(),
+        scoped(complete, "$9"),
+        fail.to_string(),
+        scoped(fail, "$11"),
+    ]
+});
+
+/// The organization of the message held with the receipt whose hash is `receipt_hash`, read
+/// without a lock (on Citus: across shards, to name the one that holds it).
+fn organization_holding(message_id: i64, receipt_hash: &[u8]) -> MfaResult<Option<String>> {
+    Ok(spi::typed_row(
+        "SELECT organization_id FROM mfa.sms_outbox WHERE message_id = $1 AND receipt_hash = $2",
+        &[message_id.into(), receipt_hash.to_vec().into()],
+        |row| row.get::<String>(1),
+    )?
+    .flatten())
+}
+
 /// A worker's report on a message it holds.
 pub enum Report<'a> {
     /// The provider accepted it.
@@ -146,6 +237,15 @@ pub fn finish(
     receipt_hash: Vec<u8>,
     report: Report,
 ) -> MfaResult<Option<(String, i32)>> {
+    // On Citus the statement names the message's organization, found first without a lock.
+    let organization = if cluster::on_citus() {
+        match organization_holding(message_id, &receipt_hash)? {
+            Some(organization) => Some(organization),
+            None => return Ok(None),
+        }
+    } else {
+        None
+    };
     let mut args: Vec<DatumWithOid> = vec![
         request_id.into(),
         code_pattern().into(),
@@ -154,21 +254,34 @@ pub fn finish(
         message_id.into(),
         receipt_hash.into(),
     ];
-    let statement = match report {
+    let [complete, complete_scoped, fail, fail_scoped] = &*FINISH_STATEMENTS;
+    let (statement, scoped) = match report {
         Report::Sent {
             provider_message_id,
         } => {
-            args.push(provider_message_id.into());
-            include_str!("sql/outbox_complete.sql")
+            args.extend([provider_message_id.into(), spi::clock().into()]);
+            (complete, complete_scoped)
         }
         Report::Failed {
             error,
             retry,
             max_attempts,
         } => {
-            args.extend([error.into(), retry.into(), max_attempts.into()]);
-            include_str!("sql/outbox_fail.sql")
+            args.extend([
+                error.into(),
+                retry.into(),
+                max_attempts.into(),
+                spi::clock().into(),
+            ]);
+            (fail, fail_scoped)
         }
+    };
+    let statement = match organization {
+        Some(organization) => {
+            args.push(organization.into());
+            scoped
+        }
+        None => statement,
     };
     spi::typed_row(statement, &args, |row| {
         Ok((

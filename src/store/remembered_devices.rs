@@ -72,6 +72,7 @@ pub fn rotate(
             presented_hash.to_vec().into(),
             new_hash.to_vec().into(),
             request_id.into(),
+            spi::clock().into(),
         ],
         |row| row.get::<i64>(1),
     )?;
@@ -103,6 +104,7 @@ pub fn create(device: NewDevice) -> MfaResult<Option<Value>> {
             device.device_name.into(),
             device.days.into(),
             device.request_id.into(),
+            spi::clock().into(),
         ],
     )
 }

@@ -13,8 +13,6 @@ use serde_json::Value;
 /// A login in progress as stored.
 #[derive(Debug, Clone)]
 pub struct IntermediateSession {
-    pub organization_id: String,
-    pub member_id: String,
     pub token_hash: Vec<u8>,
     /// The factors proven with it, in Stytch's shape.
     pub factors: Vec<Value>,
@@ -32,29 +30,47 @@ fn factor_list(factors: Option<JsonB>) -> Vec<Value> {
     }
 }
 
-/// The session whose token hashes to `token_hash`, locked until the end of the transaction.
-pub fn find(token_hash: Vec<u8>) -> MfaResult<Option<IntermediateSession>> {
+/// The member's session whose token hashes to `token_hash`, locked until the end of the
+/// transaction. Looked up within the organization: on Citus a locking statement must name the
+/// organization to reach one shard.
+pub fn find(
+    organization_id: &str,
+    member_id: &str,
+    token_hash: Vec<u8>,
+) -> MfaResult<Option<IntermediateSession>> {
     spi::typed_row(
-        "SELECT organization_id, member_id, factors || proven_factors AS factors,
+        "SELECT factors || proven_factors AS factors,
                 expires_at > clock_timestamp() AS unexpired, consumed_at IS NULL AS unconsumed
-           FROM mfa.intermediate_sessions WHERE token_hash = $1 FOR UPDATE",
-        &[token_hash.clone().into()],
+           FROM mfa.intermediate_sessions
+          WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3 FOR UPDATE",
+        &[
+            organization_id.into(),
+            member_id.into(),
+            token_hash.clone().into(),
+        ],
         |row| {
+            let unexpired = row.get_by_name::<bool, _>("unexpired")?.unwrap_or(false);
             Ok(IntermediateSession {
-                organization_id: row
-                    .get_by_name::<String, _>("organization_id")?
-                    .unwrap_or_default(),
-                member_id: row
-                    .get_by_name::<String, _>("member_id")?
-                    .unwrap_or_default(),
                 token_hash: token_hash.clone(),
                 factors: factor_list(row.get_by_name::<JsonB, _>("factors")?),
-                unexpired: row.get_by_name::<bool, _>("unexpired")?.unwrap_or(false),
-                live: row.get_by_name::<bool, _>("unexpired")?.unwrap_or(false)
-                    && row.get_by_name::<bool, _>("unconsumed")?.unwrap_or(false),
+                unexpired,
+                live: unexpired && row.get_by_name::<bool, _>("unconsumed")?.unwrap_or(false),
             })
         },
     )
+}
+
+/// Whether a token the member's organization does not know is another organization's (asked
+/// only then, without a lock: on Citus a question across organizations reaches every shard).
+pub fn of_another_organization(organization_id: &str, token_hash: Vec<u8>) -> MfaResult<bool> {
+    Ok(spi::typed_row(
+        "SELECT EXISTS (SELECT FROM mfa.intermediate_sessions
+                         WHERE token_hash = $2 AND organization_id <> $1)",
+        &[organization_id.into(), token_hash.into()],
+        |row| row.get::<bool>(1),
+    )?
+    .flatten()
+    .unwrap_or(false))
 }
 
 /// The arguments of `session_start.sql`.
@@ -91,6 +107,7 @@ pub fn start(session: NewSession) -> MfaResult<()> {
             session.event.event_type.into(),
             Jsonb(session.event.details).into(),
             session.remembered_device.map(Jsonb).into(),
+            spi::clock().into(),
         ],
     )?;
     Ok(())
@@ -123,6 +140,7 @@ pub fn consume_for_session(
             member_id.into(),
             token_hash.into(),
             request_id.into(),
+            spi::clock().into(),
         ],
         |row| {
             Ok(GateInputs {
@@ -160,6 +178,7 @@ pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
             step_up.token_hash.into(),
             step_up.request_id.into(),
             step_up.session_table.into(),
+            spi::clock().into(),
         ],
         |row| row.get::<JsonB>(1),
     )?;

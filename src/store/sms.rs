@@ -129,6 +129,7 @@ pub fn queue_code(event: &Event, code: QueuedCode) -> MfaResult<()> {
             code.key_id.into(),
             code.to_verified_number.into(),
             code.notify_workers.into(),
+            spi::clock().into(),
         ],
     )?;
     Ok(())

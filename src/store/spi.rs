@@ -6,7 +6,7 @@
 //! a kept plan when a table it uses changes.
 
 use crate::error::MfaResult;
-use pgrx::datum::DatumWithOid;
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::pg_sys::PgOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiTupleTable};
@@ -112,6 +112,15 @@ pub fn execute(sql: &str, args: &[DatumWithOid]) -> MfaResult<usize> {
     Ok(Spi::connect_mut(|client| {
         run_kept(client, sql, args).map(|t| t.len())
     })?)
+}
+
+/// The wall clock, as `clock_timestamp()` reads it, for a statement that writes: such a statement
+/// takes the time as a parameter, read just before it runs, because Citus refuses a volatile
+/// function in the WHERE clause of a modification on a distributed table. A lock the statement
+/// then waits for can only make this time earlier than the moment it decides.
+pub fn clock() -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(unsafe { pgrx::pg_sys::GetCurrentTimestamp() })
+        .expect("the clock reads a finite time")
 }
 
 /// The session user's name: the actor of an audit event written on the caller's behalf.

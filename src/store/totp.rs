@@ -22,6 +22,7 @@ pub fn replace_registration(
             registration_id.into(),
             secret_ciphertext.into(),
             pending_minutes.into(),
+            spi::clock().into(),
         ],
     )?;
     Ok(())

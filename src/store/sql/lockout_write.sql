@@ -1,7 +1,7 @@
 -- The attempt ledger's latest state of each member of a batch (one row per member), written by its
 -- worker in a transaction of its own. Arrays, one element per member: $1 organization_id,
 -- $2 member_id, $3 failures in the window, $4 the window's start, $5 lock_created_at,
--- $6 lock_expires_at, $7 consecutive locks; $8 the request id of the revocations' events.
+-- $6 lock_expires_at, $7 consecutive locks; $8 the request id of the revocations' events; $9 the clock.
 -- Members deleted since are skipped. A member locked now loses their remembered devices (none
 -- can be created while the lock lasts), with an audit event.
 WITH batch AS (
@@ -17,7 +17,7 @@ revoked AS (
            SELECT d.organization_id, d.member_id, d.device_id
              FROM mfa.remembered_devices d JOIN batch s
                ON d.organization_id = s.organization_id AND d.member_id = s.member_id
-            WHERE s.lock_expires_at > clock_timestamp()
+            WHERE s.lock_expires_at > $9
               FOR UPDATE OF d SKIP LOCKED)
  RETURNING organization_id, member_id, device_id),
 audited AS (
@@ -29,7 +29,7 @@ INSERT INTO mfa.member_lockouts AS l
        (organization_id, member_id, failed_attempts, failure_window_started_at,
         lock_created_at, lock_expires_at, lock_count, updated_at)
 SELECT s.organization_id, s.member_id, s.failed_attempts, s.failure_window_started_at,
-       s.lock_created_at, s.lock_expires_at, s.lock_count, clock_timestamp()
+       s.lock_created_at, s.lock_expires_at, s.lock_count, $9
   FROM batch s
  WHERE EXISTS (SELECT FROM mfa.members m
                 WHERE m.organization_id = s.organization_id AND m.member_id = s.member_id)

@@ -6,6 +6,8 @@
 -- lockout row, only needs the member's key to stay. A locked row that changed since the statement
 -- began is read as it is now (so the TOTP step a concurrent attempt used is seen); the policy and
 -- the lockout row are read as of the statement's start.
+-- Every table is filtered on the organization itself ($1), not through the join: Citus routes a
+-- locking statement to one shard only then.
 --   $1 organization_id   $2 member_id
 SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa_phone_country,
        m.mfa_phone_number_verified, m.phone_id::text AS phone_id, m.default_mfa_method,
@@ -18,12 +20,12 @@ SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa
        NULL::bool AS sms_code_expired, NULL::bool AS sms_code_used, NULL::text AS sms_code_key_id
   FROM (SELECT * FROM mfa.members WHERE organization_id = $1 AND member_id = $2
            FOR NO KEY UPDATE) m
-  JOIN mfa.organizations o ON o.organization_id = m.organization_id
-  LEFT JOIN mfa.member_lockouts l ON l.organization_id = m.organization_id AND l.member_id = m.member_id
+  JOIN mfa.organizations o ON o.organization_id = $1
+  LEFT JOIN mfa.member_lockouts l ON l.organization_id = $1 AND l.member_id = m.member_id
   LEFT JOIN LATERAL (
        SELECT totp_registration_id::text AS totp_registration_id, secret_ciphertext,
               status = 'active' AS totp_active,
               coalesce(expires_at <= clock_timestamp(), false) AS totp_expired, last_used_step
          FROM mfa.totp_registrations
-        WHERE organization_id = m.organization_id AND member_id = m.member_id
+        WHERE organization_id = $1 AND member_id = m.member_id
           FOR NO KEY UPDATE) t ON true

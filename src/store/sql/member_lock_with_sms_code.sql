@@ -13,19 +13,19 @@ SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa
        c.sms_code_key_id
   FROM (SELECT * FROM mfa.members WHERE organization_id = $1 AND member_id = $2
            FOR NO KEY UPDATE) m
-  JOIN mfa.organizations o ON o.organization_id = m.organization_id
-  LEFT JOIN mfa.member_lockouts l ON l.organization_id = m.organization_id AND l.member_id = m.member_id
+  JOIN mfa.organizations o ON o.organization_id = $1
+  LEFT JOIN mfa.member_lockouts l ON l.organization_id = $1 AND l.member_id = m.member_id
   LEFT JOIN LATERAL (
        SELECT totp_registration_id::text AS totp_registration_id, secret_ciphertext,
               status = 'active' AS totp_active,
               coalesce(expires_at <= clock_timestamp(), false) AS totp_expired, last_used_step
          FROM mfa.totp_registrations
-        WHERE organization_id = m.organization_id AND member_id = m.member_id
+        WHERE organization_id = $1 AND member_id = m.member_id
           FOR NO KEY UPDATE) t ON true
   LEFT JOIN LATERAL (
        SELECT code_hash AS sms_code_hash, phone_number AS sms_code_phone_number,
               expires_at <= clock_timestamp() AS sms_code_expired,
               used_at IS NOT NULL AS sms_code_used, key_id AS sms_code_key_id
          FROM mfa.sms_codes
-        WHERE organization_id = m.organization_id AND member_id = m.member_id
+        WHERE organization_id = $1 AND member_id = m.member_id
           FOR NO KEY UPDATE) c ON true

@@ -14,12 +14,12 @@ SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa
        NULL::bytea AS sms_code_hash, NULL::text AS sms_code_phone_number,
        NULL::bool AS sms_code_expired, NULL::bool AS sms_code_used, NULL::text AS sms_code_key_id
   FROM mfa.members m
-  JOIN mfa.organizations o ON o.organization_id = m.organization_id
-  LEFT JOIN mfa.member_lockouts l ON l.organization_id = m.organization_id AND l.member_id = m.member_id
+  JOIN mfa.organizations o ON o.organization_id = $1
+  LEFT JOIN mfa.member_lockouts l ON l.organization_id = $1 AND l.member_id = m.member_id
   LEFT JOIN LATERAL (
        SELECT totp_registration_id::text AS totp_registration_id, secret_ciphertext,
               status = 'active' AS totp_active,
               coalesce(expires_at <= clock_timestamp(), false) AS totp_expired, last_used_step
          FROM mfa.totp_registrations
-        WHERE organization_id = m.organization_id AND member_id = m.member_id) t ON true
+        WHERE organization_id = $1 AND member_id = m.member_id) t ON true
  WHERE m.organization_id = $1 AND m.member_id = $2

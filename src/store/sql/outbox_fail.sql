@@ -4,17 +4,19 @@
 -- worker holding the message's latest receipt, while the claim lasts. No row: not held.
 --   $1 request_id   $2 the code's pattern in a body   $3 what replaces it
 --   $4 the organizations the worker serves (NULL: all)   $5 message id   $6 the receipt's hash
---   $7 the error   $8 retry   $9 mfa.outbox_max_attempts
+--   $7 the error   $8 retry   $9 mfa.outbox_max_attempts   $10 the clock   $11 on Citus, the
+--   message's organization: the `:organization_filter` line becomes `AND organization_id = $11::text`
 WITH done AS (
     UPDATE mfa.sms_outbox
        SET status = CASE WHEN $8 AND attempts < $9 THEN 'pending' ELSE 'dead' END,
            code_ciphertext = CASE WHEN $8 AND attempts < $9 THEN code_ciphertext END,
            body = CASE WHEN $8 AND attempts < $9 THEN body ELSE regexp_replace(body, $2, $3, 'g') END,
-           visible_at = statement_timestamp() + least(interval '5 minutes',
+           visible_at = $10 + least(interval '5 minutes',
                                                       interval '5 seconds' * power(2, greatest(attempts - 1, 0))),
            last_error = left($7, 500), receipt_hash = NULL
      WHERE message_id = $5 AND receipt_hash = $6 AND ($4::text[] IS NULL OR organization_id = ANY($4))
        AND status = 'pending' AND visible_at > statement_timestamp()
+       -- :organization_filter
  RETURNING organization_id, member_id, status, attempts),
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)

@@ -2,10 +2,10 @@
 -- that presenting it again reveals a copy), its use is recorded, with the audit events of both.
 -- The caller holds the device's row lock (remembered_device_find).
 --   $1 organization_id   $2 member_id   $3 device_id   $4 the presented token's hash
---   $5 the new token's hash   $6 request_id
+--   $5 the new token's hash   $6 request_id   $7 the clock
 WITH rotated AS (
     UPDATE mfa.remembered_devices
-       SET token_hash = $5, last_used_at = clock_timestamp()
+       SET token_hash = $5, last_used_at = $7
      WHERE organization_id = $1 AND member_id = $2 AND device_id = $3::uuid AND token_hash = $4
  RETURNING device_id),
 retired AS (

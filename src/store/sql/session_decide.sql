@@ -5,22 +5,23 @@
 -- (remembered_device_create still needs the login). No row when there is no such member;
 -- `factors` is NULL when nothing was consumed.
 --   $1 organization_id   $2 member_id   $3 the token's hash (NULL: none presented)   $4 request_id
+--   $5 the clock
 WITH member AS (
     SELECT m.mfa_enrolled, m.is_breakglass, o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods,
            o.remember_device_days
-      FROM mfa.members m JOIN mfa.organizations o ON o.organization_id = m.organization_id
+      FROM mfa.members m JOIN mfa.organizations o ON o.organization_id = $1
      WHERE m.organization_id = $1 AND m.member_id = $2),
 deleted AS (
     DELETE FROM mfa.intermediate_sessions
      WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3
-       AND expires_at > clock_timestamp() AND consumed_at IS NULL
+       AND expires_at > $5 AND consumed_at IS NULL
        AND EXISTS (SELECT FROM member WHERE remember_device_days = 0)
  RETURNING factors || proven_factors AS factors,
            primary_factor IS NOT NULL AS has_primary),
 marked AS (
-    UPDATE mfa.intermediate_sessions SET consumed_at = clock_timestamp()
+    UPDATE mfa.intermediate_sessions SET consumed_at = $5
      WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3
-       AND expires_at > clock_timestamp() AND consumed_at IS NULL
+       AND expires_at > $5 AND consumed_at IS NULL
        AND EXISTS (SELECT FROM member WHERE remember_device_days > 0)
  RETURNING factors || proven_factors AS factors,
            primary_factor IS NOT NULL AS has_primary),

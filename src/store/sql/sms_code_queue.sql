@@ -6,9 +6,10 @@
 --   $5 the number (E.164)   $6 its country   $7 its block   $8 locale   $9 the body
 --   $10 the code's lifetime in seconds   $11 the code, encrypted   $12 the code's keyed hash
 --   $13 the key's id   $14 the number is the member's own, verified   $15 notify the workers
+--   $16 the clock
 WITH live_code AS (
     INSERT INTO mfa.sms_codes (organization_id, member_id, code_hash, key_id, phone_number, created_at, expires_at)
-    VALUES ($1, $2, $12, $13, $5, clock_timestamp(), clock_timestamp() + make_interval(secs => $10))
+    VALUES ($1, $2, $12, $13, $5, $16, $16 + make_interval(secs => $10))
     ON CONFLICT (organization_id, member_id) DO UPDATE
        SET code_hash = EXCLUDED.code_hash, key_id = EXCLUDED.key_id, phone_number = EXCLUDED.phone_number,
            created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, used_at = NULL),
@@ -16,7 +17,7 @@ queued AS (
     INSERT INTO mfa.sms_outbox (organization_id, member_id, phone_number, country_code,
                                 rate_limit_prefix, locale, body, code_ciphertext, created_at, expires_at,
                                 to_verified_number)
-    VALUES ($1, $2, $5, $6, $7, $8, $9, $11, clock_timestamp(), clock_timestamp() + make_interval(secs => $10), $14)
+    VALUES ($1, $2, $5, $6, $7, $8, $9, $11, $16, $16 + make_interval(secs => $10), $14)
     RETURNING message_id),
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)

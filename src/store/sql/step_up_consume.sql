@@ -2,10 +2,11 @@
 -- this member's and unexpired (on the clock, not the transaction's start), is consumed (its row
 -- deleted) and the factors proven with it come back; the event is written in the same statement.
 --   $1 organization_id   $2 member_id   $3 token_hash   $4 request_id   $5 the session table's name
+--   $6 the clock
 WITH consumed AS (
     DELETE FROM mfa.intermediate_sessions
      WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3
-       AND expires_at > clock_timestamp() AND consumed_at IS NULL
+       AND expires_at > $6 AND consumed_at IS NULL
  RETURNING factors || proven_factors AS factors),
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
