@@ -170,6 +170,23 @@ COMMENT ON FUNCTION mfa.session_aal(jsonb) IS
 COMMENT ON FUNCTION mfa.last_mfa_at(jsonb) IS
     'mfa: when the newest second factor of a session''s gate-written factors column was proven (NULL when none; a remembered device is not one): for RLS policies such as last_mfa_at(f) > now() - interval ''15 minutes''.';
 
+REVOKE ALL ON FUNCTION mfa.distribute() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mfa.distribute() TO mfa_admin;
+COMMENT ON FUNCTION mfa.distribute() IS
+    'mfa: on a Citus coordinator, distributes the per-organization tables by organization_id (colocated with mfa.organizations), makes the allowlist and number blocks reference tables and delegates the per-organization functions to the node holding the organization; refuses unless every node encrypts with the same configured key. Idempotent; one row per object.';
+
+COMMENT ON FUNCTION mfa._sequence_range_set(text) IS
+    'mfa (internal): run by mfa.distribute() on every node: gives an identity sequence the node''s own range of ids.';
+
+COMMENT ON FUNCTION mfa._session_guard_shards_ddl() IS
+    'mfa (internal): on a Citus node, refuses to everyone but a superuser DDL that disables a session gate trigger (on a shard of a guarded table, too) or gives a table carrying one an inheritance child.';
+COMMENT ON FUNCTION mfa._session_guard_shards_drop() IS
+    'mfa (internal): on a Citus node, refuses to everyone but a superuser the drop of a session gate trigger (on a shard of a guarded table, too).';
+COMMENT ON EVENT TRIGGER mfa_session_guard_shards IS
+    'mfa: on a Citus node, keeps the session gate of a distributed sessions table''s shards on (see mfa._session_guard_shards_ddl).';
+COMMENT ON EVENT TRIGGER mfa_session_guard_shards_drop IS
+    'mfa: on a Citus node, keeps the session gate triggers of a distributed sessions table''s shards (see mfa._session_guard_shards_drop).';
+
 COMMENT ON FUNCTION mfa._initialize_database_key() IS
     'mfa (internal): generates the per-database (development) encryption key at CREATE EXTENSION, unless the server has keys of its own.';
 

@@ -212,6 +212,23 @@ BEGIN
         END IF;
     END LOOP;
 
+    -- On Citus a distributed table's triggers run on its shards, which Citus allows only when
+    -- told to (it calls them unsafe: a trigger that queries other shards nests distributed
+    -- queries). The gate's statements all name the row's organization: with the table colocated
+    -- with mfa.organizations, they reach the shard's own node. Any other distribution is refused.
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        IF EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = session_table
+                      AND (p.partmethod <> 'h' OR p.colocationid IS DISTINCT FROM
+                           (SELECT o.colocationid FROM pg_dist_partition o
+                             WHERE o.logicalrelid = 'mfa.organizations'::regclass)
+                           OR column_to_column_name(p.logicalrelid, p.partkey) <> organization_column)) THEN
+            RAISE EXCEPTION 'invalid_argument: % is distributed otherwise than mfa''s tables', session_table
+                USING ERRCODE = '22023',
+                      HINT = 'Distribute it by its organization column, colocated with mfa.organizations: create_distributed_table(table, column, colocate_with => ''mfa.organizations'').';
+        END IF;
+        PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
+
     args := pg_catalog.format('%L, %L, %L, %L', organization_column, member_column, token_column, factors_column);
     EXECUTE pg_catalog.format(
         'CREATE TRIGGER mfa_session_gate_insert BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION mfa.session_gate(%s)',

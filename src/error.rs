@@ -72,6 +72,12 @@ pub enum ErrorType {
     // Configuration of the server.
     EncryptionKeyMismatch,
     InvalidEncryptionKey,
+    /// On a Citus cluster every node must encrypt with one configured master key: the
+    /// per-database key (each node would make its own) is refused.
+    ClusterNeedsServerKey,
+    /// An attempt reached a node of a Citus cluster that does not hold the organization's data:
+    /// the attempt ledger counts a member's attempts on one node only.
+    OrganizationNotOnThisNode,
     /// A bug or a broken installation (an SPI call that failed as no statement should).
     InternalServerError,
 }
@@ -131,6 +137,8 @@ impl ErrorType {
             NotPreloaded => "mfa_not_preloaded",
             AttemptLedgerFull => "attempt_ledger_full",
             EncryptionKeyMismatch => "encryption_key_mismatch",
+            ClusterNeedsServerKey => "cluster_needs_server_key",
+            OrganizationNotOnThisNode => "organization_not_on_this_node",
             InvalidEncryptionKey => "invalid_encryption_key",
             InternalServerError => "internal_server_error",
         }
@@ -162,9 +170,12 @@ impl ErrorType {
             | TotpCodeAlreadyAuthenticated
             | InvalidRecoveryCode => 401,
             TooManyRequests | UserLockLimitReached => 429,
-            EncryptionKeyMismatch | InvalidEncryptionKey | NotPreloaded | InternalServerError => {
-                500
-            }
+            EncryptionKeyMismatch
+            | InvalidEncryptionKey
+            | ClusterNeedsServerKey
+            | NotPreloaded
+            | InternalServerError => 500,
+            OrganizationNotOnThisNode => 421,
             AttemptLedgerFull => 503,
             _ => 400,
         }
@@ -185,6 +196,7 @@ impl ErrorType {
             429 => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             500 => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             503 => PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
+            421 => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             _ => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         }
     }

@@ -23,6 +23,7 @@ extension_sql_file!(
     name = "session_guard",
     requires = ["schema"]
 );
+extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["schema"]);
 extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[pg_guard]

@@ -14,7 +14,7 @@ use crate::store::attempts::{self, MemberChange, Spend};
 use crate::store::audit::Request;
 use crate::store::members::{self, Load, Member};
 use crate::store::sessions::IntermediateSession;
-use crate::store::{ledger, spi};
+use crate::store::{cluster, ledger, spi};
 use serde_json::{json, Value};
 
 pub struct Attempt {
@@ -82,6 +82,7 @@ impl Attempt {
     /// throttled member, or of a dead SMS code. `sms_code_hash` is the stored hash of the SMS
     /// code about to be checked.
     pub fn admit(&self, sms_code_hash: Option<&[u8]>) -> MfaResult<Option<Value>> {
+        cluster::require_organization_here(&self.member.organization_id)?;
         let key = self.member.ledger_key()?;
         let tag = sms_code_hash.map(|hash| {
             let digest = <sha2::Sha256 as sha2::Digest>::digest(hash);

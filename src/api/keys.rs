@@ -130,6 +130,7 @@ fn _initialize_database_key() -> crate::error::SqlResult<Option<String>> {
     if keyring::server_has_keys() {
         return Ok(None);
     }
+    keyring::refuse_database_key_on_citus()?;
     let fingerprint = keyring::generate_database_key()?;
     pgrx::warning!(
         "mfa: generated a per-database encryption key ({fingerprint}), kept in the database and in its dumps; production sets mfa.encryption_key_file (see the README)"

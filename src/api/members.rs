@@ -10,7 +10,7 @@ use crate::settings;
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
 use crate::store::members::{self, Load, SettingsChange};
-use crate::store::{ledger, spi};
+use crate::store::{cluster, ledger, spi};
 use pgrx::prelude::*;
 use serde_json::json;
 
@@ -110,6 +110,7 @@ fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) -> SqlR
 fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
     let request = Request::new();
     let m = members::load(organization_id, member_id, Load::Lock)?;
+    cluster::require_organization_here(&m.organization_id)?;
     // At once, in the ledger and (by its worker) in the durable row, whatever this transaction
     // does next.
     ledger::unlock(

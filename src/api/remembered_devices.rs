@@ -173,7 +173,11 @@ fn remembered_device_create(
         );
     };
     // The login may have created its session already (its token is consumed then), but not expired.
-    let login = match sessions::find(&member.organization_id, &member.member_id, token_hash(token))? {
+    let login = match sessions::find(
+        &member.organization_id,
+        &member.member_id,
+        token_hash(token),
+    )? {
         Some(l) if l.unexpired => l,
         Some(_) => return Err(token_not_found().into()),
         None => return Err(token_unknown_here(&member.organization_id, token)?.into()),

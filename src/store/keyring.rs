@@ -11,7 +11,7 @@
 use crate::core::crypto::{parse_master_key, Keys, KEY_LEN};
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::settings;
-use crate::store::spi;
+use crate::store::{cluster, spi};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -99,6 +99,7 @@ pub fn current() -> MfaResult<Keys> {
         }
         return Ok(keys);
     }
+    refuse_database_key_on_citus()?;
     let Some(oldest) = database_keys(None)?.into_iter().next() else {
         return Err(MfaError::new(
             ErrorType::EncryptionKeyMismatch,
@@ -111,6 +112,19 @@ pub fn current() -> MfaResult<Keys> {
         );
     }
     Ok(oldest)
+}
+
+/// On a Citus cluster the per-database key would be one key per node (each node's `CREATE
+/// EXTENSION` makes its own, and a worker cannot decrypt what the coordinator wrote): refused.
+pub fn refuse_database_key_on_citus() -> MfaResult<()> {
+    if !cluster::on_citus() {
+        return Ok(());
+    }
+    Err(MfaError::new(
+        ErrorType::ClusterNeedsServerKey,
+        "On a Citus cluster the per-database key is refused: every node must have the same master key.",
+    )
+    .with_hint("Set mfa.encryption_key_file (or mfa.encryption_key_command) to the same key on every node and reload (README, Scaling out)."))
 }
 
 /// Every known key, the encrypting one first.
@@ -155,6 +169,7 @@ pub fn by_fingerprint(key_id: &str) -> MfaResult<Keys> {
     {
         return Ok(keys);
     }
+    refuse_database_key_on_citus()?;
     match database_keys(Some(key_id))?.into_iter().next() {
         Some(keys) => Ok(keys),
         None => Err(MfaError::new(

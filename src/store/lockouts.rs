@@ -4,9 +4,11 @@
 use crate::core::attempts::MemberAttempts;
 use crate::error::MfaResult;
 use crate::store::ledger::{Record, RecordKind};
-use crate::store::spi;
+use crate::store::{cluster, spi};
+use pgrx::datum::DatumWithOid;
 use pgrx::datum::TimestampWithTimeZone;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 /// A ledger time (microseconds since 2000, 0 for none) as a column value.
 fn time(micros: i64) -> Option<TimestampWithTimeZone> {
@@ -48,12 +50,48 @@ pub fn tables_exist() -> bool {
 /// Writes a batch of queued records (in queue order) in two statements, durably whatever the
 /// server's default (the worker's transaction commits with `synchronous_commit = on`): the latest
 /// state of each member in it, and its events.
+/// On Citus, organization by organization (each statement then reaches one shard group).
 pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResult<()> {
     pgrx::Spi::run("SET LOCAL synchronous_commit = on")?;
+    let records: Vec<&Record> = records.into_iter().collect();
+    if !cluster::on_citus() {
+        return write_records(None, records);
+    }
+    let mut by_organization: Vec<(&str, Vec<&Record>)> = Vec::new();
+    for record in records {
+        match by_organization
+            .iter_mut()
+            .find(|(organization, _)| *organization == record.organization_id())
+        {
+            Some((_, group)) => group.push(record),
+            None => by_organization.push((record.organization_id(), vec![record])),
+        }
+    }
+    for (organization, group) in by_organization {
+        write_records(Some(organization), group)?;
+    }
+    Ok(())
+}
+
+/// `lockout_write.sql` and `event_write.sql`, and each for one organization (Citus).
+static STATEMENTS: LazyLock<[String; 4]> = LazyLock::new(|| {
+    let lockouts = include_str!("sql/lockout_write.sql");
+    let events = include_str!("sql/event_write.sql");
+    [
+        lockouts.to_string(),
+        cluster::for_one_organization(lockouts, 10),
+        events.to_string(),
+        cluster::for_one_organization(events, 8),
+    ]
+});
+
+/// The records of one organization (`Some`, on Citus) or of all, in queue order.
+fn write_records(organization: Option<&str>, records: Vec<&Record>) -> MfaResult<()> {
+    let [lockouts, lockouts_scoped, events_statement, events_scoped] = &*STATEMENTS;
     let mut states: Vec<&Record> = Vec::new();
     let mut latest: HashMap<(&str, &str), usize> = HashMap::new();
     let mut events: Vec<&Record> = Vec::new();
-    for record in records {
+    for &record in &records {
         if record.kind != RecordKind::Event {
             let member = (record.organization_id(), record.member_id());
             match latest.get(&member) {
@@ -72,50 +110,60 @@ pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResu
         let column = |f: &dyn Fn(&MemberAttempts) -> i64| -> Vec<Option<TimestampWithTimeZone>> {
             states.iter().map(|r| time(f(&r.attempts))).collect()
         };
-        spi::execute(
-            include_str!("sql/lockout_write.sql"),
-            &[
-                strings(&states, Record::organization_id).into(),
-                strings(&states, Record::member_id).into(),
-                states
-                    .iter()
-                    .map(|r| r.attempts.failures as i32)
-                    .collect::<Vec<_>>()
-                    .into(),
-                column(&|a| a.window_started_at).into(),
-                column(&|a| a.lock_created_at).into(),
-                column(&|a| a.lock_expires_at).into(),
-                states
-                    .iter()
-                    .map(|r| r.attempts.lock_count as i32)
-                    .collect::<Vec<_>>()
-                    .into(),
-                crate::core::ids::new_request_id().into(),
-                spi::clock().into(),
-            ],
-        )?;
+        let mut args: Vec<DatumWithOid> = vec![
+            strings(&states, Record::organization_id).into(),
+            strings(&states, Record::member_id).into(),
+            states
+                .iter()
+                .map(|r| r.attempts.failures as i32)
+                .collect::<Vec<_>>()
+                .into(),
+            column(&|a| a.window_started_at).into(),
+            column(&|a| a.lock_created_at).into(),
+            column(&|a| a.lock_expires_at).into(),
+            states
+                .iter()
+                .map(|r| r.attempts.lock_count as i32)
+                .collect::<Vec<_>>()
+                .into(),
+            crate::core::ids::new_request_id().into(),
+            spi::clock().into(),
+        ];
+        let statement = match organization {
+            Some(organization) => {
+                args.push(organization.into());
+                lockouts_scoped
+            }
+            None => lockouts,
+        };
+        spi::execute(statement, &args)?;
     }
     if !events.is_empty() {
-        spi::execute(
-            include_str!("sql/event_write.sql"),
-            &[
-                strings(&events, Record::organization_id).into(),
-                events
-                    .iter()
-                    .map(|r| uuid::Uuid::from_bytes(r.request_id).to_string())
-                    .collect::<Vec<_>>()
-                    .into(),
-                strings(&events, Record::event_type).into(),
-                strings(&events, Record::member_id).into(),
-                strings(&events, Record::actor).into(),
-                strings(&events, Record::details).into(),
-                events
-                    .iter()
-                    .map(|r| time(r.occurred_at))
-                    .collect::<Vec<_>>()
-                    .into(),
-            ],
-        )?;
+        let mut args: Vec<DatumWithOid> = vec![
+            strings(&events, Record::organization_id).into(),
+            events
+                .iter()
+                .map(|r| uuid::Uuid::from_bytes(r.request_id).to_string())
+                .collect::<Vec<_>>()
+                .into(),
+            strings(&events, Record::event_type).into(),
+            strings(&events, Record::member_id).into(),
+            strings(&events, Record::actor).into(),
+            strings(&events, Record::details).into(),
+            events
+                .iter()
+                .map(|r| time(r.occurred_at))
+                .collect::<Vec<_>>()
+                .into(),
+        ];
+        let statement = match organization {
+            Some(organization) => {
+                args.push(organization.into());
+                events_scoped
+            }
+            None => events_statement,
+        };
+        spi::execute(statement, &args)?;
     }
     Ok(())
 }

@@ -29,8 +29,7 @@ pub fn worker_organizations() -> MfaResult<Option<Vec<String>>> {
 /// or on Citus of `organization` only (the claim goes organization by organization there).
 pub fn retire_expired(organization: Option<&str>) -> MfaResult<()> {
     static SCOPED: LazyLock<String> = LazyLock::new(|| {
-        include_str!("sql/outbox_retire_expired.sql")
-            .replacen("-- :organization_filter", "AND organization_id = $3::text", 1)
+        cluster::for_one_organization(include_str!("sql/outbox_retire_expired.sql"), 3)
     });
     let mut args: Vec<DatumWithOid> = vec![code_pattern().into(), CODE_PLACEHOLDER.into()];
     let statement = match organization {
@@ -187,18 +186,11 @@ fn claim_in(
 static FINISH_STATEMENTS: LazyLock<[String; 4]> = LazyLock::new(|| {
     let complete = include_str!("sql/outbox_complete.sql");
     let fail = include_str!("sql/outbox_fail.sql");
-    let scoped = |file: &str, parameter: &str| {
-        file.replacen(
-            "-- :organization_filter",
-            &format!("AND organization_id = {parameter}::text"),
-            1,
-        )
-    };
     [
         complete.to_string(),
-        scoped(complete, "$9"),
+        cluster::for_one_organization(complete, 9),
         fail.to_string(),
-        scoped(fail, "$11"),
+        cluster::for_one_organization(fail, 11),
     ]
 });
 

@@ -64,7 +64,8 @@ pub fn find(
 /// only then, without a lock: on Citus a question across organizations reaches every shard).
 pub fn of_another_organization(organization_id: &str, token_hash: Vec<u8>) -> MfaResult<bool> {
     Ok(spi::typed_row(
-        "SELECT EXISTS (SELECT FROM mfa.intermediate_sessions
+        // `SELECT 1`, not `SELECT`: Citus 13 fails to plan a multi-shard subquery of no column.
+        "SELECT EXISTS (SELECT 1 FROM mfa.intermediate_sessions
                          WHERE token_hash = $2 AND organization_id <> $1)",
         &[organization_id.into(), token_hash.into()],
         |row| row.get::<bool>(1),

@@ -1,7 +1,8 @@
 -- The audit events of a batch queued by the attempt ledger, written by its worker: they outlive
 -- their callers' transactions. Arrays, one element per event: $1 organization_id, $2 request_id,
 -- $3 event_type, $4 member_id, $5 actor (the caller's session user), $6 details, $7 when it
--- happened. In queue order, so event ids follow it.
+-- happened. In queue order, so event ids follow it. On Citus, $8 the one organization of the batch
+-- (the `:organization_filter` line names it).
 -- A suspected theft of a remembered device's token revokes the member's devices here too (those
 -- created before it), so that a caller who rolls its own revocation back still loses them. Rows
 -- a transaction holds are skipped: the worker never waits for a caller's lock.
@@ -16,6 +17,7 @@ revoked AS (
              FROM mfa.remembered_devices d JOIN batch e
                ON d.organization_id = e.organization_id AND d.member_id = e.member_id
             WHERE e.event_type = 'remembered_device.theft_suspected' AND d.created_at <= e.occurred_at
+                  -- :organization_filter(d)
               FOR UPDATE OF d SKIP LOCKED))
 INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, actor, details, occurred_at)
 SELECT e.organization_id, e.request_id::uuid, e.event_type, e.member_id, e.actor::name,

@@ -1,7 +1,8 @@
 -- The attempt ledger's latest state of each member of a batch (one row per member), written by its
 -- worker in a transaction of its own. Arrays, one element per member: $1 organization_id,
 -- $2 member_id, $3 failures in the window, $4 the window's start, $5 lock_created_at,
--- $6 lock_expires_at, $7 consecutive locks; $8 the request id of the revocations' events; $9 the clock.
+-- $6 lock_expires_at, $7 consecutive locks; $8 the request id of the revocations' events; $9 the clock;
+-- on Citus, $10 the one organization of the batch (each `:organization_filter` line names it).
 -- Members deleted since are skipped. A member locked now loses their remembered devices (none
 -- can be created while the lock lasts), with an audit event.
 WITH batch AS (
@@ -18,6 +19,7 @@ revoked AS (
              FROM mfa.remembered_devices d JOIN batch s
                ON d.organization_id = s.organization_id AND d.member_id = s.member_id
             WHERE s.lock_expires_at > $9
+                  -- :organization_filter(d)
               FOR UPDATE OF d SKIP LOCKED)
  RETURNING organization_id, member_id, device_id),
 audited AS (
@@ -32,7 +34,9 @@ SELECT s.organization_id, s.member_id, s.failed_attempts, s.failure_window_start
        s.lock_created_at, s.lock_expires_at, s.lock_count, $9
   FROM batch s
  WHERE EXISTS (SELECT FROM mfa.members m
-                WHERE m.organization_id = s.organization_id AND m.member_id = s.member_id)
+                WHERE m.organization_id = s.organization_id AND m.member_id = s.member_id
+                      -- :organization_filter(m)
+              )
     ON CONFLICT (organization_id, member_id) DO UPDATE
    SET failed_attempts = EXCLUDED.failed_attempts,
        failure_window_started_at = EXCLUDED.failure_window_started_at,

@@ -1,0 +1,217 @@
+-- Scaling out by organization on Citus: mfa.distribute() (see the README, "Scaling out").
+
+-- Distributes every per-organization table by organization_id, colocated with
+-- mfa.organizations (a tenant's rows, and every statement about them, on one node); makes the
+-- project-wide allowlist and number blocks reference tables (on every node); delegates each
+-- per-organization function by its organization_id argument, so that a call runs on the node
+-- that holds the tenant, where its attempts are counted. Refuses to start unless every node
+-- encrypts with the same configured master key and no secret is left under a per-database key.
+-- Idempotent: what is done already is reported and left as it is.
+CREATE FUNCTION mfa.distribute()
+RETURNS TABLE (object text, distribution text, done_now boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    -- In the order of their foreign keys: a table comes after those it references.
+    per_organization CONSTANT text[] := ARRAY[
+        'mfa.organizations', 'mfa.members', 'mfa.member_lockouts', 'mfa.totp_registrations',
+        'mfa.recovery_codes', 'mfa.sms_codes', 'mfa.sms_outbox', 'mfa.sms_worker_grants',
+        'mfa.intermediate_sessions', 'mfa.remembered_devices',
+        'mfa.remembered_device_retired_tokens', 'mfa.events'];
+    project_wide CONSTANT text[] := ARRAY['mfa.country_code_allowlist', 'mfa.sms_number_blocks'];
+    delegated CONSTANT text[] := ARRAY[
+        'mfa.organization_get(text)', 'mfa.organization_upsert(text,text,text,text[],integer)',
+        'mfa.organization_delete(text)',
+        'mfa.member_get(text,text)', 'mfa.member_upsert(text,text,text,boolean,text,boolean)',
+        'mfa.member_delete(text,text)', 'mfa.member_delete_mfa_phone_number(text,text)',
+        'mfa.member_delete_totp(text,text)', 'mfa.member_unlock(text,text)',
+        'mfa.primary_authenticate(text,text,text,text,text,text)',
+        'mfa.step_up_start(text,text,text)', 'mfa.check_session_policy(text,text,text)',
+        'mfa.totp_create(text,text,integer,text)', 'mfa.totp_migrate(text,text,text,text[])',
+        'mfa.totp_authenticate(text,text,text,text,text,boolean)',
+        'mfa.otp_sms_send(text,text,text,text,text)',
+        'mfa.otp_sms_authenticate(text,text,text,text,text,boolean)',
+        'mfa.recovery_codes_get(text,text)', 'mfa.recovery_codes_recover(text,text,text,text)',
+        'mfa.recovery_codes_rotate(text,text,text)',
+        'mfa.remembered_device_create(text,text,text,text,text)',
+        'mfa.remembered_device_revoke(text,text,text)', 'mfa.remembered_devices_get(text,text)'];
+    name text;
+    nodes bigint;
+    failed bigint;
+    keys bigint;
+    unkeyed bigint;
+    problem text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'mfa.distribute() needs the citus extension in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Preload citus (shared_preload_libraries = ''citus,mfa''), CREATE EXTENSION citus and add the workers first (README, Scaling out).';
+    END IF;
+    IF NOT citus_is_coordinator() THEN
+        RAISE EXCEPTION 'mfa.distribute() runs on the coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    -- One master key for the cluster: each node's encrypting key, from its own key file.
+    SELECT count(*), count(*) FILTER (WHERE NOT success), count(DISTINCT result) FILTER (WHERE success),
+           count(*) FILTER (WHERE success AND result = '')
+      INTO nodes, failed, keys, unkeyed
+      FROM run_command_on_all_nodes($q$SELECT coalesce(string_agg(key_id, ','), '')
+                                         FROM mfa.encryption_keys() WHERE encrypts AND source = 'server'$q$);
+    IF failed > 0 OR unkeyed > 0 OR keys <> 1 THEN
+        RAISE EXCEPTION 'every node of the cluster must encrypt with the same configured master key (% nodes: % unreachable or without mfa, % without a key file, % different keys)',
+                        nodes, failed, unkeyed, keys
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Set mfa.encryption_key_file (or mfa.encryption_key_command) to the same key on every node and reload; the per-database key is refused on Citus.';
+    END IF;
+    IF EXISTS (SELECT FROM mfa.encryption_keys() k
+                WHERE k.source = 'database'
+                  AND k.totp_secrets + k.queued_sms_codes + k.sms_code_hashes + k.recovery_code_hashes > 0) THEN
+        RAISE EXCEPTION 'secrets are still encrypted with the per-database key'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run SELECT mfa.encryption_key_rotate() until it returns 0, then mfa.distribute() again.';
+    END IF;
+
+    FOREACH name IN ARRAY per_organization LOOP
+        object := name;
+        distribution := 'distributed by organization_id, colocated with mfa.organizations';
+        done_now := NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = name::regclass);
+        IF done_now THEN
+            PERFORM create_distributed_table(name::regclass, 'organization_id',
+                                             colocate_with => CASE WHEN name = 'mfa.organizations'
+                                                                   THEN 'default' ELSE 'mfa.organizations' END);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    FOREACH name IN ARRAY project_wide LOOP
+        object := name;
+        distribution := 'reference table (on every node)';
+        done_now := NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = name::regclass);
+        IF done_now THEN
+            PERFORM create_reference_table(name::regclass);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    -- The identity columns (event and message ids) draw from a sequence on each node: each
+    -- node gets its own range of 2^48 ids (the coordinator, group 0, keeps 1 …), so that ids
+    -- made on different nodes never meet (a message id finds its message across shards).
+    FOREACH name IN ARRAY ARRAY['mfa.events_event_id_seq', 'mfa.sms_outbox_message_id_seq'] LOOP
+        object := name;
+        distribution := 'ids in a range of its own on each node';
+        SELECT bool_or(result = 't'), count(*) FILTER (WHERE NOT success),
+               string_agg(result, '; ') FILTER (WHERE NOT success)
+          INTO done_now, failed, problem
+          FROM run_command_on_all_nodes(format($q$SELECT mfa._sequence_range_set(%L)$q$, name));
+        IF failed > 0 THEN
+            RAISE EXCEPTION 'could not give % its range of ids on % nodes: %', name, failed, problem;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    FOREACH name IN ARRAY delegated LOOP
+        object := name;
+        distribution := 'delegated by organization_id to the node holding the organization';
+        done_now := NOT EXISTS (SELECT FROM pg_dist_object
+                                 WHERE classid = 'pg_proc'::regclass AND objid = name::regprocedure
+                                   AND distribution_argument_index IS NOT NULL);
+        IF done_now THEN
+            PERFORM create_distributed_function(name::regprocedure, 'organization_id',
+                                                colocate_with => 'mfa.organizations',
+                                                force_delegation => true);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- mfa.distribute() on each node: gives sequence `name` this node's range of 2^48 values (by its
+-- Citus group), moving it into the range when it is not there yet; false when it already was.
+CREATE FUNCTION mfa._sequence_range_set(name text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    low CONSTANT bigint := ((SELECT groupid FROM pg_dist_local_group)::bigint << 48) + 1;
+    high CONSTANT bigint := low + (1::bigint << 48) - 2;
+    s pg_sequences;
+BEGIN
+    SELECT * INTO s FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename) = name;
+    IF s.min_value = low AND s.max_value = high THEN
+        RETURN false;
+    END IF;
+    -- This node's own sequence: not a change for Citus to carry to the other nodes.
+    PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+    EXECUTE format('ALTER SEQUENCE %s MINVALUE %s MAXVALUE %s START %s RESTART %s', name, low, high,
+                   low, greatest(low, coalesce(s.last_value + 1, low)));
+    RETURN true;
+END
+$$;
+
+-- The guard of a distributed sessions table on every node. Its triggers run on the table's
+-- shards, and a shard is a table of the application's role on a worker, within its reach
+-- (run_command_on_shards from the coordinator, or a connection to the worker): DDL there does
+-- not pass the coordinator's guard. These two event triggers refuse, to everyone but a
+-- superuser, DDL that leaves a gate trigger of a shard (or of any table) disabled, or gives a
+-- table carrying one an inheritance child, and the drop of a gate trigger. They do nothing where
+-- citus is not installed.
+CREATE FUNCTION mfa._session_guard_shards_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    problem text;
+    invoker text;
+BEGIN
+    IF current_setting('is_superuser')::boolean
+       OR NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+    -- Only the tables this role could have changed (as in mfa._session_guard_ddl).
+    invoker := CASE current_setting('role') WHEN 'none' THEN session_user::text ELSE current_setting('role') END;
+    SELECT format('trigger %I on %s may not be disabled', t.tgname, t.tgrelid::regclass) INTO problem
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+     WHERE t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.tgenabled <> 'O'
+       AND (pg_has_role(invoker, c.relowner, 'MEMBER') OR has_table_privilege(invoker, c.oid, 'TRIGGER'))
+     LIMIT 1;
+    IF problem IS NULL THEN
+        SELECT format('%s may not inherit from %s, which carries the session gate', i.inhrelid::regclass,
+                      i.inhparent::regclass) INTO problem
+          FROM pg_inherits i JOIN pg_class parent ON parent.oid = i.inhparent
+          JOIN pg_class child ON child.oid = i.inhrelid
+         WHERE parent.relkind = 'r'
+           AND (pg_has_role(invoker, child.relowner, 'MEMBER') OR pg_has_role(invoker, parent.relowner, 'MEMBER'))
+           AND EXISTS (SELECT FROM pg_trigger t
+                        WHERE t.tgrelid = i.inhparent AND t.tgfoid = 'mfa.session_gate()'::regprocedure)
+         LIMIT 1;
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE LOG 'mfa: refused % by role % (session user %): %', tg_tag, current_setting('role'), session_user, problem;
+        RAISE EXCEPTION 'insufficient_privilege: % refused: %', tg_tag, problem
+            USING ERRCODE = '42501',
+                  HINT = 'Only mfa.session_table_unguard (mfa_admin) takes a sessions table''s guard off.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION mfa._session_guard_shards_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dropped text;
+BEGIN
+    IF current_setting('is_superuser')::boolean
+       OR NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+    -- The trigger's row is gone by now: its name (session_table_guard's, with Citus's shard
+    -- suffix on a shard) tells it.
+    SELECT d.object_identity INTO dropped
+      FROM pg_event_trigger_dropped_objects() d
+     WHERE d.object_type = 'trigger' AND d.object_identity LIKE 'mfa\_session\_gate\_%'
+     LIMIT 1;
+    IF dropped IS NOT NULL THEN
+        RAISE LOG 'mfa: refused % by role % (session user %): it drops trigger %', tg_tag, current_setting('role'), session_user, dropped;
+        RAISE EXCEPTION 'insufficient_privilege: % refused: trigger % may not be dropped', tg_tag, dropped
+            USING ERRCODE = '42501',
+                  HINT = 'Only mfa.session_table_unguard (mfa_admin) takes a sessions table''s guard off.';
+    END IF;
+END
+$$;
+
+CREATE EVENT TRIGGER mfa_session_guard_shards ON ddl_command_end
+    EXECUTE FUNCTION mfa._session_guard_shards_ddl();
+CREATE EVENT TRIGGER mfa_session_guard_shards_drop ON sql_drop
+    EXECUTE FUNCTION mfa._session_guard_shards_drop();
