@@ -45,13 +45,13 @@ DECLARE
     problem text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
-        RAISE EXCEPTION 'mfa.distribute() needs the citus extension in this database'
-            USING ERRCODE = 'feature_not_supported',
+        RAISE EXCEPTION 'citus_not_installed: mfa.distribute() needs the citus extension in this database'
+            USING ERRCODE = '55000',
                   HINT = 'Preload citus (shared_preload_libraries = ''citus,mfa''), CREATE EXTENSION citus and add the workers first (README, Scaling out).';
     END IF;
     IF NOT citus_is_coordinator() THEN
-        RAISE EXCEPTION 'mfa.distribute() runs on the coordinator'
-            USING ERRCODE = 'object_not_in_prerequisite_state';
+        RAISE EXCEPTION 'not_the_coordinator: mfa.distribute() runs on the coordinator'
+            USING ERRCODE = '55000';
     END IF;
 
     -- One master key for the cluster: each node's encrypting key, from its own key file.
@@ -61,16 +61,16 @@ BEGIN
       FROM run_command_on_all_nodes($q$SELECT coalesce(string_agg(key_id, ','), '')
                                          FROM mfa.encryption_keys() WHERE encrypts AND source = 'server'$q$);
     IF failed > 0 OR unkeyed > 0 OR keys <> 1 THEN
-        RAISE EXCEPTION 'every node of the cluster must encrypt with the same configured master key (% nodes: % unreachable or without mfa, % without a key file, % different keys)',
+        RAISE EXCEPTION 'cluster_needs_server_key: every node of the cluster must encrypt with the same configured master key (% nodes: % unreachable or without mfa, % without a key file, % different keys)',
                         nodes, failed, unkeyed, keys
-            USING ERRCODE = 'object_not_in_prerequisite_state',
+            USING ERRCODE = '55000',
                   HINT = 'Set mfa.encryption_key_file (or mfa.encryption_key_command) to the same key on every node and reload; the per-database key is refused on Citus.';
     END IF;
     IF EXISTS (SELECT FROM mfa.encryption_keys() k
                 WHERE k.source = 'database'
                   AND k.totp_secrets + k.queued_sms_codes + k.sms_code_hashes + k.recovery_code_hashes > 0) THEN
-        RAISE EXCEPTION 'secrets are still encrypted with the per-database key'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
+        RAISE EXCEPTION 'cluster_needs_server_key: secrets are still encrypted with the per-database key'
+            USING ERRCODE = '55000',
                   HINT = 'Run SELECT mfa.encryption_key_rotate() until it returns 0, then mfa.distribute() again.';
     END IF;
 
@@ -105,7 +105,8 @@ BEGIN
           INTO done_now, failed, problem
           FROM run_command_on_all_nodes(format($q$SELECT mfa._sequence_range_set(%L)$q$, name));
         IF failed > 0 THEN
-            RAISE EXCEPTION 'could not give % its range of ids on % nodes: %', name, failed, problem;
+            RAISE EXCEPTION 'cluster_node_failed: could not give % its range of ids on % nodes: %', name, failed, problem
+                USING ERRCODE = '55000';
         END IF;
         RETURN NEXT;
     END LOOP;

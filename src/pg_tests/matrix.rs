@@ -68,6 +68,7 @@ mod tests {
                 "attempt_ledger_stats",
                 "country_code_allowlist_get",
                 "country_code_allowlist_set",
+                "distribute",
                 "encryption_key_rotate",
                 "encryption_keys",
                 "enforce_session_policy",

@@ -90,3 +90,5 @@ REVOKE mfa_sms_worker FROM regress_tenant_worker;
 SELECT mfa.sms_worker_revoke('regress_tenant_worker', 'tenant-a') ->> 'organization_ids' AS bound_to;
 SELECT mfa.organization_delete('tenant-a') IS NOT NULL AS deleted;
 DROP ROLE regress_app, regress_worker, regress_tenant_worker;
+-- Scaling out (README, Scaling out): mfa.distribute() needs Citus; without it, it says so.
+SELECT * FROM mfa.distribute();
