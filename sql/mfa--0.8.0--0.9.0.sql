@@ -6,9 +6,16 @@
 --  * session_table_guard guards a sessions table distributed by its organization column and
 --    colocated with mfa.organizations (its triggers then run on the shards); any other
 --    distribution is refused; two event triggers keep its shards' gate triggers on, on every node.
---  * No table changes. The 0.9.0 library's statements run on one node as before and on Citus;
---    on Citus the per-database key is refused and an attempt is counted only on the node that
---    holds the organization.
+--  * mfa.member_lockouts.devices_revoked_before: a lock or a suspected theft revokes the member's
+--    remembered devices even where a caller's row lock kept the ledger's worker from deleting
+--    them (the worker skips rows a transaction holds).
+--  * The 0.9.0 library's statements run on one node as before and on Citus; on Citus the
+--    per-database key is refused and an attempt is counted only on the node that holds the
+--    organization.
+
+ALTER TABLE mfa.member_lockouts ADD COLUMN devices_revoked_before timestamptz;
+COMMENT ON COLUMN mfa.member_lockouts.devices_revoked_before IS
+    'mfa: remembered devices created at or before this time (a lock, a suspected theft) are revoked: never honoured nor listed, whatever row locks kept the worker from deleting them.';
 
 CREATE FUNCTION mfa.distribute()
 RETURNS TABLE (object text, distribution text, done_now boolean)

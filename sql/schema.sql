@@ -78,12 +78,17 @@ CREATE TABLE mfa.member_lockouts (
     lock_expires_at           timestamptz,
     lock_count                integer     NOT NULL DEFAULT 0,
     updated_at                timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- Set by the worker on a lock or a suspected theft (0.9.0): a remembered device created then
+    -- or before is never honoured, even one whose revocation a caller's row lock made it skip.
+    devices_revoked_before    timestamptz,
     PRIMARY KEY (organization_id, member_id),
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
     CONSTRAINT counts_not_negative CHECK (failed_attempts >= 0 AND lock_count >= 0)
 );
 COMMENT ON TABLE mfa.member_lockouts IS
     'mfa: durable lockout state of members who failed an attempt (failures in the current window, the lock, consecutive locks), written by the attempt ledger''s worker; the ledger in shared memory is the live copy.';
+COMMENT ON COLUMN mfa.member_lockouts.devices_revoked_before IS
+    'mfa: remembered devices created at or before this time (a lock, a suspected theft) are revoked: never honoured nor listed, whatever row locks kept the worker from deleting them.';
 
 CREATE TABLE mfa.totp_registrations (
     organization_id      text        NOT NULL,

@@ -81,7 +81,7 @@ static STATEMENTS: LazyLock<[String; 4]> = LazyLock::new(|| {
         lockouts.to_string(),
         cluster::for_one_organization(lockouts, 10),
         events.to_string(),
-        cluster::for_one_organization(events, 8),
+        cluster::for_one_organization(events, 9),
     ]
 });
 
@@ -155,6 +155,7 @@ fn write_records(organization: Option<&str>, records: Vec<&Record>) -> MfaResult
                 .map(|r| time(r.occurred_at))
                 .collect::<Vec<_>>()
                 .into(),
+            spi::clock().into(),
         ];
         let statement = match organization {
             Some(organization) => {

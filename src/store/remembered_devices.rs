@@ -10,7 +10,7 @@ pub struct PresentedDevice {
     pub member_id: String,
     pub device_id: String,
     pub fingerprint_hash: Option<Vec<u8>>,
-    /// Not expired, on the clock.
+    /// Not expired (on the clock), and created after the member's last lock or suspected theft.
     pub live: bool,
 }
 
@@ -22,11 +22,14 @@ pub fn find_current(
     token_hash: &[u8],
 ) -> MfaResult<Option<PresentedDevice>> {
     spi::typed_row(
-        "SELECT member_id, device_id::text AS device_id, fingerprint_hash,
-                expires_at > clock_timestamp() AS live
-           FROM mfa.remembered_devices
-          WHERE organization_id = $1 AND token_hash = $2
-            FOR UPDATE",
+        "SELECT d.member_id, d.device_id::text AS device_id, d.fingerprint_hash,
+                d.expires_at > clock_timestamp() AND NOT EXISTS (
+                    SELECT 1 FROM mfa.member_lockouts l
+                     WHERE l.organization_id = $1 AND l.member_id = d.member_id
+                       AND l.devices_revoked_before >= d.created_at) AS live
+           FROM mfa.remembered_devices d
+          WHERE d.organization_id = $1 AND d.token_hash = $2
+            FOR UPDATE OF d",
         &[organization_id.into(), token_hash.to_vec().into()],
         |row| {
             Ok(PresentedDevice {
@@ -144,21 +147,27 @@ pub fn list(organization_id: &str, member_id: &str) -> MfaResult<Vec<Value>> {
         "SELECT jsonb_build_object('device_id', device_id::text, 'device_name', device_name,
                                    'created_at', created_at, 'last_used_at', last_used_at,
                                    'expires_at', expires_at)
-           FROM mfa.remembered_devices
+           FROM mfa.remembered_devices d
           WHERE organization_id = $1 AND member_id = $2 AND expires_at > clock_timestamp()
+            AND NOT EXISTS (SELECT 1 FROM mfa.member_lockouts l
+                             WHERE l.organization_id = $1 AND l.member_id = $2
+                               AND l.devices_revoked_before >= d.created_at)
           ORDER BY created_at DESC, device_id",
         &[organization_id.into(), member_id.into()],
     )
 }
 
-/// Whether the member's device still stands: it exists (it was not revoked) and has not expired
-/// (on the clock). Whether its organization still remembers devices is the caller's policy.
+/// Whether the member's device still stands: it exists (it was not revoked, nor created by the
+/// member's last lock or suspected theft) and has not expired (on the clock). Whether its organization still remembers devices is the caller's policy.
 pub fn live(organization_id: &str, member_id: &str, device_id: &str) -> MfaResult<bool> {
     Ok(spi::typed_row(
         "SELECT EXISTS (
-                SELECT FROM mfa.remembered_devices
+                SELECT FROM mfa.remembered_devices d
                  WHERE organization_id = $1 AND member_id = $2 AND device_id = $3::uuid
-                   AND expires_at > clock_timestamp())",
+                   AND expires_at > clock_timestamp()
+                   AND NOT EXISTS (SELECT 1 FROM mfa.member_lockouts l
+                                    WHERE l.organization_id = $1 AND l.member_id = $2
+                                      AND l.devices_revoked_before >= d.created_at))",
         &[organization_id.into(), member_id.into(), device_id.into()],
         |row| row.get::<bool>(1),
     )?

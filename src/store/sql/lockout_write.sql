@@ -10,8 +10,9 @@ WITH batch AS (
                          $6::timestamptz[], $7::integer[])
            AS s (organization_id, member_id, failed_attempts, failure_window_started_at,
                  lock_created_at, lock_expires_at, lock_count)),
--- (Rows a transaction holds are skipped: the worker never waits for a caller's lock; a device
--- of a locked member is not honoured anyway.)
+-- (Rows a transaction holds are skipped: the worker never waits for a caller's lock. The member's
+-- devices_revoked_before, set to the clock while the lock lasts, catches what a skipped row would
+-- escape: a device created then or before is never honoured nor listed again.)
 revoked AS (
     DELETE FROM mfa.remembered_devices
      WHERE (organization_id, member_id, device_id) IN (
@@ -29,9 +30,10 @@ audited AS (
       FROM revoked GROUP BY organization_id, member_id)
 INSERT INTO mfa.member_lockouts AS l
        (organization_id, member_id, failed_attempts, failure_window_started_at,
-        lock_created_at, lock_expires_at, lock_count, updated_at)
+        lock_created_at, lock_expires_at, lock_count, updated_at, devices_revoked_before)
 SELECT s.organization_id, s.member_id, s.failed_attempts, s.failure_window_started_at,
-       s.lock_created_at, s.lock_expires_at, s.lock_count, $9
+       s.lock_created_at, s.lock_expires_at, s.lock_count, $9,
+       CASE WHEN s.lock_expires_at > $9 THEN $9 END
   FROM batch s
  WHERE EXISTS (SELECT FROM mfa.members m
                 WHERE m.organization_id = s.organization_id AND m.member_id = s.member_id
@@ -43,4 +45,5 @@ SELECT s.organization_id, s.member_id, s.failed_attempts, s.failure_window_start
        lock_created_at = EXCLUDED.lock_created_at,
        lock_expires_at = EXCLUDED.lock_expires_at,
        lock_count = EXCLUDED.lock_count,
-       updated_at = EXCLUDED.updated_at
+       updated_at = EXCLUDED.updated_at,
+       devices_revoked_before = greatest(l.devices_revoked_before, EXCLUDED.devices_revoked_before)

@@ -106,6 +106,20 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
     // The second worker starts with a key of its own: the cluster is refused until it has the
     // coordinator's.
     let stray = node("citus-worker-2", PORTS[2], &key(0x32));
+    // A Citus node without a key of its own: mfa will not make a per-database one there.
+    let keyless = Cluster::start(
+        "citus-keyless",
+        28843,
+        "shared_preload_libraries = 'citus,mfa'",
+    );
+    let mut bare = Client::connect(&keyless.url("postgres"), NoTls).unwrap();
+    bare.batch_execute("SET client_min_messages = error; CREATE EXTENSION citus")
+        .unwrap();
+    let (state, message) = refusal(&mut bare, "CREATE EXTENSION mfa");
+    assert_eq!(state, "55000", "{message}");
+    assert!(message.starts_with("cluster_needs_server_key"), "{message}");
+    drop((bare, keyless));
+
     let mut admin = Client::connect(&coordinator.url("mfa_cluster"), NoTls).unwrap();
     admin
         .batch_execute(&format!(
@@ -263,12 +277,17 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         );
         assert_eq!(done["status"], "sent", "{done}");
         let token = &sms_logins[&org];
-        let wrong = one(
-            &mut app,
-            "SELECT mfa.otp_sms_authenticate($1, 'bob', '000000', $2)",
-            &[&org, token],
-        );
+        // Delegated inside a transaction block too.
+        let mut tx = app.transaction().unwrap();
+        let wrong: Value = tx
+            .query_one(
+                "SELECT mfa.otp_sms_authenticate($1, 'bob', '000000', $2)",
+                &[&org, token],
+            )
+            .unwrap()
+            .get(0);
         assert_eq!(wrong["error_type"], "unable_to_auth_otp_code", "{wrong}");
+        tx.rollback().unwrap();
         let right = one(
             &mut app,
             "SELECT mfa.otp_sms_authenticate($1, 'bob', $2, $3)",

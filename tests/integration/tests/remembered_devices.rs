@@ -202,17 +202,21 @@ fn a_rotated_token_presented_again_revokes_every_device_even_when_rolled_back() 
         .get(0);
     assert!(!stolen["mfa_required"].is_null(), "{stolen}");
     assert!(stolen.get("device_token").is_none(), "{stolen}");
-    tx.rollback().unwrap();
-    wait_for("the worker's revocation", || t.devices(&mut c) == 0);
-    let suspected: i64 = c
-        .query_one(
+    // The worker writes the theft while this transaction still holds the devices' rows (its own
+    // revocation deleted them): it cannot delete them, and the rollback brings them back.
+    let suspected = |c: &mut Client| -> i64 {
+        c.query_one(
             "SELECT count(*) FROM mfa.events WHERE organization_id = $1 AND member_id = 'ann'
                 AND event_type = 'remembered_device.theft_suspected'",
             &[&t.org],
         )
         .unwrap()
-        .get(0);
-    assert_eq!(suspected, 1);
+        .get(0)
+    };
+    wait_for("the worker's theft event", || suspected(&mut c) == 1);
+    tx.rollback().unwrap();
+    wait_for("the worker's revocation", || t.devices(&mut c) == 0);
+    assert_eq!(suspected(&mut c), 1);
     // Neither the rotated laptop token nor the phone's works any more.
     for token in [used["device_token"].as_str().unwrap(), phone.as_str()] {
         let login = remembered_login(&mut app, &t, token);
@@ -297,6 +301,21 @@ fn a_lock_revokes_the_members_devices() {
     let mut c = connect();
     let mut app = t.app();
     let device = t.remember(&mut app, 0);
+    // A login presenting the device, left open while the member is locked: it holds the device's
+    // row (rotated), so the worker cannot delete it when it writes the lock.
+    let mut holder = t.app();
+    let mut held = holder.transaction().unwrap();
+    let rotated: Value = held
+        .query_one(
+            "SELECT mfa.primary_authenticate($1, 'ann', device_token => $2)",
+            &[&t.org, &device],
+        )
+        .unwrap()
+        .get(0);
+    let device = rotated["device_token"]
+        .as_str()
+        .expect("rotated")
+        .to_string();
     // Wrong codes until the member is locked (mfa.lock_threshold, 10 by default), slowly enough
     // for mfa.member_checks_per_second.
     let (_, token) = start_login(&mut app, &t.org, "ann");
@@ -311,6 +330,16 @@ fn a_lock_revokes_the_members_devices() {
     });
     let member = json(&mut c, "SELECT mfa.member_get($1, 'ann')", &[&t.org]);
     assert_eq!(member["is_locked"], true, "{member}");
+    wait_for("the lock's row", || {
+        c.query_one(
+            "SELECT count(*) FROM mfa.member_lockouts WHERE organization_id = $1 AND lock_expires_at > now()",
+            &[&t.org],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+            == 1
+    });
+    held.commit().unwrap();
     // Not honoured while locked, and revoked by the ledger's worker when it writes the lock.
     let login = json(
         &mut app,

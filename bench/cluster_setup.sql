@@ -1,0 +1,28 @@
+-- The data of the one-node-against-Citus comparison (docs/citus.md): :members members in
+-- organizations of ten, each with the same authenticator secret (enrolled through
+-- mfa.totp_migrate, so encrypted as in production), and a guarded sessions table, distributed
+-- and colocated with mfa.organizations when :citus. Run after CREATE EXTENSION mfa (and
+-- mfa.distribute() on Citus).
+\set ON_ERROR_STOP on
+CREATE SCHEMA bench;
+CREATE SEQUENCE bench.login_cursor;
+-- The secret's code for each 30-second step, filled by whoever runs the comparison.
+CREATE TABLE bench.totp_codes (step bigint PRIMARY KEY, code text NOT NULL);
+CREATE TABLE bench.sessions (
+    organization_id            text   NOT NULL,
+    session_id                 bigint GENERATED ALWAYS AS IDENTITY,
+    member_id                  text   NOT NULL,
+    intermediate_session_token text,
+    authentication_factors     jsonb,
+    PRIMARY KEY (organization_id, session_id)
+);
+\if :citus
+SELECT create_distributed_table('bench.sessions', 'organization_id', colocate_with => 'mfa.organizations');
+\endif
+SELECT mfa.session_table_guard('bench.sessions');
+INSERT INTO mfa.organizations (organization_id, mfa_policy)
+SELECT 'o' || o, 'REQUIRED_FOR_ALL' FROM generate_series(0, (:members - 1) / 10) o;
+INSERT INTO mfa.members (organization_id, member_id, mfa_enrolled)
+SELECT 'o' || n / 10, 'm' || n, true FROM generate_series(0, :members - 1) n;
+SELECT count(mfa.totp_migrate('o' || n / 10, 'm' || n, 'JBSWY3DPEHPK3PXP'))
+  FROM generate_series(0, :members - 1) n;
