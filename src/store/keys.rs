@@ -1,7 +1,9 @@
 //! Statements of key rotation: which secrets a key covers, and the re-encryption of a batch.
 
 use crate::error::MfaResult;
-use crate::store::spi;
+use crate::store::{cluster, spi};
+use pgrx::datum::DatumWithOid;
+use std::sync::LazyLock;
 
 /// One key's line of `mfa.encryption_keys()`.
 pub struct KeyUsage {
@@ -61,6 +63,7 @@ impl Secrets {
                 "SELECT organization_id, member_id, totp_registration_id::text, secret_ciphertext, NULL::text
                    FROM mfa.totp_registrations
                   WHERE substring(secret_ciphertext FROM 2 FOR 8) <> decode($1, 'hex')
+                  -- :organization_filter
                   LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
             }
             Secrets::QueuedSmsCodes => {
@@ -68,6 +71,7 @@ impl Secrets {
                    FROM mfa.sms_outbox
                   WHERE code_ciphertext IS NOT NULL
                     AND substring(code_ciphertext FROM 2 FOR 8) <> decode($1, 'hex')
+                  -- :organization_filter
                   LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
             }
         }
@@ -78,14 +82,47 @@ impl Secrets {
             Secrets::TotpSecrets => {
                 "UPDATE mfa.totp_registrations t SET secret_ciphertext = u.ciphertext
                    FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(organization_id, row_id, ciphertext)
-                  WHERE t.organization_id = u.organization_id AND t.totp_registration_id = u.row_id::uuid"
+                  WHERE t.organization_id = u.organization_id AND t.totp_registration_id = u.row_id::uuid
+                  -- :organization_filter(t)
+                "
             }
             Secrets::QueuedSmsCodes => {
                 "UPDATE mfa.sms_outbox o SET code_ciphertext = u.ciphertext
                    FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(organization_id, row_id, ciphertext)
-                  WHERE o.organization_id = u.organization_id AND o.message_id = u.row_id::bigint"
+                  WHERE o.organization_id = u.organization_id AND o.message_id = u.row_id::bigint
+                  -- :organization_filter(o)
+                "
             }
         }
+    }
+
+    /// On Citus, where a locking statement must name one organization: the organizations with
+    /// secrets of this kind to re-encrypt (a scan without locks), and `select` and `update` for
+    /// one of them (`$3` and `$4`).
+    fn organizations(self) -> &'static str {
+        match self {
+            Secrets::TotpSecrets => {
+                "SELECT DISTINCT organization_id FROM mfa.totp_registrations
+                  WHERE substring(secret_ciphertext FROM 2 FOR 8) <> decode($1, 'hex') LIMIT $2"
+            }
+            Secrets::QueuedSmsCodes => {
+                "SELECT DISTINCT organization_id FROM mfa.sms_outbox
+                  WHERE code_ciphertext IS NOT NULL
+                    AND substring(code_ciphertext FROM 2 FOR 8) <> decode($1, 'hex') LIMIT $2"
+            }
+        }
+    }
+
+    fn for_one_organization(self) -> &'static (String, String) {
+        static SCOPED: LazyLock<[(String, String); 2]> = LazyLock::new(|| {
+            [Secrets::TotpSecrets, Secrets::QueuedSmsCodes].map(|kind| {
+                (
+                    cluster::for_one_organization(kind.select(), 3),
+                    cluster::for_one_organization(kind.update(), 4),
+                )
+            })
+        });
+        &SCOPED[self as usize]
     }
 
     fn remaining(self) -> &'static str {
@@ -104,35 +141,96 @@ impl Secrets {
 }
 
 /// Up to `limit` secrets of `kind` not under `current_key_id`, locked until the end of the
-/// transaction.
+/// transaction; on Citus, organization by organization.
 pub fn lock_stale(kind: Secrets, current_key_id: &str, limit: i64) -> MfaResult<Vec<StaleSecret>> {
-    spi::typed_rows(
-        kind.select(),
+    if !cluster::on_citus() {
+        return lock_stale_in(kind.select(), current_key_id, limit, None);
+    }
+    let organizations = spi::typed_rows(
+        kind.organizations(),
         &[current_key_id.into(), limit.into()],
-        |row| {
-            Ok(StaleSecret {
-                organization_id: row.get::<String>(1)?.unwrap_or_default(),
-                member_id: row.get::<String>(2)?.unwrap_or_default(),
-                row_id: row.get::<String>(3)?.unwrap_or_default(),
-                ciphertext: row.get::<Vec<u8>>(4)?.unwrap_or_default(),
-                phone_number: row.get::<String>(5)?,
-            })
-        },
-    )
+        |row| row.get::<String>(1).map(Option::unwrap_or_default),
+    )?;
+    let mut stale = Vec::new();
+    for organization in organizations {
+        let room = limit - stale.len() as i64;
+        if room <= 0 {
+            break;
+        }
+        let select = &kind.for_one_organization().0;
+        stale.extend(lock_stale_in(
+            select,
+            current_key_id,
+            room,
+            Some(&organization),
+        )?);
+    }
+    Ok(stale)
 }
 
-/// Writes the new ciphertexts of the secrets `lock_stale` returned, in their order.
+fn lock_stale_in(
+    statement: &str,
+    current_key_id: &str,
+    limit: i64,
+    organization: Option<&str>,
+) -> MfaResult<Vec<StaleSecret>> {
+    let mut args: Vec<DatumWithOid> = vec![current_key_id.into(), limit.into()];
+    if let Some(organization) = organization {
+        args.push(organization.into());
+    }
+    spi::typed_rows(statement, &args, |row| {
+        Ok(StaleSecret {
+            organization_id: row.get::<String>(1)?.unwrap_or_default(),
+            member_id: row.get::<String>(2)?.unwrap_or_default(),
+            row_id: row.get::<String>(3)?.unwrap_or_default(),
+            ciphertext: row.get::<Vec<u8>>(4)?.unwrap_or_default(),
+            phone_number: row.get::<String>(5)?,
+        })
+    })
+}
+
+/// Writes the new ciphertexts of the secrets `lock_stale` returned, in their order; on Citus,
+/// organization by organization.
 pub fn write_reencrypted(
     kind: Secrets,
     secrets: &[StaleSecret],
     ciphertexts: Vec<Vec<u8>>,
 ) -> MfaResult<usize> {
-    let organizations: Vec<String> = secrets.iter().map(|s| s.organization_id.clone()).collect();
-    let ids: Vec<String> = secrets.iter().map(|s| s.row_id.clone()).collect();
-    spi::execute(
-        kind.update(),
-        &[organizations.into(), ids.into(), ciphertexts.into()],
-    )
+    let pairs: Vec<(&StaleSecret, Vec<u8>)> = secrets.iter().zip(ciphertexts).collect();
+    if !cluster::on_citus() {
+        return write_in(kind.update(), None, pairs);
+    }
+    let mut by_organization: Vec<(&str, Vec<(&StaleSecret, Vec<u8>)>)> = Vec::new();
+    for pair in pairs {
+        let organization = pair.0.organization_id.as_str();
+        match by_organization.iter_mut().find(|(o, _)| *o == organization) {
+            Some((_, group)) => group.push(pair),
+            None => by_organization.push((organization, vec![pair])),
+        }
+    }
+    let mut written = 0;
+    for (organization, group) in by_organization {
+        written += write_in(&kind.for_one_organization().1, Some(organization), group)?;
+    }
+    Ok(written)
+}
+
+fn write_in(
+    statement: &str,
+    organization: Option<&str>,
+    pairs: Vec<(&StaleSecret, Vec<u8>)>,
+) -> MfaResult<usize> {
+    let organizations: Vec<String> = pairs
+        .iter()
+        .map(|(s, _)| s.organization_id.clone())
+        .collect();
+    let ids: Vec<String> = pairs.iter().map(|(s, _)| s.row_id.clone()).collect();
+    let ciphertexts: Vec<Vec<u8>> = pairs.into_iter().map(|(_, c)| c).collect();
+    let mut args: Vec<DatumWithOid> = vec![organizations.into(), ids.into(), ciphertexts.into()];
+    if let Some(organization) = organization {
+        args.push(organization.into());
+    }
+    spi::execute(statement, &args)
 }
 
 /// Secrets of `kind` still under another key than `current_key_id`.

@@ -394,5 +394,83 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         refused["error_type"], "user_lock_limit_reached",
         "{refused}"
     );
+
+    // Key rotation on the cluster: a new key on every node, reloaded, and every secret
+    // re-encrypted organization by organization; logins go on with the new key.
+    let org = &orgs[1];
+    one(&mut admin, "SELECT mfa.member_upsert($1, 'cat')", &[org]);
+    one(
+        &mut admin,
+        "SELECT mfa.totp_migrate($1, 'cat', $2)",
+        &[org, &SECRET],
+    );
+    for node in [&coordinator, &worker, &stray] {
+        node.write_key_file(&format!("{}{}", key(0x31), key(0x33)));
+        Client::connect(&node.url("mfa_cluster"), NoTls)
+            .unwrap()
+            .batch_execute("SELECT pg_reload_conf()")
+            .unwrap();
+    }
+    for node in [&coordinator, &worker, &stray] {
+        let mut c = Client::connect(&node.url("mfa_cluster"), NoTls).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c
+            .query_one(
+                "SELECT count(*) FROM mfa.encryption_keys() WHERE source = 'server'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            < 2
+        {
+            assert!(
+                Instant::now() < deadline,
+                "port {}: the key file was reloaded",
+                node.port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rotated = one(&mut admin, "SELECT mfa.encryption_key_rotate(4)", &[]);
+        if rotated["remaining"]["totp_secrets"] == 0
+            && rotated["remaining"]["queued_sms_codes"] == 0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rotation ends: {rotated}");
+    }
+    let old: i64 = admin
+        .query_one(
+            "SELECT coalesce(sum(totp_secrets + queued_sms_codes), 0)::bigint FROM mfa.encryption_keys()
+              WHERE key_id IS NOT NULL AND NOT encrypts",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(old, 0, "no secret is left under the old key");
+    let encrypting: String = admin
+        .query_one(
+            "SELECT key_id FROM mfa.encryption_keys() WHERE encrypts",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let moved: i64 = admin
+        .query_one(
+            "SELECT totp_secrets FROM mfa.encryption_keys() WHERE key_id = $1",
+            &[&encrypting],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(moved, 7, "every authenticator secret is under the new key");
+    let token = login(&mut app, org, "cat");
+    let proven = one(
+        &mut app,
+        "SELECT mfa.totp_authenticate($1, 'cat', $2, $3)",
+        &[org, &totp_now(SECRET), &token],
+    );
+    assert_eq!(proven["status_code"], 200, "{proven}");
     drop((worker, stray));
 }
