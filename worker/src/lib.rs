@@ -20,6 +20,9 @@ use tracing::{error, info, warn};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
+    /// More servers to `LISTEN` on: on a Citus cluster a code is queued (and its notification
+    /// raised) on the node that holds the organization, while claims go to the coordinator.
+    pub listen_urls: Vec<String>,
     pub provider: Provider,
     pub batch_size: i32,
     pub concurrency: usize,
@@ -36,6 +39,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
     let http = provider::http_client(config.request_timeout);
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let mut backoff = Duration::from_millis(500);
+    // Wake-ups from the other servers; `_hints` keeps the channel open when there are none.
+    let (_hints, mut hints) = listen_elsewhere(&config.listen_urls, &shutdown);
     'connection: while !*shutdown.borrow() {
         let (client, mut wakeups) = match connect(&config.database_url).await {
             Ok(c) => {
@@ -99,6 +104,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
                     warn!("database connection lost; reconnecting");
                     continue 'connection;
                 },
+                _ = hints.recv() => {}
                 _ = tokio::time::sleep(config.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
@@ -107,6 +113,46 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
     // Every send in flight finishes and is acknowledged before the worker exits.
     let _all = slots.acquire_many(config.concurrency as u32).await;
     info!("stopped");
+}
+
+/// Listens on `mfa_sms_outbox` on each of `urls` (reconnecting as needed) until shutdown, and
+/// turns every notification into a wake-up on the returned receiver.
+fn listen_elsewhere(
+    urls: &[String],
+    shutdown: &watch::Receiver<bool>,
+) -> (mpsc::UnboundedSender<()>, mpsc::UnboundedReceiver<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for url in urls {
+        let (url, tx, mut shutdown) = (url.clone(), tx.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(500);
+            while !*shutdown.borrow() {
+                match connect(&url).await {
+                    Ok((_client, mut notifications)) => {
+                        backoff = Duration::from_millis(500);
+                        loop {
+                            tokio::select! {
+                                woke = notifications.recv() => match woke {
+                                    Some(()) => { let _ = tx.send(()); }
+                                    None => break,
+                                },
+                                _ = shutdown.changed() => return,
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot listen on a server");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+    (tx, rx)
 }
 
 /// Why a connection could not be made.

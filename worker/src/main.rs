@@ -20,6 +20,14 @@ struct Args {
     /// PostgreSQL connection string of a role granted mfa_sms_worker (key=value or postgres:// URL).
     #[arg(long, env = "MFA_DATABASE_URL")]
     database_url: String,
+    /// More servers to LISTEN on for new messages (repeat, or comma-separated): on a Citus
+    /// cluster, each worker node (a code's notification is raised where its organization is).
+    #[arg(
+        long = "listen-url",
+        env = "MFA_SMS_LISTEN_URLS",
+        value_delimiter = ','
+    )]
+    listen_urls: Vec<String>,
     /// Where messages go.
     #[arg(long, env = "MFA_SMS_PROVIDER", value_enum, default_value = "console")]
     provider: ProviderKind,
@@ -150,6 +158,7 @@ async fn main() {
     };
     let config = Config {
         database_url: args.database_url.clone(),
+        listen_urls: args.listen_urls.clone(),
         provider,
         batch_size: args.batch_size,
         concurrency: args.concurrency as usize,

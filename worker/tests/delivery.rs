@@ -173,8 +173,15 @@ struct Worker(Child);
 
 impl Worker {
     fn start(provider_args: &[&str], extra: &[&str]) -> Worker {
+        // Polls every second unless the test says otherwise.
+        let poll: &[&str] = if extra.contains(&"--poll-interval") {
+            &[]
+        } else {
+            &["--poll-interval", "1"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_mfa-sms-worker"))
-            .args(["--database-url", &database_url(), "--poll-interval", "1"])
+            .args(["--database-url", &database_url()])
+            .args(poll)
             .args(provider_args)
             .args(extra)
             .env("MFA_SMS_LOG", "warn")
@@ -504,4 +511,38 @@ fn webhook_refuses_http_and_redirects() {
         .unwrap()
         .get(0);
     assert!(error.contains("redirect"), "{error}");
+}
+
+#[test]
+fn a_notification_on_another_server_wakes_the_worker() {
+    // On Citus a code is queued on the node that holds its organization, and its notification
+    // is raised there; claims go to the coordinator. Here: the messages are queued without a
+    // notification, and one is raised in another database, which the worker also listens on.
+    let mut c = db();
+    let other = database_url().replace("dbname=mfa_worker", "dbname=postgres");
+    assert_ne!(other, database_url(), "the test database is mfa_worker");
+    let fake = FakeProvider::start(vec![]);
+    let worker = Worker::twilio(
+        &fake.url,
+        &["--poll-interval", "600", "--listen-url", &other],
+    );
+    // The worker's first claim finds the outbox empty; then it waits (10 minutes between polls).
+    c.batch_execute("DELETE FROM mfa.sms_outbox").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    c.batch_execute("SET mfa.sms_outbox_notify = off").unwrap();
+    let ids = queue_messages(&mut c, 2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        statuses(&mut c).iter().all(|s| s.1 == "pending"),
+        "nothing wakes the worker yet"
+    );
+    Client::connect(&other, NoTls)
+        .unwrap()
+        .batch_execute("NOTIFY mfa_sms_outbox")
+        .unwrap();
+    wait_until("the messages sent", Duration::from_secs(10), || {
+        all_sent(&mut c)
+    });
+    assert_eq!(fake.requests().len(), ids.len());
+    assert!(worker.stop().success());
 }
