@@ -200,17 +200,9 @@ pub fn write_reencrypted(
     if !cluster::on_citus() {
         return write_in(kind.update(), None, pairs);
     }
-    let mut by_organization: Vec<(&str, Vec<(&StaleSecret, Vec<u8>)>)> = Vec::new();
-    for pair in pairs {
-        let organization = pair.0.organization_id.as_str();
-        match by_organization.iter_mut().find(|(o, _)| *o == organization) {
-            Some((_, group)) => group.push(pair),
-            None => by_organization.push((organization, vec![pair])),
-        }
-    }
     let mut written = 0;
-    for (organization, group) in by_organization {
-        written += write_in(&kind.for_one_organization().1, Some(organization), group)?;
+    for (organization, group) in cluster::by_organization(pairs, |(s, _)| &s.organization_id) {
+        written += write_in(&kind.for_one_organization().1, Some(&organization), group)?;
     }
     Ok(written)
 }

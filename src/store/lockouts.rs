@@ -57,18 +57,8 @@ pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResu
     if !cluster::on_citus() {
         return write_records(None, records);
     }
-    let mut by_organization: Vec<(&str, Vec<&Record>)> = Vec::new();
-    for record in records {
-        match by_organization
-            .iter_mut()
-            .find(|(organization, _)| *organization == record.organization_id())
-        {
-            Some((_, group)) => group.push(record),
-            None => by_organization.push((record.organization_id(), vec![record])),
-        }
-    }
-    for (organization, group) in by_organization {
-        write_records(Some(organization), group)?;
+    for (organization, group) in cluster::by_organization(records, |r| r.organization_id()) {
+        write_records(Some(&organization), group)?;
     }
     Ok(())
 }
