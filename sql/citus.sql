@@ -132,6 +132,10 @@ DECLARE
     high CONSTANT bigint := low + (1::bigint << 48) - 2;
     s pg_sequences;
 BEGIN
+    -- Only mfa's own identity sequences (the name goes into a statement).
+    IF name NOT IN ('mfa.events_event_id_seq', 'mfa.sms_outbox_message_id_seq') THEN
+        RAISE EXCEPTION 'invalid_argument: % is not an identity sequence of mfa', name USING ERRCODE = '22023';
+    END IF;
     SELECT * INTO s FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename) = name;
     IF s.min_value = low AND s.max_value = high THEN
         RETURN false;
