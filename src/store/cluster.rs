@@ -40,22 +40,6 @@ pub fn require_organization_here(organization_id: &str) -> MfaResult<()> {
     .with_hint("Call the function on its own (SELECT mfa.totp_authenticate(...), nothing around it) so that Citus delegates it to that node; mfa.distribute() set the delegation up."))
 }
 
-/// `items` grouped by organization, each group in the items' order, the groups in the order of
-/// their first item: what goes organization by organization on Citus.
-pub fn by_organization<T>(
-    items: Vec<T>,
-    organization: impl Fn(&T) -> &str,
-) -> Vec<(String, Vec<T>)> {
-    let mut groups: Vec<(String, Vec<T>)> = Vec::new();
-    for item in items {
-        match groups.iter().position(|(o, _)| o == organization(&item)) {
-            Some(at) => groups[at].1.push(item),
-            None => groups.push((organization(&item).to_string(), vec![item])),
-        }
-    }
-    groups
-}
-
 /// `statement` for one organization on Citus: each `-- :organization_filter` line becomes
 /// `AND organization_id = $N::text`, and each `-- :organization_filter(alias)` line
 /// `AND alias.organization_id = $N::text`, with `parameter` the N.
@@ -82,18 +66,6 @@ pub fn for_one_organization(statement: &str, parameter: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::for_one_organization;
-
-    #[test]
-    fn items_are_grouped_by_organization_in_order() {
-        let items = vec![("b", 1), ("a", 2), ("b", 3)];
-        assert_eq!(
-            super::by_organization(items, |i| i.0),
-            vec![
-                ("b".to_string(), vec![("b", 1), ("b", 3)]),
-                ("a".to_string(), vec![("a", 2)])
-            ]
-        );
-    }
 
     #[test]
     fn every_mark_becomes_a_filter_on_the_organization() {

@@ -1,7 +1,7 @@
 //! Statements of key rotation: which secrets a key covers, and the re-encryption of a batch.
 
 use crate::error::MfaResult;
-use crate::store::{cluster, spi};
+use crate::store::{cluster, grouped_by, spi};
 use pgrx::datum::DatumWithOid;
 use std::sync::LazyLock;
 
@@ -201,7 +201,7 @@ pub fn write_reencrypted(
         return write_in(kind.update(), None, pairs);
     }
     let mut written = 0;
-    for (organization, group) in cluster::by_organization(pairs, |(s, _)| &s.organization_id) {
+    for (organization, group) in grouped_by(pairs, |(s, _)| &s.organization_id) {
         written += write_in(&kind.for_one_organization().1, Some(&organization), group)?;
     }
     Ok(written)

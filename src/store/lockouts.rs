@@ -4,7 +4,7 @@
 use crate::core::attempts::MemberAttempts;
 use crate::error::MfaResult;
 use crate::store::ledger::{Record, RecordKind};
-use crate::store::{cluster, spi};
+use crate::store::{cluster, grouped_by, spi};
 use pgrx::datum::DatumWithOid;
 use pgrx::datum::TimestampWithTimeZone;
 use std::collections::HashMap;
@@ -57,30 +57,54 @@ pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResu
     if !cluster::on_citus() {
         return write_records(None, records);
     }
-    for (organization, group) in cluster::by_organization(records, |r| r.organization_id()) {
+    for (organization, group) in grouped_by(records, |r| r.organization_id()) {
         write_records(Some(&organization), group)?;
     }
     Ok(())
 }
 
-/// `lockout_write.sql` and `event_write.sql`, and each for one organization (Citus).
-static STATEMENTS: LazyLock<[String; 4]> = LazyLock::new(|| {
+/// `lockout_write.sql`, and for one organization (Citus).
+static LOCKOUT_STATEMENTS: LazyLock<[String; 2]> = LazyLock::new(|| {
     let lockouts = include_str!("sql/lockout_write.sql");
-    let events = include_str!("sql/event_write.sql");
     [
         lockouts.to_string(),
-        cluster::for_one_organization(lockouts, 10),
-        events.to_string(),
-        cluster::for_one_organization(events, 9),
+        cluster::for_one_organization(lockouts, 9),
     ]
 });
 
-/// The records of one organization (`Some`, on Citus) or of all, in queue order.
+/// An audit event as `event_write.sql` takes it.
+struct EventRow {
+    organization_id: String,
+    request_id: String,
+    event_type: String,
+    member_id: String,
+    actor: String,
+    details: String,
+    occurred_at: Option<TimestampWithTimeZone>,
+}
+
+impl EventRow {
+    fn of(record: &Record) -> EventRow {
+        EventRow {
+            organization_id: record.organization_id().to_string(),
+            request_id: uuid::Uuid::from_bytes(record.request_id).to_string(),
+            event_type: record.event_type().to_string(),
+            member_id: record.member_id().to_string(),
+            actor: record.actor().to_string(),
+            details: record.details().to_string(),
+            occurred_at: time(record.occurred_at),
+        }
+    }
+}
+
+/// The records of one organization (`Some`, on Citus) or of all, in queue order: the members'
+/// states, then the remembered devices a lock or a suspected theft takes, then the events.
 fn write_records(organization: Option<&str>, records: Vec<&Record>) -> MfaResult<()> {
-    let [lockouts, lockouts_scoped, events_statement, events_scoped] = &*STATEMENTS;
+    let now = spi::clock();
     let mut states: Vec<&Record> = Vec::new();
     let mut latest: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut events: Vec<&Record> = Vec::new();
+    let mut events: Vec<EventRow> = Vec::new();
+    let mut thefts: Vec<&Record> = Vec::new();
     for &record in &records {
         if record.kind != RecordKind::Event {
             let member = (record.organization_id(), record.member_id());
@@ -93,7 +117,10 @@ fn write_records(organization: Option<&str>, records: Vec<&Record>) -> MfaResult
             }
         }
         if record.kind != RecordKind::State {
-            events.push(record);
+            events.push(EventRow::of(record));
+            if record.event_type() == "remembered_device.theft_suspected" {
+                thefts.push(record);
+            }
         }
     }
     if !states.is_empty() {
@@ -116,9 +143,9 @@ fn write_records(organization: Option<&str>, records: Vec<&Record>) -> MfaResult
                 .map(|r| r.attempts.lock_count as i32)
                 .collect::<Vec<_>>()
                 .into(),
-            crate::core::ids::new_request_id().into(),
-            spi::clock().into(),
+            now.into(),
         ];
+        let [lockouts, lockouts_scoped] = &*LOCKOUT_STATEMENTS;
         let statement = match organization {
             Some(organization) => {
                 args.push(organization.into());
@@ -128,33 +155,98 @@ fn write_records(organization: Option<&str>, records: Vec<&Record>) -> MfaResult
         };
         spi::execute(statement, &args)?;
     }
+    // A member locked now loses every device made until now.
+    let locked: Vec<&Record> = states
+        .iter()
+        .copied()
+        .filter(|r| r.attempts.lock_expires_at > now.into_inner())
+        .collect();
+    let request_id = crate::core::ids::new_request_id();
+    for (organization, members) in grouped_by(locked, |r| r.organization_id()) {
+        let members: Vec<String> = members.iter().map(|r| r.member_id().to_string()).collect();
+        revoke_devices(
+            &organization,
+            members,
+            now,
+            "member_locked",
+            &request_id,
+            &mut events,
+        )?;
+    }
+    // A suspected theft: the devices made until then, for good.
+    for theft in thefts {
+        let (organization, member) = (theft.organization_id(), theft.member_id());
+        let until = time(theft.occurred_at).unwrap_or(now);
+        spi::execute(
+            include_str!("sql/theft_watermark.sql"),
+            &[organization.into(), member.into(), until.into(), now.into()],
+        )?;
+        let members = vec![member.to_string()];
+        revoke_devices(
+            organization,
+            members,
+            until,
+            "theft_suspected",
+            &request_id,
+            &mut events,
+        )?;
+    }
     if !events.is_empty() {
-        let mut args: Vec<DatumWithOid> = vec![
-            strings(&events, Record::organization_id).into(),
-            events
-                .iter()
-                .map(|r| uuid::Uuid::from_bytes(r.request_id).to_string())
-                .collect::<Vec<_>>()
-                .into(),
-            strings(&events, Record::event_type).into(),
-            strings(&events, Record::member_id).into(),
-            strings(&events, Record::actor).into(),
-            strings(&events, Record::details).into(),
-            events
-                .iter()
-                .map(|r| time(r.occurred_at))
-                .collect::<Vec<_>>()
-                .into(),
-            spi::clock().into(),
-        ];
-        let statement = match organization {
-            Some(organization) => {
-                args.push(organization.into());
-                events_scoped
-            }
-            None => events_statement,
+        let field = |f: fn(&EventRow) -> &str| -> Vec<String> {
+            events.iter().map(|e| f(e).to_string()).collect()
         };
-        spi::execute(statement, &args)?;
+        spi::execute(
+            include_str!("sql/event_write.sql"),
+            &[
+                field(|e| &e.organization_id).into(),
+                field(|e| &e.request_id).into(),
+                field(|e| &e.event_type).into(),
+                field(|e| &e.member_id).into(),
+                field(|e| &e.actor).into(),
+                field(|e| &e.details).into(),
+                events
+                    .iter()
+                    .map(|e| e.occurred_at)
+                    .collect::<Vec<_>>()
+                    .into(),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Deletes the devices of `members` (of `organization`) made at or before `until`, and adds a
+/// `remembered_device.revoked` event per member who had any.
+fn revoke_devices(
+    organization: &str,
+    members: Vec<String>,
+    until: TimestampWithTimeZone,
+    reason: &str,
+    request_id: &str,
+    events: &mut Vec<EventRow>,
+) -> MfaResult<()> {
+    let revoked = spi::typed_rows(
+        include_str!("sql/device_revocation.sql"),
+        &[organization.into(), members.into(), until.into()],
+        |row| {
+            Ok((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+            ))
+        },
+    )?;
+    for (member, devices) in grouped_by(revoked, |(member, _)| member) {
+        let mut device_ids: Vec<String> = devices.into_iter().map(|(_, d)| d).collect();
+        device_ids.sort();
+        events.push(EventRow {
+            organization_id: organization.to_string(),
+            request_id: request_id.to_string(),
+            event_type: "remembered_device.revoked".to_string(),
+            member_id: member,
+            actor: spi::session_user(),
+            details: serde_json::json!({ "reason": reason, "device_ids": device_ids }).to_string(),
+            occurred_at: Some(spi::clock()),
+        });
     }
     Ok(())
 }

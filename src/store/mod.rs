@@ -28,3 +28,31 @@ pub(crate) fn without_comments(sql: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// `items` grouped by `key`, each group in the items' order, the groups in the order of their
+/// first item (what goes organization by organization on Citus, or member by member).
+pub fn grouped_by<T>(items: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<(String, Vec<T>)> {
+    let mut groups: Vec<(String, Vec<T>)> = Vec::new();
+    for item in items {
+        match groups.iter().position(|(k, _)| k == key(&item)) {
+            Some(at) => groups[at].1.push(item),
+            None => groups.push((key(&item).to_string(), vec![item])),
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn items_are_grouped_in_order() {
+        let items = vec![("b", 1), ("a", 2), ("b", 3)];
+        assert_eq!(
+            super::grouped_by(items, |i| i.0),
+            vec![
+                ("b".to_string(), vec![("b", 1), ("b", 3)]),
+                ("a".to_string(), vec![("a", 2)])
+            ]
+        );
+    }
+}
