@@ -44,6 +44,8 @@ DECLARE
         'mfa.recovery_codes_rotate(text,text,text)',
         'mfa.remembered_device_create(text,text,text,text,text)',
         'mfa.remembered_device_revoke(text,text,text)', 'mfa.remembered_devices_get(text,text)'];
+    reads_across CONSTANT text[] := ARRAY['mfa.primary_authenticate(text,text,text,text,text,text)',
+                                          'mfa.otp_sms_send(text,text,text,text,text)'];
     name text;
     nodes bigint;
     failed bigint;
@@ -119,14 +121,19 @@ BEGIN
     END LOOP;
     FOREACH name IN ARRAY delegated LOOP
         object := name;
-        distribution := 'delegated by organization_id to the node holding the organization';
+        -- A call that counts attempts is delegated in a transaction block too (force_delegation:
+        -- only the organization's node may count them); one that sends an SMS reads every
+        -- organization's sends to the number, which a delegated call may not do in a
+        -- transaction block: there it runs on the coordinator.
+        distribution := CASE WHEN name IN (SELECT unnest(reads_across)) THEN 'delegated by organization_id, but not in a transaction block'
+                             ELSE 'delegated by organization_id to the node holding the organization' END;
         done_now := NOT EXISTS (SELECT FROM pg_dist_object
                                  WHERE classid = 'pg_proc'::regclass AND objid = name::regprocedure
                                    AND distribution_argument_index IS NOT NULL);
         IF done_now THEN
             PERFORM create_distributed_function(name::regprocedure, 'organization_id',
                                                 colocate_with => 'mfa.organizations',
-                                                force_delegation => true);
+                                                force_delegation => name <> ALL (reads_across));
         END IF;
         RETURN NEXT;
     END LOOP;

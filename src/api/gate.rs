@@ -163,7 +163,7 @@ fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Result<Value, MfaE
     })?;
     let Some(factors) = consumed else {
         // Which of the token's problems it is, for the message.
-        let problem = login::find_for_gate(organization_id, member_id, token)
+        let problem = login::find_for(organization_id, member_id, token)
             .err()
             .unwrap_or_else(login::token_not_found);
         return Err(MfaError::new(
@@ -323,7 +323,7 @@ pub fn decide(
         };
         let Some(factors) = inputs.consumed_factors else {
             // Which of the token's problems it is, for the message.
-            login::find_for_gate(organization_id, member_id, token).map_err(insufficient)?;
+            login::find_for(organization_id, member_id, token).map_err(insufficient)?;
             return Err(insufficient(login::token_not_found()));
         };
         if !inputs.has_primary {

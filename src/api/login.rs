@@ -34,39 +34,23 @@ pub fn find_for(
     member_id: &str,
     token: &str,
 ) -> MfaResult<IntermediateSession> {
-    find_in(organization_id, member_id, token, true)
-}
-
-/// `find_for` in the session gate, for its message. On Citus the gate runs on the node of the
-/// organization's shard, where a question across organizations (a nested distributed query) is
-/// refused: there a token of another organization is reported as unknown.
-pub fn find_for_gate(
-    organization_id: &str,
-    member_id: &str,
-    token: &str,
-) -> MfaResult<IntermediateSession> {
-    find_in(organization_id, member_id, token, !cluster::on_citus())
-}
-
-fn find_in(
-    organization_id: &str,
-    member_id: &str,
-    token: &str,
-    across_organizations: bool,
-) -> MfaResult<IntermediateSession> {
     match sessions::find(organization_id, member_id, token_hash(token))? {
         Some(found) if found.live => Ok(found),
         Some(_) => Err(token_not_found()),
-        None if across_organizations => Err(token_unknown_here(organization_id, token)?),
-        None => Err(token_not_found()),
+        None => Err(token_unknown_here(organization_id, token)?),
     }
 }
 
 /// The error for a token the member's organization does not hold for them: another
-/// organization's, or unknown (or another member's).
+/// organization's, or unknown (or another member's). On Citus a call runs on the node of its
+/// organization (delegated, or in the session gate on a shard), where a question across
+/// organizations is a nested distributed query Citus refuses: there a token of another
+/// organization is reported as unknown.
 pub fn token_unknown_here(organization_id: &str, token: &str) -> MfaResult<MfaError> {
     Ok(
-        if sessions::of_another_organization(organization_id, token_hash(token))? {
+        if !cluster::on_citus()
+            && sessions::of_another_organization(organization_id, token_hash(token))?
+        {
             MfaError::new(
                 ErrorType::InvalidIntermediateSessionTokenForOrganization,
                 "The intermediate session token belongs to another organization.",

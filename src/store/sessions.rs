@@ -61,11 +61,10 @@ pub fn find(
 }
 
 /// Whether a token the member's organization does not know is another organization's (asked
-/// only then, without a lock: on Citus a question across organizations reaches every shard).
+/// only then, without a lock, and never on Citus: see `api::login::token_unknown_here`).
 pub fn of_another_organization(organization_id: &str, token_hash: Vec<u8>) -> MfaResult<bool> {
     Ok(spi::typed_row(
-        // `SELECT 1`, not `SELECT`: Citus 13 fails to plan a multi-shard subquery of no column.
-        "SELECT EXISTS (SELECT 1 FROM mfa.intermediate_sessions
+        "SELECT EXISTS (SELECT FROM mfa.intermediate_sessions
                          WHERE token_hash = $2 AND organization_id <> $1)",
         &[organization_id.into(), token_hash.into()],
         |row| row.get::<bool>(1),
