@@ -91,4 +91,6 @@ SELECT mfa.sms_worker_revoke('regress_tenant_worker', 'tenant-a') ->> 'organizat
 SELECT mfa.organization_delete('tenant-a') IS NOT NULL AS deleted;
 DROP ROLE regress_app, regress_worker, regress_tenant_worker;
 -- Scaling out (README, Scaling out): mfa.distribute() needs Citus; without it, it says so.
+\set SHOW_CONTEXT never
 SELECT * FROM mfa.distribute();
+\set SHOW_CONTEXT errors
