@@ -178,14 +178,12 @@ COMMENT ON FUNCTION mfa.distribute() IS
 COMMENT ON FUNCTION mfa._sequence_range_set(text) IS
     'mfa (internal): run by mfa.distribute() on every node: gives an identity sequence the node''s own range of ids.';
 
-COMMENT ON FUNCTION mfa._session_guard_shards_ddl() IS
-    'mfa (internal): on a Citus node, refuses to everyone but a superuser DDL that disables a session gate trigger (on a shard of a guarded table, too) or gives a table carrying one an inheritance child.';
-COMMENT ON FUNCTION mfa._session_guard_shards_drop() IS
-    'mfa (internal): on a Citus node, refuses to everyone but a superuser the drop of a session gate trigger (on a shard of a guarded table, too).';
+COMMENT ON FUNCTION mfa._session_guard_shards() IS
+    'mfa (internal): on a Citus node, refuses to everyone but a superuser DDL that disables or drops a session gate trigger (on a shard of a guarded table, too) or gives a table carrying one an inheritance child.';
 COMMENT ON EVENT TRIGGER mfa_session_guard_shards IS
-    'mfa: on a Citus node, keeps the session gate of a distributed sessions table''s shards on (see mfa._session_guard_shards_ddl).';
+    'mfa: on a Citus node, keeps the session gate of a distributed sessions table''s shards on (see mfa._session_guard_shards).';
 COMMENT ON EVENT TRIGGER mfa_session_guard_shards_drop IS
-    'mfa: on a Citus node, keeps the session gate triggers of a distributed sessions table''s shards (see mfa._session_guard_shards_drop).';
+    'mfa: on a Citus node, keeps the session gate triggers of a distributed sessions table''s shards (see mfa._session_guard_shards).';
 
 COMMENT ON FUNCTION mfa._initialize_database_key() IS
     'mfa (internal): generates the per-database (development) encryption key at CREATE EXTENSION, unless the server has keys of its own.';

@@ -168,11 +168,11 @@ $$;
 -- The guard of a distributed sessions table on every node. Its triggers run on the table's
 -- shards, and a shard is a table of the application's role on a worker, within its reach
 -- (run_command_on_shards from the coordinator, or a connection to the worker): DDL there does
--- not pass the coordinator's guard. These two event triggers refuse, to everyone but a
+-- not pass the coordinator's guard. This event trigger function refuses, to everyone but a
 -- superuser, DDL that leaves a gate trigger of a shard (or of any table) disabled, or gives a
--- table carrying one an inheritance child, and the drop of a gate trigger. They do nothing where
--- citus is not installed.
-CREATE FUNCTION mfa._session_guard_shards_ddl() RETURNS event_trigger
+-- table carrying one an inheritance child (after each command), and the drop of a gate trigger
+-- (sql_drop). It does nothing where citus is not installed.
+CREATE FUNCTION mfa._session_guard_shards() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     problem text;
@@ -182,23 +182,32 @@ BEGIN
        OR NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
         RETURN;
     END IF;
-    -- Only the tables this role could have changed (as in mfa._session_guard_ddl).
-    invoker := CASE current_setting('role') WHEN 'none' THEN session_user::text ELSE current_setting('role') END;
-    SELECT format('trigger %I on %s may not be disabled', t.tgname, t.tgrelid::regclass) INTO problem
-      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-     WHERE t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.tgenabled <> 'O'
-       AND (pg_has_role(invoker, c.relowner, 'MEMBER') OR has_table_privilege(invoker, c.oid, 'TRIGGER'))
-     LIMIT 1;
-    IF problem IS NULL THEN
-        SELECT format('%s may not inherit from %s, which carries the session gate', i.inhrelid::regclass,
-                      i.inhparent::regclass) INTO problem
-          FROM pg_inherits i JOIN pg_class parent ON parent.oid = i.inhparent
-          JOIN pg_class child ON child.oid = i.inhrelid
-         WHERE parent.relkind = 'r'
-           AND (pg_has_role(invoker, child.relowner, 'MEMBER') OR pg_has_role(invoker, parent.relowner, 'MEMBER'))
-           AND EXISTS (SELECT FROM pg_trigger t
-                        WHERE t.tgrelid = i.inhparent AND t.tgfoid = 'mfa.session_gate()'::regprocedure)
+    IF tg_event = 'sql_drop' THEN
+        -- The trigger's row is gone by now: its name (session_table_guard's, with Citus's shard
+        -- suffix on a shard) tells it.
+        SELECT format('trigger %s may not be dropped', d.object_identity) INTO problem
+          FROM pg_event_trigger_dropped_objects() d
+         WHERE d.object_type = 'trigger' AND d.object_identity LIKE 'mfa\_session\_gate\_%'
          LIMIT 1;
+    ELSE
+        -- Only the tables this role could have changed (as in mfa._session_guard_ddl).
+        invoker := CASE current_setting('role') WHEN 'none' THEN session_user::text ELSE current_setting('role') END;
+        SELECT format('trigger %I on %s may not be disabled', t.tgname, t.tgrelid::regclass) INTO problem
+          FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+         WHERE t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.tgenabled <> 'O'
+           AND (pg_has_role(invoker, c.relowner, 'MEMBER') OR has_table_privilege(invoker, c.oid, 'TRIGGER'))
+         LIMIT 1;
+        IF problem IS NULL THEN
+            SELECT format('%s may not inherit from %s, which carries the session gate', i.inhrelid::regclass,
+                          i.inhparent::regclass) INTO problem
+              FROM pg_inherits i JOIN pg_class parent ON parent.oid = i.inhparent
+              JOIN pg_class child ON child.oid = i.inhrelid
+             WHERE parent.relkind = 'r'
+               AND (pg_has_role(invoker, child.relowner, 'MEMBER') OR pg_has_role(invoker, parent.relowner, 'MEMBER'))
+               AND EXISTS (SELECT FROM pg_trigger t
+                            WHERE t.tgrelid = i.inhparent AND t.tgfoid = 'mfa.session_gate()'::regprocedure)
+             LIMIT 1;
+        END IF;
     END IF;
     IF problem IS NOT NULL THEN
         RAISE LOG 'mfa: refused % by role % (session user %): %', tg_tag, current_setting('role'), session_user, problem;
@@ -209,34 +218,10 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mfa._session_guard_shards_drop() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    dropped text;
-BEGIN
-    IF current_setting('is_superuser')::boolean
-       OR NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
-        RETURN;
-    END IF;
-    -- The trigger's row is gone by now: its name (session_table_guard's, with Citus's shard
-    -- suffix on a shard) tells it.
-    SELECT d.object_identity INTO dropped
-      FROM pg_event_trigger_dropped_objects() d
-     WHERE d.object_type = 'trigger' AND d.object_identity LIKE 'mfa\_session\_gate\_%'
-     LIMIT 1;
-    IF dropped IS NOT NULL THEN
-        RAISE LOG 'mfa: refused % by role % (session user %): it drops trigger %', tg_tag, current_setting('role'), session_user, dropped;
-        RAISE EXCEPTION 'insufficient_privilege: % refused: trigger % may not be dropped', tg_tag, dropped
-            USING ERRCODE = '42501',
-                  HINT = 'Only mfa.session_table_unguard (mfa_admin) takes a sessions table''s guard off.';
-    END IF;
-END
-$$;
-
 CREATE EVENT TRIGGER mfa_session_guard_shards ON ddl_command_end
-    EXECUTE FUNCTION mfa._session_guard_shards_ddl();
+    EXECUTE FUNCTION mfa._session_guard_shards();
 CREATE EVENT TRIGGER mfa_session_guard_shards_drop ON sql_drop
-    EXECUTE FUNCTION mfa._session_guard_shards_drop();
+    EXECUTE FUNCTION mfa._session_guard_shards();
 
 -- On Citus, the guard of a distributed sessions table (colocated with mfa.organizations).
 CREATE OR REPLACE FUNCTION mfa.session_table_guard(
@@ -375,13 +360,11 @@ COMMENT ON FUNCTION mfa.distribute() IS
 COMMENT ON FUNCTION mfa._sequence_range_set(text) IS
     'mfa (internal): run by mfa.distribute() on every node: gives an identity sequence the node''s own range of ids.';
 
-COMMENT ON FUNCTION mfa._session_guard_shards_ddl() IS
-    'mfa (internal): on a Citus node, refuses to everyone but a superuser DDL that disables a session gate trigger (on a shard of a guarded table, too) or gives a table carrying one an inheritance child.';
-COMMENT ON FUNCTION mfa._session_guard_shards_drop() IS
-    'mfa (internal): on a Citus node, refuses to everyone but a superuser the drop of a session gate trigger (on a shard of a guarded table, too).';
+COMMENT ON FUNCTION mfa._session_guard_shards() IS
+    'mfa (internal): on a Citus node, refuses to everyone but a superuser DDL that disables or drops a session gate trigger (on a shard of a guarded table, too) or gives a table carrying one an inheritance child.';
 COMMENT ON EVENT TRIGGER mfa_session_guard_shards IS
-    'mfa: on a Citus node, keeps the session gate of a distributed sessions table''s shards on (see mfa._session_guard_shards_ddl).';
+    'mfa: on a Citus node, keeps the session gate of a distributed sessions table''s shards on (see mfa._session_guard_shards).';
 COMMENT ON EVENT TRIGGER mfa_session_guard_shards_drop IS
-    'mfa: on a Citus node, keeps the session gate triggers of a distributed sessions table''s shards (see mfa._session_guard_shards_drop).';
+    'mfa: on a Citus node, keeps the session gate triggers of a distributed sessions table''s shards (see mfa._session_guard_shards).';
 
-REVOKE ALL ON FUNCTION mfa._sequence_range_set(text), mfa._session_guard_shards_ddl(), mfa._session_guard_shards_drop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mfa._sequence_range_set(text), mfa._session_guard_shards() FROM PUBLIC;

@@ -164,14 +164,8 @@ fn write_records(organization: Option<&str>, records: Vec<&Record>) -> MfaResult
     let request_id = crate::core::ids::new_request_id();
     for (organization, members) in grouped_by(locked, |r| r.organization_id()) {
         let members: Vec<String> = members.iter().map(|r| r.member_id().to_string()).collect();
-        revoke_devices(
-            &organization,
-            members,
-            now,
-            "member_locked",
-            &request_id,
-            &mut events,
-        )?;
+        let revocation = (now, "member_locked", request_id.as_str());
+        revoke_devices(&organization, members, now, revocation, &mut events)?;
     }
     // A suspected theft: the devices made until then, for good.
     for theft in thefts {
@@ -182,14 +176,8 @@ fn write_records(organization: Option<&str>, records: Vec<&Record>) -> MfaResult
             &[organization.into(), member.into(), until.into(), now.into()],
         )?;
         let members = vec![member.to_string()];
-        revoke_devices(
-            organization,
-            members,
-            until,
-            "theft_suspected",
-            &request_id,
-            &mut events,
-        )?;
+        let revocation = (now, "theft_suspected", request_id.as_str());
+        revoke_devices(organization, members, until, revocation, &mut events)?;
     }
     if !events.is_empty() {
         let field = |f: fn(&EventRow) -> &str| -> Vec<String> {
@@ -216,13 +204,13 @@ fn write_records(organization: Option<&str>, records: Vec<&Record>) -> MfaResult
 }
 
 /// Deletes the devices of `members` (of `organization`) made at or before `until`, and adds a
-/// `remembered_device.revoked` event per member who had any.
+/// `remembered_device.revoked` event per member who had any: at `now`, for `reason`, under
+/// `request_id`.
 fn revoke_devices(
     organization: &str,
     members: Vec<String>,
     until: TimestampWithTimeZone,
-    reason: &str,
-    request_id: &str,
+    (now, reason, request_id): (TimestampWithTimeZone, &str, &str),
     events: &mut Vec<EventRow>,
 ) -> MfaResult<()> {
     let revoked = spi::typed_rows(
@@ -245,7 +233,7 @@ fn revoke_devices(
             member_id: member,
             actor: spi::session_user(),
             details: serde_json::json!({ "reason": reason, "device_ids": device_ids }).to_string(),
-            occurred_at: Some(spi::clock()),
+            occurred_at: Some(now),
         });
     }
     Ok(())
