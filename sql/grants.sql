@@ -47,7 +47,10 @@ GRANT EXECUTE ON FUNCTION
     mfa.sms_country_supported(text),
     mfa.enforce_session_policy(),
     mfa.session_aal(jsonb),
-    mfa.last_mfa_at(jsonb)
+    mfa.last_mfa_at(jsonb),
+    mfa.session_aal(text, text, jsonb),
+    mfa.last_mfa_at(text, text, jsonb),
+    mfa.session_verified_factors(text, text, jsonb)
 TO mfa_admin, mfa_app;
 
 -- The guard of the application's sessions tables: installed and taken off by mfa_admin only.
@@ -162,13 +165,19 @@ COMMENT ON FUNCTION mfa.session_table_guard_check(regclass) IS
 COMMENT ON FUNCTION mfa._full_xid(xid) IS
     'mfa (internal): the xid8 of a recent 32-bit transaction id, for pg_xact_status.';
 COMMENT ON FUNCTION mfa._session_guard_ddl() IS
-    'mfa (internal): event trigger that refuses, to everyone but a superuser, DDL that leaves a sessions table''s guard broken.';
+    'mfa (internal): event trigger that refuses, to everyone but a superuser, DDL that leaves a sessions table''s guard broken or installs a trigger calling the gate.';
 COMMENT ON EVENT TRIGGER mfa_session_guard IS
     'mfa: refuses DDL that would switch a guarded sessions table''s gate off (see mfa.session_table_guard).';
 COMMENT ON FUNCTION mfa.session_aal(jsonb) IS
-    'mfa: the assurance level of a session from its gate-written factors column: aal2 when it carries a second factor or a remembered device, else aal1.';
+    'mfa: the assurance level of a factors column, trusting it (no seal is checked): aal2 when it carries a second factor or a remembered device, else aal1. Policies use session_aal(organization_id, member_id, factors).';
 COMMENT ON FUNCTION mfa.last_mfa_at(jsonb) IS
-    'mfa: when the newest second factor of a session''s gate-written factors column was proven (NULL when none; a remembered device is not one): for RLS policies such as last_mfa_at(f) > now() - interval ''15 minutes''.';
+    'mfa: when the newest second factor of a factors column was proven, trusting it (no seal is checked; NULL when none). Policies use last_mfa_at(organization_id, member_id, factors).';
+COMMENT ON FUNCTION mfa.session_aal(text, text, jsonb) IS
+    'mfa: the assurance level of a session row from the factors whose gate seal verifies for its organization and member: aal2 when one is a second factor or a remembered device, else aal1. For RLS policies.';
+COMMENT ON FUNCTION mfa.last_mfa_at(text, text, jsonb) IS
+    'mfa: when the newest sealed second factor of a session row was proven (NULL when none verifies; a remembered device is not one): for RLS policies such as last_mfa_at(organization_id, member_id, authentication_factors) > now() - interval ''15 minutes''.';
+COMMENT ON FUNCTION mfa.session_verified_factors(text, text, jsonb) IS
+    'mfa: the factors of a session''s factors column whose gate seal verifies for this organization and member (sealed with a known key); the rest is left out.';
 
 REVOKE ALL ON FUNCTION mfa.distribute() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mfa.distribute() TO mfa_admin;

@@ -24,10 +24,16 @@ CREATE TABLE mfa.guarded_session_tables (
     trigger_definitions text[]      NOT NULL,
     guarded_at          timestamptz NOT NULL DEFAULT clock_timestamp(),
     guarded_by          name        NOT NULL DEFAULT session_user,
+    trigger_oids        oid[],
+    broken_by_superuser text,
     PRIMARY KEY (session_table)
 );
 COMMENT ON TABLE mfa.guarded_session_tables IS
     'mfa: the application''s sessions tables that session_table_guard protects: their columns, the qualified name they must keep and the definitions their triggers must keep.';
+COMMENT ON COLUMN mfa.guarded_session_tables.trigger_oids IS
+    'mfa: the guard''s four triggers, in name order: mfa.session_gate() runs only for these (and their clones on partitions). NULL while session_table_guard installs them.';
+COMMENT ON COLUMN mfa.guarded_session_tables.broken_by_superuser IS
+    'mfa: what a superuser''s command left broken in this guard (NULL: whole). Such a guard refuses no other role''s DDL until it is mended.';
 REVOKE ALL ON mfa.guarded_session_tables FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('mfa.guarded_session_tables', '');
 
@@ -51,14 +57,18 @@ BEGIN
                       AND c.relkind IN ('r', 'p')) THEN
         RETURN pg_catalog.format('the guarded table %s may not be dropped, renamed, moved or turned into a view', g.table_name);
     END IF;
-    SELECT pg_catalog.format('column %I of %s may not be dropped, renamed or retyped', col, g.table_name) INTO problem
+    -- The ids and the token compare bytes: under a nondeterministic collation two organizations
+    -- could be equal to a trigger's WHEN clause and different to mfa.
+    SELECT pg_catalog.format('column %I of %s may not be dropped, renamed, retyped or given a nondeterministic collation', col, g.table_name) INTO problem
       FROM unnest(ARRAY[g.organization_column, g.member_column, g.token_column, g.factors_column],
                   ARRAY['text', 'text', 'text', 'jsonb']) AS c(col, kind)
      WHERE NOT EXISTS (SELECT FROM pg_attribute a
                         WHERE a.attrelid = g.session_table AND a.attname = c.col AND NOT a.attisdropped
                           AND a.attgenerated = ''
                           AND CASE c.kind WHEN 'jsonb' THEN a.atttypid = 'jsonb'::regtype
-                                          ELSE a.atttypid IN ('text'::regtype, 'varchar'::regtype) END)
+                                          ELSE a.atttypid IN ('text'::regtype, 'varchar'::regtype) END
+                          AND NOT EXISTS (SELECT FROM pg_collation co
+                                           WHERE co.oid = a.attcollation AND NOT co.collisdeterministic))
      LIMIT 1;
     IF problem IS NOT NULL THEN
         RETURN problem;
@@ -73,10 +83,29 @@ BEGIN
            LATERAL (SELECT substring(d.definition FROM '^CREATE TRIGGER (\S+) ') AS name) def
      WHERE NOT EXISTS (SELECT FROM pg_trigger t
                         WHERE t.tgrelid = g.session_table AND t.tgname = def.name AND t.tgenabled = 'O'
-                          AND t.tgfoid = 'mfa.session_gate()'::regprocedure
+                          AND t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.oid = ANY (g.trigger_oids)
                           AND CASE WHEN pg_catalog.pg_xact_status(mfa._full_xid(t.xmin)) = 'in progress'
                                    THEN pg_catalog.pg_get_triggerdef(t.oid) = d.definition
                                    ELSE true END)
+     LIMIT 1;
+    IF problem IS NOT NULL THEN
+        RETURN problem;
+    END IF;
+    -- No other trigger calls the gate on it (the gate refuses to run for one anyway), and none of
+    -- the guard's depends on an extension (dropping the extension would drop the trigger).
+    SELECT pg_catalog.format('trigger %I on %s calls the session gate but is not one of the guard''s', t.tgname, g.table_name)
+      INTO problem
+      FROM pg_trigger t
+     WHERE t.tgrelid = g.session_table AND t.tgparentid = 0
+       AND t.tgfoid IN ('mfa.session_gate()'::regprocedure, 'mfa.enforce_session_policy()'::regprocedure)
+       AND NOT t.oid = ANY (g.trigger_oids)
+     LIMIT 1;
+    IF problem IS NOT NULL THEN
+        RETURN problem;
+    END IF;
+    SELECT pg_catalog.format('trigger %I on %s may not depend on an extension', t.tgname, g.table_name) INTO problem
+      FROM pg_depend d JOIN pg_trigger t ON t.oid = d.objid
+     WHERE d.classid = 'pg_trigger'::regclass AND d.deptype = 'x' AND d.objid = ANY (g.trigger_oids)
      LIMIT 1;
     IF problem IS NOT NULL THEN
         RETURN problem;
@@ -172,7 +201,7 @@ BEGIN
         RAISE EXCEPTION 'invalid_argument: the organization, member, token and factors columns must be four different columns'
             USING ERRCODE = '22023';
     END IF;
-    FOR col IN SELECT c.name, c.kind, a.atttypid, a.attgenerated
+    FOR col IN SELECT c.name, c.kind, a.atttypid, a.attgenerated, a.attcollation
                  FROM unnest(columns, ARRAY['text', 'text', 'text', 'jsonb']) AS c(name, kind)
                  LEFT JOIN pg_attribute a ON a.attrelid = session_table AND a.attname = c.name
                                          AND a.attnum > 0 AND NOT a.attisdropped LOOP
@@ -184,6 +213,11 @@ BEGIN
             RAISE EXCEPTION 'invalid_argument: column % of % must be of type %', quote_ident(col.name), session_table,
                   CASE col.kind WHEN 'jsonb' THEN 'jsonb' ELSE 'text or varchar' END
                 USING ERRCODE = '22023';
+        ELSIF col.kind = 'text' AND EXISTS (SELECT FROM pg_collation co
+                                             WHERE co.oid = col.attcollation AND NOT co.collisdeterministic) THEN
+            RAISE EXCEPTION 'invalid_argument: column % of % has a nondeterministic collation; the gate compares ids and tokens byte for byte',
+                  quote_ident(col.name), session_table
+                USING ERRCODE = '22023', HINT = 'Give the column a deterministic collation (the default, or "C").';
         ELSIF col.attgenerated <> '' THEN
             RAISE EXCEPTION 'invalid_argument: column % of % is generated; the gate must see what is stored',
                   quote_ident(col.name), session_table
@@ -198,6 +232,17 @@ BEGIN
        AND mfa.session_table_guard_check(session_table) IS NULL THEN
         RETURN;
     END IF;
+
+    -- The registry row first, with no triggers yet: while it says so (in this transaction only),
+    -- the event trigger lets this function drop and create the table's gate triggers.
+    INSERT INTO mfa.guarded_session_tables AS g (session_table, table_name, organization_column, member_column,
+                                                 token_column, factors_column, trigger_definitions)
+    VALUES ($1, rel.qualified, $2, $3, $4, $5, '{}')
+    ON CONFLICT ON CONSTRAINT guarded_session_tables_pkey DO UPDATE
+       SET table_name = EXCLUDED.table_name, organization_column = EXCLUDED.organization_column,
+           member_column = EXCLUDED.member_column, token_column = EXCLUDED.token_column,
+           factors_column = EXCLUDED.factors_column, trigger_definitions = '{}', trigger_oids = NULL,
+           broken_by_superuser = NULL, guarded_at = clock_timestamp(), guarded_by = session_user;
 
     -- Replace what guarded the table before: an earlier guard's triggers, and 0.3.0's hand-made
     -- enforce_session_policy trigger (which would consume the token a second time).
@@ -248,16 +293,13 @@ BEGIN
         rel.qualified, organization_column, organization_column, member_column, member_column,
         token_column, token_column, factors_column, factors_column, args);
 
-    SELECT array_agg(pg_catalog.pg_get_triggerdef(t.oid) ORDER BY t.tgname) INTO definitions
-      FROM pg_trigger t WHERE t.tgrelid = session_table AND t.tgfoid = 'mfa.session_gate()'::regprocedure;
-    INSERT INTO mfa.guarded_session_tables AS g (session_table, table_name, organization_column, member_column,
-                                                 token_column, factors_column, trigger_definitions)
-    VALUES ($1, rel.qualified, $2, $3, $4, $5, definitions)
-    ON CONFLICT ON CONSTRAINT guarded_session_tables_pkey DO UPDATE
-       SET table_name = EXCLUDED.table_name, organization_column = EXCLUDED.organization_column,
-           member_column = EXCLUDED.member_column, token_column = EXCLUDED.token_column,
-           factors_column = EXCLUDED.factors_column, trigger_definitions = EXCLUDED.trigger_definitions,
-           guarded_at = clock_timestamp(), guarded_by = session_user;
+    -- The gate runs only for these triggers, by oid.
+    UPDATE mfa.guarded_session_tables g
+       SET (trigger_definitions, trigger_oids) =
+           (SELECT array_agg(pg_catalog.pg_get_triggerdef(t.oid) ORDER BY t.tgname), array_agg(t.oid ORDER BY t.tgname)
+              FROM pg_trigger t
+             WHERE t.tgrelid = $1 AND t.tgparentid = 0 AND t.tgfoid = 'mfa.session_gate()'::regprocedure)
+     WHERE g.session_table = $1;
     INSERT INTO mfa.events (organization_id, request_id, event_type, details)
     VALUES ('', gen_random_uuid(), 'session_table.guarded',
             jsonb_build_object('session_table', rel.qualified, 'organization_column', $2, 'member_column', $3,
@@ -275,6 +317,10 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'invalid_argument: % is not guarded', $1 USING ERRCODE = '22023';
     END IF;
+    -- On Citus the triggers of a distributed table are dropped on its shards too (as in the guard).
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
     FOR t IN SELECT tgname FROM pg_trigger
               WHERE tgrelid = $1 AND tgparentid = 0 AND tgfoid = 'mfa.session_gate()'::regprocedure LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, $1);
@@ -285,14 +331,16 @@ END
 $$;
 
 -- After every DDL command: a command by anyone but a superuser that leaves a guard broken is
--- refused (42501) and rolled back. Superusers are trusted (they can also switch event triggers
--- off); a guarded table a superuser dropped leaves the registry.
+-- refused (42501) and rolled back, whoever the role setting names (a SECURITY DEFINER function of
+-- the table's owner, called under SET ROLE, changes the owner's tables all the same). Superusers
+-- are trusted (they can also switch event triggers off): a guard a superuser's command broke
+-- refuses nobody's DDL until it is mended, and a guarded table a superuser dropped leaves the
+-- registry. A trigger that calls the gate is installed only by session_table_guard.
 CREATE FUNCTION mfa._session_guard_ddl() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     g record;
     problem text;
-    invoker text;
 BEGIN
     -- is_superuser follows SET ROLE and SET SESSION AUTHORIZATION, not this function's owner.
     IF current_setting('is_superuser')::boolean THEN
@@ -302,31 +350,61 @@ BEGIN
             INSERT INTO mfa.events (organization_id, request_id, event_type, details)
             VALUES ('', gen_random_uuid(), 'session_table.dropped', jsonb_build_object('session_table', g.table_name));
         END LOOP;
+        IF NOT EXISTS (SELECT FROM mfa.guarded_session_tables) THEN
+            RETURN;
+        END IF;
+        -- A restore recreates the guard's triggers, as they were defined, under new oids.
+        UPDATE mfa.guarded_session_tables d SET trigger_oids = found.oids
+          FROM (SELECT r.session_table, array_agg(t.oid ORDER BY t.tgname) AS oids
+                  FROM mfa.guarded_session_tables r
+                  JOIN pg_trigger t ON t.tgrelid = r.session_table AND t.tgparentid = 0
+                                   AND t.tgfoid = 'mfa.session_gate()'::regprocedure
+                 WHERE r.trigger_oids IS NOT NULL
+                   AND NOT r.trigger_oids <@ ARRAY(SELECT x.oid FROM pg_trigger x WHERE x.tgrelid = r.session_table)
+                   AND pg_catalog.pg_get_triggerdef(t.oid) = ANY (r.trigger_definitions)
+                 GROUP BY r.session_table) found
+         WHERE d.session_table = found.session_table
+           AND pg_catalog.cardinality(found.oids) = pg_catalog.cardinality(d.trigger_definitions);
+        UPDATE mfa.guarded_session_tables d SET broken_by_superuser = c.problem
+          FROM (SELECT r.session_table, mfa.session_table_guard_check(r.session_table) AS problem
+                  FROM mfa.guarded_session_tables r WHERE r.trigger_oids IS NOT NULL) c
+         WHERE d.session_table = c.session_table AND d.broken_by_superuser IS DISTINCT FROM c.problem;
         RETURN;
     END IF;
-    -- Only the tables this role could have changed: those of a role it belongs to, or on which
-    -- it may create triggers (and any that is gone). A guard broken on another owner's table (a
-    -- superuser may) is not this command's doing and must not refuse it.
-    invoker := CASE current_setting('role') WHEN 'none' THEN session_user::text ELSE current_setting('role') END;
-    FOR g IN SELECT d.session_table, d.table_name FROM mfa.guarded_session_tables d
-               LEFT JOIN pg_catalog.pg_class c ON c.oid = d.session_table
-              WHERE c.oid IS NULL OR pg_catalog.pg_has_role(invoker, c.relowner, 'MEMBER')
-                 OR pg_catalog.has_table_privilege(invoker, c.oid, 'TRIGGER') LOOP
-        problem := mfa.session_table_guard_check(g.session_table);
-        IF problem IS NOT NULL THEN
-            -- The error rolls the command back, audit rows with it: the server log keeps the refusal.
-            RAISE LOG 'mfa: refused % by role % (session user %): %', tg_tag, current_setting('role'), session_user, problem;
-            RAISE EXCEPTION 'insufficient_privilege: % refused: %', tg_tag, problem
-                USING ERRCODE = '42501',
-                      HINT = 'Only mfa.session_table_unguard (mfa_admin) takes a sessions table''s guard off.';
-        END IF;
-    END LOOP;
+    SELECT pg_catalog.format('trigger %I on %s calls the session gate; only mfa.session_table_guard installs it',
+                             t.tgname, t.tgrelid::regclass)
+      INTO problem
+      FROM pg_trigger t
+     WHERE t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.tgparentid = 0
+       AND pg_catalog.pg_xact_status(mfa._full_xid(t.xmin)) = 'in progress'
+       AND NOT EXISTS (SELECT FROM mfa.guarded_session_tables r
+                        WHERE r.session_table = t.tgrelid AND (r.trigger_oids IS NULL OR t.oid = ANY (r.trigger_oids)))
+     LIMIT 1;
+    IF problem IS NULL THEN
+        -- A guard a superuser broke and someone mended since refuses again.
+        UPDATE mfa.guarded_session_tables d SET broken_by_superuser = NULL
+         WHERE d.broken_by_superuser IS NOT NULL AND mfa.session_table_guard_check(d.session_table) IS NULL;
+        FOR g IN SELECT d.session_table FROM mfa.guarded_session_tables d
+                  WHERE d.trigger_oids IS NOT NULL AND d.broken_by_superuser IS NULL LOOP
+            problem := mfa.session_table_guard_check(g.session_table);
+            EXIT WHEN problem IS NOT NULL;
+        END LOOP;
+    END IF;
+    IF problem IS NOT NULL THEN
+        -- The error rolls the command back, audit rows with it: the server log keeps the refusal.
+        RAISE LOG 'mfa: refused % by role % (session user %): %', tg_tag, current_setting('role'), session_user, problem;
+        RAISE EXCEPTION 'insufficient_privilege: % refused: %', tg_tag, problem
+            USING ERRCODE = '42501',
+                  HINT = 'Only mfa.session_table_guard (mfa_admin) installs a sessions table''s gate, and only mfa.session_table_unguard takes it off.';
+    END IF;
 END
 $$;
 
 CREATE EVENT TRIGGER mfa_session_guard ON ddl_command_end EXECUTE FUNCTION mfa._session_guard_ddl();
 
--- Assurance of a session, from the factors column only the gate writes: for RLS policies.
+-- Assurance of a session from its factors column alone: these trust the column (the gate writes
+-- it, but a row that got past the triggers would be believed). The three-argument forms
+-- (session_assurance.sql) verify each factor's seal and are the ones for RLS policies.
 CREATE FUNCTION mfa.last_mfa_at(authentication_factors jsonb) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT max(CASE WHEN f ->> 'last_authenticated_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d(:\d\d)?|Z)$'

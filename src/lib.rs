@@ -24,6 +24,11 @@ extension_sql_file!(
     requires = ["schema"]
 );
 extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/session_assurance.sql",
+    name = "session_assurance",
+    requires = ["session_guard", api::gate::session_verified_factors]
+);
 extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[pg_guard]

@@ -15,10 +15,12 @@ use crate::core::policy::{self, validate_id, IdKind};
 use crate::core::session_gate::{
     classify_update, merge_factors, DecisionBook, GuardedColumns, UpdateRequest,
 };
+use crate::core::session_seal;
 use crate::error::SqlResult;
 use crate::error::{err, ErrorType, MfaError, MfaResult};
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
+use crate::store::keyring;
 use crate::store::ledger;
 use crate::store::members;
 use crate::store::remembered_devices;
@@ -29,18 +31,69 @@ use pgrx::{pg_sys, JsonB};
 use serde_json::json;
 use serde_json::Value;
 use std::cell::RefCell;
+use std::collections::HashSet;
 
 thread_local! {
     /// The decisions of this transaction's BEFORE triggers that no AFTER trigger has matched yet.
     static DECISIONS: RefCell<DecisionBook> = RefCell::new(DecisionBook::default());
+    /// Triggers found to be a guard's own (by oid), until the next relation cache invalidation
+    /// (creating or dropping a trigger sends one).
+    static REGISTERED_TRIGGERS: RefCell<HashSet<u32>> = RefCell::new(HashSet::new());
 }
 
-/// Registers the transaction callbacks that keep `DECISIONS` in step with (sub)transactions.
+/// Registers the transaction callbacks that keep `DECISIONS` in step with (sub)transactions, and
+/// the relation cache callback that forgets which triggers were found registered.
 pub fn register_callbacks() {
     unsafe {
         pg_sys::RegisterXactCallback(Some(transaction_ended), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(subtransaction_ended), std::ptr::null_mut());
+        pg_sys::CacheRegisterRelcacheCallback(Some(relation_changed), pg_sys::Datum::from(0));
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relation_changed(_arg: pg_sys::Datum, _relation: pg_sys::Oid) {
+    REGISTERED_TRIGGERS.with(|r| r.borrow_mut().clear());
+}
+
+/// Refuses to run for any trigger but the guard's own: an extra trigger calling the gate with
+/// columns of the owner's choosing would record decisions for whatever those columns say.
+fn require_registered(trigger: &PgTrigger, columns: &[String; 4]) {
+    let oid = trigger.trigger().tgoid.to_u32();
+    if REGISTERED_TRIGGERS.with(|r| r.borrow().contains(&oid)) {
+        return;
+    }
+    let name = trigger.name().unwrap_or_default();
+    let registered = sessions::gate_trigger_registered(oid, name, columns.to_vec())
+        .unwrap_or_else(|e| e.raise());
+    if !registered {
+        let table = table_name(trigger);
+        denied(
+            &table,
+            if trigger.event().fired_by_insert() { "INSERT" } else { "UPDATE" },
+            &GuardedColumns {
+                organization_id: None,
+                member_id: None,
+                token: None,
+                factors: Value::Null,
+            },
+            MfaError::new(
+                ErrorType::InsufficientFactors,
+                format!("trigger {name:?} on {table} is not one that mfa.session_table_guard installed: the session gate runs only for the guard's own triggers"),
+            )
+            .with_hint("After a restore or pg_upgrade, run mfa.session_table_guard on the table again."),
+        )
+    }
+    REGISTERED_TRIGGERS.with(|r| r.borrow_mut().insert(oid));
+}
+
+/// Seals each factor to the session's organization and member (see `core::session_seal`).
+fn sealed(organization_id: &str, member_id: &str, factors: Vec<Value>) -> MfaResult<Vec<Value>> {
+    let keys = keyring::current()?;
+    Ok(factors
+        .into_iter()
+        .map(|factor| session_seal::seal(&keys, organization_id, member_id, factor))
+        .collect())
 }
 
 #[pg_guard]
@@ -177,6 +230,7 @@ fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Result<Value, MfaE
             "A step-up needs a second factor proven with its token.",
         ));
     }
+    let factors = sealed(organization_id, member_id, factors)?;
     Ok(merge_factors(&old.factors, &factors))
 }
 
@@ -185,12 +239,14 @@ fn session_gate<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, PgTriggerError> {
     let args = trigger.extra_args()?;
-    let [organization, member, token, factors] = <[String; 4]>::try_from(args).unwrap_or_else(|_| {
+    let args = <[String; 4]>::try_from(args).unwrap_or_else(|_| {
         refused(
             ErrorType::InvalidArgument,
             "session_gate(organization_column, member_column, token_column, factors_column) takes 4 column names; install it with mfa.session_table_guard",
         )
     });
+    require_registered(trigger, &args);
+    let [organization, member, token, factors] = args;
     let columns = Columns {
         organization,
         member,
@@ -214,6 +270,26 @@ fn session_gate<'a>(
     let proposed = columns.read(&new);
 
     if event.fired_after() {
+        // Whatever path the new values took, an UPDATE keeps the session's organization and member.
+        if event.fired_by_update() {
+            let old = columns.read(&trigger.old().ok_or(PgTriggerError::NotTrigger)?);
+            if old.organization_id != proposed.organization_id
+                || old.member_id != proposed.member_id
+            {
+                denied(
+                    &table_name(trigger),
+                    operation,
+                    &old,
+                    MfaError::new(
+                        ErrorType::InsufficientFactors,
+                        format!(
+                            "the organization and member of a session in {} cannot change; create a new session with a new login",
+                            table_name(trigger)
+                        ),
+                    ),
+                )
+            }
+        }
         let hash = proposed.token.as_deref().map(token_hash);
         if !DECISIONS.with(|d| d.borrow_mut().take(table, &proposed, hash)) {
             denied(
@@ -349,7 +425,7 @@ pub fn decide(
         )?;
         Ok(factors)
     })();
-    match decision {
+    match decision.and_then(|factors| sealed(organization_id, member_id, factors)) {
         Ok(factors) => Ok(Allowed { request, factors }),
         Err(denied) => {
             // The raised error rolls the caller's transaction back, audit event included; the denial
@@ -433,4 +509,31 @@ fn enforce_session_policy<'a>(
             });
     }
     Ok(Some(row))
+}
+
+/// The factors of a session's factors column whose seal verifies for this organization and
+/// member; what `session_aal` and `last_mfa_at` (three arguments) count. Definer: the
+/// per-database key is readable only by the extension's owner.
+#[pg_extern(stable, security_definer, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
+pub fn session_verified_factors(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    authentication_factors: Option<JsonB>,
+) -> Jsonb {
+    let (Some(organization_id), Some(member_id), Some(JsonB(factors))) =
+        (organization_id, member_id, authentication_factors)
+    else {
+        return Jsonb(Value::Array(Vec::new()));
+    };
+    let mut keys: Vec<(String, Option<crate::core::crypto::Keys>)> = Vec::new();
+    let verified = session_seal::verified(organization_id, member_id, &factors, |fingerprint| {
+        if let Some((_, known)) = keys.iter().find(|(f, _)| f == fingerprint) {
+            return known.clone();
+        }
+        let known = keyring::by_fingerprint(fingerprint).ok();
+        keys.push((fingerprint.to_string(), known.clone()));
+        known
+    });
+    Jsonb(Value::Array(verified))
 }

@@ -28,6 +28,7 @@ const FINGERPRINT_LEN: usize = 8;
 pub struct Keys {
     encryption: [u8; KEY_LEN],
     hashing: [u8; KEY_LEN],
+    sealing: [u8; KEY_LEN],
     fingerprint: [u8; FINGERPRINT_LEN],
 }
 
@@ -35,12 +36,14 @@ impl Keys {
     pub fn from_master(master: &[u8; KEY_LEN]) -> Keys {
         let encryption = hmac_sha256(master, b"mfa encryption key v1");
         let hashing = hmac_sha256(master, b"mfa code hashing key v1");
+        let sealing = hmac_sha256(master, b"mfa session seal key v1");
         let id = hmac_sha256(master, b"mfa key fingerprint v1");
         let mut fingerprint = [0u8; FINGERPRINT_LEN];
         fingerprint.copy_from_slice(&id[..FINGERPRINT_LEN]);
         Keys {
             encryption,
             hashing,
+            sealing,
             fingerprint,
         }
     }
@@ -58,6 +61,11 @@ impl Keys {
         mac.update(&[0]);
         mac.update(code.as_bytes());
         mac.finalize().into_bytes().to_vec()
+    }
+
+    /// The MAC of a session's factor (see `core::session_seal`), with a key of its own.
+    pub fn seal_mac(&self, sealed_bytes: &[u8]) -> [u8; 32] {
+        hmac_sha256(&self.sealing, sealed_bytes)
     }
 
     /// Encrypts `plaintext`, bound to `associated_data` (the row it belongs to), so a ciphertext

@@ -9,5 +9,6 @@ pub mod phone;
 pub mod policy;
 pub mod qr;
 pub mod session_gate;
+pub mod session_seal;
 pub mod sms;
 pub mod totp;

@@ -380,14 +380,15 @@ fn the_owner_cannot_switch_the_guard_off() {
         d.attempt("ALTER TABLE {s}.sessions ADD COLUMN user_agent text; CREATE INDEX ON {s}.sessions (member_id)"),
         ""
     );
-    // A superuser is trusted, and re-guarding mends what a superuser broke.
+    // A superuser is trusted, and re-guarding mends what a superuser broke. A guard a superuser
+    // broke refuses nobody's DDL (DDL is judged by what it changed), until it is mended.
     d.superuser
         .batch_execute(&format!(
             "ALTER TABLE {}.sessions DISABLE TRIGGER mfa_session_gate_insert",
             d.schema
         ))
         .unwrap();
-    assert_eq!(d.attempt("CREATE TABLE {s}.unrelated (x int)"), "42501");
+    assert_eq!(d.attempt("CREATE TABLE {s}.unrelated (x int)"), "");
     // Another owner's DDL is not refused for it: their own guard is whole.
     let mut other = deployment("ddl-other", true);
     assert_eq!(
@@ -404,7 +405,11 @@ fn the_owner_cannot_switch_the_guard_off() {
             &[],
         )
         .unwrap();
-    assert_eq!(d.attempt("CREATE TABLE {s}.unrelated (x int)"), "");
+    assert_eq!(d.attempt("CREATE TABLE {s}.unrelated2 (x int)"), "");
+    assert_eq!(
+        d.attempt("ALTER TABLE {s}.sessions DISABLE TRIGGER mfa_session_gate_insert"),
+        "42501"
+    );
 }
 
 /// A partitioned sessions table: partitions created or attached later carry the guard, cannot be
@@ -674,4 +679,293 @@ fn a_hand_made_0_3_0_trigger_still_gates_inserts_but_not_the_rest() {
         &format!("UPDATE {{s}}.sessions SET member_id = 'someone' WHERE id = {id}"),
         "28000",
     );
+}
+
+/// A genuine second-factor session of the victim (the TOTP app), through the gate; its id.
+fn victim_session(d: &mut Deployment) -> i32 {
+    let (s, req) = (d.schema.clone(), d.required.clone());
+    let (_, token) = start_login(&mut d.owner, &req, "victim");
+    let ok = json(
+        &mut d.owner,
+        "SELECT mfa.totp_authenticate($1, 'victim', $2, $3)",
+        &[&req, &totp_now(SECRET), &token],
+    );
+    assert_eq!(ok["status_code"], 200, "{ok}");
+    d.owner
+        .query_one(
+            &format!("INSERT INTO {s}.sessions (organization_id, member_id, intermediate_session_token) VALUES ($1, 'victim', $2) RETURNING id"),
+            &[&req, &token],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// What an RLS policy would read of a session row: the bound assurance functions.
+fn assurance(c: &mut Client, schema: &str, id: i32) -> (String, Option<std::time::SystemTime>) {
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT mfa.session_aal(organization_id, member_id, authentication_factors),
+                        mfa.last_mfa_at(organization_id, member_id, authentication_factors)
+                   FROM {schema}.sessions WHERE id = $1"
+            ),
+            &[&id],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// An extra trigger that calls the gate with shadow columns, and a trigger of the owner's that
+/// copies them into the real ones: refused when created, and refused when run should one exist
+/// (a superuser put it there).
+#[test]
+fn only_the_guards_own_triggers_decide() {
+    let mut d = deployment("extra", true);
+    let (s, req) = (d.schema.clone(), d.required.clone());
+    let id = d.my_session();
+    d.owner
+        .batch_execute(&format!(
+            "UPDATE {s}.sessions SET intermediate_session_token = NULL WHERE id = {id};
+             ALTER TABLE {s}.sessions ADD COLUMN f_org text, ADD COLUMN f_mem text,
+                                      ADD COLUMN k text DEFAULT 'x', ADD COLUMN f_factors jsonb;
+             CREATE FUNCTION {s}.copy() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.k IS NULL AND OLD.k IS NOT NULL THEN
+                 NEW.organization_id := NEW.f_org; NEW.member_id := NEW.f_mem;
+                 NEW.authentication_factors := NEW.f_factors; END IF;
+             RETURN NEW; END $$;
+             CREATE TRIGGER zzz_copy BEFORE UPDATE ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.copy();"
+        ))
+        .unwrap();
+    let extra = format!(
+        "CREATE TRIGGER aaa BEFORE UPDATE OF k ON {s}.sessions FOR EACH ROW
+         EXECUTE FUNCTION mfa.session_gate('f_org', 'f_mem', 'k', 'f_factors')"
+    );
+    let extra_insert = format!(
+        "CREATE TRIGGER aab BEFORE INSERT ON {s}.sessions FOR EACH ROW
+         EXECUTE FUNCTION mfa.session_gate('f_org', 'f_mem', 'k', 'f_factors')"
+    );
+    d.refused(&extra, "42501");
+    d.refused(&extra_insert, "42501");
+    // Nor on a table of its own, to call the gate from there.
+    d.refused(
+        &format!(
+            "CREATE TABLE {s}.shadow (o text, m text, t text, f jsonb);
+             CREATE TRIGGER g BEFORE INSERT ON {s}.shadow FOR EACH ROW EXECUTE FUNCTION mfa.session_gate('o', 'm', 't', 'f')"
+        ),
+        "42501",
+    );
+    // Had the extra trigger got there (a superuser did it here), it is refused when it runs.
+    d.superuser.batch_execute(&extra).unwrap();
+    let forged = r#"[{"type": "totp", "delivery_method": "authenticator_app", "last_authenticated_at": "2099-01-01T00:00:00Z"}]"#;
+    d.refused(
+        &format!(
+            "UPDATE {{s}}.sessions SET f_org = '{req}', f_mem = 'victim', f_factors = '{forged}' WHERE id = {id};
+             UPDATE {{s}}.sessions SET k = NULL WHERE id = {id}"
+        ),
+        "28000",
+    );
+    let members: Vec<String> = d
+        .superuser
+        .query(&format!("SELECT member_id FROM {s}.sessions"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(members, ["me"]);
+}
+
+/// DDL run under SET ROLE from a SECURITY DEFINER function of the owner's is judged by what it
+/// changed, not by the role setting; so is a trigger made to depend on an extension.
+#[test]
+fn ddl_is_judged_by_what_it_changed() {
+    let mut d = deployment("definer", true);
+    let s = d.schema.clone();
+    d.my_session();
+    d.owner
+        .batch_execute(&format!(
+            "CREATE FUNCTION {s}.off() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$
+             BEGIN EXECUTE 'ALTER TABLE {s}.sessions DISABLE TRIGGER USER'; END $$;
+             CREATE FUNCTION {s}.drop_gate() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$
+             BEGIN EXECUTE 'DROP TRIGGER mfa_session_gate_insert ON {s}.sessions'; END $$;
+             GRANT USAGE ON SCHEMA {s} TO mfa_app;
+             GRANT EXECUTE ON FUNCTION {s}.off(), {s}.drop_gate() TO mfa_app;"
+        ))
+        .unwrap();
+    d.refused("SET ROLE mfa_app; SELECT {s}.off()", "42501");
+    d.owner.batch_execute("RESET ROLE").unwrap();
+    d.refused("SET ROLE mfa_app; SELECT {s}.drop_gate()", "42501");
+    d.owner.batch_execute("RESET ROLE").unwrap();
+    d.refused(
+        "ALTER TRIGGER mfa_session_gate_insert ON {s}.sessions DEPENDS ON EXTENSION plpgsql",
+        "42501",
+    );
+    let intact: Option<String> = d
+        .superuser
+        .query_one(
+            &format!("SELECT mfa.session_table_guard_check('{s}.sessions')"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(intact, None);
+}
+
+/// A decision no row used (an upsert that met a conflict after the gate consumed a real login's
+/// token) cannot be carried onto another row by a trigger that rewrites it.
+#[test]
+fn a_leftover_decision_cannot_move_another_row() {
+    let mut d = deployment("leftover", true);
+    let (s, req) = (d.schema.clone(), d.required.clone());
+    let mine = d.my_session();
+    let (_, token) = start_login(&mut d.owner, &req, "victim");
+    let ok = json(
+        &mut d.owner,
+        "SELECT mfa.totp_authenticate($1, 'victim', $2, $3)",
+        &[&req, &totp_now(SECRET), &token],
+    );
+    assert_eq!(ok["status_code"], 200, "{ok}");
+    d.owner
+        .batch_execute(&format!(
+            "ALTER TABLE {s}.sessions ADD COLUMN note text;
+             CREATE TABLE {s}.stash (factors jsonb);
+             CREATE FUNCTION {s}.stash() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN INSERT INTO {s}.stash VALUES (NEW.authentication_factors); RETURN NEW; END $$;
+             CREATE TRIGGER zzz_stash BEFORE INSERT ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.stash();
+             CREATE FUNCTION {s}.rewrite() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.note = 'go' THEN
+                 NEW.organization_id := '{req}'; NEW.member_id := 'victim';
+                 NEW.intermediate_session_token := '{token}';
+                 NEW.authentication_factors := (SELECT factors FROM {s}.stash LIMIT 1); END IF;
+             RETURN NEW; END $$;
+             CREATE TRIGGER zzz_rewrite BEFORE UPDATE ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.rewrite();"
+        ))
+        .unwrap();
+    let got = d.attempt(&format!(
+        "BEGIN;
+         INSERT INTO {s}.sessions (id, organization_id, member_id, intermediate_session_token)
+         VALUES ({mine}, '{req}', 'victim', '{token}') ON CONFLICT (id) DO NOTHING;
+         UPDATE {s}.sessions SET note = 'go' WHERE id = {mine};
+         COMMIT"
+    ));
+    d.owner.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(got, "28000");
+    let members: Vec<String> = d
+        .superuser
+        .query(&format!("SELECT member_id FROM {s}.sessions"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(members, ["me"]);
+}
+
+/// The guarded id and token columns compare bytes: a case-insensitive collation would let an
+/// organization's session pass for another's.
+#[test]
+fn guarded_columns_need_deterministic_collations() {
+    let mut d = deployment("collation", true);
+    let s = d.schema.clone();
+    if d
+        .owner
+        .batch_execute(&format!(
+            "CREATE COLLATION {s}.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+        ))
+        .is_err()
+    {
+        eprintln!("skipped: this server has no ICU collations (nondeterministic collations need ICU)");
+        return;
+    }
+    // Refused (PostgreSQL itself refuses to retype a column a trigger's WHEN clause names).
+    let before = d.rows();
+    assert_ne!(
+        d.attempt("ALTER TABLE {s}.sessions ALTER COLUMN organization_id TYPE text COLLATE {s}.ci"),
+        ""
+    );
+    assert_eq!(d.rows(), before);
+    d.owner
+        .batch_execute(&format!(
+            "CREATE TABLE {s}.ci_sessions (organization_id text COLLATE {s}.ci NOT NULL, member_id text NOT NULL,
+                 intermediate_session_token text, authentication_factors jsonb)"
+        ))
+        .unwrap();
+    let err = d
+        .superuser
+        .execute(
+            &format!("SELECT mfa.session_table_guard('{s}.ci_sessions')"),
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(sql_error(&err).0, "22023", "{err}");
+}
+
+/// The assurance an RLS policy reads is sealed by the gate: a row that got past the triggers (a
+/// superuser switched them off here, standing in for any hole) or factors copied from another
+/// member's session carry none.
+#[test]
+fn assurance_is_sealed_to_its_member() {
+    let mut d = deployment("sealed", true);
+    let (s, req, opt) = (d.schema.clone(), d.required.clone(), d.optional.clone());
+    let genuine = victim_session(&mut d);
+    let (aal, at) = assurance(&mut d.owner, &s, genuine);
+    assert_eq!(aal, "aal2");
+    assert!(at.is_some());
+    let factors: Value = d
+        .owner
+        .query_one(
+            &format!("SELECT authentication_factors FROM {s}.sessions WHERE id = $1"),
+            &[&genuine],
+        )
+        .unwrap()
+        .get(0);
+    let forged = r#"[{"type": "totp", "delivery_method": "authenticator_app", "last_authenticated_at": "2099-01-01T00:00:00Z"}]"#;
+    let copy_to_me = factors.to_string().replace('\'', "''");
+    d.superuser
+        .batch_execute(&format!(
+            "ALTER TABLE {s}.sessions DISABLE TRIGGER USER;
+             INSERT INTO {s}.sessions (organization_id, member_id, authentication_factors)
+             VALUES ('{req}', 'victim', '{forged}'), ('{opt}', 'me', '{copy_to_me}'),
+                    ('{req}', 'victim', '{copy_to_me}');
+             ALTER TABLE {s}.sessions ENABLE TRIGGER USER"
+        ))
+        .unwrap();
+    let rows: Vec<(i32, String, String)> = d
+        .superuser
+        .query(
+            &format!("SELECT id, organization_id, member_id FROM {s}.sessions WHERE id <> $1 ORDER BY id"),
+            &[&genuine],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(rows.len(), 3);
+    // Forged factors: no assurance.
+    assert_eq!(assurance(&mut d.owner, &s, rows[0].0), ("aal1".into(), None));
+    // The victim's sealed factors on another member's row: no assurance.
+    assert_eq!(assurance(&mut d.owner, &s, rows[1].0), ("aal1".into(), None));
+    // On another row of the same member they stay that member's proof (the owner could use the
+    // original row as well): the seal binds the organization and the member.
+    assert_eq!(assurance(&mut d.owner, &s, rows[2].0).0, "aal2");
+    // Altering a sealed factor (a later time) breaks its seal.
+    let mut later = factors.clone();
+    for f in later.as_array_mut().unwrap() {
+        if f["type"] == "totp" {
+            f["last_authenticated_at"] = "2099-01-01T00:00:00Z".into();
+        }
+    }
+    let verified: Value = d
+        .owner
+        .query_one(
+            "SELECT mfa.session_verified_factors($1, 'victim', $2)",
+            &[&req, &later],
+        )
+        .unwrap()
+        .get(0);
+    let types: Vec<&str> = verified
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["password"]);
 }

@@ -1,0 +1,410 @@
+\echo Use "ALTER EXTENSION mfa UPDATE TO '0.10.0'" to load this file. \quit
+-- mfa 0.9.0 → 0.10.0: the session gate's decisions cannot be forged.
+--  * Sealed assurance: the gate seals each factor it writes to a session (a MAC with the server's
+--    key over the organization, the member and the factor). mfa.session_aal and mfa.last_mfa_at
+--    with (organization_id, member_id, authentication_factors) count only factors whose seal
+--    verifies; mfa.session_verified_factors lists them. The one-argument forms are unchanged and
+--    trust the column. Sessions written before 0.10.0 carry no seals: under the new forms they
+--    are aal1 (their members sign in again); under the old forms they keep working.
+--  * The gate runs only for the guard's own triggers (their oids, kept in
+--    mfa.guarded_session_tables.trigger_oids); no other role may install a trigger calling it.
+--  * DDL is judged by what it changed, not by the role setting; a guard a superuser broke
+--    (broken_by_superuser) refuses nobody until it is mended; the guard's triggers may not depend
+--    on an extension; guarded id and token columns need deterministic collations.
+--  * session_table_unguard works on a distributed table (Citus).
+
+ALTER TABLE mfa.guarded_session_tables ADD COLUMN trigger_oids oid[], ADD COLUMN broken_by_superuser text;
+COMMENT ON COLUMN mfa.guarded_session_tables.trigger_oids IS
+    'mfa: the guard''s four triggers, in name order: mfa.session_gate() runs only for these (and their clones on partitions). NULL while session_table_guard installs them.';
+COMMENT ON COLUMN mfa.guarded_session_tables.broken_by_superuser IS
+    'mfa: what a superuser''s command left broken in this guard (NULL: whole). Such a guard refuses no other role''s DDL until it is mended.';
+-- The guards of 0.9.0: their four triggers, by name.
+UPDATE mfa.guarded_session_tables g
+   SET trigger_oids = (SELECT array_agg(t.oid ORDER BY t.tgname) FROM pg_catalog.pg_trigger t
+                        WHERE t.tgrelid = g.session_table AND t.tgparentid = 0
+                          AND t.tgfoid = 'mfa.session_gate()'::regprocedure
+                          AND t.tgname IN ('mfa_session_gate_insert', 'mfa_session_gate_update',
+                                           'mfa_session_gate_verify_insert', 'mfa_session_gate_verify_update'));
+
+CREATE OR REPLACE FUNCTION mfa.session_table_guard_check(session_table regclass) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g mfa.guarded_session_tables;
+    problem text;
+BEGIN
+    SELECT * INTO g FROM mfa.guarded_session_tables t WHERE t.session_table = $1;
+    IF NOT FOUND THEN
+        RETURN pg_catalog.format('%s is not guarded', $1);
+    END IF;
+    -- The table keeps its name, schema and kind: a renamed table would leave its old name free
+    -- for an unguarded look-alike, and a table turned into a view reads from elsewhere.
+    IF NOT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.oid = g.session_table
+                      AND pg_catalog.format('%I.%I', n.nspname, c.relname) = g.table_name
+                      AND c.relkind IN ('r', 'p')) THEN
+        RETURN pg_catalog.format('the guarded table %s may not be dropped, renamed, moved or turned into a view', g.table_name);
+    END IF;
+    -- The ids and the token compare bytes: under a nondeterministic collation two organizations
+    -- could be equal to a trigger's WHEN clause and different to mfa.
+    SELECT pg_catalog.format('column %I of %s may not be dropped, renamed, retyped or given a nondeterministic collation', col, g.table_name) INTO problem
+      FROM unnest(ARRAY[g.organization_column, g.member_column, g.token_column, g.factors_column],
+                  ARRAY['text', 'text', 'text', 'jsonb']) AS c(col, kind)
+     WHERE NOT EXISTS (SELECT FROM pg_attribute a
+                        WHERE a.attrelid = g.session_table AND a.attname = c.col AND NOT a.attisdropped
+                          AND a.attgenerated = ''
+                          AND CASE c.kind WHEN 'jsonb' THEN a.atttypid = 'jsonb'::regtype
+                                          ELSE a.atttypid IN ('text'::regtype, 'varchar'::regtype) END
+                          AND NOT EXISTS (SELECT FROM pg_collation co
+                                           WHERE co.oid = a.attcollation AND NOT co.collisdeterministic))
+     LIMIT 1;
+    IF problem IS NOT NULL THEN
+        RETURN problem;
+    END IF;
+    -- Its four triggers, as session_table_guard defined them, enabled for ordinary sessions. A
+    -- trigger row changed in this transaction (renamed, replaced, re-enabled) is compared with its
+    -- recorded definition; pg_get_triggerdef locks the table, which this transaction then holds
+    -- already, so the check never waits on another session's DDL.
+    SELECT pg_catalog.format('trigger %I on %s may not be dropped, replaced, renamed or disabled', def.name, g.table_name)
+      INTO problem
+      FROM unnest(g.trigger_definitions) AS d(definition),
+           LATERAL (SELECT substring(d.definition FROM '^CREATE TRIGGER (\S+) ') AS name) def
+     WHERE NOT EXISTS (SELECT FROM pg_trigger t
+                        WHERE t.tgrelid = g.session_table AND t.tgname = def.name AND t.tgenabled = 'O'
+                          AND t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.oid = ANY (g.trigger_oids)
+                          AND CASE WHEN pg_catalog.pg_xact_status(mfa._full_xid(t.xmin)) = 'in progress'
+                                   THEN pg_catalog.pg_get_triggerdef(t.oid) = d.definition
+                                   ELSE true END)
+     LIMIT 1;
+    IF problem IS NOT NULL THEN
+        RETURN problem;
+    END IF;
+    -- No other trigger calls the gate on it (the gate refuses to run for one anyway), and none of
+    -- the guard's depends on an extension (dropping the extension would drop the trigger).
+    SELECT pg_catalog.format('trigger %I on %s calls the session gate but is not one of the guard''s', t.tgname, g.table_name)
+      INTO problem
+      FROM pg_trigger t
+     WHERE t.tgrelid = g.session_table AND t.tgparentid = 0
+       AND t.tgfoid IN ('mfa.session_gate()'::regprocedure, 'mfa.enforce_session_policy()'::regprocedure)
+       AND NOT t.oid = ANY (g.trigger_oids)
+     LIMIT 1;
+    IF problem IS NOT NULL THEN
+        RETURN problem;
+    END IF;
+    SELECT pg_catalog.format('trigger %I on %s may not depend on an extension', t.tgname, g.table_name) INTO problem
+      FROM pg_depend d JOIN pg_trigger t ON t.oid = d.objid
+     WHERE d.classid = 'pg_trigger'::regclass AND d.deptype = 'x' AND d.objid = ANY (g.trigger_oids)
+     LIMIT 1;
+    IF problem IS NOT NULL THEN
+        RETURN problem;
+    END IF;
+    -- No inheritance child: rows in a child table are read through the parent, past the gate.
+    SELECT pg_catalog.format('%s may not inherit from the guarded table %s', i.inhrelid::regclass, g.table_name)
+      INTO problem
+      FROM pg_inherits i JOIN pg_class parent ON parent.oid = i.inhparent
+     WHERE i.inhparent = g.session_table AND parent.relkind = 'r'
+     LIMIT 1;
+    IF problem IS NOT NULL THEN
+        RETURN problem;
+    END IF;
+    -- Every partition (at any depth) is a table that carries the cloned triggers, enabled. The tree
+    -- is walked in pg_inherits, not with pg_partition_tree, which would lock every partition: this
+    -- check runs after every DDL command and must not wait on other sessions' tables.
+    WITH RECURSIVE tree AS (
+        SELECT i.inhrelid AS relid, i.xmin AS attached_by, ARRAY[i.inhrelid] AS path
+          FROM pg_inherits i WHERE i.inhparent = g.session_table
+        UNION ALL
+        SELECT i.inhrelid, i.xmin, tree.path || i.inhrelid
+          FROM pg_inherits i JOIN tree ON i.inhparent = tree.relid
+    ), nodes AS (
+        SELECT tree.*, c.relkind FROM tree JOIN pg_class c ON c.oid = tree.relid
+    )
+    SELECT CASE
+             WHEN n.relkind NOT IN ('r', 'p')
+               OR (SELECT count(*) FROM pg_trigger t
+                    WHERE t.tgrelid = n.relid AND t.tgparentid <> 0 AND t.tgenabled = 'O'
+                      AND t.tgname IN ('mfa_session_gate_insert', 'mfa_session_gate_update',
+                                       'mfa_session_gate_verify_insert', 'mfa_session_gate_verify_update')) <> 4
+             THEN pg_catalog.format('partition %s of the guarded table %s must be a table carrying the guard''s triggers, enabled',
+                                    n.relid::regclass, g.table_name)
+             -- A partition attached in this transaction arrives empty: rows already in it never met
+             -- the gate. (Other transactions' uncommitted pg_inherits rows are invisible here, so an
+             -- in-progress xmin is this transaction's, which holds the locks of those tables; CASE
+             -- keeps pg_relation_size, which locks, off every other table.)
+             WHEN pg_catalog.pg_xact_status(mfa._full_xid(n.attached_by)) = 'in progress'
+              AND EXISTS (SELECT FROM nodes leaf
+                           WHERE CASE WHEN leaf.relkind = 'r' AND n.relid = ANY (leaf.path)
+                                      THEN pg_catalog.pg_relation_size(leaf.relid) > 0 ELSE false END)
+             THEN pg_catalog.format('partition %s arrives with rows that never passed the gate of %s',
+                                    n.relid::regclass, g.table_name)
+           END INTO problem
+      FROM nodes n
+     ORDER BY 1 NULLS LAST
+     LIMIT 1;
+    RETURN problem;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mfa.session_table_guard(
+    session_table regclass,
+    organization_column name DEFAULT 'organization_id',
+    member_column name DEFAULT 'member_id',
+    token_column name DEFAULT 'intermediate_session_token',
+    factors_column name DEFAULT 'authentication_factors'
+) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel record;
+    col record;
+    old_trigger record;
+    columns name[] := ARRAY[organization_column, member_column, token_column, factors_column];
+    args text;
+    definitions text[];
+    replaced text[] := '{}';
+BEGIN
+    IF session_table IS NULL OR organization_column IS NULL OR member_column IS NULL
+       OR token_column IS NULL OR factors_column IS NULL THEN
+        RAISE EXCEPTION 'invalid_argument: session_table_guard needs a table and four column names'
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT c.oid, c.relkind, c.relpersistence, n.nspname, c.relname,
+           pg_catalog.format('%I.%I', n.nspname, c.relname) AS qualified
+      INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = session_table;
+    IF rel.relkind NOT IN ('r', 'p') OR rel.relpersistence = 't'
+       OR rel.nspname IN ('mfa', 'pg_catalog', 'information_schema') OR rel.nspname LIKE 'pg\_toast%' THEN
+        RAISE EXCEPTION 'invalid_argument: % is not an application table that can hold sessions', session_table
+            USING ERRCODE = '22023', HINT = 'Guard a permanent table or partitioned table of the application''s own schema.';
+    END IF;
+    IF (SELECT count(DISTINCT c) FROM unnest(columns) c) < 4 THEN
+        RAISE EXCEPTION 'invalid_argument: the organization, member, token and factors columns must be four different columns'
+            USING ERRCODE = '22023';
+    END IF;
+    FOR col IN SELECT c.name, c.kind, a.atttypid, a.attgenerated, a.attcollation
+                 FROM unnest(columns, ARRAY['text', 'text', 'text', 'jsonb']) AS c(name, kind)
+                 LEFT JOIN pg_attribute a ON a.attrelid = session_table AND a.attname = c.name
+                                         AND a.attnum > 0 AND NOT a.attisdropped LOOP
+        IF col.atttypid IS NULL THEN
+            RAISE EXCEPTION 'invalid_argument: % has no column %', session_table, quote_ident(col.name)
+                USING ERRCODE = '22023';
+        ELSIF col.kind = 'jsonb' AND col.atttypid <> 'jsonb'::regtype
+           OR col.kind = 'text' AND col.atttypid NOT IN ('text'::regtype, 'varchar'::regtype) THEN
+            RAISE EXCEPTION 'invalid_argument: column % of % must be of type %', quote_ident(col.name), session_table,
+                  CASE col.kind WHEN 'jsonb' THEN 'jsonb' ELSE 'text or varchar' END
+                USING ERRCODE = '22023';
+        ELSIF col.kind = 'text' AND EXISTS (SELECT FROM pg_collation co
+                                             WHERE co.oid = col.attcollation AND NOT co.collisdeterministic) THEN
+            RAISE EXCEPTION 'invalid_argument: column % of % has a nondeterministic collation; the gate compares ids and tokens byte for byte',
+                  quote_ident(col.name), session_table
+                USING ERRCODE = '22023', HINT = 'Give the column a deterministic collation (the default, or "C").';
+        ELSIF col.attgenerated <> '' THEN
+            RAISE EXCEPTION 'invalid_argument: column % of % is generated; the gate must see what is stored',
+                  quote_ident(col.name), session_table
+                USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+
+    -- Already guarded as asked, and whole: nothing to do.
+    IF EXISTS (SELECT FROM mfa.guarded_session_tables g
+                WHERE g.session_table = $1 AND g.organization_column = $2 AND g.member_column = $3
+                  AND g.token_column = $4 AND g.factors_column = $5)
+       AND mfa.session_table_guard_check(session_table) IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- The registry row first, with no triggers yet: while it says so (in this transaction only),
+    -- the event trigger lets this function drop and create the table's gate triggers.
+    INSERT INTO mfa.guarded_session_tables AS g (session_table, table_name, organization_column, member_column,
+                                                 token_column, factors_column, trigger_definitions)
+    VALUES ($1, rel.qualified, $2, $3, $4, $5, '{}')
+    ON CONFLICT ON CONSTRAINT guarded_session_tables_pkey DO UPDATE
+       SET table_name = EXCLUDED.table_name, organization_column = EXCLUDED.organization_column,
+           member_column = EXCLUDED.member_column, token_column = EXCLUDED.token_column,
+           factors_column = EXCLUDED.factors_column, trigger_definitions = '{}', trigger_oids = NULL,
+           broken_by_superuser = NULL, guarded_at = clock_timestamp(), guarded_by = session_user;
+
+    -- Replace what guarded the table before: an earlier guard's triggers, and 0.3.0's hand-made
+    -- enforce_session_policy trigger (which would consume the token a second time).
+    FOR old_trigger IN SELECT t.tgname, t.tgfoid = 'mfa.enforce_session_policy()'::regprocedure AS hand_made
+                         FROM pg_trigger t
+                        WHERE t.tgrelid = session_table AND NOT t.tgisinternal AND t.tgparentid = 0
+                          AND t.tgfoid IN ('mfa.session_gate()'::regprocedure, 'mfa.enforce_session_policy()'::regprocedure) LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_trigger.tgname, rel.qualified);
+        IF old_trigger.hand_made THEN
+            replaced := replaced || old_trigger.tgname::text;
+            RAISE NOTICE 'mfa: trigger % on % (enforce_session_policy) is replaced by the guard', old_trigger.tgname, rel.qualified;
+        END IF;
+    END LOOP;
+
+    -- On Citus a distributed table's triggers run on its shards, which Citus allows only when
+    -- told to (it calls them unsafe: a trigger that queries other shards nests distributed
+    -- queries). The gate's statements all name the row's organization: with the table colocated
+    -- with mfa.organizations, they reach the shard's own node. Any other distribution is refused.
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        IF EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = session_table
+                      AND (p.partmethod <> 'h' OR p.colocationid IS DISTINCT FROM
+                           (SELECT o.colocationid FROM pg_dist_partition o
+                             WHERE o.logicalrelid = 'mfa.organizations'::regclass)
+                           OR column_to_column_name(p.logicalrelid, p.partkey) <> organization_column)) THEN
+            RAISE EXCEPTION 'invalid_argument: % is distributed otherwise than mfa''s tables', session_table
+                USING ERRCODE = '22023',
+                      HINT = 'Distribute it by its organization column, colocated with mfa.organizations: create_distributed_table(table, column, colocate_with => ''mfa.organizations'').';
+        END IF;
+        PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
+
+    args := pg_catalog.format('%L, %L, %L, %L', organization_column, member_column, token_column, factors_column);
+    EXECUTE pg_catalog.format(
+        'CREATE TRIGGER mfa_session_gate_insert BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION mfa.session_gate(%s)',
+        rel.qualified, args);
+    EXECUTE pg_catalog.format(
+        'CREATE TRIGGER mfa_session_gate_update BEFORE UPDATE OF %I, %I, %I, %I ON %s FOR EACH ROW EXECUTE FUNCTION mfa.session_gate(%s)',
+        organization_column, member_column, token_column, factors_column, rel.qualified, args);
+    EXECUTE pg_catalog.format(
+        'CREATE TRIGGER mfa_session_gate_verify_insert AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION mfa.session_gate(%s)',
+        rel.qualified, args);
+    -- The WHEN clause keeps UPDATEs that change no guarded column free of any trigger call.
+    EXECUTE pg_catalog.format(
+        'CREATE TRIGGER mfa_session_gate_verify_update AFTER UPDATE ON %s FOR EACH ROW
+         WHEN (OLD.%I IS DISTINCT FROM NEW.%I OR OLD.%I IS DISTINCT FROM NEW.%I
+               OR OLD.%I IS DISTINCT FROM NEW.%I OR OLD.%I IS DISTINCT FROM NEW.%I)
+         EXECUTE FUNCTION mfa.session_gate(%s)',
+        rel.qualified, organization_column, organization_column, member_column, member_column,
+        token_column, token_column, factors_column, factors_column, args);
+
+    -- The gate runs only for these triggers, by oid.
+    UPDATE mfa.guarded_session_tables g
+       SET (trigger_definitions, trigger_oids) =
+           (SELECT array_agg(pg_catalog.pg_get_triggerdef(t.oid) ORDER BY t.tgname), array_agg(t.oid ORDER BY t.tgname)
+              FROM pg_trigger t
+             WHERE t.tgrelid = $1 AND t.tgparentid = 0 AND t.tgfoid = 'mfa.session_gate()'::regprocedure)
+     WHERE g.session_table = $1;
+    INSERT INTO mfa.events (organization_id, request_id, event_type, details)
+    VALUES ('', gen_random_uuid(), 'session_table.guarded',
+            jsonb_build_object('session_table', rel.qualified, 'organization_column', $2, 'member_column', $3,
+                               'token_column', $4, 'factors_column', $5, 'replaced_triggers', to_jsonb(replaced)));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mfa.session_table_unguard(session_table regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g mfa.guarded_session_tables;
+    t record;
+BEGIN
+    DELETE FROM mfa.guarded_session_tables d WHERE d.session_table = $1 RETURNING * INTO g;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid_argument: % is not guarded', $1 USING ERRCODE = '22023';
+    END IF;
+    -- On Citus the triggers of a distributed table are dropped on its shards too (as in the guard).
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
+    FOR t IN SELECT tgname FROM pg_trigger
+              WHERE tgrelid = $1 AND tgparentid = 0 AND tgfoid = 'mfa.session_gate()'::regprocedure LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, $1);
+    END LOOP;
+    INSERT INTO mfa.events (organization_id, request_id, event_type, details)
+    VALUES ('', gen_random_uuid(), 'session_table.unguarded', jsonb_build_object('session_table', g.table_name));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mfa._session_guard_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g record;
+    problem text;
+BEGIN
+    -- is_superuser follows SET ROLE and SET SESSION AUTHORIZATION, not this function's owner.
+    IF current_setting('is_superuser')::boolean THEN
+        FOR g IN DELETE FROM mfa.guarded_session_tables d
+                  WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = d.session_table)
+                 RETURNING d.table_name LOOP
+            INSERT INTO mfa.events (organization_id, request_id, event_type, details)
+            VALUES ('', gen_random_uuid(), 'session_table.dropped', jsonb_build_object('session_table', g.table_name));
+        END LOOP;
+        IF NOT EXISTS (SELECT FROM mfa.guarded_session_tables) THEN
+            RETURN;
+        END IF;
+        -- A restore recreates the guard's triggers, as they were defined, under new oids.
+        UPDATE mfa.guarded_session_tables d SET trigger_oids = found.oids
+          FROM (SELECT r.session_table, array_agg(t.oid ORDER BY t.tgname) AS oids
+                  FROM mfa.guarded_session_tables r
+                  JOIN pg_trigger t ON t.tgrelid = r.session_table AND t.tgparentid = 0
+                                   AND t.tgfoid = 'mfa.session_gate()'::regprocedure
+                 WHERE r.trigger_oids IS NOT NULL
+                   AND NOT r.trigger_oids <@ ARRAY(SELECT x.oid FROM pg_trigger x WHERE x.tgrelid = r.session_table)
+                   AND pg_catalog.pg_get_triggerdef(t.oid) = ANY (r.trigger_definitions)
+                 GROUP BY r.session_table) found
+         WHERE d.session_table = found.session_table
+           AND pg_catalog.cardinality(found.oids) = pg_catalog.cardinality(d.trigger_definitions);
+        UPDATE mfa.guarded_session_tables d SET broken_by_superuser = c.problem
+          FROM (SELECT r.session_table, mfa.session_table_guard_check(r.session_table) AS problem
+                  FROM mfa.guarded_session_tables r WHERE r.trigger_oids IS NOT NULL) c
+         WHERE d.session_table = c.session_table AND d.broken_by_superuser IS DISTINCT FROM c.problem;
+        RETURN;
+    END IF;
+    SELECT pg_catalog.format('trigger %I on %s calls the session gate; only mfa.session_table_guard installs it',
+                             t.tgname, t.tgrelid::regclass)
+      INTO problem
+      FROM pg_trigger t
+     WHERE t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.tgparentid = 0
+       AND pg_catalog.pg_xact_status(mfa._full_xid(t.xmin)) = 'in progress'
+       AND NOT EXISTS (SELECT FROM mfa.guarded_session_tables r
+                        WHERE r.session_table = t.tgrelid AND (r.trigger_oids IS NULL OR t.oid = ANY (r.trigger_oids)))
+     LIMIT 1;
+    IF problem IS NULL THEN
+        -- A guard a superuser broke and someone mended since refuses again.
+        UPDATE mfa.guarded_session_tables d SET broken_by_superuser = NULL
+         WHERE d.broken_by_superuser IS NOT NULL AND mfa.session_table_guard_check(d.session_table) IS NULL;
+        FOR g IN SELECT d.session_table FROM mfa.guarded_session_tables d
+                  WHERE d.trigger_oids IS NOT NULL AND d.broken_by_superuser IS NULL LOOP
+            problem := mfa.session_table_guard_check(g.session_table);
+            EXIT WHEN problem IS NOT NULL;
+        END LOOP;
+    END IF;
+    IF problem IS NOT NULL THEN
+        -- The error rolls the command back, audit rows with it: the server log keeps the refusal.
+        RAISE LOG 'mfa: refused % by role % (session user %): %', tg_tag, current_setting('role'), session_user, problem;
+        RAISE EXCEPTION 'insufficient_privilege: % refused: %', tg_tag, problem
+            USING ERRCODE = '42501',
+                  HINT = 'Only mfa.session_table_guard (mfa_admin) installs a sessions table''s gate, and only mfa.session_table_unguard takes it off.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION mfa."session_verified_factors"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"authentication_factors" jsonb /* Option < JsonB > */
+) RETURNS jsonb /* Jsonb */
+STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'session_verified_factors_wrapper';
+
+CREATE FUNCTION mfa.session_aal(organization_id text, member_id text, authentication_factors jsonb) RETURNS text
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
+    SELECT mfa.session_aal(mfa.session_verified_factors($1, $2, $3))
+$$;
+
+CREATE FUNCTION mfa.last_mfa_at(organization_id text, member_id text, authentication_factors jsonb) RETURNS timestamptz
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
+    SELECT mfa.last_mfa_at(mfa.session_verified_factors($1, $2, $3))
+$$;
+
+REVOKE ALL ON FUNCTION mfa.session_verified_factors(text, text, jsonb), mfa.session_aal(text, text, jsonb),
+    mfa.last_mfa_at(text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mfa.session_aal(text, text, jsonb), mfa.last_mfa_at(text, text, jsonb),
+    mfa.session_verified_factors(text, text, jsonb) TO mfa_admin, mfa_app;
+COMMENT ON FUNCTION mfa._session_guard_ddl() IS
+    'mfa (internal): event trigger that refuses, to everyone but a superuser, DDL that leaves a sessions table''s guard broken or installs a trigger calling the gate.';
+COMMENT ON FUNCTION mfa.session_aal(jsonb) IS
+    'mfa: the assurance level of a factors column, trusting it (no seal is checked): aal2 when it carries a second factor or a remembered device, else aal1. Policies use session_aal(organization_id, member_id, factors).';
+COMMENT ON FUNCTION mfa.last_mfa_at(jsonb) IS
+    'mfa: when the newest second factor of a factors column was proven, trusting it (no seal is checked; NULL when none). Policies use last_mfa_at(organization_id, member_id, factors).';
+COMMENT ON FUNCTION mfa.session_aal(text, text, jsonb) IS
+    'mfa: the assurance level of a session row from the factors whose gate seal verifies for its organization and member: aal2 when one is a second factor or a remembered device, else aal1. For RLS policies.';
+COMMENT ON FUNCTION mfa.last_mfa_at(text, text, jsonb) IS
+    'mfa: when the newest sealed second factor of a session row was proven (NULL when none verifies; a remembered device is not one): for RLS policies such as last_mfa_at(organization_id, member_id, authentication_factors) > now() - interval ''15 minutes''.';
+COMMENT ON FUNCTION mfa.session_verified_factors(text, text, jsonb) IS
+    'mfa: the factors of a session''s factors column whose gate seal verifies for this organization and member (sealed with a known key); the rest is left out.';
