@@ -195,10 +195,28 @@ fn table_name(trigger: &PgTrigger) -> String {
         .unwrap_or_default()
 }
 
-fn record(table: u32, row: &GuardedColumns) {
+fn record(table: u32, updated_row: Option<u64>, row: &GuardedColumns) {
     let subtransaction = unsafe { pg_sys::GetCurrentSubTransactionId() };
     let hash = row.token.as_deref().map(token_hash);
-    DECISIONS.with(|d| d.borrow_mut().record(table, row, hash, subtransaction));
+    DECISIONS.with(|d| {
+        d.borrow_mut()
+            .record(table, updated_row, row, hash, subtransaction)
+    });
+}
+
+/// The position of the row an UPDATE changes (its old tuple), the same in the BEFORE and AFTER
+/// triggers of one row event; none for an INSERT.
+fn updated_row(trigger: &PgTrigger) -> Option<u64> {
+    if !trigger.event().fired_by_update() {
+        return None;
+    }
+    let tuple = trigger.trigger_data().tg_trigtuple;
+    if tuple.is_null() {
+        return None;
+    }
+    let position = unsafe { (*tuple).t_self };
+    let block = (u64::from(position.ip_blkid.bi_hi) << 16) | u64::from(position.ip_blkid.bi_lo);
+    Some((block << 16) | u64::from(position.ip_posid))
 }
 
 /// A step-up: the token must be this member's, unexpired, unused and carry a second factor proven
@@ -291,7 +309,10 @@ fn session_gate<'a>(
             }
         }
         let hash = proposed.token.as_deref().map(token_hash);
-        if !DECISIONS.with(|d| d.borrow_mut().take(table, &proposed, hash)) {
+        if !DECISIONS.with(|d| {
+            d.borrow_mut()
+                .take(table, updated_row(trigger), &proposed, hash)
+        }) {
             denied(
                 &table_name(trigger),
                 operation,
@@ -322,7 +343,7 @@ fn session_gate<'a>(
         };
         row.set_by_name(&columns.factors, Jsonb(decided.factors.clone()))
             .unwrap_or_else(|e| refused(ErrorType::InvalidArgument, format!("session_gate: {e}")));
-        record(table, &decided);
+        record(table, None, &decided);
         return Ok(Some(row));
     }
 
@@ -352,7 +373,7 @@ fn session_gate<'a>(
     };
     row.set_by_name(&columns.factors, Jsonb(decided.factors.clone()))
         .unwrap_or_else(|e| refused(ErrorType::InvalidArgument, format!("session_gate: {e}")));
-    record(table, &decided);
+    record(table, updated_row(trigger), &decided);
     Ok(Some(row))
 }
 

@@ -67,8 +67,16 @@ pub fn merge_factors(existing: &Value, proven: &[Value]) -> Value {
     Value::Array(merged)
 }
 
-/// Where a decision is looked up: the table, the session's identity and its token's hash.
-type TicketKey = (u32, Option<String>, Option<String>, Option<Vec<u8>>);
+/// Where a decision is looked up: the table, the row an UPDATE changes (its old tuple's
+/// position; none for an INSERT), the session's identity and its token's hash. An UPDATE's
+/// decision serves only that row: one a later trigger skipped cannot be claimed by another row.
+type TicketKey = (
+    u32,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+);
 
 /// The decisions the BEFORE triggers of this transaction made and no AFTER trigger has matched
 /// yet. Each holds the factors the gate wrote and the subtransaction it was made in: a
@@ -84,6 +92,7 @@ impl DecisionBook {
     pub fn record(
         &mut self,
         table: u32,
+        updated_row: Option<u64>,
         row: &GuardedColumns,
         token_hash: Option<Vec<u8>>,
         subtransaction: u32,
@@ -91,6 +100,7 @@ impl DecisionBook {
         self.open
             .entry((
                 table,
+                updated_row,
                 row.organization_id.clone(),
                 row.member_id.clone(),
                 token_hash,
@@ -101,9 +111,16 @@ impl DecisionBook {
 
     /// Takes the decision that the final row matches exactly; false when there is none (a trigger
     /// that ran after the gate changed the row, or the row never passed a gate).
-    pub fn take(&mut self, table: u32, row: &GuardedColumns, token_hash: Option<Vec<u8>>) -> bool {
+    pub fn take(
+        &mut self,
+        table: u32,
+        updated_row: Option<u64>,
+        row: &GuardedColumns,
+        token_hash: Option<Vec<u8>>,
+    ) -> bool {
         let key = (
             table,
+            updated_row,
             row.organization_id.clone(),
             row.member_id.clone(),
             token_hash,
@@ -212,19 +229,20 @@ mod tests {
     fn the_final_row_must_match_a_decision_exactly_once() {
         let mut book = DecisionBook::default();
         let decided = row("o", "m", Some("t"), json!([{"type": "totp"}]));
-        book.record(7, &decided, Some(vec![1]), 1);
+        book.record(7, None, &decided, Some(vec![1]), 1);
         // Rewritten after the decision: another member, other factors, another token, another table.
         assert!(!book.take(
             7,
+            None,
             &row("o", "victim", Some("t"), json!([{"type": "totp"}])),
             Some(vec![1])
         ));
-        assert!(!book.take(7, &row("o", "m", Some("t"), json!([])), Some(vec![1])));
-        assert!(!book.take(7, &decided, Some(vec![2])));
-        assert!(!book.take(8, &decided, Some(vec![1])));
-        assert!(book.take(7, &decided, Some(vec![1])));
+        assert!(!book.take(7, None, &row("o", "m", Some("t"), json!([])), Some(vec![1])));
+        assert!(!book.take(7, None, &decided, Some(vec![2])));
+        assert!(!book.take(8, None, &decided, Some(vec![1])));
+        assert!(book.take(7, None, &decided, Some(vec![1])));
         assert!(
-            !book.take(7, &decided, Some(vec![1])),
+            !book.take(7, None, &decided, Some(vec![1])),
             "one decision, one row"
         );
         assert!(book.is_empty());
@@ -236,14 +254,14 @@ mod tests {
         let a = row("o", "a", Some("t"), json!([]));
         let b = row("o", "b", Some("t"), json!([]));
         let c = row("o", "c", Some("t"), json!([]));
-        book.record(1, &a, None, 1);
-        book.record(1, &b, None, 2);
-        book.record(1, &c, None, 3);
+        book.record(1, None, &a, None, 1);
+        book.record(1, None, &b, None, 2);
+        book.record(1, None, &c, None, 3);
         book.abort_subtransaction(2);
-        assert!(book.take(1, &a, None));
-        assert!(!book.take(1, &b, None));
-        assert!(!book.take(1, &c, None));
-        book.record(1, &a, None, 4);
+        assert!(book.take(1, None, &a, None));
+        assert!(!book.take(1, None, &b, None));
+        assert!(!book.take(1, None, &c, None));
+        book.record(1, None, &a, None, 4);
         book.clear();
         assert!(book.is_empty());
     }

@@ -138,6 +138,16 @@ impl Deployment {
             .collect()
     }
 
+    /// The member of every session row.
+    fn session_members(&mut self) -> Vec<String> {
+        self.superuser
+            .query(&format!("SELECT member_id FROM {}.sessions ORDER BY id", self.schema), &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     /// Runs `sql` as the owner (`{s}` is the schema) and returns its SQLSTATE, "" when it passed.
     fn attempt(&mut self, sql: &str) -> String {
         let sql = sql.replace("{s}", &self.schema);
@@ -764,14 +774,7 @@ fn only_the_guards_own_triggers_decide() {
         ),
         "28000",
     );
-    let members: Vec<String> = d
-        .superuser
-        .query(&format!("SELECT member_id FROM {s}.sessions"), &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(members, ["me"]);
+    assert_eq!(d.session_members(), ["me"]);
 }
 
 /// DDL run under SET ROLE from a SECURITY DEFINER function of the owner's is judged by what it
@@ -849,14 +852,7 @@ fn a_leftover_decision_cannot_move_another_row() {
     ));
     d.owner.batch_execute("ROLLBACK").unwrap();
     assert_eq!(got, "28000");
-    let members: Vec<String> = d
-        .superuser
-        .query(&format!("SELECT member_id FROM {s}.sessions"), &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(members, ["me"]);
+    assert_eq!(d.session_members(), ["me"]);
 }
 
 /// The guarded id and token columns compare bytes: a case-insensitive collation would let an
@@ -968,4 +964,58 @@ fn assurance_is_sealed_to_its_member() {
         .map(|f| f["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["password"]);
+}
+
+/// A decision for a row that a later trigger skipped (here a "token cleared" on a session with a
+/// second factor) cannot be claimed by an UPDATE of another session of the same member that a
+/// trigger rewrites into a copy of it: a password-only session stays aal1.
+#[test]
+fn a_skipped_rows_decision_cannot_raise_another_session() {
+    let mut d = deployment("skipped", true);
+    let (s, req) = (d.schema.clone(), d.required.clone());
+    let strong = victim_session(&mut d);
+    // A second session of the victim with a recovery code spent as a step-up is not needed: any
+    // other session row of the member will do; a breakglass-free copy of the strong one's
+    // identity with no factors stands in for a password-only session.
+    d.superuser
+        .batch_execute(&format!(
+            "ALTER TABLE {s}.sessions DISABLE TRIGGER USER;
+             INSERT INTO {s}.sessions (organization_id, member_id, authentication_factors)
+             VALUES ('{req}', 'victim', '[]');
+             ALTER TABLE {s}.sessions ENABLE TRIGGER USER"
+        ))
+        .unwrap();
+    let weak: i32 = d
+        .superuser
+        .query_one(&format!("SELECT max(id) FROM {s}.sessions"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(assurance(&mut d.owner, &s, weak).0, "aal1");
+    d.owner
+        .batch_execute(&format!(
+            "CREATE TABLE {s}.stash (factors jsonb);
+             CREATE FUNCTION {s}.zz() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF current_setting('app.mode', true) = 'skip' THEN RETURN NULL; END IF;
+               IF current_setting('app.mode', true) = 'copy' THEN
+                  NEW.intermediate_session_token := NULL;
+                  NEW.authentication_factors := (SELECT factors FROM {s}.stash);
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER zz BEFORE UPDATE ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.zz();"
+        ))
+        .unwrap();
+    let got = d.attempt(&format!(
+        "BEGIN;
+         INSERT INTO {s}.stash SELECT authentication_factors FROM {s}.sessions WHERE id = {strong};
+         SET LOCAL app.mode = 'skip';
+         UPDATE {s}.sessions SET intermediate_session_token = NULL WHERE id = {strong};
+         SET LOCAL app.mode = 'copy';
+         UPDATE {s}.sessions SET last_seen_at = now() WHERE id = {weak};
+         COMMIT"
+    ));
+    d.owner.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(got, "28000");
+    assert_eq!(assurance(&mut d.owner, &s, weak).0, "aal1");
 }
