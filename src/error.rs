@@ -57,6 +57,8 @@ pub enum ErrorType {
     RememberedDevicesNotAllowed,
     // Limits.
     TooManyRequests,
+    /// `PREPARE TRANSACTION` of a transaction that called mfa (its locks would outlive it).
+    CannotPrepareTransaction,
     // Returned (not raised) authentication failures.
     UnableToAuthOtpCode,
     OtpCodeExpired,
@@ -127,6 +129,7 @@ impl ErrorType {
             }
             InsufficientFactors => "insufficient_factors",
             TooManyRequests => "too_many_requests",
+            CannotPrepareTransaction => "cannot_prepare_transaction",
             UnableToAuthOtpCode => "unable_to_auth_otp_code",
             OtpCodeExpired => "otp_code_expired",
             InvalidTotpCode => "invalid_totp_code",
@@ -184,6 +187,10 @@ impl ErrorType {
     /// The SQLSTATE of the ERROR raised for this type.
     pub fn sqlstate(self) -> PgSqlErrorCode {
         use ErrorType::*;
+        if self == CannotPrepareTransaction {
+            // As PostgreSQL's own refusals to prepare (temporary objects, NOTIFY).
+            return PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED;
+        }
         match self.status_code() {
             404 => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             409 => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -341,5 +348,9 @@ mod tests {
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
         );
         assert_eq!(UserLockLimitReached.status_code(), 429);
+        assert_eq!(
+            code(CannotPrepareTransaction),
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED
+        );
     }
 }

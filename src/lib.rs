@@ -36,6 +36,7 @@ pub extern "C-unwind" fn _PG_init() {
     error::keep_backtraces_out_of_errors();
     settings::register();
     api::gate::register_callbacks();
+    api::prepared::register_callbacks();
     // Preloaded, the postmaster sets up the attempt ledger's shared memory (without it every
     // authentication is refused). The postmaster also pays for the phone metadata once and every
     // backend inherits it; loaded on first use, a backend pays on its first phone number instead.

@@ -5,6 +5,7 @@
 //! own lock threshold or lengthen a code's life. Values are read through these statics, never with
 //! `current_setting()`.
 
+use crate::core::attempts::{MAX_CHECKS_PER_SECOND, MAX_LOCK_US, MAX_THRESHOLD};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;
 
@@ -60,17 +61,17 @@ pub fn register() {
     }
     define_int(
         c"mfa.lock_threshold",
-        c"Failed MFA attempts within mfa.lock_minutes (and without a success) that lock a member.",
+        c"Failed MFA attempts within any mfa.lock_minutes (and without a success) that lock a member.",
         &LOCK_THRESHOLD,
         1,
-        100,
+        MAX_THRESHOLD as i32,
     );
     define_int(
         c"mfa.lock_minutes",
-        c"How long a locked member stays locked, in minutes; also the window in which failures count.",
+        c"How long a locked member stays locked, in minutes; also the length of the sliding window in which failures count.",
         &LOCK_MINUTES,
         5,
-        7 * 24 * 60,
+        (MAX_LOCK_US / 60_000_000) as i32,
     );
     define_int(
         c"mfa.lock_max_minutes",
@@ -84,7 +85,7 @@ pub fn register() {
         c"Failed or still-running code checks per member in any one second; more are refused (too_many_requests) without being checked. Successes do not count.",
         &MEMBER_CHECKS_PER_SECOND,
         1,
-        100,
+        MAX_CHECKS_PER_SECOND as i32,
     );
     define_int(
         c"mfa.sms_code_max_attempts",
@@ -248,7 +249,7 @@ fn register_ledger_sizes() {
     GucRegistry::define_int_guc(
         c"mfa.attempt_ledger_members",
         c"Members the attempt ledger (shared memory) tracks at once.",
-        c"About 100 bytes each. A member is forgotten only once quiet (no lock, no failure in the window); when none can be, attempts are refused.",
+        c"About 420 bytes each (the times of the failures in each member's window and of their checks in the last second). A member is forgotten only once quiet (no lock, no failure in the window); when none can be, attempts are refused.",
         &ATTEMPT_LEDGER_MEMBERS,
         128,
         10_000_000,
@@ -258,7 +259,7 @@ fn register_ledger_sizes() {
     GucRegistry::define_int_guc(
         c"mfa.attempt_queue_records",
         c"Failures and audit events the attempt ledger holds until its worker has written them.",
-        c"About 1.8 kB each. When full, attempts are refused until the worker catches up.",
+        c"About 2.1 kB each. When full, attempts are refused until the worker catches up.",
         &ATTEMPT_QUEUE_RECORDS,
         64,
         1_000_000,

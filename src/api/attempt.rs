@@ -103,7 +103,7 @@ impl Attempt {
         };
         let failure = match refusal {
             Admission::Locked => return self.locked().map(Some),
-            Admission::Throttled => MfaError::new(
+            Admission::Throttled { .. } => MfaError::new(
                 ErrorType::TooManyRequests,
                 "Too many attempts for this member in the last second; try again in a moment.",
             ),

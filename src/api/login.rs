@@ -224,7 +224,8 @@ fn start(
             } else {
                 Value::Null
             },
-            "member": if mfa_required { answer::member_before_mfa(&member) } else { answer::member(&member) },
+            // Before any second factor of this login, whether or not one is required: masked.
+            "member": answer::member_before_mfa(&member),
         }),
     );
     if let Some(device) = remembered {

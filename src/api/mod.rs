@@ -12,6 +12,7 @@ pub mod login;
 pub mod members;
 pub mod organizations;
 pub mod outbox;
+pub mod prepared;
 pub mod remembered_devices;
 pub mod sms;
 pub mod sms_workers;

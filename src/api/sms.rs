@@ -185,21 +185,23 @@ fn otp_sms_send(
     }
     let mut linked = false;
     if let Some(phone) = &requested {
-        match &member.mfa_phone_number {
-            Some(existing) if existing != &phone.e164 => return err(
+        // A number is passed only to link a first phone. A member who has one is sent to it
+        // without passing it; passing one is refused whatever it is, so that the answer never
+        // tells whether a guessed number is the member's (their masked number would otherwise
+        // be found in a few hundred guesses).
+        if member.mfa_phone_number.is_some() {
+            return Err(MfaError::new(
                 ErrorType::DuplicateMemberPhoneNumber,
-                "The member already has another phone number; delete it before using a new one.",
-            ),
-            Some(_) => {}
-            None => {
-                // Linking a new phone is adding a factor: a member who already has one must have
-                // proven it in this login.
-                login::require_step_up_for_new_factor(&member, token)?;
-                check_sms_country(phone, &allowlist()?)?;
-                members::link_phone(&member, phone)?;
-                linked = true;
-            }
+                "The member already has a phone number: send without mfa_phone_number to use it, or delete it before linking another.",
+            )
+            .into());
         }
+        // Linking a new phone is adding a factor: a member who already has one must have
+        // proven it in this login.
+        login::require_step_up_for_new_factor(&member, token)?;
+        check_sms_country(phone, &allowlist()?)?;
+        members::link_phone(&member, phone)?;
+        linked = true;
     }
     send_code(&request, &member, requested.as_ref(), locale, true)?;
     // A send changes the member only when it linked the phone. Sent during a login, before any

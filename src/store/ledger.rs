@@ -520,6 +520,8 @@ pub struct EventContext {
 pub struct Charge {
     key: MemberKey,
     record: usize,
+    /// When the check was charged: a success gives that place in the throttle back.
+    charged_at: i64,
     settled: bool,
 }
 
@@ -612,7 +614,7 @@ fn try_admit(
         let attempts = held.entries()[i].attempts;
         // The first refusal of a second is audited (at most one a second per member; the rest
         // are counted into the next failure's details).
-        if admission == Admission::Throttled && attempts.throttled_this_second == 1 {
+        if admission == (Admission::Throttled { audit: true }) {
             if let Some(record) = held.reserve(&key, context) {
                 held.queue(
                     record,
@@ -632,6 +634,7 @@ fn try_admit(
     Ok(Ok(Ok(Charge {
         key,
         record,
+        charged_at: now,
         settled: false,
     })))
 }
@@ -679,7 +682,7 @@ impl Charge {
             let (attempts, write) = match held.find(&self.key) {
                 Some(i) => {
                     let e = &mut held.entries()[i];
-                    e.attempts.succeed();
+                    e.attempts.succeed(self.charged_at);
                     let write = std::mem::replace(&mut e.durable_dirty, false);
                     (e.attempts, write)
                 }

@@ -17,7 +17,8 @@ fn time(micros: i64) -> Option<TimestampWithTimeZone> {
         .flatten()
 }
 
-/// The durable state of a member as `MemberAttempts` (times as ledger times).
+/// The durable state of a member as `MemberAttempts` (times as ledger times). The row keeps the
+/// count of failures in the window and the earliest of them: they come back as charged then.
 pub fn attempts_from_row(
     failed_attempts: Option<i32>,
     failure_window_started_at: Option<TimestampWithTimeZone>,
@@ -26,14 +27,13 @@ pub fn attempts_from_row(
     lock_count: Option<i32>,
 ) -> MemberAttempts {
     let micros = |t: Option<TimestampWithTimeZone>| t.map(i64::from).unwrap_or(0);
-    MemberAttempts {
-        failures: failed_attempts.unwrap_or(0).max(0) as u32,
-        window_started_at: micros(failure_window_started_at),
-        lock_created_at: micros(lock_created_at),
-        lock_expires_at: micros(lock_expires_at),
-        lock_count: lock_count.unwrap_or(0).max(0) as u32,
-        ..MemberAttempts::default()
-    }
+    MemberAttempts::from_durable(
+        failed_attempts.unwrap_or(0).max(0) as u32,
+        micros(failure_window_started_at),
+        micros(lock_created_at),
+        micros(lock_expires_at),
+        lock_count.unwrap_or(0).max(0) as u32,
+    )
 }
 
 /// Whether the tables the worker writes exist (the extension may have been dropped since the
@@ -132,10 +132,10 @@ fn write_records(organization: Option<&str>, records: Vec<&Record>) -> MfaResult
             strings(&states, Record::member_id).into(),
             states
                 .iter()
-                .map(|r| r.attempts.failures as i32)
+                .map(|r| r.attempts.failure_count() as i32)
                 .collect::<Vec<_>>()
                 .into(),
-            column(&|a| a.window_started_at).into(),
+            column(&|a| a.window_started_at()).into(),
             column(&|a| a.lock_created_at).into(),
             column(&|a| a.lock_expires_at).into(),
             states

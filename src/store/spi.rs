@@ -12,7 +12,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiTupleTable};
 use pgrx::JsonB;
 use serde_json::Value;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -25,6 +25,20 @@ struct KeptPlan {
 thread_local! {
     /// This backend's kept plans, by statement text (looked up without copying the text).
     static PLANS: RefCell<HashMap<String, KeptPlan>> = RefCell::new(HashMap::new());
+    /// Whether the current transaction ran a statement of mfa's (see `ran_in_this_transaction`).
+    static RAN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the current transaction ran one of mfa's statements: it may then hold mfa's row and
+/// advisory locks (a member, an SMS number), which must not outlive the session in a prepared
+/// transaction. Kept until the transaction ends, whatever its savepoints did.
+pub fn ran_in_this_transaction() -> bool {
+    RAN.with(Cell::get)
+}
+
+/// The transaction ended (committed, rolled back or prepared).
+pub fn transaction_ended() {
+    RAN.with(|r| r.set(false));
 }
 
 /// Runs `sql` with `args` through this backend's kept plan for it, preparing it the first time
@@ -34,6 +48,7 @@ pub fn run_kept<'conn>(
     sql: &str,
     args: &[DatumWithOid],
 ) -> Result<SpiTupleTable<'conn>, pgrx::spi::Error> {
+    RAN.with(|r| r.set(true));
     let types = || args.iter().map(|a| a.oid().to_u32());
     let kept = PLANS.with(|plans| {
         plans
