@@ -19,7 +19,7 @@ test:
 
 # The test suite with the long variants: 200,000 hostile calls, 20 kill -9 cycles.
 soak:
-	@MFA_HOSTILE_CALLS=200000 MFA_CRASH_CYCLES=20 bash scripts/test.sh $(PG)
+	@MFA_HOSTILE_CALLS=200000 MFA_CRASH_CYCLES=20 MFA_LONG_TESTS=1 bash scripts/test.sh $(PG)
 
 bench:
 	@bash scripts/bench.sh

@@ -5,7 +5,7 @@
 //! that used temporary objects, mfa refuses to prepare one that ran any of its statements.
 
 use crate::error::{ErrorType, MfaError};
-use crate::store::spi;
+use crate::store::{cluster, spi};
 use pgrx::{pg_guard, pg_sys};
 
 /// Registers the transaction callback; called from `_PG_init`.
@@ -23,7 +23,9 @@ unsafe extern "C-unwind" fn transaction_event(
     use pg_sys::XactEvent::*;
     match event {
         // Before anything is prepared: an ERROR here rolls the transaction back instead.
-        XACT_EVENT_PRE_PREPARE if spi::ran_in_this_transaction() => {
+        // Citus commits a transaction that spans nodes with PREPARE TRANSACTION on each worker
+        // (a login's guarded INSERT among them); there the refusal would end every such login.
+        XACT_EVENT_PRE_PREPARE if spi::ran_in_this_transaction() && !cluster::on_citus() => {
             spi::transaction_ended();
             MfaError::new(
                 ErrorType::CannotPrepareTransaction,
