@@ -18,14 +18,6 @@ COMMENT ON COLUMN mfa.guarded_session_tables.trigger_oids IS
     'mfa: the guard''s four triggers, in name order: mfa.session_gate() runs only for these (and their clones on partitions). NULL while session_table_guard installs them.';
 COMMENT ON COLUMN mfa.guarded_session_tables.broken_by_superuser IS
     'mfa: what a superuser''s command left broken in this guard (NULL: whole). Such a guard refuses no other role''s DDL until it is mended.';
--- The guards of 0.9.0: their four triggers, by name.
-UPDATE mfa.guarded_session_tables g
-   SET trigger_oids = (SELECT array_agg(t.oid ORDER BY t.tgname) FROM pg_catalog.pg_trigger t
-                        WHERE t.tgrelid = g.session_table AND t.tgparentid = 0
-                          AND t.tgfoid = 'mfa.session_gate()'::regprocedure
-                          AND t.tgname IN ('mfa_session_gate_insert', 'mfa_session_gate_update',
-                                           'mfa_session_gate_verify_insert', 'mfa_session_gate_verify_update'));
-
 CREATE OR REPLACE FUNCTION mfa.session_table_guard_check(session_table regclass) RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -353,9 +345,9 @@ BEGIN
                         WHERE r.session_table = t.tgrelid AND (r.trigger_oids IS NULL OR t.oid = ANY (r.trigger_oids)))
      LIMIT 1;
     IF problem IS NULL THEN
-        -- A guard a superuser broke and someone mended since refuses again.
-        UPDATE mfa.guarded_session_tables d SET broken_by_superuser = NULL
-         WHERE d.broken_by_superuser IS NOT NULL AND mfa.session_table_guard_check(d.session_table) IS NULL;
+        -- Read-only here: a mark is set and cleared only by a superuser's command (recomputed
+        -- from the catalogs) and by session_table_guard, never from this command's snapshot,
+        -- which may not yet see the breakage a concurrent superuser just committed.
         FOR g IN SELECT d.session_table FROM mfa.guarded_session_tables d
                   WHERE d.trigger_oids IS NOT NULL AND d.broken_by_superuser IS NULL LOOP
             problem := mfa.session_table_guard_check(g.session_table);
@@ -371,6 +363,18 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The guards of 0.9.0: their four triggers, by name (none found: an empty list, never NULL,
+-- which would mean "being guarded"). A guard already broken is marked as a superuser's doing:
+-- nobody can tell who broke it, and it must not refuse every other role's DDL.
+UPDATE mfa.guarded_session_tables g
+   SET trigger_oids = coalesce((SELECT array_agg(t.oid ORDER BY t.tgname) FROM pg_catalog.pg_trigger t
+                                 WHERE t.tgrelid = g.session_table AND t.tgparentid = 0
+                                   AND t.tgfoid = 'mfa.session_gate()'::regprocedure
+                                   AND t.tgname IN ('mfa_session_gate_insert', 'mfa_session_gate_update',
+                                                    'mfa_session_gate_verify_insert', 'mfa_session_gate_verify_update')),
+                               '{}');
+UPDATE mfa.guarded_session_tables g SET broken_by_superuser = mfa.session_table_guard_check(g.session_table);
 
 CREATE FUNCTION mfa."session_verified_factors"(
 	"organization_id" TEXT, /* Option < & str > */

@@ -334,8 +334,8 @@ $$;
 -- refused (42501) and rolled back, whoever the role setting names (a SECURITY DEFINER function of
 -- the table's owner, called under SET ROLE, changes the owner's tables all the same). Superusers
 -- are trusted (they can also switch event triggers off): a guard a superuser's command broke
--- refuses nobody's DDL until it is mended, and a guarded table a superuser dropped leaves the
--- registry. A trigger that calls the gate is installed only by session_table_guard.
+-- refuses nobody's DDL until session_table_guard mends it (or a later superuser command finds it
+-- whole), and a guarded table a superuser dropped leaves the registry. A trigger that calls the gate is installed only by session_table_guard.
 CREATE FUNCTION mfa._session_guard_ddl() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -381,9 +381,9 @@ BEGIN
                         WHERE r.session_table = t.tgrelid AND (r.trigger_oids IS NULL OR t.oid = ANY (r.trigger_oids)))
      LIMIT 1;
     IF problem IS NULL THEN
-        -- A guard a superuser broke and someone mended since refuses again.
-        UPDATE mfa.guarded_session_tables d SET broken_by_superuser = NULL
-         WHERE d.broken_by_superuser IS NOT NULL AND mfa.session_table_guard_check(d.session_table) IS NULL;
+        -- Read-only here: a mark is set and cleared only by a superuser's command (recomputed
+        -- from the catalogs) and by session_table_guard, never from this command's snapshot,
+        -- which may not yet see the breakage a concurrent superuser just committed.
         FOR g IN SELECT d.session_table FROM mfa.guarded_session_tables d
                   WHERE d.trigger_oids IS NOT NULL AND d.broken_by_superuser IS NULL LOOP
             problem := mfa.session_table_guard_check(g.session_table);

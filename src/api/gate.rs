@@ -337,8 +337,16 @@ fn session_gate<'a>(
             proposed.token.as_deref(),
         )
         .unwrap_or_else(|refusal| denied(&table_name(trigger), operation, &proposed, refusal));
+        // Only the guard's own triggers seal: what check_session_policy and the 0.3.0 trigger
+        // answer carries no seal, so no caller can collect sealed factors to place elsewhere.
+        let factors = sealed(
+            proposed.organization_id.as_deref().unwrap_or_default(),
+            proposed.member_id.as_deref().unwrap_or_default(),
+            allowed.factors,
+        )
+        .unwrap_or_else(|e| e.raise());
         let decided = GuardedColumns {
-            factors: Value::Array(allowed.factors),
+            factors: Value::Array(factors),
             ..proposed
         };
         row.set_by_name(&columns.factors, Jsonb(decided.factors.clone()))
@@ -444,9 +452,14 @@ pub fn decide(
             &second_factors(&factors),
             remembered_device,
         )?;
+        // A device that no longer counts is not recorded as a factor of the session either.
+        let mut factors = factors;
+        if !remembered_device {
+            factors.retain(|f| f["type"] != "remembered_device");
+        }
         Ok(factors)
     })();
-    match decision.and_then(|factors| sealed(organization_id, member_id, factors)) {
+    match decision {
         Ok(factors) => Ok(Allowed { request, factors }),
         Err(denied) => {
             // The raised error rolls the caller's transaction back, audit event included; the denial

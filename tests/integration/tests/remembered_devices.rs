@@ -356,3 +356,49 @@ fn a_lock_revokes_the_members_devices() {
     );
     assert!(!login["mfa_required"].is_null(), "{login}");
 }
+
+/// A remembered device that is no longer honoured when the session is created (revoked between
+/// the login and the INSERT) gives the session no assurance, even where the organization's policy
+/// lets the member in without MFA: the gate does not seal a factor it did not count.
+#[test]
+fn a_device_revoked_before_the_session_gives_it_no_assurance() {
+    let t = tenant("stale-device", 1);
+    let mut app = t.app();
+    let device = t.remember(&mut app, 0);
+    let mut su = connect();
+    json(
+        &mut su,
+        "SELECT mfa.organization_upsert($1, 'OPTIONAL')",
+        &[&t.org],
+    );
+    su.execute(
+        "UPDATE mfa.members SET mfa_enrolled = false WHERE organization_id = $1",
+        &[&t.org],
+    )
+    .unwrap();
+    let login = json(
+        &mut app,
+        "SELECT mfa.primary_authenticate($1, 'ann', device_token => $2)",
+        &[&t.org, &device],
+    );
+    let token = token_of(&login);
+    su.execute(
+        "DELETE FROM mfa.remembered_devices WHERE organization_id = $1",
+        &[&t.org],
+    )
+    .unwrap();
+    let row = app
+        .query_one(
+            &format!(
+                "INSERT INTO {} (organization_id, member_id, intermediate_session_token) VALUES ($1, 'ann', $2)
+                 RETURNING jsonb_path_query_array(authentication_factors, '$[*].type'),
+                           mfa.session_aal(organization_id, member_id, authentication_factors)",
+                t.table
+            ),
+            &[&t.org, &token],
+        )
+        .unwrap();
+    let (types, aal): (Value, String) = (row.get(0), row.get(1));
+    assert_eq!(types, serde_json::json!(["password"]), "{login}");
+    assert_eq!(aal, "aal1");
+}

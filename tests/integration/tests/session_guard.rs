@@ -1019,3 +1019,26 @@ fn a_skipped_rows_decision_cannot_raise_another_session() {
     assert_eq!(got, "28000");
     assert_eq!(assurance(&mut d.owner, &s, weak).0, "aal1");
 }
+
+/// Only the guard's triggers seal: the factors `check_session_policy` answers (the 0.3.0 way, for
+/// a table the application writes itself) carry no seal, so `mfa_app` cannot collect sealed
+/// factors to place anywhere.
+#[test]
+fn check_session_policy_hands_out_no_sealed_factors() {
+    let mut d = deployment("unsealed", true);
+    let req = d.required.clone();
+    let (_, token) = start_login(&mut d.owner, &req, "victim");
+    let ok = json(
+        &mut d.owner,
+        "SELECT mfa.totp_authenticate($1, 'victim', $2, $3)",
+        &[&req, &totp_now(SECRET), &token],
+    );
+    assert_eq!(ok["status_code"], 200, "{ok}");
+    let verified = json(
+        &mut d.owner,
+        "SELECT mfa.session_verified_factors($1, 'victim',
+                    mfa.check_session_policy($1, 'victim', $2) -> 'authentication_factors')",
+        &[&req, &token],
+    );
+    assert_eq!(verified, serde_json::json!([]));
+}
