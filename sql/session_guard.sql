@@ -382,13 +382,15 @@ BEGIN
      LIMIT 1;
     IF problem IS NULL THEN
         -- Read-only here: a mark is set and cleared only by a superuser's command (recomputed
-        -- from the catalogs) and by session_table_guard, never from this command's snapshot,
-        -- which may not yet see the breakage a concurrent superuser just committed.
-        FOR g IN SELECT d.session_table FROM mfa.guarded_session_tables d
-                  WHERE d.trigger_oids IS NOT NULL AND d.broken_by_superuser IS NULL LOOP
-            problem := mfa.session_table_guard_check(g.session_table);
-            EXIT WHEN problem IS NOT NULL;
-        END LOOP;
+        -- from the catalogs) and by session_table_guard. The marks and the catalogs are read in
+        -- one statement, one snapshot: a superuser's command committed in between would
+        -- otherwise show its breakage without its mark.
+        SELECT c.problem INTO problem
+          FROM (SELECT mfa.session_table_guard_check(d.session_table) AS problem
+                  FROM mfa.guarded_session_tables d
+                 WHERE d.trigger_oids IS NOT NULL AND d.broken_by_superuser IS NULL) c
+         WHERE c.problem IS NOT NULL
+         LIMIT 1;
     END IF;
     IF problem IS NOT NULL THEN
         -- The error rolls the command back, audit rows with it: the server log keeps the refusal.
