@@ -31,6 +31,7 @@ pub static MEMBER_CHECKS_PER_SECOND: GucSetting<i32> = GucSetting::<i32>::new(5)
 pub static SMS_CODE_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static ATTEMPT_LEDGER_MEMBERS: GucSetting<i32> = GucSetting::<i32>::new(100_000);
 pub static ATTEMPT_QUEUE_RECORDS: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static ATTEMPT_LEDGER_WRITERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static SMS_OUTBOX_NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// Registers every setting; called from `_PG_init`.
@@ -263,6 +264,16 @@ fn register_ledger_sizes() {
         &ATTEMPT_QUEUE_RECORDS,
         64,
         1_000_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"mfa.attempt_ledger_writers",
+        c"Background workers that write the attempt ledger's records, started with the server.",
+        c"Each takes a max_worker_processes slot for good, so that user queries cannot keep the ledger from being written; one database is served by one writer at a time.",
+        &ATTEMPT_LEDGER_WRITERS,
+        1,
+        crate::store::ledger::MAX_WRITERS as i32,
         GucContext::Postmaster,
         GucFlags::default(),
     );

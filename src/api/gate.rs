@@ -146,6 +146,7 @@ fn denied(table: &str, operation: &str, row: &GuardedColumns, refusal: MfaError)
             request_id: crate::core::ids::request_id_bytes(&request.id),
         },
         &details,
+        ledger::Purpose::Coalescible,
     );
     refusal.raise()
 }

@@ -1,21 +1,28 @@
-//! The attempt ledger's workers: one background worker per database, started on demand (by the
-//! launcher, when a record is queued for it) that writes queued failures, resets and audit events into
-//! `mfa.member_lockouts` and `mfa.events` in transactions of its own, then exits when the queue
-//! has stayed empty for a moment (an idle worker would hold up `DROP DATABASE`).
+//! The attempt ledger's background workers, all registered at server start (so user queries
+//! cannot take their slots): the launcher, which rereads the key file at a reload and wakes the
+//! writers for records nobody tracks, and `mfa.attempt_ledger_writers` writers. An idle writer
+//! has no database; woken, it takes the database whose records have waited longest, connects to
+//! it, writes its failures, resets and audit events into `mfa.member_lockouts` and `mfa.events` in
+//! transactions of its own, and exits when the queue has stayed empty for a moment (an idle
+//! connection would hold up `DROP DATABASE`) or another database waits for its turn; the
+//! postmaster starts it again at once.
 
 use crate::store::{ledger, lockouts};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
-use std::time::Duration;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 /// Records written in one transaction.
 const BATCH: usize = 1024;
 /// Attempts to write a record before it is dropped (so that one bad record cannot stall the rest).
 const MAX_TRIES: u8 = 3;
-/// How long an idle worker waits for more before it exits.
+/// How long an idle writer waits for more before it exits.
 const LINGER: Duration = Duration::from_millis(500);
+/// How long a writer serves one database before it gives its turn to another that waits.
+const TURN: Duration = Duration::from_secs(1);
 
-/// How often the launcher looks for wanted workers without being woken.
+/// How often the launcher looks for records nobody tracks without being woken.
 const LAUNCHER_TICK: Duration = Duration::from_secs(1);
 
 #[pg_guard]
@@ -23,8 +30,8 @@ unsafe extern "C-unwind" fn detach_launcher(_code: i32, _arg: pg_sys::Datum) {
     ledger::detach_launcher();
 }
 
-/// The launcher: a static worker without a database. Backends only set its latch (safe even
-/// while an error unwinds or a backend exits); it asks the postmaster for the workers wanted.
+/// The launcher: a static worker without a database. Backends only set latches (safe even while
+/// an error unwinds or a backend exits).
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn mfa_ledger_launcher_main(_arg: pg_sys::Datum) {
@@ -33,71 +40,103 @@ pub extern "C-unwind" fn mfa_ledger_launcher_main(_arg: pg_sys::Datum) {
         return;
     }
     unsafe { pg_sys::before_shmem_exit(Some(detach_launcher), pg_sys::Datum::from(0)) };
-    let mut warned = false;
     loop {
         // The launcher is the one process that rereads the key file at a reload: every backend
         // then reads the new keys from shared memory.
         if BackgroundWorker::sighup_received() {
             crate::store::key_ring::reload();
         }
-        let failed = ledger::launch_wanted();
-        if failed.is_empty() {
-            warned = false;
-        } else if !warned {
-            pgrx::warning!(
-                "mfa: could not start the attempt ledger's worker of {} database(s) (max_worker_processes?); their failures stay queued",
-                failed.len()
-            );
-            warned = true;
-        }
+        ledger::launch_wanted();
         if !BackgroundWorker::wait_latch(Some(LAUNCHER_TICK)) {
             return;
         }
     }
 }
 
+thread_local! {
+    /// The database this writer serves, and whether it got connected to it.
+    static SERVING: Cell<(u32, bool)> = const { Cell::new((0, false)) };
+}
+
 #[pg_guard]
-unsafe extern "C-unwind" fn give_back_slot(_code: i32, arg: pg_sys::Datum) {
-    ledger::release_worker(pg_sys::Oid::from(arg.value() as u32));
+unsafe extern "C-unwind" fn writer_exits(_code: i32, arg: pg_sys::Datum) {
+    let (database, connected) = SERVING.get();
+    if database != 0 {
+        ledger::release_worker(pg_sys::Oid::from(database), connected);
+    }
+    ledger::detach_writer(arg.value());
+}
+
+/// Exits so that the postmaster starts this writer again (code 0 would unregister it).
+fn exit_to_restart() -> ! {
+    unsafe { pg_sys::proc_exit(1) }
 }
 
 #[pg_guard]
 #[no_mangle]
-pub extern "C-unwind" fn mfa_ledger_worker_main(arg: pg_sys::Datum) {
-    let database = pg_sys::Oid::from(arg.value() as u32);
+pub extern "C-unwind" fn mfa_ledger_writer_main(arg: pg_sys::Datum) {
+    let index = arg.value();
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
-    if !ledger::claim_worker(database) {
-        return;
+    if !ledger::attach_writer(index) {
+        exit_to_restart();
     }
-    unsafe { pg_sys::before_shmem_exit(Some(give_back_slot), arg) };
+    unsafe { pg_sys::before_shmem_exit(Some(writer_exits), arg) };
+    let database = loop {
+        if let Some(database) = ledger::take_database(index) {
+            break database;
+        }
+        if !BackgroundWorker::wait_latch(Some(LAUNCHER_TICK)) {
+            // SIGTERM: the server shuts down.
+            unsafe { pg_sys::proc_exit(0) };
+        }
+    };
+    SERVING.set((database.to_u32(), false));
+    // A database dropped since its records were queued ends this process here (FATAL); the
+    // exit callback then discards them.
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
+    SERVING.set((database.to_u32(), true));
     if !BackgroundWorker::transaction(lockouts::tables_exist) {
         // The extension was dropped since the records were queued: nothing to write them to.
         ledger::discard_database(database);
-        return;
+        exit_to_restart();
     }
+    let turn_started = Instant::now();
     loop {
+        let mut coalesced = ledger::take_coalesced_denials(database);
         let batch = match ledger::take_batch(database, BATCH, MAX_TRIES, false) {
             Some(batch) => batch,
+            None if coalesced > 0 => Vec::new(),
             None => {
                 // At shutdown (SIGTERM) the queue is drained without waiting.
                 if !BackgroundWorker::sigterm_received() {
                     BackgroundWorker::wait_latch(Some(LINGER));
                 }
-                // Empty again: the slot is given back in the same critical section, so a record
-                // queued from now on starts a new worker.
-                match ledger::take_batch(database, BATCH, MAX_TRIES, true) {
+                coalesced = ledger::take_coalesced_denials(database);
+                // Empty again: the database is given back in the same critical section (unless
+                // a denial was counted meanwhile), so a record queued from now on wakes a writer.
+                match ledger::take_batch(database, BATCH, MAX_TRIES, coalesced == 0) {
                     Some(batch) => batch,
-                    None => return,
+                    None if coalesced > 0 => Vec::new(),
+                    None => exit_to_restart(),
                 }
             }
         };
+        let summary =
+            (coalesced > 0).then(|| ledger::Record::coalesced_denials(database, coalesced));
         BackgroundWorker::transaction(|| {
-            if let Err(e) = lockouts::write_batch(batch.iter().map(|(_, record)| record)) {
-                pgrx::error!("mfa: attempt ledger worker: {}", e.message);
+            let records = batch
+                .iter()
+                .map(|(_, record)| record)
+                .chain(summary.as_ref());
+            if let Err(e) = lockouts::write_batch(records) {
+                pgrx::error!("mfa: attempt ledger writer: {}", e.message);
             }
         });
         ledger::finish_batch(&batch);
+        if turn_started.elapsed() >= TURN && ledger::others_wait(database) {
+            // Another database waits and no writer is idle: this one gives its turn up.
+            exit_to_restart();
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::api::login::{token_not_found, token_unknown_here};
 use crate::core::crypto::{constant_time_eq, new_token, token_hash};
 use crate::core::factor::second_factors;
 use crate::core::policy::{validate_id, IdKind, OrganizationPolicy};
-use crate::error::{err, ErrorType, MfaResult, SqlResult};
+use crate::error::{err, ErrorType, MfaError, MfaResult, SqlResult};
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
 use crate::store::members::{self, Load, Member};
@@ -69,9 +69,10 @@ pub fn recognize(
         }));
     }
     if let Some(owner) = remembered_devices::owner_of_retired(organization_id, &presented)? {
-        // The signal goes through the attempt ledger's worker, so that it is recorded even when
-        // the caller rolls this transaction (and the revocation) back.
-        ledger::queue_event(
+        // The signal goes through the attempt ledger's writer, so that it is recorded even when
+        // the caller rolls this transaction (and the revocation) back. It is never dropped: when
+        // it cannot be queued, this login fails (and with it the caller's transaction).
+        let queued = ledger::queue_event(
             &ledger::EventContext {
                 organization_id: organization_id.to_string(),
                 member_id: owner.clone(),
@@ -80,7 +81,14 @@ pub fn recognize(
                 request_id: crate::core::ids::request_id_bytes(&request.id),
             },
             &json!({ "reason": "a rotated device token was presented again" }),
+            ledger::Purpose::Needed,
         );
+        if !queued {
+            return Err(MfaError::new(
+                ErrorType::AttemptLedgerFull,
+                "A suspected theft of a remembered device could not be recorded; try again later.",
+            ));
+        }
         remembered_devices::revoke(Revocation {
             organization_id,
             member_id: Some(&owner),

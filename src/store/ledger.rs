@@ -8,9 +8,15 @@
 //!   a member's probe window can be taken, the attempt is refused (fail closed), never forgotten.
 //! - **records** (`mfa.attempt_queue_records`): failures, resets and audit events on their way to
 //!   `mfa.member_lockouts` and `mfa.events`, written by `api::ledger_worker` in transactions of its
-//!   own, one worker per database, started on demand. A record is reserved *before* a code is
-//!   checked, so the failure always has room; a backend that dies with a reservation queues it as
-//!   an interrupted failure on its way out (`before_shmem_exit`).
+//!   own. A record is reserved *before* a code is checked, so the failure always has room; a
+//!   backend that dies with a reservation queues it as an interrupted failure on its way out
+//!   (`before_shmem_exit`). Each database has a share of the records no other database can take
+//!   (see `Held::reserve`), and denial events beyond it are coalesced into a count.
+//! - **writers** (`mfa.attempt_ledger_writers`): static background workers, registered at server
+//!   start, so their slots are theirs whatever user queries take (parallel workers share
+//!   `max_worker_processes` with dynamic workers). An idle writer has no database; woken, it takes
+//!   a database whose records wait, connects to it, writes, and exits to be started again
+//!   (a process connects to one database in its life).
 //!
 //! A crash of any backend makes PostgreSQL reinitialize shared memory: what the worker had not yet
 //! written is lost (the records still queued), and every member's state is reloaded from
@@ -32,8 +38,8 @@ const DETAILS_BYTES: usize = 512;
 pub const MAX_DATABASES: usize = 16;
 /// Entries looked at for one member, from the slot their digest names.
 const PROBE_WINDOW: usize = 64;
-/// A worker that was asked for and has not started after this long is asked for again.
-const WORKER_START_TIMEOUT_US: i64 = 10_000_000;
+/// Writers the ledger can hold (the setting's maximum).
+pub const MAX_WRITERS: usize = 16;
 
 const NAME: &CStr = c"mfa attempt ledger";
 
@@ -41,13 +47,13 @@ const NAME: &CStr = c"mfa attempt ledger";
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum WorkerState {
     Idle,
-    /// Records are queued for it: the launcher is to start it.
+    /// Records are queued for it: an idle writer is to take it.
     Wanted,
-    /// The launcher asked the postmaster for it (at `asked_at`).
-    Starting,
+    /// A writer (`pid`) writes its records.
     Running,
 }
 
+/// A database whose records the ledger tracks.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct WorkerSlot {
@@ -55,7 +61,18 @@ struct WorkerSlot {
     state: WorkerState,
     pid: i32,
     latch: *mut pg_sys::Latch,
-    asked_at: i64,
+    /// Denial events that found no record within the database's share: counted here, written
+    /// as one event's `coalesced_denials`.
+    coalesced_denials: u64,
+}
+
+/// A writer process: its latch, and whether it waits for a database.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct WriterSlot {
+    pid: i32,
+    latch: *mut pg_sys::Latch,
+    idle: bool,
 }
 
 #[repr(C)]
@@ -68,7 +85,9 @@ struct Header {
     /// Records dropped after repeated failures to write them, and events that found no room.
     dropped: u64,
     workers: [WorkerSlot; MAX_DATABASES],
-    /// The launcher's latch (null until it runs): set when a database's worker is wanted.
+    writers: [WriterSlot; MAX_WRITERS],
+    /// The launcher's latch (null until it runs): it looks for queued records no database slot
+    /// tracks.
     launcher_latch: *mut pg_sys::Latch,
 }
 
@@ -104,6 +123,17 @@ pub enum RecordKind {
     State,
     /// An audit event only (a denied session decision).
     Event,
+}
+
+/// What a record is taken for, which decides how much of the queue it may use.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Purpose {
+    /// A check of a code, an unlock, a suspected theft: never dropped; within the database's
+    /// share, or beyond it while every other database's share stays free.
+    Needed,
+    /// A denial event: only where no share is touched; otherwise counted into the database's
+    /// coalesced denials.
+    Coalescible,
 }
 
 #[repr(C)]
@@ -211,7 +241,7 @@ pub fn request_at_preload() {
         PREVIOUS_STARTUP_HOOK = pg_sys::shmem_startup_hook;
         pg_sys::shmem_startup_hook = Some(attach_shared_memory);
     }
-    register_launcher();
+    register_workers();
 }
 
 #[pgrx::pg_guard]
@@ -360,8 +390,48 @@ impl Held {
         Ok(i)
     }
 
-    /// A free record, reserved for this backend with the member's ids and the event's context.
-    fn reserve(&mut self, key: &MemberKey, context: &EventContext) -> Option<usize> {
+    /// Whether `database` may take a record for `purpose` now. Every database has a share of the
+    /// queue (`records / (2 × MAX_DATABASES)`) that no other database may take: a record beyond
+    /// its own share is taken only while as many records stay free as the other databases' unused
+    /// shares add up to (those of databases holding none counted too). A coalescible record (a
+    /// denial event) comes only from beyond both: a flood of denials leaves every share, its own
+    /// database's included, to the checks of codes.
+    fn may_take(&mut self, database: pg_sys::Oid, purpose: Purpose) -> bool {
+        let records = self.records();
+        let share = (records.len() / (2 * MAX_DATABASES)).max(1);
+        let mut free = 0usize;
+        let mut mine = 0usize;
+        let mut others: Vec<(pg_sys::Oid, usize)> = Vec::new();
+        for r in records.iter() {
+            if r.status == RecordStatus::Free {
+                free += 1;
+            } else if r.database == database {
+                mine += 1;
+            } else if let Some(other) = others.iter_mut().find(|(db, _)| *db == r.database) {
+                other.1 += 1;
+            } else {
+                others.push((r.database, 1));
+            }
+        }
+        let others_taken: usize = others.iter().map(|&(_, n)| n.min(share)).sum();
+        let others_unused = ((MAX_DATABASES - 1) * share).saturating_sub(others_taken);
+        match purpose {
+            Purpose::Needed => free > 0 && (mine < share || free > others_unused),
+            Purpose::Coalescible => free > others_unused + share.saturating_sub(mine),
+        }
+    }
+
+    /// A free record, reserved for this backend with the member's ids and the event's context,
+    /// if the database may take one for `purpose` (see `may_take`).
+    fn reserve(
+        &mut self,
+        key: &MemberKey,
+        context: &EventContext,
+        purpose: Purpose,
+    ) -> Option<usize> {
+        if !self.may_take(key.database, purpose) {
+            return None;
+        }
         let pid = unsafe { pg_sys::MyProcPid };
         let i = self
             .records()
@@ -411,39 +481,48 @@ impl Held {
         }
     }
 
-    /// Wakes the database's worker, or marks it wanted and wakes the launcher, which starts it.
-    /// Only sets latches: safe on every path, an error's unwinding and a backend's exit included.
-    fn wake_worker(&mut self, database: pg_sys::Oid) {
+    /// The slot tracking `database`, or a free one now given to it (Idle). `None` when all
+    /// are taken by other databases.
+    fn slot_for(&mut self, database: pg_sys::Oid) -> Option<usize> {
         let header = self.header();
+        if let Some(slot) = header.workers.iter().position(|w| {
+            w.database == database && (w.state != WorkerState::Idle || w.coalesced_denials > 0)
+        }) {
+            return Some(slot);
+        }
         let slot = header
             .workers
             .iter()
-            .position(|w| w.database == database && w.state != WorkerState::Idle)
-            .or_else(|| {
-                header
-                    .workers
-                    .iter()
-                    .position(|w| w.state == WorkerState::Idle)
-            });
+            .position(|w| w.state == WorkerState::Idle && w.coalesced_denials == 0)?;
+        header.workers[slot] = WorkerSlot {
+            database,
+            state: WorkerState::Idle,
+            pid: 0,
+            latch: null_mut(),
+            coalesced_denials: 0,
+        };
+        Some(slot)
+    }
+
+    /// Wakes the writer of the database, or marks it wanted and wakes the idle writers (one of
+    /// them takes it). Only sets latches: safe on every path, an error's unwinding and a
+    /// backend's exit included.
+    fn wake_worker(&mut self, database: pg_sys::Oid) {
         // Every slot taken by other databases: the launcher gives this one a slot once one is
-        // free (it looks for queued records of databases without a worker).
-        let Some(slot) = slot else {
-            Self::set_latch(header.launcher_latch);
+        // free (it looks for queued records of databases without one).
+        let Some(slot) = self.slot_for(database) else {
+            Self::set_latch(self.header().launcher_latch);
             return;
         };
+        let header = self.header();
         let w = &mut header.workers[slot];
         match w.state {
             WorkerState::Running => Self::set_latch(w.latch),
-            WorkerState::Wanted | WorkerState::Starting => {}
-            WorkerState::Idle => {
-                *w = WorkerSlot {
-                    database,
-                    state: WorkerState::Wanted,
-                    pid: 0,
-                    latch: null_mut(),
-                    asked_at: 0,
-                };
-                Self::set_latch(header.launcher_latch);
+            WorkerState::Wanted | WorkerState::Idle => {
+                w.state = WorkerState::Wanted;
+                for writer in header.writers.iter().filter(|w| w.idle) {
+                    Self::set_latch(writer.latch);
+                }
             }
         }
     }
@@ -536,10 +615,7 @@ fn wait_for_room(database: pg_sys::Oid) -> MfaResult<()> {
     loop {
         let full = {
             let mut held = Held::take(false)?;
-            !held
-                .records()
-                .iter()
-                .any(|r| r.status == RecordStatus::Free)
+            !held.may_take(database, Purpose::Needed)
         };
         if !full || std::time::Instant::now() >= deadline {
             return Ok(());
@@ -615,7 +691,7 @@ fn try_admit(
         // The first refusal of a second is audited (at most one a second per member; the rest
         // are counted into the next failure's details).
         if admission == (Admission::Throttled { audit: true }) {
-            if let Some(record) = held.reserve(&key, context) {
+            if let Some(record) = held.reserve(&key, context, Purpose::Coalescible) {
                 held.queue(
                     record,
                     RecordKind::Event,
@@ -627,7 +703,7 @@ fn try_admit(
         }
         return Ok(Ok(Err((admission, attempts))));
     }
-    let Some(record) = held.reserve(&key, context) else {
+    let Some(record) = held.reserve(&key, context, Purpose::Needed) else {
         held.entries()[i].attempts = before;
         return Ok(Err(Full));
     };
@@ -776,7 +852,8 @@ pub fn current(key: &MemberKey, durable: &MemberAttempts) -> MfaResult<MemberAtt
 }
 
 /// Lifts a member's lock at once (`member_unlock`), whatever the caller's transaction does, and
-/// queues the reset for the durable row.
+/// queues the reset for the durable row. During a flood it waits for room within its database's
+/// share like a check of a code (`QUEUE_WAIT` at most).
 pub fn unlock(
     key: MemberKey,
     durable: &MemberAttempts,
@@ -784,76 +861,83 @@ pub fn unlock(
     context: &EventContext,
 ) -> MfaResult<()> {
     register_exit_callback();
-    {
-        let mut held = Held::take(true)?;
-        let now = unsafe { pg_sys::GetCurrentTimestamp() };
-        // An entry even for a member the ledger did not know: it outranks the durable row
-        // (locked until the worker writes the reset).
-        let i = held.find_or_insert(&key, durable, now, limits)?;
-        held.entries()[i].attempts.unlock();
-        held.entries()[i].durable_dirty = false;
-        let Some(record) = held.reserve(&key, context) else {
+    let mut waited = false;
+    loop {
+        {
+            let mut held = Held::take(true)?;
+            let now = unsafe { pg_sys::GetCurrentTimestamp() };
+            // An entry even for a member the ledger did not know: it outranks the durable row
+            // (locked until the worker writes the reset).
+            let i = held.find_or_insert(&key, durable, now, limits)?;
+            if let Some(record) = held.reserve(&key, context, Purpose::Needed) {
+                held.entries()[i].attempts.unlock();
+                held.entries()[i].durable_dirty = false;
+                let attempts = held.entries()[i].attempts;
+                held.queue(record, RecordKind::State, attempts, "{}");
+                held.wake_worker(key.database);
+                return Ok(());
+            }
+        }
+        if waited {
             return Err(MfaError::new(
                 ErrorType::AttemptLedgerFull,
                 "Too many attempts are waiting to be recorded; try again later.",
             ));
-        };
-        let attempts = held
-            .find(&key)
-            .map(|i| held.entries()[i].attempts)
-            .unwrap_or_default();
-        held.queue(record, RecordKind::State, attempts, "{}");
-        held.wake_worker(key.database);
+        }
+        wait_for_room(key.database)?;
+        waited = true;
     }
-    Ok(())
 }
 
-/// Queues an audit event that must outlive the caller's transaction (a denied session
-/// decision, whose error rolls everything else back). Without room it is counted as dropped
-/// and the server log keeps it.
-pub fn queue_event(context: &EventContext, details: &serde_json::Value) -> bool {
+/// Queues an audit event that must outlive the caller's transaction. A denial
+/// (`Purpose::Coalescible`) that finds no room is counted into its database's coalesced
+/// denials, which the writer records as one event; `Purpose::Needed` (a suspected theft) waits
+/// for room like a check, and `false` means it could not be queued: the caller must fail closed.
+pub fn queue_event(context: &EventContext, details: &serde_json::Value, purpose: Purpose) -> bool {
     // An event changes no member's entry: its key only names the database.
     let Ok(key) = MemberKey::new(&context.organization_id, &context.member_id, 0) else {
         return false;
     };
     register_exit_callback();
-    let Ok(mut held) = Held::take(true) else {
-        return false;
-    };
-    let Some(record) = held.reserve(&key, context) else {
-        held.header().dropped += 1;
-        return false;
-    };
-    held.queue(
-        record,
-        RecordKind::Event,
-        MemberAttempts::default(),
-        &details.to_string(),
-    );
-    held.wake_worker(key.database);
-    true
+    let mut waited = false;
+    loop {
+        {
+            let Ok(mut held) = Held::take(true) else {
+                return false;
+            };
+            if let Some(record) = held.reserve(&key, context, purpose) {
+                held.queue(
+                    record,
+                    RecordKind::Event,
+                    MemberAttempts::default(),
+                    &details.to_string(),
+                );
+                held.wake_worker(key.database);
+                return true;
+            }
+            if purpose == Purpose::Coalescible {
+                if let Some(slot) = held.slot_for(key.database) {
+                    let w = &mut held.header().workers[slot];
+                    w.coalesced_denials += 1;
+                    held.wake_worker(key.database);
+                    return true;
+                }
+                held.header().dropped += 1;
+                return false;
+            }
+        }
+        if waited || wait_for_room(key.database).is_err() {
+            return false;
+        }
+        waited = true;
+    }
 }
 
-/// Asks the postmaster for this database's worker (`api::ledger_worker`).
-fn start_worker(database: pg_sys::Oid) -> bool {
-    pgrx::bgworkers::BackgroundWorkerBuilder::new(&format!(
-        "mfa attempt ledger worker {}",
-        database.to_u32()
-    ))
-    .set_type("mfa attempt ledger worker")
-    .set_library("mfa")
-    .set_function("mfa_ledger_worker_main")
-    .set_argument(Some(pg_sys::Datum::from(database.to_u32())))
-    .enable_spi_access()
-    .set_restart_time(None)
-    .load_dynamic()
-    .is_ok()
-}
+// ---- The static workers: the launcher and the writers, registered at server start.
 
-// ---- The launcher's side: one static worker, no database, that starts the others.
-
-/// Registers the launcher with the postmaster (at preload).
-fn register_launcher() {
+/// Registers the launcher and `mfa.attempt_ledger_writers` writers with the postmaster (at
+/// preload). A writer that is done exits with code 1 and is started again at once.
+fn register_workers() {
     pgrx::bgworkers::BackgroundWorkerBuilder::new("mfa attempt ledger launcher")
         .set_type("mfa attempt ledger launcher")
         .set_library("mfa")
@@ -861,9 +945,20 @@ fn register_launcher() {
         .enable_shmem_access(None)
         .set_restart_time(Some(std::time::Duration::from_secs(1)))
         .load();
+    let writers = (crate::settings::ATTEMPT_LEDGER_WRITERS.get() as usize).clamp(1, MAX_WRITERS);
+    for i in 0..writers {
+        pgrx::bgworkers::BackgroundWorkerBuilder::new(&format!("mfa attempt ledger writer {i}"))
+            .set_type("mfa attempt ledger writer")
+            .set_library("mfa")
+            .set_function("mfa_ledger_writer_main")
+            .set_argument(Some(pg_sys::Datum::from(i)))
+            .enable_spi_access()
+            .set_restart_time(Some(std::time::Duration::ZERO))
+            .load();
+    }
 }
 
-/// Makes this process the launcher: backends set its latch when a worker is wanted.
+/// Makes this process the launcher.
 pub fn attach_launcher() -> bool {
     let Ok(mut held) = Held::take(true) else {
         return false;
@@ -878,131 +973,184 @@ pub fn detach_launcher() {
     }
 }
 
-/// One round of the launcher: starts the workers wanted (and those asked for long ago that
-/// never came), and wants one for any database with queued records but no worker (its slot
-/// was taken when they were queued). Returns the databases it could not start.
-pub fn launch_wanted() -> Vec<pg_sys::Oid> {
-    let wanted: Vec<pg_sys::Oid> = {
-        let Ok(mut held) = Held::take(true) else {
-            return vec![];
-        };
-        let now = unsafe { pg_sys::GetCurrentTimestamp() };
-        let orphans: Vec<pg_sys::Oid> = {
-            let workers = held.header().workers;
-            let mut orphans: Vec<pg_sys::Oid> = held
-                .records()
-                .iter()
-                .filter(|r| r.status == RecordStatus::Queued)
-                .map(|r| r.database)
-                .filter(|db| {
-                    !workers
-                        .iter()
-                        .any(|w| w.database == *db && w.state != WorkerState::Idle)
-                })
-                .collect();
-            orphans.sort_unstable_by_key(|db| db.to_u32());
-            orphans.dedup();
-            orphans
-        };
-        for db in orphans {
-            held.wake_worker(db);
-        }
-        held.header()
-            .workers
-            .iter_mut()
-            .filter(|w| {
-                w.state == WorkerState::Wanted
-                    || (w.state == WorkerState::Starting
-                        && now - w.asked_at >= WORKER_START_TIMEOUT_US)
-            })
-            .map(|w| {
-                w.state = WorkerState::Starting;
-                w.asked_at = now;
-                w.database
-            })
-            .collect()
+/// One round of the launcher: a database with queued records (or coalesced denials) but no
+/// writer is wanted again, so an idle writer takes it (its records were queued while every
+/// database slot was taken, or its writer died).
+pub fn launch_wanted() {
+    let Ok(mut held) = Held::take(true) else {
+        return;
     };
-    let failed: Vec<pg_sys::Oid> = wanted.into_iter().filter(|db| !start_worker(*db)).collect();
-    if !failed.is_empty() {
-        // No free background worker slot: asked again at the next round.
-        if let Ok(mut held) = Held::take(true) {
-            for w in held.header().workers.iter_mut() {
-                if w.state == WorkerState::Starting && failed.contains(&w.database) {
-                    w.state = WorkerState::Wanted;
-                }
-            }
-        }
+    let workers = held.header().workers;
+    let mut orphans: Vec<pg_sys::Oid> = held
+        .records()
+        .iter()
+        .filter(|r| r.status == RecordStatus::Queued)
+        .map(|r| r.database)
+        .chain(
+            workers
+                .iter()
+                .filter(|w| w.coalesced_denials > 0)
+                .map(|w| w.database),
+        )
+        .filter(|db| {
+            !workers
+                .iter()
+                .any(|w| w.database == *db && w.state == WorkerState::Running)
+        })
+        .collect();
+    orphans.sort_unstable_by_key(|db| db.to_u32());
+    orphans.dedup();
+    for db in orphans {
+        held.wake_worker(db);
     }
-    failed
 }
 
-// ---- The worker's side.
-
-/// Claims the worker slot of `database` for this process. `false` when another worker has it.
-pub fn claim_worker(database: pg_sys::Oid) -> bool {
+/// Makes this process writer `index`, idle.
+pub fn attach_writer(index: usize) -> bool {
     let Ok(mut held) = Held::take(true) else {
         return false;
     };
+    let Some(writer) = held.header().writers.get_mut(index) else {
+        return false;
+    };
+    *writer = WriterSlot {
+        pid: unsafe { pg_sys::MyProcPid },
+        latch: unsafe { pg_sys::MyLatch },
+        idle: true,
+    };
+    true
+}
+
+pub fn detach_writer(index: usize) {
+    if let Ok(mut held) = Held::take(true) {
+        if let Some(writer) = held.header().writers.get_mut(index) {
+            if writer.pid == unsafe { pg_sys::MyProcPid } {
+                *writer = WriterSlot {
+                    pid: 0,
+                    latch: null_mut(),
+                    idle: false,
+                };
+            }
+        }
+    }
+}
+
+/// A database whose records wait for a writer, now this writer's (`Running`); the one waiting
+/// longest first (its oldest queued record). `None` when no database waits.
+pub fn take_database(index: usize) -> Option<pg_sys::Oid> {
+    let mut held = Held::take(true).ok()?;
     let pid = unsafe { pg_sys::MyProcPid };
     let latch = unsafe { pg_sys::MyLatch };
-    let workers = &mut held.header().workers;
-    if let Some(w) = workers
-        .iter_mut()
-        .find(|w| w.database == database && w.state == WorkerState::Running && w.pid != pid)
-    {
-        let _ = w;
-        return false;
-    }
-    let slot = workers
+    let oldest = |held: &mut Held, db: pg_sys::Oid| {
+        held.records()
+            .iter()
+            .filter(|r| r.database == db && r.status == RecordStatus::Queued)
+            .map(|r| r.seq)
+            .min()
+            .unwrap_or(u64::MAX)
+    };
+    let wanted: Vec<(usize, pg_sys::Oid)> = held
+        .header()
+        .workers
         .iter()
-        .position(|w| w.database == database && w.state != WorkerState::Idle)
-        .or_else(|| workers.iter().position(|w| w.state == WorkerState::Idle));
-    let Some(slot) = slot else {
-        return false;
-    };
-    workers[slot] = WorkerSlot {
-        database,
-        state: WorkerState::Running,
-        pid,
-        latch,
-        asked_at: 0,
-    };
-    // Records a previous worker of this database was writing when it died are written again.
+        .enumerate()
+        .filter(|(_, w)| w.state == WorkerState::Wanted)
+        .map(|(i, w)| (i, w.database))
+        .collect();
+    let (slot, database) = wanted
+        .into_iter()
+        .min_by_key(|&(_, db)| oldest(&mut held, db))?;
+    let w = &mut held.header().workers[slot];
+    w.state = WorkerState::Running;
+    w.pid = pid;
+    w.latch = latch;
+    if let Some(writer) = held.header().writers.get_mut(index) {
+        writer.idle = false;
+    }
+    // Records a previous writer of this database was writing when it died are written again.
     for r in held.records().iter_mut() {
         if r.database == database && r.status == RecordStatus::Applying {
             r.status = RecordStatus::Queued;
             r.tries = r.tries.saturating_add(1);
         }
     }
-    true
+    Some(database)
 }
 
-/// Gives the worker slot back on exit.
-pub fn release_worker(database: pg_sys::Oid) {
-    let pid = unsafe { pg_sys::MyProcPid };
-    if let Ok(mut held) = Held::take(true) {
-        let mine = held
-            .header()
+/// Whether another database waits for a writer while none is idle: the writer of `database`
+/// then gives its turn up (fairness between databases).
+pub fn others_wait(database: pg_sys::Oid) -> bool {
+    let Ok(mut held) = Held::take(false) else {
+        return false;
+    };
+    let header = held.header();
+    header.writers.iter().all(|w| !w.idle || w.pid == 0)
+        && header
             .workers
             .iter()
-            .any(|w| w.database == database && w.pid == pid);
-        for w in held.header().workers.iter_mut() {
-            if w.database == database && w.pid == pid {
-                w.state = WorkerState::Idle;
-                w.pid = 0;
-            }
-        }
-        // A batch this worker was writing when an error ended it goes back to the queue, one
-        // try spent, for the next worker.
-        if mine {
-            for r in held.records().iter_mut() {
-                if r.database == database && r.status == RecordStatus::Applying {
-                    r.status = RecordStatus::Queued;
-                    r.tries = r.tries.saturating_add(1);
-                }
+            .any(|w| w.database != database && w.state == WorkerState::Wanted)
+}
+
+/// The writer of `database` stops (done, its turn given up, or an error): the database goes
+/// back to `Wanted` when records (or coalesced denials) still wait, else to `Idle`. A batch it
+/// was writing goes back to the queue, one try spent. `connected`: false when the writer could
+/// not connect to the database (dropped since): its records are discarded.
+pub fn release_worker(database: pg_sys::Oid, connected: bool) {
+    let pid = unsafe { pg_sys::MyProcPid };
+    let Ok(mut held) = Held::take(true) else {
+        return;
+    };
+    let Some(slot) = held
+        .header()
+        .workers
+        .iter()
+        .position(|w| w.database == database && w.pid == pid)
+    else {
+        return;
+    };
+    for r in held.records().iter_mut() {
+        if r.database == database {
+            if !connected && r.status != RecordStatus::Reserved {
+                r.status = RecordStatus::Free;
+            } else if r.status == RecordStatus::Applying {
+                r.status = RecordStatus::Queued;
+                r.tries = r.tries.saturating_add(1);
             }
         }
     }
+    if !connected {
+        held.header().workers[slot].coalesced_denials = 0;
+    }
+    let waiting = held
+        .records()
+        .iter()
+        .any(|r| r.database == database && r.status == RecordStatus::Queued)
+        || held.header().workers[slot].coalesced_denials > 0;
+    let w = &mut held.header().workers[slot];
+    w.pid = 0;
+    w.latch = null_mut();
+    w.state = if waiting {
+        WorkerState::Wanted
+    } else {
+        WorkerState::Idle
+    };
+    if waiting {
+        held.wake_worker(database);
+    }
+}
+
+/// The denials of `database` that found no room since the last call, now this writer's to record.
+pub fn take_coalesced_denials(database: pg_sys::Oid) -> u64 {
+    let Ok(mut held) = Held::take(true) else {
+        return 0;
+    };
+    let pid = unsafe { pg_sys::MyProcPid };
+    held.header()
+        .workers
+        .iter_mut()
+        .find(|w| w.database == database && w.pid == pid)
+        .map(|w| std::mem::take(&mut w.coalesced_denials))
+        .unwrap_or(0)
 }
 
 /// Up to `max` queued records of `database`, oldest first, marked as being written. When there
@@ -1040,9 +1188,10 @@ pub fn take_batch(
         }
         let pid = unsafe { pg_sys::MyProcPid };
         for w in held.header().workers.iter_mut() {
-            if w.database == database && w.pid == pid {
+            if w.database == database && w.pid == pid && w.coalesced_denials == 0 {
                 w.state = WorkerState::Idle;
                 w.pid = 0;
+                w.latch = null_mut();
             }
         }
         return None;
@@ -1088,6 +1237,34 @@ pub fn discard_database(database: pg_sys::Oid) {
                 r.status = RecordStatus::Free;
             }
         }
+        for w in held.header().workers.iter_mut() {
+            if w.database == database {
+                w.coalesced_denials = 0;
+            }
+        }
+    }
+}
+
+impl Record {
+    /// The event that stands for `denials` session denials of this database that found no room
+    /// in the queue (written by its writer, never queued).
+    pub fn coalesced_denials(database: pg_sys::Oid, denials: u64) -> Record {
+        let mut record: Record = unsafe { std::mem::zeroed() };
+        record.kind = RecordKind::Event;
+        record.database = database;
+        record.occurred_at = unsafe { pg_sys::GetCurrentTimestamp() };
+        record.request_id = *uuid::Uuid::now_v7().as_bytes();
+        record.actor.set("mfa attempt ledger");
+        record.event_type.set("session.denied");
+        record.details.set(
+            &serde_json::json!({
+                "outcome": "denied",
+                "coalesced_denials": denials,
+                "reason": "session denials that found no room in the attempt ledger's queue, counted as one event",
+            })
+            .to_string(),
+        );
+        record
     }
 }
 
