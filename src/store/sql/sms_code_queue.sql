@@ -1,6 +1,7 @@
 -- A new SMS code: the member's live code (replacing the previous one), its message in the outbox
 -- (the code encrypted beside a body that holds a placeholder), the audit event, and, when the
--- workers listen, the NOTIFY that wakes them at commit. One statement; nothing exists unless the
+-- workers listen, the NOTIFY that wakes them at commit: an empty payload, a wake-up only (any
+-- role may LISTEN; a message id would tell every tenant's send rate). One statement; nothing exists unless the
 -- caller's transaction commits.
 --   $1 organization_id   $2 member_id   $3 request_id   $4 event details (the message id is added)
 --   $5 the number (E.164)   $6 its country   $7 its block   $8 locale   $9 the body
@@ -23,5 +24,5 @@ audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
     SELECT $1, $3::uuid, 'sms_otp.sent', $2, $4::jsonb || jsonb_build_object('message_id', message_id)
       FROM queued)
-SELECT message_id, CASE WHEN $15 THEN pg_notify('mfa_sms_outbox', message_id::text) END
+SELECT message_id, CASE WHEN $15 THEN pg_notify('mfa_sms_outbox', '') END
   FROM queued
