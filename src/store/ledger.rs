@@ -41,6 +41,13 @@ const PROBE_WINDOW: usize = 64;
 /// Writers the ledger can hold (the setting's maximum).
 pub const MAX_WRITERS: usize = 16;
 
+/// The most member entries one database may hold: all but the shares of the others, each
+/// `members / (2 × MAX_DATABASES)` (about 53 % of the table).
+fn member_cap(members: usize) -> usize {
+    let share = members / (2 * MAX_DATABASES);
+    members - (MAX_DATABASES - 1) * share
+}
+
 const NAME: &CStr = c"mfa attempt ledger";
 
 #[repr(C)]
@@ -66,6 +73,14 @@ struct WorkerSlot {
     coalesced_denials: u64,
 }
 
+/// How many member entries a database holds.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DatabaseCount {
+    database: pg_sys::Oid,
+    entries: usize,
+}
+
 /// A writer process: its latch, and whether it waits for a database.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -86,6 +101,8 @@ struct Header {
     dropped: u64,
     workers: [WorkerSlot; MAX_DATABASES],
     writers: [WriterSlot; MAX_WRITERS],
+    /// Entries of the member table each database holds (quiet ones included), for its cap.
+    member_counts: [DatabaseCount; 2 * MAX_DATABASES],
     /// The launcher's latch (null until it runs): it looks for queued records no database slot
     /// tracks.
     launcher_latch: *mut pg_sys::Latch,
@@ -366,12 +383,16 @@ impl Held {
             return Ok(i);
         }
         let n = self.entries().len();
+        // A database beyond its cap reuses only its own quiet entries: the rest of the table is
+        // the other databases' (one database's failing members cannot refuse everyone else's).
+        let at_cap = self.member_count(key.database) >= member_cap(n);
         let entries = self.entries();
         let free = (0..PROBE_WINDOW.min(n))
             .map(|i| (key.slot + i) % n)
             .find(|&i| {
                 let e = &entries[i];
-                !e.used || (e.pending == 0 && e.attempts.is_quiet(now, limits))
+                let reusable = !e.used || (e.pending == 0 && e.attempts.is_quiet(now, limits));
+                reusable && (!at_cap || (e.used && e.database == key.database))
             });
         let Some(i) = free else {
             return Err(MfaError::new(
@@ -379,6 +400,14 @@ impl Held {
                 "Too many members are being checked at once; try again later.",
             ));
         };
+        let replaced = entries[i];
+        if !(replaced.used && replaced.database == key.database) {
+            if replaced.used {
+                self.count_members(replaced.database, -1);
+            }
+            self.count_members(key.database, 1);
+        }
+        let entries = self.entries();
         entries[i] = Entry {
             used: true,
             database: key.database,
@@ -388,6 +417,33 @@ impl Held {
             durable_dirty: !durable.is_clean(),
         };
         Ok(i)
+    }
+
+    /// The member entries `database` holds (0 for a database not counted).
+    fn member_count(&mut self, database: pg_sys::Oid) -> usize {
+        self.header()
+            .member_counts
+            .iter()
+            .find(|c| c.entries > 0 && c.database == database)
+            .map_or(0, |c| c.entries)
+    }
+
+    /// Counts an entry taken (`1`) or given up (`-1`) by `database`. A database that finds every
+    /// counter taken is not counted (nor capped): only 32 databases authenticating at once are.
+    fn count_members(&mut self, database: pg_sys::Oid, change: isize) {
+        let counts = &mut self.header().member_counts;
+        let at = counts
+            .iter()
+            .position(|c| c.entries > 0 && c.database == database)
+            .or_else(|| {
+                (change > 0)
+                    .then(|| counts.iter().position(|c| c.entries == 0))
+                    .flatten()
+            });
+        if let Some(at) = at {
+            counts[at].database = database;
+            counts[at].entries = counts[at].entries.saturating_add_signed(change);
+        }
     }
 
     /// Whether `database` may take a record for `purpose` now. Every database has a share of the

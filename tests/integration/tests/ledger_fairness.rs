@@ -235,3 +235,44 @@ fn a_theft_signal_is_never_dropped() {
     }
     assert_eq!(devices(&mut su), 0, "the suspected theft revoked the devices");
 }
+
+/// One database's members failing at once (more of them than the member table holds) fill only
+/// that database's part of the table: a member of another database still gets an entry, and
+/// their correct code passes.
+#[test]
+fn one_databases_failing_members_cannot_fill_the_member_table() {
+    let cluster = Cluster::start(
+        "ledger-members",
+        28852,
+        "mfa.attempt_ledger_members = 128\nmfa.member_checks_per_second = 100",
+    );
+    let (mut su_a, mut app_a, _) = tenant(&cluster, "fair_m");
+    let (_su_b, mut app_b, _) = tenant(&cluster, "fair_n");
+    su_a.batch_execute(&format!(
+        "SELECT mfa.member_upsert('acme', 'f' || i), mfa.totp_migrate('acme', 'f' || i, '{SECRET}')
+           FROM generate_series(1, 200) i"
+    ))
+    .unwrap();
+    // One wrong code each: 200 members with a failure in the window, none quiet.
+    let refused: i64 = app_a
+        .query_one(
+            "WITH tries AS (
+                 SELECT mfa.totp_authenticate('acme', 'f' || i, '000000',
+                            mfa.primary_authenticate('acme', 'f' || i) ->> 'intermediate_session_token') AS answer
+                   FROM generate_series(1, 200) i)
+             SELECT count(*) FROM tries",
+            &[],
+        )
+        .map(|_| 0)
+        .unwrap_or(1);
+    eprintln!("database a's 200 failing members: stopped by the member table: {}", refused == 1);
+    let (_, token) = start_login(&mut app_b, "acme", "m0");
+    let answer: Value = app_b
+        .query_one(
+            "SELECT mfa.totp_authenticate('acme', 'm0', $1, $2)",
+            &[&totp_now(SECRET), &token],
+        )
+        .map(|r| r.get(0))
+        .unwrap_or_else(|e| panic!("a correct code in another database was refused: {e:?}"));
+    assert_eq!(answer["status_code"], 200, "{answer}");
+}
