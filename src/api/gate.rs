@@ -9,7 +9,7 @@
 //!   BEFORE trigger decided; a trigger that fires after the gate and rewrites the row is caught.
 
 use crate::api::{answer, login};
-use crate::core::crypto::token_hash;
+use crate::core::crypto::{sha256, token_hash};
 use crate::core::factor::{remembered_device_id, second_factors};
 use crate::core::policy::{self, validate_id, IdKind};
 use crate::core::session_gate::{
@@ -196,7 +196,7 @@ fn table_name(trigger: &PgTrigger) -> String {
         .unwrap_or_default()
 }
 
-fn record(table: u32, updated_row: Option<u64>, row: &GuardedColumns) {
+fn record(table: u32, updated_row: Option<Vec<u8>>, row: &GuardedColumns) {
     let subtransaction = unsafe { pg_sys::GetCurrentSubTransactionId() };
     let hash = row.token.as_deref().map(token_hash);
     DECISIONS.with(|d| {
@@ -205,9 +205,12 @@ fn record(table: u32, updated_row: Option<u64>, row: &GuardedColumns) {
     });
 }
 
-/// The position of the row an UPDATE changes (its old tuple), the same in the BEFORE and AFTER
-/// triggers of one row event; none for an INSERT.
-fn updated_row(trigger: &PgTrigger) -> Option<u64> {
+/// What binds an UPDATE's decision to the one row event that made it: the old tuple's position
+/// and a digest of the old row's token and factors (the same in the BEFORE and the AFTER trigger
+/// of that event). A decision a later trigger left unused cannot be claimed by another row, even
+/// one a table rewrite moved to the same position: that row's old factors differ. None for an
+/// INSERT.
+fn update_binding(trigger: &PgTrigger, old: &GuardedColumns) -> Option<Vec<u8>> {
     if !trigger.event().fired_by_update() {
         return None;
     }
@@ -216,8 +219,15 @@ fn updated_row(trigger: &PgTrigger) -> Option<u64> {
         return None;
     }
     let position = unsafe { (*tuple).t_self };
-    let block = (u64::from(position.ip_blkid.bi_hi) << 16) | u64::from(position.ip_blkid.bi_lo);
-    Some((block << 16) | u64::from(position.ip_posid))
+    let mut binding = Vec::with_capacity(6 + 32);
+    binding.extend_from_slice(&position.ip_blkid.bi_hi.to_be_bytes());
+    binding.extend_from_slice(&position.ip_blkid.bi_lo.to_be_bytes());
+    binding.extend_from_slice(&position.ip_posid.to_be_bytes());
+    let mut contents = old.token.as_deref().map(token_hash).unwrap_or_default();
+    contents.push(0);
+    contents.extend_from_slice(old.factors.to_string().as_bytes());
+    binding.extend_from_slice(&sha256(&contents));
+    Some(binding)
 }
 
 /// A step-up: the token must be this member's, unexpired, unused and carry a second factor proven
@@ -290,8 +300,10 @@ fn session_gate<'a>(
 
     if event.fired_after() {
         // Whatever path the new values took, an UPDATE keeps the session's organization and member.
+        let mut binding = None;
         if event.fired_by_update() {
             let old = columns.read(&trigger.old().ok_or(PgTriggerError::NotTrigger)?);
+            binding = update_binding(trigger, &old);
             if old.organization_id != proposed.organization_id
                 || old.member_id != proposed.member_id
             {
@@ -310,10 +322,7 @@ fn session_gate<'a>(
             }
         }
         let hash = proposed.token.as_deref().map(token_hash);
-        if !DECISIONS.with(|d| {
-            d.borrow_mut()
-                .take(table, updated_row(trigger), &proposed, hash)
-        }) {
+        if !DECISIONS.with(|d| d.borrow_mut().take(table, binding, &proposed, hash)) {
             denied(
                 &table_name(trigger),
                 operation,
@@ -382,7 +391,7 @@ fn session_gate<'a>(
     };
     row.set_by_name(&columns.factors, Jsonb(decided.factors.clone()))
         .unwrap_or_else(|e| refused(ErrorType::InvalidArgument, format!("session_gate: {e}")));
-    record(table, updated_row(trigger), &decided);
+    record(table, update_binding(trigger, &old), &decided);
     Ok(Some(row))
 }
 

@@ -69,7 +69,14 @@ unsafe extern "C-unwind" fn writer_exits(_code: i32, arg: pg_sys::Datum) {
 
 /// Exits so that the postmaster starts this writer again (code 0 would unregister it).
 fn exit_to_restart() -> ! {
-    unsafe { pg_sys::proc_exit(1) }
+    exit_process(1)
+}
+
+// PostgreSQL 18's bindings declare proc_exit as returning (); it never does.
+#[allow(unreachable_code)]
+fn exit_process(code: i32) -> ! {
+    unsafe { pg_sys::proc_exit(code) };
+    unreachable!("proc_exit does not return")
 }
 
 #[pg_guard]
@@ -87,7 +94,7 @@ pub extern "C-unwind" fn mfa_ledger_writer_main(arg: pg_sys::Datum) {
         }
         if !BackgroundWorker::wait_latch(Some(LAUNCHER_TICK)) {
             // SIGTERM: the server shuts down.
-            unsafe { pg_sys::proc_exit(0) };
+            exit_process(0);
         }
     };
     SERVING.set((database.to_u32(), false));

@@ -67,12 +67,13 @@ pub fn merge_factors(existing: &Value, proven: &[Value]) -> Value {
     Value::Array(merged)
 }
 
-/// Where a decision is looked up: the table, the row an UPDATE changes (its old tuple's
-/// position; none for an INSERT), the session's identity and its token's hash. An UPDATE's
+/// Where a decision is looked up: the table, the row event an UPDATE's decision is bound to (its
+/// old tuple's position and contents; none for an INSERT), the session's identity and its
+/// token's hash. An UPDATE's
 /// decision serves only that row: one a later trigger skipped cannot be claimed by another row.
 type TicketKey = (
     u32,
-    Option<u64>,
+    Option<Vec<u8>>,
     Option<String>,
     Option<String>,
     Option<Vec<u8>>,
@@ -92,7 +93,7 @@ impl DecisionBook {
     pub fn record(
         &mut self,
         table: u32,
-        updated_row: Option<u64>,
+        updated_row: Option<Vec<u8>>,
         row: &GuardedColumns,
         token_hash: Option<Vec<u8>>,
         subtransaction: u32,
@@ -114,7 +115,7 @@ impl DecisionBook {
     pub fn take(
         &mut self,
         table: u32,
-        updated_row: Option<u64>,
+        updated_row: Option<Vec<u8>>,
         row: &GuardedColumns,
         token_hash: Option<Vec<u8>>,
     ) -> bool {

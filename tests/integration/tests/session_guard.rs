@@ -1042,3 +1042,55 @@ fn check_session_policy_hands_out_no_sealed_factors() {
     );
     assert_eq!(verified, serde_json::json!([]));
 }
+
+/// The same skipped decision, claimed after a table rewrite put another session of the member at
+/// the position the decision was made for: the decision is bound to the old row's contents too.
+#[test]
+fn a_skipped_rows_decision_survives_no_table_rewrite() {
+    let mut d = deployment("rewrite", true);
+    let (s, req) = (d.schema.clone(), d.required.clone());
+    let first = d.my_session();
+    let strong = victim_session(&mut d);
+    d.superuser
+        .batch_execute(&format!(
+            "ALTER TABLE {s}.sessions DISABLE TRIGGER USER;
+             INSERT INTO {s}.sessions (organization_id, member_id, authentication_factors)
+             VALUES ('{req}', 'victim', '[]');
+             ALTER TABLE {s}.sessions ENABLE TRIGGER USER"
+        ))
+        .unwrap();
+    let weak: i32 = d
+        .superuser
+        .query_one(&format!("SELECT max(id) FROM {s}.sessions"), &[])
+        .unwrap()
+        .get(0);
+    d.owner
+        .batch_execute(&format!(
+            "CREATE TABLE {s}.stash (factors jsonb);
+             CREATE FUNCTION {s}.zz() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF current_setting('app.mode', true) = 'skip' THEN RETURN NULL; END IF;
+               IF current_setting('app.mode', true) = 'copy' THEN
+                  NEW.authentication_factors := (SELECT factors FROM {s}.stash);
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER zz BEFORE UPDATE ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.zz();"
+        ))
+        .unwrap();
+    let got = d.attempt(&format!(
+        "BEGIN;
+         INSERT INTO {s}.stash SELECT authentication_factors FROM {s}.sessions WHERE id = {strong};
+         SET LOCAL app.mode = 'skip';
+         UPDATE {s}.sessions SET intermediate_session_token = NULL WHERE id = {strong};
+         SET LOCAL app.mode = '';
+         DELETE FROM {s}.sessions WHERE id = {first};
+         ALTER TABLE {s}.sessions ADD COLUMN junk float8 DEFAULT random();
+         SET LOCAL app.mode = 'copy';
+         UPDATE {s}.sessions SET intermediate_session_token = NULL WHERE id = {weak};
+         COMMIT"
+    ));
+    d.owner.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(got, "28000");
+    assert_eq!(assurance(&mut d.owner, &s, weak).0, "aal1");
+}
