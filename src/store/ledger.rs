@@ -41,6 +41,31 @@ const PROBE_WINDOW: usize = 64;
 /// Writers the ledger can hold (the setting's maximum).
 pub const MAX_WRITERS: usize = 16;
 
+/// The count of `database` in `counts`, if it has one.
+fn count_of(counts: &[DatabaseCount], database: pg_sys::Oid) -> Option<usize> {
+    counts
+        .iter()
+        .find(|c| c.entries > 0 && c.database == database)
+        .map(|c| c.entries)
+}
+
+/// Adds `change` to the count of `database`, taking a free counter for it when it has none. A
+/// database that finds every counter taken is not counted (only 32 databases at once are).
+fn count_change(counts: &mut [DatabaseCount], database: pg_sys::Oid, change: isize) {
+    let at = counts
+        .iter()
+        .position(|c| c.entries > 0 && c.database == database)
+        .or_else(|| {
+            (change > 0)
+                .then(|| counts.iter().position(|c| c.entries == 0))
+                .flatten()
+        });
+    if let Some(at) = at {
+        counts[at].database = database;
+        counts[at].entries = counts[at].entries.saturating_add_signed(change);
+    }
+}
+
 /// The most member entries one database may hold: all but the shares of the others, each
 /// `members / (2 × MAX_DATABASES)` (about 53 % of the table).
 fn member_cap(members: usize) -> usize {
@@ -103,6 +128,10 @@ struct Header {
     writers: [WriterSlot; MAX_WRITERS],
     /// Entries of the member table each database holds (quiet ones included), for its cap.
     member_counts: [DatabaseCount; 2 * MAX_DATABASES],
+    /// Records not free, by database, and the free ones: kept at every change of a record's
+    /// status to or from `Free`, so that a check never scans the queue to know its share.
+    record_counts: [DatabaseCount; 2 * MAX_DATABASES],
+    free_records: usize,
     /// The launcher's latch (null until it runs): it looks for queued records no database slot
     /// tracks.
     launcher_latch: *mut pg_sys::Latch,
@@ -297,6 +326,7 @@ unsafe extern "C-unwind" fn attach_shared_memory() {
             (*header).members = members;
             (*header).records = records;
             (*header).next_seq = 1;
+            (*header).free_records = records;
         }
         LEDGER = base.cast::<Header>();
         crate::store::key_ring::attach_shared_memory();
@@ -421,29 +451,27 @@ impl Held {
 
     /// The member entries `database` holds (0 for a database not counted).
     fn member_count(&mut self, database: pg_sys::Oid) -> usize {
-        self.header()
-            .member_counts
-            .iter()
-            .find(|c| c.entries > 0 && c.database == database)
-            .map_or(0, |c| c.entries)
+        count_of(&self.header().member_counts, database).unwrap_or(0)
     }
 
-    /// Counts an entry taken (`1`) or given up (`-1`) by `database`. A database that finds every
-    /// counter taken is not counted (nor capped): only 32 databases authenticating at once are.
+    /// Counts an entry taken (`1`) or given up (`-1`) by `database`.
     fn count_members(&mut self, database: pg_sys::Oid, change: isize) {
-        let counts = &mut self.header().member_counts;
-        let at = counts
-            .iter()
-            .position(|c| c.entries > 0 && c.database == database)
-            .or_else(|| {
-                (change > 0)
-                    .then(|| counts.iter().position(|c| c.entries == 0))
-                    .flatten()
-            });
-        if let Some(at) = at {
-            counts[at].database = database;
-            counts[at].entries = counts[at].entries.saturating_add_signed(change);
-        }
+        count_change(&mut self.header().member_counts, database, change);
+    }
+
+    /// Record `i` becomes free (written, dropped, or not needed).
+    fn free_record(&mut self, i: usize) {
+        let database = {
+            let r = &mut self.records()[i];
+            if r.status == RecordStatus::Free {
+                return;
+            }
+            r.status = RecordStatus::Free;
+            r.database
+        };
+        let header = self.header();
+        header.free_records += 1;
+        count_change(&mut header.record_counts, database, -1);
     }
 
     /// Whether `database` may take a record for `purpose` now. Every database has a share of the
@@ -453,23 +481,21 @@ impl Held {
     /// denial event) comes only from beyond both: a flood of denials leaves every share, its own
     /// database's included, to the checks of codes.
     fn may_take(&mut self, database: pg_sys::Oid, purpose: Purpose) -> bool {
-        let records = self.records();
-        let share = (records.len() / (2 * MAX_DATABASES)).max(1);
-        let mut free = 0usize;
-        let mut mine = 0usize;
-        let mut others: Vec<(pg_sys::Oid, usize)> = Vec::new();
-        for r in records.iter() {
-            if r.status == RecordStatus::Free {
-                free += 1;
-            } else if r.database == database {
-                mine += 1;
-            } else if let Some(other) = others.iter_mut().find(|(db, _)| *db == r.database) {
-                other.1 += 1;
-            } else {
-                others.push((r.database, 1));
-            }
-        }
-        let others_taken: usize = others.iter().map(|&(_, n)| n.min(share)).sum();
+        let header = self.header();
+        let share = (header.records / (2 * MAX_DATABASES)).max(1);
+        let free = header.free_records;
+        let counts = &header.record_counts;
+        // A database that finds every counter taken (more than 32 at once) has no share of its own.
+        let mine = match count_of(counts, database) {
+            Some(n) => n,
+            None if counts.iter().any(|c| c.entries == 0) => 0,
+            None => usize::MAX,
+        };
+        let others_taken: usize = counts
+            .iter()
+            .filter(|c| c.entries > 0 && c.database != database)
+            .map(|c| c.entries.min(share))
+            .sum();
         let others_unused = ((MAX_DATABASES - 1) * share).saturating_sub(others_taken);
         match purpose {
             Purpose::Needed => free > 0 && (mine < share || free > others_unused),
@@ -493,6 +519,11 @@ impl Held {
             .records()
             .iter()
             .position(|r| r.status == RecordStatus::Free)?;
+        {
+            let header = self.header();
+            header.free_records -= 1;
+            count_change(&mut header.record_counts, key.database, 1);
+        }
         let record = &mut self.records()[i];
         record.status = RecordStatus::Reserved;
         record.owner_pid = pid;
@@ -824,7 +855,7 @@ impl Charge {
                 held.queue(self.record, RecordKind::State, attempts, "{}");
                 held.wake_worker(self.key.database);
             } else {
-                held.records()[self.record].status = RecordStatus::Free;
+                held.free_record(self.record);
             }
         }
     }
@@ -1164,10 +1195,11 @@ pub fn release_worker(database: pg_sys::Oid, connected: bool) {
     else {
         return;
     };
-    for r in held.records().iter_mut() {
+    for i in 0..held.records().len() {
+        let r = &mut held.records()[i];
         if r.database == database {
             if !connected && r.status != RecordStatus::Reserved {
-                r.status = RecordStatus::Free;
+                held.free_record(i);
             } else if r.status == RecordStatus::Applying {
                 r.status = RecordStatus::Queued;
                 r.tries = r.tries.saturating_add(1);
@@ -1221,14 +1253,15 @@ pub fn take_batch(
     let mut held = Held::take(true).ok()?;
     let mut dropped = 0;
     let mut batch: Vec<(usize, u64)> = Vec::new();
-    for (i, r) in held.records().iter_mut().enumerate() {
+    for i in 0..held.records().len() {
+        let r = &held.records()[i];
         if r.database != database || r.status != RecordStatus::Queued {
             continue;
         }
         if r.tries >= max_tries {
             // Written and failed `max_tries` times: a record that cannot be written is dropped
             // so that the others are not stuck behind it.
-            r.status = RecordStatus::Free;
+            held.free_record(i);
             dropped += 1;
             continue;
         }
@@ -1272,9 +1305,9 @@ pub fn finish_batch(batch: &[(usize, Record)]) {
         return;
     };
     for (i, done) in batch {
-        let r = &mut held.records()[*i];
+        let r = &held.records()[*i];
         if r.status == RecordStatus::Applying && r.seq == done.seq {
-            r.status = RecordStatus::Free;
+            held.free_record(*i);
         }
         if done.kind != RecordKind::Event {
             if let Some(e) = held.find(&done.key()) {
@@ -1288,9 +1321,10 @@ pub fn finish_batch(batch: &[(usize, Record)]) {
 /// Drops every record of a database without the extension (dropped since they were queued).
 pub fn discard_database(database: pg_sys::Oid) {
     if let Ok(mut held) = Held::take(true) {
-        for r in held.records().iter_mut() {
+        for i in 0..held.records().len() {
+            let r = &held.records()[i];
             if r.database == database && r.status != RecordStatus::Reserved {
-                r.status = RecordStatus::Free;
+                held.free_record(i);
             }
         }
         for w in held.header().workers.iter_mut() {
