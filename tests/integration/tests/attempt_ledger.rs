@@ -9,8 +9,7 @@ mod common;
 use common::*;
 use postgres::{Client, NoTls};
 use serde_json::Value;
-use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const SECRET: &str = "JBSWY3DPEHPK3PXP";
 const RECOVERY: &str = "aaaa-bbbb-cccc";
@@ -55,28 +54,10 @@ impl Victim {
     }
 }
 
-/// `n` six-digit codes, none of them valid for SECRET within two minutes of now.
-fn wrong_codes(n: usize) -> Vec<String> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let secret = data_encoding::BASE32_NOPAD
-        .decode(SECRET.as_bytes())
-        .unwrap();
-    let totp = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, secret);
-    let valid: HashSet<String> = (0..9).map(|i| totp.generate(now - 120 + i * 30)).collect();
-    (100_000..)
-        .map(|c: u32| c.to_string())
-        .filter(|c| !valid.contains(c))
-        .take(n)
-        .collect()
-}
-
 /// The attack: each guess in an exception block that is rolled back, and the whole
 /// transaction rolled back at the end. Returns how many answers of each kind it saw.
 fn rolled_back_brute_force(app: &mut Client, org: &str, guesses: usize) -> Value {
-    let codes = wrong_codes(guesses)
+    let codes = wrong_codes(SECRET, guesses)
         .iter()
         .map(|c| format!("'{c}'"))
         .collect::<Vec<_>>()
@@ -218,7 +199,7 @@ fn a_burst_is_throttled_even_under_a_high_threshold() {
     let after = json(
         &mut v.app(),
         "SELECT mfa.totp_authenticate($1, 'bob', $2)",
-        &[&v.org, &wrong_codes(1)[0]],
+        &[&v.org, &wrong_codes(SECRET, 1)[0]],
     );
     assert_eq!(after["error_type"], "invalid_totp_code", "{after}");
     let summed = eventually(
@@ -239,7 +220,7 @@ fn a_burst_is_throttled_even_under_a_high_threshold() {
 #[test]
 fn rollback_savepoints_and_a_killed_connection_all_count() {
     let v = victim("ledger-rollback", &["mfa.member_checks_per_second = 100"]);
-    let codes = wrong_codes(3);
+    let codes = wrong_codes(SECRET, 3);
     let mut app = v.app();
     // A whole transaction rolled back.
     app.batch_execute("BEGIN").unwrap();
@@ -288,7 +269,7 @@ fn rollback_savepoints_and_a_killed_connection_all_count() {
 #[test]
 fn eight_parallel_wrong_codes_add_eight() {
     let v = victim("ledger-parallel", &["mfa.member_checks_per_second = 100"]);
-    let codes = wrong_codes(16);
+    let codes = wrong_codes(SECRET, 16);
     let round = |codes: Vec<String>| -> Vec<String> {
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(codes.len()));
         let handles: Vec<_> = codes
@@ -343,7 +324,10 @@ fn an_sms_code_dies_after_its_wrong_attempts() {
     json(&mut su, "SELECT mfa.otp_sms_send($1, 'bob')", &[&v.org]);
     let code = sms_code(&mut su, &v.org);
     let mut app = v.app();
-    let wrong: Vec<String> = wrong_codes(6).into_iter().filter(|c| *c != code).collect();
+    let wrong: Vec<String> = wrong_codes(SECRET, 6)
+        .into_iter()
+        .filter(|c| *c != code)
+        .collect();
     for w in &wrong[..5] {
         let r = json(
             &mut app,
@@ -473,7 +457,7 @@ fn kill9_during_a_failure_burst_loses_at_most_the_last_second() {
         "mfa.lock_threshold = 1000000\nmfa.member_checks_per_second = 100",
         ATTACKERS,
     );
-    let codes = std::sync::Arc::new(wrong_codes(1000));
+    let codes = std::sync::Arc::new(wrong_codes(SECRET, 1000));
     let handles: Vec<_> = (0..ATTACKERS)
         .map(|i| {
             let (url, codes) = (url.clone(), codes.clone());
@@ -542,7 +526,7 @@ fn a_flood_waits_for_the_worker_instead_of_being_refused() {
         CLIENTS * 10,
     );
     let mut c = Client::connect(&url, NoTls).unwrap();
-    let codes = std::sync::Arc::new(wrong_codes(50));
+    let codes = std::sync::Arc::new(wrong_codes(SECRET, 50));
     let handles: Vec<_> = (0..CLIENTS)
         .map(|t| {
             let (url, codes) = (url.clone(), codes.clone());

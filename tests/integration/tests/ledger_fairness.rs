@@ -14,7 +14,8 @@ const SECRET: &str = "JBSWY3DPEHPK3PXP";
 /// Records in the queue: the flood below is several times that.
 const QUEUE: usize = 64;
 const RECOVERY_CODES: [&str; 2] = ["0000-fair-code", "0001-fair-code"];
-const SETTINGS: &str = "max_worker_processes = 6\nmax_parallel_workers = 6\nmfa.attempt_queue_records = 64\n\
+const SETTINGS: &str =
+    "max_worker_processes = 6\nmax_parallel_workers = 6\nmfa.attempt_queue_records = 64\n\
                         mfa.member_checks_per_second = 100";
 
 /// A database of `cluster` with organization `acme`, member `m0` (an authenticator app) and an
@@ -47,7 +48,10 @@ fn tenant(cluster: &Cluster, name: &str) -> (Client, Client, String) {
     ))
     .unwrap();
     let app = Client::connect(
-        &format!("host=127.0.0.1 port={} user={role} dbname={name}", cluster.port),
+        &format!(
+            "host=127.0.0.1 port={} user={role} dbname={name}",
+            cluster.port
+        ),
         NoTls,
     )
     .unwrap();
@@ -109,7 +113,10 @@ fn starve(
 /// denial the ledger is to record, caught so that one statement makes them all.
 fn flood_denials(cluster: &Cluster, role: &str, database: &str, count: usize) {
     let mut flooder = Client::connect(
-        &format!("host=127.0.0.1 port={} user={role} dbname={database}", cluster.port),
+        &format!(
+            "host=127.0.0.1 port={} user={role} dbname={database}",
+            cluster.port
+        ),
         NoTls,
     )
     .unwrap();
@@ -233,7 +240,11 @@ fn a_theft_signal_is_never_dropped() {
     while devices(&mut su) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(devices(&mut su), 0, "the suspected theft revoked the devices");
+    assert_eq!(
+        devices(&mut su),
+        0,
+        "the suspected theft revoked the devices"
+    );
 }
 
 /// One database's members failing at once (more of them than the member table holds) fill only
@@ -265,7 +276,10 @@ fn one_databases_failing_members_cannot_fill_the_member_table() {
         )
         .map(|_| 0)
         .unwrap_or(1);
-    eprintln!("database a's 200 failing members: stopped by the member table: {}", refused == 1);
+    eprintln!(
+        "database a's 200 failing members: stopped by the member table: {}",
+        refused == 1
+    );
     let (_, token) = start_login(&mut app_b, "acme", "m0");
     let answer: Value = app_b
         .query_one(

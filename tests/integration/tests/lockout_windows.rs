@@ -9,8 +9,6 @@ mod common;
 use common::*;
 use postgres::{Client, NoTls};
 use serde_json::Value;
-use std::collections::HashSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const SECRET: &str = "JBSWY3DPEHPK3PXP";
 
@@ -41,24 +39,6 @@ fn victim(prefix: &str, settings: &[&str]) -> (String, Client) {
     }
     let app = Client::connect(&database_url_as(&role), NoTls).expect("connect as the app role");
     (org, app)
-}
-
-/// `n` six-digit codes, none of them valid for SECRET within two minutes of now.
-fn wrong_codes(n: usize) -> Vec<String> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let secret = data_encoding::BASE32_NOPAD
-        .decode(SECRET.as_bytes())
-        .unwrap();
-    let totp = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, secret);
-    let valid: HashSet<String> = (0..9).map(|i| totp.generate(now - 120 + i * 30)).collect();
-    (100_000..)
-        .map(|c: u32| c.to_string())
-        .filter(|c| !valid.contains(c))
-        .take(n)
-        .collect()
 }
 
 /// One wrong code checked for bob: the answer's error_type.
@@ -93,7 +73,7 @@ fn server_now(app: &mut Client) -> String {
 #[test]
 fn a_burst_across_a_second_gets_no_more_than_a_second_allows() {
     let (org, mut app) = victim("windows-second", &["mfa.lock_threshold = 100"]);
-    let codes = wrong_codes(400)
+    let codes = wrong_codes(SECRET, 400)
         .iter()
         .map(|c| format!("'{c}'"))
         .collect::<Vec<_>>()
@@ -139,7 +119,10 @@ fn a_burst_across_a_second_gets_no_more_than_a_second_allows() {
 /// windows checked all 17 without a lock. (Takes 5 minutes: the window's shortest length.)
 #[test]
 fn failures_across_the_end_of_a_window_lock() {
-    if std::env::var("MFA_LONG_TESTS").unwrap_or_default().is_empty() {
+    if std::env::var("MFA_LONG_TESTS")
+        .unwrap_or_default()
+        .is_empty()
+    {
         eprintln!("skipped: the 5-minute window test runs with MFA_LONG_TESTS=1 (make test: on its first PostgreSQL version; make soak: on each)");
         return;
     }
@@ -152,16 +135,23 @@ fn failures_across_the_end_of_a_window_lock() {
         ],
     );
     let started = server_now(&mut app);
-    assert_eq!(guess(&mut app, &org, &wrong_codes(1)[0]), "invalid_totp_code");
+    assert_eq!(
+        guess(&mut app, &org, &wrong_codes(SECRET, 1)[0]),
+        "invalid_totp_code"
+    );
     // 8 just before the 5 minutes end, 9 just after.
     sleep_until(&mut app, &started, 300.0 - 4.0);
     let burst_started = server_now(&mut app);
-    let mut answers: Vec<String> = wrong_codes(8)
+    let mut answers: Vec<String> = wrong_codes(SECRET, 8)
         .iter()
         .map(|code| guess(&mut app, &org, code))
         .collect();
     sleep_until(&mut app, &started, 300.0 + 1.5);
-    answers.extend(wrong_codes(9).iter().map(|code| guess(&mut app, &org, code)));
+    answers.extend(
+        wrong_codes(SECRET, 9)
+            .iter()
+            .map(|code| guess(&mut app, &org, code)),
+    );
     let burst_seconds: f64 = app
         .query_one(
             "SELECT extract(epoch FROM clock_timestamp() - $1::text::timestamptz)::float8",
@@ -169,10 +159,7 @@ fn failures_across_the_end_of_a_window_lock() {
         )
         .unwrap()
         .get(0);
-    let checked = answers
-        .iter()
-        .filter(|a| *a == "invalid_totp_code")
-        .count();
+    let checked = answers.iter().filter(|a| *a == "invalid_totp_code").count();
     println!("17 wrong codes over {burst_seconds:.1} s across the window's end: {checked} checked, answers {answers:?}");
     assert!(burst_seconds < 300.0, "the burst took {burst_seconds} s");
     assert!(

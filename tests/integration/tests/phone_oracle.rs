@@ -156,7 +156,10 @@ fn primary_authenticate_never_answers_a_full_number() {
                 !text.contains(&PHONE[1..]),
                 "{sql} of {org} answered the full number: {text}"
             );
-            assert_eq!(answer["member"]["mfa_phone_number"], "+*******2671", "{sql}");
+            assert_eq!(
+                answer["member"]["mfa_phone_number"], "+*******2671",
+                "{sql}"
+            );
         }
     }
 }

@@ -70,10 +70,7 @@ fn a_transaction_that_called_mfa_cannot_be_prepared() {
         .unwrap()
         .get(0);
     // Whatever the outcome, nothing stays parked on the cluster.
-    for row in su
-        .query("SELECT gid FROM pg_prepared_xacts", &[])
-        .unwrap()
-    {
+    for row in su.query("SELECT gid FROM pg_prepared_xacts", &[]).unwrap() {
         let gid: String = row.get(0);
         su.batch_execute(&format!("ROLLBACK PREPARED '{gid}'"))
             .unwrap();

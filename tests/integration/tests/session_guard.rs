@@ -141,7 +141,10 @@ impl Deployment {
     /// The member of every session row.
     fn session_members(&mut self) -> Vec<String> {
         self.superuser
-            .query(&format!("SELECT member_id FROM {}.sessions ORDER BY id", self.schema), &[])
+            .query(
+                &format!("SELECT member_id FROM {}.sessions ORDER BY id", self.schema),
+                &[],
+            )
             .unwrap()
             .iter()
             .map(|r| r.get(0))
@@ -936,9 +939,15 @@ fn assurance_is_sealed_to_its_member() {
         .collect();
     assert_eq!(rows.len(), 3);
     // Forged factors: no assurance.
-    assert_eq!(assurance(&mut d.owner, &s, rows[0].0), ("aal1".into(), None));
+    assert_eq!(
+        assurance(&mut d.owner, &s, rows[0].0),
+        ("aal1".into(), None)
+    );
     // The victim's sealed factors on another member's row: no assurance.
-    assert_eq!(assurance(&mut d.owner, &s, rows[1].0), ("aal1".into(), None));
+    assert_eq!(
+        assurance(&mut d.owner, &s, rows[1].0),
+        ("aal1".into(), None)
+    );
     // On another row of the same member they stay that member's proof (the owner could use the
     // original row as well): the seal binds the organization and the member.
     assert_eq!(assurance(&mut d.owner, &s, rows[2].0).0, "aal2");
@@ -972,40 +981,10 @@ fn assurance_is_sealed_to_its_member() {
 #[test]
 fn a_skipped_rows_decision_cannot_raise_another_session() {
     let mut d = deployment("skipped", true);
-    let (s, req) = (d.schema.clone(), d.required.clone());
+    let s = d.schema.clone();
     let strong = victim_session(&mut d);
-    // A second session of the victim with a recovery code spent as a step-up is not needed: any
-    // other session row of the member will do; a breakglass-free copy of the strong one's
-    // identity with no factors stands in for a password-only session.
-    d.superuser
-        .batch_execute(&format!(
-            "ALTER TABLE {s}.sessions DISABLE TRIGGER USER;
-             INSERT INTO {s}.sessions (organization_id, member_id, authentication_factors)
-             VALUES ('{req}', 'victim', '[]');
-             ALTER TABLE {s}.sessions ENABLE TRIGGER USER"
-        ))
-        .unwrap();
-    let weak: i32 = d
-        .superuser
-        .query_one(&format!("SELECT max(id) FROM {s}.sessions"), &[])
-        .unwrap()
-        .get(0);
+    let weak = weak_victim_session_and_copier(&mut d, true);
     assert_eq!(assurance(&mut d.owner, &s, weak).0, "aal1");
-    d.owner
-        .batch_execute(&format!(
-            "CREATE TABLE {s}.stash (factors jsonb);
-             CREATE FUNCTION {s}.zz() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF current_setting('app.mode', true) = 'skip' THEN RETURN NULL; END IF;
-               IF current_setting('app.mode', true) = 'copy' THEN
-                  NEW.intermediate_session_token := NULL;
-                  NEW.authentication_factors := (SELECT factors FROM {s}.stash);
-               END IF;
-               RETURN NEW;
-             END $$;
-             CREATE TRIGGER zz BEFORE UPDATE ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.zz();"
-        ))
-        .unwrap();
     let got = d.attempt(&format!(
         "BEGIN;
          INSERT INTO {s}.stash SELECT authentication_factors FROM {s}.sessions WHERE id = {strong};
@@ -1048,36 +1027,10 @@ fn check_session_policy_hands_out_no_sealed_factors() {
 #[test]
 fn a_skipped_rows_decision_survives_no_table_rewrite() {
     let mut d = deployment("rewrite", true);
-    let (s, req) = (d.schema.clone(), d.required.clone());
+    let s = d.schema.clone();
     let first = d.my_session();
     let strong = victim_session(&mut d);
-    d.superuser
-        .batch_execute(&format!(
-            "ALTER TABLE {s}.sessions DISABLE TRIGGER USER;
-             INSERT INTO {s}.sessions (organization_id, member_id, authentication_factors)
-             VALUES ('{req}', 'victim', '[]');
-             ALTER TABLE {s}.sessions ENABLE TRIGGER USER"
-        ))
-        .unwrap();
-    let weak: i32 = d
-        .superuser
-        .query_one(&format!("SELECT max(id) FROM {s}.sessions"), &[])
-        .unwrap()
-        .get(0);
-    d.owner
-        .batch_execute(&format!(
-            "CREATE TABLE {s}.stash (factors jsonb);
-             CREATE FUNCTION {s}.zz() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF current_setting('app.mode', true) = 'skip' THEN RETURN NULL; END IF;
-               IF current_setting('app.mode', true) = 'copy' THEN
-                  NEW.authentication_factors := (SELECT factors FROM {s}.stash);
-               END IF;
-               RETURN NEW;
-             END $$;
-             CREATE TRIGGER zz BEFORE UPDATE ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.zz();"
-        ))
-        .unwrap();
+    let weak = weak_victim_session_and_copier(&mut d, false);
     let got = d.attempt(&format!(
         "BEGIN;
          INSERT INTO {s}.stash SELECT authentication_factors FROM {s}.sessions WHERE id = {strong};
@@ -1093,4 +1046,44 @@ fn a_skipped_rows_decision_survives_no_table_rewrite() {
     d.owner.batch_execute("ROLLBACK").unwrap();
     assert_eq!(got, "28000");
     assert_eq!(assurance(&mut d.owner, &s, weak).0, "aal1");
+}
+
+/// A session row of the victim with no factors (a superuser wrote it past the triggers: it stands
+/// for a password-only session), and the owner's trigger that skips a row (`app.mode = 'skip'`)
+/// or copies stashed factors into it (`'copy'`, also clearing the token when `clear_token`); the
+/// row's id.
+fn weak_victim_session_and_copier(d: &mut Deployment, clear_token: bool) -> i32 {
+    let (s, req) = (d.schema.clone(), d.required.clone());
+    d.superuser
+        .batch_execute(&format!(
+            "ALTER TABLE {s}.sessions DISABLE TRIGGER USER;
+             INSERT INTO {s}.sessions (organization_id, member_id, authentication_factors)
+             VALUES ('{req}', 'victim', '[]');
+             ALTER TABLE {s}.sessions ENABLE TRIGGER USER"
+        ))
+        .unwrap();
+    let clear = if clear_token {
+        "NEW.intermediate_session_token := NULL;"
+    } else {
+        ""
+    };
+    d.owner
+        .batch_execute(&format!(
+            "CREATE TABLE {s}.stash (factors jsonb);
+             CREATE FUNCTION {s}.zz() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF current_setting('app.mode', true) = 'skip' THEN RETURN NULL; END IF;
+               IF current_setting('app.mode', true) = 'copy' THEN
+                  {clear}
+                  NEW.authentication_factors := (SELECT factors FROM {s}.stash);
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER zz BEFORE UPDATE ON {s}.sessions FOR EACH ROW EXECUTE FUNCTION {s}.zz();"
+        ))
+        .unwrap();
+    d.superuser
+        .query_one(&format!("SELECT max(id) FROM {s}.sessions"), &[])
+        .unwrap()
+        .get(0)
 }

@@ -400,3 +400,22 @@ impl Drop for Cluster {
             .status();
     }
 }
+
+/// `n` six-digit codes, none of them valid for `secret` (base32) within two minutes of now.
+pub fn wrong_codes(secret: &str, n: usize) -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret.as_bytes())
+        .unwrap();
+    let totp = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, secret);
+    let valid: std::collections::HashSet<String> =
+        (0..9).map(|i| totp.generate(now - 120 + i * 30)).collect();
+    (100_000..)
+        .map(|c: u32| c.to_string())
+        .filter(|c| !valid.contains(c))
+        .take(n)
+        .collect()
+}
