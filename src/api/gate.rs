@@ -87,6 +87,16 @@ fn require_registered(trigger: &PgTrigger, columns: &[String; 4]) {
     REGISTERED_TRIGGERS.with(|r| r.borrow_mut().insert(oid));
 }
 
+/// The refusal of an UPDATE that would move a session to another organization or member.
+fn identity_change(table: &str) -> MfaError {
+    MfaError::new(
+        ErrorType::InsufficientFactors,
+        format!(
+            "the organization and member of a session in {table} cannot change; create a new session with a new login"
+        ),
+    )
+}
+
 /// Seals each factor to the session's organization and member (see `core::session_seal`).
 fn sealed(organization_id: &str, member_id: &str, factors: Vec<Value>) -> MfaResult<Vec<Value>> {
     let keys = keyring::current()?;
@@ -311,13 +321,7 @@ fn session_gate<'a>(
                     &table_name(trigger),
                     operation,
                     &old,
-                    MfaError::new(
-                        ErrorType::InsufficientFactors,
-                        format!(
-                            "the organization and member of a session in {} cannot change; create a new session with a new login",
-                            table_name(trigger)
-                        ),
-                    ),
+                    identity_change(&table_name(trigger)),
                 )
             }
         }
@@ -370,12 +374,7 @@ fn session_gate<'a>(
     let deny = |refusal: MfaError| -> ! { denied(&name, operation, &old, refusal) };
     let decided = match classify_update(&old, &proposed) {
         UpdateRequest::Nothing => return Ok(Some(row)),
-        UpdateRequest::IdentityChange => deny(MfaError::new(
-            ErrorType::InsufficientFactors,
-            format!(
-                "the organization and member of a session in {name} cannot change; create a new session with a new login"
-            ),
-        )),
+        UpdateRequest::IdentityChange => deny(identity_change(&name)),
         UpdateRequest::FactorsWritten => deny(MfaError::new(
             ErrorType::InsufficientFactors,
             format!(
