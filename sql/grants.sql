@@ -187,12 +187,8 @@ COMMENT ON FUNCTION mfa.distribute() IS
 COMMENT ON FUNCTION mfa._sequence_range_set(text) IS
     'mfa (internal): run by mfa.distribute() on every node: gives an identity sequence the node''s own range of ids.';
 
-COMMENT ON FUNCTION mfa._session_guard_shards() IS
-    'mfa (internal): on a Citus node, refuses to everyone but a superuser DDL that disables or drops a session gate trigger (on a shard of a guarded table, too) or gives a table carrying one an inheritance child.';
-COMMENT ON EVENT TRIGGER mfa_session_guard_shards IS
-    'mfa: on a Citus node, keeps the session gate of a distributed sessions table''s shards on (see mfa._session_guard_shards).';
-COMMENT ON EVENT TRIGGER mfa_session_guard_shards_drop IS
-    'mfa: on a Citus node, keeps the session gate triggers of a distributed sessions table''s shards (see mfa._session_guard_shards).';
+COMMENT ON FUNCTION mfa._session_guard_register_shards() IS
+    'mfa (internal): on a Citus node, registers the shards carrying copies of a guard''s triggers as guarded tables of their own (so the gate runs for them and the guard''s state check holds), and lets go of the shards whose gate triggers are all dropped.';
 
 COMMENT ON FUNCTION mfa._initialize_database_key() IS
     'mfa (internal): generates the per-database (development) encryption key at CREATE EXTENSION, unless the server has keys of its own.';

@@ -11,15 +11,22 @@
 --  * DDL is judged by what it changed, not by the role setting; a guard a superuser broke
 --    (broken_by_superuser) refuses nobody until it is mended; the guard's triggers may not depend
 --    on an extension; guarded id and token columns need deterministic collations.
---  * session_table_unguard works on a distributed table (Citus).
+--  * Citus: each shard of a guarded distributed table is a guarded table of its own on its node
+--    (registered when Citus creates its copies of the triggers, shard_of naming the distributed
+--    table), held by the same state check; the event triggers of 0.9.0 that judged shards by
+--    their triggers' names are gone. session_table_unguard works on a distributed table.
 
-ALTER TABLE mfa.guarded_session_tables ADD COLUMN trigger_oids oid[], ADD COLUMN broken_by_superuser text;
+ALTER TABLE mfa.guarded_session_tables ADD COLUMN trigger_oids oid[], ADD COLUMN broken_by_superuser text,
+    ADD COLUMN shard_of regclass;
 COMMENT ON COLUMN mfa.guarded_session_tables.trigger_oids IS
     'mfa: the guard''s four triggers, in name order: mfa.session_gate() runs only for these (and their clones on partitions). NULL while session_table_guard installs them.';
 COMMENT ON COLUMN mfa.guarded_session_tables.broken_by_superuser IS
     'mfa: what a superuser''s command left broken in this guard (NULL: whole). Such a guard refuses no other role''s DDL until it is mended.';
+COMMENT ON COLUMN mfa.guarded_session_tables.shard_of IS
+    'mfa: on a Citus node, the distributed table whose shard this is (NULL: a table session_table_guard guarded). A shard is registered when its copies of the guard''s triggers are created, and leaves when they are all dropped.';
 CREATE OR REPLACE FUNCTION mfa.session_table_guard_check(session_table regclass) RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET citus.override_table_visibility = off AS $$
 DECLARE
     g mfa.guarded_session_tables;
     problem text;
@@ -136,6 +143,71 @@ BEGIN
 END
 $$;
 
+-- (internal) On a Citus node: registers the shards of guarded distributed tables as guarded
+-- tables of their own, so that the gate runs for their triggers and the same state check holds
+-- for them (a shard is a table of the application's role on its node, within its reach). A
+-- shard's copies of the guard's triggers are created by Citus on the shard's node, in the
+-- transaction of session_table_guard (or of a shard move or split), by a superuser: whenever a
+-- superuser's command leaves a shard carrying the guard's four triggers, named with the shard's
+-- id and calling the gate with the same columns, this records them; a shard whose gate triggers
+-- are all gone (session_table_unguard) leaves the registry. Does nothing without citus.
+CREATE FUNCTION mfa._session_guard_register_shards() RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET citus.override_table_visibility = off AS $$
+DECLARE
+    shard record;
+BEGIN
+    -- (The gate function is not there yet while CREATE EXTENSION runs this file.)
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
+       OR pg_catalog.to_regprocedure('mfa.session_gate()') IS NULL THEN
+        RETURN;
+    END IF;
+    DELETE FROM mfa.guarded_session_tables g
+     WHERE g.shard_of IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pg_trigger t
+                        WHERE t.tgrelid = g.session_table AND t.tgparentid = 0
+                          AND t.tgfoid = 'mfa.session_gate()'::regprocedure);
+    FOR shard IN
+        WITH gate AS (
+            SELECT t.tgrelid, t.oid, t.tgname, t.tgenabled,
+                   (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000'))[1:4] AS columns
+              FROM pg_trigger t
+             WHERE t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.tgparentid = 0 AND t.tgnargs = 4)
+        SELECT c.oid AS relid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS qualified, s.logicalrelid,
+               min(g.columns) AS columns, array_agg(g.oid ORDER BY g.tgname) AS oids
+          FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN gate g ON g.tgrelid = c.oid
+          JOIN pg_dist_shard s ON s.shardid = substring(c.relname FROM '_(\d{1,18})$')::bigint
+         WHERE c.relkind IN ('r', 'p')
+           AND pg_catalog.shard_name(s.logicalrelid, s.shardid, false) = pg_catalog.format('%I.%I', n.nspname, c.relname)
+         GROUP BY c.oid, n.nspname, c.relname, s.logicalrelid, s.shardid
+        HAVING array_agg(g.tgname::text ORDER BY g.tgname)
+                   = ARRAY(SELECT name || '_' || s.shardid
+                             FROM unnest(ARRAY['mfa_session_gate_insert', 'mfa_session_gate_update',
+                                               'mfa_session_gate_verify_insert', 'mfa_session_gate_verify_update']) name
+                            ORDER BY 1)
+           AND count(DISTINCT g.columns) = 1 AND bool_and(g.tgenabled = 'O')
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM mfa.guarded_session_tables r
+                               WHERE r.session_table = shard.relid AND r.trigger_oids = shard.oids);
+        INSERT INTO mfa.guarded_session_tables AS g (session_table, table_name, organization_column, member_column,
+                                                     token_column, factors_column, trigger_definitions, trigger_oids,
+                                                     shard_of)
+        VALUES (shard.relid, shard.qualified, shard.columns[1], shard.columns[2], shard.columns[3], shard.columns[4],
+                ARRAY(SELECT pg_catalog.pg_get_triggerdef(o) FROM unnest(shard.oids) WITH ORDINALITY AS x(o, i) ORDER BY i),
+                shard.oids, shard.logicalrelid)
+        ON CONFLICT ON CONSTRAINT guarded_session_tables_pkey DO UPDATE
+           SET table_name = EXCLUDED.table_name, organization_column = EXCLUDED.organization_column,
+               member_column = EXCLUDED.member_column, token_column = EXCLUDED.token_column,
+               factors_column = EXCLUDED.factors_column, trigger_definitions = EXCLUDED.trigger_definitions,
+               trigger_oids = EXCLUDED.trigger_oids, shard_of = EXCLUDED.shard_of, broken_by_superuser = NULL,
+               guarded_at = clock_timestamp(), guarded_by = session_user
+         WHERE g.shard_of IS NOT NULL;
+    END LOOP;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION mfa.session_table_guard(
     session_table regclass,
     organization_column name DEFAULT 'organization_id',
@@ -166,6 +238,11 @@ BEGIN
        OR rel.nspname IN ('mfa', 'pg_catalog', 'information_schema') OR rel.nspname LIKE 'pg\_toast%' THEN
         RAISE EXCEPTION 'invalid_argument: % is not an application table that can hold sessions', session_table
             USING ERRCODE = '22023', HINT = 'Guard a permanent table or partitioned table of the application''s own schema.';
+    END IF;
+    IF EXISTS (SELECT FROM mfa.guarded_session_tables g WHERE g.session_table = $1 AND g.shard_of IS NOT NULL) THEN
+        RAISE EXCEPTION 'invalid_argument: % is a shard of %: guard the distributed table on the coordinator', session_table,
+              (SELECT g.shard_of FROM mfa.guarded_session_tables g WHERE g.session_table = $1)
+            USING ERRCODE = '22023';
     END IF;
     IF (SELECT count(DISTINCT c) FROM unnest(columns) c) < 4 THEN
         RAISE EXCEPTION 'invalid_argument: the organization, member, token and factors columns must be four different columns'
@@ -270,6 +347,8 @@ BEGIN
               FROM pg_trigger t
              WHERE t.tgrelid = $1 AND t.tgparentid = 0 AND t.tgfoid = 'mfa.session_gate()'::regprocedure)
      WHERE g.session_table = $1;
+    -- Shards on this node (Citus): their copies of the triggers were made with them.
+    PERFORM mfa._session_guard_register_shards();
     INSERT INTO mfa.events (organization_id, request_id, event_type, details)
     VALUES ('', gen_random_uuid(), 'session_table.guarded',
             jsonb_build_object('session_table', rel.qualified, 'organization_column', $2, 'member_column', $3,
@@ -283,7 +362,7 @@ DECLARE
     g mfa.guarded_session_tables;
     t record;
 BEGIN
-    DELETE FROM mfa.guarded_session_tables d WHERE d.session_table = $1 RETURNING * INTO g;
+    DELETE FROM mfa.guarded_session_tables d WHERE d.session_table = $1 AND d.shard_of IS NULL RETURNING * INTO g;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'invalid_argument: % is not guarded', $1 USING ERRCODE = '22023';
     END IF;
@@ -295,13 +374,15 @@ BEGIN
               WHERE tgrelid = $1 AND tgparentid = 0 AND tgfoid = 'mfa.session_gate()'::regprocedure LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, $1);
     END LOOP;
+    PERFORM mfa._session_guard_register_shards();
     INSERT INTO mfa.events (organization_id, request_id, event_type, details)
     VALUES ('', gen_random_uuid(), 'session_table.unguarded', jsonb_build_object('session_table', g.table_name));
 END
 $$;
 
 CREATE OR REPLACE FUNCTION mfa._session_guard_ddl() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET citus.override_table_visibility = off AS $$
 DECLARE
     g record;
     problem text;
@@ -310,10 +391,12 @@ BEGIN
     IF current_setting('is_superuser')::boolean THEN
         FOR g IN DELETE FROM mfa.guarded_session_tables d
                   WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = d.session_table)
-                 RETURNING d.table_name LOOP
+                 RETURNING d.table_name, d.shard_of LOOP
+            CONTINUE WHEN g.shard_of IS NOT NULL;
             INSERT INTO mfa.events (organization_id, request_id, event_type, details)
             VALUES ('', gen_random_uuid(), 'session_table.dropped', jsonb_build_object('session_table', g.table_name));
         END LOOP;
+        PERFORM mfa._session_guard_register_shards();
         IF NOT EXISTS (SELECT FROM mfa.guarded_session_tables) THEN
             RETURN;
         END IF;
@@ -323,7 +406,7 @@ BEGIN
                   FROM mfa.guarded_session_tables r
                   JOIN pg_trigger t ON t.tgrelid = r.session_table AND t.tgparentid = 0
                                    AND t.tgfoid = 'mfa.session_gate()'::regprocedure
-                 WHERE r.trigger_oids IS NOT NULL
+                 WHERE r.trigger_oids IS NOT NULL AND r.shard_of IS NULL
                    AND NOT r.trigger_oids <@ ARRAY(SELECT x.oid FROM pg_trigger x WHERE x.tgrelid = r.session_table)
                    AND pg_catalog.pg_get_triggerdef(t.oid) = ANY (r.trigger_definitions)
                  GROUP BY r.session_table) found
@@ -378,6 +461,13 @@ UPDATE mfa.guarded_session_tables g
                                '{}');
 UPDATE mfa.guarded_session_tables g SET broken_by_superuser = mfa.session_table_guard_check(g.session_table);
 
+-- Citus: the shards' guard is the registry's, on each node.
+DROP EVENT TRIGGER mfa_session_guard_shards;
+DROP EVENT TRIGGER mfa_session_guard_shards_drop;
+DROP FUNCTION mfa._session_guard_shards();
+REVOKE ALL ON FUNCTION mfa._session_guard_register_shards() FROM PUBLIC;
+SELECT mfa._session_guard_register_shards();
+
 CREATE FUNCTION mfa."session_verified_factors"(
 	"organization_id" TEXT, /* Option < & str > */
 	"member_id" TEXT, /* Option < & str > */
@@ -414,3 +504,5 @@ COMMENT ON FUNCTION mfa.last_mfa_at(text, text, jsonb) IS
     'mfa: when the newest sealed second factor of a session row was proven (NULL when none verifies; a remembered device is not one): for RLS policies such as last_mfa_at(organization_id, member_id, authentication_factors) > now() - interval ''15 minutes''.';
 COMMENT ON FUNCTION mfa.session_verified_factors(text, text, jsonb) IS
     'mfa: the factors of a session''s factors column whose gate seal verifies for this organization and member (sealed with a known key); the rest is left out.';
+COMMENT ON FUNCTION mfa._session_guard_register_shards() IS
+    'mfa (internal): on a Citus node, registers the shards carrying copies of a guard''s triggers as guarded tables of their own (so the gate runs for them and the guard''s state check holds), and lets go of the shards whose gate triggers are all dropped.';

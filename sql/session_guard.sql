@@ -26,6 +26,7 @@ CREATE TABLE mfa.guarded_session_tables (
     guarded_by          name        NOT NULL DEFAULT session_user,
     trigger_oids        oid[],
     broken_by_superuser text,
+    shard_of            regclass,
     PRIMARY KEY (session_table)
 );
 COMMENT ON TABLE mfa.guarded_session_tables IS
@@ -34,13 +35,18 @@ COMMENT ON COLUMN mfa.guarded_session_tables.trigger_oids IS
     'mfa: the guard''s four triggers, in name order: mfa.session_gate() runs only for these (and their clones on partitions). NULL while session_table_guard installs them.';
 COMMENT ON COLUMN mfa.guarded_session_tables.broken_by_superuser IS
     'mfa: what a superuser''s command left broken in this guard (NULL: whole). Such a guard refuses no other role''s DDL until it is mended.';
+COMMENT ON COLUMN mfa.guarded_session_tables.shard_of IS
+    'mfa: on a Citus node, the distributed table whose shard this is (NULL: a table session_table_guard guarded). A shard is registered when its copies of the guard''s triggers are created, and leaves when they are all dropped.';
 REVOKE ALL ON mfa.guarded_session_tables FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('mfa.guarded_session_tables', '');
 
 -- What is wrong with the guard of one table, or NULL when it is whole. Used by the event trigger
--- after every DDL command and by session_table_guard to stay idempotent.
+-- after every DDL command and by session_table_guard to stay idempotent. (Citus hides shards
+-- from pg_class in a client's session; the guard's functions must see them: a registered shard
+-- would look dropped.)
 CREATE FUNCTION mfa.session_table_guard_check(session_table regclass) RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET citus.override_table_visibility = off AS $$
 DECLARE
     g mfa.guarded_session_tables;
     problem text;
@@ -166,6 +172,71 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next, $1::text::bigint AS low) x
 $$;
 
+-- (internal) On a Citus node: registers the shards of guarded distributed tables as guarded
+-- tables of their own, so that the gate runs for their triggers and the same state check holds
+-- for them (a shard is a table of the application's role on its node, within its reach). A
+-- shard's copies of the guard's triggers are created by Citus on the shard's node, in the
+-- transaction of session_table_guard (or of a shard move or split), by a superuser: whenever a
+-- superuser's command leaves a shard carrying the guard's four triggers, named with the shard's
+-- id and calling the gate with the same columns, this records them; a shard whose gate triggers
+-- are all gone (session_table_unguard) leaves the registry. Does nothing without citus.
+CREATE FUNCTION mfa._session_guard_register_shards() RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET citus.override_table_visibility = off AS $$
+DECLARE
+    shard record;
+BEGIN
+    -- (The gate function is not there yet while CREATE EXTENSION runs this file.)
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
+       OR pg_catalog.to_regprocedure('mfa.session_gate()') IS NULL THEN
+        RETURN;
+    END IF;
+    DELETE FROM mfa.guarded_session_tables g
+     WHERE g.shard_of IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pg_trigger t
+                        WHERE t.tgrelid = g.session_table AND t.tgparentid = 0
+                          AND t.tgfoid = 'mfa.session_gate()'::regprocedure);
+    FOR shard IN
+        WITH gate AS (
+            SELECT t.tgrelid, t.oid, t.tgname, t.tgenabled,
+                   (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000'))[1:4] AS columns
+              FROM pg_trigger t
+             WHERE t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.tgparentid = 0 AND t.tgnargs = 4)
+        SELECT c.oid AS relid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS qualified, s.logicalrelid,
+               min(g.columns) AS columns, array_agg(g.oid ORDER BY g.tgname) AS oids
+          FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN gate g ON g.tgrelid = c.oid
+          JOIN pg_dist_shard s ON s.shardid = substring(c.relname FROM '_(\d{1,18})$')::bigint
+         WHERE c.relkind IN ('r', 'p')
+           AND pg_catalog.shard_name(s.logicalrelid, s.shardid, false) = pg_catalog.format('%I.%I', n.nspname, c.relname)
+         GROUP BY c.oid, n.nspname, c.relname, s.logicalrelid, s.shardid
+        HAVING array_agg(g.tgname::text ORDER BY g.tgname)
+                   = ARRAY(SELECT name || '_' || s.shardid
+                             FROM unnest(ARRAY['mfa_session_gate_insert', 'mfa_session_gate_update',
+                                               'mfa_session_gate_verify_insert', 'mfa_session_gate_verify_update']) name
+                            ORDER BY 1)
+           AND count(DISTINCT g.columns) = 1 AND bool_and(g.tgenabled = 'O')
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM mfa.guarded_session_tables r
+                               WHERE r.session_table = shard.relid AND r.trigger_oids = shard.oids);
+        INSERT INTO mfa.guarded_session_tables AS g (session_table, table_name, organization_column, member_column,
+                                                     token_column, factors_column, trigger_definitions, trigger_oids,
+                                                     shard_of)
+        VALUES (shard.relid, shard.qualified, shard.columns[1], shard.columns[2], shard.columns[3], shard.columns[4],
+                ARRAY(SELECT pg_catalog.pg_get_triggerdef(o) FROM unnest(shard.oids) WITH ORDINALITY AS x(o, i) ORDER BY i),
+                shard.oids, shard.logicalrelid)
+        ON CONFLICT ON CONSTRAINT guarded_session_tables_pkey DO UPDATE
+           SET table_name = EXCLUDED.table_name, organization_column = EXCLUDED.organization_column,
+               member_column = EXCLUDED.member_column, token_column = EXCLUDED.token_column,
+               factors_column = EXCLUDED.factors_column, trigger_definitions = EXCLUDED.trigger_definitions,
+               trigger_oids = EXCLUDED.trigger_oids, shard_of = EXCLUDED.shard_of, broken_by_superuser = NULL,
+               guarded_at = clock_timestamp(), guarded_by = session_user
+         WHERE g.shard_of IS NOT NULL;
+    END LOOP;
+END
+$$;
+
 CREATE FUNCTION mfa.session_table_guard(
     session_table regclass,
     organization_column name DEFAULT 'organization_id',
@@ -196,6 +267,11 @@ BEGIN
        OR rel.nspname IN ('mfa', 'pg_catalog', 'information_schema') OR rel.nspname LIKE 'pg\_toast%' THEN
         RAISE EXCEPTION 'invalid_argument: % is not an application table that can hold sessions', session_table
             USING ERRCODE = '22023', HINT = 'Guard a permanent table or partitioned table of the application''s own schema.';
+    END IF;
+    IF EXISTS (SELECT FROM mfa.guarded_session_tables g WHERE g.session_table = $1 AND g.shard_of IS NOT NULL) THEN
+        RAISE EXCEPTION 'invalid_argument: % is a shard of %: guard the distributed table on the coordinator', session_table,
+              (SELECT g.shard_of FROM mfa.guarded_session_tables g WHERE g.session_table = $1)
+            USING ERRCODE = '22023';
     END IF;
     IF (SELECT count(DISTINCT c) FROM unnest(columns) c) < 4 THEN
         RAISE EXCEPTION 'invalid_argument: the organization, member, token and factors columns must be four different columns'
@@ -300,6 +376,8 @@ BEGIN
               FROM pg_trigger t
              WHERE t.tgrelid = $1 AND t.tgparentid = 0 AND t.tgfoid = 'mfa.session_gate()'::regprocedure)
      WHERE g.session_table = $1;
+    -- Shards on this node (Citus): their copies of the triggers were made with them.
+    PERFORM mfa._session_guard_register_shards();
     INSERT INTO mfa.events (organization_id, request_id, event_type, details)
     VALUES ('', gen_random_uuid(), 'session_table.guarded',
             jsonb_build_object('session_table', rel.qualified, 'organization_column', $2, 'member_column', $3,
@@ -313,7 +391,7 @@ DECLARE
     g mfa.guarded_session_tables;
     t record;
 BEGIN
-    DELETE FROM mfa.guarded_session_tables d WHERE d.session_table = $1 RETURNING * INTO g;
+    DELETE FROM mfa.guarded_session_tables d WHERE d.session_table = $1 AND d.shard_of IS NULL RETURNING * INTO g;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'invalid_argument: % is not guarded', $1 USING ERRCODE = '22023';
     END IF;
@@ -325,6 +403,7 @@ BEGIN
               WHERE tgrelid = $1 AND tgparentid = 0 AND tgfoid = 'mfa.session_gate()'::regprocedure LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, $1);
     END LOOP;
+    PERFORM mfa._session_guard_register_shards();
     INSERT INTO mfa.events (organization_id, request_id, event_type, details)
     VALUES ('', gen_random_uuid(), 'session_table.unguarded', jsonb_build_object('session_table', g.table_name));
 END
@@ -337,7 +416,8 @@ $$;
 -- refuses nobody's DDL until session_table_guard mends it (or a later superuser command finds it
 -- whole), and a guarded table a superuser dropped leaves the registry. A trigger that calls the gate is installed only by session_table_guard.
 CREATE FUNCTION mfa._session_guard_ddl() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET citus.override_table_visibility = off AS $$
 DECLARE
     g record;
     problem text;
@@ -346,10 +426,12 @@ BEGIN
     IF current_setting('is_superuser')::boolean THEN
         FOR g IN DELETE FROM mfa.guarded_session_tables d
                   WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = d.session_table)
-                 RETURNING d.table_name LOOP
+                 RETURNING d.table_name, d.shard_of LOOP
+            CONTINUE WHEN g.shard_of IS NOT NULL;
             INSERT INTO mfa.events (organization_id, request_id, event_type, details)
             VALUES ('', gen_random_uuid(), 'session_table.dropped', jsonb_build_object('session_table', g.table_name));
         END LOOP;
+        PERFORM mfa._session_guard_register_shards();
         IF NOT EXISTS (SELECT FROM mfa.guarded_session_tables) THEN
             RETURN;
         END IF;
@@ -359,7 +441,7 @@ BEGIN
                   FROM mfa.guarded_session_tables r
                   JOIN pg_trigger t ON t.tgrelid = r.session_table AND t.tgparentid = 0
                                    AND t.tgfoid = 'mfa.session_gate()'::regprocedure
-                 WHERE r.trigger_oids IS NOT NULL
+                 WHERE r.trigger_oids IS NOT NULL AND r.shard_of IS NULL
                    AND NOT r.trigger_oids <@ ARRAY(SELECT x.oid FROM pg_trigger x WHERE x.tgrelid = r.session_table)
                    AND pg_catalog.pg_get_triggerdef(t.oid) = ANY (r.trigger_definitions)
                  GROUP BY r.session_table) found

@@ -63,10 +63,10 @@ fn require_registered(trigger: &PgTrigger, columns: &[String; 4]) {
     if REGISTERED_TRIGGERS.with(|r| r.borrow().contains(&oid)) {
         return;
     }
-    let name = trigger.name().unwrap_or_default();
-    let registered = sessions::gate_trigger_registered(oid, name, columns.to_vec())
-        .unwrap_or_else(|e| e.raise());
+    let registered =
+        sessions::gate_trigger_registered(oid, columns.to_vec()).unwrap_or_else(|e| e.raise());
     if !registered {
+        let name = trigger.name().unwrap_or_default();
         let table = table_name(trigger);
         denied(
             &table,

@@ -186,34 +186,14 @@ pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
 }
 
 /// Whether the trigger `trigger_oid`, called with `columns`, is one of a guard's own (see
-/// `gate_trigger_registered.sql`). On a Citus worker the shards' triggers are Citus's copies of
-/// the coordinator's, which only the coordinator registered: there they are known by the guard's
-/// names with Citus's shard suffix.
-pub fn gate_trigger_registered(
-    trigger_oid: u32,
-    trigger_name: &str,
-    columns: Vec<String>,
-) -> MfaResult<bool> {
-    let registered = spi::typed_row(
+/// `gate_trigger_registered.sql`). On Citus a shard's copies of the guard's triggers are
+/// registered on the shard's node when they are created (`mfa._session_guard_register_shards`).
+pub fn gate_trigger_registered(trigger_oid: u32, columns: Vec<String>) -> MfaResult<bool> {
+    Ok(spi::typed_row(
         include_str!("sql/gate_trigger_registered.sql"),
         &[pgrx::pg_sys::Oid::from(trigger_oid).into(), columns.into()],
         |row| row.get::<bool>(1),
     )?
     .flatten()
-    .unwrap_or(false);
-    Ok(registered || (crate::store::cluster::on_citus() && is_shard_copy_name(trigger_name)))
-}
-
-fn is_shard_copy_name(name: &str) -> bool {
-    [
-        "mfa_session_gate_insert_",
-        "mfa_session_gate_update_",
-        "mfa_session_gate_verify_insert_",
-        "mfa_session_gate_verify_update_",
-    ]
-    .iter()
-    .any(|prefix| {
-        name.strip_prefix(prefix)
-            .is_some_and(|shard| !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()))
-    })
+    .unwrap_or(false))
 }

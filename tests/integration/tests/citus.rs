@@ -353,6 +353,71 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         let (state, message) = refusal(&mut on_worker, &command);
         assert_eq!(state, "42501", "{command}: {message}");
     }
+    // Every shard's guard is the one-node guard: renaming the gate's triggers from the
+    // coordinator (then dropping them) is refused on every shard.
+    let results = app
+        .query(
+            "SELECT success, result FROM run_command_on_shards('app.sessions', $c$
+                 DO $x$ DECLARE t record; BEGIN
+                     FOR t IN SELECT tgname FROM pg_trigger
+                               WHERE tgrelid = '%1$s'::regclass AND tgname LIKE 'mfa_session_gate_%%' LOOP
+                         EXECUTE format('ALTER TRIGGER %%I ON %1$s RENAME TO %%I', t.tgname, 'renamed_' || t.tgname);
+                     END LOOP;
+                 END $x$$c$)",
+            &[],
+        )
+        .unwrap();
+    assert!(!results.is_empty());
+    for row in results {
+        let (success, result): (bool, String) = (row.get(0), row.get(1));
+        assert!(
+            !success && result.contains("insufficient_privilege"),
+            "a trigger rename on a shard: {result}"
+        );
+    }
+    // On the worker: a shard renamed, an unguarded look-alike in its place, two shards swapped.
+    let other_shard: String = on_worker
+        .query_one(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'app' AND c.relname ~ '^sessions_[0-9]+$' AND c.relkind = 'r'
+                AND format('%I.%I', n.nspname, c.relname) <> $1
+              LIMIT 1",
+            &[&shard],
+        )
+        .unwrap()
+        .get(0);
+    let mut accepted = Vec::new();
+    for command in [
+        format!("ALTER TABLE {shard} RENAME TO sessions_moved"),
+        format!(
+            "ALTER TABLE {shard} RENAME TO sessions_moved;
+             CREATE TABLE {shard} (LIKE app.sessions_moved)"
+        ),
+        format!(
+            "ALTER TABLE {shard} RENAME TO sessions_swap;
+             ALTER TABLE {other_shard} RENAME TO {bare};
+             ALTER TABLE app.sessions_swap RENAME TO {other_bare}",
+            bare = shard.rsplit('.').next().unwrap(),
+            other_bare = other_shard.rsplit('.').next().unwrap()
+        ),
+        format!("ALTER TABLE {shard} SET SCHEMA public"),
+        format!(
+            "CREATE TRIGGER mfa_session_gate_insert_1 BEFORE INSERT ON {shard} FOR EACH ROW
+             EXECUTE FUNCTION mfa.session_gate('organization_id', 'member_id', 'token', 'factors')"
+        ),
+        format!("ALTER TRIGGER mfa_session_gate_update_{suffix} ON {shard} DEPENDS ON EXTENSION plpgsql"),
+    ] {
+        let mut tx = on_worker.transaction().unwrap();
+        let answer = tx.batch_execute(&format!(
+            "SET LOCAL citus.enable_manual_changes_to_shards = on; {command}"
+        ));
+        drop(tx);
+        match answer {
+            Err(error) if sql_error(&error).0 == "42501" => {}
+            other => accepted.push(format!("{command}: {other:?}")),
+        }
+    }
+    assert!(accepted.is_empty(), "accepted on a shard: {accepted:#?}");
     let bogus = insert_session(&mut app, org, "ann", "a token never issued").unwrap_err();
     assert!(bogus.contains("insufficient_factors"), "{bogus}");
 
@@ -472,5 +537,91 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         &[org, &totp_now(SECRET), &token],
     );
     assert_eq!(proven["status_code"], 200, "{proven}");
+
+    // A row that got past the shard's triggers (a superuser's maintenance on a worker) carries
+    // no assurance: its factors' seals do not verify, wherever the query runs.
+    let forged_org = &orgs[2];
+    let placement: (String, i32) = {
+        let row = admin
+            .query_one(
+                "SELECT shard_name, nodeport FROM citus_shards
+                  WHERE table_name = 'app.sessions'::regclass
+                    AND shardid = get_shard_id_for_distribution_column('app.sessions', $1::text)",
+                &[forged_org],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let mut superuser_on_worker = Client::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=mfa_cluster",
+            placement.1
+        ),
+        NoTls,
+    )
+    .unwrap();
+    superuser_on_worker
+        .batch_execute(&format!(
+            "SET citus.enable_manual_changes_to_shards = on;
+             BEGIN;
+             ALTER TABLE {shard} DISABLE TRIGGER USER;
+             INSERT INTO {shard} (organization_id, session_id, member_id, token, factors)
+             VALUES ('{forged_org}', 999999, 'eve', NULL,
+                     '[{{\"type\": \"totp\", \"totp_id\": \"x\", \"last_authenticated_at\": \"2099-01-01T00:00:00Z\"}}]');
+             ALTER TABLE {shard} ENABLE TRIGGER USER;
+             COMMIT;",
+            shard = placement.0
+        ))
+        .unwrap();
+    let assurance: Vec<(String, String)> = app
+        .query(
+            "SELECT member_id, mfa.session_aal(organization_id, member_id, factors) FROM app.sessions
+              WHERE organization_id = $1 ORDER BY member_id",
+            &[forged_org],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        assurance,
+        [
+            ("ann".into(), "aal2".into()),
+            ("bob".into(), "aal2".into()),
+            ("eve".into(), "aal1".into())
+        ]
+    );
+
+    // The guard comes off a distributed table, shards included, by mfa_admin alone.
+    admin
+        .batch_execute("SELECT mfa.session_table_unguard('app.sessions')")
+        .unwrap();
+    let left: Vec<String> = admin
+        .query(
+            "SELECT result FROM run_command_on_shards('app.sessions',
+                 $c$SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND tgfoid = 'mfa.session_gate()'::regprocedure$c$)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        !left.is_empty() && left.iter().all(|count| count == "0"),
+        "{left:?}"
+    );
+    let registered: Vec<String> = admin
+        .query(
+            "SELECT result FROM run_command_on_workers('SELECT count(*) FROM mfa.guarded_session_tables')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        registered.iter().all(|count| count == "0"),
+        "{registered:?}"
+    );
     drop((worker, stray));
 }

@@ -261,6 +261,7 @@ fn catalog(c: &mut Client) -> Vec<String> {
                 || ' acl=' || coalesce((SELECT string_agg(a.grantee::regrole || ':' || a.privilege_type, ',' ORDER BY 1)
                                           FROM aclexplode(p.proacl) a), '')
                 || ' comment=' || coalesce(obj_description(p.oid, 'pg_proc'), '')
+                || ' body=' || md5(p.prosrc)
            FROM pg_proc p WHERE p.pronamespace = 'mfa'::regnamespace
          UNION ALL
          SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)

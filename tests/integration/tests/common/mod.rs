@@ -395,9 +395,12 @@ impl Drop for Cluster {
             "pg_ctl",
             &["-D", &self.dir, "-m", "immediate", "-w", "stop"],
         );
-        let _ = std::process::Command::new("rm")
-            .args(["-rf", &self.dir])
-            .status();
+        // MFA_KEEP_TEST_CLUSTERS=1 keeps the data directory and its server.log for a post-mortem.
+        if std::env::var_os("MFA_KEEP_TEST_CLUSTERS").is_none() {
+            let _ = std::process::Command::new("rm")
+                .args(["-rf", &self.dir])
+                .status();
+        }
     }
 }
 
