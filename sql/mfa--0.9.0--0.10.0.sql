@@ -11,6 +11,9 @@
 --  * DDL is judged by what it changed, not by the role setting; a guard a superuser broke
 --    (broken_by_superuser) refuses nobody until it is mended; the guard's triggers may not depend
 --    on an extension; guarded id and token columns need deterministic collations.
+--  * An SMS worker binding names its role by oid as well as name (sms_worker_grants.role_oid,
+--    filled in here for the roles that exist): a renamed role stays bound and serves nothing
+--    until granted again by its new name; a new role of a dropped role's name gets nothing of it.
 --  * Citus: each shard of a guarded distributed table is a guarded table of its own on its node
 --    (registered when Citus creates its copies of the triggers, shard_of naming the distributed
 --    table), held by the same state check; the event triggers of 0.9.0 that judged shards by
@@ -24,6 +27,12 @@ COMMENT ON COLUMN mfa.guarded_session_tables.broken_by_superuser IS
     'mfa: what a superuser''s command left broken in this guard (NULL: whole). Such a guard refuses no other role''s DDL until it is mended.';
 COMMENT ON COLUMN mfa.guarded_session_tables.shard_of IS
     'mfa: on a Citus node, the distributed table whose shard this is (NULL: a table session_table_guard guarded). A shard is registered when its copies of the guard''s triggers are created, and leaves when they are all dropped.';
+ALTER TABLE mfa.sms_worker_grants ADD COLUMN role_oid oid;
+COMMENT ON COLUMN mfa.sms_worker_grants.role_oid IS
+    'mfa: the bound role itself. A row serves its organization to the role with this oid and name; a role matching either is bound (so a renamed, dropped-and-recreated or restored role serves nothing until sms_worker_grant names it again).';
+CREATE INDEX sms_worker_grants_role_oid ON mfa.sms_worker_grants (role_oid);
+UPDATE mfa.sms_worker_grants g SET role_oid = r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = g.role_name;
+
 CREATE OR REPLACE FUNCTION mfa.session_table_guard_check(session_table regclass) RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     SET citus.override_table_visibility = off AS $$

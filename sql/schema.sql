@@ -187,11 +187,15 @@ CREATE TABLE mfa.sms_worker_grants (
     organization_id text        NOT NULL REFERENCES mfa.organizations ON DELETE CASCADE,
     role_name       name        NOT NULL,
     granted_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    role_oid        oid,
     PRIMARY KEY (organization_id, role_name)
 );
 COMMENT ON TABLE mfa.sms_worker_grants IS
     'mfa: tenant-operated SMS workers: a role listed here claims, completes and fails the messages of its organizations only (a worker role not listed serves every organization).';
+COMMENT ON COLUMN mfa.sms_worker_grants.role_oid IS
+    'mfa: the bound role itself. A row serves its organization to the role with this oid and name; a role matching either is bound (so a renamed, dropped-and-recreated or restored role serves nothing until sms_worker_grant names it again).';
 CREATE INDEX sms_worker_grants_role ON mfa.sms_worker_grants (role_name);
+CREATE INDEX sms_worker_grants_role_oid ON mfa.sms_worker_grants (role_oid);
 
 CREATE TABLE mfa.intermediate_sessions (
     organization_id text        NOT NULL,

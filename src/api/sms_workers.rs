@@ -16,35 +16,35 @@ fn change(role_name: Option<&str>, organization_id: Option<&str>, grant: bool) -
         );
     };
     let request = Request::new();
-    match sms_workers::role_is_superuser(role_name)? {
+    let role = match sms_workers::role(role_name)? {
         None => {
             return err(
                 ErrorType::InvalidArgument,
                 format!("There is no role {role_name}."),
             )
         }
-        Some(true) if grant => {
+        Some(role) if grant && role.superuser => {
             return err(
                 ErrorType::InvalidArgument,
                 "A superuser cannot be bound to organizations: use a role of its own for each tenant's worker.",
             )
         }
-        _ => {}
-    }
+        Some(role) => role,
+    };
     organizations::require_exists(organization_id)?;
     // Bound to nothing, a worker role serves every organization: the last binding goes only once
     // the role can no longer act as a worker.
-    if !grant && sms_workers::is_last_binding_of_worker(role_name, organization_id)? {
+    if !grant && sms_workers::is_last_binding_of_worker(&role, organization_id)? {
         return err(
             ErrorType::InvalidArgument,
             format!("This is {role_name}'s last organization: without a binding it would serve every organization. REVOKE mfa_sms_worker FROM {role_name} first."),
         );
     }
-    sms_workers::change(role_name, organization_id, grant, &request.id)?;
+    sms_workers::change(role_name, &role, organization_id, grant, &request.id)?;
     Ok(json!({
         "request_id": request.id,
         "role": role_name,
-        "organization_ids": sms_workers::bindings(role_name)?,
+        "organization_ids": sms_workers::bindings(role_name, &role)?,
     }))
 }
 

@@ -10,15 +10,22 @@ use std::sync::LazyLock;
 /// The organizations whose messages the calling worker may handle: `None` for a worker bound to
 /// none (it serves every organization). A worker is bound by `sms_worker_grant` to its login role
 /// or to a role that it (or the role it switched to) is a member of, so switching to an unbound
-/// role does not escape the binding.
+/// role does not escape the binding. A binding names a role by oid and name: a role matching
+/// either is bound, but only one matching both is served the organization (a renamed role, or a
+/// new role of a dropped one's name, is bound to nothing until granted again).
 pub fn worker_organizations() -> MfaResult<Option<Vec<String>>> {
     let bound = spi::typed_row(
-        "SELECT array_agg(DISTINCT g.organization_id ORDER BY g.organization_id)
-           FROM mfa.sms_worker_grants g JOIN pg_catalog.pg_roles r ON r.rolname = g.role_name
-          WHERE g.role_name IN (session_user, $1::name)
-             OR EXISTS (SELECT FROM pg_catalog.pg_roles caller
-                         WHERE caller.rolname IN (session_user, $1::name) AND NOT caller.rolsuper
-                           AND pg_catalog.pg_has_role(caller.oid, r.oid, 'MEMBER'))",
+        "WITH callers AS (
+             SELECT oid FROM pg_catalog.pg_roles
+              WHERE rolname IN (session_user, $1::name) AND NOT rolsuper),
+         bound AS (
+             SELECT g.organization_id, r.rolname IS NOT DISTINCT FROM g.role_name AS served
+               FROM mfa.sms_worker_grants g LEFT JOIN pg_catalog.pg_roles r ON r.oid = g.role_oid
+              WHERE EXISTS (SELECT FROM callers c, pg_catalog.pg_roles b
+                             WHERE (b.oid = g.role_oid OR b.rolname = g.role_name)
+                               AND pg_catalog.pg_has_role(c.oid, b.oid, 'MEMBER')))
+         SELECT coalesce(array_agg(DISTINCT organization_id ORDER BY organization_id) FILTER (WHERE served), '{}')
+           FROM bound HAVING count(*) > 0",
         &[spi::outer_user().as_str().into()],
         |row| row.get::<Vec<String>>(1),
     )?;

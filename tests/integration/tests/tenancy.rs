@@ -222,3 +222,76 @@ fn another_organizations_member_cannot_use_up_the_sends_to_a_number() {
     assert_eq!(own, 10, "{refusal}");
     assert!(refusal.contains("this member"), "{refusal}");
 }
+
+/// What a worker role claims: the organizations of the messages it is handed.
+fn claimed_organizations(url: &str, role: &str) -> Vec<String> {
+    let mut worker = as_role(url, role);
+    let mut organizations: Vec<String> = worker
+        .query(
+            "SELECT organization_id FROM mfa.sms_outbox_claim(100, '1 second')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    organizations.sort();
+    organizations.dedup();
+    organizations
+}
+
+#[test]
+fn a_binding_follows_the_role_not_its_name() {
+    let url = fresh_database("worker-oid");
+    let mut admin = connect_to(&url);
+    let (org_c, org_d) = (unique("tenant-c"), unique("tenant-d"));
+    queued_message(&mut admin, &org_c, "+14155552673");
+    queued_message(&mut admin, &org_d, "+14155552674");
+    let worker = unique("worker_c").replace('-', "_");
+    let renamed = format!("{worker}_renamed");
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {worker} LOGIN IN ROLE mfa_sms_worker"
+        ))
+        .unwrap();
+    json(
+        &mut admin,
+        "SELECT mfa.sms_worker_grant($1, $2)",
+        &[&worker, &org_c],
+    );
+    // Renamed by an administrator, the tenant's worker does not become everyone's: its binding
+    // waits for a grant that names it again.
+    admin
+        .batch_execute(&format!("ALTER ROLE {worker} RENAME TO {renamed}"))
+        .unwrap();
+    assert_eq!(claimed_organizations(&url, &renamed), Vec::<String>::new());
+    json(
+        &mut admin,
+        "SELECT mfa.sms_worker_grant($1, $2)",
+        &[&renamed, &org_c],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(claimed_organizations(&url, &renamed), vec![org_c.clone()]);
+    // Dropped, its binding goes with it: a new role of the old name gets no tenant's messages
+    // and serves nobody until it is bound itself.
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE {renamed}; CREATE ROLE {worker} LOGIN IN ROLE mfa_sms_worker;
+             ALTER ROLE {worker} RENAME TO {renamed}"
+        ))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(claimed_organizations(&url, &renamed), Vec::<String>::new());
+    let listed: Value = json(
+        &mut admin,
+        "SELECT mfa.sms_worker_grant($1, $2)",
+        &[&renamed, &org_d],
+    );
+    assert_eq!(
+        listed["organization_ids"],
+        serde_json::json!([org_d]),
+        "{listed}"
+    );
+    assert_eq!(claimed_organizations(&url, &renamed), vec![org_d.clone()]);
+    admin.batch_execute(&format!("DROP ROLE {renamed}")).ok();
+}
