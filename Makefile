@@ -31,6 +31,7 @@ stop:
 	@bash scripts/demo.sh stop $(DEMO_PORT)
 
 lint: setup
+	bash scripts/released.sh
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 

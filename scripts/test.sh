@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 majors=("${@:-15 17 18}")
 # "15 17 18" as one argument (make's $(PG) unquoted gives three; a caller's quoted list, one).
 read -r -a majors <<<"${majors[*]}"
+echo "== Released scripts are unchanged (sql/released.sha256)"
+bash scripts/released.sh
 bash scripts/setup.sh "${majors[@]}"
 
 # The postgresql-15 package creates /var/lib/postgresql owned by postgres: clusters live below it.

@@ -1,4 +1,3 @@
-\echo Use "ALTER EXTENSION mfa UPDATE" to load this file. \quit
 -- mfa 0.1.0 → 0.2.0
 --  * the member and organization objects are built by the functions' own statements (kept plans)
 --    instead of SQL functions that were planned again at every call;

@@ -1,4 +1,3 @@
-\echo Use "ALTER EXTENSION mfa UPDATE" to load this file. \quit
 -- mfa 0.2.0 → 0.3.0
 --  * sms_outbox_claim for one organization reads that organization's deliverable messages through
 --    an index of their own, instead of walking every organization's pending messages.

@@ -1,4 +1,3 @@
-\echo Use "ALTER EXTENSION mfa UPDATE" to load this file. \quit
 -- mfa 0.3.0 → 0.4.0
 --  * The guard of the application's sessions tables (session_table_guard / session_table_unguard,
 --    the session_gate triggers, the mfa_session_guard event trigger): the gate on every INSERT and

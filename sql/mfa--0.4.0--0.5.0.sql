@@ -1,4 +1,3 @@
-\echo Use "ALTER EXTENSION mfa UPDATE" to load this file. \quit
 -- mfa 0.4.0 → 0.5.0
 --  * Failed attempts are counted in the attempt ledger (shared memory) before a code is checked and
 --    written by the ledger's worker in transactions of its own: rollbacks, savepoints, exceptions
