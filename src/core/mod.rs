@@ -12,3 +12,4 @@ pub mod session_gate;
 pub mod session_seal;
 pub mod sms;
 pub mod totp;
+pub mod webauthn;
