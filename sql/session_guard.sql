@@ -176,15 +176,18 @@ $$;
 -- tables of their own, so that the gate runs for their triggers and the same state check holds
 -- for them (a shard is a table of the application's role on its node, within its reach). A
 -- shard's copies of the guard's triggers are created by Citus on the shard's node, in the
--- transaction of session_table_guard (or of a shard move or split), by a superuser: whenever a
--- superuser's command leaves a shard carrying the guard's four triggers, named with the shard's
--- id and calling the gate with the same columns, this records them; a shard whose gate triggers
--- are all gone (session_table_unguard) leaves the registry. Does nothing without citus.
+-- transaction of session_table_guard (or of a shard split), by a superuser: whenever a
+-- superuser's command leaves a table <name>_<shard id> carrying the guard's four triggers named
+-- with that id, enabled and calling the gate with the same columns, this records them — known
+-- by those names, not by Citus's metadata, which the table's owner can edit. A shard is
+-- registered whole or not at all (the command fails), and one whose gate triggers are all gone
+-- (session_table_unguard) leaves the registry. Does nothing without citus.
 CREATE FUNCTION mfa._session_guard_register_shards() RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     SET citus.override_table_visibility = off AS $$
 DECLARE
     shard record;
+    problem text;
 BEGIN
     -- (The gate function is not there yet while CREATE EXTENSION runs this file.)
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
@@ -201,18 +204,25 @@ BEGIN
             SELECT t.tgrelid, t.oid, t.tgname, t.tgenabled,
                    (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000'))[1:4] AS columns
               FROM pg_trigger t
-             WHERE t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.tgparentid = 0 AND t.tgnargs = 4)
-        SELECT c.oid AS relid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS qualified, s.logicalrelid,
+             WHERE t.tgfoid = 'mfa.session_gate()'::regprocedure AND t.tgparentid = 0 AND t.tgnargs = 4),
+        named AS (
+            SELECT c.oid AS relid, n.nspname, c.relname, substring(c.relname FROM '_(\d{1,18})$') AS shard_id
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p') AND c.oid IN (SELECT tgrelid FROM gate))
+        SELECT t.relid, pg_catalog.format('%I.%I', t.nspname, t.relname) AS qualified,
+               coalesce((SELECT s.logicalrelid FROM pg_dist_shard s
+                          WHERE s.shardid = t.shard_id::bigint
+                            AND pg_catalog.shard_name(s.logicalrelid, s.shardid, false)
+                                = pg_catalog.format('%I.%I', t.nspname, t.relname)),
+                        pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.nspname,
+                                               left(t.relname, length(t.relname) - length(t.shard_id) - 1))),
+                        t.relid::regclass) AS shard_of,
                min(g.columns) AS columns, array_agg(g.oid ORDER BY g.tgname) AS oids
-          FROM pg_class c
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-          JOIN gate g ON g.tgrelid = c.oid
-          JOIN pg_dist_shard s ON s.shardid = substring(c.relname FROM '_(\d{1,18})$')::bigint
-         WHERE c.relkind IN ('r', 'p')
-           AND pg_catalog.shard_name(s.logicalrelid, s.shardid, false) = pg_catalog.format('%I.%I', n.nspname, c.relname)
-         GROUP BY c.oid, n.nspname, c.relname, s.logicalrelid, s.shardid
+          FROM named t JOIN gate g ON g.tgrelid = t.relid
+         WHERE t.shard_id IS NOT NULL
+         GROUP BY t.relid, t.nspname, t.relname, t.shard_id
         HAVING array_agg(g.tgname::text ORDER BY g.tgname)
-                   = ARRAY(SELECT name || '_' || s.shardid
+                   = ARRAY(SELECT name || '_' || t.shard_id
                              FROM unnest(ARRAY['mfa_session_gate_insert', 'mfa_session_gate_update',
                                                'mfa_session_gate_verify_insert', 'mfa_session_gate_verify_update']) name
                             ORDER BY 1)
@@ -225,7 +235,7 @@ BEGIN
                                                      shard_of)
         VALUES (shard.relid, shard.qualified, shard.columns[1], shard.columns[2], shard.columns[3], shard.columns[4],
                 ARRAY(SELECT pg_catalog.pg_get_triggerdef(o) FROM unnest(shard.oids) WITH ORDINALITY AS x(o, i) ORDER BY i),
-                shard.oids, shard.logicalrelid)
+                shard.oids, shard.shard_of)
         ON CONFLICT ON CONSTRAINT guarded_session_tables_pkey DO UPDATE
            SET table_name = EXCLUDED.table_name, organization_column = EXCLUDED.organization_column,
                member_column = EXCLUDED.member_column, token_column = EXCLUDED.token_column,
@@ -233,6 +243,12 @@ BEGIN
                trigger_oids = EXCLUDED.trigger_oids, shard_of = EXCLUDED.shard_of, broken_by_superuser = NULL,
                guarded_at = clock_timestamp(), guarded_by = session_user
          WHERE g.shard_of IS NOT NULL;
+        problem := mfa.session_table_guard_check(shard.relid);
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'invalid_argument: shard % of % cannot be guarded as it is: %', shard.qualified,
+                  shard.shard_of, problem
+                USING ERRCODE = '22023';
+        END IF;
     END LOOP;
 END
 $$;
@@ -253,6 +269,7 @@ DECLARE
     args text;
     definitions text[];
     replaced text[] := '{}';
+    problem text;
 BEGIN
     IF session_table IS NULL OR organization_column IS NULL OR member_column IS NULL
        OR token_column IS NULL OR factors_column IS NULL THEN
@@ -301,12 +318,18 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- Already guarded as asked, and whole: nothing to do.
+    -- Already guarded as asked, and whole: nothing to do. (Not so a distributed table: whether
+    -- its shards are whole is known on their nodes, which guarding it again asks.)
     IF EXISTS (SELECT FROM mfa.guarded_session_tables g
                 WHERE g.session_table = $1 AND g.organization_column = $2 AND g.member_column = $3
                   AND g.token_column = $4 AND g.factors_column = $5)
        AND mfa.session_table_guard_check(session_table) IS NULL THEN
-        RETURN;
+        IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+            RETURN;
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = session_table) THEN
+            RETURN;
+        END IF;
     END IF;
 
     -- The registry row first, with no triggers yet: while it says so (in this transaction only),
@@ -378,6 +401,13 @@ BEGIN
      WHERE g.session_table = $1;
     -- Shards on this node (Citus): their copies of the triggers were made with them.
     PERFORM mfa._session_guard_register_shards();
+    -- Guarded only whole (an inheritance child made before, say): a guard broken from the start
+    -- would refuse nobody's DDL.
+    problem := mfa.session_table_guard_check(session_table);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid_argument: % cannot be guarded as it is: %', session_table, problem
+            USING ERRCODE = '22023';
+    END IF;
     INSERT INTO mfa.events (organization_id, request_id, event_type, details)
     VALUES ('', gen_random_uuid(), 'session_table.guarded',
             jsonb_build_object('session_table', rel.qualified, 'organization_column', $2, 'member_column', $3,

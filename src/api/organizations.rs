@@ -2,11 +2,11 @@
 //! `organization_delete`.
 
 use crate::core::policy::{validate_id, IdKind};
-use crate::error::SqlResult;
+use crate::error::{ErrorType, MfaError, SqlResult};
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
-use crate::store::organizations;
 use crate::store::remembered_devices::{self, Revocation};
+use crate::store::{organizations, sms_workers};
 use pgrx::prelude::*;
 use serde_json::json;
 
@@ -78,6 +78,17 @@ fn organization_get(organization_id: Option<&str>) -> SqlResult<Jsonb> {
 fn organization_delete(organization_id: Option<&str>) -> SqlResult<()> {
     let request = Request::new();
     let organization_id = validate_id(organization_id, IdKind::Organization)?;
+    let orphaned = sms_workers::workers_bound_only_to(organization_id)?;
+    if !orphaned.is_empty() {
+        return Err(MfaError::new(
+            ErrorType::InvalidArgument,
+            format!(
+                "This is the last organization of SMS worker role(s) {}: without a binding they would serve every organization. REVOKE mfa_sms_worker FROM them (or bind them to another organization) first.",
+                orphaned.join(", ")
+            ),
+        )
+        .into());
+    }
     let Some(members) = organizations::delete(organization_id)? else {
         return Err(not_found(organization_id).into());
     };

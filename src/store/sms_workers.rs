@@ -95,3 +95,21 @@ pub fn bindings(role_name: &str, role: &Role) -> MfaResult<Vec<String>> {
     .flatten()
     .unwrap_or_default())
 }
+
+/// The worker roles bound to `organization_id` and to no other organization: deleting it would
+/// leave them bound to nothing, serving every organization.
+pub fn workers_bound_only_to(organization_id: &str) -> MfaResult<Vec<String>> {
+    Ok(spi::typed_row(
+        "SELECT coalesce(array_agg(r.rolname::text ORDER BY r.rolname), '{}')
+           FROM pg_catalog.pg_roles r
+          WHERE NOT r.rolsuper AND pg_catalog.pg_has_role(r.oid, 'mfa_sms_worker', 'MEMBER')
+            AND EXISTS (SELECT FROM mfa.sms_worker_grants g
+                         WHERE g.organization_id = $1 AND (g.role_oid = r.oid OR g.role_name = r.rolname))
+            AND NOT EXISTS (SELECT FROM mfa.sms_worker_grants g
+                             WHERE g.organization_id <> $1 AND (g.role_oid = r.oid OR g.role_name = r.rolname))",
+        &[organization_id.into()],
+        |row| row.get::<Vec<String>>(1),
+    )?
+    .flatten()
+    .unwrap_or_default())
+}

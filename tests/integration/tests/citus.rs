@@ -592,6 +592,93 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         ]
     );
 
+    // A shard is guarded only whole: a child table the owner gave a shard before the guard makes
+    // session_table_guard refuse (it was registered, marked broken and open to the owner).
+    app.batch_execute(
+        "CREATE TABLE app.kid_sessions (organization_id text NOT NULL, session_id bigint GENERATED ALWAYS AS IDENTITY,
+                                        member_id text NOT NULL, token text, factors jsonb,
+                                        PRIMARY KEY (organization_id, session_id));
+         SELECT create_distributed_table('app.kid_sessions', 'organization_id', colocate_with => 'mfa.organizations');",
+    )
+    .unwrap();
+    let (kid_shard, kid_port): (String, i32) = {
+        let row = admin
+            .query_one(
+                "SELECT shard_name, nodeport FROM citus_shards WHERE table_name = 'app.kid_sessions'::regclass LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let mut owner_there = Client::connect(
+        &format!("host=127.0.0.1 port={kid_port} user=cluster_app dbname=mfa_cluster"),
+        NoTls,
+    )
+    .unwrap();
+    owner_there
+        .batch_execute(&format!(
+            "SET citus.override_table_visibility = off; CREATE TABLE app.shard_kid () INHERITS ({kid_shard})"
+        ))
+        .unwrap();
+    let (state, message) = refusal(
+        &mut admin,
+        "SELECT mfa.session_table_guard('app.kid_sessions', 'organization_id', 'member_id', 'token', 'factors')",
+    );
+    assert_eq!(state, "22023", "{message}");
+    assert!(message.contains("inherit"), "{message}");
+    owner_there
+        .batch_execute("DROP TABLE app.shard_kid")
+        .unwrap();
+    admin
+        .batch_execute("SELECT mfa.session_table_guard('app.kid_sessions', 'organization_id', 'member_id', 'token', 'factors')")
+        .unwrap();
+    // A shard is known by its name, not by Citus's metadata, which the owner can edit (Citus's
+    // internal functions trust a table's owner that calls itself a Citus backend): with the
+    // shard's metadata deleted on its node before the guard, it is registered all the same.
+    app.batch_execute(
+        "CREATE TABLE app.meta_sessions (organization_id text NOT NULL, session_id bigint GENERATED ALWAYS AS IDENTITY,
+                                         member_id text NOT NULL, token text, factors jsonb,
+                                         PRIMARY KEY (organization_id, session_id));
+         SELECT create_distributed_table('app.meta_sessions', 'organization_id', colocate_with => 'mfa.organizations');",
+    )
+    .unwrap();
+    let (meta_shard, meta_id, meta_port): (String, i64, i32) = {
+        let row = admin
+            .query_one(
+                "SELECT shard_name, shardid, nodeport FROM citus_shards WHERE table_name = 'app.meta_sessions'::regclass LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    let mut owner_there = Client::connect(
+        &format!("host=127.0.0.1 port={meta_port} user=cluster_app dbname=mfa_cluster"),
+        NoTls,
+    )
+    .unwrap();
+    owner_there
+        .batch_execute(&format!(
+            "BEGIN TRANSACTION ISOLATION LEVEL READ COMMITTED;
+             SELECT assign_distributed_transaction_id(0, 8, '2021-07-09 15:41:55.542377+02');
+             SET application_name TO 'citus_internal gpid=10000000001';
+             SELECT citus_internal_delete_shard_metadata({meta_id});
+             COMMIT;
+             RESET application_name;"
+        ))
+        .unwrap();
+    admin
+        .batch_execute("SELECT mfa.session_table_guard('app.meta_sessions', 'organization_id', 'member_id', 'token', 'factors')")
+        .unwrap();
+    let suffix = meta_shard.rsplit('_').next().unwrap();
+    let (state, message) = refusal(
+        &mut owner_there,
+        &format!(
+            "SET citus.override_table_visibility = off; SET citus.enable_manual_changes_to_shards = on;
+             DROP TRIGGER mfa_session_gate_insert_{suffix} ON {meta_shard}"
+        ),
+    );
+    assert_eq!(state, "42501", "{message}");
+
     // The guard comes off a distributed table, shards included, by mfa_admin alone.
     admin
         .batch_execute("SELECT mfa.session_table_unguard('app.sessions')")
@@ -612,7 +699,7 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
     );
     let registered: Vec<String> = admin
         .query(
-            "SELECT result FROM run_command_on_workers('SELECT count(*) FROM mfa.guarded_session_tables')",
+            "SELECT result FROM run_command_on_workers($c$SELECT count(*) FROM mfa.guarded_session_tables WHERE table_name ~ '^app[.]sessions_[0-9]+$'$c$)",
             &[],
         )
         .unwrap()

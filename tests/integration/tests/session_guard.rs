@@ -1087,3 +1087,41 @@ fn weak_victim_session_and_copier(d: &mut Deployment, clear_token: bool) -> i32 
         .unwrap()
         .get(0)
 }
+
+/// A table is guarded only whole: an inheritance child made before the guard (rows in it are
+/// read through the table, past the gate) makes session_table_guard refuse, instead of leaving a
+/// guard marked broken that refuses nobody's DDL.
+#[test]
+fn a_table_is_guarded_only_whole() {
+    let mut d = deployment("whole", false);
+    let s = d.schema.clone();
+    d.owner
+        .batch_execute(&format!(
+            "CREATE TABLE {s}.kid_sessions (LIKE {s}.sessions);
+             CREATE TABLE {s}.kid () INHERITS ({s}.kid_sessions);"
+        ))
+        .unwrap();
+    let err = d
+        .superuser
+        .execute(
+            &format!("SELECT mfa.session_table_guard('{s}.kid_sessions')"),
+            &[],
+        )
+        .expect_err("a table with an inheritance child is refused");
+    let (state, message) = sql_error(&err);
+    assert_eq!(state, "22023", "{message}");
+    assert!(message.contains("inherit"), "{message}");
+    // Nothing was left half-guarded: the owner's DDL elsewhere goes on.
+    assert_eq!(d.attempt("CREATE TABLE {s}.unrelated (x int)"), "");
+    // Without the child it is guarded, and the owner cannot switch it off.
+    d.owner
+        .batch_execute(&format!("DROP TABLE {s}.kid"))
+        .unwrap();
+    d.superuser
+        .execute(
+            &format!("SELECT mfa.session_table_guard('{s}.kid_sessions')"),
+            &[],
+        )
+        .unwrap();
+    d.refused("ALTER TABLE {s}.kid_sessions DISABLE TRIGGER USER", "42501");
+}

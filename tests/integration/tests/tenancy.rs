@@ -295,3 +295,39 @@ fn a_binding_follows_the_role_not_its_name() {
     assert_eq!(claimed_organizations(&url, &renamed), vec![org_d.clone()]);
     admin.batch_execute(&format!("DROP ROLE {renamed}")).ok();
 }
+
+#[test]
+fn deleting_a_workers_last_organization_does_not_free_the_worker() {
+    let url = fresh_database("worker-orphan");
+    let mut admin = connect_to(&url);
+    let (gone, other) = (unique("tenant-gone"), unique("tenant-other"));
+    queued_message(&mut admin, &gone, "+14155552675");
+    queued_message(&mut admin, &other, "+14155552676");
+    let worker = unique("worker_gone").replace('-', "_");
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {worker} LOGIN IN ROLE mfa_sms_worker"
+        ))
+        .unwrap();
+    json(
+        &mut admin,
+        "SELECT mfa.sms_worker_grant($1, $2)",
+        &[&worker, &gone],
+    );
+    // Unbound, the worker would serve everyone: the organization goes only once the role is no
+    // longer a worker (as sms_worker_revoke asks).
+    let e = admin
+        .query_one("SELECT mfa.organization_delete($1)", &[&gone])
+        .unwrap_err();
+    let (state, message) = sql_error(&e);
+    assert_eq!(state, "22023", "{message}");
+    assert!(message.contains(&worker), "{message}");
+    assert_eq!(claimed_organizations(&url, &worker), vec![gone.clone()]);
+    admin
+        .batch_execute(&format!("REVOKE mfa_sms_worker FROM {worker}"))
+        .unwrap();
+    admin
+        .query_one("SELECT mfa.organization_delete($1)", &[&gone])
+        .unwrap();
+    admin.batch_execute(&format!("DROP ROLE {worker}")).ok();
+}
