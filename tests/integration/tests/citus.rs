@@ -73,6 +73,40 @@ fn app(coordinator: &Cluster) -> Client {
     .unwrap()
 }
 
+/// Creates `app.<table>`, a sessions table distributed colocated with mfa.organizations.
+fn distributed_sessions(app: &mut Client, table: &str) {
+    app.batch_execute(&format!(
+        "CREATE TABLE app.{table} (organization_id text NOT NULL, session_id bigint GENERATED ALWAYS AS IDENTITY,
+                                   member_id text NOT NULL, token text, factors jsonb,
+                                   PRIMARY KEY (organization_id, session_id));
+         SELECT create_distributed_table('app.{table}', 'organization_id', colocate_with => 'mfa.organizations');"
+    ))
+    .unwrap();
+}
+
+/// One shard of `app.<table>`: its name, id and the port of its node.
+fn a_shard(client: &mut Client, table: &str) -> (String, i64, i32) {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT shard_name, shardid, nodeport FROM citus_shards
+                  WHERE table_name = 'app.{table}'::regclass ORDER BY shardid LIMIT 1"
+            ),
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// The application's role connected to the node at `port`.
+fn app_on_node(port: i32) -> Client {
+    Client::connect(
+        &format!("host=127.0.0.1 port={port} user=cluster_app dbname=mfa_cluster"),
+        NoTls,
+    )
+    .unwrap()
+}
+
 fn login(app: &mut Client, org: &str, member: &str) -> String {
     let started = one(
         app,
@@ -178,13 +212,7 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         )
         .unwrap();
     let mut app = app(&coordinator);
-    app.batch_execute(
-        "CREATE TABLE app.sessions (organization_id text NOT NULL, session_id bigint GENERATED ALWAYS AS IDENTITY,
-                                    member_id text NOT NULL, token text, factors jsonb,
-                                    PRIMARY KEY (organization_id, session_id));
-         SELECT create_distributed_table('app.sessions', 'organization_id', colocate_with => 'mfa.organizations');",
-    )
-    .unwrap();
+    distributed_sessions(&mut app, "sessions");
     admin
         .batch_execute(
             "SELECT mfa.session_table_guard('app.sessions', 'organization_id', 'member_id', 'token', 'factors')",
@@ -325,20 +353,8 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
             "{result}"
         );
     }
-    let (shard, shard_port): (String, i32) = {
-        let row = app
-            .query_one(
-                "SELECT shard_name, nodeport FROM citus_shards WHERE table_name = 'app.sessions'::regclass LIMIT 1",
-                &[],
-            )
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
-    let mut on_worker = Client::connect(
-        &format!("host=127.0.0.1 port={shard_port} user=cluster_app dbname=mfa_cluster"),
-        NoTls,
-    )
-    .unwrap();
+    let (shard, _, shard_port) = a_shard(&mut app, "sessions");
+    let mut on_worker = app_on_node(shard_port);
     on_worker
         .batch_execute("SET citus.override_table_visibility = off")
         .unwrap();
@@ -594,27 +610,9 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
 
     // A shard is guarded only whole: a child table the owner gave a shard before the guard makes
     // session_table_guard refuse (it was registered, marked broken and open to the owner).
-    app.batch_execute(
-        "CREATE TABLE app.kid_sessions (organization_id text NOT NULL, session_id bigint GENERATED ALWAYS AS IDENTITY,
-                                        member_id text NOT NULL, token text, factors jsonb,
-                                        PRIMARY KEY (organization_id, session_id));
-         SELECT create_distributed_table('app.kid_sessions', 'organization_id', colocate_with => 'mfa.organizations');",
-    )
-    .unwrap();
-    let (kid_shard, kid_port): (String, i32) = {
-        let row = admin
-            .query_one(
-                "SELECT shard_name, nodeport FROM citus_shards WHERE table_name = 'app.kid_sessions'::regclass LIMIT 1",
-                &[],
-            )
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
-    let mut owner_there = Client::connect(
-        &format!("host=127.0.0.1 port={kid_port} user=cluster_app dbname=mfa_cluster"),
-        NoTls,
-    )
-    .unwrap();
+    distributed_sessions(&mut app, "kid_sessions");
+    let (kid_shard, _, kid_port) = a_shard(&mut admin, "kid_sessions");
+    let mut owner_there = app_on_node(kid_port);
     owner_there
         .batch_execute(&format!(
             "SET citus.override_table_visibility = off; CREATE TABLE app.shard_kid () INHERITS ({kid_shard})"
@@ -635,27 +633,9 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
     // A shard is known by its name, not by Citus's metadata, which the owner can edit (Citus's
     // internal functions trust a table's owner that calls itself a Citus backend): with the
     // shard's metadata deleted on its node before the guard, it is registered all the same.
-    app.batch_execute(
-        "CREATE TABLE app.meta_sessions (organization_id text NOT NULL, session_id bigint GENERATED ALWAYS AS IDENTITY,
-                                         member_id text NOT NULL, token text, factors jsonb,
-                                         PRIMARY KEY (organization_id, session_id));
-         SELECT create_distributed_table('app.meta_sessions', 'organization_id', colocate_with => 'mfa.organizations');",
-    )
-    .unwrap();
-    let (meta_shard, meta_id, meta_port): (String, i64, i32) = {
-        let row = admin
-            .query_one(
-                "SELECT shard_name, shardid, nodeport FROM citus_shards WHERE table_name = 'app.meta_sessions'::regclass LIMIT 1",
-                &[],
-            )
-            .unwrap();
-        (row.get(0), row.get(1), row.get(2))
-    };
-    let mut owner_there = Client::connect(
-        &format!("host=127.0.0.1 port={meta_port} user=cluster_app dbname=mfa_cluster"),
-        NoTls,
-    )
-    .unwrap();
+    distributed_sessions(&mut app, "meta_sessions");
+    let (meta_shard, meta_id, meta_port) = a_shard(&mut admin, "meta_sessions");
+    let mut owner_there = app_on_node(meta_port);
     owner_there
         .batch_execute(&format!(
             "BEGIN TRANSACTION ISOLATION LEVEL READ COMMITTED;

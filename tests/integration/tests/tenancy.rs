@@ -240,20 +240,27 @@ fn claimed_organizations(url: &str, role: &str) -> Vec<String> {
     organizations
 }
 
-#[test]
-fn a_binding_follows_the_role_not_its_name() {
-    let url = fresh_database("worker-oid");
+/// A database with two organizations, each with a queued message, and a worker role (not bound
+/// yet): the url, an administrator, the organizations and the role.
+fn two_tenants_and_a_worker(prefix: &str) -> (String, Client, String, String, String) {
+    let url = fresh_database(prefix);
     let mut admin = connect_to(&url);
-    let (org_c, org_d) = (unique("tenant-c"), unique("tenant-d"));
-    queued_message(&mut admin, &org_c, "+14155552673");
-    queued_message(&mut admin, &org_d, "+14155552674");
-    let worker = unique("worker_c").replace('-', "_");
-    let renamed = format!("{worker}_renamed");
+    let (first, second) = (unique("tenant-one"), unique("tenant-two"));
+    queued_message(&mut admin, &first, "+14155552673");
+    queued_message(&mut admin, &second, "+14155552674");
+    let worker = unique("worker").replace('-', "_");
     admin
         .batch_execute(&format!(
             "CREATE ROLE {worker} LOGIN IN ROLE mfa_sms_worker"
         ))
         .unwrap();
+    (url, admin, first, second, worker)
+}
+
+#[test]
+fn a_binding_follows_the_role_not_its_name() {
+    let (url, mut admin, org_c, org_d, worker) = two_tenants_and_a_worker("worker-oid");
+    let renamed = format!("{worker}_renamed");
     json(
         &mut admin,
         "SELECT mfa.sms_worker_grant($1, $2)",
@@ -298,17 +305,7 @@ fn a_binding_follows_the_role_not_its_name() {
 
 #[test]
 fn deleting_a_workers_last_organization_does_not_free_the_worker() {
-    let url = fresh_database("worker-orphan");
-    let mut admin = connect_to(&url);
-    let (gone, other) = (unique("tenant-gone"), unique("tenant-other"));
-    queued_message(&mut admin, &gone, "+14155552675");
-    queued_message(&mut admin, &other, "+14155552676");
-    let worker = unique("worker_gone").replace('-', "_");
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {worker} LOGIN IN ROLE mfa_sms_worker"
-        ))
-        .unwrap();
+    let (url, mut admin, gone, _other, worker) = two_tenants_and_a_worker("worker-orphan");
     json(
         &mut admin,
         "SELECT mfa.sms_worker_grant($1, $2)",
