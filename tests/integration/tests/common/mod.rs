@@ -204,6 +204,8 @@ pub fn sms_code(client: &mut Client, org: &str) -> String {
 pub struct Cluster {
     pub dir: String,
     pub port: u16,
+    /// The directory of the server's programs (`bindir()` unless made with `init_with`).
+    pub bin: String,
 }
 
 pub fn bindir() -> String {
@@ -214,20 +216,31 @@ pub fn bindir() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
-    as_postgres_with_env(program, args, &[])
+/// The major version of the server programs in `bin` (15 for 15.14).
+pub fn major_version(bin: &str) -> u32 {
+    let out = std::process::Command::new(format!("{bin}/postgres"))
+        .arg("--version")
+        .output()
+        .expect("postgres --version");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace()
+        .find_map(|w| w.split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no version in {text:?}"))
 }
 
-/// `as_postgres` with extra environment variables (a server started so inherits them).
-fn as_postgres_with_env(
+/// Runs `bin/program` as the postgres user, in /var/lib/postgresql (pg_upgrade writes its files
+/// into the current directory).
+pub fn run_as_postgres(
+    bin: &str,
     program: &str,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Output {
     let mut command = std::process::Command::new("runuser");
-    command.args(["-u", "postgres", "--", &format!("{}/{program}", bindir())]);
+    command.args(["-u", "postgres", "--", &format!("{bin}/{program}")]);
     command.args(args);
     command.envs(env.iter().copied());
+    command.current_dir("/var/lib/postgresql");
     command.output().expect("runuser")
 }
 
@@ -276,28 +289,58 @@ impl Cluster {
     }
 
     pub fn stop_server(&self) {
-        let _ = as_postgres("pg_ctl", &["-D", &self.dir, "-m", "fast", "-w", "stop"]);
+        let _ = self.run("pg_ctl", &["-D", &self.dir, "-m", "fast", "-w", "stop"]);
     }
 
-    /// initdb, configured but not started.
-    pub fn init(name: &str, port: u16, settings: &str) -> Cluster {
+    /// Runs one of this cluster's server programs as the postgres user.
+    pub fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        run_as_postgres(&self.bin, program, args, &[])
+    }
+
+    /// A cluster whose data directory /var/lib/postgresql/mfa-test-`name` another program
+    /// made (pg_basebackup, a restored backup), run with the programs of `bin`: stopped and
+    /// removed when dropped, like the others. Any earlier directory of the name is removed.
+    pub fn adopt(name: &str, port: u16, bin: &str) -> Cluster {
         let dir = format!("/var/lib/postgresql/mfa-test-{name}");
         let _ = std::process::Command::new("rm")
             .args(["-rf", &dir])
             .status();
-        let out = as_postgres(
-            "initdb",
-            &[
-                "-D",
-                &dir,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ],
-        );
+        Cluster {
+            dir,
+            port,
+            bin: bin.to_string(),
+        }
+    }
+
+    /// initdb, configured but not started.
+    pub fn init(name: &str, port: u16, settings: &str) -> Cluster {
+        Cluster::init_with(name, port, settings, &bindir(), &[])
+    }
+
+    /// `init` with the programs of `bin` (another PostgreSQL version) and extra initdb options.
+    pub fn init_with(
+        name: &str,
+        port: u16,
+        settings: &str,
+        bin: &str,
+        initdb_options: &[&str],
+    ) -> Cluster {
+        let dir = format!("/var/lib/postgresql/mfa-test-{name}");
+        let _ = std::process::Command::new("rm")
+            .args(["-rf", &dir])
+            .status();
+        let mut args = vec![
+            "-D",
+            &dir,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ];
+        args.extend_from_slice(initdb_options);
+        let out = run_as_postgres(bin, "initdb", &args, &[]);
         assert!(
             out.status.success(),
             "initdb: {}",
@@ -312,7 +355,11 @@ impl Cluster {
             .open(format!("{dir}/postgresql.conf"))
             .unwrap();
         std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
-        Cluster { dir, port }
+        Cluster {
+            dir,
+            port,
+            bin: bin.to_string(),
+        }
     }
 
     pub fn start_server(&self) {
@@ -322,7 +369,8 @@ impl Cluster {
     /// `start_server` with extra environment variables for the postmaster.
     pub fn start_server_with_env(&self, env: &[(&str, &str)]) {
         let log = format!("{}/server.log", self.dir);
-        let out = as_postgres_with_env(
+        let out = run_as_postgres(
+            &self.bin,
             "pg_ctl",
             &["-D", &self.dir, "-l", &log, "-w", "-t", "120", "start"],
             env,
@@ -391,7 +439,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = as_postgres(
+        let _ = self.run(
             "pg_ctl",
             &["-D", &self.dir, "-m", "immediate", "-w", "stop"],
         );
@@ -420,5 +468,50 @@ pub fn wrong_codes(secret: &str, n: usize) -> Vec<String> {
         .map(|c: u32| c.to_string())
         .filter(|c| !valid.contains(c))
         .take(n)
+        .collect()
+}
+
+/// Every table of the mfa schema (and `extra` tables) with its row count and the md5 of its rows
+/// in primary key order (rows as text, in UTC), to compare a database before and after a move.
+pub fn table_hashes(client: &mut Client, extra: &[&str]) -> Vec<(String, i64, String)> {
+    client
+        .batch_execute(
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3",
+        )
+        .unwrap();
+    let mut tables: Vec<(String, String)> = client
+        .query(
+            "SELECT c.oid::regclass::text,
+                    coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.n)
+                                FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+                                JOIN pg_attribute a ON a.attnum = k.attnum
+                               WHERE i.indrelid = c.oid AND i.indisprimary AND a.attrelid = c.oid),
+                             't::text')
+               FROM pg_class c
+              WHERE c.relnamespace = 'mfa'::regnamespace AND c.relkind IN ('r', 'p')
+              ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for table in extra {
+        tables.push((table.to_string(), "t::text".to_string()));
+    }
+    tables
+        .into_iter()
+        .map(|(table, order)| {
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY {order})), '')
+                           FROM {table} t"
+                    ),
+                    &[],
+                )
+                .unwrap_or_else(|e| panic!("{table}: {e}"));
+            (table, row.get(0), row.get(1))
+        })
         .collect()
 }
