@@ -160,10 +160,10 @@ fn attacker_loop(url: String, from: usize, stop: Arc<AtomicBool>, acks: Arc<Mute
     let Some(mut c) = try_connect(&url) else {
         return;
     };
-    let wrong = wrong_codes(&totp_secret(0), 1)[0].clone();
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) && i < ATTACKED / 2 {
         let member = format!("a{}", from + i);
+        let wrong = wrong_codes(&totp_secret(from + i), 1)[0].clone();
         let Ok(row) = c.query_one(
             "SELECT mfa.totp_authenticate($1, $2, $3) ->> 'status_code'",
             &[&ORG, &member, &wrong],
@@ -234,7 +234,7 @@ fn use_device(c: &mut Client, device_token: &str) -> Option<String> {
 
 /// Each writing call on a standby, with the SQLSTATE it raised ("ok" when it did not raise).
 fn writing_calls_on_standby(s: &mut Client, token: &str) -> Vec<(String, String)> {
-    let wrong = wrong_codes(&totp_secret(0), 1)[0].clone();
+    let wrong = wrong_codes(&totp_secret(2), 1)[0].clone();
     let right = totp_now(&totp_secret(1));
     let calls: Vec<(&str, String)> = vec![
         ("primary_authenticate", format!("SELECT mfa.primary_authenticate('{ORG}', 'u1')")),
@@ -637,7 +637,7 @@ fn failover_to_a_promoted_standby_loses_no_lock_message_or_token() {
         // Failures after the promotion still lock: from the durable count, at most the
         // threshold's rest is checked.
         if !is_locked(&mut c, member) {
-            let wrong = wrong_codes(&totp_secret(0), 1)[0].clone();
+            let wrong = wrong_codes(&totp_secret(member[1..].parse().unwrap()), 1)[0].clone();
             let mut checked = 0;
             loop {
                 let answer = json(
