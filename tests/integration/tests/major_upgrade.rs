@@ -340,13 +340,27 @@ fn pg_upgrade_from_15_keeps_every_login_lock_device_and_message() {
     new.append_settings(&format!("mfa.encryption_key_file = '{}'", new.key_file()));
     let upgrade_started = Instant::now();
     let (old_port, new_port) = (OLD_PORT.to_string(), NEW_PORT.to_string());
-    let out = new.run(
-        "pg_upgrade",
-        &[
+    // In a directory of its own: pg_upgrade leaves its delete_old_cluster.sh there.
+    let work = "/var/lib/postgresql/mfa-test-upgrade-work";
+    let _ = std::process::Command::new("rm")
+        .args(["-rf", work])
+        .status();
+    std::fs::create_dir_all(work).unwrap();
+    let _ = std::process::Command::new("chown")
+        .args(["postgres:postgres", work])
+        .status();
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--", &format!("{new_bin}/pg_upgrade")])
+        .args([
             "-b", OLD_BIN, "-B", &new_bin, "-d", &old.dir, "-D", &new.dir, "-p", &old_port, "-P",
             &new_port, "-U", "postgres",
-        ],
-    );
+        ])
+        .current_dir(work)
+        .output()
+        .expect("pg_upgrade");
+    let _ = std::process::Command::new("rm")
+        .args(["-rf", work])
+        .status();
     assert!(
         out.status.success(),
         "pg_upgrade 15 → {new_major}:\n{}\n{}\n{}",
