@@ -68,6 +68,19 @@ BEGIN
     IF problem IS NOT NULL THEN
         RETURN problem;
     END IF;
+    -- Every recorded trigger gone while triggers of the guard's names call the gate: they were
+    -- made again under new oids (pg_upgrade; a restore whose triggers a superuser's command has
+    -- not matched yet). Said as such, with the way out.
+    IF g.trigger_oids IS NOT NULL AND pg_catalog.cardinality(g.trigger_oids) > 0
+       AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.oid = ANY (g.trigger_oids))
+       AND (SELECT count(*) FROM pg_trigger t
+             WHERE t.tgrelid = g.session_table AND t.tgparentid = 0
+               AND t.tgfoid = 'mfa.session_gate()'::regprocedure
+               AND t.tgname::text IN (SELECT substring(d FROM '^CREATE TRIGGER (\S+) ')
+                                        FROM unnest(g.trigger_definitions) d))
+           = pg_catalog.cardinality(g.trigger_definitions) THEN
+        RETURN pg_catalog.format('the guard''s triggers on %s were made again under new oids (pg_upgrade or a restore): run mfa.session_table_guard(%L) again, or any DDL command of a superuser', g.table_name, g.table_name);
+    END IF;
     -- Its four triggers, as session_table_guard defined them, enabled for ordinary sessions. A
     -- trigger row changed in this transaction (renamed, replaced, re-enabled) is compared with its
     -- recorded definition; pg_get_triggerdef locks the table, which this transaction then holds

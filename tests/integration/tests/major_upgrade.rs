@@ -436,6 +436,12 @@ fn pg_upgrade_from_15_keeps_every_login_lock_device_and_message() {
     ] {
         let e = app.batch_execute(ddl).unwrap_err();
         assert_eq!(sql_error(&e).0, "42501", "{ddl}: {e}");
+        // The refusal says what happened and the way out.
+        assert!(
+            sql_error(&e).1.contains("made again under new oids")
+                && sql_error(&e).1.contains("session_table_guard"),
+            "{ddl}: {e}"
+        );
         refused_ddl.push(sql_error(&e).1);
     }
     println!("major_upgrade: the owner's DDL before session_table_guard: {refused_ddl:?}");
