@@ -1,5 +1,5 @@
 # mfa: `make demo` and `make test` set up everything they need on a fresh Debian 12 machine.
-.PHONY: setup build install test soak bench demo stop lint fmt clean
+.PHONY: setup build install test soak bench demo walkthrough stop lint fmt clean
 
 DEMO_PORT ?= 28816
 # The PostgreSQL major versions `make test` runs the suite on (`make test PG=17`: one).
@@ -24,8 +24,13 @@ soak:
 bench:
 	@bash scripts/bench.sh
 
+# The reference web application on http://127.0.0.1:8080 (MFA_WEB_PORT), its SMS worker and a cluster.
 demo:
 	@bash scripts/demo.sh start $(DEMO_PORT)
+
+# The terminal walkthrough of a login in SQL (examples/walkthrough.sql).
+walkthrough:
+	@bash scripts/demo.sh walkthrough $(DEMO_PORT)
 
 stop:
 	@bash scripts/demo.sh stop $(DEMO_PORT)

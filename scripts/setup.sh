@@ -4,8 +4,9 @@
 # only checks, in about a second. Usage: setup.sh [MAJOR ...]
 set -euo pipefail
 
+# chromium: the web application's browser tests (driven by playwright-core, which downloads no browser).
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo
-          zbar-tools oathtool)
+          zbar-tools oathtool chromium curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,4 +34,14 @@ for major in 15 17 18; do
 done
 if $stale; then
     cargo pgrx init "${init[@]}"
+fi
+
+# playwright-core for the browser tests, at the version examples/webapp/tests/package-lock.json pins
+# (it drives Debian's chromium; it downloads no browser).
+webtests=$(dirname "$0")/../examples/webapp/tests
+pinned=$(sed -n 's/.*"playwright-core": "\([0-9.]*\)".*/\1/p' "$webtests/package.json")
+installed=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$webtests/node_modules/playwright-core/package.json" 2>/dev/null || true)
+if [[ $installed != "$pinned" ]]; then
+    echo "setup: installing playwright-core $pinned (npm ci in examples/webapp/tests)"
+    (cd "$webtests" && npm ci --no-audit --no-fund >/dev/null)
 fi

@@ -2,7 +2,8 @@
 # The whole test suite on each PostgreSQL major version given (default 15 17 18): plain Rust tests
 # and #[pg_test]s (cargo pgrx test), then the SQL regression tests (pg_regress), the Rust
 # integration tests (real concurrent connections) and the SMS worker's tests against a fresh cluster
-# of that version with the extension installed. Run as root: clusters run as the `postgres` user.
+# of that version with the extension installed; on the first version, the browser tests of the
+# reference web application (examples/webapp). Run as root: clusters run as the `postgres` user.
 # Usage: test.sh [MAJOR ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,15 +71,24 @@ suite() {
     MFA_WORKER_TEST_DATABASE_URL="host=127.0.0.1 port=$port user=postgres dbname=mfa_worker" MFA_TEST_PGDATA="$data" \
         cargo test -p mfa-sms-worker -- --test-threads=1
 
+    if [[ -n $browser_tests ]]; then
+        echo "== PostgreSQL $major: browser tests of the reference web application (examples/webapp, headless Chromium)"
+        bash examples/webapp/tests/run-browser-tests.sh "$port"
+    fi
+
     bash scripts/cluster.sh stop "$data" "$port"
     trap - EXIT
     echo "== PostgreSQL $major: passed in $((SECONDS - started)) s"
 }
 
 long_tests=1
+# The web application's browser tests run once, on the first version (MFA_BROWSER_TESTS=0: never).
+browser_tests=1
+[[ ${MFA_BROWSER_TESTS:-1} == 0 ]] && browser_tests=
 for major in "${majors[@]}"; do
     # A subshell each: one version's PATH and trap do not reach the next.
     (suite "$major")
     long_tests=
+    browser_tests=
 done
 echo "== passed on PostgreSQL ${majors[*]} in $SECONDS s"

@@ -169,7 +169,8 @@ pub async fn enroll_totp(ctx: Ctx) -> Response {
             "enroll_totp.html",
             json!({
                 "title": "Set up an authenticator app",
-                "qr_code": v["qr_code"], "secret": v["secret"], "recovery_codes": v["recovery_codes"],
+                "qr_code": v["qr_code"], "recovery_codes": v["recovery_codes"],
+                "secret_grouped": grouped(v["secret"].as_str().unwrap_or("")),
                 "member_id": p.member_id,
             }),
         ),
@@ -181,6 +182,12 @@ pub async fn enroll_totp(ctx: Ctx) -> Response {
         ),
         Err(e) => internal(e),
     }
+}
+
+/// The secret in groups of four, as people type it (authenticator apps ignore the spaces).
+fn grouped(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join(" ")
 }
 
 pub async fn enroll_phone_form(ctx: Ctx) -> Response {

@@ -63,7 +63,7 @@ pub async fn current_session(ctx: &Ctx) -> Option<Session> {
         }),
         Ok(None) => None,
         Err(e) => {
-            eprintln!("mfa-webapp: session lookup: {e}");
+            eprintln!("mfa-webapp: session lookup: {:?}", Fail::from(e));
             None
         }
     }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The reference web application's browser tests (make test runs them once, on the first PostgreSQL
+# version): builds the app and the SMS worker, starts them against the running test cluster on
+# PG_PORT (a fresh database, seeded), drives Debian's headless Chromium through every flow with
+# playwright-core (tests/browser.mjs) and saves a screenshot of every page under
+# target/webapp-screenshots/. scripts/setup.sh installed chromium and playwright-core.
+# Usage: run-browser-tests.sh PG_PORT
+set -euo pipefail
+cd "$(dirname "$0")"
+pg_port=$1
+root=$(cd ../../.. && pwd)
+web_port=${MFA_WEB_TEST_PORT:-28850}
+bin=${CARGO_TARGET_DIR:-$root/target}/debug
+state=$(mktemp -d)
+shots=$root/target/webapp-screenshots
+
+log=$state/build.log
+if ! cargo build -p mfa-webapp -p mfa-sms-worker >"$log" 2>&1; then
+    tail -50 "$log"
+    exit 1
+fi
+[[ -d node_modules/playwright-core ]] || npm ci --no-audit --no-fund >/dev/null
+
+trap 'bash ../run.sh stop "$state"' EXIT
+# A 5-second freshness window for /billing, so that the test sees it lapse.
+MFA_WEB_STEP_UP_SECONDS=5 bash ../run.sh start "$pg_port" mfa_webapp_test "$web_port" "$state" "$bin"
+rm -rf "$shots"
+if ! WEB_URL=http://127.0.0.1:$web_port PGPORT=$pg_port PGDATABASE=mfa_webapp_test SCREENSHOTS=$shots \
+        timeout 900 node browser.mjs; then
+    echo "-- web application log" && tail -30 "$state/webapp.log"
+    echo "-- SMS worker log" && tail -30 "$state/worker.log"
+    exit 1
+fi
