@@ -174,6 +174,10 @@ pub async fn enroll_totp(ctx: Ctx) -> Response {
                 "member_id": p.member_id,
             }),
         ),
+        // An organization restricted to SMS: the phone is the way to enroll.
+        Err(Fail::Refused(kind)) if kind == "operation_restricted_by_organization_mfa_methods" => {
+            ctx.redirect("/login/enroll/phone")
+        }
         Err(Fail::Refused(kind)) if kind == "pending_totp_exists" => code_page(ctx, &p, "totp", Some(message_for(&kind, "")), None),
         Err(Fail::Refused(kind)) => ctx.page(
             StatusCode::OK,

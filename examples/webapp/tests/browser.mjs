@@ -157,6 +157,7 @@ await test('sign-in page; a wrong password is a message', async () => {
   const page = await newPage();
   await page.goto('/');
   await shot(page, '01-sign-in');
+  await page.locator('main').screenshot({ path: join(shots, 'readme-sign-in.png') }); // docs/images
   await signIn(page, 'acme', 'ann@acme.example', 'not-her-password');
   await expectText(page, 'The organization, email or password is wrong.');
   await shot(page, '02-sign-in-wrong-password');
@@ -168,6 +169,7 @@ await test('a member with no factor enrolls: QR code decoded, code computed, sig
   await signIn(page, 'acme', 'ann@acme.example');
   expect(path(page) === '/login/enroll', `enrollment asked (at ${page.url()})`);
   await shot(page, '03-enroll-authenticator-app');
+  await page.locator('main').screenshot({ path: join(shots, 'readme-enroll.png') }); // docs/images
   ann.secret = await scanQr(page);
   ann.recovery = await page.locator('.codes code').allInnerTexts();
   expect(ann.recovery.length === 10, `10 recovery codes shown (${ann.recovery.length})`);
