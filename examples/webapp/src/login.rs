@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use crate::db::{self, call, Fail};
 use crate::web::{
-    device_cookie_name, device_name, internal_error, message_for, notice_for, random_token, sha256, Ctx, Pending,
-    LOGIN_COOKIE, SESSION_COOKIE,
+    device_cookie_name, device_name, internal_error, message_for, notice_for, random_token, sha256,
+    Ctx, Pending, LOGIN_COOKIE, SESSION_COOKIE,
 };
 
 type Fields = HashMap<String, String>;
@@ -35,7 +35,11 @@ async fn password_ok(hash: Option<String>, password: String) -> bool {
     tokio::task::spawn_blocking(move || {
         use argon2::password_hash::{PasswordHash, PasswordVerifier};
         let ok = PasswordHash::new(&hash)
-            .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .map(|h| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false);
         ok && known
     })
@@ -46,7 +50,11 @@ async fn password_ok(hash: Option<String>, password: String) -> bool {
 pub async fn signin_form(ctx: Ctx, Query(q): Query<Fields>) -> Response {
     let notice = q.get("n").and_then(|n| notice_for(n));
     let org = q.get("organization").cloned().unwrap_or_default();
-    ctx.page(StatusCode::OK, "signin.html", json!({"title": "Sign in", "notice": notice, "organization": org}))
+    ctx.page(
+        StatusCode::OK,
+        "signin.html",
+        json!({"title": "Sign in", "notice": notice, "organization": org}),
+    )
 }
 
 fn signin_error(ctx: Ctx, f: &Fields, error: String) -> Response {
@@ -80,12 +88,20 @@ pub async fn signin(mut ctx: Ctx, Form(f): Form<Fields>) -> Response {
         Err(e) => return internal(e.into()),
     };
     if org.is_empty() || email.is_empty() || !password_ok(hash, password).await {
-        return signin_error(ctx, &f, "The organization, email or password is wrong.".into());
+        return signin_error(
+            ctx,
+            &f,
+            "The organization, email or password is wrong.".into(),
+        );
     }
 
     // A remembered device presents its token; mfa rotates it (a copy presented later revokes all).
     let device_cookie = device_cookie_name(&org, &email);
-    let device_token = ctx.cookies.get(&device_cookie).cloned().filter(|t| !t.is_empty());
+    let device_token = ctx
+        .cookies
+        .get(&device_cookie)
+        .cloned()
+        .filter(|t| !t.is_empty());
     let answer = match call(
         &ctx.app.db,
         "SELECT mfa.primary_authenticate($1, $2, 'password', 'en', device_token => $3)",
@@ -101,7 +117,9 @@ pub async fn signin(mut ctx: Ctx, Form(f): Form<Fields>) -> Response {
         ctx.set_cookie(&device_cookie, &new_device_token, Some(90 * 86400));
     }
     let Some(token) = db::s(&answer, "intermediate_session_token") else {
-        return internal(Fail::Internal("primary_authenticate answered no token".into()));
+        return internal(Fail::Internal(
+            "primary_authenticate answered no token".into(),
+        ));
     };
     if answer.get("member_authenticated") == Some(&Value::Bool(true)) {
         // The organization's policy is met already (MFA optional, or a remembered device).
@@ -114,7 +132,9 @@ pub async fn signin(mut ctx: Ctx, Form(f): Form<Fields>) -> Response {
         token,
         purpose: "login".into(),
         masked_phone: db::s(options, "mfa_phone_number"),
-        has_totp: options.get("totp_registration_id").is_some_and(|v| !v.is_null()),
+        has_totp: options
+            .get("totp_registration_id")
+            .is_some_and(|v| !v.is_null()),
         next: "/home".into(),
     };
     let initiated = db::s(&answer["mfa_required"], "secondary_auth_initiated");
@@ -156,7 +176,9 @@ async fn send_sms(ctx: &Ctx, p: &Pending, phone: Option<&str>) -> db::R<()> {
 /// Enforced enrollment of an authenticator app: the QR code, the secret, the recovery codes —
 /// shown this once (the page is not cached), then a code from the app.
 pub async fn enroll_totp(ctx: Ctx) -> Response {
-    let Some(p) = ctx.pending() else { return ctx.redirect("/login") };
+    let Some(p) = ctx.pending() else {
+        return ctx.redirect("/login");
+    };
     let answer = call(
         &ctx.app.db,
         "SELECT mfa.totp_create($1, $2, 10, $3)",
@@ -191,19 +213,31 @@ pub async fn enroll_totp(ctx: Ctx) -> Response {
 /// The secret in groups of four, as people type it (authenticator apps ignore the spaces).
 fn grouped(secret: &str) -> String {
     let chars: Vec<char> = secret.chars().collect();
-    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join(" ")
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub async fn enroll_phone_form(ctx: Ctx) -> Response {
-    let Some(p) = ctx.pending() else { return ctx.redirect("/login") };
-    ctx.page(StatusCode::OK, "enroll_phone.html", json!({"title": "Add your phone", "member_id": p.member_id}))
+    let Some(p) = ctx.pending() else {
+        return ctx.redirect("/login");
+    };
+    ctx.page(
+        StatusCode::OK,
+        "enroll_phone.html",
+        json!({"title": "Add your phone", "member_id": p.member_id}),
+    )
 }
 
 pub async fn enroll_phone(mut ctx: Ctx, Form(f): Form<Fields>) -> Response {
     if !ctx.csrf_ok(&f) {
         return ctx.forbidden();
     }
-    let Some(mut p) = ctx.pending() else { return ctx.redirect("/login") };
+    let Some(mut p) = ctx.pending() else {
+        return ctx.redirect("/login");
+    };
     let phone = field(&f, "phone").to_string();
     match send_sms(&ctx, &p, Some(&phone)).await {
         Ok(()) => {
@@ -224,7 +258,13 @@ pub async fn enroll_phone(mut ctx: Ctx, Form(f): Form<Fields>) -> Response {
 }
 
 /// The code form of a second step: kind is "totp", "sms" or "recovery".
-fn code_page(ctx: Ctx, p: &Pending, kind: &str, error: Option<String>, notice: Option<&str>) -> Response {
+fn code_page(
+    ctx: Ctx,
+    p: &Pending,
+    kind: &str,
+    error: Option<String>,
+    notice: Option<&str>,
+) -> Response {
     let step_up = p.purpose == "step_up";
     let title = match (kind, step_up) {
         (_, true) => "Confirm it's you",
@@ -243,8 +283,12 @@ fn code_page(ctx: Ctx, p: &Pending, kind: &str, error: Option<String>, notice: O
 }
 
 fn code_form(ctx: Ctx, q: &Fields, kind: &str) -> Response {
-    let Some(p) = ctx.pending() else { return ctx.redirect("/login") };
-    let error = q.get("e").map(|e| message_for(e, if kind == "sms" { "send" } else { "" }));
+    let Some(p) = ctx.pending() else {
+        return ctx.redirect("/login");
+    };
+    let error = q
+        .get("e")
+        .map(|e| message_for(e, if kind == "sms" { "send" } else { "" }));
     let notice = q.get("n").and_then(|n| notice_for(n));
     code_page(ctx, &p, kind, error, notice)
 }
@@ -274,10 +318,16 @@ async fn verify(ctx: Ctx, f: Fields, kind: &str) -> Response {
     if !ctx.csrf_ok(&f) {
         return ctx.forbidden();
     }
-    let Some(p) = ctx.pending() else { return ctx.redirect("/login") };
+    let Some(p) = ctx.pending() else {
+        return ctx.redirect("/login");
+    };
     let code = field(&f, "code").replace(' ', "");
     // A login enrolls the factor it proves (enforced enrollment); a step-up changes nothing.
-    let enroll: Option<&str> = if p.purpose == "login" { Some("enroll") } else { None };
+    let enroll: Option<&str> = if p.purpose == "login" {
+        Some("enroll")
+    } else {
+        None
+    };
     let (sql, params): (&str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>) = match kind {
         "totp" => (
             "SELECT mfa.totp_authenticate($1, $2, $3, $4, $5)",
@@ -294,14 +344,16 @@ async fn verify(ctx: Ctx, f: Fields, kind: &str) -> Response {
     };
     match call(&ctx.app.db, sql, &params).await {
         Ok(_) => {
-            let remember = p.purpose == "login" && f.get("remember").is_some();
+            let remember = p.purpose == "login" && f.contains_key("remember");
             if p.purpose == "step_up" {
                 finish_step_up(ctx, &p).await
             } else {
                 finish_login(ctx, &p.organization_id, &p.member_id, &p.token, remember).await
             }
         }
-        Err(Fail::Refused(kind_of)) => code_page(ctx, &p, kind, Some(message_for(&kind_of, "check")), None),
+        Err(Fail::Refused(kind_of)) => {
+            code_page(ctx, &p, kind, Some(message_for(&kind_of, "check")), None)
+        }
         Err(e) => internal(e),
     }
 }
@@ -310,7 +362,9 @@ pub async fn sms_send(ctx: Ctx, Form(f): Form<Fields>) -> Response {
     if !ctx.csrf_ok(&f) {
         return ctx.forbidden();
     }
-    let Some(p) = ctx.pending() else { return ctx.redirect("/login") };
+    let Some(p) = ctx.pending() else {
+        return ctx.redirect("/login");
+    };
     match send_sms(&ctx, &p, None).await {
         Ok(()) => ctx.redirect("/login/sms?n=sent"),
         Err(Fail::Refused(kind)) => ctx.redirect(&format!("/login/sms?e={kind}")),
@@ -320,7 +374,13 @@ pub async fn sms_send(ctx: Ctx, Form(f): Form<Fields>) -> Response {
 
 /// The session insert: mfa's guard lets it in only with a token that carries what the
 /// organization's policy demands, consumes the token and writes the factors itself.
-async fn finish_login(mut ctx: Ctx, org: &str, member: &str, token: &str, remember: bool) -> Response {
+async fn finish_login(
+    mut ctx: Ctx,
+    org: &str,
+    member: &str,
+    token: &str,
+    remember: bool,
+) -> Response {
     let session_token = random_token();
     let client = match ctx.app.db.get().await {
         Ok(c) => c,
@@ -365,7 +425,11 @@ async fn finish_login(mut ctx: Ctx, org: &str, member: &str, token: &str, rememb
                 if let Some(device_token) = db::s(&v, "device_token") {
                     // The cookie lives as long as the organization remembers (90 days at most);
                     // mfa enforces the real expiry.
-                    ctx.set_cookie(&device_cookie_name(org, member), &device_token, Some(90 * 86400));
+                    ctx.set_cookie(
+                        &device_cookie_name(org, member),
+                        &device_token,
+                        Some(90 * 86400),
+                    );
                     next = "/home?n=remembered".into();
                 }
             }
@@ -391,13 +455,22 @@ async fn finish_step_up(mut ctx: Ctx, p: &Pending) -> Response {
         .execute(
             "UPDATE app.sessions SET intermediate_session_token = $1
               WHERE token_hash = $2 AND organization_id = $3 AND member_id = $4",
-            &[&p.token, &sha256(&session_token), &p.organization_id, &p.member_id],
+            &[
+                &p.token,
+                &sha256(&session_token),
+                &p.organization_id,
+                &p.member_id,
+            ],
         )
         .await;
     ctx.clear_cookie(LOGIN_COOKIE);
     match updated {
         Ok(1) => {
-            let next = if p.next.starts_with('/') && !p.next.starts_with("//") { p.next.clone() } else { "/home".into() };
+            let next = if p.next.starts_with('/') && !p.next.starts_with("//") {
+                p.next.clone()
+            } else {
+                "/home".into()
+            };
             ctx.redirect(&next)
         }
         Ok(_) => ctx.redirect("/login?n=session_ended"),
@@ -439,7 +512,9 @@ pub async fn step_up(ctx: Ctx, Form(f): Form<Fields>) -> Response {
         token,
         purpose: "step_up".into(),
         masked_phone: db::s(options, "mfa_phone_number"),
-        has_totp: options.get("totp_registration_id").is_some_and(|v| !v.is_null()),
+        has_totp: options
+            .get("totp_registration_id")
+            .is_some_and(|v| !v.is_null()),
         next: "/billing".into(),
     };
     let initiated = db::s(&answer["mfa_required"], "secondary_auth_initiated");
@@ -453,7 +528,13 @@ pub async fn logout(mut ctx: Ctx, Form(f): Form<Fields>) -> Response {
     if let Some(token) = ctx.cookies.get(SESSION_COOKIE).cloned() {
         match ctx.app.db.get().await {
             Ok(c) => {
-                if let Err(e) = c.execute("DELETE FROM app.sessions WHERE token_hash = $1", &[&sha256(&token)]).await {
+                if let Err(e) = c
+                    .execute(
+                        "DELETE FROM app.sessions WHERE token_hash = $1",
+                        &[&sha256(&token)],
+                    )
+                    .await
+                {
                     return internal(e.into());
                 }
             }

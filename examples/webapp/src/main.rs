@@ -51,7 +51,9 @@ fn pool(url: &str, size: usize) -> Pool {
     let manager = Manager::from_config(
         config,
         tokio_postgres::NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
     Pool::builder(manager).max_size(size).build().expect("pool")
 }
@@ -65,8 +67,14 @@ fn templates() -> Environment<'static> {
     for (name, source) in [
         ("base.html", include_str!("../templates/base.html")),
         ("signin.html", include_str!("../templates/signin.html")),
-        ("enroll_totp.html", include_str!("../templates/enroll_totp.html")),
-        ("enroll_phone.html", include_str!("../templates/enroll_phone.html")),
+        (
+            "enroll_totp.html",
+            include_str!("../templates/enroll_totp.html"),
+        ),
+        (
+            "enroll_phone.html",
+            include_str!("../templates/enroll_phone.html"),
+        ),
         ("code.html", include_str!("../templates/code.html")),
         ("home.html", include_str!("../templates/home.html")),
         ("billing.html", include_str!("../templates/billing.html")),
@@ -83,7 +91,10 @@ fn templates() -> Environment<'static> {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("seed-demo") {
-        let url = env("MFA_WEB_SEED_DATABASE_URL", "host=/tmp port=28816 user=postgres dbname=mfa_demo");
+        let url = env(
+            "MFA_WEB_SEED_DATABASE_URL",
+            "host=/tmp port=28816 user=postgres dbname=mfa_demo",
+        );
         if let Err(e) = pages::seed_demo(&url).await {
             eprintln!("mfa-webapp seed-demo: {e}");
             std::process::exit(1);
@@ -99,15 +110,29 @@ async fn main() {
     let config = Config {
         demo,
         secure_cookies: !demo,
-        step_up_seconds: env("MFA_WEB_STEP_UP_SECONDS", "300").parse().unwrap_or(300).min(300),
-        webhook_secret: std::env::var("MFA_WEB_WEBHOOK_SECRET").ok().filter(|s| !s.is_empty()),
+        step_up_seconds: env("MFA_WEB_STEP_UP_SECONDS", "300")
+            .parse()
+            .unwrap_or(300)
+            .min(300),
+        webhook_secret: std::env::var("MFA_WEB_WEBHOOK_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty()),
     };
     let mut cookie_key = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut cookie_key);
     let app = Arc::new(App {
-        db: pool(&env("MFA_WEB_DATABASE_URL", "host=/tmp port=28816 user=mfa_webapp dbname=mfa_demo"), 16),
+        db: pool(
+            &env(
+                "MFA_WEB_DATABASE_URL",
+                "host=/tmp port=28816 user=mfa_webapp dbname=mfa_demo",
+            ),
+            16,
+        ),
         admin_db: pool(
-            &env("MFA_WEB_ADMIN_DATABASE_URL", "host=/tmp port=28816 user=mfa_webapp_admin dbname=mfa_demo"),
+            &env(
+                "MFA_WEB_ADMIN_DATABASE_URL",
+                "host=/tmp port=28816 user=mfa_webapp_admin dbname=mfa_demo",
+            ),
             4,
         ),
         templates: templates(),
@@ -120,11 +145,20 @@ async fn main() {
         .route("/", get(pages::root))
         .route("/login", get(login::signin_form).post(login::signin))
         .route("/login/enroll", get(login::enroll_totp))
-        .route("/login/enroll/phone", get(login::enroll_phone_form).post(login::enroll_phone))
-        .route("/login/totp", get(login::totp_form).post(login::totp_verify))
+        .route(
+            "/login/enroll/phone",
+            get(login::enroll_phone_form).post(login::enroll_phone),
+        )
+        .route(
+            "/login/totp",
+            get(login::totp_form).post(login::totp_verify),
+        )
         .route("/login/sms", get(login::sms_form).post(login::sms_verify))
         .route("/login/sms/send", post(login::sms_send))
-        .route("/login/recovery", get(login::recovery_form).post(login::recovery_verify))
+        .route(
+            "/login/recovery",
+            get(login::recovery_form).post(login::recovery_verify),
+        )
         .route("/step-up", post(login::step_up))
         .route("/logout", post(login::logout))
         .route("/home", get(pages::home))
@@ -153,10 +187,15 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    eprintln!("mfa-webapp: listening on http://{bind}:{port}/{}", if demo { " (demo mode)" } else { "" });
+    eprintln!(
+        "mfa-webapp: listening on http://{bind}:{port}/{}",
+        if demo { " (demo mode)" } else { "" }
+    );
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {},
                 _ = term.recv() => {},

@@ -79,7 +79,11 @@ macro_rules! session_or_login {
                 let mut ctx = $ctx;
                 let had = ctx.cookies.contains_key(SESSION_COOKIE);
                 ctx.clear_cookie(SESSION_COOKIE);
-                return ctx.redirect(if had { "/login?n=session_ended" } else { "/login" });
+                return ctx.redirect(if had {
+                    "/login?n=session_ended"
+                } else {
+                    "/login"
+                });
             }
         }
     };
@@ -107,10 +111,14 @@ pub async fn home(ctx: Ctx, Query(q): Query<Fields>) -> Response {
     .await
     .map(|v| v["remembered_devices"].clone())
     .unwrap_or(Value::Null);
-    let recovery = call(&ctx.app.db, "SELECT mfa.recovery_codes_get($1, $2)", &[&s.organization_id, &s.member_id])
-        .await
-        .ok()
-        .and_then(|v| v.get("recovery_codes_remaining").cloned());
+    let recovery = call(
+        &ctx.app.db,
+        "SELECT mfa.recovery_codes_get($1, $2)",
+        &[&s.organization_id, &s.member_id],
+    )
+    .await
+    .ok()
+    .and_then(|v| v.get("recovery_codes_remaining").cloned());
     let error = q.get("e").map(|e| message_for(e, ""));
     let notice = q.get("n").and_then(|n| notice_for(n));
     ctx.page(
@@ -189,7 +197,13 @@ pub async fn admin(ctx: Ctx, Query(q): Query<Fields>) -> Response {
                    "error": "Only your organization's administrators can open this page."}),
         );
     }
-    let org = match call(&ctx.app.admin_db, "SELECT mfa.organization_get($1)", &[&s.organization_id]).await {
+    let org = match call(
+        &ctx.app.admin_db,
+        "SELECT mfa.organization_get($1)",
+        &[&s.organization_id],
+    )
+    .await
+    {
         Ok(v) => v,
         Err(e) => return internal(e),
     };
@@ -209,9 +223,13 @@ pub async fn admin(ctx: Ctx, Query(q): Query<Fields>) -> Response {
     let mut members = Vec::new();
     for u in &users {
         let email: String = u.get(0);
-        let m = call(&ctx.app.admin_db, "SELECT mfa.member_get($1, $2)", &[&s.organization_id, &email])
-            .await
-            .unwrap_or(Value::Null);
+        let m = call(
+            &ctx.app.admin_db,
+            "SELECT mfa.member_get($1, $2)",
+            &[&s.organization_id, &email],
+        )
+        .await
+        .unwrap_or(Value::Null);
         let phone = m["mfa_phone_number"].as_str().map(|p| {
             let tail = &p[p.len().saturating_sub(4)..];
             format!("•••• {tail}")
@@ -226,7 +244,11 @@ pub async fn admin(ctx: Ctx, Query(q): Query<Fields>) -> Response {
     }
     let allowed: Vec<String> = org["allowed_mfa_methods"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let restricted = org["mfa_methods"] == "RESTRICTED";
     ctx.page(
@@ -245,7 +267,9 @@ pub async fn admin_policy(ctx: Ctx, Form(f): Form<Fields>) -> Response {
     if !ctx.csrf_ok(&f) {
         return ctx.forbidden();
     }
-    let Some(s) = require_admin(&ctx).await else { return ctx.redirect("/login") };
+    let Some(s) = require_admin(&ctx).await else {
+        return ctx.redirect("/login");
+    };
     let policy = f.get("mfa_policy").cloned().unwrap_or_default();
     let totp = f.contains_key("allow_totp");
     let sms = f.contains_key("allow_sms");
@@ -255,7 +279,12 @@ pub async fn admin_policy(ctx: Ctx, Form(f): Form<Fields>) -> Response {
         (false, true) => ("RESTRICTED", Some(vec!["sms_otp".into()])),
         (false, false) => return ctx.redirect("/admin?e=invalid_organization_allowed_mfa_methods"),
     };
-    let Ok(days) = f.get("remember_device_days").map(|d| d.trim()).unwrap_or("0").parse::<i32>() else {
+    let Ok(days) = f
+        .get("remember_device_days")
+        .map(|d| d.trim())
+        .unwrap_or("0")
+        .parse::<i32>()
+    else {
         return ctx.redirect("/admin?e=invalid_remember_device_days");
     };
     match call(
@@ -275,12 +304,17 @@ pub async fn admin_unlock(ctx: Ctx, Form(f): Form<Fields>) -> Response {
     if !ctx.csrf_ok(&f) {
         return ctx.forbidden();
     }
-    let Some(s) = require_admin(&ctx).await else { return ctx.redirect("/login") };
+    let Some(s) = require_admin(&ctx).await else {
+        return ctx.redirect("/login");
+    };
     let member = f.get("member_id").cloned().unwrap_or_default();
     // Only a user of the admin's own organization.
     let known = match ctx.app.db.get().await {
         Ok(c) => c
-            .query_opt("SELECT 1 FROM app.users WHERE organization_id = $1 AND email = $2", &[&s.organization_id, &member])
+            .query_opt(
+                "SELECT 1 FROM app.users WHERE organization_id = $1 AND email = $2",
+                &[&s.organization_id, &member],
+            )
             .await
             .map(|r| r.is_some())
             .unwrap_or(false),
@@ -289,7 +323,13 @@ pub async fn admin_unlock(ctx: Ctx, Form(f): Form<Fields>) -> Response {
     if !known {
         return ctx.redirect("/admin?e=member_not_found");
     }
-    match call(&ctx.app.admin_db, "SELECT mfa.member_unlock($1, $2)", &[&s.organization_id, &member]).await {
+    match call(
+        &ctx.app.admin_db,
+        "SELECT mfa.member_unlock($1, $2)",
+        &[&s.organization_id, &member],
+    )
+    .await
+    {
         Ok(_) => ctx.redirect("/admin?n=unlocked"),
         Err(Fail::Refused(kind)) => ctx.redirect(&format!("/admin?e={kind}")),
         Err(e) => internal(e),
@@ -307,7 +347,11 @@ pub async fn inbox(ctx: Ctx) -> Response {
         .rev()
         .map(|m| json!({"received_at": m.received_at, "to": m.to, "body": m.body}))
         .collect();
-    ctx.page(StatusCode::OK, "inbox.html", json!({"title": "SMS inbox", "messages": messages}))
+    ctx.page(
+        StatusCode::OK,
+        "inbox.html",
+        json!({"title": "SMS inbox", "messages": messages}),
+    )
 }
 
 /// The webhook the SMS worker posts to (`--provider webhook`): the signature
@@ -320,18 +364,19 @@ pub async fn inbox_webhook(
     let Some(secret) = app.config.webhook_secret.as_deref() else {
         return (StatusCode::NOT_FOUND, "no inbox").into_response();
     };
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     let timestamp: u64 = get("x-mfa-timestamp").parse().unwrap_or(0);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let signature = get("x-mfa-signature");
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(&body);
-    let valid = signature
-        .strip_prefix("v1=")
-        .and_then(|hex| data_encoding::HEXLOWER.decode(hex.as_bytes()).ok())
-        .is_some_and(|sig| mac.verify_slice(&sig).is_ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let valid = signature_ok(secret, timestamp, &body, &get("x-mfa-signature"));
     if !valid || now.abs_diff(timestamp) > 300 {
         return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
     }
@@ -341,7 +386,12 @@ pub async fn inbox_webhook(
     let id = message["id"].as_i64().unwrap_or(0);
     let received_at = {
         let secs = now % 86400;
-        format!("{:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+        format!(
+            "{:02}:{:02}:{:02} UTC",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
     };
     let mut inbox = app.inbox.lock().expect("inbox");
     inbox.push_back(SmsMessage {
@@ -352,12 +402,31 @@ pub async fn inbox_webhook(
     while inbox.len() > 50 {
         inbox.pop_front();
     }
-    ([(header::CONTENT_TYPE, "application/json")], json!({"id": format!("dev-inbox-{id}")}).to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"id": format!("dev-inbox-{id}")}).to_string(),
+    )
+        .into_response()
+}
+
+/// `X-Mfa-Signature: v1=hex(HMAC-SHA256(secret, "{timestamp}.{body}"))`, compared in constant time.
+fn signature_ok(secret: &str, timestamp: u64, body: &[u8], header: &str) -> bool {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    header
+        .strip_prefix("v1=")
+        .and_then(|hex| data_encoding::HEXLOWER.decode(hex.as_bytes()).ok())
+        .is_some_and(|sig| mac.verify_slice(&sig).is_ok())
 }
 
 pub async fn style() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")],
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
         include_str!("../static/style.css"),
     )
         .into_response()
@@ -392,15 +461,23 @@ pub async fn security_headers(mut response: Response) -> Response {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
 /// `mfa-webapp seed-demo`: the demo's organizations, members, users and invoices (as a superuser,
 /// after sql/schema.sql). Password `demo-password` for everyone.
 pub async fn seed_demo(url: &str) -> Result<(), String> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     let hash = {
         use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
@@ -440,4 +517,27 @@ pub async fn seed_demo(url: &str) -> Result<(), String> {
             .map_err(e)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signature_ok;
+    use mfa_sms_worker::provider::webhook_signature;
+
+    #[test]
+    fn the_inbox_accepts_the_workers_signature_and_nothing_else() {
+        let body = br#"{"id":1,"body":"Your verification code is 123456."}"#;
+        let good = webhook_signature("s3cret", 1_700_000_000, body);
+        assert!(signature_ok("s3cret", 1_700_000_000, body, &good));
+        assert!(!signature_ok("other", 1_700_000_000, body, &good));
+        assert!(!signature_ok("s3cret", 1_700_000_001, body, &good));
+        assert!(!signature_ok("s3cret", 1_700_000_000, b"{}", &good));
+        assert!(!signature_ok("s3cret", 1_700_000_000, body, ""));
+        assert!(!signature_ok(
+            "s3cret",
+            1_700_000_000,
+            body,
+            &good.replace("v1=", "v2=")
+        ));
+    }
 }

@@ -35,7 +35,10 @@ pub fn sha256(text: &str) -> Vec<u8> {
 /// sharing a browser keep theirs apart).
 pub fn device_cookie_name(organization_id: &str, member_id: &str) -> String {
     let digest = Sha256::digest(format!("{organization_id}\n{member_id}").as_bytes());
-    format!("mfa_device_{}", &data_encoding::HEXLOWER.encode(&digest)[..16])
+    format!(
+        "mfa_device_{}",
+        &data_encoding::HEXLOWER.encode(&digest)[..16]
+    )
 }
 
 /// A login (or step-up) between its first and its second step. It travels in an HttpOnly cookie
@@ -66,14 +69,22 @@ pub struct Ctx {
 impl FromRequestParts<Arc<App>> for Ctx {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
         let cookies = parse_cookies(&parts.headers);
         let mut set_cookies = Vec::new();
         let csrf = match cookies.get(CSRF_COOKIE) {
             Some(v) if v.len() >= 32 => v.clone(),
             _ => {
                 let v = random_token();
-                set_cookies.push(cookie_header(CSRF_COOKIE, &v, None, app.config.secure_cookies));
+                set_cookies.push(cookie_header(
+                    CSRF_COOKIE,
+                    &v,
+                    None,
+                    app.config.secure_cookies,
+                ));
                 v
             }
         };
@@ -83,7 +94,13 @@ impl FromRequestParts<Arc<App>> for Ctx {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        Ok(Ctx { app: app.clone(), cookies, csrf, set_cookies, user_agent })
+        Ok(Ctx {
+            app: app.clone(),
+            cookies,
+            csrf,
+            set_cookies,
+            user_agent,
+        })
     }
 }
 
@@ -148,7 +165,8 @@ impl Ctx {
     }
 
     pub fn redirect(self, to: &str) -> Response {
-        let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response();
+        let mut response =
+            (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response();
         add_cookies(response.headers_mut(), &self.set_cookies);
         response
     }
@@ -294,8 +312,49 @@ pub fn notice_for(key: &str) -> Option<&'static str> {
         "sent" => "We sent a new code.",
         "saved" => "Saved.",
         "unlocked" => "The member is unlocked.",
-        "remembered" => "This device is remembered: next time you will not be asked for a code here.",
+        "remembered" => {
+            "This device is remembered: next time you will not be asked for a code here."
+        }
         "stepped_up" => "Thanks, that is confirmed.",
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cookie_header, message_for};
+
+    #[test]
+    fn cookies_are_httponly_lax_and_secure_outside_the_demo() {
+        let c = cookie_header("mfa_session", "t", None, true);
+        assert_eq!(c, "mfa_session=t; Path=/; HttpOnly; SameSite=Lax; Secure");
+        assert!(!cookie_header("mfa_session", "t", Some(0), false).contains("Secure"));
+    }
+
+    #[test]
+    fn every_error_type_mfa_answers_in_the_login_flow_has_its_own_sentence() {
+        let fallback = message_for("no such error", "");
+        for kind in [
+            "too_many_requests",
+            "user_lock_limit_reached",
+            "invalid_totp_code",
+            "totp_code_already_authenticated",
+            "unable_to_auth_otp_code",
+            "otp_code_expired",
+            "otp_code_not_found",
+            "invalid_recovery_code",
+            "invalid_phone_number",
+            "invalid_phone_number_country_code",
+            "operation_restricted_by_organization_mfa_methods",
+            "insufficient_factors",
+            "intermediate_session_not_found",
+            "member_not_found",
+            "pending_totp_exists",
+            "remembered_devices_not_allowed",
+            "mfa_not_preloaded",
+            "attempt_ledger_full",
+        ] {
+            assert_ne!(message_for(kind, ""), fallback, "{kind}");
+        }
+    }
 }

@@ -19,6 +19,12 @@ if ! cargo build -p mfa-webapp -p mfa-sms-worker >"$log" 2>&1; then
     tail -50 "$log"
     exit 1
 fi
+# The app's own unit tests (cookies, messages, the inbox's signature check against the worker's).
+if ! cargo test -p mfa-webapp >"$log" 2>&1; then
+    tail -50 "$log"
+    exit 1
+fi
+grep "^test result" "$log"
 [[ -d node_modules/playwright-core ]] || npm ci --no-audit --no-fund >/dev/null
 
 trap 'bash ../run.sh stop "$state"' EXIT
