@@ -331,6 +331,27 @@ await test('10 wrong codes lock the member; the organization admin unlocks', asy
   await page.context().close();
 });
 
+await test('codes typed faster than mfa checks them (5 a second): too_many_requests is a message', async () => {
+  const page = await newPage();
+  const secret = ann.secret;
+  await signIn(page, 'acme', 'ann@acme.example');
+  expect(path(page) === '/login/totp', `code asked (at ${page.url()})`);
+  const csrf = await page.locator('input[name=csrf]').first().inputValue();
+  // Ten submissions of the code form at once (the browser's cookies, the form's token).
+  const answers = await Promise.all(Array.from({ length: 10 }, () =>
+    page.request.post('/login/totp', { form: { csrf, code: wrongCode(secret) } }).then(r => r.text())));
+  const limited = answers.filter(a => a.includes('Too many attempts in a short time')).length;
+  const wrong = answers.filter(a => a.includes('That code is not right')).length;
+  expect(limited >= 1 && wrong <= 5 && limited + wrong === 10, `${limited} limited, ${wrong} checked`);
+  await page.setContent(answers.find(a => a.includes('Too many attempts'))); // the page as the browser got it
+  await shot(page, '23-too-many-requests');
+  await new Promise(r => setTimeout(r, 1500));
+  await page.goto('/login/totp');
+  await typeCode(page, await nextCode(secret));
+  expect(path(page) === '/home', `then a right code signs in (at ${page.url()})`);
+  await page.context().close();
+});
+
 await test('the admin switches globex to REQUIRED_FOR_ALL: carol must enroll', async () => {
   const page = await newPage();
   await signIn(page, 'globex', 'carol@globex.example');
