@@ -377,6 +377,8 @@ await test('a form without its CSRF token (or with another) is refused with 403'
   const form = { organization: 'acme', email: 'bob@acme.example', password: 'demo-password' };
   const missing = await page.request.post('/login', { form, maxRedirects: 0 });
   expect(missing.status() === 403, `no token: ${missing.status()}`);
+  await page.setContent(await missing.text()); // the 403 page as the browser got it
+  await shot(page, '24-csrf-refused');
   const wrong = await page.request.post('/login', { form: { ...form, csrf: 'x'.repeat(43) }, maxRedirects: 0 });
   expect(wrong.status() === 403, `another token: ${wrong.status()}`);
   // Signed in, a sign-out without the token is refused and the session lives on.
