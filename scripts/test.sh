@@ -73,7 +73,7 @@ suite() {
 
     if [[ -n $browser_tests ]]; then
         echo "== PostgreSQL $major: browser tests of the reference web application (examples/webapp, headless Chromium)"
-        bash examples/webapp/tests/run-browser-tests.sh "$port"
+        bash examples/webapp/tests/run-browser-tests.sh "$port" "$data"
     fi
 
     bash scripts/cluster.sh stop "$data" "$port"

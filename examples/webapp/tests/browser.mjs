@@ -5,7 +5,7 @@
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -15,6 +15,11 @@ const windowSeconds = 5; // the app's MFA_WEB_STEP_UP_SECONDS in this run
 mkdirSync(shots, { recursive: true });
 
 const problems = []; // console errors, page errors, HTTP 5xx: any fails the run
+// Every secret the test saw (TOTP keys, recovery codes, SMS codes, cookies): run-browser-tests.sh
+// fails if one of them is in the app's, the worker's or the server's log.
+function sawSecret(...values) {
+  if (process.env.SECRETS_FILE) appendFileSync(process.env.SECRETS_FILE, values.filter(v => v && v.length >= 6).join('\n') + '\n');
+}
 let passed = 0, failed = 0;
 const started = Date.now();
 
@@ -113,6 +118,7 @@ async function scanQr(page) {
   expect(uri.startsWith('otpauth://totp/'), `QR code holds ${uri.slice(0, 20)}…`);
   const secret = new URL(uri).searchParams.get('secret');
   expect(secret === (await page.locator('#secret').innerText()).replace(/\s/g, ''), 'the QR code and the key shown agree');
+  sawSecret(secret, ...(await page.locator('.codes code').allInnerTexts()));
   return secret;
 }
 async function smsCode(page, phone) {
@@ -125,6 +131,7 @@ async function smsCode(page, phone) {
     const row = rows.find(r => r.includes(phone));
     const code = row?.match(/\b(\d{6})\b/)?.[1];
     if (code) {
+      sawSecret(code);
       await shot(inbox, '11-dev-sms-inbox');
       await inbox.close();
       return code;
@@ -143,6 +150,7 @@ async function test(name, fn) {
   const t = Date.now();
   try {
     await fn();
+    for (const context of browser.contexts()) sawSecret(...(await context.cookies()).map(c => c.value));
     passed++;
     console.log(`ok ${passed + failed} - ${name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
   } catch (e) {
