@@ -1,15 +1,17 @@
 //! `mfa`: PostgreSQL as the multi-factor-authentication authority of a B2B application.
 //!
-//! Three layers, one direction: `api` (the SQL functions and the orchestration of one call) →
-//! `store` (every statement) → `core` (pure Rust, plain tests). Tables, roles, grants and comments
-//! are in `sql/`.
+//! One question per folder, imports point down (ARCHITECTURE.md): `api` (what PostgreSQL calls) →
+//! `flow` (one call's orchestration) → `store` (every statement) and `server` (what outlives a
+//! call: settings, the key ring, the attempt ledger) → `core` (pure Rust, plain tests). Tables,
+//! roles, grants and comments are in `sql/`.
 
 use pgrx::prelude::*;
 
 mod api;
 mod core;
 mod error;
-mod settings;
+mod flow;
+mod server;
 mod store;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -34,15 +36,15 @@ extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     error::keep_backtraces_out_of_errors();
-    settings::register();
+    server::settings::register();
     api::gate::register_callbacks();
     api::prepared::register_callbacks();
     // Preloaded, the postmaster sets up the attempt ledger's shared memory (without it every
     // authentication is refused). The postmaster also pays for the phone metadata once and every
     // backend inherits it; loaded on first use, a backend pays on its first phone number instead.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
-        store::key_ring::load_at_preload();
-        store::ledger::request_at_preload();
+        server::key_ring::load_at_preload();
+        server::ledger::request_at_preload();
         core::phone::warm_up();
     }
 }

@@ -8,7 +8,6 @@
 //! - AFTER INSERT / AFTER UPDATE (when a guarded column changed): the final row must be one that a
 //!   BEFORE trigger decided; a trigger that fires after the gate and rewrites the row is caught.
 
-use crate::api::{answer, login};
 use crate::core::crypto::{sha256, token_hash};
 use crate::core::factor::{remembered_device_id, second_factors};
 use crate::core::policy::{self, validate_id, IdKind};
@@ -18,10 +17,11 @@ use crate::core::session_gate::{
 use crate::core::session_seal;
 use crate::error::SqlResult;
 use crate::error::{err, ErrorType, MfaError, MfaResult};
+use crate::flow::keys;
+use crate::flow::{answer, token};
+use crate::server::ledger;
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
-use crate::store::keyring;
-use crate::store::ledger;
 use crate::store::members;
 use crate::store::remembered_devices;
 use crate::store::sessions;
@@ -99,7 +99,7 @@ fn identity_change(table: &str) -> MfaError {
 
 /// Seals each factor to the session's organization and member (see `core::session_seal`).
 fn sealed(organization_id: &str, member_id: &str, factors: Vec<Value>) -> MfaResult<Vec<Value>> {
-    let keys = keyring::current()?;
+    let keys = keys::current()?;
     Ok(factors
         .into_iter()
         .map(|factor| session_seal::seal(&keys, organization_id, member_id, factor))
@@ -255,9 +255,9 @@ fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Result<Value, MfaE
     })?;
     let Some(factors) = consumed else {
         // Which of the token's problems it is, for the message.
-        let problem = login::find_for(organization_id, member_id, token)
+        let problem = token::find_for(organization_id, member_id, token)
             .err()
-            .unwrap_or_else(login::token_not_found);
+            .unwrap_or_else(token::token_not_found);
         return Err(MfaError::new(
             ErrorType::InsufficientFactors,
             format!("{}: {}", problem.error_type, problem.message),
@@ -437,8 +437,8 @@ pub fn decide(
         };
         let Some(factors) = inputs.consumed_factors else {
             // Which of the token's problems it is, for the message.
-            login::find_for(organization_id, member_id, token).map_err(insufficient)?;
-            return Err(insufficient(login::token_not_found()));
+            token::find_for(organization_id, member_id, token).map_err(insufficient)?;
+            return Err(insufficient(token::token_not_found()));
         };
         if !inputs.has_primary {
             return err(
@@ -574,7 +574,7 @@ pub fn session_verified_factors(
         if let Some((_, known)) = keys.iter().find(|(f, _)| f == fingerprint) {
             return known.clone();
         }
-        let known = keyring::by_fingerprint(fingerprint).ok();
+        let known = keys::by_fingerprint(fingerprint).ok();
         keys.push((fingerprint.to_string(), known.clone()));
         known
     });

@@ -7,7 +7,9 @@
 //! connection would hold up `DROP DATABASE`) or another database waits for its turn; the
 //! postmaster starts it again at once.
 
-use crate::store::{ledger, lockouts};
+use crate::flow::ledger_flush;
+use crate::server::ledger;
+use crate::store::lockouts;
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use std::cell::Cell;
@@ -44,7 +46,7 @@ pub extern "C-unwind" fn mfa_ledger_launcher_main(_arg: pg_sys::Datum) {
         // The launcher is the one process that rereads the key file at a reload: every backend
         // then reads the new keys from shared memory.
         if BackgroundWorker::sighup_received() {
-            crate::store::key_ring::reload();
+            crate::server::key_ring::reload();
         }
         ledger::launch_wanted();
         if !BackgroundWorker::wait_latch(Some(LAUNCHER_TICK)) {
@@ -135,7 +137,7 @@ pub extern "C-unwind" fn mfa_ledger_writer_main(arg: pg_sys::Datum) {
                 .iter()
                 .map(|(_, record)| record)
                 .chain(summary.as_ref());
-            if let Err(e) = lockouts::write_batch(records) {
+            if let Err(e) = ledger_flush::write_batch(records) {
                 pgrx::error!("mfa: attempt ledger writer: {}", e.message);
             }
         });

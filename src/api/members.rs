@@ -1,16 +1,19 @@
 //! Administration of members: `member_upsert`, `member_get`, `member_delete`, `member_unlock`,
 //! `member_delete_mfa_phone_number`.
 
-use crate::api::{answer, organizations};
 use crate::core::ids;
 use crate::core::phone::{mask_e164, parse_phone_number};
 use crate::core::policy::{parse_default_method, validate_id, IdKind, MfaMethod};
 use crate::error::{err, ErrorType, SqlResult};
-use crate::settings;
+use crate::flow::answer;
+use crate::flow::member::{self, Load};
+use crate::server::ledger;
+use crate::server::settings;
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
-use crate::store::members::{self, Load, SettingsChange};
-use crate::store::{cluster, ledger, spi};
+use crate::store::members::{self, SettingsChange};
+use crate::store::organizations;
+use crate::store::{cluster, spi};
 use pgrx::prelude::*;
 use serde_json::json;
 
@@ -34,7 +37,7 @@ fn member_upsert(
         return Err(organizations::not_found(org).into());
     };
     // A member this transaction created is locked by the insert already.
-    let before = members::load(
+    let before = member::load(
         Some(org),
         Some(mem),
         if created { Load::Read } else { Load::Lock },
@@ -84,7 +87,7 @@ fn member_upsert(
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn member_get(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
-    let member = members::load(organization_id, member_id, Load::Read)?;
+    let member = member::load(organization_id, member_id, Load::Read)?;
     Ok(Jsonb(answer::member(&member)))
 }
 
@@ -93,7 +96,7 @@ fn member_get(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResu
 #[search_path(pg_catalog, pg_temp)]
 fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<()> {
     let request = Request::new();
-    let m = members::load(organization_id, member_id, Load::Lock)?;
+    let m = member::load(organization_id, member_id, Load::Lock)?;
     members::delete(&m)?;
     request.audit(
         &m.organization_id,
@@ -109,12 +112,12 @@ fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) -> SqlR
 #[search_path(pg_catalog, pg_temp)]
 fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
     let request = Request::new();
-    let m = members::load(organization_id, member_id, Load::Lock)?;
+    let m = member::load(organization_id, member_id, Load::Lock)?;
     cluster::require_organization_here(&m.organization_id)?;
     // At once, in the ledger and (by its worker) in the durable row, whatever this transaction
     // does next.
     ledger::unlock(
-        m.ledger_key()?,
+        member::ledger_key(&m)?,
         &m.attempts,
         &settings::attempt_limits(),
         &ledger::EventContext {
@@ -142,7 +145,7 @@ fn member_delete_mfa_phone_number(
     member_id: Option<&str>,
 ) -> SqlResult<Jsonb> {
     let request = Request::new();
-    let m = members::load(organization_id, member_id, Load::Lock)?;
+    let m = member::load(organization_id, member_id, Load::Lock)?;
     let Some(phone) = &m.mfa_phone_number else {
         return err(
             ErrorType::MemberPhoneNumberNotFound,
@@ -150,7 +153,7 @@ fn member_delete_mfa_phone_number(
         );
     };
     members::remove_phone(&m)?;
-    crate::api::remembered_devices::revoke_all(&request, &m, "phone_number_deleted")?;
+    crate::flow::devices::revoke_all(&request, &m, "phone_number_deleted")?;
     request.audit(
         &m.organization_id,
         Some(&m.member_id),

@@ -1,10 +1,10 @@
-//! The SQL surface: `#[pg_extern]` / `#[pg_trigger]` functions and the orchestration of one call.
+//! What PostgreSQL calls: `#[pg_extern]` / `#[pg_trigger]` functions, background-worker entry points
+//! and transaction callbacks. Each parses its arguments, calls one flow and wraps the answer.
+//! Nothing imports this module but `lib.rs`.
 
 // The SQL functions return pgrx's `ErrorReport` (208 bytes) on their cold path, once per call.
 #![allow(clippy::result_large_err)]
 
-pub mod answer;
-pub mod attempt;
 pub mod gate;
 pub mod keys;
 pub mod ledger_worker;

@@ -3,148 +3,20 @@
 //! token presented again revokes the member's devices), `remembered_devices_get` and
 //! `remembered_device_revoke`.
 
-use crate::api::answer;
-use crate::api::login::{token_not_found, token_unknown_here};
-use crate::core::crypto::{constant_time_eq, new_token, token_hash};
+use crate::core::crypto::{new_token, token_hash};
 use crate::core::factor::second_factors;
-use crate::core::policy::{validate_id, IdKind, OrganizationPolicy};
-use crate::error::{err, ErrorType, MfaError, MfaResult, SqlResult};
+use crate::core::policy::{validate_id, IdKind};
+use crate::error::{err, ErrorType, SqlResult};
+use crate::flow::answer;
+use crate::flow::devices::{device_id, optional_text};
+use crate::flow::member::{self, Load};
+use crate::flow::token::{token_not_found, token_unknown_here};
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
-use crate::store::members::{self, Load, Member};
 use crate::store::remembered_devices::{self, NewDevice, Revocation};
-use crate::store::{ledger, sessions, spi};
+use crate::store::sessions;
 use pgrx::prelude::*;
 use serde_json::json;
-
-/// A device a login presented and that was honoured.
-pub struct Honoured {
-    pub device_id: String,
-    /// Its new token (the presented one died), for the answer.
-    pub new_token: String,
-}
-
-fn fingerprint_matches(bound: Option<&[u8]>, presented: Option<&str>) -> bool {
-    match (bound, presented) {
-        (None, _) => true,
-        (Some(hash), Some(fingerprint)) => constant_time_eq(hash, &token_hash(fingerprint)),
-        (Some(_), None) => false,
-    }
-}
-
-/// The device token a login presented: honoured (rotated) when it is this member's current,
-/// unexpired token, its fingerprint matches and the organization remembers devices; a token that
-/// was rotated away revokes every device of its member (suspected theft); anything else is
-/// ignored, so that a stale cookie never breaks a login.
-pub fn recognize(
-    request: &Request,
-    member: &Member,
-    org: &OrganizationPolicy,
-    token: &str,
-    fingerprint: Option<&str>,
-) -> MfaResult<Option<Honoured>> {
-    let presented = token_hash(token);
-    let organization_id = member.organization_id.as_str();
-    if let Some(device) = remembered_devices::find_current(organization_id, &presented)? {
-        let honoured = device.member_id == member.member_id
-            && device.live
-            && org.remembers_devices()
-            && !member.is_locked
-            && fingerprint_matches(device.fingerprint_hash.as_deref(), fingerprint);
-        if !honoured {
-            return Ok(None);
-        }
-        let new_token = new_token();
-        let rotated = remembered_devices::rotate(
-            organization_id,
-            &member.member_id,
-            &device.device_id,
-            &presented,
-            &token_hash(&new_token),
-            &request.id,
-        )?;
-        return Ok(rotated.then_some(Honoured {
-            device_id: device.device_id,
-            new_token,
-        }));
-    }
-    if let Some(owner) = remembered_devices::owner_of_retired(organization_id, &presented)? {
-        // The signal goes through the attempt ledger's writer, so that it is recorded even when
-        // the caller rolls this transaction (and the revocation) back. It is never dropped: when
-        // it cannot be queued, this login fails (and with it the caller's transaction).
-        let queued = ledger::queue_event(
-            &ledger::EventContext {
-                organization_id: organization_id.to_string(),
-                member_id: owner.clone(),
-                actor: spi::session_user(),
-                event_type: "remembered_device.theft_suspected",
-                request_id: crate::core::ids::request_id_bytes(&request.id),
-            },
-            &json!({ "reason": "a rotated device token was presented again" }),
-            ledger::Purpose::Needed,
-        );
-        if !queued {
-            return Err(MfaError::new(
-                ErrorType::AttemptLedgerFull,
-                "A suspected theft of a remembered device could not be recorded; try again later.",
-            ));
-        }
-        remembered_devices::revoke(Revocation {
-            organization_id,
-            member_id: Some(&owner),
-            device_id: None,
-            request_id: &request.id,
-            reason: "theft_suspected",
-        })?;
-    }
-    Ok(None)
-}
-
-/// Revokes every remembered device of `member`, for `reason` (a factor or the member going).
-pub fn revoke_all(request: &Request, member: &Member, reason: &str) -> MfaResult<i64> {
-    remembered_devices::revoke(Revocation {
-        organization_id: &member.organization_id,
-        member_id: Some(&member.member_id),
-        device_id: None,
-        request_id: &request.id,
-        reason,
-    })
-}
-
-fn optional_text<'a>(
-    value: Option<&'a str>,
-    field: &str,
-    max_chars: usize,
-) -> MfaResult<Option<&'a str>> {
-    match value {
-        None => Ok(None),
-        Some(v) if v.is_empty() || v.chars().count() > max_chars => err(
-            ErrorType::InvalidArgument,
-            format!("{field} must be 1 to {max_chars} characters long."),
-        ),
-        Some(v) if v.chars().any(char::is_control) => err(
-            ErrorType::InvalidArgument,
-            format!("{field} cannot contain control characters."),
-        ),
-        Some(v) => Ok(Some(v)),
-    }
-}
-
-/// A device id argument: the UUID `remembered_device_create` answered with.
-fn device_id(value: Option<&str>) -> MfaResult<Option<String>> {
-    value
-        .map(|v| {
-            uuid::Uuid::parse_str(v)
-                .map(|id| id.to_string())
-                .map_err(|_| {
-                    crate::error::MfaError::new(
-                        ErrorType::InvalidArgument,
-                        "device_id must be a device_id that remembered_device_create returned.",
-                    )
-                })
-        })
-        .transpose()
-}
 
 /// Remembers the device of a login that proved a second factor, so that the member's next logins
 /// from it skip MFA for the organization's `remember_device_days`.
@@ -161,7 +33,7 @@ fn remembered_device_create(
     let device_name = optional_text(device_name, "device_name", 200)?;
     let device_fingerprint = optional_text(device_fingerprint, "device_fingerprint", 1024)?;
     // Locked: a factor deleted or the member locked meanwhile revokes what this creates.
-    let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
+    let (member, org) = member::load_with_policy(organization_id, member_id, Load::Lock)?;
     if !org.remembers_devices() {
         return err(
             ErrorType::RememberedDevicesNotAllowed,
@@ -229,7 +101,7 @@ fn remembered_devices_get(
     member_id: Option<&str>,
 ) -> SqlResult<Jsonb> {
     let request = Request::new();
-    let member = members::load(organization_id, member_id, Load::Read)?;
+    let member = member::load(organization_id, member_id, Load::Read)?;
     let devices = remembered_devices::list(&member.organization_id, &member.member_id)?;
     Ok(Jsonb(answer::about(
         &request,
@@ -250,7 +122,7 @@ fn remembered_device_revoke(
     let organization_id = validate_id(organization_id, IdKind::Organization)?;
     let member_id = validate_id(member_id, IdKind::Member)?;
     let device_id = self::device_id(device_id)?;
-    let member = members::load(Some(organization_id), Some(member_id), Load::Lock)?;
+    let member = member::load(Some(organization_id), Some(member_id), Load::Lock)?;
     let revoked = remembered_devices::revoke(Revocation {
         organization_id: &member.organization_id,
         member_id: Some(&member.member_id),

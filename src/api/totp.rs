@@ -1,75 +1,28 @@
 //! The TOTP and recovery-code SQL surface: `totp_create`, `totp_authenticate`, `totp_migrate`,
 //! `member_delete_totp`, `recovery_codes_get/rotate/recover`, `totp_verify` and `qr_code_text`.
 
-use crate::api::attempt::{Attempt, Proof};
-use crate::api::{answer, login};
-use crate::core::factor::Factor;
-use crate::core::ids;
 use crate::core::policy::MfaMethod;
 use crate::core::qr::qr_code_data_url;
 use crate::core::totp::{
-    new_recovery_code, new_secret, normalize_recovery_code, otpauth_uri, secret_from_base32,
-    secret_to_base32, step_at, verify_code, CodeRejection, RECOVERY_CODE_COUNT,
+    new_secret, normalize_recovery_code, otpauth_uri, secret_from_base32, secret_to_base32,
+    step_at, verify_code,
 };
 use crate::error::{err, ErrorType, MfaError, MfaResult, SqlResult};
-use crate::settings;
-use crate::store::attempts::Spend;
+use crate::flow::attempt::Attempt;
+use crate::flow::member::{self, Load};
+use crate::flow::totp::{
+    authenticate, mint_recovery_codes, recover, require_active_registration, store_recovery_codes,
+    store_registration,
+};
+use crate::flow::{answer, token};
+use crate::server::settings;
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
-use crate::store::keyring;
-use crate::store::members::{self, Load, Member, TotpRegistration};
+use crate::store::members::{self};
 use crate::store::totp;
 use pgrx::datum::ToIsoString;
 use pgrx::prelude::*;
-use serde_json::{json, Value};
-
-/// The secret is bound to its row: a ciphertext copied onto another registration does not decrypt.
-fn associated_data(member: &Member, registration_id: &str) -> Vec<u8> {
-    secret_associated_data(&member.organization_id, &member.member_id, registration_id)
-}
-
-pub fn secret_associated_data(
-    organization_id: &str,
-    member_id: &str,
-    registration_id: &str,
-) -> Vec<u8> {
-    [
-        organization_id.as_bytes(),
-        member_id.as_bytes(),
-        registration_id.as_bytes(),
-    ]
-    .join(&0u8)
-}
-
-fn store_registration(
-    member: &Member,
-    secret: &[u8],
-    pending_minutes: Option<i32>,
-) -> MfaResult<String> {
-    let registration_id = ids::new_uuid();
-    let ciphertext =
-        keyring::current()?.encrypt(secret, &associated_data(member, &registration_id));
-    totp::replace_registration(member, &registration_id, ciphertext, pending_minutes)?;
-    Ok(registration_id)
-}
-
-/// Replaces the member's recovery codes with `codes` (stored as keyed hashes only).
-fn store_recovery_codes(member: &Member, codes: &[String]) -> MfaResult<()> {
-    let keys = keyring::current()?;
-    let hashes = codes
-        .iter()
-        .map(|c| keys.hash_code("recovery", c))
-        .collect();
-    totp::replace_recovery_codes(member, hashes, &keys.fingerprint_hex())
-}
-
-fn mint_recovery_codes(member: &Member) -> MfaResult<Vec<String>> {
-    let codes: Vec<String> = (0..RECOVERY_CODE_COUNT)
-        .map(|_| new_recovery_code())
-        .collect();
-    store_recovery_codes(member, &codes)?;
-    Ok(codes)
-}
+use serde_json::json;
 
 /// Starts an authenticator-app registration, pending until its first code is authenticated.
 #[pg_extern(volatile, security_definer)]
@@ -88,9 +41,9 @@ fn totp_create(
             "expiration_minutes must be between 5 and 1440.",
         );
     }
-    let (member, org) = members::load_with_policy(organization_id, member_id, Load::Lock)?;
+    let (member, org) = member::load_with_policy(organization_id, member_id, Load::Lock)?;
     org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
-    login::find_optional(&member, intermediate_session_token)?;
+    token::find_optional(&member, intermediate_session_token)?;
     if let Some(existing) = &member.totp {
         if existing.active {
             return err(
@@ -105,7 +58,7 @@ fn totp_create(
             );
         }
     }
-    login::require_step_up_for_new_factor(&member, intermediate_session_token)?;
+    token::require_step_up_for_new_factor(&member, intermediate_session_token)?;
     let secret = new_secret();
     let registration_id = store_registration(&member, &secret, Some(expiration_minutes))?;
     let recovery_codes = mint_recovery_codes(&member)?;
@@ -153,60 +106,6 @@ fn totp_authenticate(
     Ok(Jsonb(authenticate(attempt, code.unwrap_or(""))?))
 }
 
-fn authenticate(attempt: Attempt, code: &str) -> MfaResult<Value> {
-    let member = &attempt.member;
-    let Some(registration) = &member.totp else {
-        return err(
-            ErrorType::TotpNotFound,
-            "The member has no TOTP registration.",
-        );
-    };
-    if let Some(refusal) = attempt.admit(None)? {
-        return Ok(refusal);
-    }
-    if registration.expired {
-        return attempt.fail(
-            ErrorType::ExpiredTotp,
-            "The pending TOTP registration has expired; create a new one.",
-        );
-    }
-    let secret = keyring::decrypt(
-        &registration.secret_ciphertext,
-        &associated_data(member, &registration.totp_registration_id),
-    )?;
-    let step = match verify_code(
-        &secret,
-        code,
-        step_at(ids::unix_seconds()),
-        settings::TOTP_SKEW_STEPS.get() as u64,
-        registration.last_used_step.map(|s| s as u64),
-    ) {
-        Ok(step) => step,
-        Err(CodeRejection::Invalid) => {
-            return attempt.fail(ErrorType::InvalidTotpCode, "The TOTP code is not valid.")
-        }
-        Err(CodeRejection::AlreadyUsed) => {
-            return attempt.fail(
-                ErrorType::TotpCodeAlreadyAuthenticated,
-                "This TOTP code was already used; wait for the next one.",
-            )
-        }
-    };
-    let registration_id = registration.totp_registration_id.clone();
-    let activates_totp = !registration.active;
-    attempt.succeed(
-        Proof {
-            factor: Factor::Totp {
-                totp_id: registration_id.clone(),
-            },
-            spend: Spend::TotpStep(step as i64),
-            verifies_phone: false,
-            activates_totp,
-        },
-        json!({ "totp_registration_id": registration_id }),
-    )
-}
-
 /// Imports an existing authenticator (active at once) and, optionally, its recovery codes.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
@@ -232,7 +131,7 @@ fn totp_migrate(
                 })
         })
         .collect::<MfaResult<Vec<String>>>()?;
-    let member = members::load(organization_id, member_id, Load::Lock)?;
+    let member = member::load(organization_id, member_id, Load::Lock)?;
     if member.totp.as_ref().is_some_and(|r| r.active) {
         return err(
             ErrorType::ActiveTotpExists,
@@ -261,7 +160,7 @@ fn totp_migrate(
 #[search_path(pg_catalog, pg_temp)]
 fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
     let request = Request::new();
-    let member = members::load(organization_id, member_id, Load::Lock)?;
+    let member = member::load(organization_id, member_id, Load::Lock)?;
     let Some(registration) = &member.totp else {
         return err(
             ErrorType::TotpNotFound,
@@ -269,7 +168,7 @@ fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) ->
         );
     };
     members::remove_totp(&member)?;
-    crate::api::remembered_devices::revoke_all(&request, &member, "totp_deleted")?;
+    crate::flow::devices::revoke_all(&request, &member, "totp_deleted")?;
     request.audit(
         &member.organization_id,
         Some(&member.member_id),
@@ -282,23 +181,13 @@ fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) ->
     )?))
 }
 
-fn require_active_registration(member: &Member) -> MfaResult<&TotpRegistration> {
-    match &member.totp {
-        Some(r) if r.active => Ok(r),
-        _ => err(
-            ErrorType::RecoveryCodesNotFound,
-            "The member has no active TOTP registration, so no recovery codes.",
-        ),
-    }
-}
-
 /// How many recovery codes remain and when they were minted (the codes themselves are stored
 /// hashed and were shown only once).
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
     let request = Request::new();
-    let member = members::load(organization_id, member_id, Load::Read)?;
+    let member = member::load(organization_id, member_id, Load::Read)?;
     let (remaining, created_at) = totp::recovery_codes_left(&member)?;
     Ok(Jsonb(answer::about(
         &request,
@@ -322,10 +211,10 @@ fn recovery_codes_rotate(
     intermediate_session_token: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
     let request = Request::new();
-    let member = members::load(organization_id, member_id, Load::Lock)?;
+    let member = member::load(organization_id, member_id, Load::Lock)?;
     require_active_registration(&member)?;
-    match login::find_optional(&member, intermediate_session_token)? {
-        Some(session) if login::has_second_factor(&session) => {}
+    match token::find_optional(&member, intermediate_session_token)? {
+        Some(session) if token::has_second_factor(&session) => {}
         _ => {
             return err(
                 ErrorType::InsufficientFactors,
@@ -367,36 +256,6 @@ fn recovery_codes_recover(
         false,
     )?;
     Ok(Jsonb(recover(attempt, recovery_code)?))
-}
-
-fn recover(attempt: Attempt, recovery_code: Option<&str>) -> MfaResult<Value> {
-    let member = &attempt.member;
-    require_active_registration(member)?;
-    if let Some(refusal) = attempt.admit(None)? {
-        return Ok(refusal);
-    }
-    let candidates: Vec<Vec<u8>> = match recovery_code.and_then(normalize_recovery_code) {
-        Some(code) => totp::recovery_code_keys(member)?
-            .iter()
-            .map(|id| keyring::by_fingerprint(id).map(|k| k.hash_code("recovery", &code)))
-            .collect::<MfaResult<_>>()?,
-        None => Vec::new(),
-    };
-    let Some(remaining) = totp::spend_recovery_code(member, candidates)? else {
-        return attempt.fail(
-            ErrorType::InvalidRecoveryCode,
-            "The recovery code is not valid or was already used.",
-        );
-    };
-    attempt.succeed(
-        Proof {
-            factor: Factor::RecoveryCode,
-            spend: Spend::RecoveryCode,
-            verifies_phone: false,
-            activates_totp: false,
-        },
-        json!({ "recovery_codes_remaining": remaining }),
-    )
 }
 
 /// Renders any text (an otpauth URI) as a QR code of Unicode blocks, for terminals and psql.

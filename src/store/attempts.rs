@@ -1,5 +1,5 @@
 //! The success of a second-factor attempt as one statement (`attempt_success.sql`). Failures do
-//! not come here: the attempt ledger counts and audits them (`store::ledger`), so they outlive a
+//! not come here: the attempt ledger counts and audits them (`server::ledger`), so they outlive a
 //! rolled-back caller.
 
 use crate::error::MfaResult;

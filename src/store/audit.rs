@@ -1,7 +1,7 @@
 //! The audit trail: a request's id (shared by its answer and every event it writes) and the one
 //! standalone INSERT into `mfa.events`. Statements that record their event in the same execution
 //! (a success, a send, a session) carry it as their `audited` CTE with the same columns; events
-//! that must outlive a rolled-back caller go through the attempt ledger (`store::ledger`).
+//! that must outlive a rolled-back caller go through the attempt ledger (`server::ledger`).
 
 use crate::core::ids;
 use crate::error::MfaResult;

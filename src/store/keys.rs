@@ -1,9 +1,35 @@
-//! Statements of key rotation: which secrets a key covers, and the re-encryption of a batch.
+//! Statements of keys: the per-database keys, which secrets a key covers, and the re-encryption
+//! of a batch (key rotation).
 
 use crate::error::MfaResult;
 use crate::store::{cluster, grouped_by, spi};
 use pgrx::datum::DatumWithOid;
 use std::sync::LazyLock;
+
+/// The per-database master keys (only the one whose fingerprint is `only`, when given), oldest
+/// first.
+pub fn database_keys(only: Option<&str>) -> MfaResult<Vec<Vec<u8>>> {
+    let stored = spi::typed_rows(
+        "SELECT key FROM mfa.database_keys WHERE $1::text IS NULL OR key_id = $1
+          ORDER BY created_at, key_id",
+        &[only.into()],
+        |row| row.get::<Vec<u8>>(1),
+    )?;
+    Ok(stored.into_iter().flatten().collect())
+}
+
+/// Stores a new per-database master key under its fingerprint `key_id`.
+pub fn insert_database_key(key_id: &str, master: &[u8]) -> MfaResult<()> {
+    spi::execute(
+        "INSERT INTO mfa.database_keys (key_id, key) VALUES ($1, decode($2, 'hex'))
+         ON CONFLICT DO NOTHING",
+        &[
+            key_id.into(),
+            data_encoding::HEXLOWER.encode(master).as_str().into(),
+        ],
+    )?;
+    Ok(())
+}
 
 /// One key's line of `mfa.encryption_keys()`.
 pub struct KeyUsage {

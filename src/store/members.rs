@@ -5,12 +5,12 @@ use crate::core::attempts::MemberAttempts;
 use crate::core::ids;
 use crate::core::phone::ParsedPhone;
 use crate::core::policy::{
-    truncate_for_message, validate_id, IdKind, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy,
+    truncate_for_message, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy,
 };
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::store::audit::Event;
 use crate::store::jsonb::Jsonb;
-use crate::store::{ledger, lockouts, sms, spi};
+use crate::store::{lockouts, spi};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::spi::SpiHeapTupleData;
 
@@ -66,15 +66,6 @@ pub struct SmsCode {
 }
 
 impl Member {
-    /// The member's entry in the attempt ledger.
-    pub fn ledger_key(&self) -> MfaResult<ledger::MemberKey> {
-        ledger::MemberKey::new(
-            &self.organization_id,
-            &self.member_id,
-            self.created_at.into_inner(),
-        )
-    }
-
     /// A factor the member has proven: a verified phone or an active authenticator app.
     pub fn has_active_factor(&self) -> bool {
         self.mfa_phone_number_verified || self.totp_registration_id.is_some()
@@ -85,26 +76,6 @@ impl Member {
             MfaMethod::SmsOtp => self.mfa_phone_number.is_some(),
             MfaMethod::Totp => self.totp_registration_id.is_some(),
         }
-    }
-
-    /// The member with the attempt ledger's copy of their lockout state (the durable row's when
-    /// the ledger knows nothing of them, or was not preloaded), and the lock fields it shows.
-    fn with_live_attempts(mut self) -> Member {
-        if ledger::is_available() {
-            if let Ok(key) = self.ledger_key() {
-                if let Ok(live) = ledger::current(&key, &self.attempts) {
-                    self.attempts = live;
-                }
-            }
-        }
-        let now = unsafe { pgrx::pg_sys::GetCurrentTimestamp() };
-        self.is_locked = self.attempts.is_locked(now);
-        let time = |t: i64| TimestampWithTimeZone::try_from(t).ok();
-        if self.is_locked {
-            self.lock_created_at = time(self.attempts.lock_created_at);
-            self.lock_expires_at = time(self.attempts.lock_expires_at);
-        }
-        self
     }
 }
 
@@ -119,19 +90,17 @@ pub fn not_found(organization_id: &str, member_id: &str) -> MfaError {
     )
 }
 
-/// How a member is loaded.
+/// Which statement loads a member (`flow::member::Load` says which one a call needs, and the
+/// order of the locks it takes).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Load<'a> {
-    /// A snapshot read.
+pub enum Statement {
+    /// `member_read.sql`: a snapshot read.
     Read,
-    /// The member's row and their authenticator app stay locked until the end of the transaction,
-    /// which serializes attempts, sends and changes on one member.
+    /// `member_lock.sql`: the member's row and their authenticator app stay locked until the end
+    /// of the transaction.
     Lock,
-    /// `Lock`, for an SMS code attempt: the live SMS code is read and locked too.
+    /// `member_lock_with_sms_code.sql`: `Lock`, and the live SMS code is read and locked too.
     LockWithSmsCode,
-    /// `Lock`, then the SMS sending lock of the number `to` (or of the member's own number when
-    /// `None`), in this order on every path: see `store::sms::read_send_limits`.
-    LockForSending { to: Option<&'a str> },
 }
 
 /// The columns of `member_read.sql` / `member_lock.sql`, by name.
@@ -191,7 +160,7 @@ fn read_member(row: &SpiHeapTupleData) -> Result<(Member, OrganizationPolicy), p
             number("lock_count")?,
         ),
     };
-    Ok((member.with_live_attempts(), read_policy(row)?))
+    Ok((member, read_policy(row)?))
 }
 
 /// The policy from a row's `mfa_policy`, `mfa_methods` and `allowed_mfa_methods` columns. The
@@ -221,41 +190,23 @@ pub fn read_policy(row: &SpiHeapTupleData) -> Result<OrganizationPolicy, pgrx::s
     })
 }
 
-/// Validates both ids and loads the member with their organization's policy and their factors,
-/// in one statement (two when sending: the number block's lock follows the member's).
+/// The member with their organization's policy and their factors, in one statement, their
+/// lockout state as stored (`None` when there is no such member).
 pub fn load_with_policy(
-    organization_id: Option<&str>,
-    member_id: Option<&str>,
-    load: Load,
-) -> MfaResult<(Member, OrganizationPolicy)> {
-    let organization_id = validate_id(organization_id, IdKind::Organization)?;
-    let member_id = validate_id(member_id, IdKind::Member)?;
-    let statement = match load {
-        Load::Read => include_str!("sql/member_read.sql"),
-        Load::Lock | Load::LockForSending { .. } => include_str!("sql/member_lock.sql"),
-        Load::LockWithSmsCode => include_str!("sql/member_lock_with_sms_code.sql"),
+    organization_id: &str,
+    member_id: &str,
+    statement: Statement,
+) -> MfaResult<Option<(Member, OrganizationPolicy)>> {
+    let statement = match statement {
+        Statement::Read => include_str!("sql/member_read.sql"),
+        Statement::Lock => include_str!("sql/member_lock.sql"),
+        Statement::LockWithSmsCode => include_str!("sql/member_lock_with_sms_code.sql"),
     };
-    let (member, policy) = spi::typed_row(
+    spi::typed_row(
         statement,
         &[organization_id.into(), member_id.into()],
         read_member,
-    )?
-    .ok_or_else(|| not_found(organization_id, member_id))?;
-    if let Load::LockForSending { to } = load {
-        if let Some(number) = to.or(member.mfa_phone_number.as_deref()) {
-            sms::lock_number_block(ParsedPhone::rate_limit_prefix_of(number))?;
-        }
-    }
-    Ok((member, policy))
-}
-
-/// `load_with_policy` for the callers that need only the member.
-pub fn load(
-    organization_id: Option<&str>,
-    member_id: Option<&str>,
-    how: Load,
-) -> MfaResult<Member> {
-    Ok(load_with_policy(organization_id, member_id, how)?.0)
+    )
 }
 
 /// Creates the member unless they exist, under a key-share lock of their organization (against a

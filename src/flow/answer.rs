@@ -2,8 +2,9 @@
 
 use crate::core::phone::mask_e164;
 use crate::error::MfaResult;
+use crate::flow::member::{self, Load};
 use crate::store::audit::Request;
-use crate::store::members::{self, Load, Member};
+use crate::store::members::Member;
 use pgrx::datum::{TimestampWithTimeZone, ToIsoString};
 use serde_json::{json, Value};
 
@@ -67,7 +68,7 @@ pub fn member_before_mfa(member: &Member) -> Value {
 
 /// The member object as it is now (after this transaction's own changes).
 pub fn member_now(organization_id: &str, member_id: &str) -> MfaResult<Value> {
-    Ok(self::member(&members::load(
+    Ok(self::member(&member::load(
         Some(organization_id),
         Some(member_id),
         Load::Read,
@@ -76,7 +77,7 @@ pub fn member_now(organization_id: &str, member_id: &str) -> MfaResult<Value> {
 
 /// `member_before_mfa`, read again.
 pub fn member_before_mfa_now(organization_id: &str, member_id: &str) -> MfaResult<Value> {
-    Ok(member_before_mfa(&members::load(
+    Ok(member_before_mfa(&member::load(
         Some(organization_id),
         Some(member_id),
         Load::Read,

@@ -3,18 +3,20 @@
 //! lock, or a success that resets it, applies the enrollment rules and records the factor on the
 //! login.
 
-use crate::api::{answer, login};
 use crate::core::attempts::Admission;
 use crate::core::factor::Factor;
 use crate::core::ids;
 use crate::core::policy::{MfaMethod, MfaPolicy, OrganizationPolicy, SetMfaEnrollment};
 use crate::error::{ErrorType, MfaError, MfaResult};
-use crate::settings;
+use crate::flow::member::{self, Load};
+use crate::flow::{answer, token};
+use crate::server::ledger;
+use crate::server::settings;
 use crate::store::attempts::{self, MemberChange, Spend};
 use crate::store::audit::Request;
-use crate::store::members::{self, Load, Member};
+use crate::store::members::Member;
 use crate::store::sessions::IntermediateSession;
-use crate::store::{cluster, ledger, spi};
+use crate::store::{cluster, spi};
 use serde_json::{json, Value};
 
 pub struct Attempt {
@@ -61,8 +63,8 @@ impl Attempt {
             MfaMethod::SmsOtp => Load::LockWithSmsCode,
             MfaMethod::Totp => Load::Lock,
         };
-        let (member, org) = members::load_with_policy(organization_id, member_id, load)?;
-        let session = login::find_optional(&member, token)?;
+        let (member, org) = member::load_with_policy(organization_id, member_id, load)?;
+        let session = token::find_optional(&member, token)?;
         org.require_allowed(method, member.is_breakglass)?;
         Ok(Attempt {
             request,
@@ -83,7 +85,7 @@ impl Attempt {
     /// code about to be checked.
     pub fn admit(&self, sms_code_hash: Option<&[u8]>) -> MfaResult<Option<Value>> {
         cluster::require_organization_here(&self.member.organization_id)?;
-        let key = self.member.ledger_key()?;
+        let key = member::ledger_key(&self.member)?;
         let tag = sms_code_hash.map(|hash| {
             let digest = <sha2::Sha256 as sha2::Digest>::digest(hash);
             u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))

@@ -40,8 +40,8 @@ fn configured_source() -> Result<Option<Source>, String> {
             .filter(|s| !s.trim().is_empty())
     };
     match (
-        text(&crate::settings::ENCRYPTION_KEY_FILE),
-        text(&crate::settings::ENCRYPTION_KEY_COMMAND),
+        text(&crate::server::settings::ENCRYPTION_KEY_FILE),
+        text(&crate::server::settings::ENCRYPTION_KEY_COMMAND),
     ) {
         (Some(_), Some(_)) => {
             Err("set mfa.encryption_key_file or mfa.encryption_key_command, not both".into())

@@ -268,8 +268,8 @@ fn layout(members: usize, records: usize) -> (usize, usize, usize) {
 
 fn configured_size() -> (usize, usize) {
     (
-        crate::settings::ATTEMPT_LEDGER_MEMBERS.get() as usize,
-        crate::settings::ATTEMPT_QUEUE_RECORDS.get() as usize,
+        crate::server::settings::ATTEMPT_LEDGER_MEMBERS.get() as usize,
+        crate::server::settings::ATTEMPT_QUEUE_RECORDS.get() as usize,
     )
 }
 
@@ -299,7 +299,7 @@ unsafe extern "C-unwind" fn request_shared_memory() {
         let (members, records) = configured_size();
         pg_sys::RequestAddinShmemSpace(layout(members, records).2);
         pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), 1);
-        crate::store::key_ring::request_shared_memory();
+        crate::server::key_ring::request_shared_memory();
     }
 }
 
@@ -329,7 +329,7 @@ unsafe extern "C-unwind" fn attach_shared_memory() {
             (*header).free_records = records;
         }
         LEDGER = base.cast::<Header>();
-        crate::store::key_ring::attach_shared_memory();
+        crate::server::key_ring::attach_shared_memory();
         pg_sys::LWLockRelease(init_lock);
     }
 }
@@ -1032,7 +1032,8 @@ fn register_workers() {
         .enable_shmem_access(None)
         .set_restart_time(Some(std::time::Duration::from_secs(1)))
         .load();
-    let writers = (crate::settings::ATTEMPT_LEDGER_WRITERS.get() as usize).clamp(1, MAX_WRITERS);
+    let writers =
+        (crate::server::settings::ATTEMPT_LEDGER_WRITERS.get() as usize).clamp(1, MAX_WRITERS);
     for i in 0..writers {
         pgrx::bgworkers::BackgroundWorkerBuilder::new(&format!("mfa attempt ledger writer {i}"))
             .set_type("mfa attempt ledger writer")

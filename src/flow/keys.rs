@@ -8,22 +8,15 @@
 //! Every known key decrypts (each ciphertext names its key by fingerprint) and verifies keyed
 //! hashes, so a rotation never strands a secret.
 
-use crate::core::crypto::{parse_master_key, Keys, KEY_LEN};
+use crate::core::crypto::{Keys, KEY_LEN};
 use crate::error::{ErrorType, MfaError, MfaResult};
-use crate::settings;
-use crate::store::{cluster, spi};
-use pgrx::prelude::*;
+use crate::server::{key_ring, settings};
+use crate::store::{self, cluster};
 use std::cell::{Cell, RefCell};
-use std::ffi::{c_char, c_void, CStr, CString};
-
-/// What `mfa.encryption_key` shows once its key was taken: the key's fingerprint, never the key.
-const SETTING_MASK: &str = "(hidden) key ";
 
 thread_local! {
     static WARNED_DATABASE_KEY: Cell<bool> = const { Cell::new(false) };
     static WARNED_SETTING_KEY: Cell<bool> = const { Cell::new(false) };
-    /// Keys taken from `mfa.encryption_key` by its check hook, by fingerprint.
-    static SETTING_KEYS: RefCell<Vec<(String, [u8; KEY_LEN])>> = const { RefCell::new(Vec::new()) };
     /// The server's keys, derived once per generation of the ring.
     static SERVER_KEYS: RefCell<(u64, Vec<Keys>)> = const { RefCell::new((0, Vec::new())) };
 }
@@ -54,7 +47,7 @@ pub struct KnownKey {
 }
 
 fn server_keys() -> Vec<Keys> {
-    let (generation, masters) = crate::store::key_ring::server_keys();
+    let (generation, masters) = key_ring::server_keys();
     SERVER_KEYS.with_borrow_mut(|(cached_generation, cached)| {
         if *cached_generation != generation {
             *cached = masters.iter().map(Keys::from_master).collect();
@@ -66,23 +59,12 @@ fn server_keys() -> Vec<Keys> {
 
 /// The key `mfa.encryption_key` holds in this backend, if it is set.
 fn setting_key() -> Option<Keys> {
-    let shown = settings::encryption_key_text()?;
-    let fingerprint = shown.strip_prefix(SETTING_MASK)?;
-    let master = SETTING_KEYS
-        .with_borrow(|keys| keys.iter().find(|(f, _)| f == fingerprint).map(|(_, k)| *k))?;
-    Some(Keys::from_master(&master))
+    settings::encryption_key_master().map(|master| Keys::from_master(&master))
 }
 
 fn database_keys(only: Option<&str>) -> MfaResult<Vec<Keys>> {
-    let stored = spi::typed_rows(
-        "SELECT key FROM mfa.database_keys WHERE $1::text IS NULL OR key_id = $1
-          ORDER BY created_at, key_id",
-        &[only.into()],
-        |row| row.get::<Vec<u8>>(1),
-    )?;
-    Ok(stored
+    Ok(store::keys::database_keys(only)?
         .into_iter()
-        .flatten()
         .filter_map(|key| <[u8; KEY_LEN]>::try_from(key.as_slice()).ok())
         .map(|master| Keys::from_master(&master))
         .collect())
@@ -190,14 +172,7 @@ pub fn decrypt(ciphertext: &[u8], associated_data: &[u8]) -> MfaResult<Vec<u8>> 
 pub fn generate_database_key() -> MfaResult<String> {
     let master = crate::core::crypto::random_bytes::<KEY_LEN>();
     let keys = Keys::from_master(&master);
-    spi::execute(
-        "INSERT INTO mfa.database_keys (key_id, key) VALUES ($1, decode($2, 'hex'))
-         ON CONFLICT DO NOTHING",
-        &[
-            keys.fingerprint_hex().as_str().into(),
-            data_encoding::HEXLOWER.encode(&master).as_str().into(),
-        ],
-    )?;
+    store::keys::insert_database_key(&keys.fingerprint_hex(), &master)?;
     Ok(keys.fingerprint_hex())
 }
 
@@ -206,74 +181,16 @@ pub fn server_has_keys() -> bool {
     !server_keys().is_empty() || setting_key().is_some()
 }
 
-/// Check hook of `mfa.encryption_key`: takes the key out of the setting (which then shows only
-/// its fingerprint), and refuses new values from `SET` and `ALTER DATABASE/ROLE … SET` (which
-/// would put a key into logs and into a catalog every role reads). Values from postgresql.conf
-/// and from settings stored before 0.6.0 are honoured.
-///
-/// # Safety
-/// Called by PostgreSQL with a string it allocated for the setting.
-#[pg_guard]
-pub unsafe extern "C-unwind" fn check_setting_key(
-    newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
-    source: pg_sys::GucSource::Type,
-) -> bool {
-    unsafe {
-        if newval.is_null() || (*newval).is_null() {
-            return true;
-        }
-        let text = CStr::from_ptr(*newval).to_string_lossy().into_owned();
-        if text.is_empty() || text.starts_with(SETTING_MASK) {
-            return true;
-        }
-        // The message never shows the value (PostgreSQL's default message would).
-        let refuse = |message: &CStr| {
-            pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(message.as_ptr());
-            false
-        };
-        if source == pg_sys::GucSource::PGC_S_TEST || source == pg_sys::GucSource::PGC_S_SESSION {
-            return refuse(c"mfa.encryption_key can no longer be set: put the key into mfa.encryption_key_file (see the README)");
-        }
-        let Ok(master) = parse_master_key(&text) else {
-            return refuse(c"mfa.encryption_key must be 64 hexadecimal digits or the base64 encoding of 32 bytes");
-        };
-        let fingerprint = Keys::from_master(&master).fingerprint_hex();
-        SETTING_KEYS.with_borrow_mut(|keys| {
-            if !keys.iter().any(|(f, _)| f == &fingerprint) {
-                keys.push((fingerprint.clone(), master));
-            }
-        });
-        let shown = CString::new(format!("{SETTING_MASK}{fingerprint}")).expect("no NUL");
-        replace_setting_string(newval, &shown);
-        true
+/// At `CREATE EXTENSION`: a server with keys of its own gets no database key (it would only travel
+/// in dumps); any other gets one, with a warning of what production should do.
+pub fn initialize_database_key() -> MfaResult<Option<String>> {
+    if server_has_keys() {
+        return Ok(None);
     }
-}
-
-/// Replaces the string a check hook was given, with PostgreSQL's allocator for settings.
-unsafe fn replace_setting_string(newval: *mut *mut c_char, with: &CStr) {
-    unsafe {
-        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-        {
-            extern "C" {
-                fn free(pointer: *mut c_void);
-                fn strdup(text: *const c_char) -> *mut c_char;
-            }
-            let copy = strdup(with.as_ptr());
-            if copy.is_null() {
-                return;
-            }
-            free((*newval).cast());
-            *newval = copy;
-        }
-        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
-        {
-            let copy = pg_sys::guc_strdup(pg_sys::LOG as i32, with.as_ptr());
-            if copy.is_null() {
-                return;
-            }
-            pg_sys::guc_free((*newval).cast());
-            *newval = copy;
-        }
-    }
+    refuse_database_key_on_citus()?;
+    let fingerprint = generate_database_key()?;
+    pgrx::warning!(
+        "mfa: generated a per-database encryption key ({fingerprint}), kept in the database and in its dumps; production sets mfa.encryption_key_file (see the README)"
+    );
+    Ok(Some(fingerprint))
 }

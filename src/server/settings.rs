@@ -6,8 +6,11 @@
 //! `current_setting()`.
 
 use crate::core::attempts::{MAX_CHECKS_PER_SECOND, MAX_LOCK_US, MAX_THRESHOLD};
+use crate::core::crypto::{parse_master_key, Keys, KEY_LEN};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
-use std::ffi::CString;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr, CString};
 
 pub static TOTP_ISSUER: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"MFA"));
@@ -55,7 +58,7 @@ pub fn register() {
             GucFlags::SUPERUSER_ONLY
                 | GucFlags::NO_SHOW_ALL
                 | GucFlags::NO_RESET_ALL,
-            Some(crate::store::keyring::check_setting_key),
+            Some(check_setting_key),
             None,
             None,
         );
@@ -218,11 +221,98 @@ pub fn totp_issuer() -> String {
 }
 
 /// The configured encryption key text, if any.
-pub fn encryption_key_text() -> Option<String> {
+fn encryption_key_text() -> Option<String> {
     ENCRYPTION_KEY
         .get()
         .and_then(|s| s.into_string().ok())
         .filter(|s| !s.is_empty())
+}
+
+/// What `mfa.encryption_key` shows once its key was taken: the key's fingerprint, never the key.
+const SETTING_MASK: &str = "(hidden) key ";
+
+thread_local! {
+    /// Keys taken from `mfa.encryption_key` by its check hook, by fingerprint.
+    static SETTING_KEYS: RefCell<Vec<(String, [u8; KEY_LEN])>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The master key `mfa.encryption_key` holds in this backend, if it is set.
+pub fn encryption_key_master() -> Option<[u8; KEY_LEN]> {
+    let shown = encryption_key_text()?;
+    let fingerprint = shown.strip_prefix(SETTING_MASK)?;
+    SETTING_KEYS.with_borrow(|keys| keys.iter().find(|(f, _)| f == fingerprint).map(|(_, k)| *k))
+}
+
+/// Check hook of `mfa.encryption_key`: takes the key out of the setting (which then shows only
+/// its fingerprint), and refuses new values from `SET` and `ALTER DATABASE/ROLE … SET` (which
+/// would put a key into logs and into a catalog every role reads). Values from postgresql.conf
+/// and from settings stored before 0.6.0 are honoured.
+///
+/// # Safety
+/// Called by PostgreSQL with a string it allocated for the setting.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn check_setting_key(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    unsafe {
+        if newval.is_null() || (*newval).is_null() {
+            return true;
+        }
+        let text = CStr::from_ptr(*newval).to_string_lossy().into_owned();
+        if text.is_empty() || text.starts_with(SETTING_MASK) {
+            return true;
+        }
+        // The message never shows the value (PostgreSQL's default message would).
+        let refuse = |message: &CStr| {
+            pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(message.as_ptr());
+            false
+        };
+        if source == pg_sys::GucSource::PGC_S_TEST || source == pg_sys::GucSource::PGC_S_SESSION {
+            return refuse(c"mfa.encryption_key can no longer be set: put the key into mfa.encryption_key_file (see the README)");
+        }
+        let Ok(master) = parse_master_key(&text) else {
+            return refuse(c"mfa.encryption_key must be 64 hexadecimal digits or the base64 encoding of 32 bytes");
+        };
+        let fingerprint = Keys::from_master(&master).fingerprint_hex();
+        SETTING_KEYS.with_borrow_mut(|keys| {
+            if !keys.iter().any(|(f, _)| f == &fingerprint) {
+                keys.push((fingerprint.clone(), master));
+            }
+        });
+        let shown = CString::new(format!("{SETTING_MASK}{fingerprint}")).expect("no NUL");
+        replace_setting_string(newval, &shown);
+        true
+    }
+}
+
+/// Replaces the string a check hook was given, with PostgreSQL's allocator for settings.
+unsafe fn replace_setting_string(newval: *mut *mut c_char, with: &CStr) {
+    unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        {
+            extern "C" {
+                fn free(pointer: *mut c_void);
+                fn strdup(text: *const c_char) -> *mut c_char;
+            }
+            let copy = strdup(with.as_ptr());
+            if copy.is_null() {
+                return;
+            }
+            free((*newval).cast());
+            *newval = copy;
+        }
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+        {
+            let copy = pg_sys::guc_strdup(pg_sys::LOG as i32, with.as_ptr());
+            if copy.is_null() {
+                return;
+            }
+            pg_sys::guc_free((*newval).cast());
+            *newval = copy;
+        }
+    }
 }
 
 /// Where the server's master keys come from: set in the server's configuration only, read by the
@@ -273,7 +363,7 @@ fn register_ledger_sizes() {
         c"Each takes a max_worker_processes slot for good, so that user queries cannot keep the ledger from being written; one database is served by one writer at a time.",
         &ATTEMPT_LEDGER_WRITERS,
         1,
-        crate::store::ledger::MAX_WRITERS as i32,
+        crate::server::ledger::MAX_WRITERS as i32,
         GucContext::Postmaster,
         GucFlags::default(),
     );
