@@ -17,6 +17,9 @@ mod store;
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;
 
+#[cfg(test)]
+mod layers;
+
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
