@@ -1,4 +1,4 @@
-//! The success of a second-factor attempt as one statement (`attempt_success.sql`). Failures do
+//! The success of a second-factor attempt as one statement (`attempt_success.*.sql` and `audited.sql`). Failures do
 //! not come here: the attempt ledger counts and audits them (`server::ledger`), so they outlive a
 //! rolled-back caller.
 
@@ -37,14 +37,14 @@ pub struct Recorded {
     pub updated_at: Option<TimestampWithTimeZone>,
 }
 
-/// The statement of one shape of success: `attempt_success.sql` with the parts it needs.
+/// The statement of one shape of success, made once.
 fn success_statement(spend: &Spend, with_login: bool, member_changes: bool) -> &'static str {
     static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         let mut statements = Vec::with_capacity(12);
-        for spend in ["spend_totp", "spend_sms_code", ""] {
+        for spend in [Spend::TotpStep(0), Spend::SmsCode, Spend::RecoveryCode] {
             for with_login in [false, true] {
                 for member_changes in [false, true] {
-                    statements.push(shape(spend, with_login, member_changes));
+                    statements.push(shape(&spend, with_login, member_changes));
                 }
             }
         }
@@ -58,38 +58,45 @@ fn success_statement(spend: &Spend, with_login: bool, member_changes: bool) -> &
     &STATEMENTS[spend * 4 + usize::from(with_login) * 2 + usize::from(member_changes)]
 }
 
-/// `attempt_success.sql` with the spend part named `spend` (none when empty), the login part and
-/// the member part when asked for, and the audit part; what the final SELECT reads of a part left
-/// out is NULL.
-fn shape(spend: &str, with_login: bool, member_changes: bool) -> String {
-    let file = include_str!("sql/attempt_success.sql");
-    let (head, rest) = file
-        .split_once("WITH\n")
-        .expect("the statement starts with WITH");
-    let (parts, select) = rest
-        .rsplit_once("\nSELECT ")
-        .expect("the statement ends with its SELECT");
-    let wanted = |name: &str| match name {
-        "spend_totp" | "spend_sms_code" => name == spend,
-        "login" => with_login,
-        "member" => member_changes,
-        _ => true,
+/// A successful second-factor attempt, in one statement: the factor is spent
+/// (`attempt_success.spend_*.sql`; a recovery code was spent by the statement that found it),
+/// recorded on the login when the attempt came with one (`attempt_success.login.sql`), the
+/// member's enrollment, default method and verified phone written when they change
+/// (`attempt_success.member.sql`), and the audit event (`audited.sql`). Each success runs only
+/// the parts it needs: every table a statement names costs a lock even when it writes nothing
+/// there, and a backend keeps only 16 in its fast path. What the final SELECT reads of a part
+/// left out is NULL.
+///   $1 organization_id   $2 member_id   $3 request_id   $4 event_type   $5 event details
+///   $6 the TOTP step the code matched   $7 the login's token hash   $8 the proven factor (Stytch
+///   JSON)   $9 mfa_enrolled   $10 default_mfa_method   $11 mfa_phone_number_verified
+///   $12 the clock
+fn shape(spend: &Spend, with_login: bool, member_changes: bool) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    match spend {
+        Spend::TotpStep(_) => parts.push(include_str!("sql/attempt_success.spend_totp.sql")),
+        Spend::SmsCode => parts.push(include_str!("sql/attempt_success.spend_sms_code.sql")),
+        Spend::RecoveryCode => {}
+    }
+    if with_login {
+        parts.push(include_str!("sql/attempt_success.login.sql"));
+    }
+    if member_changes {
+        parts.push(include_str!("sql/attempt_success.member.sql"));
+    }
+    parts.push(include_str!("sql/audited.sql"));
+    let factors = match with_login {
+        true => "(SELECT factors FROM proven)",
+        false => "NULL::jsonb",
     };
-    let kept: Vec<&str> = parts
-        .split("-- part ")
-        .filter(|part| !part.trim().is_empty())
-        .filter(|part| wanted(part.split([':', '\n']).next().unwrap_or_default()))
-        .map(|part| part.trim_end().trim_end_matches(','))
-        .collect();
-    let mut select = format!("SELECT {select}");
-    if !with_login {
-        select = select.replace("(SELECT factors FROM proven)", "NULL::jsonb");
-    }
-    if !member_changes {
-        select = select.replace("(SELECT updated_at FROM changed)", "NULL::timestamptz");
-    }
-    let kept: Vec<String> = kept.iter().map(|part| format!("-- part {part}")).collect();
-    format!("{head}WITH\n{}\n{select}", kept.join(",\n"))
+    let updated_at = match member_changes {
+        true => "(SELECT updated_at FROM changed)",
+        false => "NULL::timestamptz",
+    };
+    let parts: Vec<&str> = parts.iter().map(|part| part.trim_end()).collect();
+    format!(
+        "WITH\n{}\nSELECT {factors} AS factors, {updated_at} AS updated_at",
+        parts.join(",\n")
+    )
 }
 
 /// Records a success: `proven` (Stytch JSON) goes onto the login whose token hashes to
@@ -106,30 +113,23 @@ pub fn record_success(
         _ => None,
     };
     let statement = success_statement(spend, login_token_hash.is_some(), member.changed);
-    let recorded = spi::typed_row(
-        statement,
-        &[
-            event.organization_id.into(),
-            event.member_id.into(),
-            event.request_id.into(),
-            event.event_type.into(),
-            Jsonb(event.details.clone()).into(),
-            step.into(),
-            login_token_hash.map(<[u8]>::to_vec).into(),
-            // Recorded only on a login: not even converted without one.
-            login_token_hash.map(|_| Jsonb(proven)).into(),
-            member.mfa_enrolled.into(),
-            member.default_mfa_method.into(),
-            member.mfa_phone_number_verified.into(),
-            spi::clock().into(),
-        ],
-        |row| {
-            Ok(Recorded {
-                factors: row.get_by_name::<JsonB, _>("factors")?.map(|JsonB(f)| f),
-                updated_at: row.get_by_name::<TimestampWithTimeZone, _>("updated_at")?,
-            })
-        },
-    )?;
+    let mut args = Vec::from(event.args());
+    args.extend([
+        step.into(),
+        login_token_hash.map(<[u8]>::to_vec).into(),
+        // Recorded only on a login: not even converted without one.
+        login_token_hash.map(|_| Jsonb(proven)).into(),
+        member.mfa_enrolled.into(),
+        member.default_mfa_method.into(),
+        member.mfa_phone_number_verified.into(),
+        spi::clock().into(),
+    ]);
+    let recorded = spi::typed_row(statement, &args, |row| {
+        Ok(Recorded {
+            factors: row.get_by_name::<JsonB, _>("factors")?.map(|JsonB(f)| f),
+            updated_at: row.get_by_name::<TimestampWithTimeZone, _>("updated_at")?,
+        })
+    })?;
     Ok(recorded.expect("one row"))
 }
 

@@ -7,6 +7,7 @@ use crate::core::ids;
 use crate::error::MfaResult;
 use crate::store::jsonb::Jsonb;
 use crate::store::spi;
+use pgrx::datum::DatumWithOid;
 use serde_json::Value;
 
 /// One call of a public function: its request id, shared by the answer and every audit event.
@@ -62,18 +63,24 @@ pub struct Event<'a> {
     pub details: Value,
 }
 
+impl<'a> Event<'a> {
+    /// The event as the first five parameters of `event_insert.sql` and of every statement that
+    /// ends its CTEs with `audited.sql`: organization_id, member_id, request_id, event_type,
+    /// details.
+    pub fn args(&self) -> [DatumWithOid<'a>; 5] {
+        [
+            self.organization_id.into(),
+            self.member_id.into(),
+            self.request_id.into(),
+            self.event_type.into(),
+            Jsonb(self.details.clone()).into(),
+        ]
+    }
+}
+
 /// Writes `event` (`event_insert.sql`).
 pub fn write(event: &Event) -> MfaResult<()> {
-    spi::execute(
-        include_str!("sql/event_insert.sql"),
-        &[
-            event.organization_id.into(),
-            event.member_id.into(),
-            event.request_id.into(),
-            event.event_type.into(),
-            Jsonb(event.details.clone()).into(),
-        ],
-    )?;
+    spi::execute(include_str!("sql/event_insert.sql"), &event.args())?;
     Ok(())
 }
 

@@ -4,7 +4,6 @@
 use crate::error::MfaResult;
 use crate::store::{cluster, grouped_by, spi};
 use pgrx::datum::DatumWithOid;
-use std::sync::LazyLock;
 
 /// The per-database master keys (only the one whose fingerprint is `only`, when given), oldest
 /// first.
@@ -81,44 +80,67 @@ pub enum Secrets {
     QueuedSmsCodes,
 }
 
+/// The statements of `Secrets` that lock or write: each for every organization (`""`) and for one
+/// (Citus), with the filter that names it written where the statement is made.
+macro_rules! stale_totp_secrets {
+    ($filter:literal) => {
+        concat!(
+            "SELECT organization_id, member_id, totp_registration_id::text, secret_ciphertext, NULL::text
+               FROM mfa.totp_registrations
+              WHERE substring(secret_ciphertext FROM 2 FOR 8) <> decode($1, 'hex')",
+            $filter,
+            "
+              LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
+        )
+    };
+}
+macro_rules! stale_sms_codes {
+    ($filter:literal) => {
+        concat!(
+            "SELECT organization_id, member_id, message_id::text, code_ciphertext, phone_number
+               FROM mfa.sms_outbox
+              WHERE code_ciphertext IS NOT NULL
+                AND substring(code_ciphertext FROM 2 FOR 8) <> decode($1, 'hex')",
+            $filter,
+            "
+              LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
+        )
+    };
+}
+macro_rules! reencrypt_totp_secrets {
+    ($filter:literal) => {
+        concat!(
+            "UPDATE mfa.totp_registrations t SET secret_ciphertext = u.ciphertext
+               FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(organization_id, row_id, ciphertext)
+              WHERE t.organization_id = u.organization_id AND t.totp_registration_id = u.row_id::uuid",
+            $filter
+        )
+    };
+}
+macro_rules! reencrypt_sms_codes {
+    ($filter:literal) => {
+        concat!(
+            "UPDATE mfa.sms_outbox o SET code_ciphertext = u.ciphertext
+               FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(organization_id, row_id, ciphertext)
+              WHERE o.organization_id = u.organization_id AND o.message_id = u.row_id::bigint",
+            $filter
+        )
+    };
+}
+
 impl Secrets {
+    /// Rows a login or a worker holds are skipped (SKIP LOCKED) and taken by a later batch.
     fn select(self) -> &'static str {
-        // Rows a login or a worker holds are skipped (SKIP LOCKED) and taken by a later batch.
         match self {
-            Secrets::TotpSecrets => {
-                "SELECT organization_id, member_id, totp_registration_id::text, secret_ciphertext, NULL::text
-                   FROM mfa.totp_registrations
-                  WHERE substring(secret_ciphertext FROM 2 FOR 8) <> decode($1, 'hex')
-                  -- :organization_filter
-                  LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
-            }
-            Secrets::QueuedSmsCodes => {
-                "SELECT organization_id, member_id, message_id::text, code_ciphertext, phone_number
-                   FROM mfa.sms_outbox
-                  WHERE code_ciphertext IS NOT NULL
-                    AND substring(code_ciphertext FROM 2 FOR 8) <> decode($1, 'hex')
-                  -- :organization_filter
-                  LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
-            }
+            Secrets::TotpSecrets => stale_totp_secrets!(""),
+            Secrets::QueuedSmsCodes => stale_sms_codes!(""),
         }
     }
 
     fn update(self) -> &'static str {
         match self {
-            Secrets::TotpSecrets => {
-                "UPDATE mfa.totp_registrations t SET secret_ciphertext = u.ciphertext
-                   FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(organization_id, row_id, ciphertext)
-                  WHERE t.organization_id = u.organization_id AND t.totp_registration_id = u.row_id::uuid
-                  -- :organization_filter(t)
-                "
-            }
-            Secrets::QueuedSmsCodes => {
-                "UPDATE mfa.sms_outbox o SET code_ciphertext = u.ciphertext
-                   FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(organization_id, row_id, ciphertext)
-                  WHERE o.organization_id = u.organization_id AND o.message_id = u.row_id::bigint
-                  -- :organization_filter(o)
-                "
-            }
+            Secrets::TotpSecrets => reencrypt_totp_secrets!(""),
+            Secrets::QueuedSmsCodes => reencrypt_sms_codes!(""),
         }
     }
 
@@ -139,16 +161,17 @@ impl Secrets {
         }
     }
 
-    fn for_one_organization(self) -> &'static (String, String) {
-        static SCOPED: LazyLock<[(String, String); 2]> = LazyLock::new(|| {
-            [Secrets::TotpSecrets, Secrets::QueuedSmsCodes].map(|kind| {
-                (
-                    cluster::for_one_organization(kind.select(), 3),
-                    cluster::for_one_organization(kind.update(), 4),
-                )
-            })
-        });
-        &SCOPED[self as usize]
+    fn for_one_organization(self) -> (&'static str, &'static str) {
+        match self {
+            Secrets::TotpSecrets => (
+                stale_totp_secrets!("\n                AND organization_id = $3::text"),
+                reencrypt_totp_secrets!("\n                AND t.organization_id = $4::text"),
+            ),
+            Secrets::QueuedSmsCodes => (
+                stale_sms_codes!("\n                AND organization_id = $3::text"),
+                reencrypt_sms_codes!("\n                AND o.organization_id = $4::text"),
+            ),
+        }
     }
 
     fn remaining(self) -> &'static str {
@@ -183,7 +206,7 @@ pub fn lock_stale(kind: Secrets, current_key_id: &str, limit: i64) -> MfaResult<
         if room <= 0 {
             break;
         }
-        let select = &kind.for_one_organization().0;
+        let select = kind.for_one_organization().0;
         stale.extend(lock_stale_in(
             select,
             current_key_id,
@@ -228,7 +251,7 @@ pub fn write_reencrypted(
     }
     let mut written = 0;
     for (organization, group) in grouped_by(pairs, |(s, _)| &s.organization_id) {
-        written += write_in(&kind.for_one_organization().1, Some(&organization), group)?;
+        written += write_in(kind.for_one_organization().1, Some(&organization), group)?;
     }
     Ok(written)
 }

@@ -4,10 +4,9 @@
 
 use crate::core::attempts::MemberAttempts;
 use crate::error::MfaResult;
-use crate::store::{cluster, spi};
+use crate::store::spi;
 use pgrx::datum::DatumWithOid;
 use pgrx::datum::TimestampWithTimeZone;
-use std::sync::LazyLock;
 
 /// A ledger time (microseconds since 2000, 0 for none) as a column value.
 pub fn time(micros: i64) -> Option<TimestampWithTimeZone> {
@@ -52,23 +51,27 @@ pub fn commit_synchronously() -> MfaResult<()> {
     Ok(())
 }
 
-/// `lockout_write.sql`, and for one organization (Citus).
-static LOCKOUT_STATEMENTS: LazyLock<[String; 2]> = LazyLock::new(|| {
-    let lockouts = include_str!("sql/lockout_write.sql");
-    [
-        lockouts.to_string(),
-        cluster::for_one_organization(lockouts, 9),
-    ]
-});
+/// `lockout_write`: its head and tail, and for one organization (Citus) the filter between them.
+const LOCKOUT_STATEMENTS: [&str; 2] = [
+    concat!(
+        include_str!("sql/lockout_write.head.sql"),
+        include_str!("sql/lockout_write.tail.sql")
+    ),
+    concat!(
+        include_str!("sql/lockout_write.head.sql"),
+        "                      AND m.organization_id = $9::text\n",
+        include_str!("sql/lockout_write.tail.sql")
+    ),
+];
 
-/// A member's latest lockout state, as `lockout_write.sql` takes it.
+/// A member's latest lockout state, as `lockout_write.*.sql` takes it.
 pub struct LockoutState<'a> {
     pub organization_id: &'a str,
     pub member_id: &'a str,
     pub attempts: &'a MemberAttempts,
 }
 
-/// Writes the members' latest states (`lockout_write.sql`): of one organization (`Some`, on
+/// Writes the members' latest states (`lockout_write.head.sql`, `lockout_write.tail.sql`): of one organization (`Some`, on
 /// Citus) or of all.
 pub fn write_states(
     organization: Option<&str>,
@@ -99,7 +102,7 @@ pub fn write_states(
             .into(),
         now.into(),
     ];
-    let [lockouts, lockouts_scoped] = &*LOCKOUT_STATEMENTS;
+    let [lockouts, lockouts_scoped] = LOCKOUT_STATEMENTS;
     let statement = match organization {
         Some(organization) => {
             args.push(organization.into());

@@ -9,7 +9,6 @@ use crate::core::policy::{
 };
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::store::audit::Event;
-use crate::store::jsonb::Jsonb;
 use crate::store::{lockouts, spi};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::spi::SpiHeapTupleData;
@@ -236,25 +235,25 @@ pub struct SettingsChange<'a> {
     pub default_mfa_method: Option<&'a str>,
 }
 
-/// Writes `change` and its audit event (`member_settings_update.sql`).
+/// Writes `change` and its audit event: `member_settings_update.head.sql`, `audited.sql`,
+/// `member_settings_update.tail.sql`.
 pub fn update_settings(event: &Event, change: &SettingsChange) -> MfaResult<()> {
-    spi::execute(
-        include_str!("sql/member_settings_update.sql"),
-        &[
-            event.organization_id.into(),
-            event.member_id.into(),
-            event.request_id.into(),
-            event.event_type.into(),
-            Jsonb(event.details.clone()).into(),
-            change.new_phone.is_some().into(),
-            change.new_phone.map(|p| p.e164.as_str()).into(),
-            change.new_phone.map(|p| p.country_code.as_str()).into(),
-            change.mfa_enrolled.into(),
-            change.is_breakglass.into(),
-            change.default_mfa_method.into(),
-            change.new_phone.map(|_| ids::new_uuid()).into(),
-        ],
-    )?;
+    const STATEMENT: &str = concat!(
+        include_str!("sql/member_settings_update.head.sql"),
+        include_str!("sql/audited.sql"),
+        include_str!("sql/member_settings_update.tail.sql")
+    );
+    let mut args = Vec::from(event.args());
+    args.extend([
+        change.new_phone.is_some().into(),
+        change.new_phone.map(|p| p.e164.as_str()).into(),
+        change.new_phone.map(|p| p.country_code.as_str()).into(),
+        change.mfa_enrolled.into(),
+        change.is_breakglass.into(),
+        change.default_mfa_method.into(),
+        change.new_phone.map(|_| ids::new_uuid()).into(),
+    ]);
+    spi::execute(STATEMENT, &args)?;
     Ok(())
 }
 

@@ -35,15 +35,21 @@ pub fn worker_organizations() -> MfaResult<Option<Vec<String>>> {
 /// Retires the pending messages whose code expired, erasing their code: of every organization,
 /// or on Citus of `organization` only (the claim goes organization by organization there).
 pub fn retire_expired(organization: Option<&str>) -> MfaResult<()> {
-    static SCOPED: LazyLock<String> = LazyLock::new(|| {
-        cluster::for_one_organization(include_str!("sql/outbox_retire_expired.sql"), 3)
-    });
+    const ALL: &str = concat!(
+        include_str!("sql/outbox_retire_expired.head.sql"),
+        include_str!("sql/outbox_retire_expired.tail.sql")
+    );
+    const ONE: &str = concat!(
+        include_str!("sql/outbox_retire_expired.head.sql"),
+        "               AND organization_id = $3::text\n",
+        include_str!("sql/outbox_retire_expired.tail.sql")
+    );
     let mut args: Vec<DatumWithOid> = vec![code_pattern().into(), CODE_PLACEHOLDER.into()];
     let statement = match organization {
-        None => include_str!("sql/outbox_retire_expired.sql"),
+        None => ALL,
         Some(organization) => {
             args.push(organization.into());
-            SCOPED.as_str()
+            ONE
         }
     };
     spi::execute(statement, &args)?;
@@ -57,14 +63,26 @@ pub enum ClaimScope<'a> {
     Several(&'a [String]),
 }
 
-/// `outbox_claim.sql` for each scope, made once.
+/// The claim of each scope: `outbox_claim.head.sql`, the scope's filter, `outbox_claim.tail.sql`.
 static CLAIM_STATEMENTS: LazyLock<[String; 3]> = LazyLock::new(|| {
-    let file = include_str!("sql/outbox_claim.sql");
-    let scoped = |filter: &str| file.replacen("-- :organization_filter", filter, 1);
     [
-        file.to_string(),
-        scoped("AND organization_id = $4::text"),
-        scoped("AND organization_id = ANY($4::text[])"),
+        concat!(
+            include_str!("sql/outbox_claim.head.sql"),
+            include_str!("sql/outbox_claim.tail.sql")
+        )
+        .to_string(),
+        concat!(
+            include_str!("sql/outbox_claim.head.sql"),
+            "                   AND organization_id = $4::text\n",
+            include_str!("sql/outbox_claim.tail.sql")
+        )
+        .to_string(),
+        concat!(
+            include_str!("sql/outbox_claim.head.sql"),
+            "                   AND organization_id = ANY($4::text[])\n",
+            include_str!("sql/outbox_claim.tail.sql")
+        )
+        .to_string(),
     ]
 });
 
@@ -189,15 +207,32 @@ fn claim_in(
     })
 }
 
-/// `outbox_complete.sql` and `outbox_fail.sql`, each also with its organization named (Citus).
+/// `outbox_complete` and `outbox_fail`, each also with its organization named (Citus) between
+/// its head and its tail.
 static FINISH_STATEMENTS: LazyLock<[String; 4]> = LazyLock::new(|| {
-    let complete = include_str!("sql/outbox_complete.sql");
-    let fail = include_str!("sql/outbox_fail.sql");
     [
-        complete.to_string(),
-        cluster::for_one_organization(complete, 9),
-        fail.to_string(),
-        cluster::for_one_organization(fail, 11),
+        concat!(
+            include_str!("sql/outbox_complete.head.sql"),
+            include_str!("sql/outbox_complete.tail.sql")
+        )
+        .to_string(),
+        concat!(
+            include_str!("sql/outbox_complete.head.sql"),
+            "       AND organization_id = $9::text\n",
+            include_str!("sql/outbox_complete.tail.sql")
+        )
+        .to_string(),
+        concat!(
+            include_str!("sql/outbox_fail.head.sql"),
+            include_str!("sql/outbox_fail.tail.sql")
+        )
+        .to_string(),
+        concat!(
+            include_str!("sql/outbox_fail.head.sql"),
+            "       AND organization_id = $11::text\n",
+            include_str!("sql/outbox_fail.tail.sql")
+        )
+        .to_string(),
     ]
 });
 

@@ -4,8 +4,8 @@
 -- the same answer. No row: the message is not held with this receipt.
 --   $1 request_id   $2 the code's pattern in a body   $3 what replaces it
 --   $4 the organizations the worker serves (NULL: all)   $5 message id   $6 the receipt's hash
---   $7 the provider's message id   $8 the clock   $9 on Citus, the message's organization: the
---   `:organization_filter` line becomes `AND organization_id = $9::text` (one shard)
+--   $7 the provider's message id   $8 the clock   $9 on Citus, the message's organization: : store/outbox.rs
+--   puts `AND organization_id = $9::text` (one shard) between this file and outbox_complete.tail.sql
 WITH done AS (
     UPDATE mfa.sms_outbox
        SET status = 'sent', sent_at = coalesce(sent_at, $8),
@@ -13,11 +13,3 @@ WITH done AS (
            code_ciphertext = NULL, body = regexp_replace(body, $2, $3, 'g'), last_error = NULL
      WHERE message_id = $5 AND receipt_hash = $6 AND ($4::text[] IS NULL OR organization_id = ANY($4))
        AND (status = 'sent' OR (status = 'pending' AND visible_at > statement_timestamp()))
-       -- :organization_filter
- RETURNING organization_id, member_id, status, attempts),
-audited AS (
-    INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
-    SELECT organization_id, $1::uuid, 'sms_outbox.completed', member_id,
-           jsonb_build_object('message_id', $5::bigint, 'status', status, 'attempts', attempts)
-      FROM done)
-SELECT status, attempts FROM done

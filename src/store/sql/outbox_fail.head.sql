@@ -5,7 +5,8 @@
 --   $1 request_id   $2 the code's pattern in a body   $3 what replaces it
 --   $4 the organizations the worker serves (NULL: all)   $5 message id   $6 the receipt's hash
 --   $7 the error   $8 retry   $9 mfa.outbox_max_attempts   $10 the clock   $11 on Citus, the
---   message's organization: the `:organization_filter` line becomes `AND organization_id = $11::text`
+--   message's organization: store/outbox.rs puts `AND organization_id = $11::text` between this
+--   file and outbox_fail.tail.sql
 WITH done AS (
     UPDATE mfa.sms_outbox
        SET status = CASE WHEN $8 AND attempts < $9 THEN 'pending' ELSE 'dead' END,
@@ -16,11 +17,3 @@ WITH done AS (
            last_error = left($7, 500), receipt_hash = NULL
      WHERE message_id = $5 AND receipt_hash = $6 AND ($4::text[] IS NULL OR organization_id = ANY($4))
        AND status = 'pending' AND visible_at > statement_timestamp()
-       -- :organization_filter
- RETURNING organization_id, member_id, status, attempts),
-audited AS (
-    INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
-    SELECT organization_id, $1::uuid, 'sms_outbox.failed', member_id,
-           jsonb_build_object('message_id', $5::bigint, 'status', status, 'attempts', attempts)
-      FROM done)
-SELECT status, attempts FROM done

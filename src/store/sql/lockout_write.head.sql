@@ -2,7 +2,8 @@
 -- worker in a transaction of its own. Arrays, one element per member: $1 organization_id,
 -- $2 member_id, $3 failures in the window, $4 the window's start, $5 lock_created_at,
 -- $6 lock_expires_at, $7 consecutive locks; $8 the clock; on Citus, $9 the one organization of the
--- batch (the `:organization_filter` line names it). Members deleted since are skipped. A member
+-- batch (store/lockouts.rs puts `AND m.organization_id = $9::text` between this file and
+-- lockout_write.tail.sql; without it, the two files are the statement). Members deleted since are skipped. A member
 -- locked now loses the remembered devices created until now (none can be created while the lock
 -- lasts): devices_revoked_before says so on a row no caller locks, whatever rows the worker's
 -- revocation (device_revocation.sql) has to skip.
@@ -18,13 +19,3 @@ SELECT s.organization_id, s.member_id, s.failed_attempts, s.failure_window_start
              lock_created_at, lock_expires_at, lock_count)
  WHERE EXISTS (SELECT FROM mfa.members m
                 WHERE m.organization_id = s.organization_id AND m.member_id = s.member_id
-                      -- :organization_filter(m)
-              )
-    ON CONFLICT (organization_id, member_id) DO UPDATE
-   SET failed_attempts = EXCLUDED.failed_attempts,
-       failure_window_started_at = EXCLUDED.failure_window_started_at,
-       lock_created_at = EXCLUDED.lock_created_at,
-       lock_expires_at = EXCLUDED.lock_expires_at,
-       lock_count = EXCLUDED.lock_count,
-       updated_at = EXCLUDED.updated_at,
-       devices_revoked_before = greatest(l.devices_revoked_before, EXCLUDED.devices_revoked_before)

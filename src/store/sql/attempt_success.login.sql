@@ -1,0 +1,6 @@
+-- A success with a login: the factor is recorded on the login, with the time it was proven
+proven AS (
+    UPDATE mfa.intermediate_sessions
+       SET proven_factors = proven_factors || jsonb_build_array($8::jsonb || jsonb_build_object('last_authenticated_at', $12))
+     WHERE organization_id = $1 AND member_id = $2 AND token_hash = $7 AND consumed_at IS NULL
+ RETURNING factors || proven_factors AS factors)
