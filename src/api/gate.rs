@@ -17,6 +17,7 @@ use crate::core::session_gate::{
 use crate::core::session_seal;
 use crate::error::SqlResult;
 use crate::error::{err, ErrorType, MfaError, MfaResult};
+use crate::flow::attempt::ledger_event;
 use crate::flow::keys;
 use crate::flow::{answer, token};
 use crate::server::ledger;
@@ -148,13 +149,12 @@ fn denied(table: &str, operation: &str, row: &GuardedColumns, refusal: MfaError)
         "reason": crate::core::policy::truncate_for_message(&refusal.message),
     });
     ledger::queue_event(
-        &ledger::EventContext {
-            organization_id: row.organization_id.clone().unwrap_or_default(),
-            member_id: row.member_id.clone().unwrap_or_default(),
-            actor: crate::store::spi::session_user(),
-            event_type: "session.denied",
-            request_id: crate::core::ids::request_id_bytes(&request.id),
-        },
+        &ledger_event(
+            &request,
+            row.organization_id.as_deref().unwrap_or_default(),
+            row.member_id.as_deref().unwrap_or_default(),
+            "session.denied",
+        ),
         &details,
         ledger::Purpose::Coalescible,
     );

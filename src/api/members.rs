@@ -1,19 +1,19 @@
 //! Administration of members: `member_upsert`, `member_get`, `member_delete`, `member_unlock`,
 //! `member_delete_mfa_phone_number`.
 
-use crate::core::ids;
 use crate::core::phone::{mask_e164, parse_phone_number};
 use crate::core::policy::{parse_default_method, validate_id, IdKind, MfaMethod};
 use crate::error::{err, ErrorType, SqlResult};
 use crate::flow::answer;
+use crate::flow::attempt::ledger_event;
 use crate::flow::member::{self, Load};
 use crate::server::ledger;
 use crate::server::settings;
 use crate::store::audit::Request;
+use crate::store::cluster;
 use crate::store::jsonb::Jsonb;
 use crate::store::members::{self, SettingsChange};
 use crate::store::organizations;
-use crate::store::{cluster, spi};
 use pgrx::prelude::*;
 use serde_json::json;
 
@@ -120,13 +120,12 @@ fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> SqlR
         member::ledger_key(&m)?,
         &m.attempts,
         &settings::attempt_limits(),
-        &ledger::EventContext {
-            organization_id: m.organization_id.clone(),
-            member_id: m.member_id.clone(),
-            actor: spi::session_user(),
-            event_type: "member.unlocked",
-            request_id: ids::request_id_bytes(&request.id),
-        },
+        &ledger_event(
+            &request,
+            &m.organization_id,
+            &m.member_id,
+            "member.unlocked",
+        ),
     )?;
     request.audit(
         &m.organization_id,

@@ -134,13 +134,12 @@ impl Attempt {
 
     /// Who the ledger's audit events of this attempt are about.
     fn event_context(&self) -> ledger::EventContext {
-        ledger::EventContext {
-            organization_id: self.member.organization_id.clone(),
-            member_id: self.member.member_id.clone(),
-            actor: spi::session_user(),
-            event_type: self.event_type,
-            request_id: ids::request_id_bytes(&self.request.id),
-        }
+        ledger_event(
+            &self.request,
+            &self.member.organization_id,
+            &self.member.member_id,
+            self.event_type,
+        )
     }
 
     /// A failed attempt: counted and audited by the attempt ledger (both outlive the caller's
@@ -231,5 +230,22 @@ impl Attempt {
             obj.extend(extra);
         }
         Ok(answer)
+    }
+}
+
+/// Who an audit event queued through the attempt ledger is about: the member, the caller's
+/// session user, `event_type`, under `request`'s id.
+pub fn ledger_event(
+    request: &Request,
+    organization_id: &str,
+    member_id: &str,
+    event_type: &'static str,
+) -> ledger::EventContext {
+    ledger::EventContext {
+        organization_id: organization_id.to_string(),
+        member_id: member_id.to_string(),
+        actor: spi::session_user(),
+        event_type,
+        request_id: ids::request_id_bytes(&request.id),
     }
 }

@@ -4,11 +4,11 @@
 use crate::core::crypto::{constant_time_eq, new_token, token_hash};
 use crate::core::policy::OrganizationPolicy;
 use crate::error::{err, ErrorType, MfaError, MfaResult};
+use crate::flow::attempt::ledger_event;
 use crate::server::ledger;
 use crate::store::audit::Request;
 use crate::store::members::Member;
 use crate::store::remembered_devices::{self, Revocation};
-use crate::store::spi;
 use serde_json::json;
 
 /// A device a login presented and that was honoured.
@@ -67,13 +67,12 @@ pub fn recognize(
         // the caller rolls this transaction (and the revocation) back. It is never dropped: when
         // it cannot be queued, this login fails (and with it the caller's transaction).
         let queued = ledger::queue_event(
-            &ledger::EventContext {
-                organization_id: organization_id.to_string(),
-                member_id: owner.clone(),
-                actor: spi::session_user(),
-                event_type: "remembered_device.theft_suspected",
-                request_id: crate::core::ids::request_id_bytes(&request.id),
-            },
+            &ledger_event(
+                request,
+                organization_id,
+                &owner,
+                "remembered_device.theft_suspected",
+            ),
             &json!({ "reason": "a rotated device token was presented again" }),
             ledger::Purpose::Needed,
         );
