@@ -9,24 +9,16 @@
 //!   BEFORE trigger decided; a trigger that fires after the gate and rewrites the row is caught.
 
 use crate::core::crypto::{sha256, token_hash};
-use crate::core::factor::{remembered_device_id, second_factors};
-use crate::core::policy::{self, validate_id, IdKind};
-use crate::core::session_gate::{
-    classify_update, merge_factors, DecisionBook, GuardedColumns, UpdateRequest,
-};
-use crate::core::session_seal;
+use crate::core::session_gate::{classify_update, DecisionBook, GuardedColumns, UpdateRequest};
 use crate::error::SqlResult;
-use crate::error::{err, ErrorType, MfaError, MfaResult};
+use crate::error::{ErrorType, MfaError};
+use crate::flow::answer;
 use crate::flow::attempt::ledger_event;
-use crate::flow::keys;
-use crate::flow::{answer, token};
+use crate::flow::gate::{self, decide, sealed, step_up, Allowed};
 use crate::server::ledger;
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
-use crate::store::members;
-use crate::store::remembered_devices;
 use crate::store::sessions;
-use crate::store::sessions::{consume_step_up, StepUp};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, JsonB};
 use serde_json::json;
@@ -96,15 +88,6 @@ fn identity_change(table: &str) -> MfaError {
             "the organization and member of a session in {table} cannot change; create a new session with a new login"
         ),
     )
-}
-
-/// Seals each factor to the session's organization and member (see `core::session_seal`).
-fn sealed(organization_id: &str, member_id: &str, factors: Vec<Value>) -> MfaResult<Vec<Value>> {
-    let keys = keys::current()?;
-    Ok(factors
-        .into_iter()
-        .map(|factor| session_seal::seal(&keys, organization_id, member_id, factor))
-        .collect())
 }
 
 #[pg_guard]
@@ -240,39 +223,6 @@ fn update_binding(trigger: &PgTrigger, old: &GuardedColumns) -> Option<Vec<u8>> 
     Some(binding)
 }
 
-/// A step-up: the token must be this member's, unexpired, unused and carry a second factor proven
-/// with it. Returns the session's merged factors.
-fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Result<Value, MfaError> {
-    let request = Request::new();
-    let organization_id = old.organization_id.as_deref().unwrap_or_default();
-    let member_id = old.member_id.as_deref().unwrap_or_default();
-    let consumed = consume_step_up(StepUp {
-        organization_id,
-        member_id,
-        token_hash: token_hash(token),
-        request_id: &request.id,
-        session_table: table,
-    })?;
-    let Some(factors) = consumed else {
-        // Which of the token's problems it is, for the message.
-        let problem = token::find_for(organization_id, member_id, token)
-            .err()
-            .unwrap_or_else(token::token_not_found);
-        return Err(MfaError::new(
-            ErrorType::InsufficientFactors,
-            format!("{}: {}", problem.error_type, problem.message),
-        ));
-    };
-    if second_factors(&factors).is_empty() {
-        return Err(MfaError::new(
-            ErrorType::InsufficientFactors,
-            "A step-up needs a second factor proven with its token.",
-        ));
-    }
-    let factors = sealed(organization_id, member_id, factors)?;
-    Ok(merge_factors(&old.factors, &factors))
-}
-
 #[pg_trigger]
 fn session_gate<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -394,97 +344,6 @@ fn session_gate<'a>(
     Ok(Some(row))
 }
 
-/// A session the gate allowed: the request that decided it and the login's factors.
-pub struct Allowed {
-    pub request: Request,
-    pub factors: Vec<Value>,
-}
-
-/// The decision of the session gate for a new session: passes (consuming the token) or fails
-/// with `insufficient_factors`.
-///
-/// The token is consumed and the event written first, the policy decided after: a denial is an
-/// error, which undoes both with the caller's (sub)transaction. Callers must raise it.
-pub fn decide(
-    organization_id: Option<&str>,
-    member_id: Option<&str>,
-    token: Option<&str>,
-) -> MfaResult<Allowed> {
-    let request = Request::new();
-    let organization_id = validate_id(organization_id, IdKind::Organization)?;
-    let member_id = validate_id(member_id, IdKind::Member)?;
-    // The member's side of the decision, and the token consumed with its event, in one statement.
-    // Expiry is decided on the clock, not at the start of the caller's transaction.
-    let inputs = sessions::consume_for_session(
-        organization_id,
-        member_id,
-        token.map(token_hash),
-        &request.id,
-    )?
-    .ok_or_else(|| members::not_found(organization_id, member_id))?;
-    let insufficient = |e: MfaError| {
-        MfaError::new(
-            ErrorType::InsufficientFactors,
-            format!("{}: {}", e.error_type, e.message),
-        )
-    };
-    let decision = (|| -> MfaResult<Vec<Value>> {
-        let Some(token) = token else {
-            return err(
-                ErrorType::InsufficientFactors,
-                "A session needs the login's intermediate session token.",
-            );
-        };
-        let Some(factors) = inputs.consumed_factors else {
-            // Which of the token's problems it is, for the message.
-            token::find_for(organization_id, member_id, token).map_err(insufficient)?;
-            return Err(insufficient(token::token_not_found()));
-        };
-        if !inputs.has_primary {
-            return err(
-                ErrorType::InsufficientFactors,
-                "A step-up token carries no primary factor: it raises an existing session's assurance and cannot create a session.",
-            );
-        }
-        // A remembered device counts while it is still honoured: not revoked, unexpired and
-        // its organization still remembers devices (decided now, not when the login started).
-        let remembered_device = match remembered_device_id(&factors) {
-            Some(device_id) if inputs.policy.remembers_devices() => {
-                remembered_devices::live(organization_id, member_id, device_id)?
-            }
-            _ => false,
-        };
-        policy::session_allowed(
-            &inputs.policy,
-            inputs.mfa_enrolled,
-            inputs.is_breakglass,
-            &second_factors(&factors),
-            remembered_device,
-        )?;
-        // A device that no longer counts is not recorded as a factor of the session either.
-        let mut factors = factors;
-        if !remembered_device {
-            factors.retain(|f| f["type"] != "remembered_device");
-        }
-        Ok(factors)
-    })();
-    match decision {
-        Ok(factors) => Ok(Allowed { request, factors }),
-        Err(denied) => {
-            // The raised error rolls the caller's transaction back, audit event included; the denial
-            // is logged so it is not lost.
-            pgrx::log!(
-                "mfa: session denied (request {}) for member {:?} of organization {:?}: {}",
-                request.id,
-                member_id,
-                organization_id,
-                denied.error_type
-            );
-            Err(denied)
-        }
-    }
-}
-
 /// The policy check a session-creating transaction calls before inserting its session.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
@@ -569,14 +428,9 @@ pub fn session_verified_factors(
     else {
         return Jsonb(Value::Array(Vec::new()));
     };
-    let mut keys: Vec<(String, Option<crate::core::crypto::Keys>)> = Vec::new();
-    let verified = session_seal::verified(organization_id, member_id, &factors, |fingerprint| {
-        if let Some((_, known)) = keys.iter().find(|(f, _)| f == fingerprint) {
-            return known.clone();
-        }
-        let known = keys::by_fingerprint(fingerprint).ok();
-        keys.push((fingerprint.to_string(), known.clone()));
-        known
-    });
-    Jsonb(Value::Array(verified))
+    Jsonb(Value::Array(gate::verified_factors(
+        organization_id,
+        member_id,
+        &factors,
+    )))
 }

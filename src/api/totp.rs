@@ -2,27 +2,14 @@
 //! `member_delete_totp`, `recovery_codes_get/rotate/recover`, `totp_verify` and `qr_code_text`.
 
 use crate::core::policy::MfaMethod;
-use crate::core::qr::qr_code_data_url;
-use crate::core::totp::{
-    new_secret, normalize_recovery_code, otpauth_uri, secret_from_base32, secret_to_base32,
-    step_at, verify_code,
-};
-use crate::error::{err, ErrorType, MfaError, MfaResult, SqlResult};
+use crate::core::totp::{secret_from_base32, step_at, verify_code};
+use crate::error::SqlResult;
 use crate::flow::attempt::Attempt;
-use crate::flow::member::{self, Load};
-use crate::flow::totp::{
-    authenticate, mint_recovery_codes, recover, require_active_registration, store_recovery_codes,
-    store_registration,
-};
-use crate::flow::{answer, token};
+use crate::flow::totp;
+use crate::flow::totp::{authenticate, recover};
 use crate::server::settings;
-use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
-use crate::store::members::{self};
-use crate::store::totp;
-use pgrx::datum::ToIsoString;
 use pgrx::prelude::*;
-use serde_json::json;
 
 /// Starts an authenticator-app registration, pending until its first code is authenticated.
 #[pg_extern(volatile, security_definer)]
@@ -33,54 +20,12 @@ fn totp_create(
     expiration_minutes: default!(Option<i32>, 60),
     intermediate_session_token: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let request = Request::new();
-    let expiration_minutes = expiration_minutes.unwrap_or(60);
-    if !(5..=1440).contains(&expiration_minutes) {
-        return err(
-            ErrorType::InvalidExpirationMinutes,
-            "expiration_minutes must be between 5 and 1440.",
-        );
-    }
-    let (member, org) = member::load_with_policy(organization_id, member_id, Load::Lock)?;
-    org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
-    token::find_optional(&member, intermediate_session_token)?;
-    if let Some(existing) = &member.totp {
-        if existing.active {
-            return err(
-                ErrorType::ActiveTotpExists,
-                "The member already has an active TOTP registration.",
-            );
-        }
-        if !existing.expired {
-            return err(
-                ErrorType::PendingTotpExists,
-                "The member has a pending TOTP registration; authenticate a code from it, or wait until it expires.",
-            );
-        }
-    }
-    token::require_step_up_for_new_factor(&member, intermediate_session_token)?;
-    let secret = new_secret();
-    let registration_id = store_registration(&member, &secret, Some(expiration_minutes))?;
-    let recovery_codes = mint_recovery_codes(&member)?;
-    let uri = otpauth_uri(&settings::totp_issuer(), &member.member_id, &secret);
-    request.audit(
-        &member.organization_id,
-        Some(&member.member_id),
-        "totp.created",
-        json!({ "totp_registration_id": registration_id, "expiration_minutes": expiration_minutes }),
-    )?;
-    Ok(Jsonb(answer::about(
-        &request,
-        &member,
-        json!({
-            "totp_registration_id": registration_id,
-            "secret": secret_to_base32(&secret),
-            "otpauth_uri": uri,
-            "qr_code": qr_code_data_url(&uri)?,
-            "recovery_codes": recovery_codes,
-            "member": answer::member_before_mfa_now(&member.organization_id, &member.member_id)?,
-        }),
-    )))
+    Ok(Jsonb(totp::totp_create(
+        organization_id,
+        member_id,
+        expiration_minutes,
+        intermediate_session_token,
+    )?))
 }
 
 /// Verifies a code from the member's authenticator app. Failures are returned, not raised.
@@ -115,70 +60,19 @@ fn totp_migrate(
     secret: Option<&str>,
     recovery_codes: default!(Option<Vec<Option<String>>>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let request = Request::new();
-    let secret = secret_from_base32(secret.unwrap_or(""))?;
-    let codes = recovery_codes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| {
-            c.as_deref()
-                .and_then(normalize_recovery_code)
-                .ok_or_else(|| {
-                    MfaError::new(
-                        ErrorType::InvalidRecoveryCode,
-                        "A recovery code to import is not valid.",
-                    )
-                })
-        })
-        .collect::<MfaResult<Vec<String>>>()?;
-    let member = member::load(organization_id, member_id, Load::Lock)?;
-    if member.totp.as_ref().is_some_and(|r| r.active) {
-        return err(
-            ErrorType::ActiveTotpExists,
-            "The member already has an active TOTP registration.",
-        );
-    }
-    let registration_id = store_registration(&member, &secret, None)?;
-    store_recovery_codes(&member, &codes)?;
-    request.audit(
-        &member.organization_id,
-        Some(&member.member_id),
-        "totp.migrated",
-        json!({ "totp_registration_id": registration_id, "recovery_codes_imported": codes.len() }),
-    )?;
-    Ok(Jsonb(json!({
-        "status_code": 200,
-        "request_id": request.id,
-        "totp_registration_id": registration_id,
-        "recovery_codes_remaining": codes.len(),
-        "member": answer::member_now(&member.organization_id, &member.member_id)?,
-    })))
+    Ok(Jsonb(totp::totp_migrate(
+        organization_id,
+        member_id,
+        secret,
+        recovery_codes,
+    )?))
 }
 
 /// Removes the member's authenticator app and its recovery codes.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
-    let request = Request::new();
-    let member = member::load(organization_id, member_id, Load::Lock)?;
-    let Some(registration) = &member.totp else {
-        return err(
-            ErrorType::TotpNotFound,
-            "The member has no TOTP registration.",
-        );
-    };
-    members::remove_totp(&member)?;
-    crate::flow::devices::revoke_all(&request, &member, "totp_deleted")?;
-    request.audit(
-        &member.organization_id,
-        Some(&member.member_id),
-        "totp.deleted",
-        json!({ "totp_registration_id": registration.totp_registration_id }),
-    )?;
-    Ok(Jsonb(answer::member_now(
-        &member.organization_id,
-        &member.member_id,
-    )?))
+    Ok(Jsonb(totp::member_delete_totp(organization_id, member_id)?))
 }
 
 /// How many recovery codes remain and when they were minted (the codes themselves are stored
@@ -186,17 +80,7 @@ fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) ->
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn recovery_codes_get(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
-    let request = Request::new();
-    let member = member::load(organization_id, member_id, Load::Read)?;
-    let (remaining, created_at) = totp::recovery_codes_left(&member)?;
-    Ok(Jsonb(answer::about(
-        &request,
-        &member,
-        json!({
-            "recovery_codes_remaining": remaining,
-            "recovery_codes_created_at": created_at.map(|t| t.to_iso_string()),
-        }),
-    )))
+    Ok(Jsonb(totp::recovery_codes_get(organization_id, member_id)?))
 }
 
 /// Invalidates every recovery code and returns a new set (shown this once). Minting codes is
@@ -210,30 +94,11 @@ fn recovery_codes_rotate(
     member_id: Option<&str>,
     intermediate_session_token: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let request = Request::new();
-    let member = member::load(organization_id, member_id, Load::Lock)?;
-    require_active_registration(&member)?;
-    match token::find_optional(&member, intermediate_session_token)? {
-        Some(session) if token::has_second_factor(&session) => {}
-        _ => {
-            return err(
-                ErrorType::InsufficientFactors,
-                "Rotating recovery codes needs an intermediate session token that carries a second factor proven with it (a login's, or step_up_start's).",
-            )
-        }
-    }
-    let codes = mint_recovery_codes(&member)?;
-    request.audit(
-        &member.organization_id,
-        Some(&member.member_id),
-        "recovery_codes.rotated",
-        json!({}),
-    )?;
-    Ok(Jsonb(answer::about(
-        &request,
-        &member,
-        json!({ "recovery_codes": codes }),
-    )))
+    Ok(Jsonb(totp::recovery_codes_rotate(
+        organization_id,
+        member_id,
+        intermediate_session_token,
+    )?))
 }
 
 /// Spends one recovery code as the second factor. Failures are returned, not raised.

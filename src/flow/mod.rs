@@ -4,9 +4,11 @@
 //! encrypts, which decrypts) and `answer` (Stytch-shaped answers). Flows call `store` (SQL) and
 //! `server` (shared memory, settings) and join them; nothing here is called by PostgreSQL directly.
 
+pub mod administration;
 pub mod answer;
 pub mod attempt;
 pub mod devices;
+pub mod gate;
 pub mod keys;
 pub mod ledger_flush;
 pub mod login;

@@ -3,17 +3,21 @@
 
 use crate::core::crypto::constant_time_eq;
 use crate::core::factor::Factor;
-use crate::core::phone::{check_sms_country, parse_phone_number, ParsedPhone};
+use crate::core::phone::{check_sms_country, normalize_allowlist, parse_phone_number, ParsedPhone};
+use crate::core::policy::MfaMethod;
 use crate::core::sms::{
     lifetime_minutes, message_text, new_code, outbox_associated_data, Locale, CODE_PLACEHOLDER,
 };
 use crate::error::{err, ErrorType, MfaError, MfaResult};
 use crate::flow::attempt::{Attempt, Proof};
 use crate::flow::keys;
+use crate::flow::member::{self, Load};
+use crate::flow::{answer, token};
 use crate::server::settings;
 use crate::store::attempts::Spend;
 use crate::store::audit::Request;
 use crate::store::members::Member;
+use crate::store::members::{self};
 use crate::store::sms::{self, QueuedCode, SendLimits};
 use serde_json::{json, Value};
 const DEFAULT_ALLOWLIST: [&str; 2] = ["CA", "US"];
@@ -202,4 +206,84 @@ pub fn authenticate(attempt: Attempt, presented: &str) -> MfaResult<Value> {
         },
         json!({}),
     )
+}
+
+/// Sends a new code by SMS (through the outbox). Never returns the code.
+pub fn otp_sms_send(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    mfa_phone_number: Option<&str>,
+    locale: Option<&str>,
+    intermediate_session_token: Option<&str>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let token = intermediate_session_token;
+    let requested = mfa_phone_number.map(parse_phone_number).transpose()?;
+    let locale = Locale::from_tag(locale.unwrap_or("en"));
+    let (member, org) = member::load_with_policy(
+        organization_id,
+        member_id,
+        Load::LockForSending {
+            to: requested.as_ref().map(|p| p.e164.as_str()),
+        },
+    )?;
+    org.require_allowed(MfaMethod::SmsOtp, member.is_breakglass)?;
+    token::find_optional(&member, token)?;
+    // A locked member cannot authenticate: a code would only cost a message (and could be sent
+    // again and again at the member's expense).
+    if member.is_locked {
+        return err(
+            ErrorType::UserLockLimitReached,
+            "The member is locked after too many failed attempts; no code is sent until the lock ends.",
+        );
+    }
+    let mut linked = false;
+    if let Some(phone) = &requested {
+        // A number is passed only to link a first phone. A member who has one is sent to it
+        // without passing it; passing one is refused whatever it is, so that the answer never
+        // tells whether a guessed number is the member's (their masked number would otherwise
+        // be found in a few hundred guesses).
+        if member.mfa_phone_number.is_some() {
+            return Err(MfaError::new(
+                ErrorType::DuplicateMemberPhoneNumber,
+                "The member already has a phone number: send without mfa_phone_number to use it, or delete it before linking another.",
+            ));
+        }
+        // Linking a new phone is adding a factor: a member who already has one must have
+        // proven it in this login.
+        token::require_step_up_for_new_factor(&member, token)?;
+        check_sms_country(phone, &allowlist()?)?;
+        members::link_phone(&member, phone)?;
+        linked = true;
+    }
+    send_code(&request, &member, requested.as_ref(), locale, true)?;
+    // A send changes the member only when it linked the phone. Sent during a login, before any
+    // second factor: the number is masked.
+    let object = if linked {
+        answer::member_before_mfa_now(&member.organization_id, &member.member_id)?
+    } else {
+        answer::member_before_mfa(&member)
+    };
+    Ok(answer::about(
+        &request,
+        &member,
+        json!({ "member": object }),
+    ))
+}
+
+pub fn country_code_allowlist_set(
+    country_codes: Option<Vec<Option<String>>>,
+) -> MfaResult<Vec<String>> {
+    let request = Request::new();
+    let codes = country_codes.unwrap_or_default();
+    let wanted = normalize_allowlist(codes.iter().map(|c| c.as_deref()))?;
+    let before = allowlist()?;
+    sms::replace_allowlist(&wanted)?;
+    request.audit(
+        "",
+        None,
+        "country_code_allowlist.set",
+        json!({ "before": before, "after": wanted }),
+    )?;
+    Ok(wanted)
 }

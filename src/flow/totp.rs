@@ -3,17 +3,24 @@
 
 use crate::core::factor::Factor;
 use crate::core::ids;
+use crate::core::policy::MfaMethod;
+use crate::core::qr::qr_code_data_url;
 use crate::core::totp::{
-    new_recovery_code, normalize_recovery_code, step_at, verify_code, CodeRejection,
-    RECOVERY_CODE_COUNT,
+    new_recovery_code, new_secret, normalize_recovery_code, otpauth_uri, secret_from_base32,
+    secret_to_base32, step_at, verify_code, CodeRejection, RECOVERY_CODE_COUNT,
 };
-use crate::error::{err, ErrorType, MfaResult};
+use crate::error::{err, ErrorType, MfaError, MfaResult};
 use crate::flow::attempt::{Attempt, Proof};
 use crate::flow::keys;
+use crate::flow::member::{self, Load};
+use crate::flow::{answer, token};
 use crate::server::settings;
 use crate::store::attempts::Spend;
+use crate::store::audit::Request;
+use crate::store::members::{self};
 use crate::store::members::{Member, TotpRegistration};
 use crate::store::totp;
+use pgrx::datum::ToIsoString;
 use serde_json::{json, Value};
 
 /// The secret is bound to its row: a ciphertext copied onto another registration does not decrypt.
@@ -155,4 +162,186 @@ pub fn recover(attempt: Attempt, recovery_code: Option<&str>) -> MfaResult<Value
         },
         json!({ "recovery_codes_remaining": remaining }),
     )
+}
+
+/// Starts an authenticator-app registration, pending until its first code is authenticated.
+pub fn totp_create(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    expiration_minutes: Option<i32>,
+    intermediate_session_token: Option<&str>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let expiration_minutes = expiration_minutes.unwrap_or(60);
+    if !(5..=1440).contains(&expiration_minutes) {
+        return err(
+            ErrorType::InvalidExpirationMinutes,
+            "expiration_minutes must be between 5 and 1440.",
+        );
+    }
+    let (member, org) = member::load_with_policy(organization_id, member_id, Load::Lock)?;
+    org.require_allowed(MfaMethod::Totp, member.is_breakglass)?;
+    token::find_optional(&member, intermediate_session_token)?;
+    if let Some(existing) = &member.totp {
+        if existing.active {
+            return err(
+                ErrorType::ActiveTotpExists,
+                "The member already has an active TOTP registration.",
+            );
+        }
+        if !existing.expired {
+            return err(
+                ErrorType::PendingTotpExists,
+                "The member has a pending TOTP registration; authenticate a code from it, or wait until it expires.",
+            );
+        }
+    }
+    token::require_step_up_for_new_factor(&member, intermediate_session_token)?;
+    let secret = new_secret();
+    let registration_id = store_registration(&member, &secret, Some(expiration_minutes))?;
+    let recovery_codes = mint_recovery_codes(&member)?;
+    let uri = otpauth_uri(&settings::totp_issuer(), &member.member_id, &secret);
+    request.audit(
+        &member.organization_id,
+        Some(&member.member_id),
+        "totp.created",
+        json!({ "totp_registration_id": registration_id, "expiration_minutes": expiration_minutes }),
+    )?;
+    Ok(answer::about(
+        &request,
+        &member,
+        json!({
+            "totp_registration_id": registration_id,
+            "secret": secret_to_base32(&secret),
+            "otpauth_uri": uri,
+            "qr_code": qr_code_data_url(&uri)?,
+            "recovery_codes": recovery_codes,
+            "member": answer::member_before_mfa_now(&member.organization_id, &member.member_id)?,
+        }),
+    ))
+}
+
+/// Imports an existing authenticator (active at once) and, optionally, its recovery codes.
+pub fn totp_migrate(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    secret: Option<&str>,
+    recovery_codes: Option<Vec<Option<String>>>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let secret = secret_from_base32(secret.unwrap_or(""))?;
+    let codes = recovery_codes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            c.as_deref()
+                .and_then(normalize_recovery_code)
+                .ok_or_else(|| {
+                    MfaError::new(
+                        ErrorType::InvalidRecoveryCode,
+                        "A recovery code to import is not valid.",
+                    )
+                })
+        })
+        .collect::<MfaResult<Vec<String>>>()?;
+    let member = member::load(organization_id, member_id, Load::Lock)?;
+    if member.totp.as_ref().is_some_and(|r| r.active) {
+        return err(
+            ErrorType::ActiveTotpExists,
+            "The member already has an active TOTP registration.",
+        );
+    }
+    let registration_id = store_registration(&member, &secret, None)?;
+    store_recovery_codes(&member, &codes)?;
+    request.audit(
+        &member.organization_id,
+        Some(&member.member_id),
+        "totp.migrated",
+        json!({ "totp_registration_id": registration_id, "recovery_codes_imported": codes.len() }),
+    )?;
+    Ok(json!({
+        "status_code": 200,
+        "request_id": request.id,
+        "totp_registration_id": registration_id,
+        "recovery_codes_remaining": codes.len(),
+        "member": answer::member_now(&member.organization_id, &member.member_id)?,
+    }))
+}
+
+/// Removes the member's authenticator app and its recovery codes.
+pub fn member_delete_totp(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let member = member::load(organization_id, member_id, Load::Lock)?;
+    let Some(registration) = &member.totp else {
+        return err(
+            ErrorType::TotpNotFound,
+            "The member has no TOTP registration.",
+        );
+    };
+    members::remove_totp(&member)?;
+    crate::flow::devices::revoke_all(&request, &member, "totp_deleted")?;
+    request.audit(
+        &member.organization_id,
+        Some(&member.member_id),
+        "totp.deleted",
+        json!({ "totp_registration_id": registration.totp_registration_id }),
+    )?;
+    answer::member_now(&member.organization_id, &member.member_id)
+}
+
+/// How many recovery codes remain and when they were minted (the codes themselves are stored
+/// hashed and were shown only once).
+pub fn recovery_codes_get(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let member = member::load(organization_id, member_id, Load::Read)?;
+    let (remaining, created_at) = totp::recovery_codes_left(&member)?;
+    Ok(answer::about(
+        &request,
+        &member,
+        json!({
+            "recovery_codes_remaining": remaining,
+            "recovery_codes_created_at": created_at.map(|t| t.to_iso_string()),
+        }),
+    ))
+}
+
+/// Invalidates every recovery code and returns a new set (shown this once). Minting codes is
+/// adding a factor: the intermediate session token (of a login or a step-up) must carry a second
+/// factor proven with it, or whoever holds the application's role could mint codes and log in
+/// with them.
+pub fn recovery_codes_rotate(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    intermediate_session_token: Option<&str>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let member = member::load(organization_id, member_id, Load::Lock)?;
+    require_active_registration(&member)?;
+    match token::find_optional(&member, intermediate_session_token)? {
+        Some(session) if token::has_second_factor(&session) => {}
+        _ => {
+            return err(
+                ErrorType::InsufficientFactors,
+                "Rotating recovery codes needs an intermediate session token that carries a second factor proven with it (a login's, or step_up_start's).",
+            )
+        }
+    }
+    let codes = mint_recovery_codes(&member)?;
+    request.audit(
+        &member.organization_id,
+        Some(&member.member_id),
+        "recovery_codes.rotated",
+        json!({}),
+    )?;
+    Ok(answer::about(
+        &request,
+        &member,
+        json!({ "recovery_codes": codes }),
+    ))
 }

@@ -1,0 +1,228 @@
+//! Administration of organizations and members: their settings, reading them, a member's unlock
+//! and the removal of a member's phone.
+
+use crate::core::phone::{mask_e164, parse_phone_number};
+use crate::core::policy::{parse_default_method, validate_id, IdKind, MfaMethod};
+use crate::error::MfaResult;
+use crate::error::{err, ErrorType, MfaError};
+use crate::flow::answer;
+use crate::flow::attempt::ledger_event;
+use crate::flow::member::{self, Load};
+use crate::server::ledger;
+use crate::server::settings;
+use crate::store::audit::Request;
+use crate::store::cluster;
+use crate::store::members::{self, SettingsChange};
+use crate::store::remembered_devices::{self, Revocation};
+use crate::store::{organizations, sms_workers};
+use serde_json::json;
+use serde_json::Value;
+
+/// Creates a member or changes their MFA settings; NULL keeps a value (or its default).
+pub fn member_upsert(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    mfa_phone_number: Option<&str>,
+    mfa_enrolled: Option<bool>,
+    default_mfa_method: Option<&str>,
+    is_breakglass: Option<bool>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let org = validate_id(organization_id, IdKind::Organization)?;
+    let mem = validate_id(member_id, IdKind::Member)?;
+    let phone = mfa_phone_number.map(parse_phone_number).transpose()?;
+    let default_method = default_mfa_method.map(parse_default_method).transpose()?;
+    let Some(created) = members::create_if_missing(org, mem)? else {
+        return Err(organizations::not_found(org));
+    };
+    // A member this transaction created is locked by the insert already.
+    let before = member::load(
+        Some(org),
+        Some(mem),
+        if created { Load::Read } else { Load::Lock },
+    )?;
+    if let Some(method) = default_method {
+        let has_factor = match (method, &phone) {
+            (MfaMethod::SmsOtp, Some(_)) => true,
+            _ => before.has_factor_for(method),
+        };
+        if !has_factor {
+            return err(
+                ErrorType::DefaultMfaMemberMissingFactor,
+                format!("The member has no {method} factor to make their default."),
+            );
+        }
+    }
+    let new_phone = phone
+        .as_ref()
+        .filter(|p| before.mfa_phone_number.as_deref() != Some(&p.e164));
+    let event = request.event(
+        org,
+        Some(mem),
+        if created {
+            "member.created"
+        } else {
+            "member.updated"
+        },
+        json!({
+            "mfa_phone_number": new_phone.map(|p| p.masked()),
+            "mfa_enrolled": mfa_enrolled,
+            "default_mfa_method": default_method.map(|m| m.as_str()),
+            "is_breakglass": is_breakglass,
+        }),
+    );
+    members::update_settings(
+        &event,
+        &SettingsChange {
+            new_phone,
+            mfa_enrolled,
+            is_breakglass,
+            default_mfa_method: default_method.map(|m| m.as_str()),
+        },
+    )?;
+    answer::member_now(org, mem)
+}
+
+pub fn member_get(organization_id: Option<&str>, member_id: Option<&str>) -> MfaResult<Value> {
+    let member = member::load(organization_id, member_id, Load::Read)?;
+    Ok(answer::member(&member))
+}
+
+/// Lifts a member's lock and resets their failed-attempt count.
+pub fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> MfaResult<Value> {
+    let request = Request::new();
+    let m = member::load(organization_id, member_id, Load::Lock)?;
+    cluster::require_organization_here(&m.organization_id)?;
+    // At once, in the ledger and (by its worker) in the durable row, whatever this transaction
+    // does next.
+    ledger::unlock(
+        member::ledger_key(&m)?,
+        &m.attempts,
+        &settings::attempt_limits(),
+        &ledger_event(
+            &request,
+            &m.organization_id,
+            &m.member_id,
+            "member.unlocked",
+        ),
+    )?;
+    request.audit(
+        &m.organization_id,
+        Some(&m.member_id),
+        "member.unlocked",
+        json!({ "was_locked": m.is_locked }),
+    )?;
+    answer::member_now(&m.organization_id, &m.member_id)
+}
+
+/// Removes a member's phone number (and its live code); SMS stops being their default method.
+pub fn member_delete_mfa_phone_number(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let m = member::load(organization_id, member_id, Load::Lock)?;
+    let Some(phone) = &m.mfa_phone_number else {
+        return err(
+            ErrorType::MemberPhoneNumberNotFound,
+            "The member has no phone number.",
+        );
+    };
+    members::remove_phone(&m)?;
+    crate::flow::devices::revoke_all(&request, &m, "phone_number_deleted")?;
+    request.audit(
+        &m.organization_id,
+        Some(&m.member_id),
+        "member.phone_number_deleted",
+        json!({ "mfa_phone_number": mask_e164(phone) }),
+    )?;
+    answer::member_now(&m.organization_id, &m.member_id)
+}
+
+/// Creates an organization or changes its MFA settings; NULL keeps a value (or its default).
+pub fn organization_upsert(
+    organization_id: Option<&str>,
+    mfa_policy: Option<&str>,
+    mfa_methods: Option<&str>,
+    allowed_mfa_methods: Option<Vec<Option<String>>>,
+    remember_device_days: Option<i32>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let organization_id = validate_id(organization_id, IdKind::Organization)?;
+    let current = organizations::lock_policy(organization_id)?;
+    let next = current.clone().unwrap_or_default().updated(
+        mfa_policy,
+        mfa_methods,
+        allowed_mfa_methods,
+        remember_device_days,
+    )?;
+    organizations::write_policy(organization_id, &next)?;
+    let revoked = match &current {
+        // Turned off: no device is honoured any more, and none comes back if it is turned on again.
+        Some(was) if was.remembers_devices() && !next.remembers_devices() => {
+            remembered_devices::revoke(Revocation {
+                organization_id,
+                member_id: None,
+                device_id: None,
+                request_id: &request.id,
+                reason: "organization_stopped_remembering_devices",
+            })?
+        }
+        _ => 0,
+    };
+    request.audit(
+        organization_id,
+        None,
+        if current.is_some() {
+            "organization.updated"
+        } else {
+            "organization.created"
+        },
+        json!({
+            "mfa_policy": next.mfa_policy.as_str(),
+            "mfa_methods": next.mfa_methods.as_str(),
+            "allowed_mfa_methods": next.allowed_names(),
+            "remember_device_days": next.remember_device_days,
+            "remembered_devices_revoked": (revoked > 0).then_some(revoked),
+        }),
+    )?;
+    organizations::object(organization_id)
+}
+
+pub fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) -> MfaResult<()> {
+    let request = Request::new();
+    let m = member::load(organization_id, member_id, Load::Lock)?;
+    members::delete(&m)?;
+    request.audit(
+        &m.organization_id,
+        Some(&m.member_id),
+        "member.deleted",
+        json!({}),
+    )?;
+    Ok(())
+}
+
+pub fn organization_delete(organization_id: Option<&str>) -> MfaResult<()> {
+    let request = Request::new();
+    let organization_id = validate_id(organization_id, IdKind::Organization)?;
+    let orphaned = sms_workers::workers_bound_only_to(organization_id)?;
+    if !orphaned.is_empty() {
+        return Err(MfaError::new(
+            ErrorType::InvalidArgument,
+            format!(
+                "This is the last organization of SMS worker role(s) {}: without a binding they would serve every organization. REVOKE mfa_sms_worker FROM them (or bind them to another organization) first.",
+                orphaned.join(", ")
+            ),
+        ));
+    }
+    let Some(members) = organizations::delete(organization_id)? else {
+        return Err(organizations::not_found(organization_id));
+    };
+    request.audit(
+        organization_id,
+        None,
+        "organization.deleted",
+        json!({ "members_deleted": members }),
+    )?;
+    Ok(())
+}
