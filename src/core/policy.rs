@@ -1,6 +1,6 @@
 //! Organization MFA policy and the decisions made from it: the values, their validation, whether a
 //! login needs a second factor, and whether the factors of a login satisfy the policy.
-//! Pure logic; `store::organizations` keeps the policy, `api::gate` applies the session decision.
+//! Pure logic; `store::organizations` keeps the policy, `flow::gate` applies the session decision.
 
 use crate::error::{err, ErrorType, MfaResult};
 use std::fmt;

@@ -1,5 +1,5 @@
 //! TOTP (RFC 6238) for authenticator apps: secrets, codes, the key URI and recovery codes. Pure
-//! logic; `store::totp` stores them, `api::totp` is the SQL surface.
+//! logic; `store::totp` stores them, `flow::totp` uses them, `api::totp` is the SQL surface.
 
 use crate::core::crypto::{constant_time_eq, random_bytes, random_string};
 use crate::error::{err, ErrorType, MfaResult};

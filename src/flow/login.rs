@@ -23,7 +23,7 @@ pub enum Start {
     /// A login: the application checked this primary factor.
     Login(PrimaryMethod),
     /// A step-up of an existing session: no primary factor, so it can never create a session;
-    /// the factors proven with it raise a session's assurance (see `api::gate`).
+    /// the factors proven with it raise a session's assurance (see `flow::gate`).
     StepUp,
 }
 

@@ -61,7 +61,7 @@ pub fn find(
 }
 
 /// Whether a token the member's organization does not know is another organization's (asked
-/// only then, without a lock, and never on Citus: see `api::login::token_unknown_here`).
+/// only then, without a lock, and never on Citus: see `flow::token::token_unknown_here`).
 pub fn of_another_organization(organization_id: &str, token_hash: Vec<u8>) -> MfaResult<bool> {
     Ok(spi::typed_row(
         "SELECT EXISTS (SELECT FROM mfa.intermediate_sessions
