@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 pg_port=$1 pgdata=${2-}
 root=$(cd ../../.. && pwd)
-web_port=${MFA_WEB_TEST_PORT:-28850}
+web_port=${MFA_WEB_TEST_PORT:-28860}
 bin=${CARGO_TARGET_DIR:-$root/target}/debug
 state=$(mktemp -d)
 shots=$root/target/webapp-screenshots
