@@ -70,6 +70,12 @@ pub fn run_kept<'conn>(
             plan
         }
     };
+    // On a hot standby no transaction id can be assigned, which pgrx's `update` always asks for:
+    // there a statement runs through `select`, so a read answers and a write meets PostgreSQL's
+    // read-only refusal (25006) instead of an internal error.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return client.select(&*plan, None, args);
+    }
     client.update(&*plan, None, args)
 }
 
