@@ -1,5 +1,5 @@
 # mfa: `make demo` and `make test` set up everything they need on a fresh Debian 12 machine.
-.PHONY: setup build install test soak bench demo walkthrough stop lint fmt clean
+.PHONY: setup build install test soak bench demo walkthrough stop lint fmt clean package package-test
 
 DEMO_PORT ?= 28816
 # The PostgreSQL major versions `make test` runs the suite on (`make test PG=17`: one).
@@ -20,6 +20,15 @@ test:
 # The test suite with the long variants: 200,000 hostile calls, 20 kill -9 cycles.
 soak:
 	@MFA_HOSTILE_CALLS=200000 MFA_CRASH_CYCLES=20 MFA_LONG_TESTS=1 bash scripts/test.sh $(PG)
+
+# Debian packages into target/packages/ (docs/packages.md): postgresql-N-mfa for each version of
+# PG (`make package PG=15`: one) and mfa-sms-worker.
+package:
+	@bash scripts/package.sh build $(PG)
+
+# Installs them into a fresh Debian 12 root (debootstrap) and logs in: PostgreSQL 15 only.
+package-test:
+	@bash scripts/package.sh test $(if $(filter command line environment,$(origin PG)),$(PG),15)
 
 bench:
 	@bash scripts/bench.sh
