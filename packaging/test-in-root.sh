@@ -7,19 +7,21 @@ set -euo pipefail
 major=$1 port=$2
 cd /tmp/mfa-package-test
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
-started=$SECONDS
+started=$EPOCHREALTIME
 step() { echo "-- $*"; }
+# Seconds since $1 (an $EPOCHREALTIME), to the hundredth.
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 fail() {
     echo "package test FAILED: $*" >&2
     exit 1
 }
 figure() { echo "figure: $*"; }
 
-step "Debian's postgresql-$major and oathtool (the test's TOTP codes) from the archive"
-t=$SECONDS
+step "Debian's postgresql-$major from the archive; systemd and man-db as on a server; oathtool (the test's TOTP codes)"
+t=$EPOCHREALTIME
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "postgresql-$major" oathtool >/dev/null
-figure "postgresql-$major $(dpkg-query -W -f='${Version}' "postgresql-$major") installed from the archive in $((SECONDS - t)) s"
+apt-get install -y -qq --no-install-recommends "postgresql-$major" systemd man-db oathtool >/dev/null
+figure "postgresql-$major $(dpkg-query -W -f='${Version}' "postgresql-$major"), systemd, man-db installed from the archive in $(since "$t") s"
 libdir=/usr/lib/postgresql/$major/lib
 extdir=/usr/share/postgresql/$major/extension
 bindir=/usr/lib/postgresql/$major/bin
@@ -28,9 +30,9 @@ if compgen -G "$libdir/mfa*" >/dev/null || compgen -G "$extdir/mfa*" >/dev/null;
 fi
 
 step "apt-get install ./postgresql-$major-mfa_*.deb ./mfa-sms-worker_*.deb (dependencies resolved by apt)"
-t=$SECONDS
+t=$EPOCHREALTIME
 apt-get install -y -qq --no-install-recommends ./postgresql-"$major"-mfa_*.deb ./mfa-sms-worker_*.deb >/dev/null
-figure "both packages installed in $((SECONDS - t)) s"
+figure "both packages installed in $(since "$t") s"
 dpkg-query -W -f='${Package} ${Version} ${Architecture}: Depends: ${Depends}\n' "postgresql-$major-mfa" mfa-sms-worker
 echo "files of postgresql-$major-mfa:"
 dpkg -L "postgresql-$major-mfa" | while read -r f; do [[ -f $f ]] && echo "  $f"; done
@@ -56,6 +58,21 @@ for name in $(sed -n 's/^#\{0,1\}\([A-Z][A-Z0-9_]*\)=.*/\1/p' /etc/mfa-sms-worke
     grep -q "env: $name=\|\[env: $name\]" /tmp/help.txt || fail "the env file names $name, which the worker does not read"
 done
 echo "  every variable of /etc/mfa-sms-worker/env is one the worker reads"
+man 8 mfa-sms-worker 2>/dev/null | grep -q -- "--database-url" || fail "man 8 mfa-sms-worker does not show the options"
+echo "  man 8 mfa-sms-worker: $(man 8 mfa-sms-worker 2>/dev/null | wc -l) lines"
+
+step "the unit: systemd-analyze verify and security (offline: no systemd runs in the test root)"
+unit=/lib/systemd/system/mfa-sms-worker.service
+verify=$(systemd-analyze verify "$unit" 2>&1) || { printf '%s\n' "$verify"; fail "systemd-analyze verify $unit"; }
+[[ -z $verify ]] || { printf '%s\n' "$verify"; fail "systemd-analyze verify $unit complained"; }
+echo "  ok: systemd-analyze verify: no complaint"
+for setting in DynamicUser=yes ProtectSystem=strict ProtectHome=yes NoNewPrivileges=yes PrivateTmp=yes \
+    "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX" CapabilityBoundingSet= SystemCallFilter=@system-service \
+    EnvironmentFile=/etc/mfa-sms-worker/env Restart=on-failure ExecStart=/usr/bin/mfa-sms-worker; do
+    grep -qx "$setting" "$unit" || fail "$unit lacks $setting"
+done
+security=$(systemd-analyze security --offline=yes "$unit" 2>&1) || true
+figure "systemd-analyze security: $(tail -1 <<<"$security" | sed -e 's/^→ //' -e 's/^-> //')"
 
 step "a server set up as /usr/share/doc/postgresql-$major-mfa/README says"
 data=/var/lib/postgresql/mfa-package-test
@@ -74,10 +91,10 @@ mfa.encryption_key_file = '/etc/postgresql/mfa_keys'
 CONF
 stop() { runuser -u postgres -- "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true; }
 trap stop EXIT
-t=$SECONDS
+t=$EPOCHREALTIME
 runuser -u postgres -- "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >/dev/null ||
     { tail -20 "$data/server.log"; fail "the server did not start with shared_preload_libraries = 'mfa'"; }
-figure "server started with mfa preloaded in $((SECONDS - t)) s"
+figure "server started with mfa preloaded in $(since "$t") s"
 postmaster=$(head -1 "$data/postmaster.pid")
 loaded=$(awk '$6 ~ /mfa\.so$/ {print $6}' "/proc/$postmaster/maps" | sort -u)
 [[ $loaded == "$libdir/mfa.so" ]] || fail "the postmaster has not loaded $libdir/mfa.so (maps: $loaded)"
@@ -118,12 +135,12 @@ step "CREATE EXTENSION mfa and a TOTP login"
 db=postgres
 sql "CREATE DATABASE mfa_package_test"
 db=mfa_package_test
-t=$SECONDS
+t=$EPOCHREALTIME
 sql "SET client_min_messages = warning; CREATE EXTENSION mfa"
 expect "extension version" "$(dpkg-query -W -f='${Version}' "postgresql-$major-mfa")" \
     "$(sql "SELECT extversion FROM pg_extension WHERE extname = 'mfa'")"
 login acme ann@acme.example
-figure "CREATE EXTENSION and the TOTP login in $((SECONDS - t)) s"
+figure "CREATE EXTENSION and the TOTP login in $(since "$t") s"
 
 step "an SMS login, its code delivered by the packaged worker (console provider) as an unprivileged user"
 expect "member with a phone" "+14155552671" \
@@ -134,13 +151,15 @@ sql 'CREATE ROLE "mfa-sms-worker" LOGIN IN ROLE mfa_sms_worker'
 # The installed env file, with the connection string of this test (socket, port, database).
 sed "s|^MFA_DATABASE_URL=.*|MFA_DATABASE_URL=\"host=/var/run/postgresql port=$port dbname=$db user=mfa-sms-worker\"|" \
     /etc/mfa-sms-worker/env >/tmp/worker.env
-t=$SECONDS
+t=$EPOCHREALTIME
 delivered=$(set -a && . /tmp/worker.env && set +a &&
     MFA_SMS_LOG=warn setpriv --reuid=nobody --regid=nogroup --clear-groups --no-new-privs \
         mfa-sms-worker --exit-when-idle)
-figure "worker drained the outbox in $((SECONDS - t)) s"
-echo "  worker printed: $(sed 's/[0-9]\{6\}/NNNNNN/g' <<<"$delivered")"
-sms_code=$(grep -o '[0-9]\{6\}' <<<"$delivered" | head -1)
+figure "worker drained the outbox in $(since "$t") s"
+# "[sms] to +14155552671 (US, en): <text with the code>": the code is in the text.
+body=$(sed -n 's/^\[sms\] to [^:]*: //p' <<<"$delivered")
+echo "  worker printed: $(sed -E 's/\<[0-9]{6}\>/NNNNNN/g' <<<"$delivered")"
+sms_code=$(grep -oE '\<[0-9]{6}\>' <<<"$body" | head -1)
 [[ -n $sms_code ]] || fail "the worker delivered no code"
 expect "outbox" "sent 1" "$(sql "SELECT status || ' ' || count(*) FROM mfa.sms_outbox GROUP BY status")"
 expect "otp_sms_authenticate with the delivered code" 200 \
@@ -151,7 +170,7 @@ db=postgres
 sql "CREATE DATABASE mfa_package_upgrade"
 db=mfa_package_upgrade
 install -m 644 mfa--0.1.0.sql "$extdir/"
-t=$SECONDS
+t=$EPOCHREALTIME
 sql "SET client_min_messages = warning; CREATE EXTENSION mfa VERSION '0.1.0'"
 sql "SET client_min_messages = warning; ALTER EXTENSION mfa UPDATE TO '0.9.0'"
 expect "version before" 0.9.0 "$(sql "SELECT extversion FROM pg_extension WHERE extname = 'mfa'")"
@@ -159,7 +178,7 @@ sql "SET client_min_messages = warning; ALTER EXTENSION mfa UPDATE"
 expect "version after ALTER EXTENSION mfa UPDATE" "$(dpkg-query -W -f='${Version}' "postgresql-$major-mfa")" \
     "$(sql "SELECT extversion FROM pg_extension WHERE extname = 'mfa'")"
 login globex hank@globex.example
-figure "0.1.0 -> 0.9.0 -> current and a login in $((SECONDS - t)) s"
+figure "0.1.0 -> 0.9.0 -> current and a login in $(since "$t") s"
 rm "$extdir/mfa--0.1.0.sql"
 
 step "removal: the server stopped, both packages purged, nothing of them left"
@@ -170,5 +189,5 @@ left=$(ls -d "$libdir"/mfa* "$extdir"/mfa* /usr/bin/mfa-sms-worker /etc/mfa-sms-
     /lib/systemd/system/mfa-sms-worker.service /usr/share/doc/mfa-sms-worker 2>/dev/null || true)
 [[ -z $left ]] || fail "left after purge: $left"
 echo "  ok: nothing left"
-figure "inside the root: $((SECONDS - started)) s"
+figure "inside the root: $(since "$started") s"
 echo "package test inside the root: passed"
