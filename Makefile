@@ -26,7 +26,7 @@ soak:
 package:
 	@bash scripts/package.sh build $(PG)
 
-# Installs them into a fresh Debian 12 root (debootstrap) and logs in: PostgreSQL 15 only.
+# Installs them into a fresh Debian 12 root (debootstrap) and logs in (default: PostgreSQL 15).
 package-test:
 	@bash scripts/package.sh test $(if $(filter command line environment,$(origin PG)),$(PG),15)
 

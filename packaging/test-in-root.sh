@@ -17,14 +17,33 @@ fail() {
 }
 figure() { echo "figure: $*"; }
 
-step "Debian's postgresql-$major from the archive; systemd and man-db as on a server; oathtool (the test's TOTP codes)"
-t=$EPOCHREALTIME
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "postgresql-$major" systemd man-db oathtool >/dev/null
-figure "postgresql-$major $(dpkg-query -W -f='${Version}' "postgresql-$major"), systemd, man-db installed from the archive in $(since "$t") s"
-libdir=/usr/lib/postgresql/$major/lib
-extdir=/usr/share/postgresql/$major/extension
-bindir=/usr/lib/postgresql/$major/bin
+if [[ $major == 15 ]]; then
+    step "without postgresql-15, dpkg leaves postgresql-15-mfa unconfigured (its Depends)"
+    if dpkg -i ./postgresql-15-mfa_*.deb >/tmp/dpkg.out 2>&1; then
+        fail "dpkg installed postgresql-15-mfa without postgresql-15"
+    fi
+    grep -q "depends on postgresql-15; however" /tmp/dpkg.out || { cat /tmp/dpkg.out; fail "dpkg failed otherwise"; }
+    echo "  ok: $(grep -m1 -A1 'depends on postgresql-15' /tmp/dpkg.out | tr -s ' \n' ' ')"
+    dpkg --purge postgresql-15-mfa >/dev/null
+    step "Debian's postgresql-$major from the archive; systemd and man-db as on a server; oathtool (the test's TOTP codes)"
+    t=$EPOCHREALTIME
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "postgresql-$major" systemd man-db oathtool >/dev/null
+    figure "postgresql-$major $(dpkg-query -W -f='${Version}' "postgresql-$major"), systemd, man-db installed from the archive in $(since "$t") s"
+    bindir=/usr/lib/postgresql/$major/bin
+else
+    # No Debian 12 package: the host copied its /opt/mfa-postgresql/MAJOR (scripts/postgres.sh's
+    # build) here without a single mfa file; what it links to comes from the archive.
+    step "PostgreSQL $major in /opt/mfa-postgresql/$major (scripts/postgres.sh's build, copied without mfa); its libraries, systemd, man-db, oathtool from the archive"
+    t=$EPOCHREALTIME
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends libssl3 zlib1g systemd man-db oathtool >/dev/null
+    id postgres >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/postgresql --create-home --shell /bin/bash postgres
+    bindir=/opt/mfa-postgresql/$major/bin
+    figure "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}')'s libraries, systemd, man-db installed from the archive in $(since "$t") s"
+fi
+libdir=$("$bindir/pg_config" --pkglibdir)
+extdir=$("$bindir/pg_config" --sharedir)/extension
 if compgen -G "$libdir/mfa*" >/dev/null || compgen -G "$extdir/mfa*" >/dev/null; then
     fail "an mfa file exists before the package is installed"
 fi
@@ -100,7 +119,7 @@ loaded=$(awk '$6 ~ /mfa\.so$/ {print $6}' "/proc/$postmaster/maps" | sort -u)
 [[ $loaded == "$libdir/mfa.so" ]] || fail "the postmaster has not loaded $libdir/mfa.so (maps: $loaded)"
 echo "  the postmaster (pid $postmaster) mapped $loaded, which is $(dpkg -S "$loaded" | cut -d: -f1)'s"
 
-sql() { psql -X -q -At -v ON_ERROR_STOP=1 -h /var/run/postgresql -p "$port" -U postgres -d "$db" -c "$1"; }
+sql() { "$bindir/psql" -X -q -At -v ON_ERROR_STOP=1 -h /var/run/postgresql -p "$port" -U postgres -d "$db" -c "$1"; }
 expect() { # expect WHAT EXPECTED ACTUAL
     [[ $3 == "$2" ]] || fail "$1: expected '$2', got '$3'"
     echo "  ok: $1: $3"

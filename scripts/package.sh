@@ -210,13 +210,6 @@ build() {
 }
 
 
-# The test: a Debian 12 root made afresh by debootstrap (about a minute; nothing of this checkout,
-# its build or this machine's PostgreSQL installations is in it), then, chrooted into it
-# (packaging/test-in-root.sh): Debian's postgresql-15 from the archive, the packages with
-# apt-get install ./*.deb, a server set up as the package's README says, CREATE EXTENSION mfa, a
-# TOTP login, an SMS login delivered by the packaged worker, ALTER EXTENSION mfa UPDATE, the
-# worker's unit checked by the root's own systemd-analyze (verify, security), removal. Scratch root under
-# /var/tmp/mfa-package-test-*, port 29950 (MFA_PACKAGE_TEST_PORT); MFA_PACKAGE_TEST_KEEP=1 keeps it.
 # Removes a test root, unless something is still mounted below it (or MFA_PACKAGE_TEST_KEEP=1).
 remove_root() {
     if grep -q " $1/" /proc/self/mountinfo; then
@@ -229,15 +222,25 @@ remove_root() {
     fi
 }
 
+# The test: a Debian 12 root made afresh by debootstrap (half a minute; nothing of this checkout,
+# its build or this machine's PostgreSQL installations is in it), then, chrooted into it
+# (packaging/test-in-root.sh): for 15, Debian's postgresql-15 from the archive (for 17 and 18, a
+# copy of scripts/postgres.sh's /opt/mfa-postgresql/MAJOR without its mfa files), the packages
+# with apt-get install ./*.deb, a server set up as the package's README says, CREATE EXTENSION
+# mfa, a TOTP login, an SMS login delivered by the packaged worker, ALTER EXTENSION mfa UPDATE,
+# the worker's unit checked by the root's own systemd-analyze (verify, security), removal.
+# Scratch roots /var/tmp/mfa-package-test-*, port 29950 (MFA_PACKAGE_TEST_PORT);
+# MFA_PACKAGE_TEST_KEEP=1 keeps the root, MFA_DEBIAN_MIRROR names another mirror.
 test_packages() {
     local started=$SECONDS port=${MFA_PACKAGE_TEST_PORT:-29950} mirror=${MFA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
     local worker_deb=$out/mfa-sms-worker_${worker_version}_$arch.deb t major
     [[ $(id -u) == 0 ]] || { echo "package.sh test: run as root (debootstrap, chroot)" >&2; exit 1; }
     for major in "$@"; do
-        if [[ $major != 15 ]]; then
-            echo "package.sh test: only PostgreSQL 15 is tested (Debian's server package in a fresh root);" \
-                "the $major package targets /opt/mfa-postgresql/$major, which no package provides (docs/packages.md)" >&2
-            exit 2
+        # 17 and 18: the root gets a copy of this machine's /opt/mfa-postgresql/MAJOR
+        # (scripts/postgres.sh), without its mfa files.
+        if [[ $major != 15 ]] && ! bash scripts/postgres.sh --if-built "$major" >/dev/null; then
+            echo "package.sh test: PostgreSQL $major is not built here: bash scripts/postgres.sh $major" >&2
+            exit 1
         fi
         [[ -s $out/postgresql-${major}-mfa_${version}_$arch.deb ]] ||
             { echo "package.sh test: no $out/postgresql-${major}-mfa_${version}_$arch.deb: make package PG=$major first" >&2; exit 1; }
@@ -277,6 +280,14 @@ test_packages() {
         chmod 755 "$root/usr/sbin/policy-rc.d"
         mkdir -p "$root/etc/postgresql-common"
         echo "create_main_cluster = false" >"$root/etc/postgresql-common/createcluster.conf"
+        if [[ $major != 15 ]]; then
+            # The server the package targets, as scripts/postgres.sh installs it, and nothing of mfa
+            # (test runs here install mfa into it: those files stay behind).
+            tar -C / --exclude="opt/mfa-postgresql/$major/lib/mfa.so" \
+                --exclude="opt/mfa-postgresql/$major/share/extension/mfa.control" \
+                --exclude="opt/mfa-postgresql/$major/share/extension/mfa--*" \
+                -cf - "opt/mfa-postgresql/$major" | tar -C "$root" -xf -
+        fi
         mkdir -p "$root/tmp/mfa-package-test"
         cp "$out/postgresql-${major}-mfa_${version}_$arch.deb" "$worker_deb" packaging/test-in-root.sh \
             tests/upgrade/mfa--0.1.0.sql "$root/tmp/mfa-package-test/"
@@ -287,7 +298,7 @@ test_packages() {
             mount -t proc proc "$1/proc"
             mount --rbind /dev "$1/dev"
             exec chroot "$1" /bin/bash /tmp/mfa-package-test/test-in-root.sh "$2" "$3"' _ "$root" "$major" "$port"
-        echo "figure: inside the root (PostgreSQL from the archive, install, tests, purge): $((SECONDS - t)) s"
+        echo "figure: inside the root (server, install, tests, purge): $((SECONDS - t)) s"
 
         remove_root "$root"
         trap - EXIT
