@@ -12,6 +12,8 @@
 # (scripts/postgres.sh), so postgresql-17-mfa and postgresql-18-mfa install into that tree and
 # depend on no PostgreSQL package (none provides it); their description says so.
 set -euo pipefail
+# ${text//@NAME@/value} inserts the value as it is (bash 5.2 would make & in it the match).
+shopt -u patsub_replacement 2>/dev/null || true
 cd "$(dirname "$0")/.."
 repo=$PWD
 action=${1:?usage: package.sh build|test [MAJOR ...]}
@@ -40,9 +42,15 @@ fill() {
 # The shared libraries' packages of the ELF files given (dpkg-shlibdeps, from dpkg-dev), from
 # a package directory laid out as dpkg-shlibdeps expects (debian/NAME/...).
 shlib_depends() {
-    local work=$1
+    local work=$1 found
     shift
-    (cd "$work" && dpkg-shlibdeps -O "$@" 2>/dev/null) | sed -n 's/^shlibs:Depends=//p'
+    found=$(cd "$work" && dpkg-shlibdeps -O "$@" 2>"$work/shlibdeps.log" | sed -n 's/^shlibs:Depends=//p') || true
+    if [[ -z $found ]]; then
+        cat "$work/shlibdeps.log" >&2
+        echo "package.sh: dpkg-shlibdeps found no dependency of $*" >&2
+        return 1
+    fi
+    printf '%s\n' "$found"
 }
 
 # DEBIAN/control and DEBIAN/md5sums of a staged tree, then the .deb.
@@ -116,9 +124,11 @@ no Debian package provides it, so this package depends on none"
     install -m 644 packaging/copyright "$doc/copyright"
     chmod 644 "$doc/README"
 
-    build_deb "$stage" "$(fill packaging/control.extension.in MAJOR="$major" VERSION="$version" ARCH="$arch" \
-        INSTALLED_SIZE="$(installed_size "$stage")" DEPENDS="$depends" TARGET="$target")" \
-        "$out/${pkg}_${version}_$arch.deb"
+    # Assigned first: a failure inside an argument's $(…) would not stop the script.
+    local control
+    control=$(fill packaging/control.extension.in MAJOR="$major" VERSION="$version" ARCH="$arch" \
+        INSTALLED_SIZE="$(installed_size "$stage")" DEPENDS="$depends" TARGET="$target")
+    build_deb "$stage" "$control" "$out/${pkg}_${version}_$arch.deb"
 }
 
 build_worker() {
@@ -180,10 +190,11 @@ build_worker() {
     mkdir -p "$stage/DEBIAN"
     echo /etc/mfa-sms-worker/env >"$stage/DEBIAN/conffiles"
 
-    build_deb "$stage" "$(fill packaging/control.worker.in VERSION="$worker_version" ARCH="$arch" \
-        INSTALLED_SIZE="$(installed_size "$stage")" \
-        DEPENDS="$(shlib_depends "$work" "$stage/usr/bin/mfa-sms-worker")")" \
-        "$out/${pkg}_${worker_version}_$arch.deb"
+    local depends control
+    depends=$(shlib_depends "$work" "$stage/usr/bin/mfa-sms-worker")
+    control=$(fill packaging/control.worker.in VERSION="$worker_version" ARCH="$arch" \
+        INSTALLED_SIZE="$(installed_size "$stage")" DEPENDS="$depends")
+    build_deb "$stage" "$control" "$out/${pkg}_${worker_version}_$arch.deb"
 }
 
 build() {
