@@ -93,6 +93,14 @@ done
 security=$(systemd-analyze security --offline=yes "$unit" 2>&1) || true
 figure "systemd-analyze security: $(tail -1 <<<"$security" | sed -e 's/^→ //' -e 's/^-> //')"
 
+step "a reinstall keeps the operator's edits of the env file (a conffile)"
+echo "# edited by the operator" >>/etc/mfa-sms-worker/env
+# No --force-conf* option: dpkg keeps an edited conffile on its own when the package's is unchanged.
+dpkg -i ./mfa-sms-worker_*.deb </dev/null >/dev/null
+grep -qx "# edited by the operator" /etc/mfa-sms-worker/env || fail "dpkg -i replaced the edited /etc/mfa-sms-worker/env"
+[[ $(stat -c '%a %U:%G' /etc/mfa-sms-worker/env) == "600 root:root" ]] || fail "the env file's mode changed"
+echo "  ok: kept, still 600 root:root"
+
 step "a server set up as /usr/share/doc/postgresql-$major-mfa/README says"
 data=/var/lib/postgresql/mfa-package-test
 install -d -o postgres -g postgres -m 700 "$data"
