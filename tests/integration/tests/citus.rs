@@ -107,6 +107,19 @@ fn app_on_node(port: i32) -> Client {
     .unwrap()
 }
 
+/// Runs `sql` (a `run_command_on_shards` call) and asserts that every shard refused it (42501).
+fn refused_on_every_shard(client: &mut Client, sql: &str) {
+    let results = client.query(sql, &[]).unwrap();
+    assert!(!results.is_empty());
+    for row in results {
+        let (success, result): (bool, String) = (row.get(0), row.get(1));
+        assert!(
+            !success && result.contains("insufficient_privilege"),
+            "{sql}: {result}"
+        );
+    }
+}
+
 fn login(app: &mut Client, org: &str, member: &str) -> String {
     let started = one(
         app,
@@ -339,20 +352,10 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         "{message}"
     );
     // Its shards' gate triggers, reached from the coordinator: refused on every worker.
-    let results = app
-        .query(
-            "SELECT success, result FROM run_command_on_shards('app.sessions', 'ALTER TABLE %s DISABLE TRIGGER USER')",
-            &[],
-        )
-        .unwrap();
-    assert!(!results.is_empty());
-    for row in results {
-        let (success, result): (bool, String) = (row.get(0), row.get(1));
-        assert!(
-            !success && result.contains("insufficient_privilege"),
-            "{result}"
-        );
-    }
+    refused_on_every_shard(
+        &mut app,
+        "SELECT success, result FROM run_command_on_shards('app.sessions', 'ALTER TABLE %s DISABLE TRIGGER USER')",
+    );
     let (shard, _, shard_port) = a_shard(&mut app, "sessions");
     let mut on_worker = app_on_node(shard_port);
     on_worker
@@ -371,26 +374,16 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
     }
     // Every shard's guard is the one-node guard: renaming the gate's triggers from the
     // coordinator (then dropping them) is refused on every shard.
-    let results = app
-        .query(
-            "SELECT success, result FROM run_command_on_shards('app.sessions', $c$
+    refused_on_every_shard(
+        &mut app,
+        "SELECT success, result FROM run_command_on_shards('app.sessions', $c$
                  DO $x$ DECLARE t record; BEGIN
                      FOR t IN SELECT tgname FROM pg_trigger
                                WHERE tgrelid = '%1$s'::regclass AND tgname LIKE 'mfa_session_gate_%%' LOOP
                          EXECUTE format('ALTER TRIGGER %%I ON %1$s RENAME TO %%I', t.tgname, 'renamed_' || t.tgname);
                      END LOOP;
                  END $x$$c$)",
-            &[],
-        )
-        .unwrap();
-    assert!(!results.is_empty());
-    for row in results {
-        let (success, result): (bool, String) = (row.get(0), row.get(1));
-        assert!(
-            !success && result.contains("insufficient_privilege"),
-            "a trigger rename on a shard: {result}"
-        );
-    }
+    );
     // On the worker: a shard renamed, an unguarded look-alike in its place, two shards swapped.
     let other_shard: String = on_worker
         .query_one(
