@@ -341,33 +341,7 @@ fn assert_no_crash(log: &str, what: &str) {
 }
 
 fn base_backup(primary: &Cluster, name: &str, port: u16) -> Cluster {
-    let standby = Cluster::adopt(name, port, &primary.bin);
-    let primary_port = primary.port.to_string();
-    let out = standby.run(
-        "pg_basebackup",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &primary_port,
-            "-U",
-            "postgres",
-            "-D",
-            &standby.dir,
-            "-R",
-            "-X",
-            "stream",
-            "-c",
-            "fast",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "pg_basebackup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // The primary's log came along: the standby's starts empty.
-    let _ = std::fs::remove_file(format!("{}/server.log", standby.dir));
+    let standby = Cluster::base_backup(primary, name, port, &["-R"]);
     standby.append_settings(&format!("port = {port}\nhot_standby = on"));
     standby
 }

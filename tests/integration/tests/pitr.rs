@@ -156,31 +156,7 @@ fn restore_to_a_time_between_two_logins() {
     drop(c);
 
     // The base backup, straight into the directory it will be restored in.
-    let restored = Cluster::adopt("pitr-restored", RESTORED_PORT, &primary.bin);
-    let primary_port = PRIMARY_PORT.to_string();
-    let out = restored.run(
-        "pg_basebackup",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &primary_port,
-            "-U",
-            "postgres",
-            "-D",
-            &restored.dir,
-            "-X",
-            "stream",
-            "-c",
-            "fast",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "pg_basebackup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_file(format!("{}/server.log", restored.dir));
+    let restored = Cluster::base_backup(&primary, "pitr-restored", RESTORED_PORT, &[]);
 
     // Before the target: the first login, a lock, 7 failures of the victim (all written).
     let mut c = connect_to(&url);

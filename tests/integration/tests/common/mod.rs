@@ -297,6 +297,37 @@ impl Cluster {
         run_as_postgres(&self.bin, program, args, &[])
     }
 
+    /// A base backup of `primary` (`pg_basebackup`, WAL streamed, a fast checkpoint, `extra`
+    /// options such as `-R` for a standby) in a cluster of its own, not started; the primary's
+    /// server log that came along is removed.
+    pub fn base_backup(primary: &Cluster, name: &str, port: u16, extra: &[&str]) -> Cluster {
+        let backup = Cluster::adopt(name, port, &primary.bin);
+        let primary_port = primary.port.to_string();
+        let mut args = vec![
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary_port,
+            "-U",
+            "postgres",
+            "-D",
+            &backup.dir,
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+        ];
+        args.extend_from_slice(extra);
+        let out = backup.run("pg_basebackup", &args);
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_file(format!("{}/server.log", backup.dir));
+        backup
+    }
+
     /// A cluster whose data directory /var/lib/postgresql/mfa-test-`name` another program
     /// made (pg_basebackup, a restored backup), run with the programs of `bin`: stopped and
     /// removed when dropped, like the others. Any earlier directory of the name is removed.
