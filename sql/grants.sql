@@ -18,7 +18,7 @@ GRANT EXECUTE ON FUNCTION
 TO mfa_admin;
 
 COMMENT ON FUNCTION mfa.organization_upsert(text, text, text, text[], integer) IS
-    'mfa: creates an organization or changes its MFA settings (mfa_policy REQUIRED_FOR_ALL|OPTIONAL, mfa_methods ALL_ALLOWED|RESTRICTED, allowed_mfa_methods ⊆ {sms_otp,totp}, remember_device_days 0 (off) to 90; turning it off revokes every remembered device); NULL keeps a value.';
+    'mfa: creates an organization or changes its MFA settings (mfa_policy REQUIRED_FOR_ALL|OPTIONAL, mfa_methods ALL_ALLOWED|RESTRICTED, allowed_mfa_methods ⊆ {sms_otp,totp,webauthn}, remember_device_days 0 (off) to 90; turning it off revokes every remembered device); NULL keeps a value.';
 COMMENT ON FUNCTION mfa.organization_get(text) IS 'mfa: the organization object.';
 COMMENT ON FUNCTION mfa.organization_delete(text) IS
     'mfa: deletes an organization and, by cascade, its members, factors, codes, messages and logins in progress.';
@@ -50,7 +50,11 @@ GRANT EXECUTE ON FUNCTION
     mfa.last_mfa_at(jsonb),
     mfa.session_aal(text, text, jsonb),
     mfa.last_mfa_at(text, text, jsonb),
-    mfa.session_verified_factors(text, text, jsonb)
+    mfa.session_verified_factors(text, text, jsonb),
+    mfa.session_phishing_resistant(jsonb),
+    mfa.session_amr(jsonb),
+    mfa.session_phishing_resistant(text, text, jsonb),
+    mfa.session_amr(text, text, jsonb)
 TO mfa_admin, mfa_app;
 
 -- The guard of the application's sessions tables: installed and taken off by mfa_admin only.
@@ -195,3 +199,43 @@ COMMENT ON FUNCTION mfa._initialize_database_key() IS
 
 SELECT mfa._initialize_database_key();
 REVOKE ALL ON FUNCTION mfa._initialize_database_key() FROM PUBLIC;
+
+-- Passkeys (WebAuthn): origins and deletes are mfa_admin's; the ceremonies and the list are the
+-- login's.
+GRANT EXECUTE ON FUNCTION
+    mfa.webauthn_allowed_origins_set(text[]),
+    mfa.webauthn_allowed_origins_get(),
+    mfa.webauthn_registration_delete(text, text, text)
+TO mfa_admin;
+GRANT EXECUTE ON FUNCTION mfa.webauthn_allowed_origins_get() TO mfa_app;
+GRANT EXECUTE ON FUNCTION
+    mfa.webauthn_register_start(text, text, text, text, text, text),
+    mfa.webauthn_register(text, text, jsonb, text, text, boolean),
+    mfa.webauthn_authenticate_start(text, text, text, text),
+    mfa.webauthn_authenticate(text, text, jsonb, text, text, boolean),
+    mfa.webauthn_registrations_get(text, text),
+    mfa.webauthn_registration_update(text, text, text, text)
+TO mfa_admin, mfa_app;
+COMMENT ON FUNCTION mfa.webauthn_allowed_origins_set(text[]) IS
+    'mfa: replaces the origins whose pages may register and use passkeys (https://host[:port]; http:// only for localhost and 127.0.0.1); returns them normalized and sorted; audited.';
+COMMENT ON FUNCTION mfa.webauthn_allowed_origins_get() IS 'mfa: the origins whose pages may register and use passkeys.';
+COMMENT ON FUNCTION mfa.webauthn_register_start(text, text, text, text, text, text) IS
+    'mfa: PublicKeyCredentialCreationOptionsJSON for navigator.credentials.create (a fresh single-use challenge bound to the member and the token); a member with an active factor needs a token carrying a second factor.';
+COMMENT ON FUNCTION mfa.webauthn_register(text, text, jsonb, text, text, boolean) IS
+    'mfa: verifies a RegistrationResponseJSON (WebAuthn §7.1: challenge, origin, rpIdHash, flags, algorithm, attestation none or packed) and stores the passkey; with a token it is a second factor of that login. Failures are returned and counted.';
+COMMENT ON FUNCTION mfa.webauthn_authenticate_start(text, text, text, text) IS
+    'mfa: PublicKeyCredentialRequestOptionsJSON for navigator.credentials.get: the member''s passkeys and a fresh single-use challenge bound to the login''s token.';
+COMMENT ON FUNCTION mfa.webauthn_authenticate(text, text, jsonb, text, text, boolean) IS
+    'mfa: verifies an AuthenticationResponseJSON (WebAuthn §7.2, signature counter included) from one of the member''s passkeys as the login''s second factor. Failures are returned and counted, as totp_authenticate''s.';
+COMMENT ON FUNCTION mfa.webauthn_registrations_get(text, text) IS 'mfa: the member''s passkeys (no key material).';
+COMMENT ON FUNCTION mfa.webauthn_registration_update(text, text, text, text) IS 'mfa: names one of the member''s passkeys.';
+COMMENT ON FUNCTION mfa.webauthn_registration_delete(text, text, text) IS
+    'mfa: removes one of the member''s passkeys and revokes their remembered devices; with the last one go webauthn as default method and, without an authenticator app, the recovery codes.';
+COMMENT ON FUNCTION mfa.session_phishing_resistant(jsonb) IS
+    'mfa: whether the newest second factor of a factors column is a passkey, trusting it (no seal is checked). Policies use session_phishing_resistant(organization_id, member_id, factors).';
+COMMENT ON FUNCTION mfa.session_amr(jsonb) IS
+    'mfa: RFC 8176 authentication method references (pwd, otp, sms, hwk, swk, user, mfa) of a factors column, trusting it (no seal is checked).';
+COMMENT ON FUNCTION mfa.session_phishing_resistant(text, text, jsonb) IS
+    'mfa: whether the newest sealed second factor of a session row is a passkey (phishing-resistant MFA): for RLS policies.';
+COMMENT ON FUNCTION mfa.session_amr(text, text, jsonb) IS
+    'mfa: RFC 8176 authentication method references of a session row''s sealed factors, for an OIDC amr claim.';

@@ -558,3 +558,284 @@ COMMENT ON FUNCTION mfa.session_verified_factors(text, text, jsonb) IS
     'mfa: the factors of a session''s factors column whose gate seal verifies for this organization and member (sealed with a known key); the rest is left out.';
 COMMENT ON FUNCTION mfa._session_guard_register_shards() IS
     'mfa (internal): on a Citus node, registers the shards carrying copies of a guard''s triggers as guarded tables of their own (so the gate runs for them and the guard''s state check holds), and lets go of the shards whose gate triggers are all dropped.';
+
+-- Passkeys (WebAuthn) as a third method.
+ALTER TABLE mfa.organizations DROP CONSTRAINT allowed_mfa_methods_values,
+    ADD CONSTRAINT allowed_mfa_methods_values CHECK (allowed_mfa_methods <@ ARRAY['sms_otp', 'totp', 'webauthn']);
+ALTER TABLE mfa.members DROP CONSTRAINT default_mfa_method_value,
+    ADD COLUMN webauthn_user_handle bytea,
+    ADD COLUMN webauthn_registrations integer NOT NULL DEFAULT 0,
+    ADD CONSTRAINT default_mfa_method_value CHECK (default_mfa_method IN ('sms_otp', 'totp', 'webauthn')),
+    ADD CONSTRAINT webauthn_user_handle_length CHECK (octet_length(webauthn_user_handle) = 32),
+    ADD CONSTRAINT webauthn_registrations_not_negative CHECK (webauthn_registrations >= 0);
+COMMENT ON COLUMN mfa.members.webauthn_user_handle IS
+    'mfa: the member''s WebAuthn user handle (random, made at their first passkey registration): what authenticators store for them, never the member id.';
+COMMENT ON COLUMN mfa.members.webauthn_registrations IS
+    'mfa: how many passkeys the member has (kept by the statements that add and remove them), so that loading a member reads no other table for it.';
+
+-- Passkeys (WebAuthn): the origins the project's pages are served from, each member's
+-- registered credentials, and the challenges handed to browsers.
+CREATE TABLE mfa.webauthn_allowed_origins (
+    origin   text        NOT NULL,
+    added_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (origin),
+    CONSTRAINT origin_length CHECK (length(origin) BETWEEN 1 AND 512)
+);
+COMMENT ON TABLE mfa.webauthn_allowed_origins IS
+    'mfa: project-wide origins (https://host[:port]; http only for localhost and 127.0.0.1) whose pages may register and use passkeys; a relying-party domain must be the host of one of them or a registrable suffix of it.';
+
+CREATE TABLE mfa.webauthn_registrations (
+    organization_id          text        NOT NULL,
+    webauthn_registration_id uuid        NOT NULL,
+    member_id                text        NOT NULL,
+    credential_id            bytea       NOT NULL,
+    public_key               bytea       NOT NULL,
+    algorithm                integer     NOT NULL,
+    sign_count               bigint      NOT NULL DEFAULT 0,
+    domain                   text        NOT NULL,
+    name                     text,
+    user_agent               text,
+    authenticator_type       text,
+    aaguid                   uuid        NOT NULL,
+    attestation_format       text        NOT NULL,
+    transports               text[]      NOT NULL DEFAULT '{}',
+    user_verified            boolean     NOT NULL,
+    backup_eligible          boolean     NOT NULL,
+    backed_up                boolean     NOT NULL,
+    clone_suspected_at       timestamptz,
+    created_at               timestamptz NOT NULL DEFAULT now(),
+    last_authenticated_at    timestamptz,
+    PRIMARY KEY (organization_id, webauthn_registration_id),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
+    CONSTRAINT credential_id_length CHECK (octet_length(credential_id) BETWEEN 16 AND 1023),
+    CONSTRAINT algorithm_value CHECK (algorithm IN (-7, -8, -257)),
+    CONSTRAINT sign_count_range CHECK (sign_count BETWEEN 0 AND 4294967295),
+    CONSTRAINT name_length CHECK (char_length(name) BETWEEN 1 AND 200),
+    CONSTRAINT user_agent_length CHECK (char_length(user_agent) <= 512),
+    CONSTRAINT authenticator_type_value CHECK (authenticator_type IN ('platform', 'cross-platform'))
+);
+COMMENT ON TABLE mfa.webauthn_registrations IS
+    'mfa: members'' passkeys: the credential id, its COSE public key and signature counter (WebAuthn §6.1.1: a counter that does not move forward sets clone_suspected_at, and the passkey is refused from then on).';
+-- A credential is registered once in the whole project (on Citus: once per organization, see
+-- mfa.distribute()).
+CREATE UNIQUE INDEX webauthn_registrations_credential ON mfa.webauthn_registrations (credential_id);
+CREATE INDEX webauthn_registrations_member ON mfa.webauthn_registrations (organization_id, member_id);
+
+CREATE TABLE mfa.webauthn_challenges (
+    organization_id    text        NOT NULL,
+    member_id          text        NOT NULL,
+    challenge_hash     bytea       NOT NULL,
+    ceremony           text        NOT NULL,
+    token_hash         bytea,
+    domain             text        NOT NULL,
+    user_verification  text        NOT NULL,
+    authenticator_type text,
+    user_agent         text,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    expires_at         timestamptz NOT NULL,
+    PRIMARY KEY (organization_id, member_id, challenge_hash),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
+    CONSTRAINT ceremony_value CHECK (ceremony IN ('registration', 'authentication')),
+    CONSTRAINT user_verification_value CHECK (user_verification IN ('required', 'preferred', 'discouraged'))
+);
+COMMENT ON TABLE mfa.webauthn_challenges IS
+    'mfa: challenges handed to browsers (SHA-256 only), each bound to its member, ceremony and intermediate session token, single use: the first verification that presents one deletes it.';
+REVOKE ALL ON mfa.webauthn_allowed_origins, mfa.webauthn_registrations, mfa.webauthn_challenges FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('mfa.webauthn_allowed_origins', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.webauthn_registrations', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.webauthn_challenges', '');
+
+CREATE FUNCTION mfa."webauthn_allowed_origins_set"(
+	"origins" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS TEXT[] /* SqlResult < Vec < String > > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webauthn_allowed_origins_set_wrapper';
+
+CREATE FUNCTION mfa."webauthn_allowed_origins_get"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
+STRICT STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webauthn_allowed_origins_get_wrapper';
+
+CREATE FUNCTION mfa."webauthn_register_start"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"domain" TEXT, /* Option < & str > */
+	"intermediate_session_token" TEXT DEFAULT NULL, /* Option < & str > */
+	"authenticator_type" TEXT DEFAULT NULL, /* Option < & str > */
+	"user_agent" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webauthn_register_start_wrapper';
+
+CREATE FUNCTION mfa."webauthn_register"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"public_key_credential" jsonb, /* Option < JsonB > */
+	"intermediate_session_token" TEXT DEFAULT NULL, /* Option < & str > */
+	"set_mfa_enrollment" TEXT DEFAULT NULL, /* Option < & str > */
+	"set_default_mfa" bool DEFAULT false /* Option < bool > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webauthn_register_wrapper';
+
+CREATE FUNCTION mfa."webauthn_authenticate_start"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"domain" TEXT, /* Option < & str > */
+	"intermediate_session_token" TEXT /* Option < & str > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webauthn_authenticate_start_wrapper';
+
+CREATE FUNCTION mfa."webauthn_authenticate"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"public_key_credential" jsonb, /* Option < JsonB > */
+	"intermediate_session_token" TEXT, /* Option < & str > */
+	"set_mfa_enrollment" TEXT DEFAULT NULL, /* Option < & str > */
+	"set_default_mfa" bool DEFAULT false /* Option < bool > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webauthn_authenticate_wrapper';
+
+CREATE FUNCTION mfa."webauthn_registrations_get"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT /* Option < & str > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webauthn_registrations_get_wrapper';
+
+CREATE FUNCTION mfa."webauthn_registration_update"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"webauthn_registration_id" TEXT, /* Option < & str > */
+	"name" TEXT /* Option < & str > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webauthn_registration_update_wrapper';
+
+CREATE FUNCTION mfa."webauthn_registration_delete"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"webauthn_registration_id" TEXT /* Option < & str > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webauthn_registration_delete_wrapper';
+
+CREATE FUNCTION mfa."session_phishing_resistant"(
+	"authentication_factors" jsonb /* Option < JsonB > */
+) RETURNS bool /* bool */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'session_phishing_resistant_wrapper';
+
+CREATE FUNCTION mfa."session_amr"(
+	"authentication_factors" jsonb /* Option < JsonB > */
+) RETURNS TEXT[] /* Vec < String > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'session_amr_wrapper';
+
+CREATE OR REPLACE FUNCTION mfa.last_mfa_at(authentication_factors jsonb) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT max(CASE WHEN f ->> 'last_authenticated_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d(:\d\d)?|Z)$'
+                    THEN (f ->> 'last_authenticated_at')::timestamptz END)
+      FROM jsonb_array_elements(CASE jsonb_typeof($1) WHEN 'array' THEN $1 ELSE '[]' END) AS f
+     WHERE f ->> 'type' IN ('totp', 'recovery_codes', 'webauthn')
+        OR (f ->> 'type' = 'otp' AND f ->> 'delivery_method' = 'sms')
+$$;
+
+CREATE OR REPLACE FUNCTION mfa.session_aal(authentication_factors jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN EXISTS (
+               SELECT FROM jsonb_array_elements(CASE jsonb_typeof($1) WHEN 'array' THEN $1 ELSE '[]' END) AS f
+                WHERE f ->> 'type' IN ('totp', 'recovery_codes', 'webauthn', 'remembered_device')
+                   OR (f ->> 'type' = 'otp' AND f ->> 'delivery_method' = 'sms'))
+           THEN 'aal2' ELSE 'aal1' END
+$$;
+
+-- Phishing resistance and RFC 8176 method references of a session row, from its sealed factors:
+--   USING (mfa.session_phishing_resistant(organization_id, member_id, authentication_factors))
+CREATE FUNCTION mfa.session_phishing_resistant(organization_id text, member_id text, authentication_factors jsonb) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
+    SELECT mfa.session_phishing_resistant(mfa.session_verified_factors($1, $2, $3))
+$$;
+
+CREATE FUNCTION mfa.session_amr(organization_id text, member_id text, authentication_factors jsonb) RETURNS text[]
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
+    SELECT mfa.session_amr(mfa.session_verified_factors($1, $2, $3))
+$$;
+
+REVOKE ALL ON FUNCTION
+    mfa.webauthn_allowed_origins_set(text[]), mfa.webauthn_allowed_origins_get(),
+    mfa.webauthn_register_start(text, text, text, text, text, text),
+    mfa.webauthn_register(text, text, jsonb, text, text, boolean),
+    mfa.webauthn_authenticate_start(text, text, text, text),
+    mfa.webauthn_authenticate(text, text, jsonb, text, text, boolean),
+    mfa.webauthn_registrations_get(text, text), mfa.webauthn_registration_update(text, text, text, text),
+    mfa.webauthn_registration_delete(text, text, text),
+    mfa.session_phishing_resistant(jsonb), mfa.session_amr(jsonb),
+    mfa.session_phishing_resistant(text, text, jsonb), mfa.session_amr(text, text, jsonb)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    mfa.session_phishing_resistant(jsonb), mfa.session_amr(jsonb),
+    mfa.session_phishing_resistant(text, text, jsonb), mfa.session_amr(text, text, jsonb)
+TO mfa_admin, mfa_app;
+-- Passkeys (WebAuthn): origins and deletes are mfa_admin's; the ceremonies and the list are the
+-- login's.
+GRANT EXECUTE ON FUNCTION
+    mfa.webauthn_allowed_origins_set(text[]),
+    mfa.webauthn_allowed_origins_get(),
+    mfa.webauthn_registration_delete(text, text, text)
+TO mfa_admin;
+GRANT EXECUTE ON FUNCTION mfa.webauthn_allowed_origins_get() TO mfa_app;
+GRANT EXECUTE ON FUNCTION
+    mfa.webauthn_register_start(text, text, text, text, text, text),
+    mfa.webauthn_register(text, text, jsonb, text, text, boolean),
+    mfa.webauthn_authenticate_start(text, text, text, text),
+    mfa.webauthn_authenticate(text, text, jsonb, text, text, boolean),
+    mfa.webauthn_registrations_get(text, text),
+    mfa.webauthn_registration_update(text, text, text, text)
+TO mfa_admin, mfa_app;
+COMMENT ON FUNCTION mfa.webauthn_allowed_origins_set(text[]) IS
+    'mfa: replaces the origins whose pages may register and use passkeys (https://host[:port]; http:// only for localhost and 127.0.0.1); returns them normalized and sorted; audited.';
+COMMENT ON FUNCTION mfa.webauthn_allowed_origins_get() IS 'mfa: the origins whose pages may register and use passkeys.';
+COMMENT ON FUNCTION mfa.webauthn_register_start(text, text, text, text, text, text) IS
+    'mfa: PublicKeyCredentialCreationOptionsJSON for navigator.credentials.create (a fresh single-use challenge bound to the member and the token); a member with an active factor needs a token carrying a second factor.';
+COMMENT ON FUNCTION mfa.webauthn_register(text, text, jsonb, text, text, boolean) IS
+    'mfa: verifies a RegistrationResponseJSON (WebAuthn §7.1: challenge, origin, rpIdHash, flags, algorithm, attestation none or packed) and stores the passkey; with a token it is a second factor of that login. Failures are returned and counted.';
+COMMENT ON FUNCTION mfa.webauthn_authenticate_start(text, text, text, text) IS
+    'mfa: PublicKeyCredentialRequestOptionsJSON for navigator.credentials.get: the member''s passkeys and a fresh single-use challenge bound to the login''s token.';
+COMMENT ON FUNCTION mfa.webauthn_authenticate(text, text, jsonb, text, text, boolean) IS
+    'mfa: verifies an AuthenticationResponseJSON (WebAuthn §7.2, signature counter included) from one of the member''s passkeys as the login''s second factor. Failures are returned and counted, as totp_authenticate''s.';
+COMMENT ON FUNCTION mfa.webauthn_registrations_get(text, text) IS 'mfa: the member''s passkeys (no key material).';
+COMMENT ON FUNCTION mfa.webauthn_registration_update(text, text, text, text) IS 'mfa: names one of the member''s passkeys.';
+COMMENT ON FUNCTION mfa.webauthn_registration_delete(text, text, text) IS
+    'mfa: removes one of the member''s passkeys and revokes their remembered devices; with the last one go webauthn as default method and, without an authenticator app, the recovery codes.';
+COMMENT ON FUNCTION mfa.session_phishing_resistant(jsonb) IS
+    'mfa: whether the newest second factor of a factors column is a passkey, trusting it (no seal is checked). Policies use session_phishing_resistant(organization_id, member_id, factors).';
+COMMENT ON FUNCTION mfa.session_amr(jsonb) IS
+    'mfa: RFC 8176 authentication method references (pwd, otp, sms, hwk, swk, user, mfa) of a factors column, trusting it (no seal is checked).';
+COMMENT ON FUNCTION mfa.session_phishing_resistant(text, text, jsonb) IS
+    'mfa: whether the newest sealed second factor of a session row is a passkey (phishing-resistant MFA): for RLS policies.';
+COMMENT ON FUNCTION mfa.session_amr(text, text, jsonb) IS
+    'mfa: RFC 8176 authentication method references of a session row''s sealed factors, for an OIDC amr claim.';
+COMMENT ON FUNCTION mfa.organization_upsert(text, text, text, text[], integer) IS
+    'mfa: creates an organization or changes its MFA settings (mfa_policy REQUIRED_FOR_ALL|OPTIONAL, mfa_methods ALL_ALLOWED|RESTRICTED, allowed_mfa_methods ⊆ {sms_otp,totp,webauthn}, remember_device_days 0 (off) to 90; turning it off revokes every remembered device); NULL keeps a value.';

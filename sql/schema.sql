@@ -38,7 +38,7 @@ CREATE TABLE mfa.organizations (
     CONSTRAINT organization_id_length CHECK (length(organization_id) BETWEEN 1 AND 128),
     CONSTRAINT mfa_policy_value CHECK (mfa_policy IN ('REQUIRED_FOR_ALL', 'OPTIONAL')),
     CONSTRAINT mfa_methods_value CHECK (mfa_methods IN ('ALL_ALLOWED', 'RESTRICTED')),
-    CONSTRAINT allowed_mfa_methods_values CHECK (allowed_mfa_methods <@ ARRAY['sms_otp', 'totp']),
+    CONSTRAINT allowed_mfa_methods_values CHECK (allowed_mfa_methods <@ ARRAY['sms_otp', 'totp', 'webauthn']),
     CONSTRAINT restricted_needs_methods
         CHECK (mfa_methods <> 'RESTRICTED' OR cardinality(allowed_mfa_methods) > 0)
 );
@@ -57,14 +57,22 @@ CREATE TABLE mfa.members (
     is_breakglass             boolean     NOT NULL DEFAULT false,
     created_at                timestamptz NOT NULL DEFAULT now(),
     updated_at                timestamptz NOT NULL DEFAULT now(),
+    webauthn_user_handle      bytea,
+    webauthn_registrations    integer     NOT NULL DEFAULT 0,
     PRIMARY KEY (organization_id, member_id),
     CONSTRAINT member_id_length CHECK (length(member_id) BETWEEN 1 AND 128),
-    CONSTRAINT default_mfa_method_value CHECK (default_mfa_method IN ('sms_otp', 'totp')),
+    CONSTRAINT default_mfa_method_value CHECK (default_mfa_method IN ('sms_otp', 'totp', 'webauthn')),
+    CONSTRAINT webauthn_user_handle_length CHECK (octet_length(webauthn_user_handle) = 32),
+    CONSTRAINT webauthn_registrations_not_negative CHECK (webauthn_registrations >= 0),
     CONSTRAINT phone_is_e164 CHECK (mfa_phone_number ~ '^\+[1-9][0-9]{6,14}$'),
     CONSTRAINT phone_has_id CHECK ((mfa_phone_number IS NULL) = (phone_id IS NULL))
 );
 COMMENT ON TABLE mfa.members IS
     'mfa: MFA settings of each member; the phone number is E.164, unverified until an SMS code from it is authenticated. Their lock state is in mfa.member_lockouts.';
+COMMENT ON COLUMN mfa.members.webauthn_user_handle IS
+    'mfa: the member''s WebAuthn user handle (random, made at their first passkey registration): what authenticators store for them, never the member id.';
+COMMENT ON COLUMN mfa.members.webauthn_registrations IS
+    'mfa: how many passkeys the member has (kept by the statements that add and remove them), so that loading a member reads no other table for it.';
 
 -- Written only by the attempt ledger's worker, in transactions of its own: a failure counts
 -- whatever the caller's transaction does. A row of its own, so that the worker never waits for a
@@ -108,6 +116,74 @@ CREATE TABLE mfa.totp_registrations (
 ) WITH (fillfactor = 90);  -- room for the HOT update of every successful code
 COMMENT ON TABLE mfa.totp_registrations IS
     'mfa: one authenticator-app registration per member, pending until its first code; the secret is AEAD-encrypted and bound to its row; last_used_step makes every code single-use.';
+
+-- Passkeys (WebAuthn): the origins the project's pages are served from, each member's
+-- registered credentials, and the challenges handed to browsers.
+CREATE TABLE mfa.webauthn_allowed_origins (
+    origin   text        NOT NULL,
+    added_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (origin),
+    CONSTRAINT origin_length CHECK (length(origin) BETWEEN 1 AND 512)
+);
+COMMENT ON TABLE mfa.webauthn_allowed_origins IS
+    'mfa: project-wide origins (https://host[:port]; http only for localhost and 127.0.0.1) whose pages may register and use passkeys; a relying-party domain must be the host of one of them or a registrable suffix of it.';
+
+CREATE TABLE mfa.webauthn_registrations (
+    organization_id          text        NOT NULL,
+    webauthn_registration_id uuid        NOT NULL,
+    member_id                text        NOT NULL,
+    credential_id            bytea       NOT NULL,
+    public_key               bytea       NOT NULL,
+    algorithm                integer     NOT NULL,
+    sign_count               bigint      NOT NULL DEFAULT 0,
+    domain                   text        NOT NULL,
+    name                     text,
+    user_agent               text,
+    authenticator_type       text,
+    aaguid                   uuid        NOT NULL,
+    attestation_format       text        NOT NULL,
+    transports               text[]      NOT NULL DEFAULT '{}',
+    user_verified            boolean     NOT NULL,
+    backup_eligible          boolean     NOT NULL,
+    backed_up                boolean     NOT NULL,
+    clone_suspected_at       timestamptz,
+    created_at               timestamptz NOT NULL DEFAULT now(),
+    last_authenticated_at    timestamptz,
+    PRIMARY KEY (organization_id, webauthn_registration_id),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
+    CONSTRAINT credential_id_length CHECK (octet_length(credential_id) BETWEEN 16 AND 1023),
+    CONSTRAINT algorithm_value CHECK (algorithm IN (-7, -8, -257)),
+    CONSTRAINT sign_count_range CHECK (sign_count BETWEEN 0 AND 4294967295),
+    CONSTRAINT name_length CHECK (char_length(name) BETWEEN 1 AND 200),
+    CONSTRAINT user_agent_length CHECK (char_length(user_agent) <= 512),
+    CONSTRAINT authenticator_type_value CHECK (authenticator_type IN ('platform', 'cross-platform'))
+);
+COMMENT ON TABLE mfa.webauthn_registrations IS
+    'mfa: members'' passkeys: the credential id, its COSE public key and signature counter (WebAuthn §6.1.1: a counter that does not move forward sets clone_suspected_at, and the passkey is refused from then on).';
+-- A credential is registered once in the whole project (on Citus: once per organization, see
+-- mfa.distribute()).
+CREATE UNIQUE INDEX webauthn_registrations_credential ON mfa.webauthn_registrations (credential_id);
+CREATE INDEX webauthn_registrations_member ON mfa.webauthn_registrations (organization_id, member_id);
+
+CREATE TABLE mfa.webauthn_challenges (
+    organization_id    text        NOT NULL,
+    member_id          text        NOT NULL,
+    challenge_hash     bytea       NOT NULL,
+    ceremony           text        NOT NULL,
+    token_hash         bytea,
+    domain             text        NOT NULL,
+    user_verification  text        NOT NULL,
+    authenticator_type text,
+    user_agent         text,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    expires_at         timestamptz NOT NULL,
+    PRIMARY KEY (organization_id, member_id, challenge_hash),
+    FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE,
+    CONSTRAINT ceremony_value CHECK (ceremony IN ('registration', 'authentication')),
+    CONSTRAINT user_verification_value CHECK (user_verification IN ('required', 'preferred', 'discouraged'))
+);
+COMMENT ON TABLE mfa.webauthn_challenges IS
+    'mfa: challenges handed to browsers (SHA-256 only), each bound to its member, ceremony and intermediate session token, single use: the first verification that presents one deletes it.';
 
 CREATE TABLE mfa.recovery_codes (
     organization_id text        NOT NULL,
@@ -320,5 +396,8 @@ SELECT pg_catalog.pg_extension_config_dump('mfa.remembered_device_retired_tokens
 SELECT pg_catalog.pg_extension_config_dump('mfa.country_code_allowlist', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.database_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.sms_worker_grants', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.webauthn_allowed_origins', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.webauthn_registrations', '');
+SELECT pg_catalog.pg_extension_config_dump('mfa.webauthn_challenges', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.sms_outbox_message_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('mfa.events_event_id_seq', '');

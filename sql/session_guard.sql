@@ -537,7 +537,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT max(CASE WHEN f ->> 'last_authenticated_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d(:\d\d)?|Z)$'
                     THEN (f ->> 'last_authenticated_at')::timestamptz END)
       FROM jsonb_array_elements(CASE jsonb_typeof($1) WHEN 'array' THEN $1 ELSE '[]' END) AS f
-     WHERE f ->> 'type' IN ('totp', 'recovery_codes')
+     WHERE f ->> 'type' IN ('totp', 'recovery_codes', 'webauthn')
         OR (f ->> 'type' = 'otp' AND f ->> 'delivery_method' = 'sms')
 $$;
 
@@ -545,7 +545,7 @@ CREATE FUNCTION mfa.session_aal(authentication_factors jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN EXISTS (
                SELECT FROM jsonb_array_elements(CASE jsonb_typeof($1) WHEN 'array' THEN $1 ELSE '[]' END) AS f
-                WHERE f ->> 'type' IN ('totp', 'recovery_codes', 'remembered_device')
+                WHERE f ->> 'type' IN ('totp', 'recovery_codes', 'webauthn', 'remembered_device')
                    OR (f ->> 'type' = 'otp' AND f ->> 'delivery_method' = 'sms'))
            THEN 'aal2' ELSE 'aal1' END
 $$;

@@ -33,6 +33,10 @@ pub enum ErrorType {
     InvalidRememberDeviceDays,
     CountryCodeAllowlistInvalidCountryCodes,
     CountryCodeAllowlistEmpty,
+    InvalidWebauthnAllowedOrigins,
+    InvalidWebauthnDomain,
+    InvalidPublicKeyCredential,
+    InvalidAuthenticatorType,
     // Things that do not exist.
     OrganizationNotFound,
     MemberNotFound,
@@ -41,12 +45,14 @@ pub enum ErrorType {
     RecoveryCodesNotFound,
     OtpCodeNotFound,
     IntermediateSessionNotFound,
+    WebauthnRegistrationNotFound,
     /// A worker finishing a message it does not hold (wrong or expired receipt).
     SmsMessageNotHeld,
     // States that forbid the operation.
     DuplicateMemberPhoneNumber,
     ActiveTotpExists,
     PendingTotpExists,
+    DuplicateWebauthnRegistration,
     OperationRestrictedByOrganizationMfaMethods,
     // Authorization.
     InvalidIntermediateSessionTokenForOrganization,
@@ -66,6 +72,13 @@ pub enum ErrorType {
     ExpiredTotp,
     TotpCodeAlreadyAuthenticated,
     InvalidRecoveryCode,
+    /// A passkey's response that does not verify (signature, origin, flags…).
+    UnableToAuthWebauthn,
+    /// A passkey's response to a challenge that was not issued for this login, or is spent or
+    /// expired.
+    InvalidWebauthnChallenge,
+    /// A passkey whose signature counter went backwards: refused from then on.
+    WebauthnCloneSuspected,
     UserLockLimitReached,
     /// The library is not in shared_preload_libraries: no attempt can be counted.
     NotPreloaded,
@@ -108,6 +121,15 @@ impl ErrorType {
                 "country_code_allowlist_invalid_country_codes"
             }
             CountryCodeAllowlistEmpty => "country_code_allowlist_empty",
+            InvalidWebauthnAllowedOrigins => "invalid_webauthn_allowed_origins",
+            InvalidWebauthnDomain => "invalid_webauthn_domain",
+            InvalidPublicKeyCredential => "invalid_public_key_credential",
+            InvalidAuthenticatorType => "invalid_authenticator_type",
+            WebauthnRegistrationNotFound => "webauthn_registration_not_found",
+            DuplicateWebauthnRegistration => "duplicate_webauthn_registration",
+            UnableToAuthWebauthn => "unable_to_auth_webauthn",
+            InvalidWebauthnChallenge => "invalid_webauthn_challenge",
+            WebauthnCloneSuspected => "webauthn_clone_suspected",
             OrganizationNotFound => "organization_not_found",
             MemberNotFound => "member_not_found",
             MemberPhoneNumberNotFound => "member_phone_number_not_found",
@@ -157,10 +179,12 @@ impl ErrorType {
             | TotpNotFound
             | RecoveryCodesNotFound
             | OtpCodeNotFound
-            | IntermediateSessionNotFound => 404,
+            | IntermediateSessionNotFound
+            | WebauthnRegistrationNotFound => 404,
             DuplicateMemberPhoneNumber
             | ActiveTotpExists
             | PendingTotpExists
+            | DuplicateWebauthnRegistration
             | SmsMessageNotHeld => 409,
             SmsWorkerOrganizationNotGranted | RememberedDevicesNotAllowed => 403,
             InvalidIntermediateSessionTokenForOrganization
@@ -171,7 +195,10 @@ impl ErrorType {
             | InvalidTotpCode
             | ExpiredTotp
             | TotpCodeAlreadyAuthenticated
-            | InvalidRecoveryCode => 401,
+            | InvalidRecoveryCode
+            | UnableToAuthWebauthn
+            | InvalidWebauthnChallenge
+            | WebauthnCloneSuspected => 401,
             TooManyRequests | UserLockLimitReached => 429,
             EncryptionKeyMismatch
             | InvalidEncryptionKey

@@ -32,7 +32,12 @@ extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["schema"]);
 extension_sql_file!(
     "../sql/session_assurance.sql",
     name = "session_assurance",
-    requires = ["session_guard", api::gate::session_verified_factors]
+    requires = [
+        "session_guard",
+        api::gate::session_verified_factors,
+        api::webauthn::session_phishing_resistant,
+        api::webauthn::session_amr
+    ]
 );
 extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

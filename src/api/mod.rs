@@ -17,3 +17,4 @@ pub mod remembered_devices;
 pub mod sms;
 pub mod sms_workers;
 pub mod totp;
+pub mod webauthn;

@@ -2,7 +2,7 @@
 //! `country_code_allowlist_get/set`.
 
 use crate::core::phone::{self};
-use crate::core::policy::MfaMethod;
+use crate::core::policy::SecondFactor;
 use crate::error::SqlResult;
 use crate::flow::attempt::Attempt;
 use crate::flow::sms;
@@ -44,7 +44,7 @@ fn otp_sms_authenticate(
         organization_id,
         member_id,
         intermediate_session_token,
-        MfaMethod::SmsOtp,
+        SecondFactor::SmsOtp,
         "sms_otp.authenticate",
         set_mfa_enrollment,
         set_default_mfa.unwrap_or(false),

@@ -1,7 +1,7 @@
 //! The TOTP and recovery-code SQL surface: `totp_create`, `totp_authenticate`, `totp_migrate`,
 //! `member_delete_totp`, `recovery_codes_get/rotate/recover`, `totp_verify` and `qr_code_text`.
 
-use crate::core::policy::MfaMethod;
+use crate::core::policy::SecondFactor;
 use crate::core::totp::{secret_from_base32, step_at, verify_code};
 use crate::error::SqlResult;
 use crate::flow::attempt::Attempt;
@@ -43,7 +43,7 @@ fn totp_authenticate(
         organization_id,
         member_id,
         intermediate_session_token,
-        MfaMethod::Totp,
+        SecondFactor::Totp,
         "totp.authenticate",
         set_mfa_enrollment,
         set_default_mfa.unwrap_or(false),
@@ -110,12 +110,12 @@ fn recovery_codes_recover(
     recovery_code: Option<&str>,
     intermediate_session_token: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    // Recovery codes stand in for the authenticator app: the `totp` method must be allowed.
+    // Recovery codes stand in for the authenticator app or passkey: one of them must be allowed.
     let attempt = Attempt::begin(
         organization_id,
         member_id,
         intermediate_session_token,
-        MfaMethod::Totp,
+        SecondFactor::RecoveryCode,
         "recovery_codes.recover",
         None,
         false,

@@ -16,6 +16,16 @@ pub enum Factor {
         phone_id: Option<String>,
         phone_number: String,
     },
+    /// A signature from one of the member's passkeys (WebAuthn).
+    Webauthn {
+        registration_id: String,
+        domain: String,
+        user_agent: Option<String>,
+        /// The passkey may be synced to other devices (backup eligible): software-held, not
+        /// bound to one piece of hardware.
+        backup_eligible: bool,
+        user_verified: bool,
+    },
     /// One of the member's recovery codes.
     RecoveryCode,
     /// A device the member remembered after an earlier second factor. Not a second factor of
@@ -45,6 +55,23 @@ impl Factor {
                 "delivery_method": "sms",
                 "phone_number_factor": { "phone_id": phone_id, "phone_number": phone_number },
             }),
+            Factor::Webauthn {
+                registration_id,
+                domain,
+                user_agent,
+                backup_eligible,
+                user_verified,
+            } => json!({
+                "type": "webauthn",
+                "delivery_method": "webauthn_registration",
+                "webauthn_factor": {
+                    "webauthn_registration_id": registration_id,
+                    "domain": domain,
+                    "user_agent": user_agent,
+                    "backup_eligible": backup_eligible,
+                    "user_verified": user_verified,
+                },
+            }),
             Factor::RecoveryCode => {
                 json!({ "type": "recovery_codes", "delivery_method": "recovery_code" })
             }
@@ -62,6 +89,7 @@ pub fn stored_second_factor(stored: &Value) -> Option<SecondFactor> {
     match (stored["type"].as_str(), stored["delivery_method"].as_str()) {
         (Some("otp"), Some("sms")) => Some(SecondFactor::SmsOtp),
         (Some("totp"), _) => Some(SecondFactor::Totp),
+        (Some("webauthn"), _) => Some(SecondFactor::Webauthn),
         (Some("recovery_codes"), _) => Some(SecondFactor::RecoveryCode),
         _ => None,
     }
@@ -78,6 +106,57 @@ pub fn remembered_device_id(stored: &[Value]) -> Option<&str> {
 /// The second factors among a login's stored `authentication_factors`.
 pub fn second_factors(stored: &[Value]) -> Vec<SecondFactor> {
     stored.iter().filter_map(stored_second_factor).collect()
+}
+
+/// Whether the newest second factor among `stored` is a passkey: phishing-resistant (the
+/// browser bound its signature to the site's origin), as NIST SP 800-63B and CISA ask of MFA.
+/// Factors are stored in the order they were proven (a step-up appends), so the newest is the
+/// last.
+pub fn phishing_resistant(stored: &[Value]) -> bool {
+    stored.iter().rev().find_map(stored_second_factor) == Some(SecondFactor::Webauthn)
+}
+
+/// The authentication method references (RFC 8176) of a session's factors, for an OIDC `amr`
+/// claim: `pwd` (a password), `otp` (a one-time code: email OTP, authenticator app, recovery
+/// code), `sms`, `hwk` / `swk` (a passkey bound to hardware / one that may be synced), `user`
+/// (a passkey's user verification), `mfa` (more than one kind of factor). Sorted, no repeats.
+pub fn amr(stored: &[Value]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    let mut kinds = 0;
+    for factor in stored {
+        match (factor["type"].as_str(), factor["delivery_method"].as_str()) {
+            (Some("password"), _) => out.push("pwd"),
+            (Some("email_otp"), _) | (Some("totp"), _) | (Some("recovery_codes"), _) => {
+                out.push("otp")
+            }
+            (Some("otp"), Some("sms")) => out.push("sms"),
+            (Some("webauthn"), _) => {
+                let passkey = &factor["webauthn_factor"];
+                out.push(match passkey["backup_eligible"].as_bool() {
+                    Some(false) => "hwk",
+                    _ => "swk",
+                });
+                if passkey["user_verified"].as_bool() == Some(true) {
+                    out.push("user");
+                }
+            }
+            _ => {}
+        }
+        // Every factor but a remembered device (which stands in for an earlier one) is a kind
+        // of proof of its own, named in `amr` or not (SSO, a magic link).
+        if factor["type"]
+            .as_str()
+            .is_some_and(|t| t != "remembered_device")
+        {
+            kinds += 1;
+        }
+    }
+    if kinds >= 2 {
+        out.push("mfa");
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]
@@ -111,6 +190,61 @@ mod tests {
                 SecondFactor::RecoveryCode
             ]
         );
+    }
+
+    fn webauthn(backup_eligible: bool, user_verified: bool) -> Value {
+        Factor::Webauthn {
+            registration_id: "w-1".into(),
+            domain: "example.com".into(),
+            user_agent: None,
+            backup_eligible,
+            user_verified,
+        }
+        .to_json()
+    }
+
+    #[test]
+    fn phishing_resistance_is_the_newest_second_factor() {
+        let password = Factor::Primary(PrimaryMethod::Password).to_json();
+        let totp = Factor::Totp {
+            totp_id: "t".into(),
+        }
+        .to_json();
+        let passkey = webauthn(true, true);
+        assert!(!phishing_resistant(&[password.clone()]));
+        assert!(!phishing_resistant(&[password.clone(), totp.clone()]));
+        assert!(phishing_resistant(&[password.clone(), passkey.clone()]));
+        // A step-up by TOTP after a passkey: the session's newest proof can be phished.
+        assert!(!phishing_resistant(&[
+            password.clone(),
+            passkey.clone(),
+            totp.clone()
+        ]));
+        assert!(phishing_resistant(&[password, totp, passkey]));
+    }
+
+    #[test]
+    fn authentication_method_references() {
+        let password = Factor::Primary(PrimaryMethod::Password).to_json();
+        let sso = Factor::Primary(PrimaryMethod::Sso).to_json();
+        let sms = Factor::SmsOtp {
+            phone_id: None,
+            phone_number: "+15555550123".into(),
+        }
+        .to_json();
+        assert_eq!(amr(&[password.clone()]), ["pwd"]);
+        assert_eq!(amr(&[password.clone(), sms]), ["mfa", "pwd", "sms"]);
+        assert_eq!(
+            amr(&[password.clone(), webauthn(false, true)]),
+            ["hwk", "mfa", "pwd", "user"]
+        );
+        assert_eq!(amr(&[sso.clone(), webauthn(true, false)]), ["mfa", "swk"]);
+        assert_eq!(amr(&[sso]), Vec::<&str>::new());
+        let device = Factor::RememberedDevice {
+            device_id: "d".into(),
+        }
+        .to_json();
+        assert_eq!(amr(&[password, device]), ["pwd"]);
     }
 
     #[test]

@@ -63,6 +63,7 @@ text_enum!(
     MfaMethod, ErrorType::InvalidOrganizationAllowedMfaMethods, "each of allowed_mfa_methods" {
         SmsOtp => "sms_otp",
         Totp => "totp",
+        Webauthn => "webauthn",
     }
 );
 
@@ -217,6 +218,13 @@ impl OrganizationPolicy {
             || self.allowed_mfa_methods.contains(&method)
     }
 
+    /// Whether a member may use recovery codes: they stand in for the factors they were minted
+    /// with, an authenticator app or a passkey.
+    pub fn allows_recovery_codes(&self, is_breakglass: bool) -> bool {
+        self.allows(MfaMethod::Totp, is_breakglass)
+            || self.allows(MfaMethod::Webauthn, is_breakglass)
+    }
+
     /// Refuses the use of a method the organization does not allow.
     pub fn require_allowed(&self, method: MfaMethod, is_breakglass: bool) -> MfaResult<()> {
         if self.allows(method, is_breakglass) {
@@ -249,16 +257,48 @@ impl OrganizationPolicy {
 pub enum SecondFactor {
     SmsOtp,
     Totp,
-    /// Recovery codes stand in for the authenticator app they were minted with, so they count as
-    /// the `totp` method under a method restriction.
+    /// A passkey (WebAuthn): the only phishing-resistant one.
+    Webauthn,
+    /// Recovery codes stand in for the authenticator app or passkey they were minted with, so
+    /// under a method restriction they count when either is allowed.
     RecoveryCode,
 }
 
 impl SecondFactor {
-    pub fn method(self) -> MfaMethod {
+    /// The method of this factor; recovery codes are none of their own.
+    pub fn method(self) -> Option<MfaMethod> {
         match self {
-            SecondFactor::SmsOtp => MfaMethod::SmsOtp,
-            SecondFactor::Totp | SecondFactor::RecoveryCode => MfaMethod::Totp,
+            SecondFactor::SmsOtp => Some(MfaMethod::SmsOtp),
+            SecondFactor::Totp => Some(MfaMethod::Totp),
+            SecondFactor::Webauthn => Some(MfaMethod::Webauthn),
+            SecondFactor::RecoveryCode => None,
+        }
+    }
+
+    /// Whether the organization lets a member prove themselves with this factor.
+    pub fn allowed_by(self, policy: &OrganizationPolicy, is_breakglass: bool) -> bool {
+        match self.method() {
+            Some(method) => policy.allows(method, is_breakglass),
+            None => policy.allows_recovery_codes(is_breakglass),
+        }
+    }
+
+    /// Refuses a factor the organization does not allow.
+    pub fn require_allowed(
+        self,
+        policy: &OrganizationPolicy,
+        is_breakglass: bool,
+    ) -> MfaResult<()> {
+        match self.method() {
+            Some(method) => policy.require_allowed(method, is_breakglass),
+            None if policy.allows_recovery_codes(is_breakglass) => Ok(()),
+            None => err(
+                ErrorType::OperationRestrictedByOrganizationMfaMethods,
+                format!(
+                    "The organization restricts MFA to {{{}}}; recovery codes stand in for totp or webauthn only.",
+                    policy.allowed_names().join(",")
+                ),
+            ),
         }
     }
 }
@@ -283,16 +323,13 @@ pub fn session_allowed(
     if !mfa_required(policy, mfa_enrolled, is_breakglass) || remembered_device {
         return Ok(());
     }
-    if factors
-        .iter()
-        .any(|f| policy.allows(f.method(), is_breakglass))
-    {
+    if factors.iter().any(|f| f.allowed_by(policy, is_breakglass)) {
         return Ok(());
     }
     if factors.is_empty() {
         err(
             ErrorType::InsufficientFactors,
-            "This login needs a second factor (SMS code, authenticator app or recovery code) before a session can be created.",
+            "This login needs a second factor (SMS code, authenticator app, passkey or recovery code) before a session can be created.",
         )
     } else {
         err(

@@ -5,8 +5,6 @@
 //! the caller brings the challenge it issued, the allowed origins, the relying party id and the
 //! stored credential. CBOR, COSE keys and signatures come from well-kept crates (ciborium,
 //! coset, RustCrypto); nothing of them is written here.
-// The passkey SQL functions that call this come with their tables (issue 36's next step).
-#![allow(dead_code)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -561,6 +559,22 @@ fn credential_envelope(credential: &Value) -> Result<(Vec<u8>, &Value), Refusal>
         return malformed("response is not a JSON object");
     }
     Ok((raw_id, response))
+}
+
+/// The credential id a response is from, and the challenge its client data answers: what finds
+/// the stored passkey and the issued challenge before anything is verified. Refuses (as
+/// `Malformed`) a response too large or not shaped as a `PublicKeyCredential`.
+pub fn presented(credential: &Value) -> Result<(Vec<u8>, Vec<u8>), Refusal> {
+    if serde_json::to_vec(credential).map_or(true, |text| text.len() > MAX_RESPONSE_BYTES) {
+        return malformed(format!("larger than {MAX_RESPONSE_BYTES} bytes"));
+    }
+    let (credential_id, response) = credential_envelope(credential)?;
+    let client_data_json = base64url_field(response, "clientDataJSON")?;
+    let client: ClientData = serde_json::from_slice(&client_data_json)
+        .or_else(|e| malformed(format!("clientDataJSON: {e}")))?;
+    let challenge = from_base64url(&client.challenge)
+        .ok_or_else(|| Refusal::Malformed("the client data's challenge is not base64url".into()))?;
+    Ok((credential_id, challenge))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! One second-factor authentication attempt (TOTP, SMS code, recovery code): what every factor
+//! One second-factor authentication attempt (TOTP, SMS code, passkey, recovery code): what every factor
 //! checks first, and how it ends — a returned failure that the attempt ledger counts toward the
 //! lock, or a success that resets it, applies the enrollment rules and records the factor on the
 //! login.
@@ -6,7 +6,7 @@
 use crate::core::attempts::Admission;
 use crate::core::factor::Factor;
 use crate::core::ids;
-use crate::core::policy::{MfaMethod, MfaPolicy, OrganizationPolicy, SetMfaEnrollment};
+use crate::core::policy::{MfaPolicy, OrganizationPolicy, SecondFactor, SetMfaEnrollment};
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::flow::member::{self, Load};
 use crate::flow::{answer, token};
@@ -24,7 +24,7 @@ pub struct Attempt {
     pub member: Member,
     pub org: OrganizationPolicy,
     pub session: Option<IntermediateSession>,
-    method: MfaMethod,
+    factor: SecondFactor,
     event_type: &'static str,
     set_mfa_enrollment: Option<SetMfaEnrollment>,
     set_default_mfa: bool,
@@ -44,12 +44,12 @@ pub struct Proof {
 
 impl Attempt {
     /// Validates the arguments, locks the member with their factors, checks the token and that
-    /// the organization allows `method`. These are the caller's mistakes: they raise.
+    /// the organization allows `factor`. These are the caller's mistakes: they raise.
     pub fn begin(
         organization_id: Option<&str>,
         member_id: Option<&str>,
         token: Option<&str>,
-        method: MfaMethod,
+        factor: SecondFactor,
         event_type: &'static str,
         set_mfa_enrollment: Option<&str>,
         set_default_mfa: bool,
@@ -59,19 +59,19 @@ impl Attempt {
             .map(SetMfaEnrollment::parse)
             .transpose()?;
         // An SMS code attempt reads (and locks) the member's code; the others do not touch it.
-        let load = match method {
-            MfaMethod::SmsOtp => Load::LockWithSmsCode,
-            MfaMethod::Totp => Load::Lock,
+        let load = match factor {
+            SecondFactor::SmsOtp => Load::LockWithSmsCode,
+            _ => Load::Lock,
         };
         let (member, org) = member::load_with_policy(organization_id, member_id, load)?;
         let session = token::find_optional(&member, token)?;
-        org.require_allowed(method, member.is_breakglass)?;
+        factor.require_allowed(&org, member.is_breakglass)?;
         Ok(Attempt {
             request,
             member,
             org,
             session,
-            method,
+            factor,
             event_type,
             set_mfa_enrollment,
             set_default_mfa,
@@ -159,15 +159,19 @@ impl Attempt {
     /// `extra` fields are added to the answer.
     pub fn succeed(self, proof: Proof, extra: Value) -> MfaResult<Value> {
         // Under REQUIRED_FOR_ALL every member who proves a factor is enrolled; otherwise the
-        // caller decides. The first successful method becomes the default.
+        // caller decides. The first successful method becomes the default (recovery codes are
+        // no method of their own).
         let enrolled = if self.org.mfa_policy == MfaPolicy::RequiredForAll {
             Some(true)
         } else {
             self.set_mfa_enrollment
                 .map(|e| e == SetMfaEnrollment::Enroll)
         };
-        let default_method = (self.set_default_mfa || self.member.default_mfa_method.is_none())
-            .then_some(self.method.as_str());
+        let default_method = self
+            .factor
+            .method()
+            .filter(|_| self.set_default_mfa || self.member.default_mfa_method.is_none())
+            .map(|method| method.as_str());
         let Attempt {
             request,
             mut member,

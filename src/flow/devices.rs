@@ -189,7 +189,7 @@ pub fn remembered_device_create(
     };
     if !second_factors(&login.factors)
         .iter()
-        .any(|f| org.allows(f.method(), member.is_breakglass))
+        .any(|f| f.allowed_by(&org, member.is_breakglass))
     {
         return err(
             ErrorType::InsufficientFactors,

@@ -39,7 +39,7 @@ pub fn sms_first(start: Start, org: &OrganizationPolicy, member: &Member) -> boo
         && member.mfa_phone_number_verified
         && org.allows(MfaMethod::SmsOtp, member.is_breakglass)
         && (member.default_mfa_method.as_deref() == Some("sms_otp")
-            || member.totp_registration_id.is_none())
+            || (member.totp_registration_id.is_none() && member.webauthn_registrations == 0))
 }
 
 /// A device the application's cookie names, for a login.
@@ -140,6 +140,7 @@ pub fn start(
                     "member_options": {
                         "mfa_phone_number": member.mfa_phone_number.as_deref().map(mask_e164),
                         "totp_registration_id": member.totp_registration_id,
+                        "webauthn_registrations": member.webauthn_registrations,
                     },
                     "secondary_auth_initiated": secondary_auth_initiated,
                 })

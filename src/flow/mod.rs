@@ -18,3 +18,4 @@ pub mod rotation;
 pub mod sms;
 pub mod token;
 pub mod totp;
+pub mod webauthn;

@@ -17,8 +17,8 @@ use crate::flow::{answer, token};
 use crate::server::settings;
 use crate::store::attempts::Spend;
 use crate::store::audit::Request;
+use crate::store::members::Member;
 use crate::store::members::{self};
-use crate::store::members::{Member, TotpRegistration};
 use crate::store::totp;
 use pgrx::datum::ToIsoString;
 use serde_json::{json, Value};
@@ -124,19 +124,22 @@ pub fn authenticate(attempt: Attempt, code: &str) -> MfaResult<Value> {
     )
 }
 
-pub fn require_active_registration(member: &Member) -> MfaResult<&TotpRegistration> {
+/// Recovery codes stand in for an active authenticator app or a passkey: without either, a
+/// member has none to use.
+pub fn require_recovery_backed_factor(member: &Member) -> MfaResult<()> {
     match &member.totp {
-        Some(r) if r.active => Ok(r),
+        Some(r) if r.active => Ok(()),
+        _ if member.webauthn_registrations > 0 => Ok(()),
         _ => err(
             ErrorType::RecoveryCodesNotFound,
-            "The member has no active TOTP registration, so no recovery codes.",
+            "The member has no active TOTP registration nor passkey, so no recovery codes.",
         ),
     }
 }
 
 pub fn recover(attempt: Attempt, recovery_code: Option<&str>) -> MfaResult<Value> {
     let member = &attempt.member;
-    require_active_registration(member)?;
+    require_recovery_backed_factor(member)?;
     if let Some(refusal) = attempt.admit(None)? {
         return Ok(refusal);
     }
@@ -322,7 +325,7 @@ pub fn recovery_codes_rotate(
 ) -> MfaResult<Value> {
     let request = Request::new();
     let member = member::load(organization_id, member_id, Load::Lock)?;
-    require_active_registration(&member)?;
+    require_recovery_backed_factor(&member)?;
     match token::find_optional(&member, intermediate_session_token)? {
         Some(session) if token::has_second_factor(&session) => {}
         _ => {

@@ -20,6 +20,9 @@ pub enum Spend {
     SmsCode,
     /// A recovery code, spent already by the statement that found it.
     RecoveryCode,
+    /// A passkey's signature: its challenge was consumed and its counter moved by the
+    /// statements that checked it.
+    Passkey,
 }
 
 /// The member's fields a success writes, when `changed`.
@@ -53,7 +56,7 @@ fn success_statement(spend: &Spend, with_login: bool, member_changes: bool) -> &
     let spend = match spend {
         Spend::TotpStep(_) => 0,
         Spend::SmsCode => 1,
-        Spend::RecoveryCode => 2,
+        Spend::RecoveryCode | Spend::Passkey => 2,
     };
     &STATEMENTS[spend * 4 + usize::from(with_login) * 2 + usize::from(member_changes)]
 }
@@ -75,7 +78,7 @@ fn shape(spend: &Spend, with_login: bool, member_changes: bool) -> String {
     match spend {
         Spend::TotpStep(_) => parts.push(include_str!("sql/attempt_success.spend_totp.sql")),
         Spend::SmsCode => parts.push(include_str!("sql/attempt_success.spend_sms_code.sql")),
-        Spend::RecoveryCode => {}
+        Spend::RecoveryCode | Spend::Passkey => {}
     }
     if with_login {
         parts.push(include_str!("sql/attempt_success.login.sql"));

@@ -37,6 +37,8 @@ pub struct Member {
     pub totp: Option<TotpRegistration>,
     /// The live SMS code, if one was sent.
     pub sms_code: Option<SmsCode>,
+    /// How many passkeys the member has.
+    pub webauthn_registrations: i32,
     /// The member's lockout state: the attempt ledger's live copy, or the durable row when the
     /// ledger knows nothing of them.
     pub attempts: MemberAttempts,
@@ -65,15 +67,19 @@ pub struct SmsCode {
 }
 
 impl Member {
-    /// A factor the member has proven: a verified phone or an active authenticator app.
+    /// A factor the member has proven: a verified phone, an active authenticator app or a
+    /// passkey.
     pub fn has_active_factor(&self) -> bool {
-        self.mfa_phone_number_verified || self.totp_registration_id.is_some()
+        self.mfa_phone_number_verified
+            || self.totp_registration_id.is_some()
+            || self.webauthn_registrations > 0
     }
 
     pub fn has_factor_for(&self, method: MfaMethod) -> bool {
         match method {
             MfaMethod::SmsOtp => self.mfa_phone_number.is_some(),
             MfaMethod::Totp => self.totp_registration_id.is_some(),
+            MfaMethod::Webauthn => self.webauthn_registrations > 0,
         }
     }
 }
@@ -151,6 +157,7 @@ fn read_member(row: &SpiHeapTupleData) -> Result<(Member, OrganizationPolicy), p
         updated_at: time("updated_at")?.expect("NOT NULL"),
         totp,
         sms_code,
+        webauthn_registrations: number("webauthn_registrations")?.unwrap_or(0),
         attempts: lockouts::attempts_from_row(
             number("failed_attempts")?,
             time("failure_window_started_at")?,
@@ -294,14 +301,17 @@ pub fn remove_phone(member: &Member) -> MfaResult<()> {
 /// Removes the member's authenticator app and its recovery codes; TOTP stops being their default
 /// method.
 pub fn remove_totp(member: &Member) -> MfaResult<()> {
+    // The recovery codes stay while a passkey stands behind them.
     spi::execute(
         "WITH app AS (DELETE FROM mfa.totp_registrations WHERE organization_id = $1 AND member_id = $2),
-              codes AS (DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2)
+              codes AS (DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2
+                                AND $3 = 0)
          UPDATE mfa.members SET default_mfa_method = NULLIF(default_mfa_method, 'totp'), updated_at = now()
           WHERE organization_id = $1 AND member_id = $2",
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),
+            member.webauthn_registrations.into(),
         ],
     )?;
     Ok(())
@@ -352,7 +362,7 @@ mod tests {
         let with_code = include_str!("sql/member_lock_with_sms_code.sql");
         assert_eq!(columns(read), columns(lock));
         assert_eq!(names(read), names(with_code));
-        assert_eq!(names(read).len(), 30);
+        assert_eq!(names(read).len(), 31);
         assert!(!read.contains("mfa.sms_codes") && !lock.contains("mfa.sms_codes"));
     }
 }

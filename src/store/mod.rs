@@ -16,6 +16,7 @@ pub mod sms;
 pub mod sms_workers;
 pub mod spi;
 pub mod totp;
+pub mod webauthn;
 
 /// A statement's text without its comments, for tests of what a statement contains.
 #[cfg(test)]

@@ -4,7 +4,7 @@
 --   $1 organization_id   $2 member_id
 SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa_phone_country,
        m.mfa_phone_number_verified, m.phone_id::text AS phone_id, m.default_mfa_method,
-       m.is_breakglass, m.created_at, m.updated_at,
+       m.is_breakglass, m.created_at, m.updated_at, m.webauthn_registrations,
        o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods, o.remember_device_days,
        l.failed_attempts, l.failure_window_started_at, l.lock_created_at, l.lock_expires_at,
        l.lock_count,

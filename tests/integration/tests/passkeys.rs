@@ -1,0 +1,628 @@
+//! Passkeys (WebAuthn) over real connections, with a software authenticator (ES256 and EdDSA)
+//! that answers the options the database hands out as a browser would: enrollment during a
+//! REQUIRED_FOR_ALL login, logins, replays, one assertion raced over 8 connections, the lockout,
+//! rollbacks, a method restriction, a cloned authenticator, a foreign origin, and step-up on a
+//! guarded session that an RLS policy asks to be phishing-resistant.
+
+mod common;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use common::*;
+use coset::{iana, CborSerializable, CoseKeyBuilder};
+use postgres::Client;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const ORIGIN: &str = "https://app.passkeys.test";
+const DOMAIN: &str = "passkeys.test";
+
+enum Key {
+    Es256(p256::ecdsa::SigningKey),
+    EdDsa(ed25519_dalek::SigningKey),
+}
+
+/// A software authenticator: one credential, a signature counter, the origin its "browser" is on.
+struct Authenticator {
+    key: Key,
+    credential_id: Vec<u8>,
+    counter: u32,
+    origin: String,
+    user_handle: Option<Vec<u8>>,
+}
+
+impl Authenticator {
+    fn es256() -> Self {
+        let key = p256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+        Self::with(Key::Es256(key))
+    }
+
+    fn eddsa() -> Self {
+        let key = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        Self::with(Key::EdDsa(key))
+    }
+
+    fn with(key: Key) -> Self {
+        Authenticator {
+            key,
+            credential_id: rand::random::<[u8; 32]>().to_vec(),
+            counter: 0,
+            origin: ORIGIN.to_string(),
+            user_handle: None,
+        }
+    }
+
+    fn cose_key(&self) -> Vec<u8> {
+        match &self.key {
+            Key::Es256(key) => {
+                let point = key.verifying_key().to_encoded_point(false);
+                CoseKeyBuilder::new_ec2_pub_key(
+                    iana::EllipticCurve::P_256,
+                    point.x().unwrap().to_vec(),
+                    point.y().unwrap().to_vec(),
+                )
+                .algorithm(iana::Algorithm::ES256)
+                .build()
+            }
+            Key::EdDsa(key) => CoseKeyBuilder::new_okp_key()
+                .param(
+                    iana::OkpKeyParameter::Crv as i64,
+                    ciborium::Value::from(iana::EllipticCurve::Ed25519 as i64),
+                )
+                .param(
+                    iana::OkpKeyParameter::X as i64,
+                    ciborium::Value::Bytes(key.verifying_key().to_bytes().to_vec()),
+                )
+                .algorithm(iana::Algorithm::EdDSA)
+                .build(),
+        }
+        .to_vec()
+        .unwrap()
+    }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        use p256::ecdsa::signature::Signer;
+        match &self.key {
+            Key::Es256(key) => {
+                let signature: p256::ecdsa::Signature = key.sign(message);
+                signature.to_der().as_bytes().to_vec()
+            }
+            Key::EdDsa(key) => {
+                use ed25519_dalek::Signer as _;
+                key.sign(message).to_bytes().to_vec()
+            }
+        }
+    }
+
+    fn client_data(&self, kind: &str, challenge: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "type": kind, "challenge": challenge, "origin": self.origin, "crossOrigin": false,
+        }))
+        .unwrap()
+    }
+
+    /// `navigator.credentials.create(options)`, then `credential.toJSON()`.
+    fn register(&mut self, options: &Value) -> Value {
+        let rp_id = options["rp"]["id"].as_str().unwrap();
+        self.user_handle = B64.decode(options["user"]["id"].as_str().unwrap()).ok();
+        let mut auth_data = Sha256::digest(rp_id.as_bytes()).to_vec();
+        auth_data.push(0x01 | 0x04 | 0x40); // UP, UV, AT
+        auth_data.extend(self.counter.to_be_bytes());
+        auth_data.extend([0u8; 16]); // aaguid
+        auth_data.extend((self.credential_id.len() as u16).to_be_bytes());
+        auth_data.extend(&self.credential_id);
+        auth_data.extend(self.cose_key());
+        let mut attestation = Vec::new();
+        ciborium::into_writer(
+            &ciborium::Value::Map(vec![
+                ("fmt".into(), "none".into()),
+                ("attStmt".into(), ciborium::Value::Map(vec![])),
+                ("authData".into(), ciborium::Value::Bytes(auth_data)),
+            ]),
+            &mut attestation,
+        )
+        .unwrap();
+        let id = B64.encode(&self.credential_id);
+        json!({
+            "id": id, "rawId": id, "type": "public-key",
+            "response": {
+                "clientDataJSON": B64.encode(self.client_data("webauthn.create", options["challenge"].as_str().unwrap())),
+                "attestationObject": B64.encode(attestation),
+                "transports": ["internal"],
+            },
+            "clientExtensionResults": {},
+            "authenticatorAttachment": "platform",
+        })
+    }
+
+    /// `navigator.credentials.get(options)`, then `credential.toJSON()`.
+    fn assert(&mut self, options: &Value) -> Value {
+        self.counter += 1;
+        let mut auth_data = Sha256::digest(options["rpId"].as_str().unwrap().as_bytes()).to_vec();
+        auth_data.push(0x01 | 0x04); // UP, UV
+        auth_data.extend(self.counter.to_be_bytes());
+        let client_data = self.client_data("webauthn.get", options["challenge"].as_str().unwrap());
+        let signature = self.sign(&[auth_data.as_slice(), &Sha256::digest(&client_data)].concat());
+        let id = B64.encode(&self.credential_id);
+        json!({
+            "id": id, "rawId": id, "type": "public-key",
+            "response": {
+                "clientDataJSON": B64.encode(client_data),
+                "authenticatorData": B64.encode(auth_data),
+                "signature": B64.encode(signature),
+                "userHandle": self.user_handle.as_ref().map(|h| B64.encode(h)),
+            },
+            "clientExtensionResults": {},
+        })
+    }
+}
+
+fn setup(client: &mut Client) {
+    json(
+        client,
+        "SELECT to_jsonb(mfa.webauthn_allowed_origins_set(ARRAY[$1, 'http://localhost:8080']))",
+        &[&ORIGIN],
+    );
+}
+
+/// A REQUIRED_FOR_ALL organization with member `m`, who enrolls `authenticator` during their
+/// first login: the answer of `webauthn_register`.
+fn enrolled(
+    client: &mut Client,
+    prefix: &str,
+    authenticator: &mut Authenticator,
+) -> (String, Value) {
+    setup(client);
+    let org = organization_with_member(client, prefix, "m");
+    json(
+        client,
+        "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL')",
+        &[&org],
+    );
+    let (login, token) = start_login(client, &org, "m");
+    assert!(login["mfa_required"].is_object(), "{login}");
+    let start = json(
+        client,
+        "SELECT mfa.webauthn_register_start($1, 'm', $2, $3)",
+        &[&org, &DOMAIN, &token],
+    );
+    let response = authenticator.register(&start["public_key_credential_creation_options"]);
+    let registered = json(
+        client,
+        "SELECT mfa.webauthn_register($1, 'm', $2, $3)",
+        &[&org, &response, &token],
+    );
+    assert_eq!(registered["status_code"], 200, "{registered}");
+    let policy = json(
+        client,
+        "SELECT mfa.check_session_policy($1, 'm', $2)",
+        &[&org, &token],
+    );
+    assert_eq!(policy["status_code"], 200, "{policy}");
+    (org, registered)
+}
+
+/// Options and the authenticator's answer for a login (or step-up) of `token`.
+fn assertion(
+    client: &mut Client,
+    org: &str,
+    token: &str,
+    authenticator: &mut Authenticator,
+) -> Value {
+    let start = json(
+        client,
+        "SELECT mfa.webauthn_authenticate_start($1, 'm', $2, $3)",
+        &[&org, &DOMAIN, &token],
+    );
+    authenticator.assert(&start["public_key_credential_request_options"])
+}
+
+fn authenticate(client: &mut Client, org: &str, response: &Value, token: &str) -> Value {
+    json(
+        client,
+        "SELECT mfa.webauthn_authenticate($1, 'm', $2, $3)",
+        &[&org, response, &token],
+    )
+}
+
+#[test]
+fn enrollment_during_a_required_login_then_logins_es256_and_eddsa() {
+    for (name, mut authenticator) in [
+        ("es", Authenticator::es256()),
+        ("ed", Authenticator::eddsa()),
+    ] {
+        let mut client = connect();
+        let (org, registered) = enrolled(&mut client, &format!("pk-{name}"), &mut authenticator);
+        assert_eq!(registered["member"]["mfa_enrolled"], true, "{registered}");
+        assert_eq!(registered["member"]["default_mfa_method"], "webauthn");
+        assert_eq!(
+            registered["recovery_codes"].as_array().map(Vec::len),
+            Some(10)
+        );
+        let factor = &registered["authentication_factors"][1];
+        assert_eq!(factor["type"], "webauthn", "{registered}");
+        assert_eq!(factor["delivery_method"], "webauthn_registration");
+        assert_eq!(factor["webauthn_factor"]["domain"], DOMAIN);
+
+        for _ in 0..3 {
+            let (login, token) = start_login(&mut client, &org, "m");
+            assert_eq!(
+                login["mfa_required"]["member_options"]["webauthn_registrations"],
+                1
+            );
+            let response = assertion(&mut client, &org, &token, &mut authenticator);
+            let answer = authenticate(&mut client, &org, &response, &token);
+            assert_eq!(answer["status_code"], 200, "{answer}");
+            let policy = json(
+                &mut client,
+                "SELECT mfa.check_session_policy($1, 'm', $2)",
+                &[&org, &token],
+            );
+            assert_eq!(policy["status_code"], 200, "{policy}");
+        }
+        let listed = json(
+            &mut client,
+            "SELECT mfa.webauthn_registrations_get($1, 'm')",
+            &[&org],
+        );
+        let passkey = &listed["webauthn_registrations"][0];
+        assert!(passkey["last_authenticated_at"].is_string(), "{listed}");
+        assert!(passkey.get("public_key").is_none() && passkey.get("credential_id").is_none());
+        let stored: i64 = client
+            .query_one(
+                "SELECT sign_count FROM mfa.webauthn_registrations WHERE organization_id = $1",
+                &[&org],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(stored, 3);
+    }
+}
+
+#[test]
+fn an_assertion_works_once_also_when_raced_and_replayed() {
+    let mut client = connect();
+    let mut authenticator = Authenticator::es256();
+    let (org, _) = enrolled(&mut client, "pk-race", &mut authenticator);
+    let (_, token) = start_login(&mut client, &org, "m");
+    let response = assertion(&mut client, &org, &token, &mut authenticator);
+    let (org2, token2, response2) = (org.clone(), token.clone(), response.clone());
+    let answers = race(8, move |c, _| authenticate(c, &org2, &response2, &token2));
+    let successes = answers.iter().filter(|a| a["status_code"] == 200).count();
+    assert_eq!(successes, 1, "{answers:?}");
+    for refused in answers.iter().filter(|a| a["status_code"] != 200) {
+        assert!(
+            matches!(
+                refused["error_type"].as_str(),
+                Some("invalid_webauthn_challenge") | Some("too_many_requests")
+            ),
+            "{refused}"
+        );
+    }
+    // Replayed later (past the per-second limit the race met), against a fresh challenge of the
+    // same login: the signature is over the old one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    json(
+        &mut client,
+        "SELECT mfa.webauthn_authenticate_start($1, 'm', $2, $3)",
+        &[&org, &DOMAIN, &token],
+    );
+    let replayed = authenticate(&mut client, &org, &response, &token);
+    assert_eq!(
+        replayed["error_type"], "invalid_webauthn_challenge",
+        "{replayed}"
+    );
+    // An assertion made for one login does not serve another.
+    let (_, other) = start_login(&mut client, &org, "m");
+    let for_first = assertion(&mut client, &org, &token, &mut authenticator);
+    let crossed = authenticate(&mut client, &org, &for_first, &other);
+    assert_eq!(
+        crossed["error_type"], "invalid_webauthn_challenge",
+        "{crossed}"
+    );
+}
+
+#[test]
+fn bad_signatures_lock_the_member() {
+    let mut client = connect();
+    let mut authenticator = Authenticator::eddsa();
+    let (org, _) = enrolled(&mut client, "pk-lock", &mut authenticator);
+    let (_, token) = start_login(&mut client, &org, "m");
+    let mut locked_after = None;
+    for i in 1..=12 {
+        let mut response = assertion(&mut client, &org, &token, &mut authenticator);
+        let signature = response["response"]["signature"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut bytes = B64.decode(signature).unwrap();
+        bytes[10] ^= 1;
+        response["response"]["signature"] = json!(B64.encode(bytes));
+        let answer = authenticate(&mut client, &org, &response, &token);
+        assert_eq!(
+            answer["status_code"].as_i64().map(|s| s >= 400),
+            Some(true),
+            "{answer}"
+        );
+        if answer["error_type"] == "user_lock_limit_reached" {
+            locked_after = Some(i - 1);
+            break;
+        }
+        assert_eq!(answer["error_type"], "unable_to_auth_webauthn", "{answer}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(locked_after, Some(10), "the default lock threshold is 10");
+    // Locked: even a good assertion is refused.
+    let good = assertion(&mut client, &org, &token, &mut authenticator);
+    let answer = authenticate(&mut client, &org, &good, &token);
+    assert_eq!(answer["error_type"], "user_lock_limit_reached", "{answer}");
+}
+
+#[test]
+fn rollbacks_neither_keep_a_passkey_nor_spend_a_login_twice() {
+    let mut client = connect();
+    setup(&mut client);
+    let org = organization_with_member(&mut client, "pk-rollback", "m");
+    let mut authenticator = Authenticator::es256();
+    // A registration rolled back leaves nothing behind.
+    let mut tx = client.transaction().unwrap();
+    let start = json_tx(
+        &mut tx,
+        "SELECT mfa.webauthn_register_start($1, 'm', $2)",
+        &[&org, &DOMAIN],
+    );
+    let response = authenticator.register(&start["public_key_credential_creation_options"]);
+    let registered = json_tx(
+        &mut tx,
+        "SELECT mfa.webauthn_register($1, 'm', $2)",
+        &[&org, &response],
+    );
+    assert_eq!(registered["status_code"], 200, "{registered}");
+    tx.rollback().unwrap();
+    let count: i32 = client
+        .query_one(
+            "SELECT webauthn_registrations FROM mfa.members WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
+    // Registered for real this time.
+    let mut authenticator = Authenticator::es256();
+    let start = json(
+        &mut client,
+        "SELECT mfa.webauthn_register_start($1, 'm', $2)",
+        &[&org, &DOMAIN],
+    );
+    let response = authenticator.register(&start["public_key_credential_creation_options"]);
+    let registered = json(
+        &mut client,
+        "SELECT mfa.webauthn_register($1, 'm', $2)",
+        &[&org, &response],
+    );
+    assert_eq!(registered["status_code"], 200, "{registered}");
+    // A success rolled back is undone whole (challenge and counter with it): the assertion is
+    // good once more, and then never again.
+    let (_, token) = start_login(&mut client, &org, "m");
+    let response = assertion(&mut client, &org, &token, &mut authenticator);
+    let mut tx = client.transaction().unwrap();
+    let answer = json_tx(
+        &mut tx,
+        "SELECT mfa.webauthn_authenticate($1, 'm', $2, $3)",
+        &[&org, &response, &token],
+    );
+    assert_eq!(answer["status_code"], 200, "{answer}");
+    tx.rollback().unwrap();
+    assert_eq!(
+        authenticate(&mut client, &org, &response, &token)["status_code"],
+        200
+    );
+    let again = authenticate(&mut client, &org, &response, &token);
+    assert_eq!(again["error_type"], "invalid_webauthn_challenge", "{again}");
+}
+
+fn json_tx(
+    tx: &mut postgres::Transaction,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Value {
+    tx.query_one(sql, params)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+#[test]
+fn a_restricted_organization_refuses_passkeys() {
+    let mut client = connect();
+    setup(&mut client);
+    let org = organization_with_member(&mut client, "pk-restricted", "m");
+    json(
+        &mut client,
+        "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL', 'RESTRICTED', ARRAY['totp'])",
+        &[&org],
+    );
+    let (_, token) = start_login(&mut client, &org, "m");
+    let e = client
+        .query_one(
+            "SELECT mfa.webauthn_register_start($1, 'm', $2, $3)",
+            &[&org, &DOMAIN, &token],
+        )
+        .unwrap_err();
+    assert_eq!(sql_error(&e).0, "42501", "{e}");
+    let e = client
+        .query_one(
+            "SELECT mfa.webauthn_authenticate($1, 'm', '{}'::jsonb, $2)",
+            &[&org, &token],
+        )
+        .unwrap_err();
+    assert_eq!(sql_error(&e).0, "42501", "{e}");
+}
+
+#[test]
+fn a_cloned_authenticator_is_caught_and_a_foreign_origin_refused() {
+    let mut client = connect();
+    let mut authenticator = Authenticator::es256();
+    let (org, _) = enrolled(&mut client, "pk-clone", &mut authenticator);
+    let (_, token) = start_login(&mut client, &org, "m");
+    let response = assertion(&mut client, &org, &token, &mut authenticator);
+    assert_eq!(
+        authenticate(&mut client, &org, &response, &token)["status_code"],
+        200
+    );
+    // A copy of the key whose counter lags behind.
+    authenticator.counter = 0;
+    let (_, token) = start_login(&mut client, &org, "m");
+    let cloned = assertion(&mut client, &org, &token, &mut authenticator);
+    let answer = authenticate(&mut client, &org, &cloned, &token);
+    assert_eq!(answer["error_type"], "webauthn_clone_suspected", "{answer}");
+    let flagged = json(
+        &mut client,
+        "SELECT mfa.webauthn_registrations_get($1, 'm')",
+        &[&org],
+    );
+    assert!(
+        flagged["webauthn_registrations"][0]["clone_suspected_at"].is_string(),
+        "{flagged}"
+    );
+    let events: i64 = client
+        .query_one(
+            "SELECT count(*) FROM mfa.events WHERE organization_id = $1 AND event_type = 'webauthn.clone_suspected'",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1);
+    // From then on the passkey is refused: no challenge is handed out for it.
+    let e = client
+        .query_one(
+            "SELECT mfa.webauthn_authenticate_start($1, 'm', $2, $3)",
+            &[&org, &DOMAIN, &token],
+        )
+        .unwrap_err();
+    assert!(
+        sql_error(&e).1.contains("webauthn_registration_not_found"),
+        "{e}"
+    );
+
+    // A page of another origin (a phishing site relaying the options) gets a refusal.
+    let mut phished = Authenticator::es256();
+    let (org, _) = enrolled(&mut client, "pk-origin", &mut phished);
+    let (_, token) = start_login(&mut client, &org, "m");
+    phished.origin = "https://passkeys-test.evil.example".into();
+    let response = assertion(&mut client, &org, &token, &mut phished);
+    let answer = authenticate(&mut client, &org, &response, &token);
+    assert_eq!(answer["error_type"], "unable_to_auth_webauthn", "{answer}");
+    assert!(
+        answer["error_message"].as_str().unwrap().contains("origin"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn step_up_by_passkey_on_a_guarded_session_meets_a_phishing_resistant_policy() {
+    let mut superuser = connect();
+    setup(&mut superuser);
+    let mut authenticator = Authenticator::es256();
+    let (org, _) = enrolled(&mut superuser, "pk-stepup", &mut authenticator);
+    let secret = "JBSWY3DPEHPK3PXP";
+    json(
+        &mut superuser,
+        "SELECT mfa.totp_migrate($1, 'm', $2)",
+        &[&org, &secret],
+    );
+    let owner_role = unique("pk_owner").replace('-', "_");
+    let admin_role = unique("pk_admin").replace('-', "_");
+    let schema = format!("{owner_role}_app");
+    superuser
+        .batch_execute(&format!(
+            "CREATE ROLE {owner_role} LOGIN; GRANT mfa_app TO {owner_role};
+             CREATE ROLE {admin_role} LOGIN; GRANT mfa_admin TO {admin_role};
+             CREATE SCHEMA {schema} AUTHORIZATION {owner_role};
+             GRANT USAGE ON SCHEMA {schema} TO {admin_role};"
+        ))
+        .unwrap();
+    let mut owner = connect_to(&database_url_as(&owner_role));
+    owner
+        .batch_execute(&format!(
+            "CREATE TABLE {schema}.sessions (
+                 id serial PRIMARY KEY, organization_id text NOT NULL, member_id text NOT NULL,
+                 intermediate_session_token text, authentication_factors jsonb);
+             -- Payroll needs a phishing-resistant session: a row per session id the app sets.
+             CREATE TABLE {schema}.payroll (session_id int, amount int);
+             ALTER TABLE {schema}.payroll ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+             CREATE POLICY phishing_resistant ON {schema}.payroll USING (EXISTS (
+                 SELECT FROM {schema}.sessions s
+                  WHERE s.id = payroll.session_id
+                    AND mfa.session_phishing_resistant(s.organization_id, s.member_id, s.authentication_factors)));"
+        ))
+        .unwrap();
+    connect_to(&database_url_as(&admin_role))
+        .execute(
+            &format!("SELECT mfa.session_table_guard('{schema}.sessions')"),
+            &[],
+        )
+        .unwrap();
+    // A login by TOTP: a session, but not a phishing-resistant one.
+    let (_, token) = start_login(&mut owner, &org, "m");
+    let totp = json(
+        &mut owner,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_now(secret), &token],
+    );
+    assert_eq!(totp["status_code"], 200, "{totp}");
+    let id: i32 = owner
+        .query_one(
+            &format!("INSERT INTO {schema}.sessions (organization_id, member_id, intermediate_session_token) VALUES ($1, 'm', $2) RETURNING id"),
+            &[&org, &token],
+        )
+        .unwrap()
+        .get(0);
+    owner
+        .execute(
+            &format!("INSERT INTO {schema}.payroll VALUES ($1, 100)"),
+            &[&id],
+        )
+        .unwrap_err(); // the policy's WITH CHECK (its USING) refuses it
+    superuser
+        .execute(
+            &format!("INSERT INTO {schema}.payroll VALUES ($1, 100)"),
+            &[&id],
+        )
+        .unwrap();
+    let visible = |owner: &mut Client| -> i64 {
+        owner
+            .query_one(&format!("SELECT count(*) FROM {schema}.payroll"), &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(visible(&mut owner), 0);
+    // Step-up with the passkey: the session becomes phishing-resistant.
+    let step_up = json(&mut owner, "SELECT mfa.step_up_start($1, 'm')", &[&org]);
+    let step_token = token_of(&step_up);
+    let response = assertion(&mut owner, &org, &step_token, &mut authenticator);
+    let answer = authenticate(&mut owner, &org, &response, &step_token);
+    assert_eq!(answer["status_code"], 200, "{answer}");
+    owner
+        .execute(
+            &format!("UPDATE {schema}.sessions SET intermediate_session_token = $2 WHERE id = $1"),
+            &[&id, &step_token],
+        )
+        .unwrap();
+    assert_eq!(visible(&mut owner), 1);
+    let amr: Vec<String> = owner
+        .query_one(
+            &format!("SELECT mfa.session_amr(organization_id, member_id, authentication_factors) FROM {schema}.sessions WHERE id = $1"),
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(amr, ["hwk", "mfa", "otp", "pwd", "user"]);
+    // Factors copied as they are onto a row that got past the gate carry no seal for it.
+    let forged: bool = superuser
+        .query_one(
+            &format!("SELECT mfa.session_phishing_resistant($1, 'someone-else', authentication_factors) FROM {schema}.sessions WHERE id = $2"),
+            &[&org, &id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!forged);
+}
