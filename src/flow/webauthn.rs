@@ -41,12 +41,14 @@ pub fn allowed_origins_set(origins: Option<Vec<Option<String>>>) -> MfaResult<Ve
                 "origins cannot contain NULL.",
             );
         };
-        let origin = normalize_origin(&origin).map_err(|why| {
-            MfaError::new(
+        if origin.len() > 512 {
+            return err(
                 ErrorType::InvalidWebauthnAllowedOrigins,
-                truncate_for_message(&why),
-            )
-        })?;
+                "An origin is at most 512 characters.",
+            );
+        }
+        let origin = normalize_origin(&origin)
+            .map_err(|why| MfaError::new(ErrorType::InvalidWebauthnAllowedOrigins, why))?;
         if !wanted.contains(&origin) {
             wanted.push(origin);
         }

@@ -309,17 +309,20 @@ fn upgrade_from_the_previous_version_keeps_everything_working() {
     let org = unique("upgrade");
     // The library installed is the new one, and it reads members' lock state from a table 0.1.0
     // did not have: a stand-in while `fill` runs, dropped before the upgrade creates the real one.
-    // So is the organizations' remember_device_days (0.8.0).
+    // So is the organizations' remember_device_days (0.8.0), and the members' count of passkeys
+    // (0.10.0).
     c.batch_execute(
         "CREATE TABLE mfa.member_lockouts (organization_id text, member_id text,
              failed_attempts integer, failure_window_started_at timestamptz, lock_created_at timestamptz,
              lock_expires_at timestamptz, lock_count integer);
-         ALTER TABLE mfa.organizations ADD COLUMN remember_device_days integer NOT NULL DEFAULT 0",
+         ALTER TABLE mfa.organizations ADD COLUMN remember_device_days integer NOT NULL DEFAULT 0;
+         ALTER TABLE mfa.members ADD COLUMN webauthn_registrations integer NOT NULL DEFAULT 0",
     )
     .unwrap();
     let token = fill_0_1_0(&mut c, &org);
     c.batch_execute(
-        "DROP TABLE mfa.member_lockouts; ALTER TABLE mfa.organizations DROP COLUMN remember_device_days",
+        "DROP TABLE mfa.member_lockouts; ALTER TABLE mfa.organizations DROP COLUMN remember_device_days;
+         ALTER TABLE mfa.members DROP COLUMN webauthn_registrations",
     )
     .unwrap();
     // A member 0.1.0 had locked (in its mfa.members columns): still locked after the upgrade.

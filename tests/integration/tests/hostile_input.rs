@@ -89,6 +89,13 @@ fn hostile_texts() -> Vec<Option<String>> {
         Some("x".repeat(10_000)),
         Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()),
         Some("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP".into()),
+        Some("webauthn".into()),
+        Some("example.com".into()),
+        Some("localhost".into()),
+        Some("https://example.com".into()),
+        Some("http://localhost:8080".into()),
+        Some("platform".into()),
+        Some("00000000-0000-0000-0000-000000000000".into()),
     ];
     v.push(Some("ß".repeat(3000)));
     v
@@ -115,7 +122,7 @@ fn hostile_array(rng: &mut StdRng, pool: &[Option<String>]) -> Option<Vec<Option
         3 => pick(&["US", "CA"]),
         4 => pick(&["us", "ca", "US"]),
         5 => pick(&["XX", "KP", "CU"]),
-        6 => pick(&["sms_otp", "totp"]),
+        6 => pick(&["sms_otp", "totp", "webauthn"]),
         7 => pick(&["SMS_OTP"]),
         8 => Some((0..1000).map(|i| Some(format!("C{i}"))).collect()),
         _ => Some(
@@ -240,6 +247,13 @@ fn argument(
                 "[{\"type\": \"totp\", \"last_authenticated_at\": \"99999-01-01T00:00:00Z\"}]",
                 "[{\"type\": \"otp\", \"delivery_method\": \"sms\", \"last_authenticated_at\": \"2026-01-01T00:00:00+00:00\"}]",
                 "[{\"type\": \"recovery_codes\", \"last_authenticated_at\": 12}]",
+                "[{\"type\": \"webauthn\", \"webauthn_factor\": {\"backup_eligible\": \"no\"}}]",
+                // Passkey responses: wrong types, truncated or duplicated CBOR, client data of
+                // every shape (each a 22023 or a returned 401).
+                "{\"type\": \"public-key\", \"id\": 1, \"rawId\": [], \"response\": \"x\"}",
+                "{\"type\": \"public-key\", \"id\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"rawId\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"response\": {\"clientDataJSON\": \"e30\", \"attestationObject\": \"oA\"}}",
+                "{\"type\": \"public-key\", \"id\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"rawId\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"response\": {\"clientDataJSON\": \"eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIiwiY2hhbGxlbmdlIjoiQUFBQSIsIm9yaWdpbiI6Imh0dHBzOi8vZXhhbXBsZS5jb20ifQ\", \"attestationObject\": \"omNmbXRkbm9uZWNmbXRkbm9uZQ\"}}",
+                "{\"type\": \"public-key\", \"id\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"rawId\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"response\": {\"clientDataJSON\": \"eyJ0eXBlIjoid2ViYXV0aG4uZ2V0IiwiY2hhbGxlbmdlIjoiQUFBQSIsIm9yaWdpbiI6Imh0dHBzOi8vZXhhbXBsZS5jb20ifQ\", \"authenticatorData\": \"o2Nm\", \"signature\": \"\", \"userHandle\": 7}}",
             ]
             .choose(rng)
             .map(|s| Some(s.to_string()))
@@ -308,6 +322,10 @@ fn hostile_values_never_crash_panic_or_corrupt() {
     )
     .unwrap();
     json(&mut c, "SELECT mfa.organization_upsert($1)", &[&KNOWN_ORG]);
+    c.batch_execute(
+        "SELECT mfa.webauthn_allowed_origins_set(ARRAY['https://example.com', 'http://localhost:8080'])",
+    )
+    .unwrap();
     json(
         &mut c,
         "SELECT mfa.member_upsert($1, $2, '+14155552671')",
