@@ -16,8 +16,10 @@ DECLARE
         'mfa.organizations', 'mfa.members', 'mfa.member_lockouts', 'mfa.totp_registrations',
         'mfa.recovery_codes', 'mfa.sms_codes', 'mfa.sms_outbox', 'mfa.sms_worker_grants',
         'mfa.intermediate_sessions', 'mfa.remembered_devices',
-        'mfa.remembered_device_retired_tokens', 'mfa.events'];
-    project_wide CONSTANT text[] := ARRAY['mfa.country_code_allowlist', 'mfa.sms_number_blocks'];
+        'mfa.remembered_device_retired_tokens', 'mfa.events', 'mfa.webauthn_registrations',
+        'mfa.webauthn_challenges'];
+    project_wide CONSTANT text[] := ARRAY['mfa.country_code_allowlist', 'mfa.sms_number_blocks',
+                                          'mfa.webauthn_allowed_origins'];
     delegated CONSTANT text[] := ARRAY[
         'mfa.organization_get(text)', 'mfa.organization_upsert(text,text,text,text[],integer)',
         'mfa.organization_delete(text)',
@@ -33,7 +35,13 @@ DECLARE
         'mfa.recovery_codes_get(text,text)', 'mfa.recovery_codes_recover(text,text,text,text)',
         'mfa.recovery_codes_rotate(text,text,text)',
         'mfa.remembered_device_create(text,text,text,text,text)',
-        'mfa.remembered_device_revoke(text,text,text)', 'mfa.remembered_devices_get(text,text)'];
+        'mfa.remembered_device_revoke(text,text,text)', 'mfa.remembered_devices_get(text,text)',
+        'mfa.webauthn_register_start(text,text,text,text,text,text)',
+        'mfa.webauthn_register(text,text,jsonb,text,text,boolean)',
+        'mfa.webauthn_authenticate_start(text,text,text,text)',
+        'mfa.webauthn_authenticate(text,text,jsonb,text,text,boolean)',
+        'mfa.webauthn_registrations_get(text,text)', 'mfa.webauthn_registration_update(text,text,text,text)',
+        'mfa.webauthn_registration_delete(text,text,text)'];
     reads_across CONSTANT text[] := ARRAY['mfa.primary_authenticate(text,text,text,text,text,text)',
                                           'mfa.otp_sms_send(text,text,text,text,text)'];
     name text;
@@ -77,6 +85,13 @@ BEGIN
         object := name;
         distribution := 'distributed by organization_id, colocated with mfa.organizations';
         done_now := NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = name::regclass);
+        IF done_now AND name = 'mfa.webauthn_registrations' THEN
+            -- A distributed table's unique indexes lead with its distribution column: a
+            -- credential id is unique within its organization, no longer across the project.
+            DROP INDEX IF EXISTS mfa.webauthn_registrations_credential;
+            CREATE UNIQUE INDEX IF NOT EXISTS webauthn_registrations_organization_credential
+                ON mfa.webauthn_registrations (organization_id, credential_id);
+        END IF;
         IF done_now THEN
             PERFORM create_distributed_table(name::regclass, 'organization_id',
                                              colocate_with => CASE WHEN name = 'mfa.organizations'

@@ -195,7 +195,7 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(done, 39);
+    assert_eq!(done, 49);
     let again: i64 = admin
         .query_one(
             "SELECT count(*) FILTER (WHERE done_now) FROM mfa.distribute()",
@@ -213,7 +213,7 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(tenants, 12);
+    assert_eq!(tenants, 14);
 
     // The application: a non-superuser role that owns its distributed sessions table, guarded.
     admin
@@ -252,6 +252,29 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
             &[org],
         );
     }
+    // Passkeys: the origins are on every node, and a ceremony runs where its organization is
+    // (its challenge lands in that organization's shard).
+    admin
+        .batch_execute("SELECT mfa.webauthn_allowed_origins_set(ARRAY['https://app.example.com'])")
+        .unwrap();
+    for org in &orgs {
+        // bob has no active factor yet: he enrolls during his login.
+        let token = login(&mut app, org, "bob");
+        let options = one(
+            &mut app,
+            "SELECT mfa.webauthn_register_start($1, 'bob', 'example.com', $2)",
+            &[org, &token],
+        );
+        assert_eq!(
+            options["public_key_credential_creation_options"]["rp"]["id"], "example.com",
+            "{options}"
+        );
+    }
+    let challenges: i64 = admin
+        .query_one("SELECT count(*) FROM mfa.webauthn_challenges", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(challenges, 6);
     let nodes: i64 = admin
         .query_one(
             "SELECT count(DISTINCT p.groupid) FROM pg_dist_placement p
