@@ -234,7 +234,7 @@ COMMENT ON FUNCTION mfa.webauthn_registration_delete(text, text, text) IS
 COMMENT ON FUNCTION mfa.session_phishing_resistant(jsonb) IS
     'mfa: whether the newest second factor of a factors column is a passkey, trusting it (no seal is checked). Policies use session_phishing_resistant(organization_id, member_id, factors).';
 COMMENT ON FUNCTION mfa.session_amr(jsonb) IS
-    'mfa: RFC 8176 authentication method references (pwd, otp, sms, hwk, swk, user, mfa) of a factors column, trusting it (no seal is checked).';
+    'mfa: RFC 8176 authentication method references (pwd, otp, sms, swk, user, mfa) of a factors column, trusting it (no seal is checked).';
 COMMENT ON FUNCTION mfa.session_phishing_resistant(text, text, jsonb) IS
     'mfa: whether the newest sealed second factor of a session row is a passkey (phishing-resistant MFA): for RLS policies.';
 COMMENT ON FUNCTION mfa.session_amr(text, text, jsonb) IS

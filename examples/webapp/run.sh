@@ -3,7 +3,7 @@
 # has the mfa extension installed (scripts/demo.sh and the browser tests use it).
 #   run.sh start PG_PORT DATABASE WEB_PORT STATE_DIR BIN_DIR   (recreates DATABASE, seeds it)
 #   run.sh stop STATE_DIR
-# The app runs in demo mode (plain http on 127.0.0.1, the /dev/sms inbox); extra MFA_WEB_* settings
+# The app runs in demo mode (plain http on localhost, the /dev/sms inbox); extra MFA_WEB_* settings
 # pass through the environment (MFA_WEB_STEP_UP_SECONDS, say).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -33,6 +33,8 @@ stop "$state"
 psql=(psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p "$pg_port" -U postgres)
 "${psql[@]}" -c "DROP DATABASE IF EXISTS $database" -c "CREATE DATABASE $database"
 "${psql[@]}" -d "$database" -f sql/schema.sql >/dev/null
+# Passkeys work on the app's localhost origin (browsers refuse an IP address as the relying party).
+MFA_WEB_SEED_ORIGINS="http://localhost:$web_port${MFA_WEB_EXTRA_ORIGINS:+,$MFA_WEB_EXTRA_ORIGINS}" \
 MFA_WEB_SEED_DATABASE_URL="host=/tmp port=$pg_port user=postgres dbname=$database" "$bin/mfa-webapp" seed-demo
 
 # The webhook's shared secret: made here, given to both sides, never printed.

@@ -21,10 +21,12 @@ pub enum Factor {
         registration_id: String,
         domain: String,
         user_agent: Option<String>,
-        /// The passkey may be synced to other devices (backup eligible): software-held, not
-        /// bound to one piece of hardware.
+        /// The passkey may be synced to other devices (backup eligible).
         backup_eligible: bool,
         user_verified: bool,
+        /// A new passkey's first signature: it proves the key, not that the member who enrolled
+        /// it earlier is here, so it is no phishing-resistant sign-in.
+        registration: bool,
     },
     /// One of the member's recovery codes.
     RecoveryCode,
@@ -61,6 +63,7 @@ impl Factor {
                 user_agent,
                 backup_eligible,
                 user_verified,
+                registration,
             } => json!({
                 "type": "webauthn",
                 "delivery_method": "webauthn_registration",
@@ -70,6 +73,7 @@ impl Factor {
                     "user_agent": user_agent,
                     "backup_eligible": backup_eligible,
                     "user_verified": user_verified,
+                    "ceremony": if *registration { "registration" } else { "authentication" },
                 },
             }),
             Factor::RecoveryCode => {
@@ -108,18 +112,27 @@ pub fn second_factors(stored: &[Value]) -> Vec<SecondFactor> {
     stored.iter().filter_map(stored_second_factor).collect()
 }
 
-/// Whether the newest second factor among `stored` is a passkey: phishing-resistant (the
-/// browser bound its signature to the site's origin), as NIST SP 800-63B and CISA ask of MFA.
-/// Factors are stored in the order they were proven (a step-up appends), so the newest is the
-/// last.
+/// Whether the newest second factor among `stored` is a sign-in with a registered passkey:
+/// phishing-resistant (the browser bound its signature to the site's origin), as NIST SP
+/// 800-63B and CISA ask of MFA. A passkey registered in the login does not count: whoever
+/// phished the login's other factor could have registered it. Factors are stored in the order
+/// they were proven (a step-up appends), so the newest is the last.
 pub fn phishing_resistant(stored: &[Value]) -> bool {
-    stored.iter().rev().find_map(stored_second_factor) == Some(SecondFactor::Webauthn)
+    stored
+        .iter()
+        .rev()
+        .find(|f| stored_second_factor(f).is_some())
+        .is_some_and(|f| {
+            stored_second_factor(f) == Some(SecondFactor::Webauthn)
+                && f["webauthn_factor"]["ceremony"] == "authentication"
+        })
 }
 
 /// The authentication method references (RFC 8176) of a session's factors, for an OIDC `amr`
 /// claim: `pwd` (a password), `otp` (a one-time code: email OTP, authenticator app, recovery
-/// code), `sms`, `hwk` / `swk` (a passkey bound to hardware / one that may be synced), `user`
-/// (a passkey's user verification), `mfa` (more than one kind of factor). Sorted, no repeats.
+/// code), `sms`, `swk` (a passkey: without a trusted attestation nothing proves its key is held
+/// in hardware, so `hwk` is never claimed), `user` (a registered passkey's user verification),
+/// `mfa` (more than one kind of factor). Sorted, no repeats.
 pub fn amr(stored: &[Value]) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
     let mut kinds = 0;
@@ -132,11 +145,10 @@ pub fn amr(stored: &[Value]) -> Vec<&'static str> {
             (Some("otp"), Some("sms")) => out.push("sms"),
             (Some("webauthn"), _) => {
                 let passkey = &factor["webauthn_factor"];
-                out.push(match passkey["backup_eligible"].as_bool() {
-                    Some(false) => "hwk",
-                    _ => "swk",
-                });
-                if passkey["user_verified"].as_bool() == Some(true) {
+                out.push("swk");
+                if passkey["user_verified"].as_bool() == Some(true)
+                    && passkey["ceremony"] == "authentication"
+                {
                     out.push("user");
                 }
             }
@@ -192,13 +204,14 @@ mod tests {
         );
     }
 
-    fn webauthn(backup_eligible: bool, user_verified: bool) -> Value {
+    fn webauthn(registration: bool, user_verified: bool) -> Value {
         Factor::Webauthn {
             registration_id: "w-1".into(),
             domain: "example.com".into(),
             user_agent: None,
-            backup_eligible,
+            backup_eligible: true,
             user_verified,
+            registration,
         }
         .to_json()
     }
@@ -210,8 +223,14 @@ mod tests {
             totp_id: "t".into(),
         }
         .to_json();
-        let passkey = webauthn(true, true);
+        let passkey = webauthn(false, true);
         assert!(!phishing_resistant(&[password.clone()]));
+        // A passkey registered in the login proves a new key only.
+        assert!(!phishing_resistant(&[
+            password.clone(),
+            totp.clone(),
+            webauthn(true, true)
+        ]));
         assert!(!phishing_resistant(&[password.clone(), totp.clone()]));
         assert!(phishing_resistant(&[password.clone(), passkey.clone()]));
         // A step-up by TOTP after a passkey: the session's newest proof can be phished.
@@ -236,9 +255,13 @@ mod tests {
         assert_eq!(amr(&[password.clone(), sms]), ["mfa", "pwd", "sms"]);
         assert_eq!(
             amr(&[password.clone(), webauthn(false, true)]),
-            ["hwk", "mfa", "pwd", "user"]
+            ["mfa", "pwd", "swk", "user"]
         );
-        assert_eq!(amr(&[sso.clone(), webauthn(true, false)]), ["mfa", "swk"]);
+        assert_eq!(
+            amr(&[password.clone(), webauthn(true, true)]),
+            ["mfa", "pwd", "swk"]
+        );
+        assert_eq!(amr(&[sso.clone(), webauthn(false, false)]), ["mfa", "swk"]);
         assert_eq!(amr(&[sso]), Vec::<&str>::new());
         let device = Factor::RememberedDevice {
             device_id: "d".into(),

@@ -40,6 +40,9 @@ pub struct Proof {
     pub verifies_phone: bool,
     /// The factor was a code from a pending authenticator app, which is now active.
     pub activates_totp: bool,
+    /// The factor was enrolled by this attempt (a new passkey): like an app's first code, it
+    /// says nothing of who the member is, so the answer shows their phone masked.
+    pub enrolls: bool,
 }
 
 impl Attempt {
@@ -222,11 +225,12 @@ impl Attempt {
         if let Some(updated_at) = recorded.updated_at {
             member.updated_at = updated_at;
         }
-        let mut answer = answer::about(
-            &request,
-            &member,
-            json!({ "member": answer::member(&member) }),
-        );
+        let member_object = if proof.activates_totp || proof.enrolls {
+            answer::member_before_mfa(&member)
+        } else {
+            answer::member(&member)
+        };
+        let mut answer = answer::about(&request, &member, json!({ "member": member_object }));
         if let Some(factors) = recorded.factors {
             answer["authentication_factors"] = factors;
         }

@@ -12,6 +12,7 @@ use crate::error::{err, ErrorType, MfaError, MfaResult};
 use crate::flow::attempt::{Attempt, Proof};
 use crate::flow::keys;
 use crate::flow::member::{self, Load};
+use crate::flow::totp::discard_pending;
 use crate::flow::{answer, token};
 use crate::server::settings;
 use crate::store::attempts::Spend;
@@ -196,13 +197,18 @@ pub fn authenticate(attempt: Attempt, presented: &str) -> MfaResult<Value> {
         phone_id: member.phone_id.clone(),
         phone_number: live.phone_number.clone(),
     };
-    // The code is used up, and the phone it reached is verified.
+    // The code is used up, and the phone it reached is verified: a first verified phone ends
+    // a pending authenticator app (see `totp::discard_pending`).
+    if !member.mfa_phone_number_verified {
+        discard_pending(member)?;
+    }
     attempt.succeed(
         Proof {
             factor,
             spend: Spend::SmsCode,
             verifies_phone: true,
             activates_totp: false,
+            enrolls: false,
         },
         json!({}),
     )

@@ -3,7 +3,7 @@
 
 use crate::core::factor::Factor;
 use crate::core::ids;
-use crate::core::policy::MfaMethod;
+use crate::core::policy::{MfaMethod, OrganizationPolicy};
 use crate::core::qr::qr_code_data_url;
 use crate::core::totp::{
     new_recovery_code, new_secret, normalize_recovery_code, otpauth_uri, secret_from_base32,
@@ -60,6 +60,17 @@ pub fn store_recovery_codes(member: &Member, codes: &[String]) -> MfaResult<()> 
         .map(|c| keys.hash_code("recovery", c))
         .collect();
     totp::replace_recovery_codes(member, hashes, &keys.fingerprint_hex())
+}
+
+/// When a member's first factor of another kind becomes active, an authenticator app still
+/// pending goes, with its recovery codes unless a passkey stands behind them: it was started
+/// while anyone with the application's role could start one for the member, and activating it
+/// later would add a factor without the step-up that adding one needs.
+pub fn discard_pending(member: &Member) -> MfaResult<()> {
+    if member.totp.as_ref().is_some_and(|t| !t.active) {
+        totp::discard_pending(member)?;
+    }
+    Ok(())
 }
 
 pub fn mint_recovery_codes(member: &Member) -> MfaResult<Vec<String>> {
@@ -119,6 +130,7 @@ pub fn authenticate(attempt: Attempt, code: &str) -> MfaResult<Value> {
             spend: Spend::TotpStep(step as i64),
             verifies_phone: false,
             activates_totp,
+            enrolls: false,
         },
         json!({ "totp_registration_id": registration_id }),
     )
@@ -127,19 +139,38 @@ pub fn authenticate(attempt: Attempt, code: &str) -> MfaResult<Value> {
 /// Recovery codes stand in for an active authenticator app or a passkey: without either, a
 /// member has none to use.
 pub fn require_recovery_backed_factor(member: &Member) -> MfaResult<()> {
-    match &member.totp {
-        Some(r) if r.active => Ok(()),
-        _ if member.webauthn_registrations > 0 => Ok(()),
-        _ => err(
-            ErrorType::RecoveryCodesNotFound,
-            "The member has no active TOTP registration nor passkey, so no recovery codes.",
-        ),
+    if member.totp_registration_id.is_some() || member.webauthn_registrations > 0 {
+        return Ok(());
     }
+    err(
+        ErrorType::RecoveryCodesNotFound,
+        "The member has no active TOTP registration nor passkey, so no recovery codes.",
+    )
+}
+
+/// Recovery codes count for a factor of the member's that the organization allows: codes
+/// minted with an authenticator app do not open an organization restricted to passkeys for a
+/// member without one.
+fn require_allowed_backing(member: &Member, org: &OrganizationPolicy) -> MfaResult<()> {
+    let backs = |method: MfaMethod| {
+        member.has_factor_for(method) && org.allows(method, member.is_breakglass)
+    };
+    if backs(MfaMethod::Totp) || backs(MfaMethod::Webauthn) {
+        return Ok(());
+    }
+    err(
+        ErrorType::OperationRestrictedByOrganizationMfaMethods,
+        format!(
+            "The organization restricts MFA to {{{}}}: the member's recovery codes stand for none of their factors it allows.",
+            org.allowed_names().join(",")
+        ),
+    )
 }
 
 pub fn recover(attempt: Attempt, recovery_code: Option<&str>) -> MfaResult<Value> {
     let member = &attempt.member;
     require_recovery_backed_factor(member)?;
+    require_allowed_backing(member, &attempt.org)?;
     if let Some(refusal) = attempt.admit(None)? {
         return Ok(refusal);
     }
@@ -162,6 +193,7 @@ pub fn recover(attempt: Attempt, recovery_code: Option<&str>) -> MfaResult<Value
             spend: Spend::RecoveryCode,
             verifies_phone: false,
             activates_totp: false,
+            enrolls: false,
         },
         json!({ "recovery_codes_remaining": remaining }),
     )

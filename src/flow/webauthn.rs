@@ -294,9 +294,15 @@ pub fn register(
             "This passkey is registered already.",
         );
     }
-    let recovery_codes = match stored_totp::recovery_codes_left(member)?.0 {
-        0 => Some(totp::mint_recovery_codes(member)?),
-        _ => None,
+    // Codes that no active factor stood behind (an app started but never activated, by
+    // whoever held the application's role, say) are replaced: only the member's first real
+    // factor mints the codes that stand in for it.
+    let codes_backed = member.totp_registration_id.is_some() || member.webauthn_registrations > 0;
+    totp::discard_pending(member)?;
+    let recovery_codes = if !codes_backed || stored_totp::recovery_codes_left(member)?.0 == 0 {
+        Some(totp::mint_recovery_codes(member)?)
+    } else {
+        None
     };
     let factor = Factor::Webauthn {
         registration_id: registration_id.clone(),
@@ -304,6 +310,7 @@ pub fn register(
         user_agent: issued.user_agent.clone(),
         backup_eligible: new.backup_eligible,
         user_verified: new.user_verified,
+        registration: true,
     };
     let mut extra = json!({ "webauthn_registration_id": registration_id });
     if let Some(codes) = recovery_codes {
@@ -315,6 +322,7 @@ pub fn register(
             spend: Spend::Passkey,
             verifies_phone: false,
             activates_totp: false,
+            enrolls: true,
         },
         extra,
     )
@@ -422,6 +430,15 @@ pub fn authenticate(attempt: Attempt, credential: &Value) -> MfaResult<Value> {
     );
     let assertion = match verified {
         Ok(assertion) => assertion,
+        // An answer to a challenge issued before the passkey's latest sign-in (two tabs, or an
+        // answer held back) is stale: its counter is behind for an honest reason.
+        Err(Refusal::CounterNotIncreased { .. })
+            if registration
+                .last_authenticated_at
+                .is_some_and(|last| issued.created_at < last) =>
+        {
+            return challenge_refused(&attempt);
+        }
         Err(Refusal::CounterNotIncreased { stored, presented }) => {
             store::flag_clone_suspected(
                 &member.organization_id,
@@ -456,10 +473,12 @@ pub fn authenticate(attempt: Attempt, credential: &Value) -> MfaResult<Value> {
                 user_agent: registration.user_agent,
                 backup_eligible: registration.backup_eligible,
                 user_verified: assertion.user_verified,
+                registration: false,
             },
             spend: Spend::Passkey,
             verifies_phone: false,
             activates_totp: false,
+            enrolls: false,
         },
         json!({ "webauthn_registration_id": registration_id }),
     )

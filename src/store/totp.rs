@@ -28,6 +28,22 @@ pub fn replace_registration(
     Ok(())
 }
 
+/// Deletes the member's pending authenticator app, and their recovery codes unless a passkey
+/// stands behind them.
+pub fn discard_pending(member: &Member) -> MfaResult<()> {
+    spi::execute(
+        "WITH app AS (DELETE FROM mfa.totp_registrations
+                       WHERE organization_id = $1 AND member_id = $2 AND status = 'pending')
+         DELETE FROM mfa.recovery_codes WHERE organization_id = $1 AND member_id = $2 AND $3 = 0",
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+            member.webauthn_registrations.into(),
+        ],
+    )?;
+    Ok(())
+}
+
 /// Replaces the member's recovery codes with `hashes`, made with key `key_id`.
 pub fn replace_recovery_codes(
     member: &Member,

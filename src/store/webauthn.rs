@@ -4,6 +4,7 @@
 use crate::error::MfaResult;
 use crate::store::members::Member;
 use crate::store::spi;
+use pgrx::datum::TimestampWithTimeZone;
 
 /// The allowed origins, sorted.
 pub fn allowed_origins() -> MfaResult<Vec<String>> {
@@ -124,6 +125,8 @@ pub struct IssuedChallenge {
     pub authenticator_type: Option<String>,
     pub user_agent: Option<String>,
     pub expired: bool,
+    /// When it was issued.
+    pub created_at: TimestampWithTimeZone,
 }
 
 /// Deletes the member's challenge of this ceremony whose hash is `challenge_hash` and returns it
@@ -138,7 +141,7 @@ pub fn consume_challenge(
         "DELETE FROM mfa.webauthn_challenges
           WHERE organization_id = $1 AND member_id = $2 AND challenge_hash = $3 AND ceremony = $4
       RETURNING token_hash, domain, user_verification, authenticator_type, user_agent,
-                expires_at <= $5 AS expired",
+                expires_at <= $5 AS expired, created_at",
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),
@@ -156,6 +159,9 @@ pub fn consume_challenge(
                 authenticator_type: row.get_by_name::<String, _>("authenticator_type")?,
                 user_agent: row.get_by_name::<String, _>("user_agent")?,
                 expired: row.get_by_name::<bool, _>("expired")?.unwrap_or(true),
+                created_at: row
+                    .get_by_name::<TimestampWithTimeZone, _>("created_at")?
+                    .expect("NOT NULL"),
             })
         },
     )
@@ -173,6 +179,8 @@ pub struct Registration {
     pub clone_suspected: bool,
     /// The member's user handle: an assertion naming another is refused.
     pub user_handle: Vec<u8>,
+    /// When it last signed in.
+    pub last_authenticated_at: Option<TimestampWithTimeZone>,
 }
 
 /// The member's passkey with this credential id, locked until the end of the transaction.
@@ -180,7 +188,7 @@ pub fn registration_for(member: &Member, credential_id: &[u8]) -> MfaResult<Opti
     spi::typed_row(
         "SELECT webauthn_registration_id::text AS webauthn_registration_id, credential_id,
                 public_key, sign_count, domain, user_agent, backup_eligible,
-                clone_suspected_at IS NOT NULL AS clone_suspected,
+                clone_suspected_at IS NOT NULL AS clone_suspected, last_authenticated_at,
                 (SELECT webauthn_user_handle FROM mfa.members
                   WHERE organization_id = $1 AND member_id = $2) AS user_handle
            FROM mfa.webauthn_registrations
@@ -210,6 +218,8 @@ pub fn registration_for(member: &Member, credential_id: &[u8]) -> MfaResult<Opti
                 user_handle: row
                     .get_by_name::<Vec<u8>, _>("user_handle")?
                     .unwrap_or_default(),
+                last_authenticated_at: row
+                    .get_by_name::<TimestampWithTimeZone, _>("last_authenticated_at")?,
             })
         },
     )

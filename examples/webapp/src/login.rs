@@ -135,6 +135,9 @@ pub async fn signin(mut ctx: Ctx, Form(f): Form<Fields>) -> Response {
         has_totp: options
             .get("totp_registration_id")
             .is_some_and(|v| !v.is_null()),
+        has_passkey: options["webauthn_registrations"]
+            .as_i64()
+            .is_some_and(|n| n > 0),
         next: "/home".into(),
     };
     let initiated = db::s(&answer["mfa_required"], "secondary_auth_initiated");
@@ -144,6 +147,10 @@ pub async fn signin(mut ctx: Ctx, Form(f): Form<Fields>) -> Response {
 /// Sends the member to the second step their factors call for.
 async fn second_step(mut ctx: Ctx, pending: Pending, initiated: Option<String>) -> Response {
     ctx.set_pending(&pending);
+    // The phishing-resistant factor first, when the member has one.
+    if pending.has_passkey {
+        return ctx.redirect("/login/passkey");
+    }
     if pending.has_totp {
         return ctx.redirect("/login/totp");
     }
@@ -278,6 +285,7 @@ fn code_page(
         json!({
             "title": title, "kind": kind, "step_up": step_up, "error": error, "notice": notice,
             "masked_phone": p.masked_phone, "has_totp": p.has_totp, "member_id": p.member_id,
+            "has_passkey": p.has_passkey,
         }),
     )
 }
@@ -358,6 +366,148 @@ async fn verify(ctx: Ctx, f: Fields, kind: &str) -> Response {
     }
 }
 
+/// The passkey page: the options of `mfa.webauthn_register_start` (enrollment) or
+/// `webauthn_authenticate_start` (sign-in, step-up), handed to the page's script.
+async fn passkey_page(ctx: Ctx, p: &Pending, register: bool, error: Option<String>) -> Response {
+    let domain = ctx.app.config.passkey_domain.clone();
+    let answer = if register {
+        call(
+            &ctx.app.db,
+            "SELECT mfa.webauthn_register_start($1, $2, $3, $4, user_agent => $5)",
+            &[
+                &p.organization_id,
+                &p.member_id,
+                &domain,
+                &p.token,
+                &device_name(&ctx.user_agent),
+            ],
+        )
+        .await
+        .map(|v| v["public_key_credential_creation_options"].clone())
+    } else {
+        call(
+            &ctx.app.db,
+            "SELECT mfa.webauthn_authenticate_start($1, $2, $3, $4)",
+            &[&p.organization_id, &p.member_id, &domain, &p.token],
+        )
+        .await
+        .map(|v| v["public_key_credential_request_options"].clone())
+    };
+    let (options, error) = match answer {
+        Ok(options) => (Some(options.to_string()), error),
+        Err(Fail::Refused(kind)) => (None, Some(message_for(&kind, ""))),
+        Err(e) => return internal(e),
+    };
+    ctx.page(
+        StatusCode::OK,
+        "passkey.html",
+        json!({
+            "title": if register { "Create a passkey" } else { "Passkey" },
+            "ceremony": if register { "register" } else { "authenticate" },
+            "action": if register { "/login/enroll/passkey" } else { "/login/passkey" },
+            "options": options, "error": error, "step_up": p.purpose == "step_up",
+            "member_id": p.member_id, "has_totp": p.has_totp, "masked_phone": p.masked_phone,
+        }),
+    )
+}
+
+pub async fn passkey_form(ctx: Ctx) -> Response {
+    let Some(p) = ctx.pending() else {
+        return ctx.redirect("/login");
+    };
+    passkey_page(ctx, &p, false, None).await
+}
+
+pub async fn enroll_passkey_form(ctx: Ctx) -> Response {
+    let Some(p) = ctx.pending() else {
+        return ctx.redirect("/login");
+    };
+    passkey_page(ctx, &p, true, None).await
+}
+
+/// The browser's credential (`credential.toJSON()`), as the form posted it.
+fn posted_credential(f: &Fields) -> Value {
+    serde_json::from_str(f.get("credential").map(String::as_str).unwrap_or(""))
+        .unwrap_or(Value::Null)
+}
+
+/// A passkey's signature as the second factor: verified by mfa, in the login's transaction.
+pub async fn passkey_verify(ctx: Ctx, Form(f): Form<Fields>) -> Response {
+    if !ctx.csrf_ok(&f) {
+        return ctx.forbidden();
+    }
+    let Some(p) = ctx.pending() else {
+        return ctx.redirect("/login");
+    };
+    let enroll: Option<&str> = (p.purpose == "login").then_some("enroll");
+    let answer = call(
+        &ctx.app.db,
+        "SELECT mfa.webauthn_authenticate($1, $2, $3, $4, $5)",
+        &[
+            &p.organization_id,
+            &p.member_id,
+            &posted_credential(&f),
+            &p.token,
+            &enroll,
+        ],
+    )
+    .await;
+    match answer {
+        Ok(_) if p.purpose == "step_up" => finish_step_up(ctx, &p).await,
+        Ok(_) => {
+            let remember = f.contains_key("remember");
+            finish_login(ctx, &p.organization_id, &p.member_id, &p.token, remember).await
+        }
+        Err(Fail::Refused(kind)) => {
+            passkey_page(ctx, &p, false, Some(message_for(&kind, "check"))).await
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// Enforced enrollment of a passkey: verified and stored by mfa, a second factor of this login.
+/// The member's first passkey comes with recovery codes, shown this once after the session exists.
+pub async fn enroll_passkey(ctx: Ctx, Form(f): Form<Fields>) -> Response {
+    if !ctx.csrf_ok(&f) {
+        return ctx.forbidden();
+    }
+    let Some(p) = ctx.pending() else {
+        return ctx.redirect("/login");
+    };
+    let answer = call(
+        &ctx.app.db,
+        "SELECT mfa.webauthn_register($1, $2, $3, $4, 'enroll')",
+        &[
+            &p.organization_id,
+            &p.member_id,
+            &posted_credential(&f),
+            &p.token,
+        ],
+    )
+    .await;
+    let registered = match answer {
+        Ok(v) => v,
+        Err(Fail::Refused(kind)) => {
+            return passkey_page(ctx, &p, true, Some(message_for(&kind, "check"))).await
+        }
+        Err(e) => return internal(e),
+    };
+    let (ctx, next) =
+        match create_session(ctx, &p.organization_id, &p.member_id, &p.token, false).await {
+            Ok(done) => done,
+            Err(response) => return response,
+        };
+    match registered["recovery_codes"].as_array() {
+        Some(codes) if !codes.is_empty() => ctx.page(
+            StatusCode::OK,
+            "recovery_codes.html",
+            json!({"title": "Your passkey is ready", "recovery_codes": codes,
+                   "member_id": p.member_id, "next": next}),
+        ),
+        _ => ctx.redirect(&next),
+    }
+}
+
 pub async fn sms_send(ctx: Ctx, Form(f): Form<Fields>) -> Response {
     if !ctx.csrf_ok(&f) {
         return ctx.forbidden();
@@ -372,19 +522,28 @@ pub async fn sms_send(ctx: Ctx, Form(f): Form<Fields>) -> Response {
     }
 }
 
+/// The session insert, then the next page.
+async fn finish_login(ctx: Ctx, org: &str, member: &str, token: &str, remember: bool) -> Response {
+    match create_session(ctx, org, member, token, remember).await {
+        Ok((ctx, next)) => ctx.redirect(&next),
+        Err(response) => response,
+    }
+}
+
 /// The session insert: mfa's guard lets it in only with a token that carries what the
-/// organization's policy demands, consumes the token and writes the factors itself.
-async fn finish_login(
+/// organization's policy demands, consumes the token and writes the factors itself. Returns
+/// where to go next, or the page that says why there is no session.
+async fn create_session(
     mut ctx: Ctx,
     org: &str,
     member: &str,
     token: &str,
     remember: bool,
-) -> Response {
+) -> Result<(Ctx, String), Response> {
     let session_token = random_token();
     let client = match ctx.app.db.get().await {
         Ok(c) => c,
-        Err(e) => return internal(e.into()),
+        Err(e) => return Err(internal(e.into())),
     };
     let inserted = client
         .execute(
@@ -394,14 +553,14 @@ async fn finish_login(
         )
         .await;
     if let Err(e) = inserted {
-        return match Fail::from(e) {
+        return Err(match Fail::from(e) {
             Fail::Refused(kind) => ctx.page(
                 StatusCode::OK,
                 "message.html",
                 json!({"title": "Sign in", "heading": "Sign-in not complete", "error": message_for(&kind, ""), "restart": true}),
             ),
             e => internal(e),
-        };
+        });
     }
     let mut next = "/home".to_string();
     if remember {
@@ -416,7 +575,7 @@ async fn finish_login(
                 Ok(row) => row.get(0),
                 Err(e) => match Fail::from(e) {
                     Fail::Refused(kind) => json!({"status_code": 400, "error_type": kind}),
-                    e => return internal(e),
+                    e => return Err(internal(e)),
                 },
             },
         );
@@ -434,12 +593,12 @@ async fn finish_login(
                 }
             }
             Err(Fail::Refused(kind)) => next = format!("/home?e={kind}"),
-            Err(e) => return internal(e),
+            Err(e) => return Err(internal(e)),
         }
     }
     ctx.set_cookie(SESSION_COOKIE, &session_token, None);
     ctx.clear_cookie(LOGIN_COOKIE);
-    ctx.redirect(&next)
+    Ok((ctx, next))
 }
 
 /// Step-up: the new token, with its fresh second factor, written into the session row.
@@ -515,6 +674,9 @@ pub async fn step_up(ctx: Ctx, Form(f): Form<Fields>) -> Response {
         has_totp: options
             .get("totp_registration_id")
             .is_some_and(|v| !v.is_null()),
+        has_passkey: options["webauthn_registrations"]
+            .as_i64()
+            .is_some_and(|n| n > 0),
         next: "/billing".into(),
     };
     let initiated = db::s(&answer["mfa_required"], "secondary_auth_initiated");

@@ -26,6 +26,9 @@ pub struct Config {
     pub step_up_seconds: u32,
     /// The shared secret of the SMS worker's webhook (demo inbox).
     pub webhook_secret: Option<String>,
+    /// The passkeys' relying-party id: the site's host (or a registrable suffix of it), one of
+    /// mfa.webauthn_allowed_origins' hosts. Browsers refuse IP addresses: `localhost` in the demo.
+    pub passkey_domain: String,
 }
 
 pub struct SmsMessage {
@@ -76,6 +79,11 @@ fn templates() -> Environment<'static> {
             include_str!("../templates/enroll_phone.html"),
         ),
         ("code.html", include_str!("../templates/code.html")),
+        ("passkey.html", include_str!("../templates/passkey.html")),
+        (
+            "recovery_codes.html",
+            include_str!("../templates/recovery_codes.html"),
+        ),
         ("home.html", include_str!("../templates/home.html")),
         ("billing.html", include_str!("../templates/billing.html")),
         ("admin.html", include_str!("../templates/admin.html")),
@@ -117,6 +125,7 @@ async fn main() {
         webhook_secret: std::env::var("MFA_WEB_WEBHOOK_SECRET")
             .ok()
             .filter(|s| !s.is_empty()),
+        passkey_domain: env("MFA_WEB_PASSKEY_DOMAIN", "localhost"),
     };
     let mut cookie_key = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut cookie_key);
@@ -153,6 +162,14 @@ async fn main() {
             "/login/totp",
             get(login::totp_form).post(login::totp_verify),
         )
+        .route(
+            "/login/enroll/passkey",
+            get(login::enroll_passkey_form).post(login::enroll_passkey),
+        )
+        .route(
+            "/login/passkey",
+            get(login::passkey_form).post(login::passkey_verify),
+        )
         .route("/login/sms", get(login::sms_form).post(login::sms_verify))
         .route("/login/sms/send", post(login::sms_send))
         .route(
@@ -167,6 +184,7 @@ async fn main() {
         .route("/admin/policy", post(pages::admin_policy))
         .route("/admin/unlock", post(pages::admin_unlock))
         .route("/static/style.css", get(pages::style))
+        .route("/static/passkey.js", get(pages::passkey_script))
         .route("/favicon.ico", get(pages::favicon));
     if demo {
         router = router

@@ -46,7 +46,11 @@ pub async fn current_session(ctx: &Ctx) -> Option<Session> {
                 mfa.session_aal(s.organization_id, s.member_id, s.authentication_factors),
                 to_char(mfa.last_mfa_at(s.organization_id, s.member_id, s.authentication_factors) AT TIME ZONE 'UTC', {TIME}),
                 (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                            'type', f ->> 'type', 'delivery_method', f ->> 'delivery_method',
+                            'type', CASE f ->> 'type' WHEN 'webauthn' THEN 'passkey' WHEN 'totp' THEN 'authenticator app'
+                                                    WHEN 'otp' THEN 'text message' WHEN 'recovery_codes' THEN 'recovery code'
+                                                    WHEN 'remembered_device' THEN 'remembered device'
+                                                    ELSE f ->> 'type' END,
+                            'delivery_method', f ->> 'delivery_method',
                             'at', to_char((f ->> 'last_authenticated_at')::timestamptz AT TIME ZONE 'UTC', {TIME}))), '[]')
                    FROM jsonb_array_elements(mfa.session_verified_factors(s.organization_id, s.member_id, s.authentication_factors)) f)"
     );
@@ -432,6 +436,17 @@ pub async fn style() -> Response {
         .into_response()
 }
 
+pub async fn passkey_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../static/passkey.js"),
+    )
+        .into_response()
+}
+
 pub async fn favicon() -> Response {
     (
         [(header::CONTENT_TYPE, "image/svg+xml")],
@@ -457,7 +472,7 @@ pub async fn security_headers(mut response: Response) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -494,6 +509,7 @@ pub async fn seed_demo(url: &str) -> Result<(), String> {
              SELECT mfa.organization_upsert('globex', 'OPTIONAL', 'ALL_ALLOWED', remember_device_days => 0);
              SELECT mfa.member_upsert('acme', 'ann@acme.example');
              SELECT mfa.member_upsert('acme', 'bob@acme.example', '+1 415 555 2671');
+             SELECT mfa.member_upsert('acme', 'dana@acme.example');
              SELECT mfa.member_upsert('globex', 'carol@globex.example');
              INSERT INTO app.billing (organization_id, period, amount_cents, card) VALUES
                ('acme', '2026-10', 129900, 'Visa •••• 4242'), ('acme', '2026-11', 129900, 'Visa •••• 4242'),
@@ -501,9 +517,21 @@ pub async fn seed_demo(url: &str) -> Result<(), String> {
         )
         .await
         .map_err(e)?;
+    // The origins whose pages may use passkeys: the demo's (MFA_WEB_SEED_ORIGINS, comma-separated).
+    let origins: Vec<String> = std::env::var("MFA_WEB_SEED_ORIGINS")
+        .unwrap_or_else(|_| "http://localhost:8080".into())
+        .split(',')
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    client
+        .execute("SELECT mfa.webauthn_allowed_origins_set($1)", &[&origins])
+        .await
+        .map_err(e)?;
     for (org, email, name, admin) in [
         ("acme", "ann@acme.example", "Ann Archer", true),
         ("acme", "bob@acme.example", "Bob Baker", false),
+        ("acme", "dana@acme.example", "Dana Diaz", false),
         ("globex", "carol@globex.example", "Carol Chen", true),
     ] {
         client

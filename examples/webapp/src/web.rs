@@ -53,6 +53,8 @@ pub struct Pending {
     pub purpose: String,
     pub masked_phone: Option<String>,
     pub has_totp: bool,
+    #[serde(default)]
+    pub has_passkey: bool,
     pub next: String,
 }
 
@@ -296,6 +298,15 @@ pub fn message_for(error_type: &str, context: &str) -> String {
         | ("allowed_mfa_methods_required_for_restricted", _) => "Choose a policy and at least one method.",
         ("default_mfa_member_missing_factor", _) => "That member has no such factor.",
         ("no_factor", _) => "This page needs a second factor, and your account has none yet.",
+        ("unable_to_auth_webauthn", _) | ("invalid_public_key_credential", _) => {
+            "That passkey could not be verified for this site. Try again, or use another method."
+        }
+        ("invalid_webauthn_challenge", _) => "That passkey prompt has expired. Try again.",
+        ("webauthn_clone_suspected", _) => {
+            "That passkey looks copied and is blocked. Use another method and ask your administrator."
+        }
+        ("webauthn_registration_not_found", _) => "There is no passkey on your account.",
+        ("duplicate_webauthn_registration", _) => "That passkey is registered already.",
         ("mfa_not_preloaded", _) | ("attempt_ledger_full", _) | ("cluster_node_failed", _) => {
             "Sign-in is unavailable right now. Try again in a few minutes."
         }

@@ -184,7 +184,7 @@ await test('a member with no factor enrolls: QR code decoded, code computed, sig
   await typeCode(page, await nextCode(ann.secret));
   expect(path(page) === '/home', `signed in (at ${page.url()})`);
   expect((await page.locator('#aal').innerText()) === 'aal2', 'aal2');
-  await expectText(page, 'totp');
+  await expectText(page, 'authenticator app');
   await expectText(page, 'password');
   await shot(page, '04-home');
   await signOut(page);
@@ -406,6 +406,106 @@ await test("a deleted session's cookie signs the browser out", async () => {
   await shot(bob.page, '22-session-ended');
   const cookie = (await bob.page.context().cookies()).find(c => c.name === 'mfa_session');
   expect(!cookie, 'the session cookie is cleared');
+});
+
+// Passkeys need a domain name (browsers refuse an IP address as the relying party): these pages
+// are opened at http://localhost, whose origin the seed allowed. Chromium's virtual authenticator
+// (the DevTools protocol's WebAuthn domain: CTAP2, internal transport, user verification) stands
+// in for the device's platform authenticator.
+const localBase = base.replace('127.0.0.1', 'localhost');
+const dana = { page: null };
+async function withAuthenticator(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', { options: {
+    protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true,
+    isUserVerified: true, automaticPresenceSimulation: true } });
+  return { cdp, authenticatorId };
+}
+
+await test('a member enrolls a passkey during sign-in, then signs in with it', async () => {
+  const context = await browser.newContext({ baseURL: localBase, viewport: { width: 1100, height: 800 } });
+  const page = await context.newPage();
+  watch(page);
+  dana.page = page;
+  dana.authenticator = await withAuthenticator(page);
+  await signIn(page, 'acme', 'dana@acme.example');
+  expect(path(page) === '/login/enroll', `enrollment offered (at ${page.url()})`);
+  sawSecret(...(await page.locator('.codes code').allInnerTexts()));
+  await page.getByRole('link', { name: 'Use a passkey instead' }).click();
+  await page.waitForURL(/\/login\/enroll\/passkey/);
+  await expectText(page, 'It works only on this site');
+  await shot(page, '30-passkey-create');
+  await page.getByRole('button', { name: 'Create a passkey' }).click();
+  await page.getByText('Your passkey is ready').waitFor();
+  const codes = await page.locator('.codes code').allInnerTexts();
+  expect(codes.length === 10, `10 recovery codes (${codes.length})`);
+  sawSecret(...codes);
+  await shot(page, '31-passkey-ready');
+  const { credentials } = await dana.authenticator.cdp.send('WebAuthn.getCredentials', { authenticatorId: dana.authenticator.authenticatorId });
+  expect(credentials.length === 1 && credentials[0].rpId === 'localhost', `one credential for localhost: ${JSON.stringify(credentials.map(c => c.rpId))}`);
+  const stored = sql(`SELECT count(*) || ' ' || domain || ' ' || m.default_mfa_method || ' ' || m.mfa_enrolled
+                        FROM mfa.webauthn_registrations r JOIN mfa.members m USING (organization_id, member_id)
+                       WHERE member_id = 'dana@acme.example' GROUP BY domain, m.default_mfa_method, m.mfa_enrolled`);
+  expect(stored === '1 localhost webauthn true', `stored: ${stored}`);
+  await page.getByRole('link', { name: 'Continue' }).click();
+  await page.waitForURL(/\/home/);
+  await expectText(page, 'Dana Diaz');
+  await signOut(page);
+
+  // Signing in again: the passkey is the second step.
+  await signIn(page, 'acme', 'dana@acme.example');
+  expect(path(page) === '/login/passkey', `the passkey is asked for (at ${page.url()})`);
+  await shot(page, '32-passkey-sign-in');
+  await page.getByRole('button', { name: 'Use your passkey' }).click();
+  await page.waitForURL(/\/home/);
+  await expectText(page, 'Dana Diaz');
+  await expectText(page, 'passkey');
+  const factors = sql(`SELECT mfa.session_phishing_resistant(organization_id, member_id, authentication_factors)
+                         || ' ' || array_to_string(mfa.session_amr(organization_id, member_id, authentication_factors), ',')
+                         FROM app.sessions WHERE member_id = 'dana@acme.example' ORDER BY created_at DESC LIMIT 1`);
+  expect(factors === 'true mfa,pwd,swk,user', `the session: ${factors}`);
+  await shot(page, '33-passkey-signed-in');
+  await signOut(page);
+});
+
+await test('a page served from another origin gets a refusal from the database', async () => {
+  // The same pages through a proxy on another port: another origin, the same relying party
+  // (localhost), so the browser signs, and mfa refuses the origin it signed for.
+  const { createServer, request } = await import('node:http');
+  const target = new URL(localBase);
+  const proxy = createServer((req, res) => {
+    const upstream = request({ host: target.hostname, port: target.port, path: req.url, method: req.method,
+      headers: req.headers }, up => { res.writeHead(up.statusCode, up.headers); up.pipe(res); });
+    req.pipe(upstream);
+  });
+  await new Promise(r => proxy.listen(0, 'localhost', r));
+  const other = `http://localhost:${proxy.address().port}`;
+  try {
+    const page = dana.page;
+    await page.goto(`${other}/login`);
+    await page.getByLabel('Organization').fill('acme');
+    await page.getByLabel('Email').fill('dana@acme.example');
+    await page.getByLabel('Password').fill('demo-password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(/\/login\/passkey/);
+    await page.getByRole('button', { name: 'Use your passkey' }).click();
+    await page.getByText('That passkey could not be verified for this site.').waitFor();
+    expect(path(page) === '/login/passkey', `still asked for a passkey (at ${page.url()})`);
+    await shot(page, '34-passkey-other-origin');
+    // Counted and audited by the attempt ledger's worker, in its own transaction: soon after.
+    let refused = '';
+    for (let i = 0; i < 50 && refused === ''; i++) {
+      refused = sql(`SELECT details ->> 'error_type' FROM mfa.events WHERE member_id = 'dana@acme.example'
+                       AND event_type = 'webauthn.authenticate' AND details ->> 'outcome' = 'failure'
+                     ORDER BY event_id DESC LIMIT 1`);
+      if (refused === '') await new Promise(r => setTimeout(r, 100));
+    }
+    expect(refused === 'unable_to_auth_webauthn', `the refusal is audited: ${refused}`);
+  } finally {
+    proxy.close();
+  }
+  await dana.page.context().close();
 });
 
 await test('no console error and no HTTP 5xx on any page', async () => {

@@ -615,7 +615,7 @@ fn step_up_by_passkey_on_a_guarded_session_meets_a_phishing_resistant_policy() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(amr, ["hwk", "mfa", "otp", "pwd", "user"]);
+    assert_eq!(amr, ["mfa", "otp", "pwd", "swk", "user"]);
     // Factors copied as they are onto a row that got past the gate carry no seal for it.
     let forged: bool = superuser
         .query_one(
@@ -625,4 +625,245 @@ fn step_up_by_passkey_on_a_guarded_session_meets_a_phishing_resistant_policy() {
         .unwrap()
         .get(0);
     assert!(!forged);
+}
+
+/// A REQUIRED_FOR_ALL organization with member `m`, and the origins set.
+fn required_organization(client: &mut Client, prefix: &str) -> String {
+    setup(client);
+    let org = organization_with_member(client, prefix, "m");
+    json(
+        client,
+        "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL')",
+        &[&org],
+    );
+    org
+}
+
+/// `m` registers `authenticator` during a login of theirs: the answer.
+fn register_in_login(
+    client: &mut Client,
+    org: &str,
+    authenticator: &mut Authenticator,
+) -> (Value, String) {
+    let (_, token) = start_login(client, org, "m");
+    let start = json(
+        client,
+        "SELECT mfa.webauthn_register_start($1, 'm', $2, $3)",
+        &[&org, &DOMAIN, &token],
+    );
+    let response = authenticator.register(&start["public_key_credential_creation_options"]);
+    let answer = json(
+        client,
+        "SELECT mfa.webauthn_register($1, 'm', $2, $3)",
+        &[&org, &response, &token],
+    );
+    assert_eq!(answer["status_code"], 200, "{answer}");
+    (answer, token)
+}
+
+#[test]
+fn recovery_codes_of_an_app_never_activated_die_with_the_first_passkey() {
+    let mut client = connect();
+    let org = required_organization(&mut client, "pk-stale-codes");
+    // Whoever holds mfa_app starts an authenticator app for the member (who has no factor yet)
+    // and keeps its recovery codes, never activating it.
+    let pending = json(&mut client, "SELECT mfa.totp_create($1, 'm')", &[&org]);
+    let stolen = pending["recovery_codes"][0].as_str().unwrap().to_string();
+    // The member enrolls a passkey: fresh codes, the stolen ones dead.
+    let mut authenticator = Authenticator::es256();
+    let (registered, _) = register_in_login(&mut client, &org, &mut authenticator);
+    assert_eq!(
+        registered["recovery_codes"].as_array().map(Vec::len),
+        Some(10),
+        "{registered}"
+    );
+    let (_, token) = start_login(&mut client, &org, "m");
+    let recovered = json(
+        &mut client,
+        "SELECT mfa.recovery_codes_recover($1, 'm', $2, $3)",
+        &[&org, &stolen, &token],
+    );
+    assert_eq!(
+        recovered["error_type"], "invalid_recovery_code",
+        "{recovered}"
+    );
+}
+
+#[test]
+fn an_app_started_before_another_factor_goes_when_that_factor_is_enrolled() {
+    let mut client = connect();
+    // A passkey enrolled after the app was started.
+    let org = required_organization(&mut client, "pk-pending-app");
+    let pending = json(&mut client, "SELECT mfa.totp_create($1, 'm')", &[&org]);
+    let secret = pending["secret"].as_str().unwrap().to_string();
+    register_in_login(&mut client, &org, &mut Authenticator::eddsa());
+    let (_, token) = start_login(&mut client, &org, "m");
+    let e = client
+        .query_one(
+            "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+            &[&org, &totp_now(&secret), &token],
+        )
+        .unwrap_err();
+    assert!(sql_error(&e).1.starts_with("totp_not_found"), "{e}");
+    // A phone verified after the app was started.
+    let org = new_organization(&mut client, "pk-pending-app-sms");
+    json(
+        &mut client,
+        "SELECT mfa.member_upsert($1, 'm', '+14155550142')",
+        &[&org],
+    );
+    let pending = json(&mut client, "SELECT mfa.totp_create($1, 'm')", &[&org]);
+    let secret = pending["secret"].as_str().unwrap().to_string();
+    json(&mut client, "SELECT mfa.otp_sms_send($1, 'm')", &[&org]);
+    let code = sms_code(&mut client, &org);
+    let verified = json(
+        &mut client,
+        "SELECT mfa.otp_sms_authenticate($1, 'm', $2)",
+        &[&org, &code],
+    );
+    assert_eq!(verified["status_code"], 200, "{verified}");
+    let (_, token) = start_login(&mut client, &org, "m");
+    let e = client
+        .query_one(
+            "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+            &[&org, &totp_now(&secret), &token],
+        )
+        .unwrap_err();
+    assert!(sql_error(&e).1.starts_with("totp_not_found"), "{e}");
+}
+
+#[test]
+fn registering_a_passkey_is_not_a_phishing_resistant_sign_in() {
+    let mut client = connect();
+    let org = required_organization(&mut client, "pk-register-pr");
+    let secret = "JBSWY3DPEHPK3PXP";
+    json(
+        &mut client,
+        "SELECT mfa.totp_migrate($1, 'm', $2)",
+        &[&org, &secret],
+    );
+    // A login proven by a (phishable) code registers a new passkey in the same login.
+    let (_, token) = start_login(&mut client, &org, "m");
+    let totp = json(
+        &mut client,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_now(secret), &token],
+    );
+    assert_eq!(totp["status_code"], 200, "{totp}");
+    let mut authenticator = Authenticator::es256();
+    let start = json(
+        &mut client,
+        "SELECT mfa.webauthn_register_start($1, 'm', $2, $3)",
+        &[&org, &DOMAIN, &token],
+    );
+    let response = authenticator.register(&start["public_key_credential_creation_options"]);
+    let registered = json(
+        &mut client,
+        "SELECT mfa.webauthn_register($1, 'm', $2, $3)",
+        &[&org, &response, &token],
+    );
+    let factors = registered["authentication_factors"].clone();
+    let (resistant, amr): (bool, Vec<String>) = client
+        .query_one(
+            "SELECT mfa.session_phishing_resistant($1::jsonb), mfa.session_amr($1::jsonb)",
+            &[&factors],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert!(!resistant, "{factors}");
+    assert!(
+        !amr.contains(&"hwk".to_string()),
+        "unattested keys are software keys: {amr:?}"
+    );
+    // A sign-in with it is.
+    let (_, token) = start_login(&mut client, &org, "m");
+    let response = assertion(&mut client, &org, &token, &mut authenticator);
+    let signed_in = authenticate(&mut client, &org, &response, &token);
+    let resistant: bool = client
+        .query_one(
+            "SELECT mfa.session_phishing_resistant($1::jsonb)",
+            &[&signed_in["authentication_factors"]],
+        )
+        .unwrap()
+        .get(0);
+    assert!(resistant, "{signed_in}");
+}
+
+#[test]
+fn recovery_codes_count_only_for_a_factor_the_organization_allows() {
+    let mut client = connect();
+    let org = required_organization(&mut client, "pk-codes-restricted");
+    let migrated = json(
+        &mut client,
+        "SELECT mfa.totp_migrate($1, 'm', 'JBSWY3DPEHPK3PXP', ARRAY['aaaa-bbbb-cccc'])",
+        &[&org],
+    );
+    assert_eq!(migrated["status_code"], 200, "{migrated}");
+    json(
+        &mut client,
+        "SELECT mfa.organization_upsert($1, NULL, 'RESTRICTED', ARRAY['webauthn'])",
+        &[&org],
+    );
+    let (_, token) = start_login(&mut client, &org, "m");
+    let e = client
+        .query_one(
+            "SELECT mfa.recovery_codes_recover($1, 'm', 'aaaa-bbbb-cccc', $2)",
+            &[&org, &token],
+        )
+        .unwrap_err();
+    assert_eq!(sql_error(&e).0, "42501", "{e}");
+}
+
+#[test]
+fn answers_that_arrive_out_of_order_are_stale_not_clones() {
+    let mut client = connect();
+    let mut authenticator = Authenticator::es256();
+    let (org, _) = enrolled(&mut client, "pk-out-of-order", &mut authenticator);
+    let (_, first) = start_login(&mut client, &org, "m");
+    let (_, second) = start_login(&mut client, &org, "m");
+    let for_first = assertion(&mut client, &org, &first, &mut authenticator);
+    let for_second = assertion(&mut client, &org, &second, &mut authenticator);
+    assert_eq!(
+        authenticate(&mut client, &org, &for_second, &second)["status_code"],
+        200
+    );
+    let late = authenticate(&mut client, &org, &for_first, &first);
+    assert_eq!(late["error_type"], "invalid_webauthn_challenge", "{late}");
+    // The passkey is not flagged: it signs in again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (_, third) = start_login(&mut client, &org, "m");
+    let response = assertion(&mut client, &org, &third, &mut authenticator);
+    assert_eq!(
+        authenticate(&mut client, &org, &response, &third)["status_code"],
+        200
+    );
+}
+
+#[test]
+fn a_first_enrollment_answers_the_phone_masked() {
+    let mut client = connect();
+    setup(&mut client);
+    let org = new_organization(&mut client, "pk-phone-mask");
+    json(
+        &mut client,
+        "SELECT mfa.member_upsert($1, 'm', '+14155550123')",
+        &[&org],
+    );
+    let mut authenticator = Authenticator::es256();
+    let start = json(
+        &mut client,
+        "SELECT mfa.webauthn_register_start($1, 'm', $2)",
+        &[&org, &DOMAIN],
+    );
+    let response = authenticator.register(&start["public_key_credential_creation_options"]);
+    let registered = json(
+        &mut client,
+        "SELECT mfa.webauthn_register($1, 'm', $2)",
+        &[&org, &response],
+    );
+    assert_eq!(registered["status_code"], 200, "{registered}");
+    assert_eq!(
+        registered["member"]["mfa_phone_number"], "+*******0123",
+        "{registered}"
+    );
 }

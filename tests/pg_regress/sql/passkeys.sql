@@ -59,14 +59,17 @@ SELECT mfa.organization_upsert('hooli', NULL, 'RESTRICTED', ARRAY['totp']) -> 'a
 SELECT mfa.webauthn_register_start('hooli', 'gavin', 'example.com', :'token');
 SELECT mfa.organization_upsert('hooli', NULL, 'ALL_ALLOWED') ->> 'mfa_methods' AS methods;
 
--- What a session's factors column says, for RLS policies and OIDC tokens. The one-argument forms
--- trust the column; policies use the three-argument forms, which count sealed factors only.
+-- What a session's factors column says, for RLS policies and OIDC tokens: phishing-resistant when
+-- its newest second factor is a sign-in with a registered passkey (one registered in the same
+-- login proves a new key only). The one-argument forms trust the column; policies use the
+-- three-argument forms, which count sealed factors only.
 SELECT mfa.session_phishing_resistant(f) AS phishing_resistant, mfa.session_amr(f) AS amr,
        mfa.session_aal(f) AS aal
   FROM (VALUES
     ('[{"type": "password"}, {"type": "totp"}]'::jsonb),
-    ('[{"type": "password"}, {"type": "webauthn", "webauthn_factor": {"backup_eligible": true, "user_verified": true}}]'),
-    ('[{"type": "sso"}, {"type": "webauthn", "webauthn_factor": {"backup_eligible": false}}, {"type": "otp", "delivery_method": "sms"}]')
+    ('[{"type": "password"}, {"type": "webauthn", "webauthn_factor": {"ceremony": "authentication", "user_verified": true}}]'),
+    ('[{"type": "password"}, {"type": "totp"}, {"type": "webauthn", "webauthn_factor": {"ceremony": "registration"}}]'),
+    ('[{"type": "sso"}, {"type": "webauthn", "webauthn_factor": {"ceremony": "authentication"}}, {"type": "otp", "delivery_method": "sms"}]')
   ) AS sessions (f);
 SELECT mfa.session_phishing_resistant('hooli', 'gavin',
            '[{"type": "webauthn", "webauthn_factor": {}}]') AS unsealed_counts_for_nothing;
