@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: builds in release mode, installs, starts a local cluster (run by the postgres user)
-# with the extension, then the reference web application (examples/webapp) on 127.0.0.1:8080
+# with the extension, then the reference web application (examples/webapp) on localhost:8080
 # (MFA_WEB_PORT) and the SMS worker posting to its development inbox, with seeded organizations.
 # `make walkthrough`: the same cluster, and a terminal walkthrough of real MFA logins in SQL.
 # `make stop` stops all of it.
@@ -63,20 +63,21 @@ if ! cargo build --release -p mfa-webapp -p mfa-sms-worker >"$log" 2>&1; then
     tail -50 "$log"
     exit 1
 fi
-echo "== starting the web application on 127.0.0.1:$web_port and the SMS worker (webhook to its inbox)"
+echo "== starting the web application on localhost:$web_port and the SMS worker (webhook to its inbox)"
 bash examples/webapp/run.sh start "$port" mfa_demo "$web_port" "$web_state" "$target/release"
 
 cat <<MSG
 
-  Open  http://127.0.0.1:$web_port/  and sign in (password demo-password for everyone):
+  Open  http://localhost:$web_port/  and sign in (password demo-password for everyone):
 
     organization acme    (MFA required for all; remembers devices 30 days)
       ann@acme.example   no factor yet: scan the QR code with your authenticator app
+      dana@acme.example  no factor yet: "Use a passkey instead" (your device's screen lock)
       bob@acme.example   a phone: the text message arrives in the SMS inbox
     organization globex  (MFA optional)
       carol@globex.example   administrator: the Organization page sets the policy
 
-  SMS inbox (development only):  http://127.0.0.1:$web_port/dev/sms
+  SMS inbox (development only):  http://localhost:$web_port/dev/sms
   The database:  psql -h /tmp -p $port -U postgres mfa_demo
   Logs:          $web_state/webapp.log, $web_state/worker.log
   Stop it all:   make stop
