@@ -187,6 +187,52 @@ fn no_secret_in_logs_events_errors_notices_or_dumps() {
         "SELECT mfa.recovery_codes_recover($1, 'ann', $2, $3)",
         &[&org, &codes[0], &second],
     );
+    // A passkey registered in that login, then a sign-in with it: the challenges and the
+    // signatures the browser sent.
+    f.call(
+        "SELECT to_jsonb(mfa.webauthn_allowed_origins_set(ARRAY[$1]))",
+        &[&common::passkey::ORIGIN],
+    );
+    let mut passkey = common::passkey::Authenticator::es256();
+    let start = f.call(
+        "SELECT mfa.webauthn_register_start($1, 'ann', 'passkeys.test', $2)",
+        &[&org, &second],
+    );
+    let options = &start["public_key_credential_creation_options"];
+    f.keep(
+        options["challenge"].as_str().unwrap(),
+        "passkey registration challenge",
+    );
+    let registration = passkey.register(options);
+    let registered = f.call(
+        "SELECT mfa.webauthn_register($1, 'ann', $2, $3)",
+        &[&org, &registration, &second],
+    );
+    assert_eq!(registered["status_code"], 200, "{registered}");
+    let passkey_login = token_of(&f.call("SELECT mfa.primary_authenticate($1, 'ann')", &[&org]));
+    f.keep(&passkey_login, "intermediate session token");
+    let start = f.call(
+        "SELECT mfa.webauthn_authenticate_start($1, 'ann', 'passkeys.test', $2)",
+        &[&org, &passkey_login],
+    );
+    let options = &start["public_key_credential_request_options"];
+    f.keep(options["challenge"].as_str().unwrap(), "passkey challenge");
+    let answer = passkey.assert(options);
+    f.keep(
+        answer["response"]["signature"].as_str().unwrap(),
+        "passkey signature",
+    );
+    let signed_in = f.call(
+        "SELECT mfa.webauthn_authenticate($1, 'ann', $2, $3)",
+        &[&org, &answer, &passkey_login],
+    );
+    assert_eq!(signed_in["status_code"], 200, "{signed_in}");
+    // The same answer again: refused, and the refusal names nothing of it.
+    f.call(
+        "SELECT mfa.webauthn_authenticate($1, 'ann', $2, $3)",
+        &[&org, &answer, &passkey_login],
+    );
+
     // A remembered device: its tokens (the first, rotated away and presented again as a copied
     // cookie would be, and the next) and its fingerprint.
     let fingerprint = "fp-7f3c9a1e5b2d4c68";

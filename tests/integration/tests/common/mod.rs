@@ -1,6 +1,8 @@
 //! Shared helpers: connections to the test database named by MFA_TEST_DATABASE_URL.
 #![allow(dead_code)]
 
+pub mod passkey;
+
 use postgres::{Client, NoTls};
 use serde_json::Value;
 
