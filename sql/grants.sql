@@ -212,7 +212,9 @@ GRANT EXECUTE ON FUNCTION
     mfa.webauthn_register_start(text, text, text, text, text, text),
     mfa.webauthn_register(text, text, jsonb, text, text, boolean),
     mfa.webauthn_authenticate_start(text, text, text, text),
-    mfa.webauthn_authenticate(text, text, jsonb, text, text, boolean),
+    mfa.webauthn_authenticate(text, text, jsonb, text, text, boolean)
+TO mfa_app;
+GRANT EXECUTE ON FUNCTION
     mfa.webauthn_registrations_get(text, text),
     mfa.webauthn_registration_update(text, text, text, text)
 TO mfa_admin, mfa_app;

@@ -224,7 +224,7 @@ mod tests {
         }
         .to_json();
         let passkey = webauthn(false, true);
-        assert!(!phishing_resistant(&[password.clone()]));
+        assert!(!phishing_resistant(std::slice::from_ref(&password)));
         // A passkey registered in the login proves a new key only.
         assert!(!phishing_resistant(&[
             password.clone(),
@@ -251,7 +251,7 @@ mod tests {
             phone_number: "+15555550123".into(),
         }
         .to_json();
-        assert_eq!(amr(&[password.clone()]), ["pwd"]);
+        assert_eq!(amr(std::slice::from_ref(&password)), ["pwd"]);
         assert_eq!(amr(&[password.clone(), sms]), ["mfa", "pwd", "sms"]);
         assert_eq!(
             amr(&[password.clone(), webauthn(false, true)]),

@@ -54,13 +54,22 @@ mod tests {
                 "remembered_device_revoke",
                 "remembered_devices_get",
                 "session_aal",
+                "session_amr",
                 "session_gate",
+                "session_phishing_resistant",
                 "session_verified_factors",
                 "sms_country_supported",
                 "step_up_start",
                 "totp_authenticate",
                 "totp_create",
                 "totp_verify",
+                "webauthn_allowed_origins_get",
+                "webauthn_authenticate",
+                "webauthn_authenticate_start",
+                "webauthn_register",
+                "webauthn_register_start",
+                "webauthn_registration_update",
+                "webauthn_registrations_get",
             ])
         );
         assert_eq!(
@@ -89,7 +98,9 @@ mod tests {
                 "remembered_device_revoke",
                 "remembered_devices_get",
                 "session_aal",
+                "session_amr",
                 "session_gate",
+                "session_phishing_resistant",
                 "session_table_guard",
                 "session_table_guard_check",
                 "session_table_unguard",
@@ -99,6 +110,11 @@ mod tests {
                 "sms_worker_revoke",
                 "totp_migrate",
                 "totp_verify",
+                "webauthn_allowed_origins_get",
+                "webauthn_allowed_origins_set",
+                "webauthn_registration_delete",
+                "webauthn_registration_update",
+                "webauthn_registrations_get",
             ])
         );
         run("CREATE ROLE matrix_plain LOGIN");
