@@ -23,33 +23,14 @@ fn setup(client: &mut Client) {
 }
 
 /// A REQUIRED_FOR_ALL organization with member `m`, who enrolls `authenticator` during their
-/// first login: the answer of `webauthn_register`.
+/// first login: the answer of `webauthn_register`, which lets that login's session in.
 fn enrolled(
     client: &mut Client,
     prefix: &str,
     authenticator: &mut Authenticator,
 ) -> (String, Value) {
-    setup(client);
-    let org = organization_with_member(client, prefix, "m");
-    json(
-        client,
-        "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL')",
-        &[&org],
-    );
-    let (login, token) = start_login(client, &org, "m");
-    assert!(login["mfa_required"].is_object(), "{login}");
-    let start = json(
-        client,
-        "SELECT mfa.webauthn_register_start($1, 'm', $2, $3)",
-        &[&org, &DOMAIN, &token],
-    );
-    let response = authenticator.register(&start["public_key_credential_creation_options"]);
-    let registered = json(
-        client,
-        "SELECT mfa.webauthn_register($1, 'm', $2, $3)",
-        &[&org, &response, &token],
-    );
-    assert_eq!(registered["status_code"], 200, "{registered}");
+    let org = required_organization(client, prefix);
+    let (registered, token) = register_in_login(client, &org, authenticator);
     let policy = json(
         client,
         "SELECT mfa.check_session_policy($1, 'm', $2)",
@@ -387,17 +368,7 @@ fn step_up_by_passkey_on_a_guarded_session_meets_a_phishing_resistant_policy() {
         "SELECT mfa.totp_migrate($1, 'm', $2)",
         &[&org, &secret],
     );
-    let owner_role = unique("pk_owner").replace('-', "_");
-    let admin_role = unique("pk_admin").replace('-', "_");
-    let schema = format!("{owner_role}_app");
-    superuser
-        .batch_execute(&format!(
-            "CREATE ROLE {owner_role} LOGIN; GRANT mfa_app TO {owner_role};
-             CREATE ROLE {admin_role} LOGIN; GRANT mfa_admin TO {admin_role};
-             CREATE SCHEMA {schema} AUTHORIZATION {owner_role};
-             GRANT USAGE ON SCHEMA {schema} TO {admin_role};"
-        ))
-        .unwrap();
+    let (owner_role, admin_role, schema) = application_roles(&mut superuser, "pk");
     let mut owner = connect_to(&database_url_as(&owner_role));
     owner
         .batch_execute(&format!(

@@ -53,18 +53,7 @@ fn deployment(prefix: &str, guarded: bool) -> Deployment {
         ],
     );
     let optional = organization_with_member(&mut superuser, &format!("{prefix}-opt"), "me");
-    let owner_role = unique(&format!("{prefix}_owner")).replace('-', "_");
-    let admin_role = unique(&format!("{prefix}_admin")).replace('-', "_");
-    let schema = format!("{owner_role}_app");
-    superuser
-        .batch_execute(&format!(
-            "CREATE ROLE {owner_role} LOGIN; GRANT mfa_app TO {owner_role};
-             CREATE ROLE {admin_role} LOGIN; GRANT mfa_admin TO {admin_role};
-             CREATE SCHEMA {schema} AUTHORIZATION {owner_role};
-             -- mfa_admin's role names the table it guards, so it can see the schema.
-             GRANT USAGE ON SCHEMA {schema} TO {admin_role};"
-        ))
-        .unwrap();
+    let (owner_role, admin_role, schema) = application_roles(&mut superuser, prefix);
     let mut owner = as_role(&owner_role);
     owner
         .batch_execute(&format!(

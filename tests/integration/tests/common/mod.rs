@@ -39,6 +39,25 @@ pub fn organization_with_member(client: &mut Client, prefix: &str, member: &str)
     org
 }
 
+/// A deployment's roles, as a real application has them: a LOGIN role in `mfa_app` that owns a
+/// schema of its own (where its sessions table goes), and a LOGIN role in `mfa_admin` that may
+/// see that schema (to guard the table). Their names and the schema's, unique to this call.
+pub fn application_roles(superuser: &mut Client, prefix: &str) -> (String, String, String) {
+    let owner_role = unique(&format!("{prefix}_owner")).replace('-', "_");
+    let admin_role = unique(&format!("{prefix}_admin")).replace('-', "_");
+    let schema = format!("{owner_role}_app");
+    superuser
+        .batch_execute(&format!(
+            "CREATE ROLE {owner_role} LOGIN; GRANT mfa_app TO {owner_role};
+             CREATE ROLE {admin_role} LOGIN; GRANT mfa_admin TO {admin_role};
+             CREATE SCHEMA {schema} AUTHORIZATION {owner_role};
+             -- mfa_admin's role names the table it guards, so it can see the schema.
+             GRANT USAGE ON SCHEMA {schema} TO {admin_role};"
+        ))
+        .unwrap();
+    (owner_role, admin_role, schema)
+}
+
 /// Runs a query returning one jsonb value.
 pub fn json(
     client: &mut Client,
