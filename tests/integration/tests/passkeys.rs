@@ -259,6 +259,18 @@ fn rollbacks_neither_keep_a_passkey_nor_spend_a_login_twice() {
     assert_eq!(again["error_type"], "invalid_webauthn_challenge", "{again}");
 }
 
+/// The error a statement that must fail raises.
+fn refused(
+    client: &mut Client,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> postgres::Error {
+    client
+        .query_one(sql, params)
+        .err()
+        .unwrap_or_else(|| panic!("{sql} succeeded"))
+}
+
 fn json_tx(
     tx: &mut postgres::Transaction,
     sql: &str,
@@ -280,19 +292,17 @@ fn a_restricted_organization_refuses_passkeys() {
         &[&org],
     );
     let (_, token) = start_login(&mut client, &org, "m");
-    let e = client
-        .query_one(
-            "SELECT mfa.webauthn_register_start($1, 'm', $2, $3)",
-            &[&org, &DOMAIN, &token],
-        )
-        .unwrap_err();
+    let e = refused(
+        &mut client,
+        "SELECT mfa.webauthn_register_start($1, 'm', $2, $3)",
+        &[&org, &DOMAIN, &token],
+    );
     assert_eq!(sql_error(&e).0, "42501", "{e}");
-    let e = client
-        .query_one(
-            "SELECT mfa.webauthn_authenticate($1, 'm', '{}'::jsonb, $2)",
-            &[&org, &token],
-        )
-        .unwrap_err();
+    let e = refused(
+        &mut client,
+        "SELECT mfa.webauthn_authenticate($1, 'm', '{}'::jsonb, $2)",
+        &[&org, &token],
+    );
     assert_eq!(sql_error(&e).0, "42501", "{e}");
 }
 
@@ -331,12 +341,11 @@ fn a_cloned_authenticator_is_caught_and_a_foreign_origin_refused() {
         .get(0);
     assert_eq!(events, 1);
     // From then on the passkey is refused: no challenge is handed out for it.
-    let e = client
-        .query_one(
-            "SELECT mfa.webauthn_authenticate_start($1, 'm', $2, $3)",
-            &[&org, &DOMAIN, &token],
-        )
-        .unwrap_err();
+    let e = refused(
+        &mut client,
+        "SELECT mfa.webauthn_authenticate_start($1, 'm', $2, $3)",
+        &[&org, &DOMAIN, &token],
+    );
     assert!(
         sql_error(&e).1.contains("webauthn_registration_not_found"),
         "{e}"
@@ -527,12 +536,11 @@ fn an_app_started_before_another_factor_goes_when_that_factor_is_enrolled() {
     let secret = pending["secret"].as_str().unwrap().to_string();
     register_in_login(&mut client, &org, &mut Authenticator::eddsa());
     let (_, token) = start_login(&mut client, &org, "m");
-    let e = client
-        .query_one(
-            "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
-            &[&org, &totp_now(&secret), &token],
-        )
-        .unwrap_err();
+    let e = refused(
+        &mut client,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_now(&secret), &token],
+    );
     assert!(sql_error(&e).1.starts_with("totp_not_found"), "{e}");
     // A phone verified after the app was started.
     let org = new_organization(&mut client, "pk-pending-app-sms");
@@ -552,12 +560,11 @@ fn an_app_started_before_another_factor_goes_when_that_factor_is_enrolled() {
     );
     assert_eq!(verified["status_code"], 200, "{verified}");
     let (_, token) = start_login(&mut client, &org, "m");
-    let e = client
-        .query_one(
-            "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
-            &[&org, &totp_now(&secret), &token],
-        )
-        .unwrap_err();
+    let e = refused(
+        &mut client,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_now(&secret), &token],
+    );
     assert!(sql_error(&e).1.starts_with("totp_not_found"), "{e}");
 }
 
@@ -634,12 +641,11 @@ fn recovery_codes_count_only_for_a_factor_the_organization_allows() {
         &[&org],
     );
     let (_, token) = start_login(&mut client, &org, "m");
-    let e = client
-        .query_one(
-            "SELECT mfa.recovery_codes_recover($1, 'm', 'aaaa-bbbb-cccc', $2)",
-            &[&org, &token],
-        )
-        .unwrap_err();
+    let e = refused(
+        &mut client,
+        "SELECT mfa.recovery_codes_recover($1, 'm', 'aaaa-bbbb-cccc', $2)",
+        &[&org, &token],
+    );
     assert_eq!(sql_error(&e).0, "42501", "{e}");
 }
 
