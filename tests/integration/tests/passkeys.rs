@@ -702,3 +702,80 @@ fn a_first_enrollment_answers_the_phone_masked() {
         "{registered}"
     );
 }
+
+#[test]
+fn an_expired_challenge_and_another_domain_are_refused() {
+    let mut client = connect();
+    let mut authenticator = Authenticator::es256();
+    let (org, _) = enrolled(&mut client, "pk-expired", &mut authenticator);
+    let (_, token) = start_login(&mut client, &org, "m");
+    let response = assertion(&mut client, &org, &token, &mut authenticator);
+    // Five minutes later (the clock moved on, as far as the challenge knows).
+    client
+        .execute(
+            "UPDATE mfa.webauthn_challenges SET expires_at = now() - interval '1 second'
+              WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap();
+    let late = authenticate(&mut client, &org, &response, &token);
+    assert_eq!(late["error_type"], "invalid_webauthn_challenge", "{late}");
+    // A passkey registered for passkeys.test, asked for under app.passkeys.test (the origin's
+    // own host): the authenticator here signs for whatever it is asked (a browser would not even
+    // find the passkey), the database refuses.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let start = json(
+        &mut client,
+        "SELECT mfa.webauthn_authenticate_start($1, 'm', 'app.passkeys.test', $2)",
+        &[&org, &token],
+    );
+    let response = authenticator.assert(&start["public_key_credential_request_options"]);
+    let elsewhere = authenticate(&mut client, &org, &response, &token);
+    assert_eq!(
+        elsewhere["error_type"], "unable_to_auth_webauthn",
+        "{elsewhere}"
+    );
+    assert!(
+        elsewhere["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("another domain"),
+        "{elsewhere}"
+    );
+}
+
+#[test]
+fn a_passkey_flagged_as_cloned_is_refused_even_for_a_challenge_handed_out_before() {
+    let mut client = connect();
+    let mut authenticator = Authenticator::es256();
+    let (org, _) = enrolled(&mut client, "pk-flagged", &mut authenticator);
+    let (_, early) = start_login(&mut client, &org, "m");
+    let early_options = json(
+        &mut client,
+        "SELECT mfa.webauthn_authenticate_start($1, 'm', $2, $3)",
+        &[&org, &DOMAIN, &early],
+    )["public_key_credential_request_options"]
+        .clone();
+    let (_, token) = start_login(&mut client, &org, "m");
+    let response = assertion(&mut client, &org, &token, &mut authenticator);
+    assert_eq!(
+        authenticate(&mut client, &org, &response, &token)["status_code"],
+        200
+    );
+    // The clone answers a newer challenge with an old counter: flagged.
+    let mut clone = Authenticator {
+        counter: 0,
+        ..authenticator
+    };
+    let (_, token) = start_login(&mut client, &org, "m");
+    let cloned = assertion(&mut client, &org, &token, &mut clone);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let answer = authenticate(&mut client, &org, &cloned, &token);
+    assert_eq!(answer["error_type"], "webauthn_clone_suspected", "{answer}");
+    // The challenge handed out before, answered with a counter that moved forward: still refused.
+    clone.counter = 1000;
+    let response = clone.assert(&early_options);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let answer = authenticate(&mut client, &org, &response, &early);
+    assert_eq!(answer["error_type"], "webauthn_clone_suspected", "{answer}");
+}
