@@ -23,9 +23,10 @@ DECLARE
     delegated CONSTANT text[] := ARRAY[
         'mfa.organization_get(text)', 'mfa.organization_upsert(text,text,text,text[],integer)',
         'mfa.organization_delete(text)',
-        'mfa.member_get(text,text)', 'mfa.member_upsert(text,text,text,boolean,text,boolean)',
-        'mfa.member_delete(text,text)', 'mfa.member_delete_mfa_phone_number(text,text)',
-        'mfa.member_delete_totp(text,text)', 'mfa.member_unlock(text,text)',
+        'mfa.member_get(text,text)', 'mfa.member_upsert(text,text,text,boolean,text,boolean,boolean,boolean)',
+        'mfa.member_delete(text,text)', 'mfa.member_delete_mfa_phone_number(text,text,text)',
+        'mfa.member_delete_totp(text,text,text)', 'mfa.member_unlock(text,text)',
+        'mfa.member_reset_mfa(text,text)',
         'mfa.primary_authenticate(text,text,text,text,text,text)',
         'mfa.step_up_start(text,text,text)', 'mfa.check_session_policy(text,text,text)',
         'mfa.totp_create(text,text,integer,text)', 'mfa.totp_migrate(text,text,text,text[])',
@@ -41,7 +42,7 @@ DECLARE
         'mfa.webauthn_authenticate_start(text,text,text,text)',
         'mfa.webauthn_authenticate(text,text,jsonb,text,text,boolean)',
         'mfa.webauthn_registrations_get(text,text)', 'mfa.webauthn_registration_update(text,text,text,text)',
-        'mfa.webauthn_registration_delete(text,text,text)'];
+        'mfa.webauthn_registration_delete(text,text,text,text)'];
     reads_across CONSTANT text[] := ARRAY['mfa.primary_authenticate(text,text,text,text,text,text)',
                                           'mfa.otp_sms_send(text,text,text,text,text)'];
     name text;

@@ -10,11 +10,12 @@ GRANT EXECUTE ON FUNCTION
     mfa.organization_upsert(text, text, text, text[], integer),
     mfa.organization_get(text),
     mfa.organization_delete(text),
-    mfa.member_upsert(text, text, text, boolean, text, boolean),
+    mfa.member_upsert(text, text, text, boolean, text, boolean, boolean, boolean),
+    mfa.member_reset_mfa(text, text),
     mfa.member_get(text, text),
     mfa.member_delete(text, text),
     mfa.member_unlock(text, text),
-    mfa.member_delete_mfa_phone_number(text, text)
+    mfa.member_delete_mfa_phone_number(text, text, text)
 TO mfa_admin;
 
 COMMENT ON FUNCTION mfa.organization_upsert(text, text, text, text[], integer) IS
@@ -22,20 +23,20 @@ COMMENT ON FUNCTION mfa.organization_upsert(text, text, text, text[], integer) I
 COMMENT ON FUNCTION mfa.organization_get(text) IS 'mfa: the organization object.';
 COMMENT ON FUNCTION mfa.organization_delete(text) IS
     'mfa: deletes an organization and, by cascade, its members, factors, codes, messages and logins in progress.';
-COMMENT ON FUNCTION mfa.member_upsert(text, text, text, boolean, text, boolean) IS
-    'mfa: creates a member or changes mfa_phone_number (E.164, unverified until an SMS code is authenticated), mfa_enrolled, default_mfa_method, is_breakglass; NULL keeps a value.';
+COMMENT ON FUNCTION mfa.member_upsert(text, text, text, boolean, text, boolean, boolean, boolean) IS
+    'mfa: creates a member or changes mfa_phone_number (E.164, unverified until an SMS code is authenticated; a verified number is replaced only with replace_mfa_phone_number, and any new number revokes remembered devices), mfa_enrolled, default_mfa_method, is_breakglass, mfa_phone_number_verified (an import); NULL keeps a value.';
 COMMENT ON FUNCTION mfa.member_get(text, text) IS 'mfa: the member object.';
 COMMENT ON FUNCTION mfa.member_delete(text, text) IS 'mfa: deletes a member with their factors, codes and logins in progress.';
 COMMENT ON FUNCTION mfa.member_unlock(text, text) IS 'mfa: lifts a member''s lock and resets their failed-attempt count, at once (in the attempt ledger), whatever the caller''s transaction does next.';
 GRANT EXECUTE ON FUNCTION mfa.attempt_ledger_stats() TO mfa_admin;
 COMMENT ON FUNCTION mfa.attempt_ledger_stats() IS
     'mfa: occupancy of the attempt ledger (shared memory): members tracked and configured, records queued for its worker, records dropped.';
-COMMENT ON FUNCTION mfa.member_delete_mfa_phone_number(text, text) IS
-    'mfa: removes a member''s phone number and its live SMS code.';
+COMMENT ON FUNCTION mfa.member_delete_mfa_phone_number(text, text, text) IS
+    'mfa: removes a member''s phone number and its live SMS code, and revokes their remembered devices: mfa_admin''s to do, or mfa_app''s with a token carrying a second factor proven with it; a member cannot remove the last factor their organization requires.';
 -- Authenticator apps and recovery codes.
 GRANT EXECUTE ON FUNCTION
     mfa.totp_migrate(text, text, text, text[]),
-    mfa.member_delete_totp(text, text),
+    mfa.member_delete_totp(text, text, text),
     mfa.country_code_allowlist_get(),
     mfa.country_code_allowlist_set(text[])
 TO mfa_admin;
@@ -125,7 +126,8 @@ COMMENT ON FUNCTION mfa.totp_authenticate(text, text, text, text, text, boolean)
     'mfa: verifies a TOTP code (SHA1, 6 digits, 30 s, ±mfa.totp_skew_steps); a step is never accepted twice. Failures are returned as {status_code, error_type, error_message}, not raised.';
 COMMENT ON FUNCTION mfa.totp_migrate(text, text, text, text[]) IS
     'mfa: imports an existing authenticator (base32 secret, active at once) and optionally its recovery codes.';
-COMMENT ON FUNCTION mfa.member_delete_totp(text, text) IS 'mfa: removes a member''s authenticator app and recovery codes.';
+COMMENT ON FUNCTION mfa.member_delete_totp(text, text, text) IS
+    'mfa: removes a member''s authenticator app and its recovery codes (a passkey''s stay): mfa_admin''s to do, or mfa_app''s with a token carrying a second factor proven with it; a member cannot remove the last factor their organization requires.';
 COMMENT ON FUNCTION mfa.recovery_codes_get(text, text) IS
     'mfa: how many recovery codes remain and when they were minted (the codes are stored hashed).';
 COMMENT ON FUNCTION mfa.recovery_codes_rotate(text, text, text) IS
@@ -205,7 +207,7 @@ REVOKE ALL ON FUNCTION mfa._initialize_database_key() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     mfa.webauthn_allowed_origins_set(text[]),
     mfa.webauthn_allowed_origins_get(),
-    mfa.webauthn_registration_delete(text, text, text)
+    mfa.webauthn_registration_delete(text, text, text, text)
 TO mfa_admin;
 GRANT EXECUTE ON FUNCTION mfa.webauthn_allowed_origins_get() TO mfa_app;
 GRANT EXECUTE ON FUNCTION
@@ -231,8 +233,8 @@ COMMENT ON FUNCTION mfa.webauthn_authenticate(text, text, jsonb, text, text, boo
     'mfa: verifies an AuthenticationResponseJSON (WebAuthn §7.2, signature counter included) from one of the member''s passkeys as the login''s second factor. Failures are returned and counted, as totp_authenticate''s.';
 COMMENT ON FUNCTION mfa.webauthn_registrations_get(text, text) IS 'mfa: the member''s passkeys (no key material).';
 COMMENT ON FUNCTION mfa.webauthn_registration_update(text, text, text, text) IS 'mfa: names one of the member''s passkeys.';
-COMMENT ON FUNCTION mfa.webauthn_registration_delete(text, text, text) IS
-    'mfa: removes one of the member''s passkeys and revokes their remembered devices; with the last one go webauthn as default method and, without an authenticator app, the recovery codes.';
+COMMENT ON FUNCTION mfa.webauthn_registration_delete(text, text, text, text) IS
+    'mfa: removes one of the member''s passkeys and revokes their remembered devices (mfa_admin, or mfa_app with a token carrying a second factor; not the last factor an organization requires); with the last one go webauthn as default method and, without an authenticator app, the recovery codes.';
 COMMENT ON FUNCTION mfa.session_phishing_resistant(jsonb) IS
     'mfa: whether the newest second factor of a factors column is a passkey, trusting it (no seal is checked). Policies use session_phishing_resistant(organization_id, member_id, factors).';
 COMMENT ON FUNCTION mfa.session_amr(jsonb) IS
@@ -241,3 +243,12 @@ COMMENT ON FUNCTION mfa.session_phishing_resistant(text, text, jsonb) IS
     'mfa: whether the newest sealed second factor of a session row is a passkey (phishing-resistant MFA): for RLS policies.';
 COMMENT ON FUNCTION mfa.session_amr(text, text, jsonb) IS
     'mfa: RFC 8176 authentication method references of a session row''s sealed factors, for an OIDC amr claim.';
+
+-- Factors a member removes themselves, with a fresh second factor (see flow/removal.rs).
+GRANT EXECUTE ON FUNCTION
+    mfa.member_delete_totp(text, text, text),
+    mfa.member_delete_mfa_phone_number(text, text, text),
+    mfa.webauthn_registration_delete(text, text, text, text)
+TO mfa_app;
+COMMENT ON FUNCTION mfa.member_reset_mfa(text, text) IS
+    'mfa: the support desk''s "lost my phone": every factor of the member (authenticator app, recovery codes, phone, passkeys), their logins in progress and remembered devices go; mfa_enrolled becomes false; audited.';

@@ -732,7 +732,8 @@ AS 'MODULE_PATHNAME', 'webauthn_registration_update_wrapper';
 CREATE FUNCTION mfa."webauthn_registration_delete"(
 	"organization_id" TEXT, /* Option < & str > */
 	"member_id" TEXT, /* Option < & str > */
-	"webauthn_registration_id" TEXT /* Option < & str > */
+	"webauthn_registration_id" TEXT, /* Option < & str > */
+	"intermediate_session_token" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS jsonb /* SqlResult < Jsonb > */
 VOLATILE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
@@ -800,9 +801,10 @@ DECLARE
     delegated CONSTANT text[] := ARRAY[
         'mfa.organization_get(text)', 'mfa.organization_upsert(text,text,text,text[],integer)',
         'mfa.organization_delete(text)',
-        'mfa.member_get(text,text)', 'mfa.member_upsert(text,text,text,boolean,text,boolean)',
-        'mfa.member_delete(text,text)', 'mfa.member_delete_mfa_phone_number(text,text)',
-        'mfa.member_delete_totp(text,text)', 'mfa.member_unlock(text,text)',
+        'mfa.member_get(text,text)', 'mfa.member_upsert(text,text,text,boolean,text,boolean,boolean,boolean)',
+        'mfa.member_delete(text,text)', 'mfa.member_delete_mfa_phone_number(text,text,text)',
+        'mfa.member_delete_totp(text,text,text)', 'mfa.member_unlock(text,text)',
+        'mfa.member_reset_mfa(text,text)',
         'mfa.primary_authenticate(text,text,text,text,text,text)',
         'mfa.step_up_start(text,text,text)', 'mfa.check_session_policy(text,text,text)',
         'mfa.totp_create(text,text,integer,text)', 'mfa.totp_migrate(text,text,text,text[])',
@@ -818,7 +820,7 @@ DECLARE
         'mfa.webauthn_authenticate_start(text,text,text,text)',
         'mfa.webauthn_authenticate(text,text,jsonb,text,text,boolean)',
         'mfa.webauthn_registrations_get(text,text)', 'mfa.webauthn_registration_update(text,text,text,text)',
-        'mfa.webauthn_registration_delete(text,text,text)'];
+        'mfa.webauthn_registration_delete(text,text,text,text)'];
     reads_across CONSTANT text[] := ARRAY['mfa.primary_authenticate(text,text,text,text,text,text)',
                                           'mfa.otp_sms_send(text,text,text,text,text)'];
     name text;
@@ -929,7 +931,7 @@ REVOKE ALL ON FUNCTION
     mfa.webauthn_authenticate_start(text, text, text, text),
     mfa.webauthn_authenticate(text, text, jsonb, text, text, boolean),
     mfa.webauthn_registrations_get(text, text), mfa.webauthn_registration_update(text, text, text, text),
-    mfa.webauthn_registration_delete(text, text, text),
+    mfa.webauthn_registration_delete(text, text, text, text),
     mfa.session_phishing_resistant(jsonb), mfa.session_amr(jsonb),
     mfa.session_phishing_resistant(text, text, jsonb), mfa.session_amr(text, text, jsonb)
 FROM PUBLIC;
@@ -942,7 +944,7 @@ TO mfa_admin, mfa_app;
 GRANT EXECUTE ON FUNCTION
     mfa.webauthn_allowed_origins_set(text[]),
     mfa.webauthn_allowed_origins_get(),
-    mfa.webauthn_registration_delete(text, text, text)
+    mfa.webauthn_registration_delete(text, text, text, text)
 TO mfa_admin;
 GRANT EXECUTE ON FUNCTION mfa.webauthn_allowed_origins_get() TO mfa_app;
 GRANT EXECUTE ON FUNCTION
@@ -968,8 +970,6 @@ COMMENT ON FUNCTION mfa.webauthn_authenticate(text, text, jsonb, text, text, boo
     'mfa: verifies an AuthenticationResponseJSON (WebAuthn §7.2, signature counter included) from one of the member''s passkeys as the login''s second factor. Failures are returned and counted, as totp_authenticate''s.';
 COMMENT ON FUNCTION mfa.webauthn_registrations_get(text, text) IS 'mfa: the member''s passkeys (no key material).';
 COMMENT ON FUNCTION mfa.webauthn_registration_update(text, text, text, text) IS 'mfa: names one of the member''s passkeys.';
-COMMENT ON FUNCTION mfa.webauthn_registration_delete(text, text, text) IS
-    'mfa: removes one of the member''s passkeys and revokes their remembered devices; with the last one go webauthn as default method and, without an authenticator app, the recovery codes.';
 COMMENT ON FUNCTION mfa.session_phishing_resistant(jsonb) IS
     'mfa: whether the newest second factor of a factors column is a passkey, trusting it (no seal is checked). Policies use session_phishing_resistant(organization_id, member_id, factors).';
 COMMENT ON FUNCTION mfa.session_amr(jsonb) IS
@@ -980,3 +980,76 @@ COMMENT ON FUNCTION mfa.session_amr(text, text, jsonb) IS
     'mfa: RFC 8176 authentication method references of a session row''s sealed factors, for an OIDC amr claim.';
 COMMENT ON FUNCTION mfa.organization_upsert(text, text, text, text[], integer) IS
     'mfa: creates an organization or changes its MFA settings (mfa_policy REQUIRED_FOR_ALL|OPTIONAL, mfa_methods ALL_ALLOWED|RESTRICTED, allowed_mfa_methods ⊆ {sms_otp,totp,webauthn}, remember_device_days 0 (off) to 90; turning it off revokes every remembered device); NULL keeps a value.';
+
+-- Factors a member removes with a fresh second factor; the support desk's reset; phone changes and imports.
+DROP FUNCTION mfa.member_delete_totp(text, text);
+DROP FUNCTION mfa.member_delete_mfa_phone_number(text, text);
+DROP FUNCTION mfa.member_upsert(text, text, text, boolean, text, boolean);
+CREATE FUNCTION mfa."member_delete_totp"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"intermediate_session_token" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'member_delete_totp_wrapper';
+
+CREATE FUNCTION mfa."member_delete_mfa_phone_number"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"intermediate_session_token" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'member_delete_mfa_phone_number_wrapper';
+
+CREATE FUNCTION mfa."member_upsert"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT, /* Option < & str > */
+	"mfa_phone_number" TEXT DEFAULT NULL, /* Option < & str > */
+	"mfa_enrolled" bool DEFAULT NULL, /* Option < bool > */
+	"default_mfa_method" TEXT DEFAULT NULL, /* Option < & str > */
+	"is_breakglass" bool DEFAULT NULL, /* Option < bool > */
+	"replace_mfa_phone_number" bool DEFAULT false, /* Option < bool > */
+	"mfa_phone_number_verified" bool DEFAULT NULL /* Option < bool > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'member_upsert_wrapper';
+
+CREATE FUNCTION mfa."member_reset_mfa"(
+	"organization_id" TEXT, /* Option < & str > */
+	"member_id" TEXT /* Option < & str > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'member_reset_mfa_wrapper';
+
+REVOKE ALL ON FUNCTION mfa.member_delete_totp(text, text, text), mfa.member_delete_mfa_phone_number(text, text, text),
+    mfa.member_upsert(text, text, text, boolean, text, boolean, boolean, boolean), mfa.member_reset_mfa(text, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    mfa.member_upsert(text, text, text, boolean, text, boolean, boolean, boolean),
+    mfa.member_reset_mfa(text, text),
+    mfa.member_delete_mfa_phone_number(text, text, text),
+    mfa.member_delete_totp(text, text, text)
+TO mfa_admin;
+GRANT EXECUTE ON FUNCTION
+    mfa.member_delete_totp(text, text, text),
+    mfa.member_delete_mfa_phone_number(text, text, text),
+    mfa.webauthn_registration_delete(text, text, text, text)
+TO mfa_app;
+COMMENT ON FUNCTION mfa.member_upsert(text, text, text, boolean, text, boolean, boolean, boolean) IS
+    'mfa: creates a member or changes mfa_phone_number (E.164, unverified until an SMS code is authenticated; a verified number is replaced only with replace_mfa_phone_number, and any new number revokes remembered devices), mfa_enrolled, default_mfa_method, is_breakglass, mfa_phone_number_verified (an import); NULL keeps a value.';
+COMMENT ON FUNCTION mfa.member_delete_mfa_phone_number(text, text, text) IS
+    'mfa: removes a member''s phone number and its live SMS code, and revokes their remembered devices: mfa_admin''s to do, or mfa_app''s with a token carrying a second factor proven with it; a member cannot remove the last factor their organization requires.';
+COMMENT ON FUNCTION mfa.member_delete_totp(text, text, text) IS
+    'mfa: removes a member''s authenticator app and its recovery codes (a passkey''s stay): mfa_admin''s to do, or mfa_app''s with a token carrying a second factor proven with it; a member cannot remove the last factor their organization requires.';
+COMMENT ON FUNCTION mfa.member_reset_mfa(text, text) IS
+    'mfa: the support desk''s "lost my phone": every factor of the member (authenticator app, recovery codes, phone, passkeys), their logins in progress and remembered devices go; mfa_enrolled becomes false; audited.';
+COMMENT ON FUNCTION mfa.webauthn_registration_delete(text, text, text, text) IS
+    'mfa: removes one of the member''s passkeys and revokes their remembered devices (mfa_admin, or mfa_app with a token carrying a second factor; not the last factor an organization requires); with the last one go webauthn as default method and, without an authenticator app, the recovery codes.';

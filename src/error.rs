@@ -52,7 +52,11 @@ pub enum ErrorType {
     DuplicateMemberPhoneNumber,
     ActiveTotpExists,
     PendingTotpExists,
+    /// member_upsert replacing a verified number without saying so.
+    ActiveMfaPhoneNumberExists,
     DuplicateWebauthnRegistration,
+    /// A member removing the last factor their organization requires (mfa_admin may).
+    CannotRemoveLastMfaFactor,
     OperationRestrictedByOrganizationMfaMethods,
     // Authorization.
     InvalidIntermediateSessionTokenForOrganization,
@@ -127,6 +131,7 @@ impl ErrorType {
             InvalidAuthenticatorType => "invalid_authenticator_type",
             WebauthnRegistrationNotFound => "webauthn_registration_not_found",
             DuplicateWebauthnRegistration => "duplicate_webauthn_registration",
+            CannotRemoveLastMfaFactor => "cannot_remove_last_mfa_factor",
             UnableToAuthWebauthn => "unable_to_auth_webauthn",
             InvalidWebauthnChallenge => "invalid_webauthn_challenge",
             WebauthnCloneSuspected => "webauthn_clone_suspected",
@@ -142,6 +147,7 @@ impl ErrorType {
             RememberedDevicesNotAllowed => "remembered_devices_not_allowed",
             DuplicateMemberPhoneNumber => "duplicate_member_phone_number",
             ActiveTotpExists => "active_totp_exists",
+            ActiveMfaPhoneNumberExists => "active_mfa_phone_number_exists",
             PendingTotpExists => "pending_totp_exists",
             OperationRestrictedByOrganizationMfaMethods => {
                 "operation_restricted_by_organization_mfa_methods"
@@ -183,8 +189,10 @@ impl ErrorType {
             | WebauthnRegistrationNotFound => 404,
             DuplicateMemberPhoneNumber
             | ActiveTotpExists
+            | ActiveMfaPhoneNumberExists
             | PendingTotpExists
             | DuplicateWebauthnRegistration
+            | CannotRemoveLastMfaFactor
             | SmsMessageNotHeld => 409,
             SmsWorkerOrganizationNotGranted | RememberedDevicesNotAllowed => 403,
             InvalidIntermediateSessionTokenForOrganization

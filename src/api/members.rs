@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 /// Creates a member or changes their MFA settings; NULL keeps a value (or its default).
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::too_many_arguments)] // the SQL function's arguments, named as Stytch names them
 fn member_upsert(
     organization_id: Option<&str>,
     member_id: Option<&str>,
@@ -16,14 +17,20 @@ fn member_upsert(
     mfa_enrolled: default!(Option<bool>, "NULL"),
     default_mfa_method: default!(Option<&str>, "NULL"),
     is_breakglass: default!(Option<bool>, "NULL"),
+    replace_mfa_phone_number: default!(Option<bool>, false),
+    mfa_phone_number_verified: default!(Option<bool>, "NULL"),
 ) -> SqlResult<Jsonb> {
     Ok(Jsonb(administration::member_upsert(
         organization_id,
         member_id,
-        mfa_phone_number,
-        mfa_enrolled,
-        default_mfa_method,
-        is_breakglass,
+        administration::MemberSettings {
+            mfa_phone_number,
+            mfa_enrolled,
+            default_mfa_method,
+            is_breakglass,
+            replace_mfa_phone_number: replace_mfa_phone_number.unwrap_or(false),
+            mfa_phone_number_verified,
+        },
     )?))
 }
 
@@ -59,8 +66,20 @@ fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> SqlR
 fn member_delete_mfa_phone_number(
     organization_id: Option<&str>,
     member_id: Option<&str>,
+    intermediate_session_token: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
     Ok(Jsonb(administration::member_delete_mfa_phone_number(
+        organization_id,
+        member_id,
+        intermediate_session_token,
+    )?))
+}
+
+/// Removes every factor of a member (the support desk's "lost my phone").
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn member_reset_mfa(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
+    Ok(Jsonb(administration::member_reset_mfa(
         organization_id,
         member_id,
     )?))

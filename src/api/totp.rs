@@ -71,8 +71,16 @@ fn totp_migrate(
 /// Removes the member's authenticator app and its recovery codes.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn member_delete_totp(organization_id: Option<&str>, member_id: Option<&str>) -> SqlResult<Jsonb> {
-    Ok(Jsonb(totp::member_delete_totp(organization_id, member_id)?))
+fn member_delete_totp(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+    intermediate_session_token: default!(Option<&str>, "NULL"),
+) -> SqlResult<Jsonb> {
+    Ok(Jsonb(totp::member_delete_totp(
+        organization_id,
+        member_id,
+        intermediate_session_token,
+    )?))
 }
 
 /// How many recovery codes remain and when they were minted (the codes themselves are stored

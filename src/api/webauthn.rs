@@ -160,11 +160,13 @@ fn webauthn_registration_delete(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     webauthn_registration_id: Option<&str>,
+    intermediate_session_token: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
     Ok(Jsonb(webauthn::registration_delete(
         organization_id,
         member_id,
         webauthn_registration_id,
+        intermediate_session_token,
     )?))
 }
 

@@ -5,9 +5,9 @@ use crate::core::phone::{mask_e164, parse_phone_number};
 use crate::core::policy::{parse_default_method, validate_id, IdKind, MfaMethod};
 use crate::error::MfaResult;
 use crate::error::{err, ErrorType, MfaError};
-use crate::flow::answer;
 use crate::flow::attempt::ledger_event;
 use crate::flow::member::{self, Load};
+use crate::flow::{answer, devices, removal};
 use crate::server::ledger;
 use crate::server::settings;
 use crate::store::audit::Request;
@@ -18,15 +18,34 @@ use crate::store::{organizations, sms_workers};
 use serde_json::json;
 use serde_json::Value;
 
-/// Creates a member or changes their MFA settings; NULL keeps a value (or its default).
+/// What `member_upsert` is asked to set (NULL keeps a value).
+pub struct MemberSettings<'a> {
+    pub mfa_phone_number: Option<&'a str>,
+    pub mfa_enrolled: Option<bool>,
+    pub default_mfa_method: Option<&'a str>,
+    pub is_breakglass: Option<bool>,
+    /// A verified number is replaced only when asked to.
+    pub replace_mfa_phone_number: bool,
+    /// An imported number's verification (migrations): set as given.
+    pub mfa_phone_number_verified: Option<bool>,
+}
+
+/// Creates a member or changes their MFA settings; NULL keeps a value (or its default). A new
+/// phone number revokes the member's remembered devices; a verified one is replaced only with
+/// `replace_mfa_phone_number`.
 pub fn member_upsert(
     organization_id: Option<&str>,
     member_id: Option<&str>,
-    mfa_phone_number: Option<&str>,
-    mfa_enrolled: Option<bool>,
-    default_mfa_method: Option<&str>,
-    is_breakglass: Option<bool>,
+    settings: MemberSettings,
 ) -> MfaResult<Value> {
+    let MemberSettings {
+        mfa_phone_number,
+        mfa_enrolled,
+        default_mfa_method,
+        is_breakglass,
+        replace_mfa_phone_number,
+        mfa_phone_number_verified,
+    } = settings;
     let request = Request::new();
     let org = validate_id(organization_id, IdKind::Organization)?;
     let mem = validate_id(member_id, IdKind::Member)?;
@@ -56,6 +75,18 @@ pub fn member_upsert(
     let new_phone = phone
         .as_ref()
         .filter(|p| before.mfa_phone_number.as_deref() != Some(&p.e164));
+    if new_phone.is_some() && before.mfa_phone_number_verified && !replace_mfa_phone_number {
+        return err(
+            ErrorType::ActiveMfaPhoneNumberExists,
+            "The member's phone number is verified: replacing it needs replace_mfa_phone_number => true.",
+        );
+    }
+    if mfa_phone_number_verified.is_some() && phone.is_none() && before.mfa_phone_number.is_none() {
+        return err(
+            ErrorType::MemberPhoneNumberNotFound,
+            "mfa_phone_number_verified needs a phone number (given here, or the member's).",
+        );
+    }
     let event = request.event(
         org,
         Some(mem),
@@ -69,6 +100,7 @@ pub fn member_upsert(
             "mfa_enrolled": mfa_enrolled,
             "default_mfa_method": default_method.map(|m| m.as_str()),
             "is_breakglass": is_breakglass,
+            "mfa_phone_number_verified": mfa_phone_number_verified,
         }),
     );
     members::update_settings(
@@ -78,8 +110,13 @@ pub fn member_upsert(
             mfa_enrolled,
             is_breakglass,
             default_mfa_method: default_method.map(|m| m.as_str()),
+            mfa_phone_number_verified,
         },
     )?;
+    // Whatever a device proved was proven with the old number.
+    if new_phone.is_some() && !created {
+        devices::revoke_all(&request, &before, "phone_number_changed")?;
+    }
     answer::member_now(org, mem)
 }
 
@@ -115,26 +152,59 @@ pub fn member_unlock(organization_id: Option<&str>, member_id: Option<&str>) -> 
     answer::member_now(&m.organization_id, &m.member_id)
 }
 
-/// Removes a member's phone number (and its live code); SMS stops being their default method.
+/// Removes a member's phone number (and its live code); SMS stops being their default method:
+/// `mfa_admin`'s to do, or the member's with a fresh second factor (`flow::removal`).
 pub fn member_delete_mfa_phone_number(
     organization_id: Option<&str>,
     member_id: Option<&str>,
+    intermediate_session_token: Option<&str>,
 ) -> MfaResult<Value> {
     let request = Request::new();
-    let m = member::load(organization_id, member_id, Load::Lock)?;
+    let (m, org) = member::load_with_policy(organization_id, member_id, Load::Lock)?;
     let Some(phone) = &m.mfa_phone_number else {
         return err(
             ErrorType::MemberPhoneNumberNotFound,
             "The member has no phone number.",
         );
     };
+    let remover = removal::authorize(&m, intermediate_session_token)?;
+    let factor_left = !m.mfa_phone_number_verified
+        || m.totp_registration_id.is_some()
+        || m.webauthn_registrations > 0;
+    removal::refuse_last_factor(remover, &m, &org, factor_left)?;
     members::remove_phone(&m)?;
-    crate::flow::devices::revoke_all(&request, &m, "phone_number_deleted")?;
+    devices::revoke_all(&request, &m, "phone_number_deleted")?;
     request.audit(
         &m.organization_id,
         Some(&m.member_id),
         "member.phone_number_deleted",
-        json!({ "mfa_phone_number": mask_e164(phone) }),
+        json!({ "mfa_phone_number": mask_e164(phone), "by": removal::by(remover) }),
+    )?;
+    answer::member_now(&m.organization_id, &m.member_id)
+}
+
+/// The support desk's "lost my phone": every factor of the member goes (authenticator app,
+/// recovery codes, phone, passkeys), with their logins in progress and remembered devices; they
+/// are no longer enrolled, and enroll again at their next login where MFA is required.
+pub fn member_reset_mfa(
+    organization_id: Option<&str>,
+    member_id: Option<&str>,
+) -> MfaResult<Value> {
+    let request = Request::new();
+    let m = member::load(organization_id, member_id, Load::Lock)?;
+    let removed = members::reset_mfa(&m)?;
+    devices::revoke_all(&request, &m, "mfa_reset")?;
+    request.audit(
+        &m.organization_id,
+        Some(&m.member_id),
+        "member.mfa_reset",
+        json!({
+            "totp_registration_id": m.totp.as_ref().map(|t| &t.totp_registration_id),
+            "mfa_phone_number": m.mfa_phone_number.as_deref().map(mask_e164),
+            "webauthn_registrations": m.webauthn_registrations,
+            "recovery_codes": removed.recovery_codes,
+            "logins_in_progress": removed.logins,
+        }),
     )?;
     answer::member_now(&m.organization_id, &m.member_id)
 }

@@ -14,6 +14,7 @@ pub mod ledger_flush;
 pub mod login;
 pub mod member;
 pub mod outbox;
+pub mod removal;
 pub mod rotation;
 pub mod sms;
 pub mod token;

@@ -13,7 +13,7 @@ use crate::error::{err, ErrorType, MfaError, MfaResult};
 use crate::flow::attempt::{Attempt, Proof};
 use crate::flow::keys;
 use crate::flow::member::{self, Load};
-use crate::flow::{answer, token};
+use crate::flow::{answer, devices, removal, token};
 use crate::server::settings;
 use crate::store::attempts::Spend;
 use crate::store::audit::Request;
@@ -303,26 +303,34 @@ pub fn totp_migrate(
     }))
 }
 
-/// Removes the member's authenticator app and its recovery codes.
+/// Removes the member's authenticator app and its recovery codes (those of a passkey stay):
+/// `mfa_admin`'s to do, or the member's with a fresh second factor (`flow::removal`).
 pub fn member_delete_totp(
     organization_id: Option<&str>,
     member_id: Option<&str>,
+    intermediate_session_token: Option<&str>,
 ) -> MfaResult<Value> {
     let request = Request::new();
-    let member = member::load(organization_id, member_id, Load::Lock)?;
+    let (member, org) = member::load_with_policy(organization_id, member_id, Load::Lock)?;
     let Some(registration) = &member.totp else {
         return err(
             ErrorType::TotpNotFound,
             "The member has no TOTP registration.",
         );
     };
+    let remover = removal::authorize(&member, intermediate_session_token)?;
+    let factor_left = !registration.active
+        || member.mfa_phone_number_verified
+        || member.webauthn_registrations > 0;
+    removal::refuse_last_factor(remover, &member, &org, factor_left)?;
     members::remove_totp(&member)?;
-    crate::flow::devices::revoke_all(&request, &member, "totp_deleted")?;
+    devices::revoke_all(&request, &member, "totp_deleted")?;
     request.audit(
         &member.organization_id,
         Some(&member.member_id),
         "totp.deleted",
-        json!({ "totp_registration_id": registration.totp_registration_id }),
+        json!({ "totp_registration_id": registration.totp_registration_id,
+                "by": removal::by(remover) }),
     )?;
     answer::member_now(&member.organization_id, &member.member_id)
 }

@@ -13,7 +13,7 @@ use crate::core::webauthn::{
 use crate::error::{err, ErrorType, MfaError, MfaResult};
 use crate::flow::attempt::{Attempt, Proof};
 use crate::flow::member::{self, Load};
-use crate::flow::{answer, devices, token, totp};
+use crate::flow::{answer, devices, removal, token, totp};
 use crate::server::settings;
 use crate::store::attempts::Spend;
 use crate::store::audit::Request;
@@ -550,15 +550,22 @@ pub fn registration_update(
     ))
 }
 
-/// Removes one of the member's passkeys; their remembered devices go with it.
+/// Removes one of the member's passkeys; their remembered devices go with it. `mfa_admin`'s to
+/// do, or the member's with a fresh second factor (`flow::removal`).
 pub fn registration_delete(
     organization_id: Option<&str>,
     member_id: Option<&str>,
     webauthn_registration_id: Option<&str>,
+    intermediate_session_token: Option<&str>,
 ) -> MfaResult<Value> {
     let request = Request::new();
     let id = registration_id(webauthn_registration_id)?;
-    let member = member::load(organization_id, member_id, Load::Lock)?;
+    let (member, org) = member::load_with_policy(organization_id, member_id, Load::Lock)?;
+    let remover = removal::authorize(&member, intermediate_session_token)?;
+    let factor_left = member.totp_registration_id.is_some()
+        || member.mfa_phone_number_verified
+        || member.webauthn_registrations > 1;
+    removal::refuse_last_factor(remover, &member, &org, factor_left)?;
     if !store::delete_registration(&member, id)? {
         return Err(not_found());
     }
@@ -567,7 +574,7 @@ pub fn registration_delete(
         &member.organization_id,
         Some(&member.member_id),
         "webauthn.registration_deleted",
-        json!({ "webauthn_registration_id": id }),
+        json!({ "webauthn_registration_id": id, "by": removal::by(remover) }),
     )?;
     Ok(answer::about(
         &request,

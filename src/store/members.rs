@@ -240,6 +240,8 @@ pub struct SettingsChange<'a> {
     pub mfa_enrolled: Option<bool>,
     pub is_breakglass: Option<bool>,
     pub default_mfa_method: Option<&'a str>,
+    /// Set as given (an import); otherwise a new number is unverified.
+    pub mfa_phone_number_verified: Option<bool>,
 }
 
 /// Writes `change` and its audit event: `member_settings_update.head.sql`, `audited.sql`,
@@ -259,6 +261,7 @@ pub fn update_settings(event: &Event, change: &SettingsChange) -> MfaResult<()> 
         change.is_breakglass.into(),
         change.default_mfa_method.into(),
         change.new_phone.map(|_| ids::new_uuid()).into(),
+        change.mfa_phone_number_verified.into(),
     ]);
     spi::execute(STATEMENT, &args)?;
     Ok(())
@@ -315,6 +318,31 @@ pub fn remove_totp(member: &Member) -> MfaResult<()> {
         ],
     )?;
     Ok(())
+}
+
+/// What a reset removed besides the factors the member had.
+pub struct Reset {
+    pub recovery_codes: i64,
+    pub logins: i64,
+}
+
+/// Removes every factor of the member and their logins in progress (`member_mfa_reset.sql`).
+pub fn reset_mfa(member: &Member) -> MfaResult<Reset> {
+    let reset = spi::typed_row(
+        include_str!("sql/member_mfa_reset.sql"),
+        &[
+            member.organization_id.as_str().into(),
+            member.member_id.as_str().into(),
+            spi::clock().into(),
+        ],
+        |row| {
+            Ok(Reset {
+                recovery_codes: row.get_by_name::<i64, _>("recovery_codes")?.unwrap_or(0),
+                logins: row.get_by_name::<i64, _>("logins")?.unwrap_or(0),
+            })
+        },
+    )?;
+    Ok(reset.expect("one row"))
 }
 
 /// Deletes the member; their factors, codes, pending messages and logins go with them (foreign

@@ -155,6 +155,18 @@ pub fn outer_user() -> String {
     role_name(unsafe { pgrx::pg_sys::GetOuterUserId() })
 }
 
+/// Whether the caller's current role (`outer_user`) is a member of `role`.
+pub fn caller_is_member_of(role: &str) -> MfaResult<bool> {
+    let caller = unsafe { pgrx::pg_sys::GetOuterUserId() };
+    Ok(typed_row(
+        "SELECT pg_catalog.pg_has_role($1, $2, 'MEMBER')",
+        &[caller.into(), role.into()],
+        |row| row.get::<bool>(1),
+    )?
+    .flatten()
+    .unwrap_or(false))
+}
+
 fn role_name(role: pgrx::pg_sys::Oid) -> String {
     unsafe {
         let name = pgrx::pg_sys::GetUserNameFromId(role, true);

@@ -65,16 +65,26 @@ fn fill_members(c: &mut Client, org: &str) {
     );
 }
 
-/// `fill` on the 0.1.0 schema, under the current library: its `organization_upsert` and
-/// `primary_authenticate` take arguments that 0.1.0's definitions do not pass, so the organization
-/// and the login in progress are written as 0.1.0 wrote them.
+/// `fill` on the 0.1.0 schema, under the current library: its `organization_upsert`,
+/// `member_upsert` and `primary_authenticate` take arguments that 0.1.0's definitions do not pass,
+/// so the organization, its members and the login in progress are written as 0.1.0 wrote them.
 fn fill_0_1_0(c: &mut Client, org: &str) -> String {
     c.execute(
         "INSERT INTO mfa.organizations (organization_id, mfa_policy) VALUES ($1, 'REQUIRED_FOR_ALL')",
         &[&org],
     )
     .unwrap();
-    fill_members(c, org);
+    c.execute(
+        "INSERT INTO mfa.members (organization_id, member_id, mfa_phone_number, mfa_phone_country, phone_id)
+         VALUES ($1, 'ann', NULL, NULL, NULL), ($1, 'bob', '+14155550177', 'US', gen_random_uuid())",
+        &[&org],
+    )
+    .unwrap();
+    json(
+        c,
+        "SELECT mfa.totp_migrate($1, 'ann', $2, ARRAY[$3])",
+        &[&org, &SECRET, &RECOVERY],
+    );
     let token = unique("login-token-of-0.1.0");
     c.execute(
         "INSERT INTO mfa.intermediate_sessions (organization_id, token_hash, member_id, primary_factor, factors, expires_at)

@@ -94,3 +94,34 @@ DROP ROLE regress_app, regress_worker, regress_tenant_worker;
 \set SHOW_CONTEXT never
 SELECT * FROM mfa.distribute();
 \set SHOW_CONTEXT errors
+
+-- Phone numbers: an import may say a number is verified; a verified number is replaced only when
+-- asked (and any new number revokes the member's remembered devices).
+SELECT mfa.organization_upsert('umbrella', 'REQUIRED_FOR_ALL') ->> 'organization_id' AS organization;
+SELECT r ->> 'mfa_phone_number' AS phone, r ->> 'mfa_phone_number_verified' AS verified
+  FROM mfa.member_upsert('umbrella', 'alice', '+14155550100', mfa_phone_number_verified => true) AS r;
+SELECT mfa.member_upsert('umbrella', 'alice', '+14155550111');
+SELECT r ->> 'mfa_phone_number' AS phone, r ->> 'mfa_phone_number_verified' AS verified
+  FROM mfa.member_upsert('umbrella', 'alice', '+14155550111', replace_mfa_phone_number => true) AS r;
+-- A member removes a factor through the application only with a token carrying a second factor
+-- proven with it (mfa_admin needs none); the last factor their organization requires stays
+-- mfa_admin's to remove.
+SELECT mfa.totp_migrate('umbrella', 'alice', 'JBSWY3DPEHPK3PXP') ->> 'status_code' AS migrated;
+SELECT mfa.primary_authenticate('umbrella', 'alice') ->> 'intermediate_session_token' AS token \gset
+CREATE ROLE regress_desk_app IN ROLE mfa_app;
+SET ROLE regress_desk_app;
+SELECT mfa.member_delete_totp('umbrella', 'alice');
+SELECT mfa.member_delete_totp('umbrella', 'alice', :'token');
+RESET ROLE;
+\set code `oathtool --totp -b JBSWY3DPEHPK3PXP`
+SELECT mfa.totp_authenticate('umbrella', 'alice', :'code', :'token') ->> 'status_code' AS proven;
+SET ROLE regress_desk_app;
+SELECT mfa.member_delete_totp('umbrella', 'alice', :'token');
+RESET ROLE;
+-- The support desk's "lost my phone": every factor, the recovery codes, the logins in progress
+-- and the remembered devices go; the member enrolls again at their next login.
+SELECT mfa.member_reset_mfa('umbrella', 'alice') - 'created_at' - 'updated_at' AS reset;
+SELECT count(*) AS logins_left FROM mfa.intermediate_sessions WHERE organization_id = 'umbrella';
+SELECT event_type, details - 'totp_registration_id' AS details, details ? 'totp_registration_id' AS names_the_app
+  FROM mfa.events WHERE organization_id = 'umbrella' AND event_type = 'member.mfa_reset';
+DROP ROLE regress_desk_app;

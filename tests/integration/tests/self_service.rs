@@ -1,0 +1,313 @@
+//! A member removes their own factors through the application (a non-superuser role in
+//! `mfa_app`), only with a token carrying a second factor proven with it; `mfa_admin` removes
+//! any, resets a member's MFA, and replaces a verified phone only when it says so.
+
+mod common;
+use common::*;
+use postgres::Client;
+use serde_json::Value;
+
+const SECRET: &str = "JBSWY3DPEHPK3PXP";
+
+struct Desk {
+    superuser: Client,
+    app: Client,
+    admin: Client,
+    org: String,
+    /// The TOTP step each proven login uses, from the current one: each code works once, and
+    /// mfa accepts one step either side.
+    step: i64,
+}
+
+/// The app's code for the step `offset` steps from now.
+fn totp_at(offset: i64) -> String {
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(SECRET.as_bytes())
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, secret)
+        .generate((now + 30 * offset) as u64)
+}
+
+/// An organization (`policy`) that remembers devices, member `m` with an authenticator app and a
+/// verified phone; the application's and the support desk's roles.
+fn desk(prefix: &str, policy: &str) -> Desk {
+    let mut superuser = connect();
+    let org = new_organization(&mut superuser, prefix);
+    json(
+        &mut superuser,
+        "SELECT mfa.organization_upsert($1, $2, remember_device_days => 30)",
+        &[&org, &policy],
+    );
+    json(
+        &mut superuser,
+        "SELECT mfa.member_upsert($1, 'm', '+14155550188', mfa_phone_number_verified => true)",
+        &[&org],
+    );
+    json(
+        &mut superuser,
+        "SELECT mfa.totp_migrate($1, 'm', $2)",
+        &[&org, &SECRET],
+    );
+    let (app_role, admin_role, _) = application_roles(&mut superuser, prefix);
+    let app = connect_to(&database_url_as(&app_role));
+    let admin = connect_to(&database_url_as(&admin_role));
+    Desk {
+        superuser,
+        app,
+        admin,
+        org,
+        step: -1,
+    }
+}
+
+impl Desk {
+    /// A login of `m` with its TOTP code proven: its token.
+    fn proven_login(&mut self) -> String {
+        assert!(self.step <= 1, "at most three proven logins a test");
+        let (_, token) = start_login(&mut self.app, &self.org, "m");
+        let code = totp_at(self.step);
+        self.step += 1;
+        let answer = json(
+            &mut self.app,
+            "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+            &[&self.org, &code, &token],
+        );
+        assert_eq!(answer["status_code"], 200, "{answer}");
+        token
+    }
+
+    fn app_refused(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> (String, String) {
+        let e = self
+            .app
+            .query_one(sql, params)
+            .err()
+            .unwrap_or_else(|| panic!("{sql} succeeded"));
+        sql_error(&e)
+    }
+
+    fn member(&mut self) -> Value {
+        json(
+            &mut self.superuser,
+            "SELECT mfa.member_get($1, 'm')",
+            &[&self.org],
+        )
+    }
+
+    fn devices(&mut self) -> i64 {
+        self.superuser
+            .query_one(
+                "SELECT count(*) FROM mfa.remembered_devices WHERE organization_id = $1",
+                &[&self.org],
+            )
+            .unwrap()
+            .get(0)
+    }
+}
+
+#[test]
+fn a_member_removes_a_factor_only_with_a_fresh_second_factor() {
+    let mut d = desk("self-remove", "OPTIONAL");
+    let org = d.org.clone();
+    let delete = "SELECT mfa.member_delete_totp($1, 'm', $2)";
+    // No token, or a token that proved nothing yet.
+    let none: Option<String> = None;
+    let (state, message) = d.app_refused(delete, &[&org, &none]);
+    assert_eq!(state, "28000", "{message}");
+    let (_, bare) = start_login(&mut d.app, &org, "m");
+    let (state, message) = d.app_refused(delete, &[&org, &Some(bare.clone())]);
+    assert_eq!(
+        (state.as_str(), message.starts_with("insufficient_factors")),
+        ("28000", true),
+        "{message}"
+    );
+    // A factor proven in a transaction rolled back is not on the token.
+    let mut tx = d.app.transaction().unwrap();
+    let proven: Value = tx
+        .query_one(
+            "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+            &[&org, &totp_now(SECRET), &bare],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(proven["status_code"], 200, "{proven}");
+    tx.rollback().unwrap();
+    let (state, _) = d.app_refused(delete, &[&org, &Some(bare)]);
+    assert_eq!(state, "28000");
+    // A token that has expired (its second factor with it).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let stale = d.proven_login();
+    d.superuser
+        .execute(
+            "UPDATE mfa.intermediate_sessions SET expires_at = now() - interval '1 second'
+              WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap();
+    let (state, message) = d.app_refused(delete, &[&org, &Some(stale)]);
+    assert!(
+        message.starts_with("intermediate_session_not_found"),
+        "{state} {message}"
+    );
+    // A fresh one: removed, and the member's remembered devices with it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let fresh = d.proven_login();
+    let device = json(
+        &mut d.app,
+        "SELECT mfa.remembered_device_create($1, 'm', $2)",
+        &[&org, &fresh],
+    );
+    assert_eq!(device["status_code"], 200, "{device}");
+    assert_eq!(d.devices(), 1);
+    let removed = json(&mut d.app, delete, &[&org, &Some(fresh)]);
+    assert_eq!(removed["totp_registration_id"], Value::Null, "{removed}");
+    assert_eq!(d.devices(), 0);
+    let by: String = d
+        .superuser
+        .query_one(
+            "SELECT details ->> 'by' FROM mfa.events WHERE organization_id = $1 AND event_type = 'totp.deleted'",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(by, "member");
+}
+
+#[test]
+fn the_last_factor_a_required_organization_demands_is_the_support_desks_to_remove() {
+    let mut d = desk("self-last", "REQUIRED_FOR_ALL");
+    let org = d.org.clone();
+    // The phone goes first (the app stays)…
+    let token = d.proven_login();
+    let removed = json(
+        &mut d.app,
+        "SELECT mfa.member_delete_mfa_phone_number($1, 'm', $2)",
+        &[&org, &token],
+    );
+    assert_eq!(removed["mfa_phone_number"], Value::Null, "{removed}");
+    // … the app, now the last factor, does not.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let token = d.proven_login();
+    let (state, message) = d.app_refused(
+        "SELECT mfa.member_delete_totp($1, 'm', $2)",
+        &[&org, &token],
+    );
+    assert_eq!(state, "55000", "{message}");
+    assert!(
+        message.starts_with("cannot_remove_last_mfa_factor"),
+        "{message}"
+    );
+    // mfa_admin removes it, without a token.
+    let removed = json(
+        &mut d.admin,
+        "SELECT mfa.member_delete_totp($1, 'm')",
+        &[&org],
+    );
+    assert_eq!(removed["totp_registration_id"], Value::Null, "{removed}");
+}
+
+#[test]
+fn the_support_desk_resets_a_members_mfa() {
+    let mut d = desk("self-reset", "REQUIRED_FOR_ALL");
+    let org = d.org.clone();
+    let token = d.proven_login();
+    json(
+        &mut d.app,
+        "SELECT mfa.remembered_device_create($1, 'm', $2)",
+        &[&org, &token],
+    );
+    let (_, in_progress) = start_login(&mut d.app, &org, "m");
+    // Not the application's to do.
+    let (state, _) = d.app_refused("SELECT mfa.member_reset_mfa($1, 'm')", &[&org]);
+    assert_eq!(state, "42501");
+    let reset = json(
+        &mut d.admin,
+        "SELECT mfa.member_reset_mfa($1, 'm')",
+        &[&org],
+    );
+    for (field, expected) in [
+        ("mfa_enrolled", Value::Bool(false)),
+        ("mfa_phone_number", Value::Null),
+        ("mfa_phone_number_verified", Value::Bool(false)),
+        ("totp_registration_id", Value::Null),
+        ("default_mfa_method", Value::Null),
+    ] {
+        assert_eq!(reset[field], expected, "{field}: {reset}");
+    }
+    assert_eq!(d.devices(), 0);
+    let left: i64 = d
+        .superuser
+        .query_one(
+            "SELECT (SELECT count(*) FROM mfa.recovery_codes WHERE organization_id = $1)
+                  + (SELECT count(*) FROM mfa.totp_registrations WHERE organization_id = $1)
+                  + (SELECT count(*) FROM mfa.intermediate_sessions WHERE organization_id = $1)",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    // The login that was in progress is gone with its token.
+    let (_, message) = d.app_refused(
+        "SELECT mfa.check_session_policy($1, 'm', $2)",
+        &[&org, &in_progress],
+    );
+    assert!(
+        message.contains("intermediate_session_not_found"),
+        "{message}"
+    );
+    // At the next login the member enrolls again.
+    let (login, _) = start_login(&mut d.app, &org, "m");
+    assert_eq!(
+        login["mfa_required"]["member_options"]["totp_registration_id"],
+        Value::Null
+    );
+}
+
+#[test]
+fn a_verified_phone_is_replaced_only_when_asked_and_then_revokes_devices() {
+    let mut d = desk("self-phone", "OPTIONAL");
+    let org = d.org.clone();
+    let token = d.proven_login();
+    json(
+        &mut d.app,
+        "SELECT mfa.remembered_device_create($1, 'm', $2)",
+        &[&org, &token],
+    );
+    let e = d
+        .admin
+        .query_one("SELECT mfa.member_upsert($1, 'm', '+14155550199')", &[&org])
+        .unwrap_err();
+    let (state, message) = sql_error(&e);
+    assert_eq!(state, "55000", "{message}");
+    assert!(
+        message.starts_with("active_mfa_phone_number_exists"),
+        "{message}"
+    );
+    assert_eq!(d.member()["mfa_phone_number"], "+14155550188");
+    let replaced = json(
+        &mut d.admin,
+        "SELECT mfa.member_upsert($1, 'm', '+14155550199', replace_mfa_phone_number => true)",
+        &[&org],
+    );
+    assert_eq!(replaced["mfa_phone_number"], "+14155550199", "{replaced}");
+    assert_eq!(replaced["mfa_phone_number_verified"], false);
+    assert_eq!(
+        d.devices(),
+        0,
+        "a new number revokes the remembered devices"
+    );
+    // An import says the number is verified.
+    let imported = json(
+        &mut d.admin,
+        "SELECT mfa.member_upsert($1, 'm', mfa_phone_number_verified => true)",
+        &[&org],
+    );
+    assert_eq!(imported["mfa_phone_number_verified"], true, "{imported}");
+}
