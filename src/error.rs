@@ -33,6 +33,12 @@ pub enum ErrorType {
     InvalidRememberDeviceDays,
     CountryCodeAllowlistInvalidCountryCodes,
     CountryCodeAllowlistEmpty,
+    /// A report's filter that is not an object of known filters with values of their kind.
+    InvalidSearchQuery,
+    /// A report's cursor that is not one of its `next_cursor`s.
+    InvalidCursor,
+    /// A report's page size outside 1–1000.
+    InvalidPageSize,
     // Things that do not exist.
     OrganizationNotFound,
     MemberNotFound,
@@ -108,6 +114,9 @@ impl ErrorType {
                 "country_code_allowlist_invalid_country_codes"
             }
             CountryCodeAllowlistEmpty => "country_code_allowlist_empty",
+            InvalidSearchQuery => "invalid_search_query",
+            InvalidCursor => "invalid_cursor",
+            InvalidPageSize => "invalid_page_size",
             OrganizationNotFound => "organization_not_found",
             MemberNotFound => "member_not_found",
             MemberPhoneNumberNotFound => "member_phone_number_not_found",
