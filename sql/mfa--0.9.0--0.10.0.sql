@@ -18,6 +18,10 @@
 --    (registered when Citus creates its copies of the triggers, shard_of naming the distributed
 --    table), held by the same state check; the event triggers of 0.9.0 that judged shards by
 --    their triggers' names are gone. session_table_unguard works on a distributed table.
+--  * Reports for administrators: mfa.members_search (an organization's members by MFA state,
+--    keyset pages) and mfa.events_search (its audit trail, newest first), with an index of each
+--    member's events. NOTIFY mfa_events at commit for the security-relevant events (a trigger on
+--    mfa.events). mfa.events_retention_days: the attempt ledger's writers delete older events.
 
 ALTER TABLE mfa.guarded_session_tables ADD COLUMN trigger_oids oid[], ADD COLUMN broken_by_superuser text,
     ADD COLUMN shard_of regclass;
@@ -558,3 +562,206 @@ COMMENT ON FUNCTION mfa.session_verified_factors(text, text, jsonb) IS
     'mfa: the factors of a session''s factors column whose gate seal verifies for this organization and member (sealed with a known key); the rest is left out.';
 COMMENT ON FUNCTION mfa._session_guard_register_shards() IS
     'mfa (internal): on a Citus node, registers the shards carrying copies of a guard''s triggers as guarded tables of their own (so the gate runs for them and the guard''s state check holds), and lets go of the shards whose gate triggers are all dropped.';
+
+-- Reports for administrators, the notifications of security-relevant events.
+CREATE INDEX events_member ON mfa.events (organization_id, member_id, event_id)
+    WHERE member_id IS NOT NULL;
+-- Citus refuses a trigger on a distributed table unless told to (see mfa.distribute()).
+SELECT pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true)
+  FROM pg_catalog.pg_extension WHERE extname = 'citus';
+-- NOTIFY mfa_events at commit for the security-relevant events, whoever writes them (a call in
+-- its caller's transaction, the attempt ledger's worker in its own): a factor added or removed
+-- (details.factor_added / factor_removed), a member locked (details.lock_started), a suspected
+-- theft of a remembered device, a session's step-up. The payload names the event, its
+-- organization and type and why it was sent, never a member or a detail: any role that can
+-- connect may LISTEN.
+CREATE FUNCTION mfa._events_notify() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('mfa_events', pg_catalog.json_build_object(
+        'event_id', NEW.event_id,
+        'organization_id', NEW.organization_id,
+        'event_type', NEW.event_type,
+        'notice', CASE WHEN NEW.details ? 'lock_started' THEN 'member_locked'
+                       WHEN NEW.details ? 'factor_added' THEN 'factor_added'
+                       WHEN NEW.details ? 'factor_removed' THEN 'factor_removed'
+                       WHEN NEW.event_type = 'remembered_device.theft_suspected' THEN 'theft_suspected'
+                       ELSE 'step_up' END)::text);
+    RETURN NULL;
+END
+$$;
+-- The WHEN clause keeps every other event free of a trigger call.
+CREATE TRIGGER mfa_events_notify AFTER INSERT ON mfa.events FOR EACH ROW
+    WHEN (NEW.event_type IN ('remembered_device.theft_suspected', 'session.stepped_up')
+          OR NEW.details ?| ARRAY['factor_added', 'factor_removed', 'lock_started'])
+    EXECUTE FUNCTION mfa._events_notify();
+COMMENT ON TRIGGER mfa_events_notify ON mfa.events IS
+    'mfa: NOTIFY mfa_events (JSON payload: event_id, organization_id, event_type, notice) at commit for a factor added or removed, a member locked, a suspected theft of a remembered device, a session step-up.';
+
+CREATE FUNCTION mfa."members_search"(
+	"organization_id" TEXT, /* Option < & str > */
+	"filter" jsonb DEFAULT '{}', /* Option < JsonB > */
+	"cursor" TEXT DEFAULT NULL, /* Option < & str > */
+	"page_size" INT DEFAULT 100 /* Option < i32 > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'members_search_wrapper';
+
+CREATE FUNCTION mfa."events_search"(
+	"organization_id" TEXT, /* Option < & str > */
+	"filter" jsonb DEFAULT '{}', /* Option < JsonB > */
+	"cursor" TEXT DEFAULT NULL, /* Option < & str > */
+	"page_size" INT DEFAULT 100 /* Option < i32 > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'events_search_wrapper';
+
+REVOKE ALL ON FUNCTION mfa.members_search(text, jsonb, text, integer), mfa.events_search(text, jsonb, text, integer),
+    mfa._events_notify() FROM PUBLIC;
+-- Reports: an organization's members by MFA state, its audit trail.
+GRANT EXECUTE ON FUNCTION
+    mfa.members_search(text, jsonb, text, integer),
+    mfa.events_search(text, jsonb, text, integer)
+TO mfa_admin;
+COMMENT ON FUNCTION mfa.members_search(text, jsonb, text, integer) IS
+    'mfa: a page (page_size 1–1000, default 100) of an organization''s member objects in member_id order, those that pass filter (mfa_enrolled, has_totp, has_phone (verified), locked, breakglass, no_factor, last_mfa_before, last_mfa_after); results_metadata holds the total that pass and the next_cursor (NULL on the last page).';
+COMMENT ON FUNCTION mfa.events_search(text, jsonb, text, integer) IS
+    'mfa: a page (page_size 1–1000, default 100) of an organization''s audit events, newest first, those that pass filter (member_id, event_type: one or an array, after (inclusive), before (exclusive)); results_metadata.next_cursor is NULL on the last page. Events never hold a secret.';
+COMMENT ON FUNCTION mfa._events_notify() IS
+    'mfa (internal): the trigger of mfa.events that sends NOTIFY mfa_events (event_id, organization_id, event_type, notice) for the security-relevant events.';
+
+-- mfa.distribute() distributes mfa.events with its trigger and delegates the reports.
+CREATE OR REPLACE FUNCTION mfa.distribute()
+RETURNS TABLE (object text, distribution text, done_now boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    -- In the order of their foreign keys: a table comes after those it references.
+    per_organization CONSTANT text[] := ARRAY[
+        'mfa.organizations', 'mfa.members', 'mfa.member_lockouts', 'mfa.totp_registrations',
+        'mfa.recovery_codes', 'mfa.sms_codes', 'mfa.sms_outbox', 'mfa.sms_worker_grants',
+        'mfa.intermediate_sessions', 'mfa.remembered_devices',
+        'mfa.remembered_device_retired_tokens', 'mfa.events'];
+    project_wide CONSTANT text[] := ARRAY['mfa.country_code_allowlist', 'mfa.sms_number_blocks'];
+    delegated CONSTANT text[] := ARRAY[
+        'mfa.organization_get(text)', 'mfa.organization_upsert(text,text,text,text[],integer)',
+        'mfa.organization_delete(text)',
+        'mfa.member_get(text,text)', 'mfa.member_upsert(text,text,text,boolean,text,boolean)',
+        'mfa.member_delete(text,text)', 'mfa.member_delete_mfa_phone_number(text,text)',
+        'mfa.member_delete_totp(text,text)', 'mfa.member_unlock(text,text)',
+        'mfa.primary_authenticate(text,text,text,text,text,text)',
+        'mfa.step_up_start(text,text,text)', 'mfa.check_session_policy(text,text,text)',
+        'mfa.totp_create(text,text,integer,text)', 'mfa.totp_migrate(text,text,text,text[])',
+        'mfa.totp_authenticate(text,text,text,text,text,boolean)',
+        'mfa.otp_sms_send(text,text,text,text,text)',
+        'mfa.otp_sms_authenticate(text,text,text,text,text,boolean)',
+        'mfa.recovery_codes_get(text,text)', 'mfa.recovery_codes_recover(text,text,text,text)',
+        'mfa.recovery_codes_rotate(text,text,text)',
+        'mfa.remembered_device_create(text,text,text,text,text)',
+        'mfa.remembered_device_revoke(text,text,text)', 'mfa.remembered_devices_get(text,text)',
+        'mfa.members_search(text,jsonb,text,integer)', 'mfa.events_search(text,jsonb,text,integer)'];
+    reads_across CONSTANT text[] := ARRAY['mfa.primary_authenticate(text,text,text,text,text,text)',
+                                          'mfa.otp_sms_send(text,text,text,text,text)'];
+    name text;
+    nodes bigint;
+    failed bigint;
+    keys bigint;
+    unkeyed bigint;
+    problem text;
+    unsafe_triggers text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'citus_not_installed: mfa.distribute() needs the citus extension in this database'
+            USING ERRCODE = '55000',
+                  HINT = 'Preload citus (shared_preload_libraries = ''citus,mfa''), CREATE EXTENSION citus and add the workers first (README, Scaling out).';
+    END IF;
+    IF NOT citus_is_coordinator() THEN
+        RAISE EXCEPTION 'not_the_coordinator: mfa.distribute() runs on the coordinator'
+            USING ERRCODE = '55000';
+    END IF;
+
+    -- One master key for the cluster: each node's encrypting key, from its own key file.
+    SELECT count(*), count(*) FILTER (WHERE NOT success), count(DISTINCT result) FILTER (WHERE success),
+           count(*) FILTER (WHERE success AND result = '')
+      INTO nodes, failed, keys, unkeyed
+      FROM run_command_on_all_nodes($q$SELECT coalesce(string_agg(key_id, ','), '')
+                                         FROM mfa.encryption_keys() WHERE encrypts AND source = 'server'$q$);
+    IF failed > 0 OR unkeyed > 0 OR keys <> 1 THEN
+        RAISE EXCEPTION 'cluster_needs_server_key: every node of the cluster must encrypt with the same configured master key (% nodes: % unreachable or without mfa, % without a key file, % different keys)',
+                        nodes, failed, unkeyed, keys
+            USING ERRCODE = '55000',
+                  HINT = 'Set mfa.encryption_key_file (or mfa.encryption_key_command) to the same key on every node and reload; the per-database key is refused on Citus.';
+    END IF;
+    IF EXISTS (SELECT FROM mfa.encryption_keys() k
+                WHERE k.source = 'database'
+                  AND k.totp_secrets + k.queued_sms_codes + k.sms_code_hashes + k.recovery_code_hashes > 0) THEN
+        RAISE EXCEPTION 'cluster_needs_server_key: secrets are still encrypted with the per-database key'
+            USING ERRCODE = '55000',
+                  HINT = 'Run SELECT mfa.encryption_key_rotate() until it returns 0, then mfa.distribute() again.';
+    END IF;
+
+    -- mfa.events carries the trigger that sends NOTIFY mfa_events: it runs with each shard, on
+    -- the node holding the organization, and reads nothing. Citus distributes a table with
+    -- triggers only when told to.
+    unsafe_triggers := current_setting('citus.enable_unsafe_triggers');
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    FOREACH name IN ARRAY per_organization LOOP
+        object := name;
+        distribution := 'distributed by organization_id, colocated with mfa.organizations';
+        done_now := NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = name::regclass);
+        IF done_now THEN
+            PERFORM create_distributed_table(name::regclass, 'organization_id',
+                                             colocate_with => CASE WHEN name = 'mfa.organizations'
+                                                                   THEN 'default' ELSE 'mfa.organizations' END);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
+    FOREACH name IN ARRAY project_wide LOOP
+        object := name;
+        distribution := 'reference table (on every node)';
+        done_now := NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = name::regclass);
+        IF done_now THEN
+            PERFORM create_reference_table(name::regclass);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    -- The identity columns (event and message ids) draw from a sequence on each node: each
+    -- node gets its own range of 2^48 ids (the coordinator, group 0, keeps 1 …), so that ids
+    -- made on different nodes never meet (a message id finds its message across shards).
+    FOREACH name IN ARRAY ARRAY['mfa.events_event_id_seq', 'mfa.sms_outbox_message_id_seq'] LOOP
+        object := name;
+        distribution := 'ids in a range of its own on each node';
+        SELECT bool_or(result = 't'), count(*) FILTER (WHERE NOT success),
+               string_agg(result, '; ') FILTER (WHERE NOT success)
+          INTO done_now, failed, problem
+          FROM run_command_on_all_nodes(format($q$SELECT mfa._sequence_range_set(%L)$q$, name));
+        IF failed > 0 THEN
+            RAISE EXCEPTION 'cluster_node_failed: could not give % its range of ids on % nodes: %', name, failed, problem
+                USING ERRCODE = '55000';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    FOREACH name IN ARRAY delegated LOOP
+        object := name;
+        -- A call that counts attempts is delegated in a transaction block too (force_delegation:
+        -- only the organization's node may count them); one that sends an SMS reads every
+        -- organization's sends to the number, which a delegated call may not do in a
+        -- transaction block: there it runs on the coordinator.
+        distribution := CASE WHEN name IN (SELECT unnest(reads_across)) THEN 'delegated by organization_id, but not in a transaction block'
+                             ELSE 'delegated by organization_id to the node holding the organization' END;
+        done_now := NOT EXISTS (SELECT FROM pg_dist_object
+                                 WHERE classid = 'pg_proc'::regclass AND objid = name::regprocedure
+                                   AND distribution_argument_index IS NOT NULL);
+        IF done_now THEN
+            PERFORM create_distributed_function(name::regprocedure, 'organization_id',
+                                                colocate_with => 'mfa.organizations',
+                                                force_delegation => name <> ALL (reads_across));
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;

@@ -69,6 +69,9 @@ pub fn member_upsert(
             "mfa_enrolled": mfa_enrolled,
             "default_mfa_method": default_method.map(|m| m.as_str()),
             "is_breakglass": is_breakglass,
+            // A new number replaces a proven one, which stops being a factor.
+            "factor_removed": (new_phone.is_some() && before.mfa_phone_number_verified)
+                .then_some("sms_otp"),
         }),
     );
     members::update_settings(
@@ -134,7 +137,8 @@ pub fn member_delete_mfa_phone_number(
         &m.organization_id,
         Some(&m.member_id),
         "member.phone_number_deleted",
-        json!({ "mfa_phone_number": mask_e164(phone) }),
+        json!({ "mfa_phone_number": mask_e164(phone),
+                "factor_removed": m.mfa_phone_number_verified.then_some("sms_otp") }),
     )?;
     answer::member_now(&m.organization_id, &m.member_id)
 }

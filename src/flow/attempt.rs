@@ -183,6 +183,14 @@ impl Attempt {
             .map(str::to_string)
             .or_else(|| member.default_mfa_method.clone());
         let verified = member.mfa_phone_number_verified || proof.verifies_phone;
+        // A factor this success made active (NOTIFY mfa_events tells listeners of it).
+        let factor_added = if proof.activates_totp {
+            Some(MfaMethod::Totp.as_str())
+        } else if verified && !member.mfa_phone_number_verified {
+            Some(MfaMethod::SmsOtp.as_str())
+        } else {
+            None
+        };
         let changed = mfa_enrolled != member.mfa_enrolled
             || default_mfa_method != member.default_mfa_method
             || verified != member.mfa_phone_number_verified;
@@ -199,7 +207,8 @@ impl Attempt {
                 Some(&member.member_id),
                 event_type,
                 json!({ "outcome": "success", "mfa_enrolled": enrolled,
-                        "with_intermediate_session": session.is_some() }),
+                        "with_intermediate_session": session.is_some(),
+                        "factor_added": factor_added }),
             ),
             &proof.spend,
             session.as_ref().map(|s| s.token_hash.as_slice()),

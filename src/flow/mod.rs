@@ -14,6 +14,8 @@ pub mod ledger_flush;
 pub mod login;
 pub mod member;
 pub mod outbox;
+pub mod reports;
+pub mod retention;
 pub mod rotation;
 pub mod sms;
 pub mod token;
