@@ -600,7 +600,7 @@ COMMENT ON TRIGGER mfa_events_notify ON mfa.events IS
 
 CREATE FUNCTION mfa."members_search"(
 	"organization_id" TEXT, /* Option < & str > */
-	"filter" jsonb DEFAULT '{}', /* Option < JsonB > */
+	"filter" jsonb DEFAULT '{}', /* Option < JsonbArgument > */
 	"cursor" TEXT DEFAULT NULL, /* Option < & str > */
 	"page_size" INT DEFAULT 100 /* Option < i32 > */
 ) RETURNS jsonb /* SqlResult < Jsonb > */
@@ -611,7 +611,7 @@ AS 'MODULE_PATHNAME', 'members_search_wrapper';
 
 CREATE FUNCTION mfa."events_search"(
 	"organization_id" TEXT, /* Option < & str > */
-	"filter" jsonb DEFAULT '{}', /* Option < JsonB > */
+	"filter" jsonb DEFAULT '{}', /* Option < JsonbArgument > */
 	"cursor" TEXT DEFAULT NULL, /* Option < & str > */
 	"page_size" INT DEFAULT 100 /* Option < i32 > */
 ) RETURNS jsonb /* SqlResult < Jsonb > */

@@ -2,9 +2,8 @@
 
 use crate::error::SqlResult;
 use crate::flow::reports;
-use crate::store::jsonb::Jsonb;
+use crate::store::jsonb::{Jsonb, JsonbArgument};
 use pgrx::prelude::*;
-use pgrx::JsonB;
 
 /// A page of an organization's members that pass `filter` (mfa_enrolled, has_totp, has_phone,
 /// locked, breakglass, no_factor, last_mfa_before, last_mfa_after), in member_id order.
@@ -12,13 +11,13 @@ use pgrx::JsonB;
 #[search_path(pg_catalog, pg_temp)]
 fn members_search(
     organization_id: Option<&str>,
-    filter: default!(Option<JsonB>, "'{}'"),
+    filter: default!(Option<JsonbArgument>, "'{}'"),
     cursor: default!(Option<&str>, "NULL"),
     page_size: default!(Option<i32>, 100),
 ) -> SqlResult<Jsonb> {
     Ok(Jsonb(reports::members_search(
         organization_id,
-        filter.as_ref().map(|f| &f.0),
+        filter.map(|f| f.0),
         cursor,
         page_size,
     )?))
@@ -30,13 +29,13 @@ fn members_search(
 #[search_path(pg_catalog, pg_temp)]
 fn events_search(
     organization_id: Option<&str>,
-    filter: default!(Option<JsonB>, "'{}'"),
+    filter: default!(Option<JsonbArgument>, "'{}'"),
     cursor: default!(Option<&str>, "NULL"),
     page_size: default!(Option<i32>, 100),
 ) -> SqlResult<Jsonb> {
     Ok(Jsonb(reports::events_search(
         organization_id,
-        filter.as_ref().map(|f| &f.0),
+        filter.map(|f| f.0),
         cursor,
         page_size,
     )?))

@@ -51,10 +51,7 @@ fn only_mfa_admin_reads_members_and_events() {
     let members = json(&mut admin, "SELECT mfa.members_search($1)", &[&org]);
     assert_eq!(members["members"][0]["member_id"], "ann", "{members}");
     let events = json(&mut admin, "SELECT mfa.events_search($1)", &[&org]);
-    assert!(
-        events["events"].as_array().unwrap().len() >= 2,
-        "{events}"
-    );
+    assert!(events["events"].as_array().unwrap().len() >= 2, "{events}");
 }
 
 /// Every page of `members_search` from the first, `size` at a time, pausing between pages: the
@@ -136,7 +133,10 @@ fn a_walk_through_members_returns_each_once_while_others_are_created_and_deleted
     let missing: Vec<&String> = initial.iter().filter(|m| !seen.contains(m)).collect();
     assert!(missing.is_empty(), "members skipped: {missing:?}");
     assert!(ascending(&mut c, &walked), "pages out of member_id order");
-    assert!(created > 10, "the writer created {created} members meanwhile");
+    assert!(
+        created > 10,
+        "the writer created {created} members meanwhile"
+    );
     println!(
         "members walk: {} members returned in pages of 7 ({} initial) while {created} were created",
         walked.len(),
@@ -146,12 +146,7 @@ fn a_walk_through_members_returns_each_once_while_others_are_created_and_deleted
 
 /// Every page of `events_search` from `cursor`, `size` at a time, calling `between` after each
 /// page: the event ids in the order returned.
-fn walk_events(
-    c: &mut Client,
-    org: &str,
-    size: i32,
-    mut between: impl FnMut(usize),
-) -> Vec<i64> {
+fn walk_events(c: &mut Client, org: &str, size: i32, mut between: impl FnMut(usize)) -> Vec<i64> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     for page in 0.. {
@@ -228,7 +223,10 @@ fn a_walk_through_events_never_repeats_and_misses_nothing_committed_before_it() 
         "pages not newest first"
     );
     let missing: Vec<&i64> = before.iter().filter(|e| !seen.contains(e)).collect();
-    assert!(missing.is_empty(), "events committed before the walk skipped: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "events committed before the walk skipped: {missing:?}"
+    );
     assert!(written > 10, "the writer wrote {written} events meanwhile");
     println!(
         "events walk: {} events in pages of 9, none repeated, while {written} more were written",
@@ -283,13 +281,20 @@ fn an_event_committed_during_a_walk_is_in_it_only_below_the_pages_read() {
     let b0 = id_of(&mut c, "b0");
     assert!(late_id < b0 && early_id < late_id);
     // Both are below the first page: the walk has them.
-    assert!(walked.contains(&late_id) && walked.contains(&early_id), "{walked:?}");
+    assert!(
+        walked.contains(&late_id) && walked.contains(&early_id),
+        "{walked:?}"
+    );
 
     // Now one that commits after the page covering its id was read: not in this walk, in the next.
     let mut held = connect();
     held.batch_execute("BEGIN").unwrap();
     json(&mut held, "SELECT mfa.member_upsert($1, 'held')", &[&org]);
-    json(&mut c, "SELECT mfa.member_upsert($1, 'after-held')", &[&org]);
+    json(
+        &mut c,
+        "SELECT mfa.member_upsert($1, 'after-held')",
+        &[&org],
+    );
     let walked = walk_events(&mut c, &org, 2, |page| {
         if page == 0 {
             held.batch_execute("COMMIT").unwrap();
@@ -311,8 +316,7 @@ fn notifications(listener: &mut Client, org: &str, window: Duration) -> Vec<Valu
     let mut found = Vec::new();
     while Instant::now() < deadline {
         let mut notifications = listener.notifications();
-        let mut it =
-            notifications.timeout_iter(deadline.saturating_duration_since(Instant::now()));
+        let mut it = notifications.timeout_iter(deadline.saturating_duration_since(Instant::now()));
         while let Some(n) = it.next().unwrap() {
             assert_eq!(n.channel(), "mfa_events");
             let payload: Value = serde_json::from_str(n.payload()).unwrap();
@@ -343,7 +347,11 @@ fn security_events_notify_at_commit_never_after_a_rollback() {
         "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL', remember_device_days => 30)",
         &[&org],
     );
-    json(&mut c, "SELECT mfa.member_upsert($1, 'ann', '+14155550142')", &[&org]);
+    json(
+        &mut c,
+        "SELECT mfa.member_upsert($1, 'ann', '+14155550142')",
+        &[&org],
+    );
     let mut listener = connect_as_member_of("mfa_admin");
     listener.batch_execute("LISTEN mfa_events").unwrap();
 
@@ -390,7 +398,10 @@ fn security_events_notify_at_commit_never_after_a_rollback() {
         )
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
-    assert_eq!((event_type.as_str(), member.as_str()), ("totp.migrated", "ann"));
+    assert_eq!(
+        (event_type.as_str(), member.as_str()),
+        ("totp.migrated", "ann")
+    );
 
     // Events that are not security-relevant notify nobody.
     json(&mut c, "SELECT mfa.member_upsert($1, 'bob')", &[&org]);
@@ -479,7 +490,8 @@ fn security_events_notify_at_commit_never_after_a_rollback() {
     assert_eq!(theft[0]["event_type"], "remembered_device.theft_suspected");
     assert_eq!(theft[0]["notice"], "theft_suspected");
 
-    c.batch_execute("SET mfa.lock_threshold = 3; BEGIN").unwrap();
+    c.batch_execute("SET mfa.lock_threshold = 3; BEGIN")
+        .unwrap();
     for code in ["111111", "222222", "333333"] {
         let failed = json(
             &mut c,
@@ -488,7 +500,8 @@ fn security_events_notify_at_commit_never_after_a_rollback() {
         );
         assert_eq!(failed["status_code"], 401, "{failed}");
     }
-    c.batch_execute("ROLLBACK; RESET mfa.lock_threshold").unwrap();
+    c.batch_execute("ROLLBACK; RESET mfa.lock_threshold")
+        .unwrap();
     let locked = wait_for_notifications(&mut listener, &org, 1);
     assert_eq!(locked.len(), 1, "one notification for one lock: {locked:?}");
     assert_eq!(locked[0]["event_type"], "totp.authenticate");
@@ -504,7 +517,13 @@ fn security_events_notify_at_commit_never_after_a_rollback() {
 
     // Nothing else came, and no payload names a member or a number.
     assert!(notifications(&mut listener, &org, Duration::from_millis(500)).is_empty());
-    for payload in added.iter().chain(&stepped).chain(&theft).chain(&locked).chain(&removed) {
+    for payload in added
+        .iter()
+        .chain(&stepped)
+        .chain(&theft)
+        .chain(&locked)
+        .chain(&removed)
+    {
         let text = payload.to_string();
         assert!(
             !text.contains("ann") && !text.contains("4155550142") && !text.contains("0142"),
@@ -605,7 +624,11 @@ fn retention_deletes_old_events_in_batches_while_logins_go_on() {
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let results: Vec<(i32, Duration)> = logins.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(events_by_age(&mut c, true), 0, "old events left after {took:?}");
+    assert_eq!(
+        events_by_age(&mut c, true),
+        0,
+        "old events left after {took:?}"
+    );
     let recent = events_by_age(&mut c, false);
     assert!(recent > 20, "the logins' events are kept: {recent}");
     // The writer kept writing the logins' failures meanwhile.
