@@ -1,6 +1,7 @@
 //! The administrators' reports (`members_search`, `events_search`): their filters, page sizes and
 //! cursors, parsed and checked before any statement runs. A cursor is opaque to callers: the
-//! base64url text of the last key of the page it follows (`m1:<member_id>`, `e1:<event_id>`).
+//! base64url text of the last key of the page it follows (`e1:<event_id>`), for members with the
+//! walk's total, counted once on its first page (`m1:<total>:<member_id>`).
 
 use crate::core::policy::{truncate_for_message, validate_id, IdKind};
 use crate::error::{err, ErrorType, MfaError, MfaResult};
@@ -326,23 +327,29 @@ fn decode<'a>(cursor: &str, prefix: &str, buffer: &'a mut String) -> MfaResult<&
     buffer.strip_prefix(prefix).ok_or_else(invalid)
 }
 
-/// The cursor of the members page that follows the member `last`.
-pub fn member_cursor(last: &str) -> String {
-    encode(&format!("{MEMBER_CURSOR}{last}"))
+/// The cursor of the members page that follows the member `last`, in a walk whose first page
+/// counted `total` members.
+pub fn member_cursor(total: i64, last: &str) -> String {
+    encode(&format!("{MEMBER_CURSOR}{total}:{last}"))
 }
 
-/// The member id a members cursor follows.
-pub fn parse_member_cursor(cursor: &str) -> MfaResult<String> {
+/// The walk's total and the member id a members cursor follows.
+pub fn parse_member_cursor(cursor: &str) -> MfaResult<(i64, String)> {
+    let invalid = || {
+        MfaError::new(
+            ErrorType::InvalidCursor,
+            "cursor is not a next_cursor this search returned.",
+        )
+    };
     let mut buffer = String::new();
-    let id = decode(cursor, MEMBER_CURSOR, &mut buffer)?;
-    validate_id(Some(id), IdKind::Member)
-        .map(str::to_string)
-        .map_err(|_| {
-            MfaError::new(
-                ErrorType::InvalidCursor,
-                "cursor is not a next_cursor this search returned.",
-            )
-        })
+    let rest = decode(cursor, MEMBER_CURSOR, &mut buffer)?;
+    let (total, id) = rest.split_once(':').ok_or_else(invalid)?;
+    let total = match total.parse::<i64>() {
+        Ok(n) if n >= 0 && n.to_string() == total => n,
+        _ => return Err(invalid()),
+    };
+    let id = validate_id(Some(id), IdKind::Member).map_err(|_| invalid())?;
+    Ok((total, id.to_string()))
 }
 
 /// The cursor of the events page that follows (is older than) event `last`.
@@ -489,8 +496,9 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_are_checked() {
-        for id in ["ann", "ß🔐", &"x".repeat(128)] {
-            assert_eq!(parse_member_cursor(&member_cursor(id)).unwrap(), id);
+        for id in ["ann", "ß🔐", "a:b", &"x".repeat(128)] {
+            let (total, parsed) = parse_member_cursor(&member_cursor(7, id)).unwrap();
+            assert_eq!((total, parsed.as_str()), (7, id));
         }
         assert_eq!(parse_event_cursor(&event_cursor(42)).unwrap(), 42);
         assert_eq!(
@@ -503,8 +511,13 @@ mod tests {
             "YW5u".to_string(), // "ann", without a prefix
             event_cursor(42),   // another search's
             encode("m1:"),
-            encode(&format!("m1:{}", "x".repeat(129))),
-            encode("m1:a\u{7}b"),
+            encode("m1:ann"),
+            encode("m1:3:"),
+            encode("m1:-3:ann"),
+            encode("m1:03:ann"),
+            encode(":ann"),
+            encode(&format!("m1:3:{}", "x".repeat(129))),
+            encode("m1:3:a\u{7}b"),
             "A".repeat(2000),
             "bTE6YW5u====".to_string(),
         ];
@@ -513,7 +526,7 @@ mod tests {
             assert_eq!(e.error_type, ErrorType::InvalidCursor, "{cursor}");
         }
         for cursor in [
-            member_cursor("ann"),
+            member_cursor(1, "ann"),
             encode("e1:0"),
             encode("e1:-5"),
             encode("e1:007"),

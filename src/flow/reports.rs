@@ -18,8 +18,9 @@ use pgrx::datum::ToIsoString;
 use serde_json::{json, Value};
 
 /// A page of an organization's members that pass `filter`, in member_id order, after the member
-/// `cursor` names; `results_metadata.total` counts every member that passes, `next_cursor` is NULL
-/// on the last page.
+/// `cursor` names; `results_metadata.total` counts the members that passed when the walk's first
+/// page was read (its cursors carry it: counting an organization's every member is the costly
+/// part), `next_cursor` is NULL on the last page.
 ///
 /// Under concurrent writes a walk returns every member that exists from its first page to its last
 /// exactly once (a member created during the walk appears when its id sorts after the page being
@@ -35,26 +36,30 @@ pub fn members_search(
     let request = Request::new();
     let organization_id = validate_id(organization_id, IdKind::Organization)?;
     let filter = MemberFilter::parse(readable(filter)?.as_ref())?;
-    let after = cursor.map(parse_member_cursor).transpose()?;
+    let walk = cursor.map(parse_member_cursor).transpose()?;
     let limit = self::page_size(page_size)?;
     organizations::require_exists(organization_id)?;
     let mut question = MemberSearch {
         organization_id,
-        after: after.as_deref().unwrap_or(""),
-        // One more than the page: whether another page follows.
-        limit: limit + 1,
+        after: "",
+        limit,
         now: spi::clock(),
         filter: &filter,
     };
+    let total = match &walk {
+        Some((total, _)) => *total,
+        None => members::search_total(&question)?,
+    };
+    question.after = walk.as_ref().map_or("", |(_, after)| after.as_str());
+    // One more than the page: whether another page follows.
+    question.limit = limit + 1;
     let mut found = members::search(&question)?;
     let next_cursor = if found.len() as i64 > limit {
         found.truncate(limit as usize);
-        found.last().map(|m| member_cursor(&m.member_id))
+        found.last().map(|m| member_cursor(total, &m.member_id))
     } else {
         None
     };
-    question.limit = limit;
-    let total = members::search_total(&question)?;
     let objects: Vec<Value> = found
         .into_iter()
         .map(|m| answer::member(&member::with_live_attempts(m)))

@@ -63,7 +63,7 @@ pub fn search(
         time(filter.after)?.into(),
         time(filter.before)?.into(),
     ];
-    spi::typed_rows(statement, &args, |row| {
+    spi::typed_rows_planned_per_call(statement, &args, |row| {
         Ok(AuditEvent {
             event_id: row.get_by_name::<i64, _>("event_id")?.unwrap_or_default(),
             member_id: row.get_by_name::<String, _>("member_id")?,

@@ -260,12 +260,12 @@ pub fn search(question: &MemberSearch) -> MfaResult<Vec<Member>> {
         include_str!("sql/members_search.head.sql"),
         include_str!("sql/members_search.page.sql")
     );
-    spi::typed_rows(STATEMENT, &question.args()?, |row| {
+    spi::typed_rows_planned_per_call(STATEMENT, &question.args()?, |row| {
         read_member(row).map(|(member, _)| member)
     })
 }
 
-/// How many members pass `members_search`'s filters, on every page
+/// How many members after `question.after` pass `members_search`'s filters
 /// (`members_search.head.sql`, `members_search.count.sql`).
 pub fn search_total(question: &MemberSearch) -> MfaResult<i64> {
     const STATEMENT: &str = concat!(
@@ -273,7 +273,9 @@ pub fn search_total(question: &MemberSearch) -> MfaResult<i64> {
         include_str!("sql/members_search.count.sql")
     );
     Ok(
-        spi::typed_row(STATEMENT, &question.args()?, |row| row.get::<i64>(1))?
+        spi::typed_rows_planned_per_call(STATEMENT, &question.args()?, |row| row.get::<i64>(1))?
+            .into_iter()
+            .next()
             .flatten()
             .unwrap_or(0),
     )
