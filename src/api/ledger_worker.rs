@@ -209,7 +209,7 @@ impl Retention {
             BackgroundWorker::wait_latch(Some(PRUNE_PAUSE));
             return true;
         }
-        BackgroundWorker::transaction(AssertUnwindSafe(|| prune.finish()));
+        prune.finish();
         if prune.deleted > 0 {
             pgrx::log!(
                 "mfa: audit trail retention: deleted {} events older than {} days in {} transactions (database {})",

@@ -32,7 +32,8 @@ const SEARCH: [&str; 2] = [
     ),
 ];
 
-fn time(micros: Option<i64>) -> MfaResult<Option<TimestampWithTimeZone>> {
+/// A filter's time (microseconds since 2000) as a statement's argument.
+pub fn filter_time(micros: Option<i64>) -> MfaResult<Option<TimestampWithTimeZone>> {
     micros
         .map(|m| {
             TimestampWithTimeZone::try_from(m)
@@ -60,8 +61,8 @@ pub fn search(
         limit.into(),
         filter.member_id.as_deref().into(),
         filter.event_types.clone().into(),
-        time(filter.after)?.into(),
-        time(filter.before)?.into(),
+        filter_time(filter.after)?.into(),
+        filter_time(filter.before)?.into(),
     ];
     spi::typed_rows_planned_per_call(statement, &args, |row| {
         Ok(AuditEvent {

@@ -10,6 +10,7 @@ use crate::core::policy::{
 use crate::core::reports::{MemberFilter, SECOND_FACTOR_EVENTS};
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::store::audit::Event;
+use crate::store::events::filter_time;
 use crate::store::{lockouts, spi};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::spi::SpiHeapTupleData;
@@ -222,15 +223,6 @@ pub struct MemberSearch<'a> {
 impl MemberSearch<'_> {
     /// The parameters of `members_search.head.sql`.
     fn args(&self) -> MfaResult<Vec<DatumWithOid<'_>>> {
-        let time = |micros: Option<i64>| -> MfaResult<Option<TimestampWithTimeZone>> {
-            micros
-                .map(|m| {
-                    TimestampWithTimeZone::try_from(m).map_err(|_| {
-                        MfaError::new(ErrorType::InvalidSearchQuery, "a time out of range.")
-                    })
-                })
-                .transpose()
-        };
         let f = self.filter;
         let second_factor_events: Vec<String> =
             SECOND_FACTOR_EVENTS.iter().map(|t| t.to_string()).collect();
@@ -245,8 +237,8 @@ impl MemberSearch<'_> {
             f.locked.into(),
             f.breakglass.into(),
             f.no_factor.into(),
-            time(f.last_mfa_before)?.into(),
-            time(f.last_mfa_after)?.into(),
+            filter_time(f.last_mfa_before)?.into(),
+            filter_time(f.last_mfa_after)?.into(),
             second_factor_events.into(),
         ])
     }
