@@ -131,7 +131,9 @@ SELECT mfa.members_search('vance');
 -- events_search: newest first; filters by member, type (one or several) and time.
 SELECT e ->> 'event_type' AS event_type, e ->> 'member_id' AS member, (e -> 'details') - 'totp_registration_id' AS details
   FROM jsonb_array_elements(mfa.events_search('dunder', '{"member_id": "pam"}') -> 'events') e;
-SELECT e ->> 'member_id' AS member, e -> 'details' ->> 'outcome' AS outcome
+-- (A success that makes a factor active says so: NOTIFY mfa_events tells listeners of those.)
+SELECT e ->> 'member_id' AS member, e -> 'details' ->> 'outcome' AS outcome,
+       e -> 'details' ->> 'factor_added' AS factor_added, e -> 'details' ->> 'lock_started' AS lock_started
   FROM jsonb_array_elements(mfa.events_search('dunder', '{"event_type": ["totp.authenticate", "sms_otp.authenticate"]}') -> 'events') e;
 SELECT jsonb_array_length(mfa.events_search('dunder', '{"event_type": "member.created"}') -> 'events') AS created,
        jsonb_array_length(mfa.events_search('dunder', jsonb_build_object('before', now() - interval '1 hour')) -> 'events') AS before_the_hour,
@@ -151,6 +153,15 @@ SELECT mfa.events_search('dunder', cursor => 'ZTE6MDA3');
 -- Another organization's events are its own; one without events answers an empty page.
 SELECT mfa.events_search('vance') -> 'events' AS vance_events;
 RESET ROLE;
+
+-- Removing a factor says so too: a verified phone replaced, an active app deleted (kevin's phone,
+-- never verified, was no factor).
+SELECT mfa.member_upsert('dunder', 'jim', '+14155550199') ->> 'mfa_phone_number_verified' AS jim_verified;
+SELECT mfa.member_delete_totp('dunder', 'dwight') ->> 'totp_registration_id' AS dwight_app;
+SELECT mfa.member_delete_mfa_phone_number('dunder', 'kevin') ->> 'mfa_phone_number' AS kevin_phone;
+SELECT e ->> 'member_id' AS member, e ->> 'event_type' AS event_type,
+       e -> 'details' ->> 'factor_removed' AS factor_removed
+  FROM jsonb_array_elements(mfa.events_search('dunder', '{"event_type": ["member.updated", "totp.deleted", "member.phone_number_deleted"]}', NULL, 3) -> 'events') e;
 
 -- The application's role may call neither (it must not read members or events).
 CREATE ROLE dunder_app LOGIN IN ROLE mfa_app;
