@@ -42,7 +42,8 @@ DECLARE
         'mfa.webauthn_authenticate_start(text,text,text,text)',
         'mfa.webauthn_authenticate(text,text,jsonb,text,text,boolean)',
         'mfa.webauthn_registrations_get(text,text)', 'mfa.webauthn_registration_update(text,text,text,text)',
-        'mfa.webauthn_registration_delete(text,text,text,text)'];
+        'mfa.webauthn_registration_delete(text,text,text,text)',
+        'mfa.members_search(text,jsonb,text,integer)', 'mfa.events_search(text,jsonb,text,integer)'];
     reads_across CONSTANT text[] := ARRAY['mfa.primary_authenticate(text,text,text,text,text,text)',
                                           'mfa.otp_sms_send(text,text,text,text,text)'];
     name text;
@@ -51,6 +52,7 @@ DECLARE
     keys bigint;
     unkeyed bigint;
     problem text;
+    unsafe_triggers text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'citus_not_installed: mfa.distribute() needs the citus extension in this database'
@@ -82,6 +84,11 @@ BEGIN
                   HINT = 'Run SELECT mfa.encryption_key_rotate() until it returns 0, then mfa.distribute() again.';
     END IF;
 
+    -- mfa.events carries the trigger that sends NOTIFY mfa_events: it runs with each shard, on
+    -- the node holding the organization, and reads nothing. Citus distributes a table with
+    -- triggers only when told to.
+    unsafe_triggers := current_setting('citus.enable_unsafe_triggers');
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
     FOREACH name IN ARRAY per_organization LOOP
         object := name;
         distribution := 'distributed by organization_id, colocated with mfa.organizations';
@@ -100,6 +107,7 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
+    PERFORM set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
     FOREACH name IN ARRAY project_wide LOOP
         object := name;
         distribution := 'reference table (on every node)';

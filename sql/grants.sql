@@ -33,6 +33,18 @@ COMMENT ON FUNCTION mfa.attempt_ledger_stats() IS
     'mfa: occupancy of the attempt ledger (shared memory): members tracked and configured, records queued for its worker, records dropped.';
 COMMENT ON FUNCTION mfa.member_delete_mfa_phone_number(text, text, text) IS
     'mfa: removes a member''s phone number and its live SMS code, and revokes their remembered devices: mfa_admin''s to do, or mfa_app''s with a token carrying a second factor proven with it; a member cannot remove the last factor their organization requires.';
+-- Reports: an organization's members by MFA state, its audit trail.
+GRANT EXECUTE ON FUNCTION
+    mfa.members_search(text, jsonb, text, integer),
+    mfa.events_search(text, jsonb, text, integer)
+TO mfa_admin;
+COMMENT ON FUNCTION mfa.members_search(text, jsonb, text, integer) IS
+    'mfa: a page (page_size 1–1000, default 100) of an organization''s member objects in member_id order, those that pass filter (mfa_enrolled, has_totp, has_phone (verified), has_passkey, locked, breakglass, no_factor, last_mfa_before, last_mfa_after); results_metadata holds the total that pass and the next_cursor (NULL on the last page).';
+COMMENT ON FUNCTION mfa.events_search(text, jsonb, text, integer) IS
+    'mfa: a page (page_size 1–1000, default 100) of an organization''s audit events, newest first, those that pass filter (member_id, event_type: one or an array, after (inclusive), before (exclusive)); results_metadata.next_cursor is NULL on the last page. Events never hold a secret.';
+COMMENT ON FUNCTION mfa._events_notify() IS
+    'mfa (internal): the trigger of mfa.events that sends NOTIFY mfa_events (event_id, organization_id, event_type, notice) for the security-relevant events.';
+
 -- Authenticator apps and recovery codes.
 GRANT EXECUTE ON FUNCTION
     mfa.totp_migrate(text, text, text, text[]),

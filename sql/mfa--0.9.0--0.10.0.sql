@@ -18,6 +18,17 @@
 --    (registered when Citus creates its copies of the triggers, shard_of naming the distributed
 --    table), held by the same state check; the event triggers of 0.9.0 that judged shards by
 --    their triggers' names are gone. session_table_unguard works on a distributed table.
+--  * Reports for administrators: mfa.members_search (an organization's members by MFA state,
+--    keyset pages) and mfa.events_search (its audit trail, newest first), with an index of each
+--    member's events. NOTIFY mfa_events at commit for the security-relevant events (a trigger on
+--    mfa.events). mfa.events_retention_days: the attempt ledger's writers delete older events.
+--  * Passkeys (WebAuthn) as a third method: the project's allowed origins, members'
+--    registrations and the challenges handed to browsers; organizations may allow `webauthn`;
+--    session_phishing_resistant and session_amr read a session's factors.
+--  * A member removes their own factors with a fresh second factor (member_delete_totp,
+--    member_delete_mfa_phone_number and webauthn_registration_delete take a token);
+--    member_reset_mfa; member_upsert replaces a verified phone only when told to and imports a
+--    verified one.
 
 ALTER TABLE mfa.guarded_session_tables ADD COLUMN trigger_oids oid[], ADD COLUMN broken_by_superuser text,
     ADD COLUMN shard_of regclass;
@@ -820,7 +831,8 @@ DECLARE
         'mfa.webauthn_authenticate_start(text,text,text,text)',
         'mfa.webauthn_authenticate(text,text,jsonb,text,text,boolean)',
         'mfa.webauthn_registrations_get(text,text)', 'mfa.webauthn_registration_update(text,text,text,text)',
-        'mfa.webauthn_registration_delete(text,text,text,text)'];
+        'mfa.webauthn_registration_delete(text,text,text,text)',
+        'mfa.members_search(text,jsonb,text,integer)', 'mfa.events_search(text,jsonb,text,integer)'];
     reads_across CONSTANT text[] := ARRAY['mfa.primary_authenticate(text,text,text,text,text,text)',
                                           'mfa.otp_sms_send(text,text,text,text,text)'];
     name text;
@@ -829,6 +841,7 @@ DECLARE
     keys bigint;
     unkeyed bigint;
     problem text;
+    unsafe_triggers text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'citus_not_installed: mfa.distribute() needs the citus extension in this database'
@@ -860,6 +873,11 @@ BEGIN
                   HINT = 'Run SELECT mfa.encryption_key_rotate() until it returns 0, then mfa.distribute() again.';
     END IF;
 
+    -- mfa.events carries the trigger that sends NOTIFY mfa_events: it runs with each shard, on
+    -- the node holding the organization, and reads nothing. Citus distributes a table with
+    -- triggers only when told to.
+    unsafe_triggers := current_setting('citus.enable_unsafe_triggers');
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
     FOREACH name IN ARRAY per_organization LOOP
         object := name;
         distribution := 'distributed by organization_id, colocated with mfa.organizations';
@@ -878,6 +896,7 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
+    PERFORM set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
     FOREACH name IN ARRAY project_wide LOOP
         object := name;
         distribution := 'reference table (on every node)';
@@ -1053,3 +1072,74 @@ COMMENT ON FUNCTION mfa.member_reset_mfa(text, text) IS
     'mfa: the support desk''s "lost my phone": every factor of the member (authenticator app, recovery codes, phone, passkeys), their logins in progress and remembered devices go; mfa_enrolled becomes false; audited.';
 COMMENT ON FUNCTION mfa.webauthn_registration_delete(text, text, text, text) IS
     'mfa: removes one of the member''s passkeys and revokes their remembered devices (mfa_admin, or mfa_app with a token carrying a second factor; not the last factor an organization requires); with the last one go webauthn as default method and, without an authenticator app, the recovery codes.';
+
+-- Reports for administrators, the notifications of security-relevant events.
+CREATE INDEX events_member ON mfa.events (organization_id, member_id, event_id)
+    WHERE member_id IS NOT NULL;
+-- Citus refuses a trigger on a distributed table unless told to (see mfa.distribute()).
+SELECT pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true)
+  FROM pg_catalog.pg_extension WHERE extname = 'citus';
+-- NOTIFY mfa_events at commit for the security-relevant events, whoever writes them (a call in
+-- its caller's transaction, the attempt ledger's worker in its own): a factor added or removed
+-- (details.factor_added / factor_removed), a member locked (details.lock_started), a suspected
+-- theft of a remembered device, a session's step-up. The payload names the event, its
+-- organization and type and why it was sent, never a member or a detail: any role that can
+-- connect may LISTEN.
+CREATE FUNCTION mfa._events_notify() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('mfa_events', pg_catalog.json_build_object(
+        'event_id', NEW.event_id,
+        'organization_id', NEW.organization_id,
+        'event_type', NEW.event_type,
+        'notice', CASE WHEN NEW.details ? 'lock_started' THEN 'member_locked'
+                       WHEN NEW.details ? 'factor_added' THEN 'factor_added'
+                       WHEN NEW.details ? 'factor_removed' THEN 'factor_removed'
+                       WHEN NEW.event_type = 'remembered_device.theft_suspected' THEN 'theft_suspected'
+                       ELSE 'step_up' END)::text);
+    RETURN NULL;
+END
+$$;
+-- The WHEN clause keeps every other event free of a trigger call.
+CREATE TRIGGER mfa_events_notify AFTER INSERT ON mfa.events FOR EACH ROW
+    WHEN (NEW.event_type IN ('remembered_device.theft_suspected', 'session.stepped_up')
+          OR NEW.details ?| ARRAY['factor_added', 'factor_removed', 'lock_started'])
+    EXECUTE FUNCTION mfa._events_notify();
+COMMENT ON TRIGGER mfa_events_notify ON mfa.events IS
+    'mfa: NOTIFY mfa_events (JSON payload: event_id, organization_id, event_type, notice) at commit for a factor added or removed, a member locked, a suspected theft of a remembered device, a session step-up.';
+
+CREATE FUNCTION mfa."members_search"(
+	"organization_id" TEXT, /* Option < & str > */
+	"filter" jsonb DEFAULT '{}', /* Option < JsonbArgument > */
+	"cursor" TEXT DEFAULT NULL, /* Option < & str > */
+	"page_size" INT DEFAULT 100 /* Option < i32 > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'members_search_wrapper';
+
+CREATE FUNCTION mfa."events_search"(
+	"organization_id" TEXT, /* Option < & str > */
+	"filter" jsonb DEFAULT '{}', /* Option < JsonbArgument > */
+	"cursor" TEXT DEFAULT NULL, /* Option < & str > */
+	"page_size" INT DEFAULT 100 /* Option < i32 > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'events_search_wrapper';
+
+REVOKE ALL ON FUNCTION mfa.members_search(text, jsonb, text, integer), mfa.events_search(text, jsonb, text, integer),
+    mfa._events_notify() FROM PUBLIC;
+-- Reports: an organization's members by MFA state, its audit trail.
+GRANT EXECUTE ON FUNCTION
+    mfa.members_search(text, jsonb, text, integer),
+    mfa.events_search(text, jsonb, text, integer)
+TO mfa_admin;
+COMMENT ON FUNCTION mfa.members_search(text, jsonb, text, integer) IS
+    'mfa: a page (page_size 1–1000, default 100) of an organization''s member objects in member_id order, those that pass filter (mfa_enrolled, has_totp, has_phone (verified), has_passkey, locked, breakglass, no_factor, last_mfa_before, last_mfa_after); results_metadata holds the total that pass and the next_cursor (NULL on the last page).';
+COMMENT ON FUNCTION mfa.events_search(text, jsonb, text, integer) IS
+    'mfa: a page (page_size 1–1000, default 100) of an organization''s audit events, newest first, those that pass filter (member_id, event_type: one or an array, after (inclusive), before (exclusive)); results_metadata.next_cursor is NULL on the last page. Events never hold a secret.';
+COMMENT ON FUNCTION mfa._events_notify() IS
+    'mfa (internal): the trigger of mfa.events that sends NOTIFY mfa_events (event_id, organization_id, event_type, notice) for the security-relevant events.';

@@ -353,6 +353,39 @@ COMMENT ON TABLE mfa.events IS
 -- for a few bytes per thousand rows, where a B-tree cost each audit row ~30 bytes and a leaf
 -- entry in the WAL.
 CREATE INDEX events_request ON mfa.events USING brin (request_id) WITH (autosummarize = on);
+-- A member's events, newest first: events_search's member filter and members_search's last MFA
+-- (a B-tree entry per event that names a member).
+CREATE INDEX events_member ON mfa.events (organization_id, member_id, event_id)
+    WHERE member_id IS NOT NULL;
+
+-- NOTIFY mfa_events at commit for the security-relevant events, whoever writes them (a call in
+-- its caller's transaction, the attempt ledger's worker in its own): a factor added or removed
+-- (details.factor_added / factor_removed), a member locked (details.lock_started), a suspected
+-- theft of a remembered device, a session's step-up. The payload names the event, its
+-- organization and type and why it was sent, never a member or a detail: any role that can
+-- connect may LISTEN.
+CREATE FUNCTION mfa._events_notify() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('mfa_events', pg_catalog.json_build_object(
+        'event_id', NEW.event_id,
+        'organization_id', NEW.organization_id,
+        'event_type', NEW.event_type,
+        'notice', CASE WHEN NEW.details ? 'lock_started' THEN 'member_locked'
+                       WHEN NEW.details ? 'factor_added' THEN 'factor_added'
+                       WHEN NEW.details ? 'factor_removed' THEN 'factor_removed'
+                       WHEN NEW.event_type = 'remembered_device.theft_suspected' THEN 'theft_suspected'
+                       ELSE 'step_up' END)::text);
+    RETURN NULL;
+END
+$$;
+-- The WHEN clause keeps every other event free of a trigger call.
+CREATE TRIGGER mfa_events_notify AFTER INSERT ON mfa.events FOR EACH ROW
+    WHEN (NEW.event_type IN ('remembered_device.theft_suspected', 'session.stepped_up')
+          OR NEW.details ?| ARRAY['factor_added', 'factor_removed', 'lock_started'])
+    EXECUTE FUNCTION mfa._events_notify();
+COMMENT ON TRIGGER mfa_events_notify ON mfa.events IS
+    'mfa: NOTIFY mfa_events (JSON payload: event_id, organization_id, event_type, notice) at commit for a factor added or removed, a member locked, a suspected theft of a remembered device, a session step-up.';
 
 CREATE TABLE mfa.country_code_allowlist (
     country_code text PRIMARY KEY,

@@ -37,6 +37,12 @@ pub enum ErrorType {
     InvalidWebauthnDomain,
     InvalidPublicKeyCredential,
     InvalidAuthenticatorType,
+    /// A report's filter that is not an object of known filters with values of their kind.
+    InvalidSearchQuery,
+    /// A report's cursor that is not one of its `next_cursor`s.
+    InvalidCursor,
+    /// A report's page size outside 1–1000.
+    InvalidPageSize,
     // Things that do not exist.
     OrganizationNotFound,
     MemberNotFound,
@@ -135,6 +141,9 @@ impl ErrorType {
             UnableToAuthWebauthn => "unable_to_auth_webauthn",
             InvalidWebauthnChallenge => "invalid_webauthn_challenge",
             WebauthnCloneSuspected => "webauthn_clone_suspected",
+            InvalidSearchQuery => "invalid_search_query",
+            InvalidCursor => "invalid_cursor",
+            InvalidPageSize => "invalid_page_size",
             OrganizationNotFound => "organization_not_found",
             MemberNotFound => "member_not_found",
             MemberPhoneNumberNotFound => "member_phone_number_not_found",

@@ -5,14 +5,17 @@
 //! it, writes its failures, resets and audit events into `mfa.member_lockouts` and `mfa.events` in
 //! transactions of its own, and exits when the queue has stayed empty for a moment (an idle
 //! connection would hold up `DROP DATABASE`) or another database waits for its turn; the
-//! postmaster starts it again at once.
+//! postmaster starts it again at once. While its queue is empty, a writer also deletes the audit
+//! events older than `mfa.events_retention_days` (`flow::retention`), a batch at a time.
 
 use crate::flow::ledger_flush;
+use crate::flow::retention::Prune;
 use crate::server::ledger;
 use crate::store::lockouts;
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 /// Records written in one transaction.
@@ -23,6 +26,9 @@ const MAX_TRIES: u8 = 3;
 const LINGER: Duration = Duration::from_millis(500);
 /// How long a writer serves one database before it gives its turn to another that waits.
 const TURN: Duration = Duration::from_secs(1);
+
+/// The pause between two batches of the audit trail's retention (records that arrive end it).
+const PRUNE_PAUSE: Duration = Duration::from_millis(100);
 
 /// How often the launcher looks for records nobody tracks without being woken.
 const LAUNCHER_TICK: Duration = Duration::from_secs(1);
@@ -110,11 +116,18 @@ pub extern "C-unwind" fn mfa_ledger_writer_main(arg: pg_sys::Datum) {
         exit_to_restart();
     }
     let turn_started = Instant::now();
+    let mut retention = Retention::default();
     loop {
         let mut coalesced = ledger::take_coalesced_denials(database);
         let batch = match ledger::take_batch(database, BATCH, MAX_TRIES, false) {
             Some(batch) => batch,
             None if coalesced > 0 => Vec::new(),
+            None if retention.step(database) => {
+                if turn_started.elapsed() >= TURN && ledger::others_wait(database) {
+                    exit_to_restart();
+                }
+                continue;
+            }
             None => {
                 // At shutdown (SIGTERM) the queue is drained without waiting.
                 if !BackgroundWorker::sigterm_received() {
@@ -146,6 +159,68 @@ pub extern "C-unwind" fn mfa_ledger_writer_main(arg: pg_sys::Datum) {
             // Another database waits and no writer is idle: this one gives its turn up.
             exit_to_restart();
         }
+    }
+}
+
+/// The audit trail's retention in a writer's turn: started once, when the queue is first empty.
+#[derive(Default)]
+struct Retention {
+    looked: bool,
+    prune: Option<Prune>,
+}
+
+impl Retention {
+    /// One batch of the retention, if one is due and the server is not shutting down; whether a
+    /// batch ran (the writer then looks at its queue again before the next). A failure is logged
+    /// and ends this prune; the next is due in ten minutes (`ledger::prune_starts`).
+    fn step(&mut self, database: pg_sys::Oid) -> bool {
+        if BackgroundWorker::sigterm_received() {
+            return false;
+        }
+        if !self.looked {
+            self.looked = true;
+            self.prune = BackgroundWorker::transaction(|| match Prune::start(database) {
+                Ok(prune) => prune,
+                Err(e) => {
+                    pgrx::warning!("mfa: audit trail retention: {}", e.message);
+                    None
+                }
+            });
+        }
+        let Some(prune) = self.prune.as_mut() else {
+            return false;
+        };
+        let step = BackgroundWorker::transaction(AssertUnwindSafe(|| prune.step()));
+        let more = match step {
+            Ok(more) => more,
+            Err(e) => {
+                pgrx::warning!("mfa: audit trail retention: {}", e.message);
+                self.prune = None;
+                return false;
+            }
+        };
+        pgrx::debug1!(
+            "mfa: audit trail retention: {} events deleted in {} transactions so far",
+            prune.deleted,
+            prune.transactions
+        );
+        if more {
+            // A short pause between batches; records that arrive end it.
+            BackgroundWorker::wait_latch(Some(PRUNE_PAUSE));
+            return true;
+        }
+        prune.finish();
+        if prune.deleted > 0 {
+            pgrx::log!(
+                "mfa: audit trail retention: deleted {} events older than {} days in {} transactions (database {})",
+                prune.deleted,
+                prune.days,
+                prune.transactions,
+                database.to_u32()
+            );
+        }
+        self.prune = None;
+        true
     }
 }
 

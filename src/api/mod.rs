@@ -14,6 +14,7 @@ pub mod organizations;
 pub mod outbox;
 pub mod prepared;
 pub mod remembered_devices;
+pub mod reports;
 pub mod sms;
 pub mod sms_workers;
 pub mod totp;

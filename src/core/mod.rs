@@ -8,6 +8,7 @@ pub mod key_file;
 pub mod phone;
 pub mod policy;
 pub mod qr;
+pub mod reports;
 pub mod session_gate;
 pub mod session_seal;
 pub mod sms;

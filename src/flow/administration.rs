@@ -101,6 +101,9 @@ pub fn member_upsert(
             "default_mfa_method": default_method.map(|m| m.as_str()),
             "is_breakglass": is_breakglass,
             "mfa_phone_number_verified": mfa_phone_number_verified,
+            // A new number replaces a proven one, which stops being a factor.
+            "factor_removed": (new_phone.is_some() && before.mfa_phone_number_verified)
+                .then_some("sms_otp"),
         }),
     );
     members::update_settings(
@@ -178,7 +181,8 @@ pub fn member_delete_mfa_phone_number(
         &m.organization_id,
         Some(&m.member_id),
         "member.phone_number_deleted",
-        json!({ "mfa_phone_number": mask_e164(phone), "by": removal::by(remover) }),
+        json!({ "mfa_phone_number": mask_e164(phone), "by": removal::by(remover),
+                "factor_removed": m.mfa_phone_number_verified.then_some("sms_otp") }),
     )?;
     answer::member_now(&m.organization_id, &m.member_id)
 }
@@ -204,6 +208,7 @@ pub fn member_reset_mfa(
             "webauthn_registrations": m.webauthn_registrations,
             "recovery_codes": removed.recovery_codes,
             "logins_in_progress": removed.logins,
+            "factor_removed": "all",
         }),
     )?;
     answer::member_now(&m.organization_id, &m.member_id)

@@ -6,7 +6,9 @@
 use crate::core::attempts::Admission;
 use crate::core::factor::Factor;
 use crate::core::ids;
-use crate::core::policy::{MfaPolicy, OrganizationPolicy, SecondFactor, SetMfaEnrollment};
+use crate::core::policy::{
+    MfaMethod, MfaPolicy, OrganizationPolicy, SecondFactor, SetMfaEnrollment,
+};
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::flow::member::{self, Load};
 use crate::flow::{answer, token};
@@ -190,6 +192,16 @@ impl Attempt {
             .map(str::to_string)
             .or_else(|| member.default_mfa_method.clone());
         let verified = member.mfa_phone_number_verified || proof.verifies_phone;
+        // A factor this success made active (NOTIFY mfa_events tells listeners of it).
+        let factor_added = if proof.activates_totp {
+            Some(MfaMethod::Totp.as_str())
+        } else if proof.enrolls {
+            Some(MfaMethod::Webauthn.as_str())
+        } else if verified && !member.mfa_phone_number_verified {
+            Some(MfaMethod::SmsOtp.as_str())
+        } else {
+            None
+        };
         let changed = mfa_enrolled != member.mfa_enrolled
             || default_mfa_method != member.default_mfa_method
             || verified != member.mfa_phone_number_verified;
@@ -206,7 +218,8 @@ impl Attempt {
                 Some(&member.member_id),
                 event_type,
                 json!({ "outcome": "success", "mfa_enrolled": enrolled,
-                        "with_intermediate_session": session.is_some() }),
+                        "with_intermediate_session": session.is_some(),
+                        "factor_added": factor_added }),
             ),
             &proof.spend,
             session.as_ref().map(|s| s.token_hash.as_slice()),

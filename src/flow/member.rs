@@ -36,7 +36,7 @@ pub fn ledger_key(member: &Member) -> MfaResult<ledger::MemberKey> {
 
 /// The member with the attempt ledger's copy of their lockout state (the durable row's when
 /// the ledger knows nothing of them, or was not preloaded), and the lock fields it shows.
-fn with_live_attempts(mut member: Member) -> Member {
+pub fn with_live_attempts(mut member: Member) -> Member {
     if ledger::is_available() {
         if let Ok(key) = ledger_key(&member) {
             if let Ok(live) = ledger::current(&key, &member.attempts) {

@@ -15,6 +15,8 @@ pub mod login;
 pub mod member;
 pub mod outbox;
 pub mod removal;
+pub mod reports;
+pub mod retention;
 pub mod rotation;
 pub mod sms;
 pub mod token;

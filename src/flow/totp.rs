@@ -292,7 +292,8 @@ pub fn totp_migrate(
         &member.organization_id,
         Some(&member.member_id),
         "totp.migrated",
-        json!({ "totp_registration_id": registration_id, "recovery_codes_imported": codes.len() }),
+        json!({ "totp_registration_id": registration_id, "recovery_codes_imported": codes.len(),
+                "factor_added": "totp" }),
     )?;
     Ok(json!({
         "status_code": 200,
@@ -330,7 +331,8 @@ pub fn member_delete_totp(
         Some(&member.member_id),
         "totp.deleted",
         json!({ "totp_registration_id": registration.totp_registration_id,
-                "by": removal::by(remover) }),
+                "by": removal::by(remover),
+                "factor_removed": registration.active.then_some("totp") }),
     )?;
     answer::member_now(&member.organization_id, &member.member_id)
 }

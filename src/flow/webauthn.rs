@@ -574,7 +574,8 @@ pub fn registration_delete(
         &member.organization_id,
         Some(&member.member_id),
         "webauthn.registration_deleted",
-        json!({ "webauthn_registration_id": id, "by": removal::by(remover) }),
+        json!({ "webauthn_registration_id": id, "by": removal::by(remover),
+                "factor_removed": "webauthn" }),
     )?;
     Ok(answer::about(
         &request,

@@ -36,6 +36,7 @@ pub static ATTEMPT_LEDGER_MEMBERS: GucSetting<i32> = GucSetting::<i32>::new(100_
 pub static ATTEMPT_QUEUE_RECORDS: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static ATTEMPT_LEDGER_WRITERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static SMS_OUTBOX_NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static EVENTS_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// Registers every setting; called from `_PG_init`.
 pub fn register() {
@@ -159,6 +160,13 @@ pub fn register() {
         &OUTBOX_MAX_ATTEMPTS,
         1,
         100,
+    );
+    define_int(
+        c"mfa.events_retention_days",
+        c"Days the audit trail (mfa.events) keeps an event: the attempt ledger's writers delete older ones, in batches, about once an hour per database (0, the default: kept for ever).",
+        &EVENTS_RETENTION_DAYS,
+        0,
+        36_500,
     );
     // Not a security setting: off, messages still reach workers, by their polling.
     GucRegistry::define_bool_guc(

@@ -2,8 +2,9 @@
 //! prints a value to text and has `jsonb_in` parse it again: on the hot paths that round trip was
 //! the largest cost of the Rust layer after the statements themselves.
 
-use pgrx::callconv::{BoxRet, FcInfo};
-use pgrx::datum::Datum;
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::datum::{Datum, FromDatum};
+use pgrx::nullable::Nullable;
 use pgrx::pg_sys::{self, JsonbIteratorToken as Token};
 use pgrx::{direct_function_call, IntoDatum};
 use serde_json::Value;
@@ -36,6 +37,52 @@ unsafe impl BoxRet for Jsonb {
             Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
             None => fcinfo.return_null(),
         }
+    }
+}
+
+/// A `jsonb` argument as serde reads it, or why serde cannot (a value nested more than 128
+/// levels deep, a number out of range): pgrx's `JsonB` raises an internal error (XX000) for
+/// those, which are the caller's mistakes. The flow decides what to answer.
+#[derive(Debug)]
+pub struct JsonbArgument(pub Result<Value, String>);
+
+pgrx::impl_sql_translatable!(JsonbArgument, "jsonb");
+
+impl FromDatum for JsonbArgument {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<JsonbArgument> {
+        if is_null {
+            return None;
+        }
+        // SAFETY: the datum is a jsonb (the argument's type); jsonb_out detoasts it and returns
+        // a palloc'd C string, freed once read.
+        unsafe {
+            let text = direct_function_call::<&std::ffi::CStr>(pg_sys::jsonb_out, &[Some(datum)])?;
+            let value = match text.to_str() {
+                Ok(text) => serde_json::from_str(text).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            pg_sys::pfree(text.as_ptr() as *mut std::ffi::c_void);
+            Some(JsonbArgument(value))
+        }
+    }
+}
+
+// SAFETY: as pgrx's own types that unbox through `FromDatum`.
+unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArgument {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe {
+            arg.unbox_arg_using_from_datum()
+                .unwrap_or_else(|| panic!("argument {index} must not be null"))
+        }
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum().into() }
     }
 }
 

@@ -7,10 +7,12 @@ use crate::core::phone::ParsedPhone;
 use crate::core::policy::{
     truncate_for_message, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy,
 };
+use crate::core::reports::{MemberFilter, SECOND_FACTOR_EVENTS};
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::store::audit::Event;
+use crate::store::events::filter_time;
 use crate::store::{lockouts, spi};
-use pgrx::datum::TimestampWithTimeZone;
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::spi::SpiHeapTupleData;
 
 /// A member as loaded with their factors: what the logic needs and what the API shows.
@@ -212,6 +214,70 @@ pub fn load_with_policy(
         statement,
         &[organization_id.into(), member_id.into()],
         read_member,
+    )
+}
+
+/// The question of `members_search`: an organization's members after `after` (`""`: from the
+/// first), at most `limit` of them, that pass `filter`.
+pub struct MemberSearch<'a> {
+    pub organization_id: &'a str,
+    pub after: &'a str,
+    pub limit: i64,
+    pub now: TimestampWithTimeZone,
+    pub filter: &'a MemberFilter,
+}
+
+impl MemberSearch<'_> {
+    /// The parameters of `members_search.head.sql`.
+    fn args(&self) -> MfaResult<Vec<DatumWithOid<'_>>> {
+        let f = self.filter;
+        let second_factor_events: Vec<String> =
+            SECOND_FACTOR_EVENTS.iter().map(|t| t.to_string()).collect();
+        Ok(vec![
+            self.organization_id.into(),
+            self.after.into(),
+            self.limit.into(),
+            self.now.into(),
+            f.mfa_enrolled.into(),
+            f.has_totp.into(),
+            f.has_phone.into(),
+            f.locked.into(),
+            f.breakglass.into(),
+            f.no_factor.into(),
+            filter_time(f.last_mfa_before)?.into(),
+            filter_time(f.last_mfa_after)?.into(),
+            second_factor_events.into(),
+            f.has_passkey.into(),
+        ])
+    }
+}
+
+/// A page of `members_search` (`members_search.head.sql`, `members_search.page.sql`), each member
+/// with their lockout state as stored (no secret is read: a TOTP registration's ciphertext is
+/// empty here).
+pub fn search(question: &MemberSearch) -> MfaResult<Vec<Member>> {
+    const STATEMENT: &str = concat!(
+        include_str!("sql/members_search.head.sql"),
+        include_str!("sql/members_search.page.sql")
+    );
+    spi::typed_rows_planned_per_call(STATEMENT, &question.args()?, |row| {
+        read_member(row).map(|(member, _)| member)
+    })
+}
+
+/// How many members after `question.after` pass `members_search`'s filters
+/// (`members_search.head.sql`, `members_search.count.sql`).
+pub fn search_total(question: &MemberSearch) -> MfaResult<i64> {
+    const STATEMENT: &str = concat!(
+        include_str!("sql/members_search.head.sql"),
+        include_str!("sql/members_search.count.sql")
+    );
+    Ok(
+        spi::typed_rows_planned_per_call(STATEMENT, &question.args()?, |row| row.get::<i64>(1))?
+            .into_iter()
+            .next()
+            .flatten()
+            .unwrap_or(0),
     )
 }
 

@@ -4,6 +4,7 @@
 pub mod attempts;
 pub mod audit;
 pub mod cluster;
+pub mod events;
 pub mod jsonb;
 pub mod keys;
 pub mod lockouts;

@@ -98,6 +98,26 @@ pub fn typed_rows<T>(
     )?)
 }
 
+/// `typed_rows` for a statement planned anew at each call, for its arguments' values, where a
+/// kept plan would not do: an administrator's report, whose filters are NULL or not from call to
+/// call (a kept plan goes generic after five calls, and then joins and scans for every filter).
+pub fn typed_rows_planned_per_call<T>(
+    sql: &str,
+    args: &[DatumWithOid],
+    mut read: impl FnMut(&SpiHeapTupleData) -> Result<T, pgrx::spi::Error>,
+) -> MfaResult<Vec<T>> {
+    Ok(Spi::connect(
+        |client| -> Result<Vec<T>, pgrx::spi::Error> {
+            let table = client.select(sql, None, args)?;
+            let mut rows = Vec::with_capacity(table.len());
+            for row in table {
+                rows.push(read(&row)?);
+            }
+            Ok(rows)
+        },
+    )?)
+}
+
 /// `typed_rows` for a statement that returns at most one row.
 pub fn typed_row<T>(
     sql: &str,

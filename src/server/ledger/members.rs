@@ -193,6 +193,7 @@ pub(super) fn try_admit(
 ) -> MfaResult<Result<Admitted, Full>> {
     let mut held = Held::take(true)?;
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    held.wake_for_due_prune(key.database, now);
     let i = match held.find_or_insert(&key, durable, now, limits) {
         Ok(i) => i,
         Err(full) => {
@@ -244,10 +245,13 @@ impl Charge {
         let mut held = Held::take(true).expect("admitted");
         {
             let now = unsafe { pg_sys::GetCurrentTimestamp() };
+            let mut lock_started = false;
             let attempts = match held.find(&self.key) {
                 Some(i) => {
                     let e = &mut held.entries()[i];
+                    let was_locked = e.attempts.is_locked(now);
                     e.attempts.fail(now, limits);
+                    lock_started = !was_locked && e.attempts.is_locked(now);
                     if e.attempts.throttled > 0 {
                         details["throttled_since_last_failure"] = e.attempts.throttled.into();
                         e.attempts.throttled = 0;
@@ -258,6 +262,10 @@ impl Charge {
                 None => MemberAttempts::default(),
             };
             details["locked"] = attempts.is_locked(now).into();
+            // The failure that locked the member (NOTIFY mfa_events tells listeners of it).
+            if lock_started {
+                details["lock_started"] = true.into();
+            }
             held.queue(
                 self.record,
                 RecordKind::Failure,

@@ -36,10 +36,12 @@ use std::ptr::null_mut;
 
 mod members;
 mod records;
+mod retention;
 mod workers;
 
 pub use members::*;
 pub use records::*;
+pub use retention::*;
 pub use workers::*;
 
 /// Bytes kept of an organization or member id (128 characters of up to 4 bytes).
@@ -147,6 +149,8 @@ struct Header {
     /// The launcher's latch (null until it runs): it looks for queued records no database slot
     /// tracks.
     launcher_latch: *mut pg_sys::Latch,
+    /// When each database's next prune of the audit trail is due (`retention.rs`).
+    prunes: [retention::PruneSlot; MAX_DATABASES],
 }
 
 #[repr(C)]

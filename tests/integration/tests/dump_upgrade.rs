@@ -288,6 +288,10 @@ fn catalog(c: &mut Client) -> Vec<String> {
          SELECT 'index ' || regexp_replace(pg_get_indexdef(i.indexrelid), 'ON mfa\\.', 'ON ')
            FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'mfa'::regnamespace
          UNION ALL
+         SELECT 'trigger ' || pg_get_triggerdef(t.oid) || ' comment=' || coalesce(obj_description(t.oid, 'pg_trigger'), '')
+           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+          WHERE c.relnamespace = 'mfa'::regnamespace AND NOT t.tgisinternal
+         UNION ALL
          SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
            FROM pg_constraint WHERE connamespace = 'mfa'::regnamespace
          UNION ALL

@@ -254,6 +254,15 @@ fn argument(
                 "{\"type\": \"public-key\", \"id\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"rawId\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"response\": {\"clientDataJSON\": \"e30\", \"attestationObject\": \"oA\"}}",
                 "{\"type\": \"public-key\", \"id\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"rawId\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"response\": {\"clientDataJSON\": \"eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIiwiY2hhbGxlbmdlIjoiQUFBQSIsIm9yaWdpbiI6Imh0dHBzOi8vZXhhbXBsZS5jb20ifQ\", \"attestationObject\": \"omNmbXRkbm9uZWNmbXRkbm9uZQ\"}}",
                 "{\"type\": \"public-key\", \"id\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"rawId\": \"AAAAAAAAAAAAAAAAAAAAAA\", \"response\": {\"clientDataJSON\": \"eyJ0eXBlIjoid2ViYXV0aG4uZ2V0IiwiY2hhbGxlbmdlIjoiQUFBQSIsIm9yaWdpbiI6Imh0dHBzOi8vZXhhbXBsZS5jb20ifQ\", \"authenticatorData\": \"o2Nm\", \"signature\": \"\", \"userHandle\": 7}}",
+                // The reports' filters.
+                "{\"locked\": true, \"has_totp\": false}",
+                "{\"no_factor\": true, \"last_mfa_before\": \"2026-01-01T00:00:00Z\"}",
+                "{\"last_mfa_after\": \"9999-12-31T23:59:59.999999-23:59\"}",
+                "{\"member_id\": \"m1\", \"event_type\": [\"totp.authenticate\", \"x\"]}",
+                "{\"after\": \"0001-01-01\", \"before\": \"2026-02-29T00:00:00Z\"}",
+                "{\"locked\": \"true\"}",
+                "{\"event_type\": [[[[[[]]]]]]}",
+                "{\"\": null}",
             ]
             .choose(rng)
             .map(|s| Some(s.to_string()))
@@ -483,4 +492,166 @@ fn hostile_values_never_crash_panic_or_corrupt() {
         &[&control, &token],
     );
     assert_eq!(session["status_code"], 200, "{session}");
+}
+
+/// A value of every kind for each argument of the reports (`members_search`, `events_search`):
+/// each call answers or raises 22023 (P0002 for an organization that does not exist), as an
+/// administrator; the application's role is refused (42501) whatever it sends.
+#[test]
+fn the_reports_arguments_are_checked() {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let url = fresh_database("mfa_hostile_reports");
+    let mut c = connect_to(&url);
+    json(&mut c, "SELECT mfa.organization_upsert($1)", &[&KNOWN_ORG]);
+    for i in 0..30 {
+        json(
+            &mut c,
+            "SELECT mfa.member_upsert($1, $2)",
+            &[&KNOWN_ORG, &format!("m{i:02}")],
+        );
+    }
+    let mut cursors: Vec<Option<String>> = vec![
+        None,
+        Some(String::new()),
+        Some("=".into()),
+        Some("bTE6YQ==".into()),
+        Some("bTE+YQ/".into()),
+        Some("b".repeat(1 << 20)),
+        Some(b64(b"m1:")),
+        Some(b64(b"m1:\x00")),
+        Some(b64(&[b'm', b'1', b':', 0xff, 0xfe])),
+        Some(b64(format!("m1:{}", "x".repeat(129)).as_bytes())),
+        Some(b64("m1:ß🔐\u{202E}".as_bytes())),
+        Some(b64(b"e1:-1")),
+        Some(b64(b"e1:0")),
+        Some(b64(b"e1:1e5")),
+        Some(b64(b"e1:99999999999999999999")),
+        Some(b64(b"e1:9223372036854775807")),
+        Some(b64(b"e1: 7")),
+        Some(b64(b"x1:7")),
+        Some("'; DROP TABLE public.canary; --".into()),
+    ];
+    // Real cursors of both searches (each given to the other too).
+    for f in ["members_search", "events_search"] {
+        let page = json(
+            &mut c,
+            &format!("SELECT mfa.{f}($1, page_size => 3)"),
+            &[&KNOWN_ORG],
+        );
+        cursors.push(
+            page["results_metadata"]["next_cursor"]
+                .as_str()
+                .map(str::to_string),
+        );
+    }
+    let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    let many_types: Vec<String> = (0..100_000).map(|i| format!("\"t{i}\"")).collect();
+    let filters: Vec<Option<String>> = vec![
+        None,
+        Some("null".into()),
+        Some("{}".into()),
+        Some("[]".into()),
+        Some("\"locked\"".into()),
+        Some("1e308".into()),
+        Some("true".into()),
+        Some("{\"locked\": true, \"locked\": false}".into()),
+        Some("{\"locked\": null}".into()),
+        Some("{\"locked\": 1}".into()),
+        Some("{\"Locked\": true}".into()),
+        Some("{\"lockéd\": true}".into()),
+        Some("{\"has_passkey\": true}".into()),
+        Some(format!("{{\"locked\": {deep}}}")),
+        Some(format!("{{\"event_type\": [{}]}}", many_types.join(","))),
+        Some(format!("{{\"event_type\": \"{}\"}}", "x".repeat(1 << 20))),
+        Some("{\"event_type\": \"totp.authenticate\"}".into()),
+        Some("{\"event_type\": [\"totp.authenticate\", null]}".into()),
+        Some("{\"event_type\": \"') OR 1=1 --\"}".into()),
+        Some("{\"member_id\": \"m01\"}".into()),
+        Some("{\"member_id\": \"\"}".into()),
+        Some("{\"member_id\": \"\\u0007\"}".into()),
+        Some(format!("{{\"member_id\": \"{}\"}}", "x".repeat(129))),
+        Some("{\"member_id\": [\"m01\"]}".into()),
+        Some("{\"after\": \"0001-01-01T00:00:00Z\", \"before\": \"9999-12-31T23:59:59Z\"}".into()),
+        Some("{\"after\": \"2026-01-01T00:00:00+24:00\"}".into()),
+        Some("{\"before\": \"2026-01-01T00:00:00.1234567891Z\"}".into()),
+        Some("{\"before\": 1767225600}".into()),
+        Some("{\"last_mfa_before\": \"9999-12-31T23:59:59.999999-23:59\"}".into()),
+        Some("{\"last_mfa_after\": \"0001-01-01T00:00:00+23:59\"}".into()),
+        Some("{\"last_mfa_after\": \"infinity\"}".into()),
+        Some("{\"no_factor\": true, \"has_totp\": true, \"has_phone\": true, \"breakglass\": true, \"mfa_enrolled\": true, \"locked\": true}".into()),
+    ];
+    let page_sizes = [
+        None,
+        Some(0),
+        Some(-1),
+        Some(1),
+        Some(1000),
+        Some(1001),
+        Some(i32::MIN),
+        Some(i32::MAX),
+    ];
+    let orgs: Vec<Option<String>> = hostile_texts().into_iter().take(20).collect();
+    let mut app = connect_to(&url);
+    app.batch_execute("SET ROLE mfa_app").unwrap();
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    let mut record =
+        |result: Result<Vec<postgres::Row>, postgres::Error>, call: &str, allowed: &[&str]| {
+            let outcome = match result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => {
+                    let (state, message) = sql_error(&e);
+                    assert!(
+                        allowed.contains(&state.as_str()),
+                        "{call}: {state} {message}"
+                    );
+                    assert!(!message.contains("panicked"), "{message}");
+                    format!("{state} {}", message.split(':').next().unwrap_or_default())
+                }
+            };
+            *outcomes.entry(outcome).or_default() += 1;
+        };
+    for f in ["members_search", "events_search"] {
+        let sql = format!("SELECT mfa.{f}($1, $2::text::jsonb, $3, $4)");
+        for filter in &filters {
+            for cursor in cursors.iter().step_by(3) {
+                let result = c.query(&sql, &[&KNOWN_ORG, filter, cursor, &Some(5)]);
+                record(result, &format!("{f} filter {:.80?}", filter), &["22023"]);
+            }
+        }
+        for cursor in &cursors {
+            let result = c.query(&sql, &[&KNOWN_ORG, &None::<String>, cursor, &Some(5)]);
+            record(result, &format!("{f} cursor {:.80?}", cursor), &["22023"]);
+        }
+        for size in page_sizes {
+            let result = c.query(&sql, &[&KNOWN_ORG, &Some("{}"), &None::<String>, &size]);
+            record(result, &format!("{f} page_size {size:?}"), &["22023"]);
+        }
+        for org in &orgs {
+            let result = c.query(&sql, &[org, &Some("{}"), &None::<String>, &Some(5)]);
+            record(
+                result,
+                &format!("{f} organization {:.80?}", org),
+                &["22023", "P0002"],
+            );
+        }
+        for filter in filters.iter().take(8) {
+            let result = app.query(&sql, &[&KNOWN_ORG, filter, &cursors[0], &Some(5)]);
+            let e = result.expect_err("the application's role is refused");
+            assert_eq!(sql_error(&e).0, "42501");
+        }
+        assert!(!c.is_closed());
+    }
+    println!("report arguments: {outcomes:?}");
+    assert!(
+        outcomes.get("ok").copied().unwrap_or(0) > 20,
+        "{outcomes:?}"
+    );
+    // Still answering, and right.
+    let page = json(
+        &mut c,
+        "SELECT mfa.members_search($1, '{\"no_factor\": true}', NULL, 1000)",
+        &[&KNOWN_ORG],
+    );
+    assert_eq!(page["results_metadata"]["total"], 30);
 }

@@ -1,6 +1,7 @@
 //! Secrets stay secret: after a full flow on a server logging at `debug5`, no line of the server
-//! log, no audit event, no error or notice the client received, and no line of `pg_dump`'s output
-//! holds a TOTP secret, a code, a recovery code or a token.
+//! log, no audit event, no administrator's report (`members_search`, `events_search`), no error or
+//! notice the client received, and no line of `pg_dump`'s output holds a TOTP secret, a code, a
+//! recovery code or a token.
 
 mod common;
 use common::*;
@@ -281,6 +282,37 @@ fn no_secret_in_logs_events_errors_notices_or_dumps() {
     // Claimed again later by a worker: the message stays pending in the table.
     assert!(f.errors.len() >= 7, "the flow's failures: {:?}", f.errors);
 
+    // The administrators' reports of the organization: every member and every event, a few at a
+    // time, as an administrator pages through them.
+    let mut reports = String::new();
+    for report in ["members_search", "events_search"] {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = f.call(
+                &format!("SELECT mfa.{report}($1, '{{}}', $2, 3)"),
+                &[&org, &cursor],
+            );
+            assert_eq!(page["status_code"], 200, "{page}");
+            reports.push_str(&page.to_string());
+            match page["results_metadata"]["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => break,
+            }
+        }
+        for filter in [
+            "{\"member_id\": \"ann\"}",
+            "{\"locked\": false, \"has_totp\": true}",
+        ] {
+            if let Ok(row) = f.client.query_one(
+                &format!("SELECT mfa.{report}($1, $2::text::jsonb, NULL, 1000)"),
+                &[&org, &filter],
+            ) {
+                reports.push_str(&row.get::<_, serde_json::Value>(0).to_string());
+            }
+        }
+    }
+    assert!(reports.contains("totp.authenticate") && reports.contains("\"ann\""));
+
     // Where the secrets must not be.
     let events: String = f
         .client
@@ -318,6 +350,7 @@ fn no_secret_in_logs_events_errors_notices_or_dumps() {
     let places = [
         ("server log", log),
         ("audit events", events),
+        ("reports", reports),
         ("errors", f.errors.join("\n")),
         ("notices", notices.lock().unwrap().join("\n")),
         ("pg_dump", dump),
@@ -328,12 +361,13 @@ fn no_secret_in_logs_events_errors_notices_or_dumps() {
         }
     }
     println!(
-        "secrets: {} secrets checked against {} bytes of debug5 server log, {} audit event bytes, {} errors, {} notices and {} bytes of pg_dump",
+        "secrets: {} secrets checked against {} bytes of debug5 server log, {} audit event bytes, {} report bytes, {} errors, {} notices and {} bytes of pg_dump",
         f.secrets.len(),
         places[0].1.len(),
         places[1].1.len(),
+        places[2].1.len(),
         f.errors.len(),
-        places[3].1.lines().count(),
-        places[4].1.len()
+        places[4].1.lines().count(),
+        places[5].1.len()
     );
 }
