@@ -26,7 +26,7 @@ DECLARE
         'mfa.member_get(text,text)', 'mfa.member_upsert(text,text,text,boolean,text,boolean,boolean,boolean)',
         'mfa.member_delete(text,text)', 'mfa.member_delete_mfa_phone_number(text,text,text)',
         'mfa.member_delete_totp(text,text,text)', 'mfa.member_unlock(text,text)',
-        'mfa.member_reset_mfa(text,text)',
+        'mfa.member_reset_mfa(text,text)', 'mfa.members_import(text,jsonb)',
         'mfa.primary_authenticate(text,text,text,text,text,text)',
         'mfa.step_up_start(text,text,text)', 'mfa.check_session_policy(text,text,text)',
         'mfa.totp_create(text,text,integer,text)', 'mfa.totp_migrate(text,text,text,text[])',

@@ -137,7 +137,7 @@ COMMENT ON FUNCTION mfa.totp_create(text, text, integer, text) IS
 COMMENT ON FUNCTION mfa.totp_authenticate(text, text, text, text, text, boolean) IS
     'mfa: verifies a TOTP code (SHA1, 6 digits, 30 s, ±mfa.totp_skew_steps); a step is never accepted twice. Failures are returned as {status_code, error_type, error_message}, not raised.';
 COMMENT ON FUNCTION mfa.totp_migrate(text, text, text, text[]) IS
-    'mfa: imports an existing authenticator (base32 secret, active at once) and optionally its recovery codes.';
+    'mfa: imports an existing authenticator (base32 secret, active at once) with its recovery codes, or new ones (returned this once) when none are given and the member has none.';
 COMMENT ON FUNCTION mfa.member_delete_totp(text, text, text) IS
     'mfa: removes a member''s authenticator app and its recovery codes (a passkey''s stay): mfa_admin''s to do, or mfa_app''s with a token carrying a second factor proven with it; a member cannot remove the last factor their organization requires.';
 COMMENT ON FUNCTION mfa.recovery_codes_get(text, text) IS
@@ -264,3 +264,8 @@ GRANT EXECUTE ON FUNCTION
 TO mfa_app;
 COMMENT ON FUNCTION mfa.member_reset_mfa(text, text) IS
     'mfa: the support desk''s "lost my phone": every factor of the member (authenticator app, recovery codes, phone, passkeys), their logins in progress and remembered devices go; mfa_enrolled becomes false; audited.';
+
+-- Migrations.
+GRANT EXECUTE ON FUNCTION mfa.members_import(text, jsonb) TO mfa_admin;
+COMMENT ON FUNCTION mfa.members_import(text, jsonb) IS
+    'mfa: a migration''s bulk import: members (a JSON array of {member_id, mfa_phone_number, mfa_phone_number_verified, mfa_enrolled, default_mfa_method, is_breakglass, totp_secret, recovery_codes}) into one organization, each in a subtransaction of its own; every member is reported (status_code, or error_type and error_message), a failed one leaves nothing behind; new recovery codes are returned where none were given.';

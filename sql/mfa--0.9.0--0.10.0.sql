@@ -815,7 +815,7 @@ DECLARE
         'mfa.member_get(text,text)', 'mfa.member_upsert(text,text,text,boolean,text,boolean,boolean,boolean)',
         'mfa.member_delete(text,text)', 'mfa.member_delete_mfa_phone_number(text,text,text)',
         'mfa.member_delete_totp(text,text,text)', 'mfa.member_unlock(text,text)',
-        'mfa.member_reset_mfa(text,text)',
+        'mfa.member_reset_mfa(text,text)', 'mfa.members_import(text,jsonb)',
         'mfa.primary_authenticate(text,text,text,text,text,text)',
         'mfa.step_up_start(text,text,text)', 'mfa.check_session_policy(text,text,text)',
         'mfa.totp_create(text,text,integer,text)', 'mfa.totp_migrate(text,text,text,text[])',
@@ -1143,3 +1143,19 @@ COMMENT ON FUNCTION mfa.events_search(text, jsonb, text, integer) IS
     'mfa: a page (page_size 1–1000, default 100) of an organization''s audit events, newest first, those that pass filter (member_id, event_type: one or an array, after (inclusive), before (exclusive)); results_metadata.next_cursor is NULL on the last page. Events never hold a secret.';
 COMMENT ON FUNCTION mfa._events_notify() IS
     'mfa (internal): the trigger of mfa.events that sends NOTIFY mfa_events (event_id, organization_id, event_type, notice) for the security-relevant events.';
+
+-- Migrations: a bulk import of members.
+CREATE FUNCTION mfa."members_import"(
+	"organization_id" TEXT, /* Option < & str > */
+	"members" jsonb /* Option < JsonbArgument > */
+) RETURNS jsonb /* SqlResult < Jsonb > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'members_import_wrapper';
+REVOKE ALL ON FUNCTION mfa.members_import(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mfa.members_import(text, jsonb) TO mfa_admin;
+COMMENT ON FUNCTION mfa.members_import(text, jsonb) IS
+    'mfa: a migration''s bulk import: members (a JSON array of {member_id, mfa_phone_number, mfa_phone_number_verified, mfa_enrolled, default_mfa_method, is_breakglass, totp_secret, recovery_codes}) into one organization, each in a subtransaction of its own; every member is reported (status_code, or error_type and error_message), a failed one leaves nothing behind; new recovery codes are returned where none were given.';
+COMMENT ON FUNCTION mfa.totp_migrate(text, text, text, text[]) IS
+    'mfa: imports an existing authenticator (base32 secret, active at once) with its recovery codes, or new ones (returned this once) when none are given and the member has none.';

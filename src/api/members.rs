@@ -1,9 +1,9 @@
 //! Administration of members: `member_upsert`, `member_get`, `member_delete`, `member_unlock`,
-//! `member_delete_mfa_phone_number`.
+//! `member_delete_mfa_phone_number`, `member_reset_mfa`, `members_import`.
 
-use crate::error::SqlResult;
-use crate::flow::administration;
-use crate::store::jsonb::Jsonb;
+use crate::error::{ErrorType, MfaError, SqlResult};
+use crate::flow::{administration, import};
+use crate::store::jsonb::{Jsonb, JsonbArgument};
 use pgrx::prelude::*;
 
 /// Creates a member or changes their MFA settings; NULL keeps a value (or its default).
@@ -82,5 +82,26 @@ fn member_reset_mfa(organization_id: Option<&str>, member_id: Option<&str>) -> S
     Ok(Jsonb(administration::member_reset_mfa(
         organization_id,
         member_id,
+    )?))
+}
+
+/// Imports many members of one organization (a migration): each with their phone (verified or
+/// not) and authenticator app; every member is reported, one that fails leaves nothing behind.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn members_import(
+    organization_id: Option<&str>,
+    members: Option<JsonbArgument>,
+) -> SqlResult<Jsonb> {
+    let members = match members {
+        Some(JsonbArgument(Ok(value))) => Some(value),
+        Some(JsonbArgument(Err(why))) => {
+            return Err(MfaError::new(ErrorType::InvalidArgument, format!("members: {why}")).into())
+        }
+        None => None,
+    };
+    Ok(Jsonb(import::members_import(
+        organization_id,
+        members.as_ref(),
     )?))
 }

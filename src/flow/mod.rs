@@ -9,6 +9,7 @@ pub mod answer;
 pub mod attempt;
 pub mod devices;
 pub mod gate;
+pub mod import;
 pub mod keys;
 pub mod ledger_flush;
 pub mod login;

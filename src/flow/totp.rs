@@ -256,7 +256,8 @@ pub fn totp_create(
     ))
 }
 
-/// Imports an existing authenticator (active at once) and, optionally, its recovery codes.
+/// Imports an existing authenticator (active at once) and its recovery codes, or mints new ones
+/// (returned this once) when none are given and the member has none.
 pub fn totp_migrate(
     organization_id: Option<&str>,
     member_id: Option<&str>,
@@ -287,21 +288,34 @@ pub fn totp_migrate(
         );
     }
     let registration_id = store_registration(&member, &secret, None)?;
-    store_recovery_codes(&member, &codes)?;
+    // Imported codes replace the member's; without any, the member gets new ones (shown this
+    // once) unless a passkey's still stand.
+    let minted = if !codes.is_empty() {
+        store_recovery_codes(&member, &codes)?;
+        None
+    } else if totp::recovery_codes_left(&member)?.0 == 0 {
+        Some(mint_recovery_codes(&member)?)
+    } else {
+        None
+    };
     request.audit(
         &member.organization_id,
         Some(&member.member_id),
         "totp.migrated",
         json!({ "totp_registration_id": registration_id, "recovery_codes_imported": codes.len(),
-                "factor_added": "totp" }),
+                "recovery_codes_minted": minted.as_ref().map(Vec::len), "factor_added": "totp" }),
     )?;
-    Ok(json!({
+    let mut answer = json!({
         "status_code": 200,
         "request_id": request.id,
         "totp_registration_id": registration_id,
-        "recovery_codes_remaining": codes.len(),
+        "recovery_codes_remaining": totp::recovery_codes_left(&member)?.0,
         "member": answer::member_now(&member.organization_id, &member.member_id)?,
-    }))
+    });
+    if let Some(codes) = minted {
+        answer["recovery_codes"] = json!(codes);
+    }
+    Ok(answer)
 }
 
 /// Removes the member's authenticator app and its recovery codes (those of a passkey stay):

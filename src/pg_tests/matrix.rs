@@ -94,6 +94,7 @@ mod tests {
                 "member_reset_mfa",
                 "member_unlock",
                 "member_upsert",
+                "members_import",
                 "members_search",
                 "organization_delete",
                 "organization_get",

@@ -175,6 +175,45 @@ pub fn outer_user() -> String {
     role_name(unsafe { pgrx::pg_sys::GetOuterUserId() })
 }
 
+/// Runs `f` in a subtransaction, as a PL/pgSQL block with an EXCEPTION clause does: its writes
+/// stay when it succeeds and are undone when it fails, whether it returns an error or raises one
+/// (an ERROR, or a panic, becomes the returned error: `internal_server_error` with its message).
+pub fn in_subtransaction<T>(f: impl FnOnce() -> MfaResult<T>) -> MfaResult<T> {
+    use crate::error::{ErrorType, MfaError};
+    use pgrx::pg_sys::panic::CaughtError;
+    let f = std::panic::AssertUnwindSafe(f);
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let outcome = pg_sys::PgTryBuilder::new(move || {
+            let f = f;
+            (f.0)()
+        })
+        .catch_others(|caught| {
+            let message = match &caught {
+                CaughtError::PostgresError(report)
+                | CaughtError::ErrorReport(report)
+                | CaughtError::RustPanic {
+                    ereport: report, ..
+                } => report.message().to_string(),
+            };
+            Err(MfaError::new(ErrorType::InternalServerError, message))
+        })
+        .execute();
+        pg_sys::MemoryContextSwitchTo(context);
+        if outcome.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        outcome
+    }
+}
+
 /// Whether the caller's current role (`outer_user`) is a member of `role`.
 pub fn caller_is_member_of(role: &str) -> MfaResult<bool> {
     let caller = unsafe { pgrx::pg_sys::GetOuterUserId() };

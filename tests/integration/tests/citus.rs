@@ -195,7 +195,7 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(done, 52);
+    assert_eq!(done, 53);
     let again: i64 = admin
         .query_one(
             "SELECT count(*) FILTER (WHERE done_now) FROM mfa.distribute()",

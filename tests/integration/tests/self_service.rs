@@ -311,3 +311,81 @@ fn a_verified_phone_is_replaced_only_when_asked_and_then_revokes_devices() {
     );
     assert_eq!(imported["mfa_phone_number_verified"], true, "{imported}");
 }
+
+#[test]
+fn a_migration_imports_members_in_bulk_and_reports_each() {
+    let mut superuser = connect();
+    let org = new_organization(&mut superuser, "import");
+    let members = serde_json::json!([
+        {"member_id": "ann", "mfa_phone_number": "+14155550101", "mfa_phone_number_verified": true,
+         "default_mfa_method": "sms_otp"},
+        {"member_id": "bob", "totp_secret": SECRET, "recovery_codes": ["aaaa-bbbb-cccc"],
+         "mfa_enrolled": true, "default_mfa_method": "totp"},
+        {"member_id": "cy", "totp_secret": SECRET},
+        {"member_id": "dee", "mfa_phone_number": "not a phone"},
+        {"member_id": "eve", "totp_secret": "not base32!"},
+        {"member_id": "fay", "default_mfa_method": "totp"},
+        {"member_id": "", "mfa_enrolled": true},
+        {"member_id": "gus", "colour": "blue"},
+        "not an object"
+    ]);
+    let answer = json(
+        &mut superuser,
+        "SELECT mfa.members_import($1, $2)",
+        &[&org, &members],
+    );
+    assert_eq!(
+        (answer["imported"].clone(), answer["failed"].clone()),
+        (3.into(), 6.into()),
+        "{answer}"
+    );
+    let results = answer["results"].as_array().unwrap();
+    let kinds: Vec<&str> = results
+        .iter()
+        .map(|r| r["error_type"].as_str().unwrap_or("ok"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ok",
+            "ok",
+            "ok",
+            "invalid_phone_number",
+            "invalid_totp_secret",
+            "default_mfa_member_missing_factor",
+            "invalid_member_id",
+            "invalid_argument",
+            "invalid_argument"
+        ],
+        "{answer}"
+    );
+    // Codes given are imported, none given: new ones, shown in the answer once.
+    assert_eq!(results[1].get("recovery_codes"), None);
+    assert_eq!(
+        results[2]["recovery_codes"].as_array().map(Vec::len),
+        Some(10)
+    );
+    let ann = json(&mut superuser, "SELECT mfa.member_get($1, 'ann')", &[&org]);
+    assert_eq!(
+        (
+            ann["mfa_phone_number_verified"].clone(),
+            ann["default_mfa_method"].clone()
+        ),
+        (true.into(), "sms_otp".into())
+    );
+    // A member that failed left nothing behind: not even the member (fay's default came last).
+    let left: i64 = superuser
+        .query_one(
+            "SELECT count(*) FROM mfa.members WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 3, "ann, bob and cy only");
+    let bob = json(
+        &mut superuser,
+        "SELECT mfa.recovery_codes_get($1, 'bob')",
+        &[&org],
+    );
+    assert_eq!(bob["recovery_codes_remaining"], 1, "{bob}");
+}
