@@ -212,7 +212,7 @@ await test('the remembered device skips MFA on the next sign-in (its cookie rota
   const page = ann.page;
   await signIn(page, 'acme', 'ann@acme.example');
   expect(path(page) === '/home', `no code asked (at ${page.url()})`);
-  await expectText(page, 'remembered_device');
+  await expectText(page, 'remembered device');
   const now = (await page.context().cookies()).find(c => c.name === ann.device.name);
   expect(now && now.value !== ann.device.value, 'the device cookie rotated');
   await shot(page, '08-home-remembered-device');
@@ -281,7 +281,7 @@ await test('SMS sign-in with the code from /dev/sms; "Send again" at once is ref
   await typeCode(page, code);
   expect(path(page) === '/home', `signed in (at ${page.url()})`);
   expect((await page.locator('#aal').innerText()) === 'aal2', 'aal2');
-  await expectText(page, 'otp');
+  await expectText(page, 'text message');
 });
 
 await test('enrollment with a phone number: "Send code", the code from /dev/sms', async () => {
@@ -466,6 +466,16 @@ await test('a member enrolls a passkey during sign-in, then signs in with it', a
                          FROM app.sessions WHERE member_id = 'dana@acme.example' ORDER BY created_at DESC LIMIT 1`);
   expect(factors === 'true mfa,pwd,swk,user', `the session: ${factors}`);
   await shot(page, '33-passkey-signed-in');
+  // Billing after its freshness window: the step-up is the passkey too.
+  await new Promise(r => setTimeout(r, (windowSeconds + 1.5) * 1000));
+  await page.goto('/billing');
+  await page.getByRole('button', { name: "Confirm it's you" }).click();
+  await page.waitForURL(/\/login\/passkey/);
+  await expectText(page, "Confirm it's you");
+  await shot(page, '35-passkey-step-up');
+  await page.getByRole('button', { name: 'Use your passkey' }).click();
+  await page.waitForURL(/\/billing/);
+  await expectText(page, 'Visa');
   await signOut(page);
 });
 
