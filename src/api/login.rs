@@ -2,7 +2,7 @@
 //! the factor functions find the login it stands for (`flow::token`); the session gate consumes it
 //! (`api::gate`).
 
-use crate::core::policy::PrimaryMethod;
+use crate::core::policy::PrimaryFactor;
 use crate::error::SqlResult;
 use crate::flow::login::{start, PresentedDevice, Start};
 use crate::store::jsonb::Jsonb;
@@ -19,7 +19,7 @@ fn primary_authenticate(
     device_token: default!(Option<&str>, "NULL"),
     device_fingerprint: default!(Option<&str>, "NULL"),
 ) -> SqlResult<Jsonb> {
-    let method = PrimaryMethod::parse(method.unwrap_or("password"))?;
+    let method = PrimaryFactor::parse(method.unwrap_or("password"))?;
     Ok(Jsonb(start(
         organization_id,
         member_id,

@@ -1,14 +1,16 @@
 //! The factors a login proves, typed, and their Stytch `authentication_factors` JSON: written at
 //! the edge (the statement that records a factor, the answers), read back only to decide.
 
-use crate::core::policy::{PrimaryMethod, SecondFactor};
+#[cfg(test)]
+use crate::core::policy::PrimaryMethod;
+use crate::core::policy::{PrimaryFactor, SecondFactor};
 use serde_json::{json, Value};
 
 /// A factor proven with an intermediate session token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Factor {
     /// The application's own primary check, reported to `primary_authenticate`.
-    Primary(PrimaryMethod),
+    Primary(PrimaryFactor),
     /// A code from the member's authenticator app.
     Totp { totp_id: String },
     /// A code sent by SMS to the member's phone.
@@ -41,8 +43,8 @@ impl Factor {
     /// the clock).
     pub fn to_json(&self) -> Value {
         match self {
-            Factor::Primary(method) => {
-                json!({ "type": method.as_str(), "delivery_method": method.as_str() })
+            Factor::Primary(primary) => {
+                json!({ "type": primary.method.as_str(), "delivery_method": primary.delivery_method })
             }
             Factor::Totp { totp_id } => json!({
                 "type": "totp",
@@ -175,10 +177,14 @@ pub fn amr(stored: &[Value]) -> Vec<&'static str> {
 mod tests {
     use super::*;
 
+    fn primary(name: &str) -> PrimaryFactor {
+        PrimaryFactor::parse(name).unwrap()
+    }
+
     #[test]
     fn every_factor_reads_back_as_what_it_is() {
         let factors = [
-            Factor::Primary(PrimaryMethod::Password),
+            Factor::Primary(primary("password")),
             Factor::Totp {
                 totp_id: "t-1".into(),
             },
@@ -218,7 +224,7 @@ mod tests {
 
     #[test]
     fn phishing_resistance_is_the_newest_second_factor() {
-        let password = Factor::Primary(PrimaryMethod::Password).to_json();
+        let password = Factor::Primary(primary("password")).to_json();
         let totp = Factor::Totp {
             totp_id: "t".into(),
         }
@@ -244,8 +250,8 @@ mod tests {
 
     #[test]
     fn authentication_method_references() {
-        let password = Factor::Primary(PrimaryMethod::Password).to_json();
-        let sso = Factor::Primary(PrimaryMethod::Sso).to_json();
+        let password = Factor::Primary(primary("password")).to_json();
+        let sso = Factor::Primary(primary("sso")).to_json();
         let sms = Factor::SmsOtp {
             phone_id: None,
             phone_number: "+15555550123".into(),
@@ -273,7 +279,7 @@ mod tests {
     #[test]
     fn stytch_shapes() {
         assert_eq!(
-            Factor::Primary(PrimaryMethod::Sso).to_json(),
+            Factor::Primary(primary("sso")).to_json(),
             json!({ "type": "sso", "delivery_method": "sso" })
         );
         assert_eq!(
@@ -285,7 +291,7 @@ mod tests {
         );
         // An SMS code's `type` is `otp`: a primary `email_otp` is not an SMS second factor.
         assert_eq!(
-            stored_second_factor(&Factor::Primary(PrimaryMethod::EmailOtp).to_json()),
+            stored_second_factor(&Factor::Primary(primary("email_otp")).to_json()),
             None
         );
     }

@@ -67,18 +67,96 @@ text_enum!(
     }
 );
 
-text_enum!(
-    /// The primary factors the application may report to `primary_authenticate`.
-    PrimaryMethod, ErrorType::InvalidPrimaryAuthenticationMethod, "the primary authentication method" {
-        Password => "password",
-        MagicLink => "magic_link",
-        EmailOtp => "email_otp",
-        Sso => "sso",
-        Oauth => "oauth",
-        Passkey => "passkey",
-        Impersonation => "impersonation",
+/// The kinds of primary factor the application may report to `primary_authenticate` (by these
+/// names or Stytch's, see `PrimaryFactor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrimaryMethod {
+    Password,
+    MagicLink,
+    EmailOtp,
+    Sso,
+    Oauth,
+    Passkey,
+    Impersonation,
+}
+
+impl PrimaryMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrimaryMethod::Password => "password",
+            PrimaryMethod::MagicLink => "magic_link",
+            PrimaryMethod::EmailOtp => "email_otp",
+            PrimaryMethod::Sso => "sso",
+            PrimaryMethod::Oauth => "oauth",
+            PrimaryMethod::Passkey => "passkey",
+            PrimaryMethod::Impersonation => "impersonation",
+        }
     }
-);
+}
+
+/// A primary factor as the application reports it to `primary_authenticate`: the kind, and the
+/// delivery method its factor carries, as Stytch writes them (`password` / `knowledge`,
+/// `magic_link` / `email`, `sso` / `sso_saml`, `oauth` / `oauth_google`, …). The application may
+/// name either: ours, or Stytch's delivery method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrimaryFactor {
+    pub method: PrimaryMethod,
+    pub delivery_method: &'static str,
+}
+
+/// Every name `primary_authenticate` accepts, with the factor it stands for.
+const PRIMARY_FACTORS: [(&str, PrimaryMethod, &str); 22] = [
+    ("password", PrimaryMethod::Password, "knowledge"),
+    ("knowledge", PrimaryMethod::Password, "knowledge"),
+    ("magic_link", PrimaryMethod::MagicLink, "email"),
+    ("email", PrimaryMethod::MagicLink, "email"),
+    ("email_otp", PrimaryMethod::EmailOtp, "email"),
+    ("sso", PrimaryMethod::Sso, "sso"),
+    ("sso_saml", PrimaryMethod::Sso, "sso_saml"),
+    ("sso_oidc", PrimaryMethod::Sso, "sso_oidc"),
+    ("oauth", PrimaryMethod::Oauth, "oauth"),
+    ("oauth_google", PrimaryMethod::Oauth, "oauth_google"),
+    ("oauth_microsoft", PrimaryMethod::Oauth, "oauth_microsoft"),
+    ("oauth_apple", PrimaryMethod::Oauth, "oauth_apple"),
+    ("oauth_github", PrimaryMethod::Oauth, "oauth_github"),
+    ("oauth_gitlab", PrimaryMethod::Oauth, "oauth_gitlab"),
+    ("oauth_slack", PrimaryMethod::Oauth, "oauth_slack"),
+    ("oauth_hubspot", PrimaryMethod::Oauth, "oauth_hubspot"),
+    ("oauth_salesforce", PrimaryMethod::Oauth, "oauth_salesforce"),
+    ("oauth_discord", PrimaryMethod::Oauth, "oauth_discord"),
+    ("passkey", PrimaryMethod::Passkey, "webauthn_registration"),
+    (
+        "impersonation",
+        PrimaryMethod::Impersonation,
+        "impersonation",
+    ),
+    (
+        "impersonated",
+        PrimaryMethod::Impersonation,
+        "impersonation",
+    ),
+    ("embedded", PrimaryMethod::MagicLink, "embedded"),
+];
+
+impl PrimaryFactor {
+    /// Parses the exact (case-sensitive) name.
+    pub fn parse(value: &str) -> MfaResult<PrimaryFactor> {
+        match PRIMARY_FACTORS.iter().find(|(name, _, _)| *name == value) {
+            Some(&(_, method, delivery_method)) => Ok(PrimaryFactor {
+                method,
+                delivery_method,
+            }),
+            None => err(
+                ErrorType::InvalidPrimaryAuthenticationMethod,
+                format!(
+                    "the primary authentication method must be one of {}; got {:?}.",
+                    PRIMARY_FACTORS.map(|(name, _, _)| name).join(", "),
+                    truncate_for_message(value)
+                ),
+            ),
+        }
+    }
+}
 
 text_enum!(
     /// `set_mfa_enrollment` of the authenticate functions.

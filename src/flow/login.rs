@@ -5,7 +5,7 @@
 use crate::core::crypto::{new_token, token_hash};
 use crate::core::factor::Factor;
 use crate::core::phone::mask_e164;
-use crate::core::policy::{self, MfaMethod, OrganizationPolicy, PrimaryMethod};
+use crate::core::policy::{self, MfaMethod, OrganizationPolicy, PrimaryFactor};
 use crate::core::sms::Locale;
 use crate::error::{ErrorType, MfaResult};
 use crate::flow::member::{self, Load};
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 #[derive(Clone, Copy, PartialEq)]
 pub enum Start {
     /// A login: the application checked this primary factor.
-    Login(PrimaryMethod),
+    Login(PrimaryFactor),
     /// A step-up of an existing session: no primary factor, so it can never create a session;
     /// the factors proven with it raise a session's assurance (see `flow::gate`).
     StepUp,
@@ -94,7 +94,9 @@ pub fn start(
     };
     let token = new_token();
     let primary = match start {
-        Start::Login(method) => Some((method.as_str(), Factor::Primary(method).to_json())),
+        Start::Login(primary) => {
+            Some((primary.method.as_str(), Factor::Primary(primary).to_json()))
+        }
         Start::StepUp => None,
     };
     let (event_type, details) = match &primary {

@@ -671,6 +671,28 @@ mod tests {
             "SELECT mfa.check_session_policy('org-1', 'ann', '{fresh}')"
         ));
         assert_eq!(passed["authentication_factors"][0]["type"], "password");
+        assert_eq!(
+            passed["authentication_factors"][0]["delivery_method"],
+            "knowledge"
+        );
+        // Stytch's delivery methods name the primary factor too.
+        for (name, kind, delivery) in [
+            ("sso_saml", "sso", "sso_saml"),
+            ("oauth_google", "oauth", "oauth_google"),
+            ("email", "magic_link", "email"),
+            ("impersonated", "impersonation", "impersonation"),
+        ] {
+            let token = json(&format!(
+                "SELECT mfa.primary_authenticate('org-1', 'ann', '{name}') -> 'intermediate_session_token'"
+            ));
+            let token = token.as_str().unwrap();
+            let factors = json(&format!(
+                "SELECT factors FROM mfa.intermediate_sessions
+                  WHERE token_hash = sha256(convert_to('{token}', 'UTF8'))"
+            ));
+            assert_eq!(factors[0]["type"], kind, "{name}");
+            assert_eq!(factors[0]["delivery_method"], delivery, "{name}");
+        }
         assert_error(
             "SELECT mfa.primary_authenticate('org-1', 'ann', 'telepathy')",
             "22023",
