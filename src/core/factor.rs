@@ -1,8 +1,6 @@
 //! The factors a login proves, typed, and their Stytch `authentication_factors` JSON: written at
 //! the edge (the statement that records a factor, the answers), read back only to decide.
 
-#[cfg(test)]
-use crate::core::policy::PrimaryMethod;
 use crate::core::policy::{PrimaryFactor, SecondFactor};
 use serde_json::{json, Value};
 
