@@ -7,7 +7,8 @@ use crate::error::MfaResult;
 use crate::error::{err, ErrorType, MfaError};
 use crate::flow::attempt::ledger_event;
 use crate::flow::member::{self, Load};
-use crate::flow::{answer, devices, removal};
+use crate::flow::removal::{self, Removing};
+use crate::flow::{answer, devices};
 use crate::server::ledger;
 use crate::server::settings;
 use crate::store::audit::Request;
@@ -118,7 +119,7 @@ pub fn member_upsert(
     )?;
     // Whatever a device proved was proven with the old number.
     if new_phone.is_some() && !created {
-        devices::revoke_all(&request, &before, "phone_number_changed")?;
+        removal::factor_gone(&request, &before, "phone_number_changed")?;
     }
     answer::member_now(org, mem)
 }
@@ -171,12 +172,9 @@ pub fn member_delete_mfa_phone_number(
         );
     };
     let remover = removal::authorize(&m, intermediate_session_token)?;
-    let factor_left = !m.mfa_phone_number_verified
-        || m.totp_registration_id.is_some()
-        || m.webauthn_registrations > 0;
-    removal::refuse_last_factor(remover, &m, &org, factor_left)?;
+    removal::refuse_last_factor(remover, &m, &org, Removing::Phone)?;
     members::remove_phone(&m)?;
-    devices::revoke_all(&request, &m, "phone_number_deleted")?;
+    removal::factor_gone(&request, &m, "phone_number_deleted")?;
     request.audit(
         &m.organization_id,
         Some(&m.member_id),

@@ -3,11 +3,12 @@
 //! login's before its session exists, or a step-up's. Without that rule an open session (or
 //! whoever holds the application's role) could swap the victim's factors.
 
-use crate::core::policy::{MfaPolicy, OrganizationPolicy};
+use crate::core::policy::{MfaMethod, MfaPolicy, OrganizationPolicy};
 use crate::error::{err, ErrorType, MfaResult};
-use crate::flow::token;
+use crate::flow::{devices, token};
+use crate::store::audit::Request;
 use crate::store::members::Member;
-use crate::store::spi;
+use crate::store::{sessions, spi};
 
 /// Who removes a factor.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,16 +41,44 @@ pub fn authorize(member: &Member, intermediate_session_token: Option<&str>) -> M
     }
 }
 
-/// A member may not remove the last factor their organization requires them to have: that is
-/// the support desk's decision (`mfa_admin`, or `member_reset_mfa`).
+/// What is being removed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Removing {
+    Totp,
+    Phone,
+    /// One of the member's passkeys.
+    Passkey,
+}
+
+/// Whether the member keeps a factor the organization lets them use once `removing` is gone.
+fn allowed_factor_left(member: &Member, org: &OrganizationPolicy, removing: Removing) -> bool {
+    let allows = |method| org.allows(method, member.is_breakglass);
+    let totp = removing != Removing::Totp && member.totp_registration_id.is_some();
+    let phone = removing != Removing::Phone && member.mfa_phone_number_verified;
+    let passkeys = member.webauthn_registrations - i32::from(removing == Removing::Passkey) > 0;
+    (totp && allows(MfaMethod::Totp))
+        || (phone && allows(MfaMethod::SmsOtp))
+        || (passkeys && allows(MfaMethod::Webauthn))
+}
+
+/// A member may not remove the last factor their organization requires them to have — the
+/// last one it lets them use: that is the support desk's decision (`mfa_admin`, or
+/// `member_reset_mfa`). Removing what is not an active factor (a pending app, an unverified
+/// phone) is always theirs.
 pub fn refuse_last_factor(
     remover: Remover,
     member: &Member,
     org: &OrganizationPolicy,
-    factor_left: bool,
+    removing: Removing,
 ) -> MfaResult<()> {
+    let removes_a_factor = match removing {
+        Removing::Totp => member.totp_registration_id.is_some(),
+        Removing::Phone => member.mfa_phone_number_verified,
+        Removing::Passkey => true,
+    };
     if remover == Remover::Member
-        && !factor_left
+        && removes_a_factor
+        && !allowed_factor_left(member, org, removing)
         && org.mfa_policy == MfaPolicy::RequiredForAll
         && !member.is_breakglass
     {
@@ -58,5 +87,13 @@ pub fn refuse_last_factor(
             "This is the member's last MFA factor and their organization requires MFA: only mfa_admin removes it.",
         );
     }
+    Ok(())
+}
+
+/// What goes with a factor removed or a phone replaced: the member's remembered devices, and
+/// their logins in progress, whose proof may have been that factor.
+pub fn factor_gone(request: &Request, member: &Member, reason: &str) -> MfaResult<()> {
+    devices::revoke_all(request, member, reason)?;
+    sessions::end_logins(&member.organization_id, &member.member_id)?;
     Ok(())
 }

@@ -13,7 +13,8 @@ use crate::error::{err, ErrorType, MfaError, MfaResult};
 use crate::flow::attempt::{Attempt, Proof};
 use crate::flow::keys;
 use crate::flow::member::{self, Load};
-use crate::flow::{answer, devices, removal, token};
+use crate::flow::removal::{self, Removing};
+use crate::flow::{answer, token};
 use crate::server::settings;
 use crate::store::attempts::Spend;
 use crate::store::audit::Request;
@@ -334,12 +335,9 @@ pub fn member_delete_totp(
         );
     };
     let remover = removal::authorize(&member, intermediate_session_token)?;
-    let factor_left = !registration.active
-        || member.mfa_phone_number_verified
-        || member.webauthn_registrations > 0;
-    removal::refuse_last_factor(remover, &member, &org, factor_left)?;
+    removal::refuse_last_factor(remover, &member, &org, Removing::Totp)?;
     members::remove_totp(&member)?;
-    devices::revoke_all(&request, &member, "totp_deleted")?;
+    removal::factor_gone(&request, &member, "totp_deleted")?;
     request.audit(
         &member.organization_id,
         Some(&member.member_id),

@@ -13,7 +13,8 @@ use crate::core::webauthn::{
 use crate::error::{err, ErrorType, MfaError, MfaResult};
 use crate::flow::attempt::{Attempt, Proof};
 use crate::flow::member::{self, Load};
-use crate::flow::{answer, devices, removal, token, totp};
+use crate::flow::removal::{self, Removing};
+use crate::flow::{answer, token, totp};
 use crate::server::settings;
 use crate::store::attempts::Spend;
 use crate::store::audit::Request;
@@ -562,14 +563,11 @@ pub fn registration_delete(
     let id = registration_id(webauthn_registration_id)?;
     let (member, org) = member::load_with_policy(organization_id, member_id, Load::Lock)?;
     let remover = removal::authorize(&member, intermediate_session_token)?;
-    let factor_left = member.totp_registration_id.is_some()
-        || member.mfa_phone_number_verified
-        || member.webauthn_registrations > 1;
-    removal::refuse_last_factor(remover, &member, &org, factor_left)?;
+    removal::refuse_last_factor(remover, &member, &org, Removing::Passkey)?;
     if !store::delete_registration(&member, id)? {
         return Err(not_found());
     }
-    devices::revoke_all(&request, &member, "webauthn_registration_deleted")?;
+    removal::factor_gone(&request, &member, "webauthn_registration_deleted")?;
     request.audit(
         &member.organization_id,
         Some(&member.member_id),

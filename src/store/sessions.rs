@@ -197,3 +197,12 @@ pub fn gate_trigger_registered(trigger_oid: u32, columns: Vec<String>) -> MfaRes
     .flatten()
     .unwrap_or(false))
 }
+
+/// Ends the member's logins in progress (and the consumed ones kept for remembering devices):
+/// what they proved may have been proven with a factor that is gone.
+pub fn end_logins(organization_id: &str, member_id: &str) -> MfaResult<usize> {
+    spi::execute(
+        "DELETE FROM mfa.intermediate_sessions WHERE organization_id = $1 AND member_id = $2",
+        &[organization_id.into(), member_id.into()],
+    )
+}

@@ -178,6 +178,8 @@ pub fn outer_user() -> String {
 /// Runs `f` in a subtransaction, as a PL/pgSQL block with an EXCEPTION clause does: its writes
 /// stay when it succeeds and are undone when it fails, whether it returns an error or raises one
 /// (an ERROR, or a panic, becomes the returned error: `internal_server_error` with its message).
+/// As `WHEN OTHERS` does not, it catches no cancel or shutdown (SQLSTATE class 57): those end
+/// the whole call, after the subtransaction is rolled back.
 pub fn in_subtransaction<T>(f: impl FnOnce() -> MfaResult<T>) -> MfaResult<T> {
     use crate::error::{ErrorType, MfaError};
     use pgrx::pg_sys::panic::CaughtError;
@@ -187,31 +189,42 @@ pub fn in_subtransaction<T>(f: impl FnOnce() -> MfaResult<T>) -> MfaResult<T> {
         let owner = pg_sys::CurrentResourceOwner;
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(context);
-        let outcome = pg_sys::PgTryBuilder::new(move || {
+        // Ok: what `f` returned or the error it raised; Err: an interruption, raised again.
+        let outcome: Result<MfaResult<T>, CaughtError> = pg_sys::PgTryBuilder::new(move || {
             let f = f;
-            (f.0)()
+            Ok((f.0)())
         })
         .catch_others(|caught| {
-            let message = match &caught {
+            let report = match &caught {
                 CaughtError::PostgresError(report)
                 | CaughtError::ErrorReport(report)
                 | CaughtError::RustPanic {
                     ereport: report, ..
-                } => report.message().to_string(),
+                } => report,
             };
-            Err(MfaError::new(ErrorType::InternalServerError, message))
+            if (report.sql_error_code() as i32 & 0xFFF) == operator_intervention_class() {
+                return Err(caught);
+            }
+            let message = report.message().to_string();
+            Ok(Err(MfaError::new(ErrorType::InternalServerError, message)))
         })
         .execute();
         pg_sys::MemoryContextSwitchTo(context);
-        if outcome.is_ok() {
+        if matches!(outcome, Ok(Ok(_))) {
             pg_sys::ReleaseCurrentSubTransaction();
         } else {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
         }
         pg_sys::MemoryContextSwitchTo(context);
         pg_sys::CurrentResourceOwner = owner;
-        outcome
+        outcome.unwrap_or_else(|interrupted| interrupted.rethrow())
     }
+}
+
+/// The SQLSTATE class of an operator's intervention (57: cancel, shutdown), as PostgreSQL packs
+/// its first two characters.
+fn operator_intervention_class() -> i32 {
+    pg_sys::errcodes::PgSqlErrorCode::ERRCODE_OPERATOR_INTERVENTION as i32 & 0xFFF
 }
 
 /// Whether the caller's current role (`outer_user`) is a member of `role`.

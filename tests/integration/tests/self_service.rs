@@ -389,3 +389,112 @@ fn a_migration_imports_members_in_bulk_and_reports_each() {
     );
     assert_eq!(bob["recovery_codes_remaining"], 1, "{bob}");
 }
+
+#[test]
+fn a_login_that_proved_a_removed_factor_dies_with_it() {
+    let mut d = desk("self-stale", "REQUIRED_FOR_ALL");
+    let org = d.org.clone();
+    // A login proven with the app (by a thief who had it, say)…
+    let stale = d.proven_login();
+    // … then the support desk removes the app (the phone stays).
+    json(
+        &mut d.admin,
+        "SELECT mfa.member_delete_totp($1, 'm')",
+        &[&org],
+    );
+    // The login's proof is gone with the app: no device, no session, no removal with it.
+    for sql in [
+        "SELECT mfa.remembered_device_create($1, 'm', $2)",
+        "SELECT mfa.check_session_policy($1, 'm', $2)",
+        "SELECT mfa.member_delete_mfa_phone_number($1, 'm', $2)",
+    ] {
+        let (_, message) = d.app_refused(sql, &[&org, &stale]);
+        assert!(
+            message.contains("intermediate_session_not_found"),
+            "{sql}: {message}"
+        );
+    }
+    // The same after a phone number is replaced.
+    json(
+        &mut d.admin,
+        "SELECT mfa.totp_migrate($1, 'm', $2)",
+        &[&org, &SECRET],
+    );
+    let stale = d.proven_login();
+    json(
+        &mut d.admin,
+        "SELECT mfa.member_upsert($1, 'm', '+14155550177', replace_mfa_phone_number => true)",
+        &[&org],
+    );
+    let (_, message) = d.app_refused(
+        "SELECT mfa.remembered_device_create($1, 'm', $2)",
+        &[&org, &stale],
+    );
+    assert!(
+        message.contains("intermediate_session_not_found"),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_last_factor_the_organization_allows_is_the_last_factor() {
+    let mut d = desk("self-allowed", "REQUIRED_FOR_ALL");
+    let org = d.org.clone();
+    // Restricted to SMS: the app the member also has counts for nothing.
+    json(
+        &mut d.admin,
+        "SELECT mfa.organization_upsert($1, NULL, 'RESTRICTED', ARRAY['sms_otp'])",
+        &[&org],
+    );
+    let (_, token) = start_login(&mut d.app, &org, "m");
+    json(
+        &mut d.app,
+        "SELECT mfa.otp_sms_send($1, 'm', intermediate_session_token => $2)",
+        &[&org, &token],
+    );
+    let code = sms_code(&mut d.superuser, &org);
+    let proven = json(
+        &mut d.app,
+        "SELECT mfa.otp_sms_authenticate($1, 'm', $2, $3)",
+        &[&org, &code, &token],
+    );
+    assert_eq!(proven["status_code"], 200, "{proven}");
+    let (state, message) = d.app_refused(
+        "SELECT mfa.member_delete_mfa_phone_number($1, 'm', $2)",
+        &[&org, &token],
+    );
+    assert_eq!(state, "55000", "{message}");
+    assert!(
+        message.starts_with("cannot_remove_last_mfa_factor"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_import_stops_when_its_statement_is_cancelled() {
+    let mut superuser = connect();
+    let org = new_organization(&mut superuser, "import-cancel");
+    let members: Vec<Value> = (0..3000)
+        .map(|i| serde_json::json!({"member_id": format!("m{i}"), "totp_secret": SECRET}))
+        .collect();
+    superuser
+        .batch_execute("SET statement_timeout = '200ms'")
+        .unwrap();
+    let e = superuser
+        .query_one(
+            "SELECT mfa.members_import($1, $2)",
+            &[&org, &Value::Array(members)],
+        )
+        .err()
+        .expect("the import outlasts its statement_timeout");
+    assert_eq!(sql_error(&e).0, "57014", "{e}");
+    superuser.batch_execute("RESET statement_timeout").unwrap();
+    let left: i64 = superuser
+        .query_one(
+            "SELECT count(*) FROM mfa.members WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the cancelled call left nothing");
+}
