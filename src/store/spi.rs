@@ -190,25 +190,26 @@ pub fn in_subtransaction<T>(f: impl FnOnce() -> MfaResult<T>) -> MfaResult<T> {
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(context);
         // Ok: what `f` returned or the error it raised; Err: an interruption, raised again.
-        let outcome: Result<MfaResult<T>, CaughtError> = pg_sys::PgTryBuilder::new(move || {
-            let f = f;
-            Ok((f.0)())
-        })
-        .catch_others(|caught| {
-            let report = match &caught {
-                CaughtError::PostgresError(report)
-                | CaughtError::ErrorReport(report)
-                | CaughtError::RustPanic {
-                    ereport: report, ..
-                } => report,
-            };
-            if (report.sql_error_code() as i32 & 0xFFF) == operator_intervention_class() {
-                return Err(caught);
-            }
-            let message = report.message().to_string();
-            Ok(Err(MfaError::new(ErrorType::InternalServerError, message)))
-        })
-        .execute();
+        let outcome: Result<MfaResult<T>, Box<CaughtError>> =
+            pg_sys::PgTryBuilder::new(move || {
+                let f = f;
+                Ok((f.0)())
+            })
+            .catch_others(|caught| {
+                let report = match &caught {
+                    CaughtError::PostgresError(report)
+                    | CaughtError::ErrorReport(report)
+                    | CaughtError::RustPanic {
+                        ereport: report, ..
+                    } => report,
+                };
+                if (report.sql_error_code() as i32 & 0xFFF) == operator_intervention_class() {
+                    return Err(Box::new(caught));
+                }
+                let message = report.message().to_string();
+                Ok(Err(MfaError::new(ErrorType::InternalServerError, message)))
+            })
+            .execute();
         pg_sys::MemoryContextSwitchTo(context);
         if matches!(outcome, Ok(Ok(_))) {
             pg_sys::ReleaseCurrentSubTransaction();
