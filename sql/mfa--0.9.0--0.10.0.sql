@@ -29,6 +29,10 @@
 --    member_delete_mfa_phone_number and webauthn_registration_delete take a token);
 --    member_reset_mfa; member_upsert replaces a verified phone only when told to and imports a
 --    verified one.
+--  * Monitoring: mfa.metrics(per_organization) (mfa_admin, pg_monitor), one row per Prometheus
+--    sample: logins started and second-factor attempts by method and outcome (counters in shared
+--    memory), the attempt ledger, the SMS outbox and the members locked now; two partial indexes
+--    (the outbox's dead messages, the members with a lock) keep it from reading the rest.
 
 ALTER TABLE mfa.guarded_session_tables ADD COLUMN trigger_oids oid[], ADD COLUMN broken_by_superuser text,
     ADD COLUMN shard_of regclass;
@@ -1143,3 +1147,26 @@ COMMENT ON FUNCTION mfa.events_search(text, jsonb, text, integer) IS
     'mfa: a page (page_size 1–1000, default 100) of an organization''s audit events, newest first, those that pass filter (member_id, event_type: one or an array, after (inclusive), before (exclusive)); results_metadata.next_cursor is NULL on the last page. Events never hold a secret.';
 COMMENT ON FUNCTION mfa._events_notify() IS
     'mfa (internal): the trigger of mfa.events that sends NOTIFY mfa_events (event_id, organization_id, event_type, notice) for the security-relevant events.';
+
+CREATE INDEX sms_outbox_dead ON mfa.sms_outbox (organization_id) WHERE status = 'dead';
+CREATE INDEX member_lockouts_locked ON mfa.member_lockouts (lock_expires_at)
+    WHERE lock_expires_at IS NOT NULL;
+
+CREATE FUNCTION mfa."metrics"(
+	"per_organization" bool DEFAULT false /* Option < bool > */
+) RETURNS TABLE (
+	"name" TEXT,  /* String */
+	"labels" jsonb,  /* Jsonb */
+	"value" double precision  /* f64 */
+)
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metrics_wrapper';
+REVOKE ALL ON FUNCTION mfa.metrics(boolean) FROM PUBLIC;
+-- Monitoring: the administrators, and the roles of monitoring agents (pg_monitor's members).
+-- pg_monitor may use the schema for this function: no table, and no other function, is granted to it.
+GRANT USAGE ON SCHEMA mfa TO pg_monitor;
+GRANT EXECUTE ON FUNCTION mfa.metrics(boolean) TO mfa_admin, pg_monitor;
+COMMENT ON FUNCTION mfa.metrics(boolean) IS
+    'mfa: one row per Prometheus sample (name, labels, value): logins started and second-factor attempts by method and outcome since this server started (shared memory: all its databases together, reset at restart, per node), the attempt ledger''s fill and queue, the SMS outbox (pending, claimed, dead, the oldest pending message''s age) and the members locked now; with per_organization, the outbox and lock figures of each organization that has any.';
