@@ -28,6 +28,12 @@ COMMENT ON FUNCTION mfa.member_upsert(text, text, text, boolean, text, boolean, 
 COMMENT ON FUNCTION mfa.member_get(text, text) IS 'mfa: the member object.';
 COMMENT ON FUNCTION mfa.member_delete(text, text) IS 'mfa: deletes a member with their factors, codes and logins in progress.';
 COMMENT ON FUNCTION mfa.member_unlock(text, text) IS 'mfa: lifts a member''s lock and resets their failed-attempt count, at once (in the attempt ledger), whatever the caller''s transaction does next.';
+-- Monitoring: the administrators, and the roles of monitoring agents (pg_monitor's members).
+-- pg_monitor may use the schema for this function: no table, and no other function, is granted to it.
+GRANT USAGE ON SCHEMA mfa TO pg_monitor;
+GRANT EXECUTE ON FUNCTION mfa.metrics(boolean) TO mfa_admin, pg_monitor;
+COMMENT ON FUNCTION mfa.metrics(boolean) IS
+    'mfa: one row per Prometheus sample (name, labels, value): logins started and second-factor attempts by method and outcome since this server started (shared memory: all its databases together, reset at restart, per node), the attempt ledger''s fill and queue, the SMS outbox (pending, claimed, dead, the oldest pending message''s age) and the members locked now; with per_organization, the outbox and lock figures of each organization that has any.';
 GRANT EXECUTE ON FUNCTION mfa.attempt_ledger_stats() TO mfa_admin;
 COMMENT ON FUNCTION mfa.attempt_ledger_stats() IS
     'mfa: occupancy of the attempt ledger (shared memory): members tracked and configured, records queued for its worker, records dropped.';

@@ -29,6 +29,10 @@
 --    member_delete_mfa_phone_number and webauthn_registration_delete take a token);
 --    member_reset_mfa; member_upsert replaces a verified phone only when told to and imports a
 --    verified one.
+--  * Monitoring: mfa.metrics(per_organization) (mfa_admin, pg_monitor), one row per Prometheus
+--    sample: logins started and second-factor attempts by method and outcome (counters in shared
+--    memory), the attempt ledger, the SMS outbox and the members locked now; two partial indexes
+--    (the outbox's dead messages, the members with a lock) keep it from reading the rest.
 
 ALTER TABLE mfa.guarded_session_tables ADD COLUMN trigger_oids oid[], ADD COLUMN broken_by_superuser text,
     ADD COLUMN shard_of regclass;
@@ -1159,3 +1163,26 @@ COMMENT ON FUNCTION mfa.members_import(text, jsonb) IS
     'mfa: a migration''s bulk import: members (a JSON array of {member_id, mfa_phone_number, mfa_phone_number_verified, mfa_enrolled, default_mfa_method, is_breakglass, totp_secret, recovery_codes}) into one organization, each in a subtransaction of its own; every member is reported (status_code, or error_type and error_message), a failed one leaves nothing behind; new recovery codes are returned where none were given.';
 COMMENT ON FUNCTION mfa.totp_migrate(text, text, text, text[]) IS
     'mfa: imports an existing authenticator (base32 secret, active at once) with its recovery codes, or new ones (returned this once) when none are given and the member has none.';
+
+CREATE INDEX sms_outbox_dead ON mfa.sms_outbox (organization_id) WHERE status = 'dead';
+CREATE INDEX member_lockouts_locked ON mfa.member_lockouts (lock_expires_at)
+    WHERE lock_expires_at IS NOT NULL;
+
+CREATE FUNCTION mfa."metrics"(
+	"per_organization" bool DEFAULT false /* Option < bool > */
+) RETURNS TABLE (
+	"name" TEXT,  /* String */
+	"labels" jsonb,  /* Jsonb */
+	"value" double precision  /* f64 */
+)
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metrics_wrapper';
+REVOKE ALL ON FUNCTION mfa.metrics(boolean) FROM PUBLIC;
+-- Monitoring: the administrators, and the roles of monitoring agents (pg_monitor's members).
+-- pg_monitor may use the schema for this function: no table, and no other function, is granted to it.
+GRANT USAGE ON SCHEMA mfa TO pg_monitor;
+GRANT EXECUTE ON FUNCTION mfa.metrics(boolean) TO mfa_admin, pg_monitor;
+COMMENT ON FUNCTION mfa.metrics(boolean) IS
+    'mfa: one row per Prometheus sample (name, labels, value): logins started and second-factor attempts by method and outcome since this server started (shared memory: all its databases together, reset at restart, per node), the attempt ledger''s fill and queue, the SMS outbox (pending, claimed, dead, the oldest pending message''s age) and the members locked now; with per_organization, the outbox and lock figures of each organization that has any.';

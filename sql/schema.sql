@@ -95,6 +95,10 @@ CREATE TABLE mfa.member_lockouts (
 );
 COMMENT ON TABLE mfa.member_lockouts IS
     'mfa: durable lockout state of members who failed an attempt (failures in the current window, the lock, consecutive locks), written by the attempt ledger''s worker; the ledger in shared memory is the live copy.';
+-- mfa.metrics() counts the members locked now from the members with a lock only. A failure that
+-- locks nobody leaves lock_expires_at as it was: the writer's update stays HOT.
+CREATE INDEX member_lockouts_locked ON mfa.member_lockouts (lock_expires_at)
+    WHERE lock_expires_at IS NOT NULL;
 COMMENT ON COLUMN mfa.member_lockouts.devices_revoked_before IS
     'mfa: remembered devices created at or before this time (a lock, a suspected theft) are revoked: never honoured nor listed, whatever row locks kept the worker from deleting them.';
 
@@ -249,6 +253,8 @@ CREATE INDEX sms_outbox_organization_deliverable ON mfa.sms_outbox (organization
     WHERE status = 'pending';
 -- Retiring expired messages stops at the first one that is still alive.
 CREATE INDEX sms_outbox_expiring ON mfa.sms_outbox (expires_at) WHERE status = 'pending';
+-- mfa.metrics() counts the dead messages (kept for operators, few) without reading the delivered ones.
+CREATE INDEX sms_outbox_dead ON mfa.sms_outbox (organization_id) WHERE status = 'dead';
 CREATE INDEX sms_outbox_message_id ON mfa.sms_outbox (message_id);
 CREATE INDEX sms_outbox_phone_recent ON mfa.sms_outbox (phone_number, created_at);
 CREATE INDEX sms_outbox_prefix_recent ON mfa.sms_outbox (rate_limit_prefix, created_at);

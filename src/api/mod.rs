@@ -10,6 +10,7 @@ pub mod keys;
 pub mod ledger_worker;
 pub mod login;
 pub mod members;
+pub mod metrics;
 pub mod organizations;
 pub mod outbox;
 pub mod prepared;

@@ -5,6 +5,7 @@ pub mod crypto;
 pub mod factor;
 pub mod ids;
 pub mod key_file;
+pub mod metrics;
 pub mod phone;
 pub mod policy;
 pub mod qr;

@@ -6,14 +6,15 @@
 use crate::core::attempts::Admission;
 use crate::core::factor::Factor;
 use crate::core::ids;
+use crate::core::metrics::{Counter, Outcome};
 use crate::core::policy::{
     MfaMethod, MfaPolicy, OrganizationPolicy, SecondFactor, SetMfaEnrollment,
 };
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::flow::member::{self, Load};
 use crate::flow::{answer, token};
-use crate::server::ledger;
 use crate::server::settings;
+use crate::server::{counters, ledger};
 use crate::store::attempts::{self, MemberChange, Spend};
 use crate::store::audit::Request;
 use crate::store::members::Member;
@@ -108,6 +109,7 @@ impl Attempt {
             }
             Err((refusal, _)) => refusal,
         };
+        counters::add(Counter::SecondFactor(self.factor, Outcome::Refused));
         let failure = match refusal {
             Admission::Locked => return self.locked().map(Some),
             Admission::Throttled { .. } => MfaError::new(
@@ -156,6 +158,7 @@ impl Attempt {
             &settings::attempt_limits(),
             &json!({ "outcome": "failure", "error_type": failure.error_type.as_str() }),
         );
+        counters::add(Counter::SecondFactor(self.factor, Outcome::Failed));
         Ok(failure.to_failure_json(&self.request.id))
     }
 
@@ -181,6 +184,7 @@ impl Attempt {
             request,
             mut member,
             session,
+            factor,
             event_type,
             charge,
             ..
@@ -235,6 +239,7 @@ impl Attempt {
         if let Some(charge) = charge.into_inner() {
             charge.succeed();
         }
+        counters::add(Counter::SecondFactor(factor, Outcome::Succeeded));
         if let Some(updated_at) = recorded.updated_at {
             member.updated_at = updated_at;
         }

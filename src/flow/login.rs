@@ -4,6 +4,7 @@
 
 use crate::core::crypto::{new_token, token_hash};
 use crate::core::factor::Factor;
+use crate::core::metrics::Counter;
 use crate::core::phone::mask_e164;
 use crate::core::policy::{self, MfaMethod, OrganizationPolicy, PrimaryFactor};
 use crate::core::sms::Locale;
@@ -11,7 +12,7 @@ use crate::error::{ErrorType, MfaResult};
 use crate::flow::member::{self, Load};
 use crate::flow::sms;
 use crate::flow::{answer, devices};
-use crate::server::settings;
+use crate::server::{counters, settings};
 use crate::store::audit::Request;
 use crate::store::members::Member;
 use crate::store::sessions::{self, NewSession};
@@ -131,6 +132,13 @@ pub fn start(
             details,
         ),
     })?;
+    counters::add(match start {
+        Start::Login(_) => Counter::LoginStarted,
+        Start::StepUp => Counter::StepUpStarted,
+    });
+    if remembered.is_some() {
+        counters::add(Counter::RememberedDevice);
+    }
     let mut answer = answer::about(
         &request,
         &member,

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod ledger_flush;
 pub mod login;
 pub mod member;
+pub mod metrics;
 pub mod outbox;
 pub mod removal;
 pub mod reports;

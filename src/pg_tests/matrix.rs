@@ -96,6 +96,7 @@ mod tests {
                 "member_upsert",
                 "members_import",
                 "members_search",
+                "metrics",
                 "organization_delete",
                 "organization_get",
                 "organization_upsert",
@@ -123,6 +124,11 @@ mod tests {
                 "webauthn_registration_update",
                 "webauthn_registrations_get",
             ])
+        );
+        // Monitoring agents (pg_monitor's members) read the metrics and nothing else.
+        assert_eq!(
+            executable_by("pg_monitor"),
+            set(&["metrics", "session_gate"])
         );
         run("CREATE ROLE matrix_plain LOGIN");
         // Only the guard's trigger function, which PostgreSQL requires of whoever creates a

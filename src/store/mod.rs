@@ -9,6 +9,7 @@ pub mod jsonb;
 pub mod keys;
 pub mod lockouts;
 pub mod members;
+pub mod metrics;
 pub mod organizations;
 pub mod outbox;
 pub mod remembered_devices;

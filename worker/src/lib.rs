@@ -7,10 +7,12 @@
 //! the provider's acceptance and the acknowledgement sends the message again after the visibility
 //! timeout.
 
+pub mod metrics;
 pub mod provider;
 pub mod tls;
 
 use futures_util::StreamExt;
+use metrics::METRICS;
 use provider::{Message, Outcome, Provider};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,9 +44,11 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
     // Wake-ups from the other servers; `_hints` keeps the channel open when there are none.
     let (_hints, mut hints) = listen_elsewhere(&config.listen_urls, &shutdown);
     'connection: while !*shutdown.borrow() {
+        METRICS.connected.set(0);
         let (client, mut wakeups) = match connect(&config.database_url).await {
             Ok(c) => {
                 backoff = Duration::from_millis(500);
+                METRICS.connected.set(1);
                 c
             }
             Err(e) => {
@@ -73,7 +77,10 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
             let claimed = match claim(&client, free as i32, config.visibility_timeout).await {
-                Ok(messages) => messages,
+                Ok(messages) => {
+                    METRICS.claim_batch.observe(messages.len() as f64);
+                    messages
+                }
                 Err(e) => {
                     warn!(error = %e, "claim failed; reconnecting");
                     continue 'connection;
@@ -112,6 +119,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
     }
     // Every send in flight finishes and is acknowledged before the worker exits.
     let _all = slots.acquire_many(config.concurrency as u32).await;
+    METRICS.connected.set(0);
     info!("stopped");
 }
 
@@ -259,34 +267,53 @@ async fn deliver(
     provider: &Provider,
     message: Message,
 ) {
+    let started = std::time::Instant::now();
     let outcome = provider.send(http, &message).await;
     let (statement, detail, result) = match &outcome {
         Outcome::Sent {
             provider_message_id,
         } => (
-            "SELECT mfa.sms_outbox_complete($1, $3, $2)",
+            "SELECT mfa.sms_outbox_complete($1, $3, $2) ->> 'status'",
             provider_message_id.as_deref(),
             "sent",
         ),
         Outcome::Transient(reason) => (
-            "SELECT mfa.sms_outbox_fail($1, $3, $2, true)",
+            "SELECT mfa.sms_outbox_fail($1, $3, $2, true) ->> 'status'",
             Some(reason.as_str()),
             "retry",
         ),
         Outcome::Permanent(reason) => (
-            "SELECT mfa.sms_outbox_fail($1, $3, $2, false)",
+            "SELECT mfa.sms_outbox_fail($1, $3, $2, false) ->> 'status'",
             Some(reason.as_str()),
             "failed",
         ),
     };
+    match outcome {
+        Outcome::Sent { .. } => METRICS.sent.inc(),
+        _ => METRICS.failed.inc(),
+    }
+    METRICS
+        .provider_latency
+        .with_label_values(&[provider.name(), result])
+        .observe(started.elapsed().as_secs_f64());
     let acknowledged = client
-        .execute(statement, &[&message.id, &detail, &message.receipt])
-        .await;
+        .query_one(statement, &[&message.id, &detail, &message.receipt])
+        .await
+        .map(|row| row.get::<_, Option<String>>(0));
     match acknowledged {
-        Ok(_) => {
-            info!(message_id = message.id, country = %message.country_code, attempts = message.attempts, result, "delivered")
+        Ok(status) => {
+            // What the outbox made of the report: sent, pending again (a retry), or dead.
+            match (result, status.as_deref()) {
+                ("sent", _) => {}
+                (_, Some("dead")) => METRICS.dead.inc(),
+                _ => METRICS.retried.inc(),
+            }
+            info!(message_id = message.id, country = %message.country_code, attempts = message.attempts, result, status = status.as_deref().unwrap_or(""), "delivered")
         }
         // The message comes back after its visibility timeout: at least once, never lost.
-        Err(e) => error!(message_id = message.id, result, error = %e, "could not acknowledge"),
+        Err(e) => {
+            METRICS.unacknowledged.inc();
+            error!(message_id = message.id, result, error = %e, "could not acknowledge")
+        }
     }
 }

@@ -7,6 +7,14 @@ use mfa_sms_worker::{run, Config};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (timestamp, level, fields, target), for log collectors.
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum ProviderKind {
     Console,
     Twilio,
@@ -50,6 +58,12 @@ struct Args {
     /// Exit once nothing is deliverable.
     #[arg(long)]
     exit_when_idle: bool,
+    /// Serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9187); off by default.
+    #[arg(long, env = "MFA_SMS_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// The format of the logs on stderr.
+    #[arg(long, env = "MFA_SMS_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Twilio account SID (AC…).
     #[arg(long, env = "TWILIO_ACCOUNT_SID")]
     twilio_account_sid: Option<String>,
@@ -140,15 +154,16 @@ fn provider(args: &Args) -> Result<Provider, String> {
 #[tokio::main]
 async fn main() {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MFA_SMS_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MFA_SMS_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
     let provider = match provider(&args) {
         Ok(p) => p,
         Err(e) => {
@@ -167,6 +182,17 @@ async fn main() {
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         exit_when_idle: args.exit_when_idle,
     };
+    if let Some(address) = args.metrics_addr {
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => {
+                tokio::spawn(mfa_sms_worker::metrics::serve(listener));
+            }
+            Err(e) => {
+                eprintln!("mfa-sms-worker: cannot serve metrics on {address}: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

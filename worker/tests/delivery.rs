@@ -173,6 +173,16 @@ struct Worker(Child);
 
 impl Worker {
     fn start(provider_args: &[&str], extra: &[&str]) -> Worker {
+        Worker::spawn(provider_args, extra, "warn", std::process::Stdio::inherit())
+    }
+
+    /// A worker whose logs (at `level`) go to `stderr`.
+    fn spawn(
+        provider_args: &[&str],
+        extra: &[&str],
+        level: &str,
+        stderr: std::process::Stdio,
+    ) -> Worker {
         // Polls every second unless the test says otherwise.
         let poll: &[&str] = if extra.contains(&"--poll-interval") {
             &[]
@@ -184,7 +194,8 @@ impl Worker {
             .args(poll)
             .args(provider_args)
             .args(extra)
-            .env("MFA_SMS_LOG", "warn")
+            .env("MFA_SMS_LOG", level)
+            .stderr(stderr)
             .spawn()
             .expect("the worker starts");
         Worker(child)
@@ -545,4 +556,176 @@ fn a_notification_on_another_server_wakes_the_worker() {
     });
     assert_eq!(fake.requests().len(), ids.len());
     assert!(worker.stop().success());
+}
+
+/// A port free on loopback a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` on loopback `port`: the status line and the body.
+fn http_get(port: u16, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the metrics port");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// The value of the sample `series` (a name with its labels, as the text format writes them).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// `--metrics-addr`: after a known run — a 503 (retried), a 400 (dead), then successes — the
+/// counters say exactly that; `--log-format json`: every line is a JSON object, and none holds a
+/// code or a number the provider received.
+#[test]
+fn metrics_and_json_logs_tell_what_happened_and_never_a_code() {
+    let mut c = db();
+    queue_messages(&mut c, 3);
+    let fake = FakeProvider::start(vec![
+        (
+            Duration::ZERO,
+            503,
+            r#"{"code": 20500, "message": "Internal Server Error"}"#,
+        ),
+        (
+            Duration::ZERO,
+            400,
+            r#"{"code": 21211, "message": "Invalid 'To' Phone Number"}"#,
+        ),
+    ]);
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let log = std::env::temp_dir().join(format!("mfa-worker-json-{}.log", std::process::id()));
+    let worker = Worker::spawn(
+        &[
+            "--provider",
+            "twilio",
+            "--twilio-base-url",
+            &fake.url,
+            "--twilio-account-sid",
+            "AC123",
+            "--twilio-auth-token",
+            "tok3n",
+            "--twilio-from",
+            "+15005550006",
+        ],
+        &[
+            "--concurrency",
+            "1",
+            "--batch-size",
+            "1",
+            "--metrics-addr",
+            &address,
+            "--log-format",
+            "json",
+        ],
+        "debug",
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    wait_until("two sent, one dead", Duration::from_secs(40), || {
+        let s = statuses(&mut c);
+        s.iter().filter(|m| m.1 == "sent").count() == 2 && s.iter().any(|m| m.1 == "dead")
+    });
+    // The last acknowledgement is counted right after its statement returns.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, text) = http_get(port, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(sample(&text, "mfa_sms_worker_messages_sent_total"), 2.0);
+    assert_eq!(sample(&text, "mfa_sms_worker_messages_failed_total"), 2.0);
+    assert_eq!(sample(&text, "mfa_sms_worker_messages_retried_total"), 1.0);
+    assert_eq!(sample(&text, "mfa_sms_worker_messages_dead_total"), 1.0);
+    assert_eq!(
+        sample(&text, "mfa_sms_worker_acknowledgements_failed_total"),
+        0.0
+    );
+    assert_eq!(sample(&text, "mfa_sms_worker_database_connected"), 1.0);
+    // Four provider requests: two sent, one retry, one failure.
+    let latency = "mfa_sms_worker_provider_request_duration_seconds_count";
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"{latency}{{outcome="sent",provider="twilio"}}"#)
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"{latency}{{outcome="retry",provider="twilio"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"{latency}{{outcome="failed",provider="twilio"}}"#)
+        ),
+        1.0
+    );
+    // Claims brought the four deliveries one at a time (and found nothing the other times).
+    assert_eq!(sample(&text, "mfa_sms_worker_claim_batch_size_sum"), 4.0);
+    assert!(sample(&text, r#"mfa_sms_worker_claim_batch_size_bucket{le="0"}"#) >= 1.0);
+    assert_eq!(
+        sample(&text, r#"mfa_sms_worker_claim_batch_size_bucket{le="1"}"#),
+        sample(&text, "mfa_sms_worker_claim_batch_size_count")
+    );
+    assert!(http_get(port, "/other").0.contains("404"));
+    assert!(worker.stop().success());
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 4);
+    let codes: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            let at = r.body.find("code+is+").expect("a code in the text") + "code+is+".len();
+            r.body[at..at + 6].to_string()
+        })
+        .collect();
+    assert!(codes
+        .iter()
+        .all(|code| code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())));
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(lines.len() >= 5, "{logs}");
+    let mut delivered = 0;
+    for line in &lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            event["timestamp"].is_string() && event["level"].is_string(),
+            "{line}"
+        );
+        for code in &codes {
+            assert!(!line.contains(code.as_str()), "a code in the logs: {line}");
+        }
+        assert!(
+            !line.contains("1415555"),
+            "a phone number in the logs: {line}"
+        );
+        assert!(
+            !line.contains("tok3n"),
+            "the provider's token in the logs: {line}"
+        );
+        if event["fields"]["message"] == "delivered" {
+            delivered += 1;
+        }
+    }
+    assert_eq!(delivered, 4, "{logs}");
 }

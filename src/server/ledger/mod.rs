@@ -291,6 +291,7 @@ unsafe extern "C-unwind" fn request_shared_memory() {
         pg_sys::RequestAddinShmemSpace(layout(members, records).2);
         pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), 1);
         crate::server::key_ring::request_shared_memory();
+        crate::server::counters::request_shared_memory();
     }
 }
 
@@ -321,6 +322,7 @@ unsafe extern "C-unwind" fn attach_shared_memory() {
         }
         LEDGER = base.cast::<Header>();
         crate::server::key_ring::attach_shared_memory();
+        crate::server::counters::attach_shared_memory();
         pg_sys::LWLockRelease(init_lock);
     }
 }
