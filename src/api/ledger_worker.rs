@@ -87,6 +87,33 @@ fn exit_process(code: i32) -> ! {
     unreachable!("proc_exit does not return")
 }
 
+/// Waits for records once the queue is empty: the next batch and the coalesced denials taken
+/// with it, or `None` once the queue has stayed empty for `LINGER`, the database then given back
+/// (in the same critical section as the last look, unless a denial was counted meanwhile, so a
+/// record queued from then on wakes a writer). A wake that brings no record (a signal, a record
+/// another look already took) waits on for the rest of `LINGER`. At shutdown (SIGTERM) the queue
+/// is drained without waiting.
+fn linger(database: pg_sys::Oid) -> Option<(Vec<(usize, ledger::Record)>, u64)> {
+    let deadline = Instant::now() + LINGER;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // SIGTERM (or the postmaster's death) ends the wait for good.
+        let mut stop = BackgroundWorker::sigterm_received();
+        if !left.is_zero() && !stop {
+            // Whole milliseconds (WaitLatch's unit), at least one: no busy loop before the end.
+            stop = !BackgroundWorker::wait_latch(Some(left.max(Duration::from_millis(1))));
+        }
+        let coalesced = ledger::take_coalesced_denials(database);
+        let done = stop || Instant::now() >= deadline;
+        match ledger::take_batch(database, BATCH, MAX_TRIES, done && coalesced == 0) {
+            Some(batch) => return Some((batch, coalesced)),
+            None if coalesced > 0 => return Some((Vec::new(), coalesced)),
+            None if done => return None,
+            None => {}
+        }
+    }
+}
+
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn mfa_ledger_writer_main(arg: pg_sys::Datum) {
@@ -118,6 +145,12 @@ pub extern "C-unwind" fn mfa_ledger_writer_main(arg: pg_sys::Datum) {
     let turn_started = Instant::now();
     let mut retention = Retention::default();
     loop {
+        // A wake that came while the last batch was written is for records this look finds: the
+        // latch is reset first, so that only a wake after the look cuts the linger's wait short.
+        // (Left set, it ended the next linger at once on an empty queue: under a steady stream
+        // of records the writer exited after nearly every batch, and each new one connected and
+        // mapped the whole queue again.)
+        unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
         let mut coalesced = ledger::take_coalesced_denials(database);
         let batch = match ledger::take_batch(database, BATCH, MAX_TRIES, false) {
             Some(batch) => batch,
@@ -128,20 +161,13 @@ pub extern "C-unwind" fn mfa_ledger_writer_main(arg: pg_sys::Datum) {
                 }
                 continue;
             }
-            None => {
-                // At shutdown (SIGTERM) the queue is drained without waiting.
-                if !BackgroundWorker::sigterm_received() {
-                    BackgroundWorker::wait_latch(Some(LINGER));
+            None => match linger(database) {
+                Some((batch, denials)) => {
+                    coalesced = denials;
+                    batch
                 }
-                coalesced = ledger::take_coalesced_denials(database);
-                // Empty again: the database is given back in the same critical section (unless
-                // a denial was counted meanwhile), so a record queued from now on wakes a writer.
-                match ledger::take_batch(database, BATCH, MAX_TRIES, coalesced == 0) {
-                    Some(batch) => batch,
-                    None if coalesced > 0 => Vec::new(),
-                    None => exit_to_restart(),
-                }
-            }
+                None => exit_to_restart(),
+            },
         };
         let summary =
             (coalesced > 0).then(|| ledger::Record::coalesced_denials(database, coalesced));

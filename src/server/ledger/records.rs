@@ -224,8 +224,19 @@ pub fn take_batch(
     let mut held = Held::take(true).ok()?;
     let mut dropped = 0;
     let mut batch: Vec<(usize, u64)> = Vec::new();
+    // The records in use gather at the front of the queue (a reservation takes the first free
+    // one): the look ends once it has met as many as are in use, not at the queue's end (65,536
+    // records of 1.7 kB are 110 MB to walk, for every batch).
+    let mut in_use = held.records().len() - held.header().free_records;
     for i in 0..held.records().len() {
+        if in_use == 0 {
+            break;
+        }
         let r = &held.records()[i];
+        if r.status == RecordStatus::Free {
+            continue;
+        }
+        in_use -= 1;
         if r.database != database || r.status != RecordStatus::Queued {
             continue;
         }
