@@ -267,7 +267,7 @@ pub fn totp_migrate(
 ) -> MfaResult<Value> {
     let request = Request::new();
     let secret = secret_from_base32(secret.unwrap_or(""))?;
-    let codes = recovery_codes
+    let mut codes = recovery_codes
         .unwrap_or_default()
         .into_iter()
         .map(|c| {
@@ -281,6 +281,9 @@ pub fn totp_migrate(
                 })
         })
         .collect::<MfaResult<Vec<String>>>()?;
+    // The same code twice is stored once: the count answered is what is stored.
+    codes.sort();
+    codes.dedup();
     let member = member::load(organization_id, member_id, Load::Lock)?;
     if member.totp.as_ref().is_some_and(|r| r.active) {
         return err(
@@ -291,13 +294,17 @@ pub fn totp_migrate(
     let registration_id = store_registration(&member, &secret, None)?;
     // Imported codes replace the member's; without any, the member gets new ones (shown this
     // once) unless a passkey's still stand.
-    let minted = if !codes.is_empty() {
+    let (remaining, minted) = if !codes.is_empty() {
         store_recovery_codes(&member, &codes)?;
-        None
-    } else if totp::recovery_codes_left(&member)?.0 == 0 {
-        Some(mint_recovery_codes(&member)?)
+        (codes.len() as i64, None)
     } else {
-        None
+        match totp::recovery_codes_left(&member)?.0 {
+            0 => {
+                let minted = mint_recovery_codes(&member)?;
+                (minted.len() as i64, Some(minted))
+            }
+            left => (left, None),
+        }
     };
     request.audit(
         &member.organization_id,
@@ -310,7 +317,7 @@ pub fn totp_migrate(
         "status_code": 200,
         "request_id": request.id,
         "totp_registration_id": registration_id,
-        "recovery_codes_remaining": totp::recovery_codes_left(&member)?.0,
+        "recovery_codes_remaining": remaining,
         "member": answer::member_now(&member.organization_id, &member.member_id)?,
     });
     if let Some(codes) = minted {
