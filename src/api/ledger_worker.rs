@@ -208,7 +208,10 @@ impl Retention {
             self.prune = BackgroundWorker::transaction(|| match Prune::start(database) {
                 Ok(prune) => prune,
                 Err(e) => {
-                    pgrx::warning!("mfa: audit trail retention: {}", e.message);
+                    pgrx::warning!(
+                        "mfa: upkeep (expired logins, audit trail retention): {}",
+                        e.message
+                    );
                     None
                 }
             });
@@ -220,13 +223,17 @@ impl Retention {
         let more = match step {
             Ok(more) => more,
             Err(e) => {
-                pgrx::warning!("mfa: audit trail retention: {}", e.message);
+                pgrx::warning!(
+                    "mfa: upkeep (expired logins, audit trail retention): {}",
+                    e.message
+                );
                 self.prune = None;
                 return false;
             }
         };
         pgrx::debug1!(
-            "mfa: audit trail retention: {} events deleted in {} transactions so far",
+            "mfa: upkeep: {} expired logins and {} old events deleted in {} transactions so far",
+            prune.logins_reaped,
             prune.deleted,
             prune.transactions
         );

@@ -29,6 +29,7 @@ pub struct Keys {
     encryption: [u8; KEY_LEN],
     hashing: [u8; KEY_LEN],
     sealing: [u8; KEY_LEN],
+    login_tokens: [u8; KEY_LEN],
     fingerprint: [u8; FINGERPRINT_LEN],
 }
 
@@ -37,6 +38,7 @@ impl Keys {
         let encryption = hmac_sha256(master, b"mfa encryption key v1");
         let hashing = hmac_sha256(master, b"mfa code hashing key v1");
         let sealing = hmac_sha256(master, b"mfa session seal key v1");
+        let login_tokens = hmac_sha256(master, b"mfa login token key v1");
         let id = hmac_sha256(master, b"mfa key fingerprint v1");
         let mut fingerprint = [0u8; FINGERPRINT_LEN];
         fingerprint.copy_from_slice(&id[..FINGERPRINT_LEN]);
@@ -44,6 +46,7 @@ impl Keys {
             encryption,
             hashing,
             sealing,
+            login_tokens,
             fingerprint,
         }
     }
@@ -66,6 +69,62 @@ impl Keys {
     /// The MAC of a session's factor (see `core::session_seal`), with a key of its own.
     pub fn seal_mac(&self, sealed_bytes: &[u8]) -> [u8; 32] {
         hmac_sha256(&self.sealing, sealed_bytes)
+    }
+
+    /// A new intermediate session token of `organization_id` (see `LoginToken`).
+    pub fn new_login_token(&self, organization_id: &str) -> String {
+        let random = random_bytes::<LOGIN_TOKEN_RANDOM>();
+        let organization = self.login_token_organization(organization_id);
+        let mac = self.login_token_mac(&random, &organization);
+        let mut token = Vec::with_capacity(LOGIN_TOKEN_LEN);
+        token.extend_from_slice(&random);
+        token.extend_from_slice(&organization);
+        token.extend_from_slice(&mac);
+        URL_SAFE_NO_PAD.encode(&token)
+    }
+
+    /// What `token` says of its organization under this key: `None` when this key did not
+    /// make it (another key did, or nobody: a forgery or a token of another shape).
+    pub fn login_token_of(&self, token: &str, organization_id: &str) -> Option<LoginToken> {
+        let bytes = URL_SAFE_NO_PAD.decode(token.as_bytes()).ok()?;
+        if bytes.len() != LOGIN_TOKEN_LEN {
+            return None;
+        }
+        let (random, rest) = bytes.split_at(LOGIN_TOKEN_RANDOM);
+        let (organization, mac) = rest.split_at(LOGIN_TOKEN_ORGANIZATION);
+        let organization: [u8; LOGIN_TOKEN_ORGANIZATION] = organization.try_into().ok()?;
+        if !constant_time_eq(mac, &self.login_token_mac(random, &organization)) {
+            return None;
+        }
+        Some(
+            if constant_time_eq(
+                &organization,
+                &self.login_token_organization(organization_id),
+            ) {
+                LoginToken::OfThisOrganization
+            } else {
+                LoginToken::OfAnotherOrganization
+            },
+        )
+    }
+
+    fn login_token_organization(&self, organization_id: &str) -> [u8; LOGIN_TOKEN_ORGANIZATION] {
+        let mut data = b"organization\0".to_vec();
+        data.extend_from_slice(organization_id.as_bytes());
+        let tag = hmac_sha256(&self.login_tokens, &data);
+        tag[..LOGIN_TOKEN_ORGANIZATION].try_into().expect("length")
+    }
+
+    fn login_token_mac(
+        &self,
+        random: &[u8],
+        organization: &[u8; LOGIN_TOKEN_ORGANIZATION],
+    ) -> [u8; LOGIN_TOKEN_MAC] {
+        let mut data = b"token\0".to_vec();
+        data.extend_from_slice(random);
+        data.extend_from_slice(organization);
+        let mac = hmac_sha256(&self.login_tokens, &data);
+        mac[..LOGIN_TOKEN_MAC].try_into().expect("length")
     }
 
     /// Encrypts `plaintext`, bound to `associated_data` (the row it belongs to), so a ciphertext
@@ -171,6 +230,22 @@ pub fn random_string(alphabet: &[u8], len: usize) -> String {
         .collect()
 }
 
+/// An intermediate session token: 256 random bits, then its organization's tag and a MAC of
+/// both under the server's key, base64url. The tag lets a token of another organization be told
+/// from an unknown one by the token alone, before any lookup, and without an index of every
+/// organization's tokens (or, on Citus, a question to every node).
+const LOGIN_TOKEN_RANDOM: usize = 32;
+const LOGIN_TOKEN_ORGANIZATION: usize = 8;
+const LOGIN_TOKEN_MAC: usize = 16;
+const LOGIN_TOKEN_LEN: usize = LOGIN_TOKEN_RANDOM + LOGIN_TOKEN_ORGANIZATION + LOGIN_TOKEN_MAC;
+
+/// What a login token's MAC says of it.
+#[derive(Debug, PartialEq)]
+pub enum LoginToken {
+    OfThisOrganization,
+    OfAnotherOrganization,
+}
+
 /// A bearer token: 256 random bits, base64url without padding.
 pub fn new_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<32>())
@@ -220,6 +295,37 @@ mod tests {
             k.encrypt(b"x", b""),
             "nonces must differ"
         );
+    }
+
+    #[test]
+    fn a_login_token_names_its_organization_under_its_key() {
+        let k = keys(3);
+        let token = k.new_login_token("acme");
+        assert_eq!(token.len(), 75);
+        assert_ne!(token, k.new_login_token("acme"), "tokens are random");
+        assert_eq!(
+            k.login_token_of(&token, "acme"),
+            Some(LoginToken::OfThisOrganization)
+        );
+        assert_eq!(
+            k.login_token_of(&token, "globex"),
+            Some(LoginToken::OfAnotherOrganization)
+        );
+        // Another key's token, a changed byte anywhere, another shape: not ours.
+        assert_eq!(keys(4).login_token_of(&token, "acme"), None);
+        let bytes = URL_SAFE_NO_PAD.decode(token.as_bytes()).unwrap();
+        for at in [0, 31, 32, 39, 40, 55] {
+            let mut changed = bytes.clone();
+            changed[at] ^= 1;
+            assert_eq!(
+                k.login_token_of(&URL_SAFE_NO_PAD.encode(&changed), "acme"),
+                None,
+                "byte {at}"
+            );
+        }
+        assert_eq!(k.login_token_of(&new_token(), "acme"), None);
+        assert_eq!(k.login_token_of("not base64 !", "acme"), None);
+        assert_eq!(k.login_token_of(&token[..74], "acme"), None);
     }
 
     #[test]

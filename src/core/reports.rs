@@ -17,14 +17,20 @@ pub const MAX_EVENT_TYPES: usize = 100;
 /// The longest cursor accepted (a member id of 128 characters of 4 bytes, encoded, fits).
 const MAX_CURSOR_LEN: usize = 1024;
 
-/// The audit events of a successful second-factor check, whose newest is a member's last MFA.
-/// A new second factor adds its own here.
-pub const SECOND_FACTOR_EVENTS: [&str; 4] = [
+/// The audit events that may tell of a successful second factor, whose newest is a member's last
+/// MFA: a factor's own (a success with `"outcome": "success"`), or a login's, whose story lists
+/// its factors (one of `SECOND_FACTOR_TYPES`). A new second factor adds its own to both.
+pub const SECOND_FACTOR_EVENTS: [&str; 7] = [
     "totp.authenticate",
     "sms_otp.authenticate",
     "webauthn.authenticate",
     "recovery_codes.recover",
+    "session.allowed",
+    "session.stepped_up",
+    "login.abandoned",
 ];
+/// The `type`s of second factors in a login's story.
+pub const SECOND_FACTOR_TYPES: [&str; 4] = ["totp", "otp", "webauthn", "recovery_codes"];
 
 /// A page size: 1 to `MAX_PAGE_SIZE`, `DEFAULT_PAGE_SIZE` when NULL.
 pub fn page_size(value: Option<i32>) -> MfaResult<i64> {

@@ -216,6 +216,11 @@ impl Attempt {
             member.totp_registration_id =
                 member.totp.as_ref().map(|t| t.totp_registration_id.clone());
         }
+        // A factor proven in a login that changes nothing else (no enrollment, no new factor, no
+        // recovery code used up) is told by the login's one event: its session's, or its
+        // login.abandoned.
+        let in_login_story =
+            !changed && factor_added.is_none() && !matches!(proof.spend, Spend::RecoveryCode);
         let recorded = attempts::record_success(
             &request.event(
                 &member.organization_id,
@@ -225,6 +230,7 @@ impl Attempt {
                         "with_intermediate_session": session.is_some(),
                         "factor_added": factor_added }),
             ),
+            in_login_story,
             &proof.spend,
             session.as_ref().map(|s| s.token_hash.as_slice()),
             proof.factor.to_json(),

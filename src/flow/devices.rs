@@ -9,7 +9,7 @@ use crate::error::{err, ErrorType, MfaError, MfaResult};
 use crate::flow::answer;
 use crate::flow::attempt::ledger_event;
 use crate::flow::member::{self, Load};
-use crate::flow::token::{token_not_found, token_unknown_here};
+use crate::flow::token::{refuse_unless_of, token_not_found};
 use crate::server::ledger;
 use crate::store::audit::Request;
 use crate::store::members::Member;
@@ -178,14 +178,14 @@ pub fn remembered_device_create(
         );
     };
     // The login may have created its session already (its token is consumed then), but not expired.
+    refuse_unless_of(&member.organization_id, token)?;
     let login = match sessions::find(
         &member.organization_id,
         &member.member_id,
         token_hash(token),
     )? {
         Some(l) if l.unexpired => l,
-        Some(_) => return Err(token_not_found()),
-        None => return Err(token_unknown_here(&member.organization_id, token)?),
+        _ => return Err(token_not_found()),
     };
     if !second_factors(&login.factors)
         .iter()

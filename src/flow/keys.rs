@@ -109,6 +109,23 @@ pub fn refuse_database_key_on_citus() -> MfaResult<()> {
     .with_hint("Set mfa.encryption_key_file (or mfa.encryption_key_command) to the same key on every node and reload (README, Scaling out)."))
 }
 
+/// The first answer `f` gives for a known key: the keys this server holds first (no query), the
+/// database's keys only when none of those answers.
+pub fn find_map<T>(f: impl Fn(&Keys) -> Option<T>) -> MfaResult<Option<T>> {
+    if let Some(found) = server_keys()
+        .iter()
+        .rev()
+        .chain(setting_key().as_ref())
+        .find_map(&f)
+    {
+        return Ok(Some(found));
+    }
+    if cluster::on_citus() {
+        return Ok(None);
+    }
+    Ok(database_keys(None)?.iter().find_map(f))
+}
+
 /// Every known key, the encrypting one first.
 pub fn known() -> MfaResult<Vec<KnownKey>> {
     let mut known: Vec<KnownKey> = server_keys()

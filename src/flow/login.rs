@@ -2,7 +2,7 @@
 //! an SMS code goes out first when SMS is how the member proves themselves, a remembered device
 //! can stand in for the second factor, and an intermediate session token is issued.
 
-use crate::core::crypto::{new_token, token_hash};
+use crate::core::crypto::token_hash;
 use crate::core::factor::Factor;
 use crate::core::metrics::Counter;
 use crate::core::phone::mask_e164;
@@ -11,7 +11,7 @@ use crate::core::sms::Locale;
 use crate::error::{ErrorType, MfaResult};
 use crate::flow::member::{self, Load};
 use crate::flow::sms;
-use crate::flow::{answer, devices};
+use crate::flow::{answer, devices, token};
 use crate::server::{counters, settings};
 use crate::store::audit::Request;
 use crate::store::members::Member;
@@ -93,24 +93,23 @@ pub fn start(
     } else {
         None
     };
-    let token = new_token();
+    let token = token::new_login_token(&member.organization_id)?;
     let primary = match start {
         Start::Login(primary) => {
             Some((primary.method.as_str(), Factor::Primary(primary).to_json()))
         }
         Start::StepUp => None,
     };
-    let (event_type, details) = match &primary {
-        Some((method, _)) => (
-            "login.primary_authenticated",
-            json!({ "primary_factor": method, "mfa_required": mfa_required,
-                    "secondary_auth_initiated": secondary_auth_initiated,
-                    "remembered_device_id": remembered.as_ref().map(|d| &d.device_id) }),
-        ),
-        None => (
+    // A login's story is told by its one event, when it ends (see `sessions::start`); a step-up's
+    // start is an event of its own.
+    let event = match start {
+        Start::Login(_) => None,
+        Start::StepUp => Some(request.event(
+            &member.organization_id,
+            Some(&member.member_id),
             "step_up.started",
             json!({ "secondary_auth_initiated": secondary_auth_initiated }),
-        ),
+        )),
     };
     sessions::start(NewSession {
         organization_id: &member.organization_id,
@@ -125,12 +124,8 @@ pub fn start(
             }
             .to_json()
         }),
-        event: request.event(
-            &member.organization_id,
-            Some(&member.member_id),
-            event_type,
-            details,
-        ),
+        request_id: &request.id,
+        event,
     })?;
     counters::add(match start {
         Start::Login(_) => Counter::LoginStarted,

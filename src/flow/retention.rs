@@ -1,68 +1,93 @@
-//! The retention of the audit trail (`mfa.events_retention_days`): the attempt ledger's writer of
-//! a database deletes the events older than the setting, organization by organization, oldest
-//! first, at most `BATCH` in a transaction, between the batches of records it writes (which
-//! always come first: `api::ledger_worker` runs a step only when its queue is empty, and pauses
-//! between steps). About once an hour per database; not on Citus (each node's trail is its own
-//! shards, which this does not reach).
+//! The upkeep of a database by the attempt ledger's writer, between the batches of records it
+//! writes (which always come first: `api::ledger_worker` runs a step only when its queue is
+//! empty, and pauses between steps), about every ten minutes per database; not on Citus (each
+//! node's tables are shards, which this does not reach):
+//! - the expired intermediate sessions go, and each login among them that no session consumed
+//!   is recorded as `login.abandoned` (a login that succeeds writes its one event when its
+//!   session is made);
+//! - the retention of the audit trail (`mfa.events_retention_days`): the events older than the
+//!   setting are deleted, organization by organization, oldest first.
+//!
+//! At most `BATCH` rows in a transaction.
 
 use crate::error::MfaResult;
 use crate::server::{ledger, settings};
-use crate::store::{cluster, events, spi};
+use crate::store::{cluster, events, sessions, spi};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
 
 /// Events deleted in one transaction at most.
 pub const BATCH: i64 = 10_000;
 
-/// A prune of one database in progress.
+/// An upkeep of one database in progress.
 pub struct Prune {
     database: pg_sys::Oid,
-    cutoff: TimestampWithTimeZone,
+    /// Expired logins may remain.
+    reaping: bool,
+    /// Events older than this go (`None`: the retention is off).
+    cutoff: Option<TimestampWithTimeZone>,
     /// The organizations whose oldest event is older than the cutoff, and where the next step
     /// starts: the organization's index and the event id to start after.
     organizations: Vec<String>,
     next: usize,
     after_id: i64,
     pub deleted: i64,
+    pub logins_reaped: i64,
     pub transactions: u32,
     pub days: i32,
 }
 
 impl Prune {
-    /// A prune of this database, when its retention is on and a prune is due (the next is then
-    /// put off until this one ends); `None` otherwise. Runs in a transaction.
+    /// An upkeep of this database, when one is due (the next is then put off until this one
+    /// ends); `None` otherwise. Runs in a transaction.
     pub fn start(database: pg_sys::Oid) -> MfaResult<Option<Prune>> {
-        let days = settings::EVENTS_RETENTION_DAYS.get();
-        if days <= 0 || cluster::on_citus() {
+        if cluster::on_citus() {
             return Ok(None);
         }
         let now = spi::clock();
         if !ledger::prune_starts(database, now.into_inner()) {
             return Ok(None);
         }
-        let cutoff =
+        let days = settings::EVENTS_RETENTION_DAYS.get();
+        let cutoff = (days > 0).then(|| {
             TimestampWithTimeZone::try_from(now.into_inner() - i64::from(days) * 86_400_000_000)
-                .unwrap_or(now);
+                .unwrap_or(now)
+        });
+        let organizations = match cutoff {
+            Some(cutoff) => events::organizations_to_prune(cutoff)?,
+            None => Vec::new(),
+        };
         Ok(Some(Prune {
             database,
+            reaping: true,
             cutoff,
-            organizations: events::organizations_to_prune(cutoff)?,
+            organizations,
             next: 0,
             after_id: 0,
             deleted: 0,
+            logins_reaped: 0,
             transactions: 0,
             days,
         }))
     }
 
-    /// One transaction's worth: deletes up to `BATCH` old events, organization after organization.
-    /// Returns whether old events may remain (another step is wanted).
+    /// One transaction's worth: up to `BATCH` expired logins, then old events, organization
+    /// after organization. Returns whether more may remain (another step is wanted).
     pub fn step(&mut self) -> MfaResult<bool> {
         let mut budget = BATCH;
-        while budget > 0 && self.next < self.organizations.len() {
+        if self.reaping {
+            let gone = sessions::reap_expired(budget)?;
+            self.logins_reaped += gone;
+            self.reaping = gone == budget;
+            budget -= gone;
+        }
+        while let (true, Some(cutoff)) = (budget > 0, self.cutoff) {
+            if self.next >= self.organizations.len() {
+                break;
+            }
             let step = events::prune_step(
                 &self.organizations[self.next],
-                self.cutoff,
+                cutoff,
                 self.after_id,
                 budget,
             )?;
@@ -78,7 +103,7 @@ impl Prune {
             }
         }
         self.transactions += 1;
-        Ok(self.next < self.organizations.len())
+        Ok(self.reaping || self.next < self.organizations.len())
     }
 
     /// The prune is complete: the next is due in an hour.

@@ -1,10 +1,10 @@
 //! The intermediate session token every factor presents: find the login it stands for (and check
 //! it is this member's), or require one that already carries a second factor.
 
-use crate::core::crypto::token_hash;
+use crate::core::crypto::{token_hash, LoginToken};
 use crate::core::factor::second_factors;
 use crate::error::{err, ErrorType, MfaError, MfaResult};
-use crate::store::cluster;
+use crate::flow::keys;
 use crate::store::members::Member;
 use crate::store::sessions::{self, IntermediateSession};
 
@@ -13,6 +13,11 @@ pub fn token_not_found() -> MfaError {
         ErrorType::IntermediateSessionNotFound,
         "The intermediate session token is unknown, expired or already used.",
     )
+}
+
+/// A new intermediate session token of `organization_id`, made with the current key.
+pub fn new_login_token(organization_id: &str) -> MfaResult<String> {
+    Ok(keys::current()?.new_login_token(organization_id))
 }
 
 /// Finds the live login `token` belongs to and checks it is this member's. A token of another
@@ -24,32 +29,33 @@ pub fn find_for(
     member_id: &str,
     token: &str,
 ) -> MfaResult<IntermediateSession> {
+    refuse_unless_of(organization_id, token)?;
     match sessions::find(organization_id, member_id, token_hash(token))? {
         Some(found) if found.live => Ok(found),
-        Some(_) => Err(token_not_found()),
-        None => Err(token_unknown_here(organization_id, token)?),
+        _ => Err(token_not_found()),
     }
 }
 
-/// The error for a token the member's organization does not hold for them: another
-/// organization's, or unknown (or another member's). On Citus a call runs on the node of its
-/// organization (delegated, or in the session gate on a shard), where a question across
-/// organizations is a nested distributed query Citus refuses: there a token of another
-/// organization is reported as unknown.
-pub fn token_unknown_here(organization_id: &str, token: &str) -> MfaResult<MfaError> {
-    Ok(
-        if !cluster::on_citus()
-            && sessions::of_another_organization(organization_id, token_hash(token))?
-        {
-            MfaError::new(
-                ErrorType::InvalidIntermediateSessionTokenForOrganization,
-                "The intermediate session token belongs to another organization.",
-            )
-        } else {
-            token_not_found()
-        },
-    )
+/// What the token itself says, before any lookup: the error for a token that is not this
+/// organization's (made for another one, or not by any key of this server). A token of an
+/// earlier version (43 characters, no organization in it) is left to the lookup.
+pub fn refuse_unless_of(organization_id: &str, token: &str) -> MfaResult<()> {
+    if token.len() == LEGACY_TOKEN_LEN {
+        return Ok(());
+    }
+    match keys::find_map(|keys| keys.login_token_of(token, organization_id))? {
+        Some(LoginToken::OfThisOrganization) => Ok(()),
+        Some(LoginToken::OfAnotherOrganization) => Err(MfaError::new(
+            ErrorType::InvalidIntermediateSessionTokenForOrganization,
+            "The intermediate session token belongs to another organization.",
+        )),
+        None => Err(token_not_found()),
+    }
 }
+
+/// The length of the tokens made before they named their organization (256 random bits,
+/// base64url): such a token lives `mfa.intermediate_session_minutes` past an upgrade.
+const LEGACY_TOKEN_LEN: usize = 43;
 
 /// `find_for` the member, for an optional token argument.
 pub fn find_optional(

@@ -603,21 +603,35 @@ mod tests {
         );
     }
 
-    /// Every login writes its audit rows: they hold what happened and nothing twice (the actor
-    /// as text, not a 64-byte name; no null-valued keys).
+    /// A login writes no audit row as it starts: its one event comes when it ends. One given up
+    /// is recorded when its token dies, under the request id of its start, and its row holds
+    /// what happened and nothing twice (the actor as text, not a 64-byte name; no null-valued
+    /// keys).
     #[pg_test]
-    fn a_logins_audit_rows_are_narrow() {
+    fn a_login_is_recorded_once_when_it_ends() {
         setup("OPTIONAL");
+        let started = login("ann");
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM mfa.events WHERE member_id = 'ann'"),
+            0
+        );
+        run("UPDATE mfa.intermediate_sessions SET expires_at = now() - interval '1 second'");
         login("ann");
         let row = json(
-            "SELECT jsonb_build_array(pg_column_size(e.*), details, actor) FROM mfa.events e
-              WHERE event_type = 'login.primary_authenticated'",
+            "SELECT jsonb_build_array(pg_column_size(e.*), details, actor, request_id) FROM mfa.events e
+              WHERE event_type = 'login.abandoned'",
         );
+        assert_eq!(row[1]["factors"], serde_json::json!(["password"]));
         assert_eq!(
-            row[1],
-            serde_json::json!({"mfa_required": false, "primary_factor": "password"})
+            row[1]["request_ids"],
+            serde_json::json!([started["request_id"]])
         );
-        assert!(row[0].as_i64().unwrap() <= 170, "{row}");
+        assert_eq!(row[3], started["request_id"]);
+        assert!(row[0].as_i64().unwrap() <= 240, "{row}");
+        assert_eq!(
+            json("SELECT to_jsonb(count(*)) FROM mfa.events WHERE member_id = 'ann'"),
+            1
+        );
         assert_eq!(
             json("SELECT to_jsonb(count(*)) FROM mfa.events WHERE jsonb_path_exists(details, '$.* ? (@ == null)')"),
             0

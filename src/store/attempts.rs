@@ -41,13 +41,20 @@ pub struct Recorded {
 }
 
 /// The statement of one shape of success, made once.
-fn success_statement(spend: &Spend, with_login: bool, member_changes: bool) -> &'static str {
+fn success_statement(
+    spend: &Spend,
+    with_login: bool,
+    member_changes: bool,
+    audited: bool,
+) -> &'static str {
     static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-        let mut statements = Vec::with_capacity(12);
+        let mut statements = Vec::with_capacity(24);
         for spend in [Spend::TotpStep(0), Spend::SmsCode, Spend::RecoveryCode] {
             for with_login in [false, true] {
                 for member_changes in [false, true] {
-                    statements.push(shape(&spend, with_login, member_changes));
+                    for audited in [false, true] {
+                        statements.push(shape(&spend, with_login, member_changes, audited));
+                    }
                 }
             }
         }
@@ -58,14 +65,18 @@ fn success_statement(spend: &Spend, with_login: bool, member_changes: bool) -> &
         Spend::SmsCode => 1,
         Spend::RecoveryCode | Spend::Passkey => 2,
     };
-    &STATEMENTS[spend * 4 + usize::from(with_login) * 2 + usize::from(member_changes)]
+    &STATEMENTS[spend * 8
+        + usize::from(with_login) * 4
+        + usize::from(member_changes) * 2
+        + usize::from(audited)]
 }
 
 /// A successful second-factor attempt, in one statement: the factor is spent
 /// (`attempt_success.spend_*.sql`; a recovery code was spent by the statement that found it),
 /// recorded on the login when the attempt came with one (`attempt_success.login.sql`), the
 /// member's enrollment, default method and verified phone written when they change
-/// (`attempt_success.member.sql`), and the audit event (`audited.sql`). Each success runs only
+/// (`attempt_success.member.sql`), and the audit event (`audited.sql`) unless the login's own
+/// event tells it (`in_login_story`). Each success runs only
 /// the parts it needs: every table a statement names costs a lock even when it writes nothing
 /// there, and a backend keeps only 16 in its fast path. What the final SELECT reads of a part
 /// left out is NULL.
@@ -73,7 +84,7 @@ fn success_statement(spend: &Spend, with_login: bool, member_changes: bool) -> &
 ///   $6 the TOTP step the code matched   $7 the login's token hash   $8 the proven factor (Stytch
 ///   JSON)   $9 mfa_enrolled   $10 default_mfa_method   $11 mfa_phone_number_verified
 ///   $12 the clock
-fn shape(spend: &Spend, with_login: bool, member_changes: bool) -> String {
+fn shape(spend: &Spend, with_login: bool, member_changes: bool, audited: bool) -> String {
     let mut parts: Vec<&str> = Vec::new();
     match spend {
         Spend::TotpStep(_) => parts.push(include_str!("sql/attempt_success.spend_totp.sql")),
@@ -86,7 +97,9 @@ fn shape(spend: &Spend, with_login: bool, member_changes: bool) -> String {
     if member_changes {
         parts.push(include_str!("sql/attempt_success.member.sql"));
     }
-    parts.push(include_str!("sql/audited.sql"));
+    if audited {
+        parts.push(include_str!("sql/audited.sql"));
+    }
     let factors = match with_login {
         true => "(SELECT factors FROM proven)",
         false => "NULL::jsonb",
@@ -103,9 +116,11 @@ fn shape(spend: &Spend, with_login: bool, member_changes: bool) -> String {
 }
 
 /// Records a success: `proven` (Stytch JSON) goes onto the login whose token hashes to
-/// `login_token_hash`, if any.
+/// `login_token_hash`, if any; `event` is written unless `in_login_story` (the login's own event
+/// will tell of this factor: the success changed nothing but the login).
 pub fn record_success(
     event: &Event,
+    in_login_story: bool,
     spend: &Spend,
     login_token_hash: Option<&[u8]>,
     proven: Value,
@@ -115,7 +130,12 @@ pub fn record_success(
         Spend::TotpStep(step) => Some(*step),
         _ => None,
     };
-    let statement = success_statement(spend, login_token_hash.is_some(), member.changed);
+    let statement = success_statement(
+        spend,
+        login_token_hash.is_some(),
+        member.changed,
+        !(in_login_story && login_token_hash.is_some()),
+    );
     let mut args = Vec::from(event.args());
     args.extend([
         step.into(),
@@ -149,8 +169,15 @@ mod tests {
             (Spend::RecoveryCode, ""),
         ] {
             for with_login in [false, true] {
-                for member_changes in [false, true] {
-                    let statement = code(success_statement(&spend, with_login, member_changes));
+                for (member_changes, audited) in
+                    [(false, false), (false, true), (true, false), (true, true)]
+                {
+                    let statement = code(success_statement(
+                        &spend,
+                        with_login,
+                        member_changes,
+                        audited,
+                    ));
                     let tables = [
                         "mfa.totp_registrations",
                         "mfa.sms_codes",
@@ -166,7 +193,10 @@ mod tests {
                     for (table, expected) in tables.iter().zip(expected) {
                         assert_eq!(statement.contains(table), expected, "{table}: {statement}");
                     }
-                    assert_eq!(statement.matches("INTO mfa.events").count(), 1);
+                    assert_eq!(
+                        statement.matches("INTO mfa.events").count(),
+                        usize::from(audited)
+                    );
                     assert_eq!(statement.contains("FROM proven"), with_login);
                     assert_eq!(statement.contains("FROM changed"), member_changes);
                     // No dangling comma before the SELECT or after WITH.

@@ -7,7 +7,7 @@ use crate::core::phone::ParsedPhone;
 use crate::core::policy::{
     truncate_for_message, MfaMethod, MfaMethods, MfaPolicy, OrganizationPolicy,
 };
-use crate::core::reports::{MemberFilter, SECOND_FACTOR_EVENTS};
+use crate::core::reports::{MemberFilter, SECOND_FACTOR_EVENTS, SECOND_FACTOR_TYPES};
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::store::audit::Event;
 use crate::store::events::filter_time;
@@ -233,6 +233,8 @@ impl MemberSearch<'_> {
         let f = self.filter;
         let second_factor_events: Vec<String> =
             SECOND_FACTOR_EVENTS.iter().map(|t| t.to_string()).collect();
+        let second_factor_types: Vec<String> =
+            SECOND_FACTOR_TYPES.iter().map(|t| t.to_string()).collect();
         Ok(vec![
             self.organization_id.into(),
             self.after.into(),
@@ -248,6 +250,7 @@ impl MemberSearch<'_> {
             filter_time(f.last_mfa_after)?.into(),
             second_factor_events.into(),
             f.has_passkey.into(),
+            second_factor_types.into(),
         ])
     }
 }

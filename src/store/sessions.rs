@@ -60,17 +60,16 @@ pub fn find(
     )
 }
 
-/// Whether a token the member's organization does not know is another organization's (asked
-/// only then, without a lock, and never on Citus: see `flow::token::token_unknown_here`).
-pub fn of_another_organization(organization_id: &str, token_hash: Vec<u8>) -> MfaResult<bool> {
+/// Deletes up to `at_most` expired intermediate sessions, recording the logins among them that
+/// no session consumed as `login.abandoned` (`logins_expired_reap.sql`); how many went.
+pub fn reap_expired(at_most: i64) -> MfaResult<i64> {
     Ok(spi::typed_row(
-        "SELECT EXISTS (SELECT FROM mfa.intermediate_sessions
-                         WHERE token_hash = $2 AND organization_id <> $1)",
-        &[organization_id.into(), token_hash.into()],
-        |row| row.get::<bool>(1),
+        include_str!("sql/logins_expired_reap.sql"),
+        &[spi::clock().into(), at_most.into()],
+        |row| row.get_by_name::<i64, _>("gone"),
     )?
     .flatten()
-    .unwrap_or(false))
+    .unwrap_or(0))
 }
 
 /// The arguments of `session_start.sql`.
@@ -84,8 +83,11 @@ pub struct NewSession<'a> {
     pub lifetime_minutes: i32,
     /// The remembered device the login presented (Stytch JSON), recorded as proven with it.
     pub remembered_device: Option<Value>,
-    /// Its audit event, written by the same statement.
-    pub event: Event<'a>,
+    /// The request that starts it.
+    pub request_id: &'a str,
+    /// Its audit event (a step-up's start), written by the same statement; a login has none
+    /// until it ends.
+    pub event: Option<Event<'a>>,
 }
 
 pub fn start(session: NewSession) -> MfaResult<()> {
@@ -103,9 +105,9 @@ pub fn start(session: NewSession) -> MfaResult<()> {
             session.locale.into(),
             factor.into(),
             session.lifetime_minutes.into(),
-            session.event.request_id.into(),
-            session.event.event_type.into(),
-            Jsonb(session.event.details).into(),
+            session.request_id.into(),
+            session.event.as_ref().map(|e| e.event_type).into(),
+            session.event.map(|e| Jsonb(e.details)).into(),
             session.remembered_device.map(Jsonb).into(),
             spi::clock().into(),
         ],

@@ -1,12 +1,13 @@
-//! The retention of the audit trail (`mfa.events_retention_days`): when each database's next prune
-//! is due. The ledger's writers prune a database they serve once its queue is empty; a backend
-//! that checks a code in a database whose prune is due wakes a writer for it, so that a database
-//! whose attempts all succeed (and queue nothing) is pruned too.
+//! When each database's next upkeep (`flow::retention`: expired logins recorded as abandoned, the
+//! audit trail's retention) is due. The ledger's writers do it for a database they serve once its
+//! queue is empty; a backend that checks a code in a database whose upkeep is due wakes a writer
+//! for it, so that a database whose attempts all succeed (and queue nothing) is kept too.
 
 use super::*;
 
-/// How long after a complete prune of a database the next one is due.
-pub const PRUNE_INTERVAL_US: i64 = 3_600_000_000;
+/// How long after a complete upkeep of a database the next one is due: a login given up is
+/// recorded about this long after its token expires.
+pub const PRUNE_INTERVAL_US: i64 = 600_000_000;
 /// How long after a prune started the next may start when this one does not end (a writer that
 /// gave its turn up, or died): its progress is committed, the rest waits this long.
 pub const PRUNE_RETRY_US: i64 = 600_000_000;
@@ -46,9 +47,6 @@ impl Held {
     /// From a backend checking a code (with the ledger held): wakes a writer for `database` when
     /// its prune is due and none was woken for it in the last minute.
     pub(super) fn wake_for_due_prune(&mut self, database: pg_sys::Oid, now: i64) {
-        if crate::server::settings::EVENTS_RETENTION_DAYS.get() <= 0 {
-            return;
-        }
         let at = self.prune_slot(database);
         let slot = self.header().prunes[at];
         if now < slot.next_at || now < slot.woken_at + PRUNE_WAKE_US {

@@ -9,8 +9,9 @@
 --   app)   $7 has_phone (a verified phone)   $8 locked (the durable lockout row: the attempt
 --   ledger's worker writes it milliseconds after the ledger)   $9 breakglass   $10 no_factor
 --   $11 last_mfa_before   $12 last_mfa_after   $13 the event types of a successful second factor
---   $14 has_passkey
--- A member's last MFA is their newest successful second-factor event in the audit trail: before
+--   $14 has_passkey   $15 the types of second factors in a login's story
+-- A member's last MFA is their newest successful second-factor event in the audit trail (a
+-- factor's own, or a login's whose story holds a second factor): before
 -- $11 means older than $11 or none (never, or older than the trail keeps); after $12 means at or
 -- after it. The factor columns (factor_*) are where a new factor goes, and no_factor
 -- reads them all.
@@ -50,9 +51,11 @@ WITH matching AS (
        -- The last MFA: a probe of the member's newest events (events_member), only when asked.
        AND ($11::timestamptz IS NULL OR coalesce((SELECT e.occurred_at FROM mfa.events e
                  WHERE e.organization_id = $1 AND e.member_id = m.member_id
-                   AND e.event_type = ANY ($13) AND e.details @> '{"outcome": "success"}'
+                   AND e.event_type = ANY ($13)
+                   AND (e.details @> '{"outcome": "success"}' OR e.details -> 'factors' ?| $15)
                  ORDER BY e.event_id DESC LIMIT 1) < $11, true))
        AND ($12::timestamptz IS NULL OR (SELECT e.occurred_at FROM mfa.events e
                  WHERE e.organization_id = $1 AND e.member_id = m.member_id
-                   AND e.event_type = ANY ($13) AND e.details @> '{"outcome": "success"}'
+                   AND e.event_type = ANY ($13)
+                   AND (e.details @> '{"outcome": "success"}' OR e.details -> 'factors' ?| $15)
                  ORDER BY e.event_id DESC LIMIT 1) >= $12))

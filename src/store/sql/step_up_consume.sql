@@ -7,11 +7,10 @@ WITH consumed AS (
     DELETE FROM mfa.intermediate_sessions
      WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3
        AND expires_at > $6 AND consumed_at IS NULL
- RETURNING factors || proven_factors AS factors),
+ RETURNING factors || proven_factors AS factors, request_ids),
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
     SELECT $1, $4::uuid, 'session.stepped_up', $2,
-           jsonb_build_object('session_table', $5::text,
-                              'factors', jsonb_path_query_array(factors, '$[*].type'))
+           jsonb_build_object('session_table', $5::text) || mfa._login_story(factors, request_ids)
       FROM consumed)
 SELECT factors FROM consumed

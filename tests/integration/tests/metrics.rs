@@ -39,7 +39,10 @@ fn attempts(method: &str, outcome: &str) -> (String, String) {
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -139,8 +142,14 @@ fn counters_move_by_exactly_the_attempts_made() {
         })
         .collect();
     let expected: BTreeMap<(String, String), f64> = [
-        (key("mfa_logins_started_total", json!({"kind": "login"})), 2.0),
-        (key("mfa_logins_started_total", json!({"kind": "step_up"})), 1.0),
+        (
+            key("mfa_logins_started_total", json!({"kind": "login"})),
+            2.0,
+        ),
+        (
+            key("mfa_logins_started_total", json!({"kind": "step_up"})),
+            1.0,
+        ),
         (attempts("totp", "failed"), 5.0),
         (attempts("totp", "succeeded"), 1.0),
         (attempts("totp", "refused"), 1.0),
@@ -195,9 +204,12 @@ fn the_outbox_figures_are_the_organizations_messages() {
     assert_eq!(dead, "dead");
     send(&mut c, "max");
     assert_eq!(
-        c.query("SELECT id FROM mfa.sms_outbox_claim(1, '1 minute', $1)", &[&org])
-            .unwrap()
-            .len(),
+        c.query(
+            "SELECT id FROM mfa.sms_outbox_claim(1, '1 minute', $1)",
+            &[&org]
+        )
+        .unwrap()
+        .len(),
         1
     );
     std::thread::sleep(Duration::from_millis(1100));
@@ -245,7 +257,10 @@ fn only_administrators_and_monitoring_read_the_metrics() {
     let figures = metrics(&mut monitoring, true);
     assert_eq!(figures[&key("mfa_preloaded", json!({}))], 1.0);
     // pg_monitor reads the metrics and nothing else of mfa's.
-    for call in ["SELECT mfa.attempt_ledger_stats()", "SELECT * FROM mfa.sms_outbox"] {
+    for call in [
+        "SELECT mfa.attempt_ledger_stats()",
+        "SELECT * FROM mfa.sms_outbox",
+    ] {
         let refused = monitoring.query(call, &[]).unwrap_err();
         assert_eq!(sql_error(&refused).0, "42501", "{call}");
     }

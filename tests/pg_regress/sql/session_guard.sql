@@ -33,23 +33,32 @@ SELECT mfa.session_table_guard('hooli.sessions', factors_column => 'member_id');
 
 SET ROLE hooli_app;
 -- A login: no session before the second factor, whatever the statement says about its factors.
-SELECT mfa.primary_authenticate('hooli', 'gavin') ->> 'intermediate_session_token' AS token \gset
+SELECT login ->> 'intermediate_session_token' AS token, login ->> 'request_id' AS login_request
+  FROM mfa.primary_authenticate('hooli', 'gavin') login \gset
 INSERT INTO hooli.sessions (organization_id, member_id, intermediate_session_token, authentication_factors)
 VALUES ('hooli', 'gavin', :'token', '[{"type": "totp", "delivery_method": "authenticator_app"}]');
 \set code `oathtool --totp -b JBSWY3DPEHPK3PXP`
-SELECT mfa.totp_authenticate('hooli', 'gavin', :'code', :'token') ->> 'status_code' AS totp;
+SELECT answer ->> 'status_code' AS totp, answer ->> 'request_id' AS totp_request
+  FROM mfa.totp_authenticate('hooli', 'gavin', :'code', :'token') answer \gset
+\echo :totp
 INSERT INTO hooli.sessions (organization_id, member_id, intermediate_session_token)
 VALUES ('hooli', 'gavin', :'token') RETURNING id AS sid \gset
 SELECT jsonb_path_query_array(authentication_factors, '$[*].type') AS factors,
        mfa.session_aal(authentication_factors) AS aal,
        mfa.last_mfa_at(authentication_factors) > now() - interval '1 minute' AS recent_mfa
   FROM hooli.sessions;
--- The token served its one session and is gone; the audit trail keeps the login, one row per
--- step (details name what was set, never a null).
+-- The token served its one session and is gone. The audit trail keeps the login as one event,
+-- the session's: its story names each factor, when it was proven and the request that proved it
+-- (the answers' request ids). A factor proven in a login writes an event of its own only when it
+-- changes more than the login: here the first code enrolled gavin (details name what was set,
+-- never a null).
 RESET ROLE;
 SELECT count(*) AS tokens_left FROM mfa.intermediate_sessions WHERE member_id = 'gavin';
-SELECT event_type, details FROM mfa.events
- WHERE member_id = 'gavin' AND event_type IN ('login.primary_authenticated', 'totp.authenticate', 'session.allowed')
+SELECT event_type, details - 'request_ids' - 'authenticated_at' AS details,
+       details -> 'request_ids' = jsonb_build_array(:'login_request', :'totp_request') AS requests,
+       jsonb_array_length(details -> 'authenticated_at') AS times
+  FROM mfa.events
+ WHERE member_id = 'gavin' AND event_type IN ('totp.authenticate', 'session.allowed')
  ORDER BY event_id;
 SET ROLE hooli_app;
 

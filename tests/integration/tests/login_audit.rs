@@ -1,0 +1,276 @@
+//! A login is one audit event: the session's when it succeeds (its story names each factor, when
+//! it was proven and the request that proved it), `login.abandoned` when its token dies without
+//! a session (at the member's next login, or by the attempt ledger's writer). Tokens name their
+//! organization, so another organization's token is told from an unknown one without a lookup.
+
+mod common;
+use common::*;
+use postgres::Client;
+use serde_json::Value;
+
+const SECRET: &str = "JBSWY3DPEHPK3PXP";
+
+/// An organization requiring MFA, member `m` with an authenticator app (enrolled: a returning
+/// member), its guarded sessions table, and the application's connection (a LOGIN role in
+/// `mfa_app` that owns the table).
+fn deployment(superuser: &mut Client, prefix: &str) -> (String, Client, String) {
+    let org = new_organization(superuser, prefix);
+    json(
+        superuser,
+        "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL')",
+        &[&org],
+    );
+    json(
+        superuser,
+        "SELECT mfa.member_upsert($1, 'm', mfa_enrolled => true)",
+        &[&org],
+    );
+    json(
+        superuser,
+        "SELECT mfa.totp_migrate($1, 'm', $2)",
+        &[&org, &SECRET],
+    );
+    let (app_role, admin_role, schema) = application_roles(superuser, prefix);
+    let mut app = connect_to(&database_url_as(&app_role));
+    app.batch_execute(&format!(
+        "CREATE TABLE {schema}.sessions (
+             organization_id text NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY,
+             member_id text NOT NULL, intermediate_session_token text,
+             authentication_factors jsonb, PRIMARY KEY (organization_id, id))"
+    ))
+    .unwrap();
+    let mut admin = connect_to(&database_url_as(&admin_role));
+    admin
+        .batch_execute(&format!(
+            "SELECT mfa.session_table_guard('{schema}.sessions')"
+        ))
+        .unwrap();
+    (org, app, format!("{schema}.sessions"))
+}
+
+/// The app's code for the step `offset` steps from now (mfa accepts one step either side, each
+/// once).
+fn totp_at(offset: i64) -> String {
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(SECRET.as_bytes())
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, secret)
+        .generate((now + 30 * offset) as u64)
+}
+
+/// A whole login of `m` with the code of `offset`: its two answers.
+fn login_with_session(app: &mut Client, org: &str, sessions: &str, offset: i64) -> (Value, Value) {
+    let (login, token) = start_login(app, org, "m");
+    let proven = json(
+        app,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_at(offset), &token],
+    );
+    assert_eq!(proven["status_code"], 200, "{proven}");
+    app.execute(
+        &format!(
+            "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
+             VALUES ($1, 'm', $2)"
+        ),
+        &[&org, &token],
+    )
+    .unwrap();
+    (login, proven)
+}
+
+fn events_of(superuser: &mut Client, org: &str) -> Vec<(String, String, Value)> {
+    superuser
+        .query(
+            "SELECT event_type, request_id::text, details FROM mfa.events
+              WHERE organization_id = $1 AND member_id = 'm' ORDER BY event_id",
+            &[&org],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[test]
+fn a_returning_members_login_is_one_event_telling_its_story() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "story");
+    // The first login sets the member's default method: an event of its own.
+    login_with_session(&mut app, &org, &sessions, -1);
+    let before = events_of(&mut superuser, &org).len();
+    let (login, proven) = login_with_session(&mut app, &org, &sessions, 0);
+    let events = events_of(&mut superuser, &org);
+    let new: Vec<_> = events[before..].to_vec();
+    assert_eq!(new.len(), 1, "one event for the whole login: {new:?}");
+    let (event_type, _, details) = &new[0];
+    assert_eq!(event_type, "session.allowed");
+    assert_eq!(details["factors"], serde_json::json!(["password", "totp"]));
+    assert_eq!(
+        details["request_ids"],
+        serde_json::json!([login["request_id"], proven["request_id"]])
+    );
+    let times = details["authenticated_at"].as_array().unwrap();
+    assert_eq!(times.len(), 2);
+    assert!(times[0].as_str() <= times[1].as_str(), "{times:?}");
+    // The members report still finds the member's last MFA in it.
+    let report = json(
+        &mut superuser,
+        "SELECT mfa.members_search($1, jsonb_build_object('last_mfa_after', now() - interval '1 minute'))",
+        &[&org],
+    );
+    assert_eq!(report["results_metadata"]["total"], 1, "{report}");
+}
+
+#[test]
+fn a_login_given_up_is_recorded_once_at_the_members_next_login() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "given-up");
+    login_with_session(&mut app, &org, &sessions, -1);
+    let before = events_of(&mut superuser, &org).len();
+    // The password was right, a code was proven, and no session followed.
+    let (login, token) = start_login(&mut app, &org, "m");
+    let proven = json(
+        &mut app,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_at(0), &token],
+    );
+    assert_eq!(proven["status_code"], 200, "{proven}");
+    assert_eq!(events_of(&mut superuser, &org).len(), before, "nothing yet");
+    superuser
+        .execute(
+            "UPDATE mfa.intermediate_sessions SET expires_at = now() - interval '1 second'
+              WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap();
+    // A rolled-back next login records nothing (its own token goes with it).
+    app.batch_execute("BEGIN").unwrap();
+    start_login(&mut app, &org, "m");
+    app.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(events_of(&mut superuser, &org).len(), before);
+    start_login(&mut app, &org, "m");
+    start_login(&mut app, &org, "m");
+    let new: Vec<_> = events_of(&mut superuser, &org)[before..].to_vec();
+    assert_eq!(new.len(), 1, "{new:?}");
+    let (event_type, request_id, details) = &new[0];
+    assert_eq!(event_type, "login.abandoned");
+    assert_eq!(request_id, login["request_id"].as_str().unwrap());
+    assert_eq!(details["factors"], serde_json::json!(["password", "totp"]));
+    assert_eq!(
+        details["request_ids"],
+        serde_json::json!([login["request_id"], proven["request_id"]])
+    );
+}
+
+/// In a database of its own (whose upkeep is due at once), the attempt ledger's writer records
+/// the logins whose tokens expired when nobody came back for them.
+#[test]
+fn the_ledger_writer_records_logins_nobody_came_back_for() {
+    let url = fresh_database("reap");
+    let mut superuser = connect_to(&url);
+    superuser
+        .batch_execute(
+            "SELECT mfa.organization_upsert('acme', 'REQUIRED_FOR_ALL');
+             SELECT mfa.member_upsert('acme', 'm', mfa_enrolled => true);
+             SELECT mfa.member_upsert('acme', 'n', mfa_enrolled => true);",
+        )
+        .unwrap();
+    json(
+        &mut superuser,
+        "SELECT mfa.totp_migrate('acme', 'n', $1)",
+        &[&SECRET],
+    );
+    let mut started = Vec::new();
+    for _ in 0..3 {
+        let login = json(
+            &mut superuser,
+            "SELECT mfa.primary_authenticate('acme', 'm')",
+            &[],
+        );
+        started.push(login["request_id"].as_str().unwrap().to_string());
+    }
+    superuser
+        .execute(
+            "UPDATE mfa.intermediate_sessions SET expires_at = now() - interval '1 second'",
+            &[],
+        )
+        .unwrap();
+    // Any code checked in the database wakes a writer for its due upkeep.
+    json(
+        &mut superuser,
+        "SELECT mfa.totp_authenticate('acme', 'n', '000000')",
+        &[],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let recorded: Vec<String> = loop {
+        let rows: Vec<String> = superuser
+            .query(
+                "SELECT request_id::text FROM mfa.events WHERE event_type = 'login.abandoned'
+                  ORDER BY request_id",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if rows.len() >= 3 || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    started.sort();
+    assert_eq!(recorded, started);
+    let left: i64 = superuser
+        .query_one("SELECT count(*) FROM mfa.intermediate_sessions", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn a_token_names_its_organization() {
+    let mut superuser = connect();
+    let (org, mut app, _) = deployment(&mut superuser, "token-org");
+    let other = organization_with_member(&mut superuser, "token-other", "m");
+    let (_, token) = start_login(&mut app, &org, "m");
+    let error = |app: &mut Client, org: &str, token: &str| -> String {
+        let e = app
+            .query_one(
+                "SELECT mfa.totp_authenticate($1, 'm', '123456', $2)",
+                &[&org, &token],
+            )
+            .unwrap_err();
+        sql_error(&e).1
+    };
+    assert!(error(&mut app, &other, &token)
+        .contains("invalid_intermediate_session_token_for_organization"),);
+    // A token no key of this server made, of any shape: unknown.
+    let mut forged = token.clone().into_bytes();
+    forged[10] = if forged[10] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for unknown in [
+        forged.as_str(),
+        "A".repeat(75).as_str(),
+        "A".repeat(43).as_str(),
+        "x",
+    ] {
+        assert!(
+            error(&mut app, &org, unknown).contains("intermediate_session_not_found"),
+            "{unknown}"
+        );
+    }
+    // There is no index of every organization's tokens any more.
+    let indexes: i64 = superuser
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'mfa'
+              AND tablename = 'intermediate_sessions'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 1, "the primary key only");
+}
