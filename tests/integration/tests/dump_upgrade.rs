@@ -85,7 +85,8 @@ fn fill_0_1_0(c: &mut Client, org: &str) -> String {
         "SELECT mfa.totp_migrate($1, 'ann', $2, ARRAY[$3])",
         &[&org, &SECRET, &RECOVERY],
     );
-    let token = unique("login-token-of-0.1.0");
+    // A token as the versions before 0.10.0 made them: 256 random bits, base64url (43 characters).
+    let token = data_encoding::BASE64URL_NOPAD.encode(&rand::random::<[u8; 32]>());
     c.execute(
         "INSERT INTO mfa.intermediate_sessions (organization_id, token_hash, member_id, primary_factor, factors, expires_at)
          VALUES ($1, sha256(convert_to($2, 'UTF8')), 'ann', 'password',
