@@ -48,27 +48,13 @@ fn deployment(superuser: &mut Client, prefix: &str) -> (String, Client, String) 
     (org, app, format!("{schema}.sessions"))
 }
 
-/// The app's code for the step `offset` steps from now (mfa accepts one step either side, each
-/// once).
-fn totp_at(offset: i64) -> String {
-    let secret = data_encoding::BASE32_NOPAD
-        .decode(SECRET.as_bytes())
-        .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, secret)
-        .generate((now + 30 * offset) as u64)
-}
-
 /// A whole login of `m` with the code of `offset`: its two answers.
 fn login_with_session(app: &mut Client, org: &str, sessions: &str, offset: i64) -> (Value, Value) {
     let (login, token) = start_login(app, org, "m");
     let proven = json(
         app,
         "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
-        &[&org, &totp_at(offset), &token],
+        &[&org, &totp_at(SECRET, offset), &token],
     );
     assert_eq!(proven["status_code"], 200, "{proven}");
     app.execute(
@@ -136,7 +122,7 @@ fn a_login_given_up_is_recorded_once_at_the_members_next_login() {
     let proven = json(
         &mut app,
         "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
-        &[&org, &totp_at(0), &token],
+        &[&org, &totp_at(SECRET, 0), &token],
     );
     assert_eq!(proven["status_code"], 200, "{proven}");
     assert_eq!(events_of(&mut superuser, &org).len(), before, "nothing yet");

@@ -91,14 +91,21 @@ pub fn token_of(answer: &Value) -> String {
 }
 
 pub fn totp_now(secret_b32: &str) -> String {
+    totp_at(secret_b32, 0)
+}
+
+/// The authenticator app's code for the step `offset` steps from now (mfa accepts one step
+/// either side, each once).
+pub fn totp_at(secret_b32: &str, offset: i64) -> String {
     let secret = data_encoding::BASE32_NOPAD
         .decode(secret_b32.as_bytes())
         .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
-    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, secret).generate(now)
+        .as_secs() as i64;
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, secret)
+        .generate((now + 30 * offset) as u64)
 }
 
 /// Runs `f` on `n` threads, each with its own connection, released together.
