@@ -48,7 +48,9 @@ pub enum ErrorType {
     MemberNotFound,
     MemberPhoneNumberNotFound,
     TotpNotFound,
-    RecoveryCodesNotFound,
+    /// Recovery codes asked of a member without an active factor they stand for (an active
+    /// authenticator app or a passkey).
+    NoActiveRecoveryCodeBackedFactor,
     OtpCodeNotFound,
     IntermediateSessionNotFound,
     WebauthnRegistrationNotFound,
@@ -78,7 +80,10 @@ pub enum ErrorType {
     // Returned (not raised) authentication failures.
     UnableToAuthOtpCode,
     OtpCodeExpired,
+    /// A code that is no TOTP code (not six digits).
     InvalidTotpCode,
+    /// Six digits that are not the authenticator app's code now.
+    UnableToAuthenticateTotp,
     ExpiredTotp,
     TotpCodeAlreadyAuthenticated,
     InvalidRecoveryCode,
@@ -148,7 +153,7 @@ impl ErrorType {
             MemberNotFound => "member_not_found",
             MemberPhoneNumberNotFound => "member_phone_number_not_found",
             TotpNotFound => "totp_not_found",
-            RecoveryCodesNotFound => "recovery_codes_not_found",
+            NoActiveRecoveryCodeBackedFactor => "no_active_recovery_code_backed_factor",
             OtpCodeNotFound => "otp_code_not_found",
             IntermediateSessionNotFound => "intermediate_session_not_found",
             SmsMessageNotHeld => "sms_message_not_held",
@@ -170,6 +175,7 @@ impl ErrorType {
             UnableToAuthOtpCode => "unable_to_auth_otp_code",
             OtpCodeExpired => "otp_code_expired",
             InvalidTotpCode => "invalid_totp_code",
+            UnableToAuthenticateTotp => "unable_to_authenticate_totp",
             ExpiredTotp => "expired_totp",
             TotpCodeAlreadyAuthenticated => "totp_code_already_authenticated",
             InvalidRecoveryCode => "invalid_recovery_code",
@@ -192,7 +198,7 @@ impl ErrorType {
             | MemberNotFound
             | MemberPhoneNumberNotFound
             | TotpNotFound
-            | RecoveryCodesNotFound
+            | NoActiveRecoveryCodeBackedFactor
             | OtpCodeNotFound
             | IntermediateSessionNotFound
             | WebauthnRegistrationNotFound => 404,
@@ -210,6 +216,7 @@ impl ErrorType {
             | UnableToAuthOtpCode
             | OtpCodeExpired
             | InvalidTotpCode
+            | UnableToAuthenticateTotp
             | ExpiredTotp
             | TotpCodeAlreadyAuthenticated
             | InvalidRecoveryCode

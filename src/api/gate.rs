@@ -358,7 +358,7 @@ fn check_session_policy(
         &request,
         organization_id.unwrap_or_default(),
         member_id.unwrap_or_default(),
-        json!({ "authentication_factors": factors }),
+        json!({ "authentication_factors": answer::factors(Value::Array(factors)) }),
     )))
 }
 
@@ -428,9 +428,9 @@ pub fn session_verified_factors(
     else {
         return Jsonb(Value::Array(Vec::new()));
     };
-    Jsonb(Value::Array(gate::verified_factors(
+    Jsonb(answer::factors(Value::Array(gate::verified_factors(
         organization_id,
         member_id,
         &factors,
-    )))
+    ))))
 }

@@ -28,8 +28,8 @@ pub enum Factor {
         /// it earlier is here, so it is no phishing-resistant sign-in.
         registration: bool,
     },
-    /// One of the member's recovery codes.
-    RecoveryCode,
+    /// One of the member's recovery codes: which one (`core::ids::recovery_code_id`).
+    RecoveryCode { recovery_code_id: String },
     /// A device the member remembered after an earlier second factor. Not a second factor of
     /// its own: it meets the policy at the session gate, but never counts as a step-up, as the
     /// proof that enrolling a new factor needs, or in `mfa.last_mfa_at`.
@@ -76,9 +76,11 @@ impl Factor {
                     "ceremony": if *registration { "registration" } else { "authentication" },
                 },
             }),
-            Factor::RecoveryCode => {
-                json!({ "type": "recovery_codes", "delivery_method": "recovery_code" })
-            }
+            Factor::RecoveryCode { recovery_code_id } => json!({
+                "type": "recovery_codes",
+                "delivery_method": "recovery_code",
+                "recovery_code_factor": { "totp_recovery_code_id": recovery_code_id },
+            }),
             Factor::RememberedDevice { device_id } => json!({
                 "type": "remembered_device",
                 "delivery_method": "device_token",
@@ -110,6 +112,48 @@ pub fn remembered_device_id(stored: &[Value]) -> Option<&str> {
 /// The second factors among a login's stored `authentication_factors`.
 pub fn second_factors(stored: &[Value]) -> Vec<SecondFactor> {
     stored.iter().filter_map(stored_second_factor).collect()
+}
+
+/// What makes two factors the same one of a session: their type and delivery method (a step-up
+/// that proves a factor again replaces the earlier one of its kind).
+pub fn kind(factor: &Value) -> (Option<&str>, Option<&str>) {
+    (factor["type"].as_str(), factor["delivery_method"].as_str())
+}
+
+/// Stytch's `created_at`: when the factor was first authenticated (in the session). Stored only
+/// where it differs from `last_authenticated_at` — on a factor a step-up authenticated again —
+/// and otherwise that time: a factor authenticated once was first and last authenticated at once.
+pub fn created_at(factor: &Value) -> &Value {
+    match &factor["created_at"] {
+        Value::Null => &factor["last_authenticated_at"],
+        stored => stored,
+    }
+}
+
+/// The factors as answered: each with Stytch's `created_at` (the first authentication of its
+/// kind among `stored`, which keeps the order they were proven in) and `updated_at` (when it
+/// last changed: a factor of a session changes only when it is authenticated again, so its
+/// `last_authenticated_at`). Computed here rather than stored, so that a login's rows and a
+/// session's sealed column carry no more than `last_authenticated_at`.
+pub fn answered(stored: &[Value]) -> Vec<Value> {
+    stored
+        .iter()
+        .map(|factor| {
+            let Value::Object(mut object) = factor.clone() else {
+                return factor.clone();
+            };
+            let first = stored
+                .iter()
+                .find(|earlier| kind(earlier) == kind(factor))
+                .map(created_at)
+                .unwrap_or(&Value::Null)
+                .clone();
+            let updated = factor["last_authenticated_at"].clone();
+            object.insert("created_at".into(), first);
+            object.insert("updated_at".into(), updated);
+            Value::Object(object)
+        })
+        .collect()
 }
 
 /// Whether the newest second factor among `stored` is a sign-in with a registered passkey:
@@ -190,7 +234,9 @@ mod tests {
                 phone_id: Some("p-1".into()),
                 phone_number: "+15555550123".into(),
             },
-            Factor::RecoveryCode,
+            Factor::RecoveryCode {
+                recovery_code_id: "r-1".into(),
+            },
             Factor::RememberedDevice {
                 device_id: "d-1".into(),
             },
@@ -274,6 +320,41 @@ mod tests {
         assert_eq!(amr(&[password, device]), ["pwd"]);
     }
 
+    fn at(mut factor: Value, time: &str) -> Value {
+        factor["last_authenticated_at"] = time.into();
+        factor
+    }
+
+    #[test]
+    fn answered_times_are_stytch_s() {
+        let password = at(Factor::Primary(primary("password")).to_json(), "t1");
+        let totp = Factor::Totp {
+            totp_id: "t".into(),
+        }
+        .to_json();
+        // Once each: first and last authentication and last change are the one time.
+        let once = answered(&[password.clone(), at(totp.clone(), "t2")]);
+        for (factor, time) in once.iter().zip(["t1", "t2"]) {
+            assert_eq!(factor["created_at"], time);
+            assert_eq!(factor["updated_at"], time);
+            assert_eq!(factor["last_authenticated_at"], time);
+        }
+        // Proven twice in one login: the second carries the first's creation.
+        let twice = answered_twice(&totp);
+        assert_eq!(twice[1]["created_at"], "t2");
+        assert_eq!(twice[1]["updated_at"], "t3");
+        // A session's factor a step-up authenticated again stores its creation.
+        let mut stepped = at(totp, "t4");
+        stepped["created_at"] = "t2".into();
+        let again = answered(&[password, stepped]);
+        assert_eq!(again[1]["created_at"], "t2");
+        assert_eq!(again[1]["updated_at"], "t4");
+    }
+
+    fn answered_twice(totp: &Value) -> Vec<Value> {
+        answered(&[at(totp.clone(), "t2"), at(totp.clone(), "t3")])
+    }
+
     #[test]
     fn stytch_shapes() {
         assert_eq!(
@@ -286,6 +367,14 @@ mod tests {
             }
             .to_json()["authenticator_app_factor"]["totp_id"],
             "t"
+        );
+        assert_eq!(
+            Factor::RecoveryCode {
+                recovery_code_id: "r".into()
+            }
+            .to_json(),
+            json!({ "type": "recovery_codes", "delivery_method": "recovery_code",
+                    "recovery_code_factor": { "totp_recovery_code_id": "r" } })
         );
         // An SMS code's `type` is `otp`: a primary `email_otp` is not an SMS second factor.
         assert_eq!(

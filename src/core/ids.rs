@@ -22,6 +22,21 @@ pub fn new_request_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// The id of a recovery code (Stytch's `totp_recovery_code_id`), made from its stored keyed hash
+/// by a one-way function: the same code has the same id wherever it is named, and the id tells
+/// nothing of the code or of its hash. A version 8 (custom) UUID in text form.
+pub fn recovery_code_id(code_hash: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"mfa recovery code id\0")
+        .chain_update(code_hash)
+        .finalize();
+    let mut bytes: [u8; 16] = digest[..16].try_into().expect("16 bytes");
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(bytes).to_string()
+}
+
 /// A request id as the 16 bytes of its UUID.
 pub fn request_id_bytes(id: &str) -> [u8; 16] {
     uuid::Uuid::parse_str(id)
@@ -38,6 +53,16 @@ mod tests {
         assert_eq!(&u[14..15], "4");
         assert!("89ab".contains(&u[19..20]));
         assert_ne!(u, super::new_uuid());
+    }
+
+    #[test]
+    fn recovery_code_ids_are_one_way_uuids_of_their_hash() {
+        let id = super::recovery_code_id(&[1; 32]);
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "8");
+        assert!("89ab".contains(&id[19..20]));
+        assert_eq!(id, super::recovery_code_id(&[1; 32]));
+        assert_ne!(id, super::recovery_code_id(&[2; 32]));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! for, how a step-up merges its factors into the session's, and the book of decisions that the
 //! AFTER trigger checks the final row against.
 
+use crate::core::factor::{self, kind};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -44,11 +45,6 @@ pub fn classify_update<'a>(old: &GuardedColumns, new: &'a GuardedColumns) -> Upd
     }
 }
 
-/// The key a factor is merged by: its type and delivery method.
-fn factor_kind(factor: &Value) -> (Option<&str>, Option<&str>) {
-    (factor["type"].as_str(), factor["delivery_method"].as_str())
-}
-
 /// The session's factors after a step-up: each proven factor replaces an earlier one of the same
 /// kind (so its `last_authenticated_at` is the fresh one) and the others stay. A column that is not
 /// an array (NULL, or a row written before the table was guarded) counts as no factors.
@@ -58,13 +54,34 @@ pub fn merge_factors(existing: &Value, proven: &[Value]) -> Value {
         .map(|factors| {
             factors
                 .iter()
-                .filter(|f| !proven.iter().any(|p| factor_kind(p) == factor_kind(f)))
+                .filter(|f| !proven.iter().any(|p| kind(p) == kind(f)))
                 .cloned()
                 .collect()
         })
         .unwrap_or_default();
     merged.extend(proven.iter().cloned());
     Value::Array(merged)
+}
+
+/// The factors a step-up proved, each keeping the first authentication of the session's factor
+/// of its kind that it replaces (Stytch's `created_at`: when the factor was first authenticated),
+/// stored only where it is earlier than the new `last_authenticated_at` (`factor::answered`
+/// reads it). `verified` are the session's factors whose seal verifies: the time of a factor
+/// without one is nobody's word, and the step-up's seal must not vouch for it.
+pub fn first_authentications(verified: &[Value], proven: Vec<Value>) -> Vec<Value> {
+    proven
+        .into_iter()
+        .map(|mut new| {
+            let earlier = verified.iter().find(|f| kind(f) == kind(&new));
+            if let (Some(earlier), Value::Object(object)) = (earlier, &mut new) {
+                let first = factor::created_at(earlier).clone();
+                if !first.is_null() && Some(&first) != object.get("last_authenticated_at") {
+                    object.insert("created_at".into(), first);
+                }
+            }
+            new
+        })
+        .collect()
 }
 
 /// Where a decision is looked up: the table, the row event an UPDATE's decision is bound to (its
@@ -224,6 +241,25 @@ mod tests {
             ])
         );
         assert_eq!(merge_factors(&Value::Null, &proven), json!(proven));
+    }
+
+    #[test]
+    fn a_step_up_keeps_the_first_authentication_of_a_factor_it_proves_again() {
+        let totp = |at: &str| json!({"type": "totp", "delivery_method": "authenticator_app", "last_authenticated_at": at});
+        let sms = json!({"type": "otp", "delivery_method": "sms", "last_authenticated_at": "c"});
+        let verified = [
+            json!({"type": "password", "delivery_method": "password", "last_authenticated_at": "a"}),
+            totp("b"),
+        ];
+        let proven = first_authentications(&verified, vec![totp("c"), sms.clone()]);
+        assert_eq!(proven[0]["created_at"], "b");
+        // A factor new to the session stores nothing more.
+        assert_eq!(proven[1], sms);
+        // Again: the first authentication stays the first.
+        let again = first_authentications(&proven, vec![totp("d")]);
+        assert_eq!(again[0]["created_at"], "b");
+        // Nothing verified of its kind: nothing carried.
+        assert_eq!(first_authentications(&[], vec![totp("c")]), [totp("c")]);
     }
 
     #[test]

@@ -16,6 +16,11 @@ const CONTEXT: &[u8] = b"mfa session factor v1";
 /// The bytes a seal covers: the context, the organization and the member (each length-prefixed,
 /// so no two pairs run together the same way) and the factor without its seal, with the keys of
 /// every object in sorted order (jsonb reorders keys; the seal must not depend on it).
+///
+/// The times an answer adds (`core::factor::answered`) are left out where they say nothing the
+/// factor does not: `updated_at` (its `last_authenticated_at`) always, `created_at` when it is
+/// `last_authenticated_at`. So a factor sealed before they were answered, the stored one and the
+/// answered one all verify, and a `created_at` that differs from what was sealed does not.
 fn sealed_bytes(organization_id: &str, member_id: &str, factor: &Map<String, Value>) -> Vec<u8> {
     let mut out = CONTEXT.to_vec();
     for part in [organization_id, member_id] {
@@ -24,6 +29,10 @@ fn sealed_bytes(organization_id: &str, member_id: &str, factor: &Map<String, Val
     }
     let mut unsealed = factor.clone();
     unsealed.remove(SEAL_FIELD);
+    unsealed.remove("updated_at");
+    if unsealed.get("created_at") == unsealed.get("last_authenticated_at") {
+        unsealed.remove("created_at");
+    }
     canonical(&Value::Object(unsealed), &mut out);
     out
 }
@@ -127,6 +136,35 @@ mod tests {
     fn totp() -> Value {
         json!({"type": "totp", "delivery_method": "authenticator_app",
                "last_authenticated_at": "2026-12-05T10:00:00Z"})
+    }
+
+    #[test]
+    fn the_answered_times_keep_a_seal_verifiable() {
+        let k = keys(1);
+        // Sealed as 0.9.0 sealed it, without times.
+        let sealed = seal(&k, "org", "ann", totp());
+        let mut answered = sealed.clone();
+        answered["created_at"] = answered["last_authenticated_at"].clone();
+        answered["updated_at"] = answered["last_authenticated_at"].clone();
+        assert_eq!(
+            verified("org", "ann", &json!([answered.clone()]), known(&k)).len(),
+            1
+        );
+        // A created_at that is not the sealed one does not verify.
+        answered["created_at"] = "2001-01-01T00:00:00Z".into();
+        assert!(verified("org", "ann", &json!([answered]), known(&k)).is_empty());
+        // A factor a step-up authenticated again is sealed with its first authentication.
+        let mut again = totp();
+        again["created_at"] = "2026-12-05T09:00:00Z".into();
+        let sealed = seal(&k, "org", "ann", again);
+        let mut answered = sealed.clone();
+        answered["updated_at"] = answered["last_authenticated_at"].clone();
+        assert_eq!(
+            verified("org", "ann", &json!([sealed, answered.clone()]), known(&k)).len(),
+            2
+        );
+        answered["created_at"] = answered["last_authenticated_at"].clone();
+        assert!(verified("org", "ann", &json!([answered]), known(&k)).is_empty());
     }
 
     #[test]

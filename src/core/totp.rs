@@ -59,7 +59,9 @@ pub fn step_at(unix_seconds: u64) -> u64 {
 /// Why a presented code was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeRejection {
-    /// Not six digits, or matches no step in the window.
+    /// Not a TOTP code at all: not six digits.
+    Malformed,
+    /// Six digits that match no step in the window.
     Invalid,
     /// Matches a step that was already used (or an earlier one): a replay.
     AlreadyUsed,
@@ -76,7 +78,7 @@ pub fn verify_code(
     last_used_step: Option<u64>,
 ) -> Result<u64, CodeRejection> {
     if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(CodeRejection::Invalid);
+        return Err(CodeRejection::Malformed);
     }
     let mut matched = None;
     for step in current_step.saturating_sub(skew)..=current_step.saturating_add(skew) {
@@ -237,10 +239,11 @@ mod tests {
             verify_code(&secret, &code_at(now + 1), now, 1, Some(now)),
             Ok(now + 1)
         );
+        // Not six ASCII digits: no TOTP code at all (`invalid_totp_code`, not a wrong one).
         for bad in ["", "12345", "1234567", "12345a", " 123456", "１２３４５６"] {
             assert_eq!(
                 verify_code(&secret, bad, now, 1, None),
-                Err(CodeRejection::Invalid)
+                Err(CodeRejection::Malformed)
             );
         }
     }

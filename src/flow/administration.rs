@@ -121,12 +121,16 @@ pub fn member_upsert(
     if new_phone.is_some() && !created {
         removal::factor_gone(&request, &before, "phone_number_changed")?;
     }
-    answer::member_now(org, mem)
+    answer::member_with_organization_now(org, mem)
 }
 
 pub fn member_get(organization_id: Option<&str>, member_id: Option<&str>) -> MfaResult<Value> {
-    let member = member::load(organization_id, member_id, Load::Read)?;
-    Ok(answer::member(&member))
+    let (member, org) = member::load_with_policy(organization_id, member_id, Load::Read)?;
+    Ok(answer::with_organization(
+        answer::member(&member),
+        &member,
+        &org,
+    ))
 }
 
 /// Lifts a member's lock and resets their failed-attempt count.
@@ -182,7 +186,7 @@ pub fn member_delete_mfa_phone_number(
         json!({ "mfa_phone_number": mask_e164(phone), "by": removal::by(remover),
                 "factor_removed": m.mfa_phone_number_verified.then_some("sms_otp") }),
     )?;
-    answer::member_now(&m.organization_id, &m.member_id)
+    answer::member_with_organization_now(&m.organization_id, &m.member_id)
 }
 
 /// The support desk's "lost my phone": every factor of the member goes (authenticator app,

@@ -1,6 +1,8 @@
 //! Stytch-shaped answers: the envelope every successful call shares and the member object.
 
+use crate::core::factor;
 use crate::core::phone::mask_e164;
+use crate::core::policy::OrganizationPolicy;
 use crate::error::MfaResult;
 use crate::flow::member::{self, Load};
 use crate::store::audit::Request;
@@ -30,6 +32,35 @@ pub fn about_ids(
         obj.extend(fields);
     }
     answer
+}
+
+/// The organization object (what `organization_get` answers) of `member`'s organization, from the
+/// policy and the times read with the member: Stytch answers it beside the member.
+pub fn organization(member: &Member, org: &OrganizationPolicy) -> Value {
+    json!({
+        "organization_id": member.organization_id,
+        "mfa_policy": org.mfa_policy.as_str(),
+        "mfa_methods": org.mfa_methods.as_str(),
+        "allowed_mfa_methods": org.allowed_names(),
+        "remember_device_days": org.remember_device_days,
+        "created_at": member.organization_created_at.to_iso_string(),
+        "updated_at": member.organization_updated_at.to_iso_string(),
+    })
+}
+
+/// `answer` with the organization object beside its member.
+pub fn with_organization(mut answer: Value, member: &Member, org: &OrganizationPolicy) -> Value {
+    answer["organization"] = organization(member, org);
+    answer
+}
+
+/// A login's or a session's factors as answered: with Stytch's `created_at` and `updated_at`
+/// (`core::factor::answered`), which are not stored. Anything but an array is left as it is.
+pub fn factors(stored: Value) -> Value {
+    match stored {
+        Value::Array(stored) => Value::Array(factor::answered(&stored)),
+        other => other,
+    }
 }
 
 /// The member object (Stytch field names; the lock's times only while locked). Timestamps are
@@ -73,6 +104,14 @@ pub fn member_now(organization_id: &str, member_id: &str) -> MfaResult<Value> {
         Some(member_id),
         Load::Read,
     )?))
+}
+
+/// The member object as it is now, with their organization's object beside its fields (as Stytch
+/// answers `organization` beside `member`), read in the one statement that loads the member.
+pub fn member_with_organization_now(organization_id: &str, member_id: &str) -> MfaResult<Value> {
+    let (member, org) =
+        member::load_with_policy(Some(organization_id), Some(member_id), Load::Read)?;
+    Ok(with_organization(self::member(&member), &member, &org))
 }
 
 /// `member_before_mfa`, read again.

@@ -183,6 +183,7 @@ impl Attempt {
         let Attempt {
             request,
             mut member,
+            org,
             session,
             factor,
             event_type,
@@ -254,9 +255,13 @@ impl Attempt {
         } else {
             answer::member(&member)
         };
-        let mut answer = answer::about(&request, &member, json!({ "member": member_object }));
+        let mut answer = answer::about(
+            &request,
+            &member,
+            json!({ "member": member_object, "organization": answer::organization(&member, &org) }),
+        );
         if let Some(factors) = recorded.factors {
-            answer["authentication_factors"] = factors;
+            answer["authentication_factors"] = answer::factors(factors);
         }
         if let (Some(obj), Value::Object(extra)) = (answer.as_object_mut(), extra) {
             obj.extend(extra);

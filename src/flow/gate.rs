@@ -6,7 +6,7 @@
 use crate::core::crypto::token_hash;
 use crate::core::factor::{remembered_device_id, second_factors};
 use crate::core::policy::{self, validate_id, IdKind};
-use crate::core::session_gate::{merge_factors, GuardedColumns};
+use crate::core::session_gate::{first_authentications, merge_factors, GuardedColumns};
 use crate::core::session_seal;
 use crate::error::{err, ErrorType, MfaError, MfaResult};
 use crate::flow::{keys, token};
@@ -58,6 +58,12 @@ pub fn step_up(table: &str, old: &GuardedColumns, token: &str) -> Result<Value, 
             "A step-up needs a second factor proven with its token.",
         ));
     }
+    // A factor proven again keeps its first authentication in the session (Stytch's created_at),
+    // from the session's factors whose seal verifies, under the new seal.
+    let factors = first_authentications(
+        &verified_factors(organization_id, member_id, &old.factors),
+        factors,
+    );
     let factors = sealed(organization_id, member_id, factors)?;
     Ok(merge_factors(&old.factors, &factors))
 }

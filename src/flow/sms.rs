@@ -273,7 +273,7 @@ pub fn otp_sms_send(
     Ok(answer::about(
         &request,
         &member,
-        json!({ "member": object }),
+        json!({ "member": object, "organization": answer::organization(&member, &org) }),
     ))
 }
 

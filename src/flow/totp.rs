@@ -111,8 +111,17 @@ pub fn authenticate(attempt: Attempt, code: &str) -> MfaResult<Value> {
         registration.last_used_step.map(|s| s as u64),
     ) {
         Ok(step) => step,
+        Err(CodeRejection::Malformed) => {
+            return attempt.fail(
+                ErrorType::InvalidTotpCode,
+                "That is no TOTP code: a TOTP code is six digits.",
+            )
+        }
         Err(CodeRejection::Invalid) => {
-            return attempt.fail(ErrorType::InvalidTotpCode, "The TOTP code is not valid.")
+            return attempt.fail(
+                ErrorType::UnableToAuthenticateTotp,
+                "The TOTP code is not the authenticator app's.",
+            )
         }
         Err(CodeRejection::AlreadyUsed) => {
             return attempt.fail(
@@ -144,7 +153,7 @@ pub fn require_recovery_backed_factor(member: &Member) -> MfaResult<()> {
         return Ok(());
     }
     err(
-        ErrorType::RecoveryCodesNotFound,
+        ErrorType::NoActiveRecoveryCodeBackedFactor,
         "The member has no active TOTP registration nor passkey, so no recovery codes.",
     )
 }
@@ -182,7 +191,7 @@ pub fn recover(attempt: Attempt, recovery_code: Option<&str>) -> MfaResult<Value
             .collect::<MfaResult<_>>()?,
         None => Vec::new(),
     };
-    let Some(remaining) = totp::spend_recovery_code(member, candidates)? else {
+    let Some((remaining, code_hash)) = totp::spend_recovery_code(member, candidates)? else {
         return attempt.fail(
             ErrorType::InvalidRecoveryCode,
             "The recovery code is not valid or was already used.",
@@ -190,7 +199,9 @@ pub fn recover(attempt: Attempt, recovery_code: Option<&str>) -> MfaResult<Value
     };
     attempt.succeed(
         Proof {
-            factor: Factor::RecoveryCode,
+            factor: Factor::RecoveryCode {
+                recovery_code_id: ids::recovery_code_id(&code_hash),
+            },
             spend: Spend::RecoveryCode,
             verifies_phone: false,
             activates_totp: false,
@@ -253,6 +264,7 @@ pub fn totp_create(
             "qr_code": qr_code_data_url(&uri)?,
             "recovery_codes": recovery_codes,
             "member": answer::member_before_mfa_now(&member.organization_id, &member.member_id)?,
+            "organization": answer::organization(&member, &org),
         }),
     ))
 }
@@ -284,7 +296,7 @@ pub fn totp_migrate(
     // The same code twice is stored once: the count answered is what is stored.
     codes.sort();
     codes.dedup();
-    let member = member::load(organization_id, member_id, Load::Lock)?;
+    let (member, org) = member::load_with_policy(organization_id, member_id, Load::Lock)?;
     if member.totp.as_ref().is_some_and(|r| r.active) {
         return err(
             ErrorType::ActiveTotpExists,
@@ -319,6 +331,7 @@ pub fn totp_migrate(
         "totp_registration_id": registration_id,
         "recovery_codes_remaining": remaining,
         "member": answer::member_now(&member.organization_id, &member.member_id)?,
+        "organization": answer::organization(&member, &org),
     });
     if let Some(codes) = minted {
         answer["recovery_codes"] = json!(codes);
@@ -353,7 +366,7 @@ pub fn member_delete_totp(
                 "by": removal::by(remover),
                 "factor_removed": registration.active.then_some("totp") }),
     )?;
-    answer::member_now(&member.organization_id, &member.member_id)
+    answer::member_with_organization_now(&member.organization_id, &member.member_id)
 }
 
 /// How many recovery codes remain and when they were minted (the codes themselves are stored
@@ -363,7 +376,7 @@ pub fn recovery_codes_get(
     member_id: Option<&str>,
 ) -> MfaResult<Value> {
     let request = Request::new();
-    let member = member::load(organization_id, member_id, Load::Read)?;
+    let (member, org) = member::load_with_policy(organization_id, member_id, Load::Read)?;
     let (remaining, created_at) = totp::recovery_codes_left(&member)?;
     Ok(answer::about(
         &request,
@@ -371,6 +384,7 @@ pub fn recovery_codes_get(
         json!({
             "recovery_codes_remaining": remaining,
             "recovery_codes_created_at": created_at.map(|t| t.to_iso_string()),
+            "organization": answer::organization(&member, &org),
         }),
     ))
 }
@@ -385,7 +399,7 @@ pub fn recovery_codes_rotate(
     intermediate_session_token: Option<&str>,
 ) -> MfaResult<Value> {
     let request = Request::new();
-    let member = member::load(organization_id, member_id, Load::Lock)?;
+    let (member, org) = member::load_with_policy(organization_id, member_id, Load::Lock)?;
     require_recovery_backed_factor(&member)?;
     match token::find_optional(&member, intermediate_session_token)? {
         Some(session) if token::has_second_factor(&session) => {}
@@ -406,6 +420,9 @@ pub fn recovery_codes_rotate(
     Ok(answer::about(
         &request,
         &member,
-        json!({ "recovery_codes": codes }),
+        json!({
+            "recovery_codes": codes,
+            "organization": answer::organization(&member, &org),
+        }),
     ))
 }

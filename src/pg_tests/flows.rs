@@ -254,7 +254,7 @@ mod tests {
         assert_error(
             "SELECT mfa.recovery_codes_rotate('org-1', 'ann')",
             "P0002",
-            "recovery_codes_not_found",
+            "no_active_recovery_code_backed_factor",
         );
         assert_error(
             "SELECT mfa.member_delete_totp('org-1', 'ann')",

@@ -44,6 +44,9 @@ pub struct Member {
     /// The member's lockout state: the attempt ledger's live copy, or the durable row when the
     /// ledger knows nothing of them.
     pub attempts: MemberAttempts,
+    /// Their organization's row's times, read with its policy (for the organization object).
+    pub organization_created_at: TimestampWithTimeZone,
+    pub organization_updated_at: TimestampWithTimeZone,
 }
 
 /// A member's authenticator-app registration as stored (the secret still encrypted).
@@ -157,6 +160,8 @@ fn read_member(row: &SpiHeapTupleData) -> Result<(Member, OrganizationPolicy), p
         lock_expires_at: None,
         created_at: time("created_at")?.expect("NOT NULL"),
         updated_at: time("updated_at")?.expect("NOT NULL"),
+        organization_created_at: time("organization_created_at")?.expect("NOT NULL"),
+        organization_updated_at: time("organization_updated_at")?.expect("NOT NULL"),
         totp,
         sms_code,
         webauthn_registrations: number("webauthn_registrations")?.unwrap_or(0),
@@ -459,7 +464,7 @@ mod tests {
         let with_code = include_str!("sql/member_lock_with_sms_code.sql");
         assert_eq!(columns(read), columns(lock));
         assert_eq!(names(read), names(with_code));
-        assert_eq!(names(read).len(), 31);
+        assert_eq!(names(read).len(), 33);
         assert!(!read.contains("mfa.sms_codes") && !lock.contains("mfa.sms_codes"));
     }
 }

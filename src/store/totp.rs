@@ -100,23 +100,27 @@ pub fn recovery_code_keys(member: &Member) -> MfaResult<Vec<String>> {
 }
 
 /// Spends the unused recovery code whose hash is one of `candidates` (one per key); returns how
-/// many remain after it, `None` when none matched. Comparing keyed hashes by equality leaks
+/// many remain after it and the spent code's hash, `None` when none matched. Comparing keyed hashes by equality leaks
 /// nothing useful: without the key, knowing where two hashes differ says nothing about the code.
-pub fn spend_recovery_code(member: &Member, candidates: Vec<Vec<u8>>) -> MfaResult<Option<i64>> {
+pub fn spend_recovery_code(
+    member: &Member,
+    candidates: Vec<Vec<u8>>,
+) -> MfaResult<Option<(i64, Vec<u8>)>> {
     Ok(spi::typed_row(
         "WITH used AS (
              UPDATE mfa.recovery_codes SET used_at = now()
               WHERE organization_id = $1 AND member_id = $2 AND code_hash = ANY($3) AND used_at IS NULL
           RETURNING code_hash)
          SELECT (SELECT count(*) FROM mfa.recovery_codes
-                  WHERE organization_id = $1 AND member_id = $2 AND used_at IS NULL) - 1
+                  WHERE organization_id = $1 AND member_id = $2 AND used_at IS NULL) - 1,
+                used.code_hash
            FROM used LIMIT 1",
         &[
             member.organization_id.as_str().into(),
             member.member_id.as_str().into(),
             candidates.into(),
         ],
-        |row| row.get::<i64>(1),
+        |row| Ok(row.get::<i64>(1)?.zip(row.get::<Vec<u8>>(2)?)),
     )?
     .flatten())
 }

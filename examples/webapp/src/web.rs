@@ -260,14 +260,14 @@ pub fn message_for(error_type: &str, context: &str) -> String {
         ("user_lock_limit_reached", _) => {
             "Too many wrong codes: your account is locked for an hour. Ask your organization's administrator to unlock it."
         }
-        ("invalid_totp_code", _) | ("expired_totp", _) => {
+        ("unable_to_authenticate_totp", _) | ("invalid_totp_code", _) | ("expired_totp", _) => {
             "That code is not right. Type the 6-digit code your authenticator app shows now."
         }
         ("totp_code_already_authenticated", _) => "That code was already used. Wait for the next one.",
         ("unable_to_auth_otp_code", _) => "That code is not right. Check the text message, or send a new code.",
         ("otp_code_expired", _) => "That code has expired. Send a new one.",
         ("otp_code_not_found", _) => "No code is waiting for you. Send a new one.",
-        ("invalid_recovery_code", _) | ("recovery_codes_not_found", _) => {
+        ("invalid_recovery_code", _) | ("no_active_recovery_code_backed_factor", _) => {
             "That recovery code is not valid or was already used."
         }
         ("invalid_phone_number", _) => {
@@ -348,6 +348,7 @@ mod tests {
         for kind in [
             "too_many_requests",
             "user_lock_limit_reached",
+            "unable_to_authenticate_totp",
             "invalid_totp_code",
             "totp_code_already_authenticated",
             "unable_to_auth_otp_code",

@@ -8,6 +8,7 @@ SELECT m.organization_id, m.member_id, m.mfa_enrolled, m.mfa_phone_number, m.mfa
        m.mfa_phone_number_verified, m.phone_id::text AS phone_id, m.default_mfa_method,
        m.is_breakglass, m.created_at, m.updated_at, m.webauthn_registrations,
        o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods, o.remember_device_days,
+       o.created_at AS organization_created_at, o.updated_at AS organization_updated_at,
        l.failed_attempts, l.failure_window_started_at, l.lock_created_at, l.lock_expires_at,
        l.lock_count,
        t.totp_registration_id, t.secret_ciphertext, t.totp_active, t.totp_expired, t.last_used_step,

@@ -20,6 +20,7 @@ WITH matching AS (
            m.mfa_phone_number_verified, m.phone_id::text AS phone_id, m.default_mfa_method,
            m.is_breakglass, m.created_at, m.updated_at, m.webauthn_registrations,
            o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods, o.remember_device_days,
+           o.created_at AS organization_created_at, o.updated_at AS organization_updated_at,
            l.failed_attempts, l.failure_window_started_at, l.lock_created_at, l.lock_expires_at,
            l.lock_count,
            t.totp_registration_id, NULL::bytea AS secret_ciphertext, t.totp_active, t.totp_expired,

@@ -130,7 +130,7 @@ fn a_rolled_back_brute_force_is_capped_locked_and_audited() {
     // mfa.lock_threshold (10) guesses checked, the other 290 refused unchecked.
     assert_eq!(
         tally,
-        serde_json::json!({"invalid_totp_code": 10, "user_lock_limit_reached": 290})
+        serde_json::json!({"unable_to_authenticate_totp": 10, "user_lock_limit_reached": 290})
     );
     let mut su = connect();
     assert_eq!(
@@ -169,7 +169,7 @@ fn a_burst_is_throttled_even_under_a_high_threshold() {
     let started = Instant::now();
     let tally = rolled_back_brute_force(&mut v.app(), &v.org, 300);
     let seconds = started.elapsed().as_secs() as i64 + 1;
-    let checked = tally["invalid_totp_code"].as_i64().unwrap_or(0);
+    let checked = tally["unable_to_authenticate_totp"].as_i64().unwrap_or(0);
     let throttled = tally["too_many_requests"].as_i64().unwrap_or(0);
     println!("burst of 300 over {seconds} s: {checked} checked, {throttled} throttled");
     // mfa.member_checks_per_second (5) in each second the burst touched.
@@ -201,7 +201,7 @@ fn a_burst_is_throttled_even_under_a_high_threshold() {
         "SELECT mfa.totp_authenticate($1, 'bob', $2)",
         &[&v.org, &wrong_codes(SECRET, 1)[0]],
     );
-    assert_eq!(after["error_type"], "invalid_totp_code", "{after}");
+    assert_eq!(after["error_type"], "unable_to_authenticate_totp", "{after}");
     let summed = eventually(
         || -> i64 {
             su.query_one(
@@ -292,7 +292,7 @@ fn eight_parallel_wrong_codes_add_eight() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     };
     let first = round(codes[..8].to_vec());
-    assert!(first.iter().all(|e| e == "invalid_totp_code"), "{first:?}");
+    assert!(first.iter().all(|e| e == "unable_to_authenticate_totp"), "{first:?}");
     let mut su = connect();
     assert_eq!(
         eventually(|| durable_lockout(&mut su, &v.org), |l| l.0 == 8).0,
@@ -300,11 +300,11 @@ fn eight_parallel_wrong_codes_add_eight() {
     );
     // Eight more at once: two fit under the threshold of 10, six are refused unchecked.
     let second = round(codes[8..].to_vec());
-    let checked = second.iter().filter(|e| *e == "invalid_totp_code").count();
+    let checked = second.iter().filter(|e| *e == "unable_to_authenticate_totp").count();
     assert_eq!(checked, 2, "{second:?}");
     assert!(second
         .iter()
-        .all(|e| e == "invalid_totp_code" || e == "user_lock_limit_reached"));
+        .all(|e| e == "unable_to_authenticate_totp" || e == "user_lock_limit_reached"));
     assert_eq!(
         eventually(|| audited_failures(&mut su, &v.org), |n| *n == 10),
         10

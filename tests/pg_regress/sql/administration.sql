@@ -19,7 +19,9 @@ SELECT mfa.organization_get('nobody');
 
 -- Members: the phone is parsed and stored as E.164, unverified until an SMS code is authenticated.
 SELECT mfa.member_upsert('acme', 'ann', '+1 (415) 555-2671', true, 'sms_otp')
-       - 'created_at' - 'updated_at';
+       - 'created_at' - 'updated_at' - 'organization';
+-- Beside the member's fields, their organization's object (Stytch answers it beside the member).
+SELECT mfa.member_get('acme', 'ann') -> 'organization' = mfa.organization_get('acme') AS organization_beside_member;
 SELECT mfa.member_upsert('acme', 'ann', '415-555-2671');
 SELECT mfa.member_upsert('acme', 'ann', default_mfa_method => 'totp');
 SELECT mfa.member_upsert('acme', 'ann', default_mfa_method => 'email');

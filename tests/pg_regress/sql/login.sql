@@ -30,8 +30,26 @@ INSERT INTO app_sessions (organization_id, member_id, token) VALUES ('globex', '
 SELECT mfa.totp_migrate('globex', 'hank', 'JBSWY3DPEHPK3PXP') ->> 'status_code' AS migrated;
 SELECT mfa.totp_authenticate('globex', 'hank', 'abc123', :'token') - 'request_id' AS wrong_code;
 \set code `oathtool --totp -b JBSWY3DPEHPK3PXP`
-SELECT r ->> 'status_code' AS status, jsonb_path_query_array(r, '$.authentication_factors[*].type') AS factors
-  FROM mfa.totp_authenticate('globex', 'hank', :'code', :'token') AS r;
+SELECT mfa.totp_authenticate('globex', 'hank', :'code', :'token') AS proven \gset
+SELECT :'proven'::jsonb ->> 'status_code' AS status,
+       jsonb_path_query_array(:'proven'::jsonb, '$.authentication_factors[*].type') AS factors;
+-- Each factor as Stytch's session has it: proven once, it was first and last authenticated (and
+-- last changed) at one time; the TOTP factor names the app.
+SELECT f ->> 'type' AS type, f ->> 'delivery_method' AS delivery_method,
+       f -> 'created_at' = f -> 'last_authenticated_at' AS created_is_last,
+       f -> 'updated_at' = f -> 'last_authenticated_at' AS updated_is_last,
+       f - 'type' - 'delivery_method' - 'created_at' - 'updated_at' - 'last_authenticated_at' AS sub_object
+  FROM jsonb_array_elements(:'proven'::jsonb -> 'authentication_factors') f
+ WHERE f ->> 'type' <> 'totp'
+UNION ALL
+SELECT f ->> 'type', f ->> 'delivery_method', f -> 'created_at' = f -> 'last_authenticated_at',
+       f -> 'updated_at' = f -> 'last_authenticated_at',
+       jsonb_build_object('authenticator_app_factor_is_the_app',
+                          f -> 'authenticator_app_factor' ->> 'totp_id' = :'proven'::jsonb ->> 'totp_registration_id')
+  FROM jsonb_array_elements(:'proven'::jsonb -> 'authentication_factors') f
+ WHERE f ->> 'type' = 'totp';
+-- Beside the member, the organization object organization_get answers.
+SELECT :'proven'::jsonb -> 'organization' = mfa.organization_get('globex') AS organization;
 -- The same code again is a replay.
 SELECT mfa.totp_authenticate('globex', 'hank', :'code') ->> 'error_type' AS replay;
 

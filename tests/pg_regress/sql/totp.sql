@@ -47,7 +47,14 @@ SELECT mfa.recovery_codes_get('initech', 'peter') -> 'recovery_codes_remaining' 
 SELECT mfa.recovery_codes_rotate('initech', 'peter');
 SELECT mfa.step_up_start('initech', 'peter') ->> 'intermediate_session_token' AS step_up \gset
 SELECT jsonb_array_elements_text(:'created'::jsonb -> 'recovery_codes') AS step_up_code OFFSET 2 LIMIT 1 \gset
-SELECT mfa.recovery_codes_recover('initech', 'peter', :'step_up_code', :'step_up') ->> 'status_code' AS proven;
+SELECT mfa.recovery_codes_recover('initech', 'peter', :'step_up_code', :'step_up') AS proven \gset
+-- The factor names the code it spent (Stytch's recovery_code_factor): a UUID, not the code.
+SELECT :'proven'::jsonb ->> 'status_code' AS status, f ->> 'delivery_method' AS delivery_method,
+       jsonb_object_keys(f -> 'recovery_code_factor') AS sub_object,
+       (f -> 'recovery_code_factor' ->> 'totp_recovery_code_id') ~ '^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' AS a_uuid,
+       position(replace(:'step_up_code', '-', '') IN :'proven') = 0 AND position(:'step_up_code' IN :'proven') = 0 AS no_code
+  FROM jsonb_array_elements(:'proven'::jsonb -> 'authentication_factors') f
+ WHERE f ->> 'type' = 'recovery_codes';
 SELECT mfa.recovery_codes_rotate('initech', 'peter', :'step_up') -> 'recovery_codes' ->> 0 AS new_code \gset
 SELECT jsonb_array_elements_text(:'created'::jsonb -> 'recovery_codes') AS old_code OFFSET 1 LIMIT 1 \gset
 SELECT mfa.recovery_codes_recover('initech', 'peter', :'old_code') ->> 'error_type' AS old_set;
