@@ -154,6 +154,7 @@ pub fn start(
             },
             // Before any second factor of this login, whether or not one is required: masked.
             "member": answer::member_before_mfa(&member),
+            "organization": answer::organization(&member, &org),
         }),
     );
     if let Some(device) = remembered {
