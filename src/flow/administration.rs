@@ -15,7 +15,7 @@ use crate::store::audit::Request;
 use crate::store::cluster;
 use crate::store::members::{self, SettingsChange};
 use crate::store::remembered_devices::{self, Revocation};
-use crate::store::{organizations, sms_workers};
+use crate::store::{organizations, sessions, sms_workers};
 use serde_json::json;
 use serde_json::Value;
 
@@ -199,6 +199,7 @@ pub fn member_reset_mfa(
     let request = Request::new();
     let m = member::load(organization_id, member_id, Load::Lock)?;
     let removed = members::reset_mfa(&m)?;
+    let logins = sessions::end_logins(&m.organization_id, &m.member_id)?;
     devices::revoke_all(&request, &m, "mfa_reset")?;
     request.audit(
         &m.organization_id,
@@ -209,7 +210,7 @@ pub fn member_reset_mfa(
             "mfa_phone_number": m.mfa_phone_number.as_deref().map(mask_e164),
             "webauthn_registrations": m.webauthn_registrations,
             "recovery_codes": removed.recovery_codes,
-            "logins_in_progress": removed.logins,
+            "logins_in_progress": logins,
             "factor_removed": "all",
         }),
     )?;

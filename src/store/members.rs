@@ -397,10 +397,10 @@ pub fn remove_totp(member: &Member) -> MfaResult<()> {
 /// What a reset removed besides the factors the member had.
 pub struct Reset {
     pub recovery_codes: i64,
-    pub logins: i64,
 }
 
-/// Removes every factor of the member and their logins in progress (`member_mfa_reset.sql`).
+/// Removes every factor of the member (`member_mfa_reset.sql`); their logins go after it
+/// (`sessions::end_logins`).
 pub fn reset_mfa(member: &Member) -> MfaResult<Reset> {
     let reset = spi::typed_row(
         include_str!("sql/member_mfa_reset.sql"),
@@ -412,7 +412,6 @@ pub fn reset_mfa(member: &Member) -> MfaResult<Reset> {
         |row| {
             Ok(Reset {
                 recovery_codes: row.get_by_name::<i64, _>("recovery_codes")?.unwrap_or(0),
-                logins: row.get_by_name::<i64, _>("logins")?.unwrap_or(0),
             })
         },
     )?;

@@ -9,6 +9,7 @@ use crate::store::members::read_policy;
 use crate::store::spi;
 use pgrx::JsonB;
 use serde_json::Value;
+use std::sync::LazyLock;
 
 /// A login in progress as stored.
 #[derive(Debug, Clone)]
@@ -63,13 +64,15 @@ pub fn find(
 /// Deletes up to `at_most` expired intermediate sessions, recording the logins among them that
 /// no session consumed as `login.abandoned` (`logins_expired_reap.sql`); how many went.
 pub fn reap_expired(at_most: i64) -> MfaResult<i64> {
-    Ok(spi::typed_row(
-        include_str!("sql/logins_expired_reap.sql"),
-        &[spi::clock().into(), at_most.into()],
-        |row| row.get_by_name::<i64, _>("gone"),
-    )?
-    .flatten()
-    .unwrap_or(0))
+    static STATEMENT: LazyLock<String> =
+        LazyLock::new(|| with_abandoned_logins(include_str!("sql/logins_expired_reap.sql")));
+    Ok(
+        spi::typed_row(&STATEMENT, &[spi::clock().into(), at_most.into()], |row| {
+            row.get_by_name::<i64, _>("gone")
+        })?
+        .flatten()
+        .unwrap_or(0),
+    )
 }
 
 /// The arguments of `session_start.sql`.
@@ -95,8 +98,10 @@ pub fn start(session: NewSession) -> MfaResult<()> {
         Some((method, factor)) => (Some(method), Some(Jsonb(factor))),
         None => (None, None),
     };
+    static STATEMENT: LazyLock<String> =
+        LazyLock::new(|| with_abandoned_logins(include_str!("sql/session_start.sql")));
     spi::execute(
-        include_str!("sql/session_start.sql"),
+        &STATEMENT,
         &[
             session.organization_id.into(),
             session.token_hash.into(),
@@ -201,10 +206,54 @@ pub fn gate_trigger_registered(trigger_oid: u32, columns: Vec<String>) -> MfaRes
 }
 
 /// Ends the member's logins in progress (and the consumed ones kept for remembering devices):
-/// what they proved may have been proven with a factor that is gone.
-pub fn end_logins(organization_id: &str, member_id: &str) -> MfaResult<usize> {
-    spi::execute(
-        "DELETE FROM mfa.intermediate_sessions WHERE organization_id = $1 AND member_id = $2",
+/// what they proved may have been proven with a factor that is gone (`logins_end.sql`). Returns
+/// how many went.
+pub fn end_logins(organization_id: &str, member_id: &str) -> MfaResult<i64> {
+    static STATEMENT: LazyLock<String> =
+        LazyLock::new(|| with_abandoned_logins(include_str!("sql/logins_end.sql")));
+    Ok(spi::typed_row(
+        &STATEMENT,
         &[organization_id.into(), member_id.into()],
+        |row| row.get_by_name::<i64, _>("gone"),
+    )?
+    .flatten()
+    .unwrap_or(0))
+}
+
+/// `statement` with the CTE that records the logins it gives up (`logins_abandoned.sql`) where
+/// its `-- logins_abandoned.sql` line stands, after its other CTEs: every statement that deletes
+/// logins records those that no session consumed, the same way.
+fn with_abandoned_logins(statement: &str) -> String {
+    const MARKER: &str = "-- logins_abandoned.sql\n";
+    assert_eq!(statement.matches(MARKER).count(), 1, "{statement}");
+    statement.replace(
+        MARKER,
+        &format!("{}\n", include_str!("sql/logins_abandoned.sql").trim_end()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every statement that deletes logins records those given up, its abandoned CTE the last
+    /// before its main statement.
+    #[test]
+    fn each_statement_that_ends_logins_records_them() {
+        for file in [
+            include_str!("sql/session_start.sql"),
+            include_str!("sql/logins_end.sql"),
+            include_str!("sql/logins_expired_reap.sql"),
+        ] {
+            let statement = super::with_abandoned_logins(file);
+            assert_eq!(statement.matches("abandoned AS (").count(), 1);
+            assert!(
+                statement.contains("WHERE abandoned)\nSELECT")
+                    || statement.contains("WHERE abandoned)\nINSERT"),
+                "{statement}"
+            );
+            assert!(
+                statement.contains("),\n-- The CTE that records"),
+                "{statement}"
+            );
+        }
+    }
 }

@@ -17,10 +17,5 @@ given_up AS (
        AND s.token_hash = e.token_hash
  RETURNING s.organization_id, s.member_id, s.request_ids, s.factors || s.proven_factors AS factors,
            s.primary_factor IS NOT NULL AND s.consumed_at IS NULL AS abandoned),
-abandoned AS (
-    INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
-    SELECT organization_id, request_ids[1], 'login.abandoned', member_id,
-           mfa._login_story(factors, request_ids)
-      FROM given_up
-     WHERE abandoned)
+-- logins_abandoned.sql
 SELECT count(*) AS gone FROM given_up

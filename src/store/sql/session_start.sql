@@ -10,17 +10,13 @@
 WITH given_up AS (
     DELETE FROM mfa.intermediate_sessions
      WHERE organization_id = $1 AND member_id = $3 AND expires_at <= $12
- RETURNING request_ids, factors || proven_factors AS factors,
+ RETURNING organization_id, member_id, request_ids, factors || proven_factors AS factors,
            primary_factor IS NOT NULL AND consumed_at IS NULL AS abandoned),
-abandoned AS (
-    INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
-    SELECT $1, request_ids[1], 'login.abandoned', $3, mfa._login_story(factors, request_ids)
-      FROM given_up
-     WHERE abandoned),
 audited AS (
     INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
     SELECT $1, $8::uuid, $9, $3, $10
-     WHERE $9 IS NOT NULL)
+     WHERE $9 IS NOT NULL),
+-- logins_abandoned.sql
 INSERT INTO mfa.intermediate_sessions
        (organization_id, token_hash, member_id, primary_factor, locale, factors, expires_at,
         proven_factors, request_ids)

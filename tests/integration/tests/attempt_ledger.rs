@@ -201,7 +201,10 @@ fn a_burst_is_throttled_even_under_a_high_threshold() {
         "SELECT mfa.totp_authenticate($1, 'bob', $2)",
         &[&v.org, &wrong_codes(SECRET, 1)[0]],
     );
-    assert_eq!(after["error_type"], "unable_to_authenticate_totp", "{after}");
+    assert_eq!(
+        after["error_type"], "unable_to_authenticate_totp",
+        "{after}"
+    );
     let summed = eventually(
         || -> i64 {
             su.query_one(
@@ -292,7 +295,10 @@ fn eight_parallel_wrong_codes_add_eight() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     };
     let first = round(codes[..8].to_vec());
-    assert!(first.iter().all(|e| e == "unable_to_authenticate_totp"), "{first:?}");
+    assert!(
+        first.iter().all(|e| e == "unable_to_authenticate_totp"),
+        "{first:?}"
+    );
     let mut su = connect();
     assert_eq!(
         eventually(|| durable_lockout(&mut su, &v.org), |l| l.0 == 8).0,
@@ -300,7 +306,10 @@ fn eight_parallel_wrong_codes_add_eight() {
     );
     // Eight more at once: two fit under the threshold of 10, six are refused unchecked.
     let second = round(codes[8..].to_vec());
-    let checked = second.iter().filter(|e| *e == "unable_to_authenticate_totp").count();
+    let checked = second
+        .iter()
+        .filter(|e| *e == "unable_to_authenticate_totp")
+        .count();
     assert_eq!(checked, 2, "{second:?}");
     assert!(second
         .iter()

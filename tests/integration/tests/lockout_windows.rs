@@ -159,7 +159,10 @@ fn failures_across_the_end_of_a_window_lock() {
         )
         .unwrap()
         .get(0);
-    let checked = answers.iter().filter(|a| *a == "unable_to_authenticate_totp").count();
+    let checked = answers
+        .iter()
+        .filter(|a| *a == "unable_to_authenticate_totp")
+        .count();
     println!("17 wrong codes over {burst_seconds:.1} s across the window's end: {checked} checked, answers {answers:?}");
     assert!(burst_seconds < 300.0, "the burst took {burst_seconds} s");
     assert!(

@@ -260,3 +260,30 @@ fn a_token_names_its_organization() {
         .get(0);
     assert_eq!(indexes, 1, "the primary key only");
 }
+
+/// Logins that a factor's removal or a reset ends are recorded too: a removal must not erase the
+/// trace of a password that was right.
+#[test]
+fn logins_ended_by_a_reset_are_recorded() {
+    let mut superuser = connect();
+    let (org, mut app, _) = deployment(&mut superuser, "reset-ends");
+    let before = events_of(&mut superuser, &org).len();
+    let (login, _) = start_login(&mut app, &org, "m");
+    json(
+        &mut superuser,
+        "SELECT mfa.member_reset_mfa($1, 'm')",
+        &[&org],
+    );
+    let new: Vec<_> = events_of(&mut superuser, &org)[before..].to_vec();
+    let abandoned: Vec<_> = new
+        .iter()
+        .filter(|(t, _, _)| t == "login.abandoned")
+        .collect();
+    assert_eq!(abandoned.len(), 1, "{new:?}");
+    assert_eq!(abandoned[0].1, login["request_id"].as_str().unwrap());
+    let reset = new
+        .iter()
+        .find(|(t, _, _)| t == "member.mfa_reset")
+        .unwrap();
+    assert_eq!(reset.2["logins_in_progress"], 1, "{reset:?}");
+}

@@ -80,7 +80,10 @@ fn counters_move_by_exactly_the_attempts_made() {
             "SELECT mfa.totp_authenticate($1, 'ann', $2, $3)",
             &[&org, code, &ann_token],
         );
-        assert_eq!(answer["error_type"], "unable_to_authenticate_totp", "{answer}");
+        assert_eq!(
+            answer["error_type"], "unable_to_authenticate_totp",
+            "{answer}"
+        );
     }
     let answer = json(
         &mut c,

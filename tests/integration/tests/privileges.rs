@@ -66,7 +66,10 @@ fn a_hijacked_search_path_changes_nothing() {
         "SELECT mfa.totp_authenticate($1, 'ann', '000000', $2)",
         &[&org, &token],
     );
-    assert_eq!(wrong["error_type"], "unable_to_authenticate_totp", "{wrong}");
+    assert_eq!(
+        wrong["error_type"], "unable_to_authenticate_totp",
+        "{wrong}"
+    );
     let calls: i64 = c
         .query_one(&format!("SELECT count(*) FROM {schema}.calls"), &[])
         .unwrap()

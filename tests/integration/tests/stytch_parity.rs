@@ -63,8 +63,14 @@ fn factor_times_are_stytch_s_and_survive_a_step_up() {
     let proved = sms_proof(&mut c, &org, &token);
     for factor in proved["authentication_factors"].as_array().unwrap() {
         // A factor authenticated once: first and last authentication and last change are one time.
-        assert_eq!(factor["created_at"], factor["last_authenticated_at"], "{factor}");
-        assert_eq!(factor["updated_at"], factor["last_authenticated_at"], "{factor}");
+        assert_eq!(
+            factor["created_at"], factor["last_authenticated_at"],
+            "{factor}"
+        );
+        assert_eq!(
+            factor["updated_at"], factor["last_authenticated_at"],
+            "{factor}"
+        );
     }
     let id: i32 = c
         .query_one(
@@ -105,9 +111,15 @@ fn factor_times_are_stytch_s_and_survive_a_step_up() {
     assert_eq!(after.as_array().unwrap().len(), 2, "{after}");
     let sms = of_type(&after, "otp");
     assert_eq!(sms["created_at"], first_sms["created_at"], "{after}");
-    assert_ne!(sms["last_authenticated_at"], first_sms["last_authenticated_at"]);
+    assert_ne!(
+        sms["last_authenticated_at"],
+        first_sms["last_authenticated_at"]
+    );
     assert_eq!(sms["updated_at"], sms["last_authenticated_at"]);
-    assert!(sms["updated_at"].as_str() > sms["created_at"].as_str(), "{sms}");
+    assert!(
+        sms["updated_at"].as_str() > sms["created_at"].as_str(),
+        "{sms}"
+    );
     // The password was not authenticated again: unchanged.
     assert_eq!(of_type(&after, "password"), of_type(&before, "password"));
 
@@ -214,7 +226,9 @@ fn answers_carry_the_organization() {
 fn a_recovery_code_factor_names_its_code() {
     let mut c = connect();
     let org = organization_with_member(&mut c, "rcf", "ann");
-    let codes = ["aaaa-bbbb-cccc", "dddd-eeee-ffff"].map(String::from).to_vec();
+    let codes = ["aaaa-bbbb-cccc", "dddd-eeee-ffff"]
+        .map(String::from)
+        .to_vec();
     json(
         &mut c,
         "SELECT mfa.totp_migrate($1, 'ann', 'JBSWY3DPEHPK3PXP', $2)",
@@ -277,7 +291,10 @@ fn errors_have_stytch_s_names() {
         "SELECT mfa.totp_authenticate($1, 'ann', $2, $3)",
         &[&org, &wrong, &token],
     );
-    assert_eq!(answer["error_type"], "unable_to_authenticate_totp", "{answer}");
+    assert_eq!(
+        answer["error_type"], "unable_to_authenticate_totp",
+        "{answer}"
+    );
     assert_eq!(answer["status_code"], 401);
     let answer = json(
         &mut c,
