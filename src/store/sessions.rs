@@ -127,35 +127,54 @@ pub struct GateInputs {
 
 /// Consumes the login's token for a new session and writes `session.allowed` (undone with the
 /// caller's (sub)transaction when the policy then refuses); `None` when there is no such member.
+/// Two statements in the caller's transaction, each one router query on Citus:
+/// `session_decide.sql` reads the member's inputs and consumes the token, then, when it consumed
+/// one, `session_decide.audited.sql` writes the event.
 pub fn consume_for_session(
     organization_id: &str,
     member_id: &str,
     token_hash: Option<Vec<u8>>,
     request_id: &str,
 ) -> MfaResult<Option<GateInputs>> {
-    spi::typed_row(
+    let found = spi::typed_row(
         include_str!("sql/session_decide.sql"),
         &[
             organization_id.into(),
             member_id.into(),
             token_hash.into(),
-            request_id.into(),
             spi::clock().into(),
         ],
         |row| {
-            Ok(GateInputs {
-                mfa_enrolled: row.get_by_name::<bool, _>("mfa_enrolled")?.unwrap_or(false),
-                is_breakglass: row
-                    .get_by_name::<bool, _>("is_breakglass")?
-                    .unwrap_or(false),
-                policy: read_policy(row)?,
-                consumed_factors: row
-                    .get_by_name::<JsonB, _>("factors")?
-                    .map(|f| factor_list(Some(f))),
-                has_primary: row.get_by_name::<bool, _>("has_primary")?.unwrap_or(false),
-            })
+            Ok((
+                GateInputs {
+                    mfa_enrolled: row.get_by_name::<bool, _>("mfa_enrolled")?.unwrap_or(false),
+                    is_breakglass: row
+                        .get_by_name::<bool, _>("is_breakglass")?
+                        .unwrap_or(false),
+                    policy: read_policy(row)?,
+                    consumed_factors: None,
+                    has_primary: row.get_by_name::<bool, _>("has_primary")?.unwrap_or(false),
+                },
+                row.get_by_name::<JsonB, _>("factors")?,
+            ))
         },
-    )
+    )?;
+    let Some((mut inputs, consumed)) = found else {
+        return Ok(None);
+    };
+    if let Some(JsonB(factors)) = consumed {
+        spi::execute(
+            include_str!("sql/session_decide.audited.sql"),
+            &[
+                organization_id.into(),
+                member_id.into(),
+                Jsonb(factors.clone()).into(),
+                request_id.into(),
+            ],
+        )?;
+        inputs.consumed_factors = Some(factor_list(Some(JsonB(factors))));
+    }
+    Ok(Some(inputs))
 }
 
 /// The arguments of `step_up_consume.sql`.
@@ -167,22 +186,34 @@ pub struct StepUp<'a> {
     pub session_table: &'a str,
 }
 
-/// Consumes a step-up token and returns the factors proven with it; `None` when the token is not
-/// this member's, expired or used (nothing is written then).
+/// Consumes a step-up token and returns the factors proven with it, writing `session.stepped_up`
+/// (`step_up_consume.sql`, then `step_up_consume.audited.sql`, in the caller's transaction);
+/// `None` when the token is not this member's, expired or used (nothing is written then).
 pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
-    let factors = spi::typed_row(
+    let consumed = spi::typed_row(
         include_str!("sql/step_up_consume.sql"),
         &[
             step_up.organization_id.into(),
             step_up.member_id.into(),
             step_up.token_hash.into(),
-            step_up.request_id.into(),
-            step_up.session_table.into(),
             spi::clock().into(),
         ],
         |row| row.get::<JsonB>(1),
     )?;
-    Ok(factors.flatten().map(|f| factor_list(Some(f))))
+    let Some(JsonB(factors)) = consumed.flatten() else {
+        return Ok(None);
+    };
+    spi::execute(
+        include_str!("sql/step_up_consume.audited.sql"),
+        &[
+            step_up.organization_id.into(),
+            step_up.member_id.into(),
+            Jsonb(factors.clone()).into(),
+            step_up.request_id.into(),
+            step_up.session_table.into(),
+        ],
+    )?;
+    Ok(Some(factor_list(Some(JsonB(factors)))))
 }
 
 /// Whether the trigger `trigger_oid`, called with `columns`, is one of a guard's own (see
