@@ -805,7 +805,8 @@ LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS
     SELECT mfa.session_amr(mfa.session_verified_factors($1, $2, $3))
 $$;
 
--- Citus: the passkey tables are distributed, the origins a reference table, the ceremonies delegated.
+-- Citus: the passkey tables are distributed, the origins a reference table, the ceremonies delegated;
+-- the nodes' limits and lifetimes (mfa.* settings) must agree.
 CREATE OR REPLACE FUNCTION mfa.distribute()
 RETURNS TABLE (object text, distribution text, done_now boolean)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -852,6 +853,7 @@ DECLARE
     unkeyed bigint;
     problem text;
     unsafe_triggers text;
+    differing text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'citus_not_installed: mfa.distribute() needs the citus extension in this database'
@@ -881,6 +883,39 @@ BEGIN
         RAISE EXCEPTION 'cluster_needs_server_key: secrets are still encrypted with the per-database key'
             USING ERRCODE = '55000',
                   HINT = 'Run SELECT mfa.encryption_key_rotate() until it returns 0, then mfa.distribute() again.';
+    END IF;
+
+    -- One set of limits and lifetimes for the cluster: a delegated call reads the mfa.* settings
+    -- of the node that runs it (its own backend there), not the caller's. Each node's value as a
+    -- new session of this role and database sees it: postgresql.conf, ALTER SYSTEM, ALTER
+    -- DATABASE/ROLE … SET (a SET in this session is not the cluster's). The key files' paths and
+    -- the attempt ledger's sizes are each node's own.
+    SELECT string_agg(format('%s (%s)', s.name, s.nodes), '; ' ORDER BY s.name)
+      INTO differing
+      FROM (SELECT r.name,
+                   string_agg(format('%s on %s:%s', r.value, n.nodename, n.nodeport), ', '
+                              ORDER BY n.nodename, n.nodeport) AS nodes
+              FROM run_command_on_all_nodes($q$SELECT jsonb_object_agg(name, setting) FROM pg_settings
+                                                 WHERE name IN ('mfa.totp_issuer', 'mfa.lock_threshold',
+                                                   'mfa.lock_minutes', 'mfa.lock_max_minutes',
+                                                   'mfa.member_checks_per_second', 'mfa.sms_code_max_attempts',
+                                                   'mfa.totp_skew_steps', 'mfa.sms_code_lifetime_seconds',
+                                                   'mfa.intermediate_session_minutes',
+                                                   'mfa.sms_min_interval_seconds',
+                                                   'mfa.sms_sends_per_number_per_hour',
+                                                   'mfa.sms_sends_per_member_per_hour',
+                                                   'mfa.sms_sends_per_prefix_per_hour',
+                                                   'mfa.outbox_max_attempts', 'mfa.events_retention_days',
+                                                   'mfa.sms_outbox_notify')$q$) c
+              JOIN pg_dist_node n ON n.nodeid = c.nodeid
+             CROSS JOIN jsonb_each_text(c.result::jsonb) r(name, value)
+             WHERE c.success
+             GROUP BY r.name
+            HAVING count(DISTINCT r.value) > 1) s;
+    IF differing IS NOT NULL THEN
+        RAISE EXCEPTION 'cluster_settings_differ: every node of the cluster must have the same mfa settings: %', differing
+            USING ERRCODE = '55000',
+                  HINT = 'Set them alike in every node''s postgresql.conf (or with ALTER DATABASE/ROLE … SET on the coordinator, which Citus propagates) and reload.';
     END IF;
 
     -- mfa.events carries the trigger that sends NOTIFY mfa_events: it runs with each shard, on

@@ -199,7 +199,7 @@ pub fn member_reset_mfa(
     let request = Request::new();
     let m = member::load(organization_id, member_id, Load::Lock)?;
     let removed = members::reset_mfa(&m)?;
-    let logins = sessions::end_logins(&m.organization_id, &m.member_id)?;
+    let logins = sessions::end_logins(&m.organization_id, &m.member_id, None)?;
     devices::revoke_all(&request, &m, "mfa_reset")?;
     request.audit(
         &m.organization_id,

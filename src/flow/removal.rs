@@ -94,6 +94,6 @@ pub fn refuse_last_factor(
 /// their logins in progress, whose proof may have been that factor.
 pub fn factor_gone(request: &Request, member: &Member, reason: &str) -> MfaResult<()> {
     devices::revoke_all(request, member, reason)?;
-    sessions::end_logins(&member.organization_id, &member.member_id)?;
+    sessions::end_logins(&member.organization_id, &member.member_id, None)?;
     Ok(())
 }

@@ -376,3 +376,45 @@ fn register_ledger_sizes() {
         GucFlags::default(),
     );
 }
+
+/// The settings each node keeps its own (`mfa.distribute()` does not compare them): where its key
+/// comes from, and the attempt ledger's sizes in its shared memory.
+#[cfg(test)]
+const PER_NODE: [&str; 6] = [
+    "mfa.encryption_key",
+    "mfa.encryption_key_file",
+    "mfa.encryption_key_command",
+    "mfa.attempt_ledger_members",
+    "mfa.attempt_queue_records",
+    "mfa.attempt_ledger_writers",
+];
+
+#[cfg(test)]
+mod tests {
+    /// Every setting is either compared across a Citus cluster's nodes by `mfa.distribute()`
+    /// (a delegated call reads the values of the node that runs it) or listed as a node's own.
+    #[test]
+    fn distribute_compares_every_setting_a_call_reads() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let settings = std::fs::read_to_string(format!("{root}/src/server/settings.rs")).unwrap();
+        let citus = std::fs::read_to_string(format!("{root}/sql/citus.sql")).unwrap();
+        let compared = &citus[citus.find("FROM pg_settings").unwrap()..];
+        let compared = &compared[..compared.find("$q$").unwrap()];
+        let mut names = 0;
+        for (at, _) in settings.match_indices("c\"mfa.") {
+            let name = &settings[at + 2..];
+            let name = &name[..name.find('"').unwrap()];
+            if name == "mfa" || name.contains(' ') {
+                continue;
+            }
+            names += 1;
+            let quoted = format!("'{name}'");
+            assert_ne!(
+                compared.contains(&quoted),
+                super::PER_NODE.contains(&name),
+                "{name}: compared by mfa.distribute() or a node's own, one of the two"
+            );
+        }
+        assert!(names >= 20, "{names} settings found");
+    }
+}

@@ -1,9 +1,10 @@
-//! The success of a second-factor attempt as one statement (`attempt_success.*.sql` and `audited.sql`). Failures do
+//! The success of a second-factor attempt: one statement of `attempt_success.*.sql` parts, then
+//! its audit event (`event_insert.sql`). Failures do
 //! not come here: the attempt ledger counts and audits them (`server::ledger`), so they outlive a
 //! rolled-back caller.
 
 use crate::error::MfaResult;
-use crate::store::audit::Event;
+use crate::store::audit::{self, Event};
 use crate::store::jsonb::Jsonb;
 use crate::store::spi;
 use pgrx::datum::TimestampWithTimeZone;
@@ -40,21 +41,19 @@ pub struct Recorded {
     pub updated_at: Option<TimestampWithTimeZone>,
 }
 
-/// The statement of one shape of success, made once.
+/// The statement of one shape of success, made once; `None` for a success that writes nothing
+/// but its event (a recovery code or a passkey, without a login, the member unchanged).
 fn success_statement(
     spend: &Spend,
     with_login: bool,
     member_changes: bool,
-    audited: bool,
-) -> &'static str {
-    static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-        let mut statements = Vec::with_capacity(24);
+) -> Option<&'static str> {
+    static STATEMENTS: LazyLock<Vec<Option<String>>> = LazyLock::new(|| {
+        let mut statements = Vec::with_capacity(12);
         for spend in [Spend::TotpStep(0), Spend::SmsCode, Spend::RecoveryCode] {
             for with_login in [false, true] {
                 for member_changes in [false, true] {
-                    for audited in [false, true] {
-                        statements.push(shape(&spend, with_login, member_changes, audited));
-                    }
+                    statements.push(shape(&spend, with_login, member_changes));
                 }
             }
         }
@@ -65,28 +64,24 @@ fn success_statement(
         Spend::SmsCode => 1,
         Spend::RecoveryCode | Spend::Passkey => 2,
     };
-    &STATEMENTS[spend * 8
-        + usize::from(with_login) * 4
-        + usize::from(member_changes) * 2
-        + usize::from(audited)]
+    STATEMENTS[spend * 4 + usize::from(with_login) * 2 + usize::from(member_changes)].as_deref()
 }
 
 /// A successful second-factor attempt, in one statement: the factor is spent
 /// (`attempt_success.spend_*.sql`; a recovery code was spent by the statement that found it),
-/// recorded on the login when the attempt came with one (`attempt_success.login.sql`), the
+/// recorded on the login when the attempt came with one (`attempt_success.login.sql`), and the
 /// member's enrollment, default method and verified phone written when they change
-/// (`attempt_success.member.sql`), and the audit event (`audited.sql`) unless the login's own
-/// event tells it (`in_login_story`). Each success runs only
-/// the parts it needs: every table a statement names costs a lock even when it writes nothing
-/// there, and a backend keeps only 16 in its fast path. What the final SELECT reads of a part
-/// left out is NULL.
+/// (`attempt_success.member.sql`). Each success runs only the parts it needs: every table a
+/// statement names costs a lock even when it writes nothing there, and a backend keeps only 16
+/// in its fast path. What the final SELECT reads of a part left out is NULL.
+/// The audit event is not a CTE of it but the next statement (`record_success`): on Citus an
+/// INSERT in a CTE turns the statement into subplans with intermediate results; UPDATE CTEs that
+/// all filter on the organization keep it one router query on the organization's shard.
 ///   $1 organization_id   $2 member_id   $3 request_id   $4 event_type   $5 event details
 ///   $6 the TOTP step the code matched   $7 the login's token hash   $8 the proven factor (Stytch
 ///   JSON)   $9 mfa_enrolled   $10 default_mfa_method   $11 mfa_phone_number_verified
 ///   $12 the clock
-fn shape(spend: &Spend, with_login: bool, member_changes: bool, audited: bool) -> String {
-    // Without a login there is no login's event to tell of the success.
-    let audited = audited || !with_login;
+fn shape(spend: &Spend, with_login: bool, member_changes: bool) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     match spend {
         Spend::TotpStep(_) => parts.push(include_str!("sql/attempt_success.spend_totp.sql")),
@@ -99,8 +94,8 @@ fn shape(spend: &Spend, with_login: bool, member_changes: bool, audited: bool) -
     if member_changes {
         parts.push(include_str!("sql/attempt_success.member.sql"));
     }
-    if audited {
-        parts.push(include_str!("sql/audited.sql"));
+    if parts.is_empty() {
+        return None;
     }
     let factors = match with_login {
         true => "(SELECT factors FROM proven)",
@@ -111,15 +106,16 @@ fn shape(spend: &Spend, with_login: bool, member_changes: bool, audited: bool) -
         false => "NULL::timestamptz",
     };
     let parts: Vec<&str> = parts.iter().map(|part| part.trim_end()).collect();
-    format!(
+    Some(format!(
         "WITH\n{}\nSELECT {factors} AS factors, {updated_at} AS updated_at",
         parts.join(",\n")
-    )
+    ))
 }
 
 /// Records a success: `proven` (Stytch JSON) goes onto the login whose token hashes to
-/// `login_token_hash`, if any; `event` is written unless `in_login_story` (the login's own event
-/// will tell of this factor: the success changed nothing but the login).
+/// `login_token_hash`, if any (with the request that proved it); then its event, in the same
+/// transaction (a caller that fails after it undoes both), unless `in_login_story`: the success
+/// changed nothing but the login, whose own event will tell of it.
 pub fn record_success(
     event: &Event,
     in_login_story: bool,
@@ -132,30 +128,38 @@ pub fn record_success(
         Spend::TotpStep(step) => Some(*step),
         _ => None,
     };
-    let statement = success_statement(
-        spend,
-        login_token_hash.is_some(),
-        member.changed,
-        !(in_login_story && login_token_hash.is_some()),
-    );
-    let mut args = Vec::from(event.args());
-    args.extend([
-        step.into(),
-        login_token_hash.map(<[u8]>::to_vec).into(),
-        // Recorded only on a login: not even converted without one.
-        login_token_hash.map(|_| Jsonb(proven)).into(),
-        member.mfa_enrolled.into(),
-        member.default_mfa_method.into(),
-        member.mfa_phone_number_verified.into(),
-        spi::clock().into(),
-    ]);
-    let recorded = spi::typed_row(statement, &args, |row| {
-        Ok(Recorded {
-            factors: row.get_by_name::<JsonB, _>("factors")?.map(|JsonB(f)| f),
-            updated_at: row.get_by_name::<TimestampWithTimeZone, _>("updated_at")?,
-        })
-    })?;
-    Ok(recorded.expect("one row"))
+    let recorded = match success_statement(spend, login_token_hash.is_some(), member.changed) {
+        None => Recorded {
+            factors: None,
+            updated_at: None,
+        },
+        Some(statement) => {
+            // $1–$5 stay the event's (unused by the statement's parts but for $1, $2): the
+            // parts keep their parameter numbers.
+            let mut args = Vec::from(event.args());
+            args.extend([
+                step.into(),
+                login_token_hash.map(<[u8]>::to_vec).into(),
+                // Recorded only on a login: not even converted without one.
+                login_token_hash.map(|_| Jsonb(proven)).into(),
+                member.mfa_enrolled.into(),
+                member.default_mfa_method.into(),
+                member.mfa_phone_number_verified.into(),
+                spi::clock().into(),
+            ]);
+            let recorded = spi::typed_row(statement, &args, |row| {
+                Ok(Recorded {
+                    factors: row.get_by_name::<JsonB, _>("factors")?.map(|JsonB(f)| f),
+                    updated_at: row.get_by_name::<TimestampWithTimeZone, _>("updated_at")?,
+                })
+            })?;
+            recorded.expect("one row")
+        }
+    };
+    if !(in_login_story && login_token_hash.is_some()) {
+        audit::write(event)?;
+    }
+    Ok(recorded)
 }
 
 #[cfg(test)]
@@ -171,15 +175,14 @@ mod tests {
             (Spend::RecoveryCode, ""),
         ] {
             for with_login in [false, true] {
-                for (member_changes, audited) in
-                    [(false, false), (false, true), (true, false), (true, true)]
-                {
-                    let statement = code(success_statement(
-                        &spend,
-                        with_login,
-                        member_changes,
-                        audited,
-                    ));
+                for member_changes in [false, true] {
+                    let Some(statement) = success_statement(&spend, with_login, member_changes)
+                    else {
+                        // Only a success that writes nothing but its event has no statement.
+                        assert!(name.is_empty() && !with_login && !member_changes);
+                        continue;
+                    };
+                    let statement = code(statement);
                     let tables = [
                         "mfa.totp_registrations",
                         "mfa.sms_codes",
@@ -195,10 +198,8 @@ mod tests {
                     for (table, expected) in tables.iter().zip(expected) {
                         assert_eq!(statement.contains(table), expected, "{table}: {statement}");
                     }
-                    assert_eq!(
-                        statement.matches("INTO mfa.events").count(),
-                        usize::from(audited || !with_login)
-                    );
+                    // The event is a statement of its own (router queries on Citus).
+                    assert!(!statement.contains("INTO mfa.events"), "{statement}");
                     assert_eq!(statement.contains("FROM proven"), with_login);
                     assert_eq!(statement.contains("FROM changed"), member_changes);
                     // No dangling comma before the SELECT or after WITH.

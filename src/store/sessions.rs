@@ -3,13 +3,13 @@
 
 use crate::core::policy::OrganizationPolicy;
 use crate::error::MfaResult;
-use crate::store::audit::Event;
+use crate::store::audit::{self, Event};
 use crate::store::jsonb::Jsonb;
 use crate::store::members::read_policy;
 use crate::store::spi;
+use pgrx::datum::DatumWithOid;
 use pgrx::JsonB;
 use serde_json::Value;
-use std::sync::LazyLock;
 
 /// A login in progress as stored.
 #[derive(Debug, Clone)]
@@ -64,15 +64,77 @@ pub fn find(
 /// Deletes up to `at_most` expired intermediate sessions, recording the logins among them that
 /// no session consumed as `login.abandoned` (`logins_expired_reap.sql`); how many went.
 pub fn reap_expired(at_most: i64) -> MfaResult<i64> {
-    static STATEMENT: LazyLock<String> =
-        LazyLock::new(|| with_abandoned_logins(include_str!("sql/logins_expired_reap.sql")));
-    Ok(
-        spi::typed_row(&STATEMENT, &[spi::clock().into(), at_most.into()], |row| {
-            row.get_by_name::<i64, _>("gone")
-        })?
-        .flatten()
-        .unwrap_or(0),
-    )
+    let ended = ended_logins(
+        include_str!("sql/logins_expired_reap.sql"),
+        &[spi::clock().into(), at_most.into()],
+    )?;
+    record_abandoned(&ended)?;
+    Ok(ended.len() as i64)
+}
+
+/// A login a statement ended: whose it was, its story, and whether no session consumed it.
+struct EndedLogin {
+    organization_id: String,
+    member_id: String,
+    request_ids: Vec<pgrx::Uuid>,
+    factors: Value,
+    abandoned: bool,
+}
+
+/// The logins `statement` (a DELETE … RETURNING of `logins_give_up.sql`'s columns) ended.
+fn ended_logins(statement: &str, args: &[DatumWithOid]) -> MfaResult<Vec<EndedLogin>> {
+    spi::typed_rows(statement, args, |row| {
+        Ok(EndedLogin {
+            organization_id: row
+                .get_by_name::<String, _>("organization_id")?
+                .unwrap_or_default(),
+            member_id: row
+                .get_by_name::<String, _>("member_id")?
+                .unwrap_or_default(),
+            request_ids: row
+                .get_by_name::<Vec<pgrx::Uuid>, _>("request_ids")?
+                .unwrap_or_default(),
+            factors: row
+                .get_by_name::<JsonB, _>("factors")?
+                .map_or(Value::Null, |JsonB(f)| f),
+            abandoned: row.get_by_name::<bool, _>("abandoned")?.unwrap_or(false),
+        })
+    })
+}
+
+/// Each login given up among `ended` as its one event (`login_abandoned.sql`), in the
+/// transaction that ended it: a rollback keeps both the login and the silence, and the login is
+/// recorded when it ends for good. A statement of its own, so that each is one router query on
+/// Citus (an INSERT in a CTE is not).
+fn record_abandoned(ended: &[EndedLogin]) -> MfaResult<()> {
+    for login in ended.iter().filter(|l| l.abandoned) {
+        spi::execute(
+            include_str!("sql/login_abandoned.sql"),
+            &[
+                login.organization_id.as_str().into(),
+                login.member_id.as_str().into(),
+                login.request_ids.clone().into(),
+                Jsonb(login.factors.clone()).into(),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Ends a member's logins: all of them (`expired_at` `None`: a factor they may have been proven
+/// with is gone), or those expired at that time (a new login starts). Those no session consumed
+/// are recorded as `login.abandoned` (`logins_give_up.sql`). Returns how many went.
+pub fn end_logins(
+    organization_id: &str,
+    member_id: &str,
+    expired_at: Option<pgrx::datum::TimestampWithTimeZone>,
+) -> MfaResult<i64> {
+    let ended = ended_logins(
+        include_str!("sql/logins_give_up.sql"),
+        &[organization_id.into(), member_id.into(), expired_at.into()],
+    )?;
+    record_abandoned(&ended)?;
+    Ok(ended.len() as i64)
 }
 
 /// The arguments of `session_start.sql`.
@@ -88,20 +150,21 @@ pub struct NewSession<'a> {
     pub remembered_device: Option<Value>,
     /// The request that starts it.
     pub request_id: &'a str,
-    /// Its audit event (a step-up's start), written by the same statement; a login has none
-    /// until it ends.
+    /// Its audit event (a step-up's start); a login has none until it ends.
     pub event: Option<Event<'a>>,
 }
 
+/// A new intermediate session (`session_start.sql`), after the member's expired ones ended (and
+/// were recorded when given up), and the step-up's event.
 pub fn start(session: NewSession) -> MfaResult<()> {
+    let now = spi::clock();
+    end_logins(session.organization_id, session.member_id, Some(now))?;
     let (method, factor) = match session.primary {
         Some((method, factor)) => (Some(method), Some(Jsonb(factor))),
         None => (None, None),
     };
-    static STATEMENT: LazyLock<String> =
-        LazyLock::new(|| with_abandoned_logins(include_str!("sql/session_start.sql")));
     spi::execute(
-        &STATEMENT,
+        include_str!("sql/session_start.sql"),
         &[
             session.organization_id.into(),
             session.token_hash.into(),
@@ -111,12 +174,13 @@ pub fn start(session: NewSession) -> MfaResult<()> {
             factor.into(),
             session.lifetime_minutes.into(),
             session.request_id.into(),
-            session.event.as_ref().map(|e| e.event_type).into(),
-            session.event.map(|e| Jsonb(e.details)).into(),
             session.remembered_device.map(Jsonb).into(),
-            spi::clock().into(),
+            now.into(),
         ],
     )?;
+    if let Some(event) = &session.event {
+        audit::write(event)?;
+    }
     Ok(())
 }
 
@@ -134,35 +198,56 @@ pub struct GateInputs {
 
 /// Consumes the login's token for a new session and writes `session.allowed` (undone with the
 /// caller's (sub)transaction when the policy then refuses); `None` when there is no such member.
+/// Two statements in the caller's transaction, each one router query on Citus:
+/// `session_decide.sql` reads the member's inputs and consumes the token, then, when it consumed
+/// one, `session_decide.audited.sql` writes the event.
 pub fn consume_for_session(
     organization_id: &str,
     member_id: &str,
     token_hash: Option<Vec<u8>>,
     request_id: &str,
 ) -> MfaResult<Option<GateInputs>> {
-    spi::typed_row(
+    let found = spi::typed_row(
         include_str!("sql/session_decide.sql"),
         &[
             organization_id.into(),
             member_id.into(),
             token_hash.into(),
-            request_id.into(),
             spi::clock().into(),
         ],
         |row| {
-            Ok(GateInputs {
-                mfa_enrolled: row.get_by_name::<bool, _>("mfa_enrolled")?.unwrap_or(false),
-                is_breakglass: row
-                    .get_by_name::<bool, _>("is_breakglass")?
-                    .unwrap_or(false),
-                policy: read_policy(row)?,
-                consumed_factors: row
-                    .get_by_name::<JsonB, _>("factors")?
-                    .map(|f| factor_list(Some(f))),
-                has_primary: row.get_by_name::<bool, _>("has_primary")?.unwrap_or(false),
-            })
+            Ok((
+                GateInputs {
+                    mfa_enrolled: row.get_by_name::<bool, _>("mfa_enrolled")?.unwrap_or(false),
+                    is_breakglass: row
+                        .get_by_name::<bool, _>("is_breakglass")?
+                        .unwrap_or(false),
+                    policy: read_policy(row)?,
+                    consumed_factors: None,
+                    has_primary: row.get_by_name::<bool, _>("has_primary")?.unwrap_or(false),
+                },
+                row.get_by_name::<JsonB, _>("factors")?,
+                row.get_by_name::<Vec<pgrx::Uuid>, _>("request_ids")?,
+            ))
         },
-    )
+    )?;
+    let Some((mut inputs, consumed, request_ids)) = found else {
+        return Ok(None);
+    };
+    if let Some(JsonB(factors)) = consumed {
+        spi::execute(
+            include_str!("sql/session_decide.audited.sql"),
+            &[
+                organization_id.into(),
+                member_id.into(),
+                Jsonb(factors.clone()).into(),
+                request_id.into(),
+                request_ids.unwrap_or_default().into(),
+            ],
+        )?;
+        inputs.consumed_factors = Some(factor_list(Some(JsonB(factors))));
+    }
+    Ok(Some(inputs))
 }
 
 /// The arguments of `step_up_consume.sql`.
@@ -174,22 +259,40 @@ pub struct StepUp<'a> {
     pub session_table: &'a str,
 }
 
-/// Consumes a step-up token and returns the factors proven with it; `None` when the token is not
-/// this member's, expired or used (nothing is written then).
+/// Consumes a step-up token and returns the factors proven with it, writing `session.stepped_up`
+/// (`step_up_consume.sql`, then `step_up_consume.audited.sql`, in the caller's transaction);
+/// `None` when the token is not this member's, expired or used (nothing is written then).
 pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
-    let factors = spi::typed_row(
+    let consumed = spi::typed_row(
         include_str!("sql/step_up_consume.sql"),
         &[
             step_up.organization_id.into(),
             step_up.member_id.into(),
             step_up.token_hash.into(),
-            step_up.request_id.into(),
-            step_up.session_table.into(),
             spi::clock().into(),
         ],
-        |row| row.get::<JsonB>(1),
+        |row| {
+            Ok((
+                row.get::<JsonB>(1)?,
+                row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default(),
+            ))
+        },
     )?;
-    Ok(factors.flatten().map(|f| factor_list(Some(f))))
+    let Some((Some(JsonB(factors)), request_ids)) = consumed else {
+        return Ok(None);
+    };
+    spi::execute(
+        include_str!("sql/step_up_consume.audited.sql"),
+        &[
+            step_up.organization_id.into(),
+            step_up.member_id.into(),
+            Jsonb(factors.clone()).into(),
+            step_up.request_id.into(),
+            step_up.session_table.into(),
+            request_ids.into(),
+        ],
+    )?;
+    Ok(Some(factor_list(Some(JsonB(factors)))))
 }
 
 /// Whether the trigger `trigger_oid`, called with `columns`, is one of a guard's own (see
@@ -203,57 +306,4 @@ pub fn gate_trigger_registered(trigger_oid: u32, columns: Vec<String>) -> MfaRes
     )?
     .flatten()
     .unwrap_or(false))
-}
-
-/// Ends the member's logins in progress (and the consumed ones kept for remembering devices):
-/// what they proved may have been proven with a factor that is gone (`logins_end.sql`). Returns
-/// how many went.
-pub fn end_logins(organization_id: &str, member_id: &str) -> MfaResult<i64> {
-    static STATEMENT: LazyLock<String> =
-        LazyLock::new(|| with_abandoned_logins(include_str!("sql/logins_end.sql")));
-    Ok(spi::typed_row(
-        &STATEMENT,
-        &[organization_id.into(), member_id.into()],
-        |row| row.get_by_name::<i64, _>("gone"),
-    )?
-    .flatten()
-    .unwrap_or(0))
-}
-
-/// `statement` with the CTE that records the logins it gives up (`logins_abandoned.sql`) where
-/// its `-- logins_abandoned.sql` line stands, after its other CTEs: every statement that deletes
-/// logins records those that no session consumed, the same way.
-fn with_abandoned_logins(statement: &str) -> String {
-    const MARKER: &str = "-- logins_abandoned.sql\n";
-    assert_eq!(statement.matches(MARKER).count(), 1, "{statement}");
-    statement.replace(
-        MARKER,
-        &format!("{}\n", include_str!("sql/logins_abandoned.sql").trim_end()),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    /// Every statement that deletes logins records those given up, its abandoned CTE the last
-    /// before its main statement.
-    #[test]
-    fn each_statement_that_ends_logins_records_them() {
-        for file in [
-            include_str!("sql/session_start.sql"),
-            include_str!("sql/logins_end.sql"),
-            include_str!("sql/logins_expired_reap.sql"),
-        ] {
-            let statement = super::with_abandoned_logins(file);
-            assert_eq!(statement.matches("abandoned AS (").count(), 1);
-            assert!(
-                statement.contains("WHERE abandoned)\nSELECT")
-                    || statement.contains("WHERE abandoned)\nINSERT"),
-                "{statement}"
-            );
-            assert!(
-                statement.contains("),\n-- The CTE that records"),
-                "{statement}"
-            );
-        }
-    }
 }

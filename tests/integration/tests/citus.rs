@@ -187,6 +187,33 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
     // A new session: the old one's connection to the restarted worker is gone.
     let mut admin = Client::connect(&coordinator.url("mfa_cluster"), NoTls).unwrap();
 
+    // A delegated call reads the settings of the node that runs it: a worker whose login lasts
+    // longer than the coordinator's is refused, naming the setting and the node; it is
+    // distributed once its postgresql.conf agrees again (the later line wins).
+    let reload = |port: u16| {
+        Client::connect(
+            &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+            NoTls,
+        )
+        .unwrap()
+        .batch_execute("SELECT pg_reload_conf(); SELECT pg_sleep(0.5)")
+        .unwrap()
+    };
+    stray.append_settings("mfa.intermediate_session_minutes = 15");
+    reload(PORTS[2]);
+    let (state, message) = refusal(&mut admin, "SELECT * FROM mfa.distribute()");
+    assert_eq!(state, "55000", "{message}");
+    assert!(
+        message.starts_with("cluster_settings_differ")
+            && message.contains(&format!(
+                "mfa.intermediate_session_minutes (10 on 127.0.0.1:{}, 10 on 127.0.0.1:{}, 15 on 127.0.0.1:{})",
+                PORTS[0], PORTS[1], PORTS[2]
+            )),
+        "{message}"
+    );
+    stray.append_settings("mfa.intermediate_session_minutes = 10");
+    reload(PORTS[2]);
+
     // Distributed, and again: the second time nothing is left to do.
     let done: i64 = admin
         .query_one(

@@ -360,7 +360,10 @@ impl Cluster {
     /// made (pg_basebackup, a restored backup), run with the programs of `bin`: stopped and
     /// removed when dropped, like the others. Any earlier directory of the name is removed.
     pub fn adopt(name: &str, port: u16, bin: &str) -> Cluster {
-        let dir = format!("/var/lib/postgresql/mfa-test-{name}");
+        // MFA_TEST_DATA_PREFIX: where these clusters go (engineers sharing a machine keep apart).
+        let prefix = std::env::var("MFA_TEST_DATA_PREFIX")
+            .unwrap_or_else(|_| "/var/lib/postgresql/mfa-test-".to_string());
+        let dir = format!("{prefix}{name}");
         let _ = std::process::Command::new("rm")
             .args(["-rf", &dir])
             .status();
@@ -384,7 +387,10 @@ impl Cluster {
         bin: &str,
         initdb_options: &[&str],
     ) -> Cluster {
-        let dir = format!("/var/lib/postgresql/mfa-test-{name}");
+        // MFA_TEST_DATA_PREFIX: where these clusters go (engineers sharing a machine keep apart).
+        let prefix = std::env::var("MFA_TEST_DATA_PREFIX")
+            .unwrap_or_else(|_| "/var/lib/postgresql/mfa-test-".to_string());
+        let dir = format!("{prefix}{name}");
         let _ = std::process::Command::new("rm")
             .args(["-rf", &dir])
             .status();
