@@ -1230,6 +1230,11 @@ COMMENT ON FUNCTION mfa.metrics(boolean) IS
 
 -- One audit event per login; tokens that name their organization.
 ALTER TABLE mfa.intermediate_sessions ADD COLUMN request_ids uuid[] NOT NULL DEFAULT '{}';
+-- A login in progress at the update: the nil request id for each factor it proved so far (their
+-- requests are not known), so that its story stays aligned and names a request when it ends.
+UPDATE mfa.intermediate_sessions
+   SET request_ids = array_fill('00000000-0000-0000-0000-000000000000'::uuid,
+                                ARRAY[jsonb_array_length(factors) + jsonb_array_length(proven_factors)]);
 DROP INDEX mfa.intermediate_sessions_token;
 COMMENT ON TABLE mfa.intermediate_sessions IS
     'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it. The session gate consumes a token by deleting its row (the audit trail keeps the login); expired tokens go when the member''s next login starts or at the database''s upkeep (the attempt ledger''s writer), each login that no session consumed recorded then as login.abandoned. A step-up token (step_up_start) has no primary_factor and can only raise an existing session''s assurance.';

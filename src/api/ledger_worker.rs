@@ -219,7 +219,11 @@ impl Retention {
         let Some(prune) = self.prune.as_mut() else {
             return false;
         };
-        let step = BackgroundWorker::transaction(AssertUnwindSafe(|| prune.step()));
+        // In a subtransaction: an error is this step's, reported as a warning below, not the
+        // writer's end (its records wait behind it).
+        let step = BackgroundWorker::transaction(AssertUnwindSafe(|| {
+            crate::store::spi::in_subtransaction(|| prune.step())
+        }));
         let more = match step {
             Ok(more) => more,
             Err(e) => {

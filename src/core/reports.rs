@@ -20,7 +20,7 @@ const MAX_CURSOR_LEN: usize = 1024;
 /// The audit events that may tell of a successful second factor, whose newest is a member's last
 /// MFA: a factor's own (a success with `"outcome": "success"`), or a login's, whose story lists
 /// its factors (one of `SECOND_FACTOR_TYPES`). A new second factor adds its own to both.
-pub const SECOND_FACTOR_EVENTS: [&str; 7] = [
+pub const SECOND_FACTOR_EVENTS: [&str; 8] = [
     "totp.authenticate",
     "sms_otp.authenticate",
     "webauthn.authenticate",
@@ -28,6 +28,7 @@ pub const SECOND_FACTOR_EVENTS: [&str; 7] = [
     "session.allowed",
     "session.stepped_up",
     "login.abandoned",
+    "step_up.abandoned",
 ];
 /// The `type`s of second factors in a login's story.
 pub const SECOND_FACTOR_TYPES: [&str; 4] = ["totp", "otp", "webauthn", "recovery_codes"];

@@ -270,12 +270,15 @@ pub fn organization_upsert(
 pub fn member_delete(organization_id: Option<&str>, member_id: Option<&str>) -> MfaResult<()> {
     let request = Request::new();
     let m = member::load(organization_id, member_id, Load::Lock)?;
+    // Their logins in progress are recorded before they go with the member (a password that was
+    // right stays in the trail).
+    let logins = sessions::end_logins(&m.organization_id, &m.member_id, None)?;
     members::delete(&m)?;
     request.audit(
         &m.organization_id,
         Some(&m.member_id),
         "member.deleted",
-        json!({}),
+        json!({ "logins_in_progress": (logins > 0).then_some(logins) }),
     )?;
     Ok(())
 }

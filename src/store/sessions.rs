@@ -72,12 +72,14 @@ pub fn reap_expired(at_most: i64) -> MfaResult<i64> {
     Ok(ended.len() as i64)
 }
 
-/// A login a statement ended: whose it was, its story, and whether no session consumed it.
+/// A login (or a step-up) a statement ended: whose it was, its story, and whether it was given
+/// up (no session consumed what it proved).
 struct EndedLogin {
     organization_id: String,
     member_id: String,
     request_ids: Vec<pgrx::Uuid>,
     factors: Value,
+    login: bool,
     abandoned: bool,
 }
 
@@ -97,22 +99,36 @@ fn ended_logins(statement: &str, args: &[DatumWithOid]) -> MfaResult<Vec<EndedLo
             factors: row
                 .get_by_name::<JsonB, _>("factors")?
                 .map_or(Value::Null, |JsonB(f)| f),
+            login: row.get_by_name::<bool, _>("login")?.unwrap_or(false),
             abandoned: row.get_by_name::<bool, _>("abandoned")?.unwrap_or(false),
         })
     })
 }
 
-/// Each login given up among `ended` as its one event (`login_abandoned.sql`), in the
-/// transaction that ended it: a rollback keeps both the login and the silence, and the login is
-/// recorded when it ends for good. A statement of its own, so that each is one router query on
-/// Citus (an INSERT in a CTE is not).
+/// Each login given up among `ended` as its one event (`login_abandoned.sql`: `login.abandoned`,
+/// or `step_up.abandoned`), in the transaction that ended it: a rollback keeps both the login and
+/// the silence, and the login is recorded when it ends for good. Under the request id of its
+/// start; a login in progress when 0.10.0 came has the nil id for each step before it (its
+/// requests are not known), and one without any gets a new id. A statement of its own, so that
+/// each is one router query on Citus (an INSERT in a CTE is not).
 fn record_abandoned(ended: &[EndedLogin]) -> MfaResult<()> {
     for login in ended.iter().filter(|l| l.abandoned) {
+        let request_id = match login.request_ids.first() {
+            Some(start) => uuid::Uuid::from_bytes(*start.as_bytes()).to_string(),
+            None => crate::core::ids::new_request_id(),
+        };
         spi::execute(
             include_str!("sql/login_abandoned.sql"),
             &[
                 login.organization_id.as_str().into(),
                 login.member_id.as_str().into(),
+                request_id.as_str().into(),
+                if login.login {
+                    "login.abandoned"
+                } else {
+                    "step_up.abandoned"
+                }
+                .into(),
                 login.request_ids.clone().into(),
                 Jsonb(login.factors.clone()).into(),
             ],

@@ -1,5 +1,7 @@
--- A login given up (its token died without a session) as its one audit event, with its story,
--- under the request id of its start.
---   $1 organization_id   $2 member_id   $3 the login's request ids   $4 its factors
+-- A login given up (its token died without a session: login.abandoned), or a step-up whose
+-- proven factors were never applied to a session (step_up.abandoned), as its one audit event, with
+-- its story.
+--   $1 organization_id   $2 member_id   $3 request_id (its start's)   $4 event_type
+--   $5 its request ids   $6 its factors
 INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
-VALUES ($1, ($3::uuid[])[1], 'login.abandoned', $2, mfa._login_story($4::jsonb, $3::uuid[]))
+VALUES ($1, $3::uuid, $4, $2, mfa._login_story($6::jsonb, $5::uuid[]))

@@ -1,5 +1,5 @@
 -- Up to $2 expired intermediate sessions go (found by a scan: the table holds only the logins of
--- the last few minutes), each with what it told, for logins_abandoned.sql (as
+-- the last few minutes), each with what it told, for login_abandoned.sql (as
 -- logins_give_up.sql). Rows a login in progress holds are left for the next round.
 --   $1 the clock   $2 rows at most
 WITH expired AS (
@@ -13,4 +13,5 @@ DELETE FROM mfa.intermediate_sessions s
  WHERE s.organization_id = e.organization_id AND s.member_id = e.member_id
    AND s.token_hash = e.token_hash
 RETURNING s.organization_id, s.member_id, s.request_ids, s.factors || s.proven_factors AS factors,
-          s.primary_factor IS NOT NULL AND s.consumed_at IS NULL AS abandoned
+          s.primary_factor IS NOT NULL AS login,
+          s.consumed_at IS NULL AND (s.primary_factor IS NOT NULL OR s.proven_factors <> '[]') AS abandoned

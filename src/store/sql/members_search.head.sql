@@ -41,6 +41,26 @@ WITH matching AS (
            SELECT coalesce(t.totp_active, false) AS factor_totp,
                   m.mfa_phone_number_verified AS factor_phone,
                   m.webauthn_registrations > 0 AS factor_passkey) f
+      -- The member's last MFA, from their newest event that tells of a second factor (a probe of
+      -- events_member), only when a filter asks: a factor's own success happened when it was
+      -- written; a login's story says when each of its factors was proven (a login given up is
+      -- written when its token dies, minutes or days later).
+      LEFT JOIN LATERAL (
+           SELECT coalesce(
+                    (SELECT max(a.at::timestamptz)
+                       FROM jsonb_array_elements_text(e.details -> 'factors')
+                            WITH ORDINALITY story (type, n)
+                       JOIN jsonb_array_elements_text(e.details -> 'authenticated_at')
+                            WITH ORDINALITY a (at, n) USING (n)
+                      WHERE story.type = ANY ($15)),
+                    e.occurred_at) AS at
+             FROM mfa.events e
+            WHERE ($11::timestamptz IS NOT NULL OR $12::timestamptz IS NOT NULL)
+              AND e.organization_id = $1 AND e.member_id = m.member_id
+              AND e.event_type = ANY ($13)
+              AND (e.details @> '{"outcome": "success"}' OR e.details -> 'factors' ?| $15)
+            ORDER BY e.event_id DESC
+            LIMIT 1) last_mfa ON true
      WHERE m.organization_id = $1 AND m.member_id > $2
        AND ($5::boolean IS NULL OR m.mfa_enrolled = $5)
        AND ($6::boolean IS NULL OR f.factor_totp = $6)
@@ -49,14 +69,6 @@ WITH matching AS (
        AND ($9::boolean IS NULL OR m.is_breakglass = $9)
        AND ($14::boolean IS NULL OR f.factor_passkey = $14)
        AND ($10::boolean IS NULL OR NOT (f.factor_totp OR f.factor_phone OR f.factor_passkey) = $10)
-       -- The last MFA: a probe of the member's newest events (events_member), only when asked.
-       AND ($11::timestamptz IS NULL OR coalesce((SELECT e.occurred_at FROM mfa.events e
-                 WHERE e.organization_id = $1 AND e.member_id = m.member_id
-                   AND e.event_type = ANY ($13)
-                   AND (e.details @> '{"outcome": "success"}' OR e.details -> 'factors' ?| $15)
-                 ORDER BY e.event_id DESC LIMIT 1) < $11, true))
-       AND ($12::timestamptz IS NULL OR (SELECT e.occurred_at FROM mfa.events e
-                 WHERE e.organization_id = $1 AND e.member_id = m.member_id
-                   AND e.event_type = ANY ($13)
-                   AND (e.details @> '{"outcome": "success"}' OR e.details -> 'factors' ?| $15)
-                 ORDER BY e.event_id DESC LIMIT 1) >= $12))
+       -- The last MFA (last_mfa above), only when asked.
+       AND ($11::timestamptz IS NULL OR coalesce(last_mfa.at < $11, true))
+       AND ($12::timestamptz IS NULL OR last_mfa.at >= $12))

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use postgres::Client;
 use serde_json::Value;
+use std::time::{Duration, Instant};
 
 const SECRET: &str = "JBSWY3DPEHPK3PXP";
 
@@ -286,4 +287,253 @@ fn logins_ended_by_a_reset_are_recorded() {
         .find(|(t, _, _)| t == "member.mfa_reset")
         .unwrap();
     assert_eq!(reset.2["logins_in_progress"], 1, "{reset:?}");
+}
+
+// Found by review: a login in progress at the update, a step-up never applied, the last MFA's
+// time, a member's deletion.
+
+/// An organization requiring MFA and member `m` with an authenticator app whose first code was
+/// already checked (so a later code changes nothing but the login: no event of its own).
+fn returning_member(c: &mut Client, prefix: &str) -> String {
+    let org = new_organization(c, prefix);
+    json(
+        c,
+        "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL')",
+        &[&org],
+    );
+    json(
+        c,
+        "SELECT mfa.member_upsert($1, 'm', mfa_enrolled => true)",
+        &[&org],
+    );
+    json(c, "SELECT mfa.totp_migrate($1, 'm', $2)", &[&org, &SECRET]);
+    let (_, token) = start_login(c, &org, "m");
+    let first = json(
+        c,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_at(SECRET, -1), &token],
+    );
+    assert_eq!(first["status_code"], 200, "{first}");
+    org
+}
+
+fn review_events_of(c: &mut Client, org: &str) -> Vec<(String, Value)> {
+    events_of(c, org)
+        .into_iter()
+        .map(|(t, _, d)| (t, d))
+        .collect()
+}
+
+/// A login of an earlier version without request ids (the update gives those in progress the nil
+/// id for each factor; a row without any must not stop anything either), expired and never
+/// consumed: it is given up, and recorded under a new request id.
+fn legacy_login(c: &mut Client, org: &str, member: &str) {
+    let token = data_encoding::BASE64URL_NOPAD.encode(&rand::random::<[u8; 32]>());
+    c.execute(
+        "INSERT INTO mfa.intermediate_sessions (organization_id, token_hash, member_id, primary_factor, factors, expires_at)
+         VALUES ($1, sha256(convert_to($3, 'UTF8')), $2, 'password',
+                 jsonb_build_array(jsonb_build_object('type', 'password', 'delivery_method', 'password',
+                                                      'last_authenticated_at', now() - interval '20 minutes')),
+                 now() - interval '10 minutes')",
+        &[&org, &member, &token],
+    )
+    .unwrap();
+}
+
+/// Such a login ends like any other: the member logs in again and the support desk resets them,
+/// and it is recorded once.
+#[test]
+fn a_login_in_progress_at_the_update_does_not_lock_its_member_out() {
+    let mut c = connect();
+    let org = organization_with_member(&mut c, "r3-legacy", "m");
+    legacy_login(&mut c, &org, "m");
+    let next = c
+        .query_one("SELECT mfa.primary_authenticate($1, 'm')", &[&org])
+        .map_err(|e| sql_error(&e));
+    let reset = c
+        .query_one("SELECT mfa.member_reset_mfa($1, 'm')", &[&org])
+        .map_err(|e| sql_error(&e));
+    // The pre-update login (no request ids), and the next one, which the reset ended.
+    let abandoned: Vec<Value> = review_events_of(&mut c, &org)
+        .into_iter()
+        .filter(|(t, _)| t == "login.abandoned")
+        .map(|(_, details)| details["request_ids"].clone())
+        .collect();
+    // The row would break the shared test database's upkeep for every later test: gone first.
+    c.execute(
+        "DELETE FROM mfa.intermediate_sessions WHERE organization_id = $1",
+        &[&org],
+    )
+    .unwrap();
+    assert!(next.is_ok(), "the member's next login: {:?}", next.err());
+    assert!(reset.is_ok(), "the support desk's reset: {:?}", reset.err());
+    assert_eq!(abandoned.len(), 2, "{abandoned:?}");
+    assert_eq!(
+        abandoned[0],
+        serde_json::json!([]),
+        "the pre-update login is recorded once"
+    );
+    assert_eq!(abandoned[1].as_array().map(Vec::len), Some(1));
+}
+
+/// The database's upkeep does not stop at such a row: every expired login of the database is
+/// recorded and deleted (and an error of a step would be a warning, not the writer's end).
+#[test]
+fn the_upkeep_survives_a_login_in_progress_at_the_update() {
+    let url = fresh_database("r3reap");
+    let mut c = connect_to(&url);
+    c.batch_execute(
+        "SELECT mfa.organization_upsert('old', 'OPTIONAL');
+         SELECT mfa.member_upsert('old', 'ann');
+         SELECT mfa.organization_upsert('acme', 'REQUIRED_FOR_ALL');
+         SELECT mfa.member_upsert('acme', 'm', mfa_enrolled => true);",
+    )
+    .unwrap();
+    json(
+        &mut c,
+        "SELECT mfa.totp_migrate('acme', 'm', $1)",
+        &[&SECRET],
+    );
+    legacy_login(&mut c, "old", "ann");
+    // Another organization's login, given up after the update.
+    let login = json(&mut c, "SELECT mfa.primary_authenticate('acme', 'm')", &[]);
+    c.execute(
+        "UPDATE mfa.intermediate_sessions SET expires_at = now() - interval '1 second'",
+        &[],
+    )
+    .unwrap();
+    // A code checked in the database wakes a writer for its due upkeep.
+    json(
+        &mut c,
+        "SELECT mfa.totp_authenticate('acme', 'm', '000000')",
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let recorded: i64 = c
+            .query_one(
+                "SELECT count(*) FROM mfa.events WHERE event_type = 'login.abandoned'
+                  AND request_id = $1::text::uuid",
+                &[&login["request_id"].as_str().unwrap()],
+            )
+            .unwrap()
+            .get(0);
+        if recorded == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acme's given-up login was never recorded: the upkeep fails on the pre-update row"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A second factor proven with a step-up token writes no event of its own (the step-up's story
+/// tells it); a step-up never applied to a session is recorded when its token dies
+/// (`step_up.abandoned`), so a successful check is always in the trail.
+#[test]
+fn a_second_factor_proven_for_a_step_up_never_applied_is_in_the_trail() {
+    let mut c = connect();
+    let org = returning_member(&mut c, "r3-stepup");
+    let before = review_events_of(&mut c, &org).len();
+    let step_up = json(&mut c, "SELECT mfa.step_up_start($1, 'm')", &[&org]);
+    let token = token_of(&step_up);
+    let proven = json(
+        &mut c,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_at(SECRET, 0), &token],
+    );
+    assert_eq!(proven["status_code"], 200, "{proven}");
+    // The step-up token dies unused; the member's next login ends it.
+    c.execute(
+        "UPDATE mfa.intermediate_sessions SET expires_at = now() - interval '1 second'
+          WHERE organization_id = $1",
+        &[&org],
+    )
+    .unwrap();
+    start_login(&mut c, &org, "m");
+    // The check's request id, in an event of its own or in a story.
+    let request_id = proven["request_id"].as_str().unwrap();
+    let told: i64 = c
+        .query_one(
+            "SELECT count(*) FROM mfa.events WHERE organization_id = $1
+                AND (request_id = $2::text::uuid OR details -> 'request_ids' ? $2)",
+            &[&org, &request_id],
+        )
+        .unwrap()
+        .get(0);
+    let new = review_events_of(&mut c, &org)[before..].to_vec();
+    assert_eq!(
+        told, 1,
+        "the successful TOTP check is nowhere in the trail: {new:?}"
+    );
+}
+
+/// members_search's last MFA is when the second factor was proven, as the login's story says,
+/// not when the event telling it was written (a login given up is written when its token dies:
+/// minutes or days later).
+#[test]
+fn last_mfa_is_when_the_factor_was_proven() {
+    let mut c = connect();
+    let org = returning_member(&mut c, "r3-lastmfa");
+    let (_, token) = start_login(&mut c, &org, "m");
+    let proven = json(
+        &mut c,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_at(SECRET, 0), &token],
+    );
+    assert_eq!(proven["status_code"], 200, "{proven}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mid: String = c
+        .query_one("SELECT clock_timestamp()::text", &[])
+        .unwrap()
+        .get(0);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.execute(
+        "UPDATE mfa.intermediate_sessions SET expires_at = now() - interval '1 second'
+          WHERE organization_id = $1",
+        &[&org],
+    )
+    .unwrap();
+    start_login(&mut c, &org, "m");
+    let total = |c: &mut Client, key: &str| -> Value {
+        json(
+            c,
+            "SELECT mfa.members_search($1, jsonb_build_object($2::text, $3::text::timestamptz))
+                    -> 'results_metadata' -> 'total'",
+            &[&org, &key, &mid],
+        )
+    };
+    assert_eq!(
+        total(&mut c, "last_mfa_before"),
+        1,
+        "the last MFA was before {mid}"
+    );
+    assert_eq!(total(&mut c, "last_mfa_after"), 0, "no MFA after {mid}");
+}
+
+/// member_delete records the member's logins in progress before they go with the member.
+#[test]
+fn a_members_deletion_records_their_logins_in_progress() {
+    let mut c = connect();
+    let org = organization_with_member(&mut c, "r3-delete", "m");
+    let (login, _) = start_login(&mut c, &org, "m");
+    json(
+        &mut c,
+        "SELECT to_jsonb(mfa.member_delete($1, 'm'))",
+        &[&org],
+    );
+    let recorded: i64 = c
+        .query_one(
+            "SELECT count(*) FROM mfa.events WHERE organization_id = $1
+                AND event_type = 'login.abandoned' AND request_id = $2::text::uuid",
+            &[&org, &login["request_id"].as_str().unwrap()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        recorded, 1,
+        "the password was right; the login is in no event"
+    );
 }
