@@ -34,7 +34,7 @@
 --    memory), the attempt ledger, the SMS outbox and the members locked now; two partial indexes
 --    (the outbox's dead messages, the members with a lock) keep it from reading the rest.
 --  * One audit event per login that succeeds: the session's (session.allowed, or
---    session.stepped_up) tells the login's story (mfa._login_story: each factor, when it was
+--    session.stepped_up) tells the login's story (each factor, when it was
 --    proven and the request that proved it: intermediate_sessions.request_ids); a login that
 --    ends without a session is recorded as login.abandoned when its token dies. Login tokens
 --    name their organization under the server's key, so the index of every organization's
@@ -1238,13 +1238,3 @@ UPDATE mfa.intermediate_sessions
 DROP INDEX mfa.intermediate_sessions_token;
 COMMENT ON TABLE mfa.intermediate_sessions IS
     'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it. The session gate consumes a token by deleting its row (the audit trail keeps the login); expired tokens go when the member''s next login starts or at the database''s upkeep (the attempt ledger''s writer), each login that no session consumed recorded then as login.abandoned. A step-up token (step_up_start) has no primary_factor and can only raise an existing session''s assurance.';
-CREATE FUNCTION mfa._login_story(factors jsonb, request_ids uuid[]) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT pg_catalog.jsonb_build_object(
-        'factors', pg_catalog.jsonb_path_query_array(factors, '$[*].type'),
-        'authenticated_at', pg_catalog.jsonb_path_query_array(factors, '$[*].last_authenticated_at'),
-        'request_ids', pg_catalog.to_jsonb(request_ids))
-$$;
-REVOKE ALL ON FUNCTION mfa._login_story(jsonb, uuid[]) FROM PUBLIC;
-COMMENT ON FUNCTION mfa._login_story(jsonb, uuid[]) IS
-    'mfa (internal): the details of a login''s audit event: its factors'' types, when each was proven and the requests that proved them.';

@@ -295,7 +295,7 @@ CREATE TABLE mfa.intermediate_sessions (
     -- remembers devices: remembered_device_create still needs the login until it expires.
     consumed_at     timestamptz,
     -- The request ids of the login's steps: its start, then each factor proven with it (in the
-    -- order of factors || proven_factors), for the one audit event of the login (login_story).
+    -- order of factors || proven_factors), for the one audit event of the login (its story).
     request_ids     uuid[]      NOT NULL DEFAULT '{}',
     PRIMARY KEY (organization_id, member_id, token_hash),
     FOREIGN KEY (organization_id, member_id) REFERENCES mfa.members ON DELETE CASCADE
@@ -304,20 +304,6 @@ COMMENT ON TABLE mfa.intermediate_sessions IS
     'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it. The session gate consumes a token by deleting its row (the audit trail keeps the login); expired tokens go when the member''s next login starts or at the database''s upkeep (the attempt ledger''s writer), each login that no session consumed recorded then as login.abandoned. A step-up token (step_up_start) has no primary_factor and can only raise an existing session''s assurance.';
 COMMENT ON COLUMN mfa.intermediate_sessions.factors IS
     'mfa: the factor the login started with (Stytch JSON; empty for a step-up); proven_factors holds those proven with the token since.';
-
--- A login's story, for its one audit event (session.allowed, session.stepped_up, or
--- login.abandoned when it ends without a session): the type of each factor, when it was proven and
--- the request that proved it, in order. SQL and immutable, so that it is inlined into the
--- statements that write the events.
-CREATE FUNCTION mfa._login_story(factors jsonb, request_ids uuid[]) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT pg_catalog.jsonb_build_object(
-        'factors', pg_catalog.jsonb_path_query_array(factors, '$[*].type'),
-        'authenticated_at', pg_catalog.jsonb_path_query_array(factors, '$[*].last_authenticated_at'),
-        'request_ids', pg_catalog.to_jsonb(request_ids))
-$$;
-COMMENT ON FUNCTION mfa._login_story(jsonb, uuid[]) IS
-    'mfa (internal): the details of a login''s audit event: its factors'' types, when each was proven and the requests that proved them.';
 
 CREATE TABLE mfa.remembered_devices (
     organization_id  text        NOT NULL,

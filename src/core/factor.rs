@@ -156,6 +156,21 @@ pub fn answered(stored: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// A login's story, the details of its one audit event (the session's, or its `login.abandoned`
+/// when it ends without one): the type of each factor, when it was proven and the request that
+/// proved it, in order (`request_ids` holds one for each factor of `stored`). Never a secret:
+/// types, times and request ids only.
+pub fn login_story(stored: &[Value], request_ids: &[String]) -> Value {
+    serde_json::json!({
+        "factors": stored.iter().map(|f| f["type"].clone()).collect::<Vec<_>>(),
+        "authenticated_at": stored
+            .iter()
+            .map(|f| f["last_authenticated_at"].clone())
+            .collect::<Vec<_>>(),
+        "request_ids": request_ids,
+    })
+}
+
 /// Whether the newest second factor among `stored` is a sign-in with a registered passkey:
 /// phishing-resistant (the browser bound its signature to the site's origin), as NIST SP
 /// 800-63B and CISA ask of MFA. A passkey registered in the login does not count: whoever
@@ -217,6 +232,24 @@ pub fn amr(stored: &[Value]) -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_login_story_names_each_factor_its_time_and_request_only() {
+        let stored = [
+            serde_json::json!({"type": "password", "delivery_method": "knowledge",
+                               "last_authenticated_at": "2026-12-06T08:00:00+00:00"}),
+            serde_json::json!({"type": "totp", "delivery_method": "authenticator_app",
+                               "authenticator_app_factor": {"totp_id": "t-1"},
+                               "last_authenticated_at": "2026-12-06T08:00:05+00:00", "mfa_seal": "x"}),
+        ];
+        let story = super::login_story(&stored, &["r1".into(), "r2".into()]);
+        assert_eq!(
+            story,
+            serde_json::json!({"factors": ["password", "totp"],
+                               "authenticated_at": ["2026-12-06T08:00:00+00:00", "2026-12-06T08:00:05+00:00"],
+                               "request_ids": ["r1", "r2"]})
+        );
+    }
+
     use super::*;
 
     fn primary(name: &str) -> PrimaryFactor {

@@ -1,6 +1,7 @@
 //! Intermediate sessions (a login or a step-up in progress, found by its token's hash) and the
 //! statements of the session gate.
 
+use crate::core::factor::login_story;
 use crate::core::policy::OrganizationPolicy;
 use crate::error::MfaResult;
 use crate::store::audit::{self, Event};
@@ -113,10 +114,12 @@ fn ended_logins(statement: &str, args: &[DatumWithOid]) -> MfaResult<Vec<EndedLo
 /// each is one router query on Citus (an INSERT in a CTE is not).
 fn record_abandoned(ended: &[EndedLogin]) -> MfaResult<()> {
     for login in ended.iter().filter(|l| l.abandoned) {
-        let request_id = match login.request_ids.first() {
-            Some(start) => uuid::Uuid::from_bytes(*start.as_bytes()).to_string(),
+        let request_ids = uuids(login.request_ids.clone());
+        let request_id = match request_ids.first() {
+            Some(start) => start.clone(),
             None => crate::core::ids::new_request_id(),
         };
+        let factors = factor_list(Some(JsonB(login.factors.clone())));
         spi::execute(
             include_str!("sql/login_abandoned.sql"),
             &[
@@ -129,12 +132,18 @@ fn record_abandoned(ended: &[EndedLogin]) -> MfaResult<()> {
                     "step_up.abandoned"
                 }
                 .into(),
-                login.request_ids.clone().into(),
-                Jsonb(login.factors.clone()).into(),
+                Jsonb(login_story(&factors, &request_ids)).into(),
             ],
         )?;
     }
     Ok(())
+}
+
+/// Request ids as text.
+fn uuids(ids: Vec<pgrx::Uuid>) -> Vec<String> {
+    ids.iter()
+        .map(|id| uuid::Uuid::from_bytes(*id.as_bytes()).to_string())
+        .collect()
 }
 
 /// Ends a member's logins: all of them (`expired_at` `None`: a factor they may have been proven
@@ -251,17 +260,18 @@ pub fn consume_for_session(
         return Ok(None);
     };
     if let Some(JsonB(factors)) = consumed {
+        let factors = factor_list(Some(JsonB(factors)));
+        let story = login_story(&factors, &uuids(request_ids.unwrap_or_default()));
         spi::execute(
             include_str!("sql/session_decide.audited.sql"),
             &[
                 organization_id.into(),
                 member_id.into(),
-                Jsonb(factors.clone()).into(),
+                Jsonb(story).into(),
                 request_id.into(),
-                request_ids.unwrap_or_default().into(),
             ],
         )?;
-        inputs.consumed_factors = Some(factor_list(Some(JsonB(factors))));
+        inputs.consumed_factors = Some(factors);
     }
     Ok(Some(inputs))
 }
@@ -297,18 +307,18 @@ pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
     let Some((Some(JsonB(factors)), request_ids)) = consumed else {
         return Ok(None);
     };
+    let factors = factor_list(Some(JsonB(factors)));
     spi::execute(
         include_str!("sql/step_up_consume.audited.sql"),
         &[
             step_up.organization_id.into(),
             step_up.member_id.into(),
-            Jsonb(factors.clone()).into(),
+            Jsonb(login_story(&factors, &uuids(request_ids))).into(),
             step_up.request_id.into(),
             step_up.session_table.into(),
-            request_ids.into(),
         ],
     )?;
-    Ok(Some(factor_list(Some(JsonB(factors)))))
+    Ok(Some(factors))
 }
 
 /// Whether the trigger `trigger_oid`, called with `columns`, is one of a guard's own (see

@@ -1,7 +1,6 @@
 -- A login given up (its token died without a session: login.abandoned), or a step-up whose
 -- proven factors were never applied to a session (step_up.abandoned), as its one audit event, with
--- its story.
---   $1 organization_id   $2 member_id   $3 request_id (its start's)   $4 event_type
---   $5 its request ids   $6 its factors
+-- its story (core::factor::login_story).
+--   $1 organization_id   $2 member_id   $3 request_id (its start's)   $4 event_type   $5 the story
 INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details)
-VALUES ($1, $3::uuid, $4, $2, mfa._login_story($6::jsonb, $5::uuid[]))
+VALUES ($1, $3::uuid, $4, $2, $5)
