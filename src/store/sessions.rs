@@ -78,8 +78,8 @@ pub fn reap_expired(at_most: i64) -> MfaResult<i64> {
 struct EndedLogin {
     organization_id: String,
     member_id: String,
-    request_ids: Vec<pgrx::Uuid>,
-    factors: Value,
+    request_ids: Vec<String>,
+    factors: Vec<Value>,
     login: bool,
     abandoned: bool,
 }
@@ -95,11 +95,9 @@ fn ended_logins(statement: &str, args: &[DatumWithOid]) -> MfaResult<Vec<EndedLo
                 .get_by_name::<String, _>("member_id")?
                 .unwrap_or_default(),
             request_ids: row
-                .get_by_name::<Vec<pgrx::Uuid>, _>("request_ids")?
+                .get_by_name::<Vec<String>, _>("request_ids")?
                 .unwrap_or_default(),
-            factors: row
-                .get_by_name::<JsonB, _>("factors")?
-                .map_or(Value::Null, |JsonB(f)| f),
+            factors: factor_list(row.get_by_name::<JsonB, _>("factors")?),
             login: row.get_by_name::<bool, _>("login")?.unwrap_or(false),
             abandoned: row.get_by_name::<bool, _>("abandoned")?.unwrap_or(false),
         })
@@ -114,12 +112,10 @@ fn ended_logins(statement: &str, args: &[DatumWithOid]) -> MfaResult<Vec<EndedLo
 /// each is one router query on Citus (an INSERT in a CTE is not).
 fn record_abandoned(ended: &[EndedLogin]) -> MfaResult<()> {
     for login in ended.iter().filter(|l| l.abandoned) {
-        let request_ids = uuids(login.request_ids.clone());
-        let request_id = match request_ids.first() {
+        let request_id = match login.request_ids.first() {
             Some(start) => start.clone(),
             None => crate::core::ids::new_request_id(),
         };
-        let factors = factor_list(Some(JsonB(login.factors.clone())));
         spi::execute(
             include_str!("sql/login_abandoned.sql"),
             &[
@@ -132,18 +128,11 @@ fn record_abandoned(ended: &[EndedLogin]) -> MfaResult<()> {
                     "step_up.abandoned"
                 }
                 .into(),
-                Jsonb(login_story(&factors, &request_ids)).into(),
+                Jsonb(login_story(&login.factors, &login.request_ids)).into(),
             ],
         )?;
     }
     Ok(())
-}
-
-/// Request ids as text.
-fn uuids(ids: Vec<pgrx::Uuid>) -> Vec<String> {
-    ids.iter()
-        .map(|id| uuid::Uuid::from_bytes(*id.as_bytes()).to_string())
-        .collect()
 }
 
 /// Ends a member's logins: all of them (`expired_at` `None`: a factor they may have been proven
@@ -252,7 +241,7 @@ pub fn consume_for_session(
                     has_primary: row.get_by_name::<bool, _>("has_primary")?.unwrap_or(false),
                 },
                 row.get_by_name::<JsonB, _>("factors")?,
-                row.get_by_name::<Vec<pgrx::Uuid>, _>("request_ids")?,
+                row.get_by_name::<Vec<String>, _>("request_ids")?,
             ))
         },
     )?;
@@ -261,7 +250,7 @@ pub fn consume_for_session(
     };
     if let Some(JsonB(factors)) = consumed {
         let factors = factor_list(Some(JsonB(factors)));
-        let story = login_story(&factors, &uuids(request_ids.unwrap_or_default()));
+        let story = login_story(&factors, &request_ids.unwrap_or_default());
         spi::execute(
             include_str!("sql/session_decide.audited.sql"),
             &[
@@ -300,7 +289,7 @@ pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
         |row| {
             Ok((
                 row.get::<JsonB>(1)?,
-                row.get::<Vec<pgrx::Uuid>>(2)?.unwrap_or_default(),
+                row.get::<Vec<String>>(2)?.unwrap_or_default(),
             ))
         },
     )?;
@@ -313,7 +302,7 @@ pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
         &[
             step_up.organization_id.into(),
             step_up.member_id.into(),
-            Jsonb(login_story(&factors, &uuids(request_ids))).into(),
+            Jsonb(login_story(&factors, &request_ids)).into(),
             step_up.request_id.into(),
             step_up.session_table.into(),
         ],

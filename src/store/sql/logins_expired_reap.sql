@@ -12,6 +12,6 @@ DELETE FROM mfa.intermediate_sessions s
  USING expired e
  WHERE s.organization_id = e.organization_id AND s.member_id = e.member_id
    AND s.token_hash = e.token_hash
-RETURNING s.organization_id, s.member_id, s.request_ids, s.factors || s.proven_factors AS factors,
+RETURNING s.organization_id, s.member_id, s.request_ids::text[] AS request_ids, s.factors || s.proven_factors AS factors,
           s.primary_factor IS NOT NULL AS login,
           s.consumed_at IS NULL AND (s.primary_factor IS NOT NULL OR s.proven_factors <> '[]') AS abandoned

@@ -12,6 +12,6 @@ DELETE FROM mfa.intermediate_sessions
                          AND ($3::timestamptz IS NULL OR expires_at <= $3)
                        ORDER BY token_hash
                          FOR UPDATE)
-RETURNING organization_id, member_id, request_ids, factors || proven_factors AS factors,
+RETURNING organization_id, member_id, request_ids::text[] AS request_ids, factors || proven_factors AS factors,
           primary_factor IS NOT NULL AS login,
           consumed_at IS NULL AND (primary_factor IS NOT NULL OR proven_factors <> '[]') AS abandoned

@@ -34,5 +34,5 @@ consumed AS (
     SELECT * FROM deleted UNION ALL SELECT * FROM marked)
 SELECT member.*, (SELECT factors FROM consumed) AS factors,
        (SELECT has_primary FROM consumed) AS has_primary,
-       (SELECT request_ids FROM consumed) AS request_ids
+       (SELECT request_ids::text[] FROM consumed) AS request_ids
   FROM member

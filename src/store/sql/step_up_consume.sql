@@ -7,4 +7,4 @@
 DELETE FROM mfa.intermediate_sessions
  WHERE organization_id = $1 AND member_id = $2 AND token_hash = $3
    AND expires_at > $4 AND consumed_at IS NULL
-RETURNING factors || proven_factors AS factors, request_ids
+RETURNING factors || proven_factors AS factors, request_ids::text[] AS request_ids
