@@ -6,9 +6,16 @@
 use crate::error::{ErrorType, MfaError, MfaResult};
 use crate::store::spi;
 
-/// The `citus` extension is installed in this database (a catalog lookup, no statement).
+/// The `citus` extension is installed in this database. Citus runs only preloaded, and its library
+/// defines `citus.version`: without that setting the catalog is not read (this runs in every call
+/// that counts an attempt). A placeholder of that name a user SETs only sends the check on to the
+/// catalog.
 pub fn on_citus() -> bool {
-    unsafe { pgrx::pg_sys::get_extension_oid(c"citus".as_ptr(), true) != pgrx::pg_sys::InvalidOid }
+    use pgrx::pg_sys;
+    unsafe {
+        !pg_sys::GetConfigOption(c"citus.version".as_ptr(), true, false).is_null()
+            && pg_sys::get_extension_oid(c"citus".as_ptr(), true) != pg_sys::InvalidOid
+    }
 }
 
 /// On Citus, refuses to count an attempt (or lift a lock) on a node that does not hold the
