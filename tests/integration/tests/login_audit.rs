@@ -747,9 +747,9 @@ fn each_session_row_written_has_its_one_event() {
 }
 
 /// A decision undone with its transaction, its savepoint, or a savepoint released into one that
-/// is then rolled back, undid its token's consumption too: nothing is written, and the token still
-/// makes a session. A transaction that ran the gate cannot be prepared (api::prepared), so a
-/// decision never waits in a prepared transaction either.
+/// is then rolled back, or by a commit that fails, undid its token's consumption too: nothing is
+/// written, and the token still makes a session. A transaction that ran the gate cannot be
+/// prepared (api::prepared), so a decision never waits in a prepared transaction either.
 #[test]
 fn a_decision_undone_leaves_no_trace_and_its_token_usable() {
     let mut superuser = connect();
@@ -785,6 +785,13 @@ fn a_decision_undone_leaves_no_trace_and_its_token_usable() {
         "refused"
     );
     app.batch_execute("ROLLBACK").unwrap();
+    // A commit whose leftover cannot be written fails as a whole, the consumption with it.
+    let read_only = app
+        .batch_execute(&format!(
+            "BEGIN; {conflict}; SET LOCAL transaction_read_only = on; COMMIT"
+        ))
+        .map_err(|e| sql_error(&e).0);
+    assert_eq!(read_only, Err("25006".to_string()));
     assert_eq!(
         events_telling(&mut superuser, &org, &login["request_id"]),
         []
