@@ -808,3 +808,27 @@ fn a_decision_undone_leaves_no_trace_and_its_token_usable() {
     let types: Vec<&str> = told.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(types, ["session.allowed"]);
 }
+
+/// A procedure's COMMIT runs the same pre-commit step inside the procedure's own SPI call, and
+/// the procedure goes on after it.
+#[test]
+fn a_procedure_that_commits_records_its_leftover() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "procedure");
+    login_with_session(&mut app, &org, &sessions, -1);
+    let taken = newest_session(&mut superuser, &sessions);
+    let login = proven_login(&mut app, &org, 0);
+    app.batch_execute(&format!(
+        "CREATE PROCEDURE {sessions}_upsert(token text) LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO {sessions} (organization_id, id, member_id, intermediate_session_token)
+             OVERRIDING SYSTEM VALUE VALUES ('{org}', {taken}, 'm', token) ON CONFLICT DO NOTHING;
+             COMMIT;
+             PERFORM count(*) FROM {sessions};
+         END $$"
+    ))
+    .unwrap();
+    app.execute(&format!("CALL {sessions}_upsert($1)"), &[&login.2])
+        .unwrap();
+    assert_given_up_without_a_row(&mut superuser, &mut app, &org, &sessions, &login);
+}
