@@ -832,3 +832,61 @@ fn a_procedure_that_commits_records_its_leftover() {
         .unwrap();
     assert_given_up_without_a_row(&mut superuser, &mut app, &org, &sessions, &login);
 }
+
+/// A row skipped after the gate leaves its decision owing an event; a row rewritten into its copy
+/// inside a savepoint claims it, and the savepoint is rolled back. The claim goes with the
+/// savepoint: the first login, whose token stays consumed, is still recorded at commit.
+#[test]
+fn a_claim_rolled_back_with_its_savepoint_still_leaves_the_login_in_the_trail() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "claim-undone");
+    let first = proven_login(&mut app, &org, -1);
+    let (second_login, _, second) = proven_login(&mut app, &org, 0);
+    app.batch_execute(&format!(
+        "CREATE TABLE {sessions}_stash (factors jsonb);
+         CREATE FUNCTION {sessions}_zz() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF current_setting('app.mode', true) = 'skip' THEN
+                 INSERT INTO {sessions}_stash VALUES (NEW.authentication_factors);
+                 RETURN NULL;
+             END IF;
+             IF current_setting('app.mode', true) = 'copy' THEN
+                 NEW.intermediate_session_token := current_setting('app.token');
+                 NEW.authentication_factors := (SELECT factors FROM {sessions}_stash);
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER zz BEFORE INSERT ON {sessions}
+             FOR EACH ROW EXECUTE FUNCTION {sessions}_zz()"
+    ))
+    .unwrap();
+    let insert = |token: &str| {
+        format!(
+            "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
+             VALUES ('{org}', 'm', '{token}')"
+        )
+    };
+    app.batch_execute(&format!(
+        "BEGIN;
+         SET LOCAL app.mode = 'skip';
+         {};
+         SAVEPOINT s;
+         SET LOCAL app.mode = 'copy';
+         SET LOCAL app.token = '{}';
+         {};
+         ROLLBACK TO SAVEPOINT s;
+         COMMIT",
+        insert(&first.2),
+        first.2,
+        insert(&second)
+    ))
+    .unwrap();
+    app.batch_execute(&format!("DROP TRIGGER zz ON {sessions}"))
+        .unwrap();
+    assert_given_up_without_a_row(&mut superuser, &mut app, &org, &sessions, &first);
+    assert_eq!(
+        events_telling(&mut superuser, &org, &second_login["request_id"]),
+        [],
+        "the second login was undone with the savepoint"
+    );
+}
