@@ -35,7 +35,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 
 thread_local! {
-    /// The decisions of this transaction's BEFORE triggers that no AFTER trigger has matched yet.
+    /// The decisions of this transaction's BEFORE triggers, and which of them rows claimed.
     static DECISIONS: RefCell<DecisionBook> = RefCell::new(DecisionBook::default());
     /// The role the gate's triggers run as (the definer of `mfa.session_gate()`), which writes the
     /// events of the decisions left at commit.
@@ -120,7 +120,7 @@ unsafe extern "C-unwind" fn transaction_ended(
 /// The decisions whose rows never landed consumed their tokens: each is recorded as given up.
 /// Deferred triggers have fired by now, so no AFTER trigger can still match one.
 fn record_rows_never_written() {
-    let events = DECISIONS.with(|d| d.borrow_mut().take_unmatched_events());
+    let events = DECISIONS.with(|d| d.borrow_mut().take_unclaimed_events());
     if events.is_empty() {
         return;
     }
@@ -343,9 +343,11 @@ fn session_gate<'a>(
             }
         }
         let hash = proposed.token.as_deref().map(token_hash);
-        let Some(decision) =
-            DECISIONS.with(|d| d.borrow_mut().take(table, binding, &proposed, hash))
-        else {
+        let subtransaction = unsafe { pg_sys::GetCurrentSubTransactionId() };
+        let Some(claimed) = DECISIONS.with(|d| {
+            d.borrow_mut()
+                .claim(table, binding, &proposed, hash, subtransaction)
+        }) else {
             denied(
                 &table_name(trigger),
                 operation,
@@ -359,7 +361,7 @@ fn session_gate<'a>(
                 ),
             )
         };
-        if let Some(event) = decision.event {
+        if let Some(event) = claimed.event {
             record_session(event).unwrap_or_else(|e| e.raise());
         }
         return Ok(None);

@@ -144,18 +144,31 @@ type TicketKey = (
     Option<Vec<u8>>,
 );
 
-/// A BEFORE trigger's decision: the factors it wrote, the subtransaction it was made in, and the
-/// event its row owes (none for a token cleared: nothing was consumed).
+/// The subtransaction id of the top-level transaction (PostgreSQL's `TopSubTransactionId`): what
+/// is done at this level is undone only with the whole transaction.
+pub const TOP_LEVEL: u32 = 1;
+
+/// A BEFORE trigger's decision: the factors it wrote, the subtransaction it was made in, the one
+/// in which a row claimed it, and the event its row owes (none for a token cleared: nothing was
+/// consumed).
 #[derive(Debug)]
-pub struct Decision {
-    subtransaction: u32,
+struct Decision {
+    made_in: u32,
+    claimed_in: Option<u32>,
     factors: Value,
+    event: Option<SessionEvent>,
+}
+
+/// A decision a row claimed: the event the row now owes.
+#[derive(Debug, PartialEq)]
+pub struct Claimed {
     pub event: Option<SessionEvent>,
 }
 
-/// The decisions the BEFORE triggers of this transaction made and no AFTER trigger has matched
-/// yet. A subtransaction that aborts takes its decisions with it (its token consumption was undone
-/// too); those left at the end of the transaction are rows that never landed.
+/// The decisions the BEFORE triggers of this transaction made. A subtransaction that aborts takes
+/// its decisions with it (its token consumption was undone too) and gives back the claims its rows
+/// made (those rows and their events are gone); the decisions unclaimed at the end of the
+/// transaction are rows that never landed.
 #[derive(Debug, Default)]
 pub struct DecisionBook {
     open: HashMap<TicketKey, Vec<Decision>>,
@@ -183,21 +196,24 @@ impl DecisionBook {
             ))
             .or_default()
             .push(Decision {
-                subtransaction,
+                made_in: subtransaction,
+                claimed_in: None,
                 factors: row.factors.clone(),
                 event,
             });
     }
 
-    /// Takes the decision that the final row matches exactly; `None` when there is none (a
-    /// trigger that ran after the gate changed the row, or the row never passed a gate).
-    pub fn take(
+    /// Claims, for a row written in `subtransaction`, an unclaimed decision that the final row
+    /// matches exactly; `None` when there is none (a trigger that ran after the gate changed the
+    /// row, or the row never passed a gate).
+    pub fn claim(
         &mut self,
         table: u32,
         updated_row: Option<Vec<u8>>,
         row: &GuardedColumns,
         token_hash: Option<Vec<u8>>,
-    ) -> Option<Decision> {
+        subtransaction: u32,
+    ) -> Option<Claimed> {
         let key = (
             table,
             updated_row,
@@ -206,29 +222,50 @@ impl DecisionBook {
             token_hash,
         );
         let decisions = self.open.get_mut(&key)?;
-        let at = decisions.iter().position(|d| d.factors == row.factors)?;
+        let at = decisions
+            .iter()
+            .position(|d| d.claimed_in.is_none() && d.factors == row.factors)?;
+        if subtransaction != TOP_LEVEL {
+            // Kept until the end: the claim is undone if this subtransaction aborts.
+            let decision = &mut decisions[at];
+            decision.claimed_in = Some(subtransaction);
+            return Some(Claimed {
+                event: decision.event.clone(),
+            });
+        }
         let decision = decisions.swap_remove(at);
         if decisions.is_empty() {
             self.open.remove(&key);
         }
-        Some(decision)
+        Some(Claimed {
+            event: decision.event,
+        })
     }
 
-    /// Subtransaction `aborted` rolled back: its decisions, and those of the subtransactions it
-    /// contained (their ids are larger: ids only grow within a transaction, and a subtransaction
-    /// released into it is one of them), are void.
+    /// Subtransaction `aborted` rolled back, and with it the subtransactions it contained (their
+    /// ids are larger: ids only grow within a transaction, and one released into it is among
+    /// them): their decisions are void, and the decisions their rows claimed are unclaimed again.
     pub fn abort_subtransaction(&mut self, aborted: u32) {
         self.open.retain(|_, decisions| {
-            decisions.retain(|d| d.subtransaction < aborted);
+            decisions.retain(|d| d.made_in < aborted);
+            for decision in decisions.iter_mut() {
+                if decision
+                    .claimed_in
+                    .is_some_and(|claimed| claimed >= aborted)
+                {
+                    decision.claimed_in = None;
+                }
+            }
             !decisions.is_empty()
         });
     }
 
-    /// Empties the book: the events owed by decisions whose rows never landed.
-    pub fn take_unmatched_events(&mut self) -> Vec<SessionEvent> {
+    /// Empties the book: the events owed by decisions no row claimed (their rows never landed).
+    pub fn take_unclaimed_events(&mut self) -> Vec<SessionEvent> {
         self.open
             .drain()
             .flat_map(|(_, decisions)| decisions)
+            .filter(|d| d.claimed_in.is_none())
             .filter_map(|d| d.event)
             .collect()
     }
@@ -347,27 +384,22 @@ mod tests {
         let decided = row("o", "m", Some("t"), json!([{"type": "totp"}]));
         book.record(7, None, &decided, Some(vec![1]), 1, Some(event("m", None)));
         // Rewritten after the decision: another member, other factors, another token, another table.
+        let victim = row("o", "victim", Some("t"), json!([{"type": "totp"}]));
+        assert!(book.claim(7, None, &victim, Some(vec![1]), 1).is_none());
+        let other_factors = row("o", "m", Some("t"), json!([]));
         assert!(book
-            .take(
-                7,
-                None,
-                &row("o", "victim", Some("t"), json!([{"type": "totp"}])),
-                Some(vec![1])
-            )
+            .claim(7, None, &other_factors, Some(vec![1]), 1)
             .is_none());
-        assert!(book
-            .take(7, None, &row("o", "m", Some("t"), json!([])), Some(vec![1]))
-            .is_none());
-        assert!(book.take(7, None, &decided, Some(vec![2])).is_none());
-        assert!(book.take(8, None, &decided, Some(vec![1])).is_none());
-        let taken = book.take(7, None, &decided, Some(vec![1])).unwrap();
+        assert!(book.claim(7, None, &decided, Some(vec![2]), 1).is_none());
+        assert!(book.claim(8, None, &decided, Some(vec![1]), 1).is_none());
+        let claimed = book.claim(7, None, &decided, Some(vec![1]), 1).unwrap();
         assert_eq!(
-            taken.event,
+            claimed.event,
             Some(event("m", None)),
             "the event its row owes"
         );
         assert!(
-            book.take(7, None, &decided, Some(vec![1])).is_none(),
+            book.claim(7, None, &decided, Some(vec![1]), 1).is_none(),
             "one decision, one row"
         );
         assert!(book.is_empty());
@@ -383,9 +415,9 @@ mod tests {
         book.record(1, None, &b, None, 2, None);
         book.record(1, None, &c, None, 3, None);
         book.abort_subtransaction(2);
-        assert!(book.take(1, None, &a, None).is_some());
-        assert!(book.take(1, None, &b, None).is_none());
-        assert!(book.take(1, None, &c, None).is_none());
+        assert!(book.claim(1, None, &a, None, 1).is_some());
+        assert!(book.claim(1, None, &b, None, 1).is_none());
+        assert!(book.claim(1, None, &c, None, 1).is_none());
         book.record(1, None, &a, None, 4, None);
         book.clear();
         assert!(book.is_empty());
@@ -401,7 +433,34 @@ mod tests {
         book.abort_subtransaction(4);
         assert!(!book.is_empty());
         book.abort_subtransaction(2);
-        assert_eq!(book.take_unmatched_events(), []);
+        assert_eq!(book.take_unclaimed_events(), []);
+    }
+
+    /// A row skipped at the top level; its copy claims the decision inside savepoint 2, which
+    /// rolls back: the row and its event are gone, so the decision owes its event again. A claim
+    /// in savepoint 3 survives the abort of its sibling 4.
+    #[test]
+    fn a_claim_is_undone_with_its_subtransaction() {
+        let mut book = DecisionBook::default();
+        let skipped = row("o", "m", Some("t"), json!([]));
+        book.record(1, None, &skipped, None, TOP_LEVEL, Some(event("m", None)));
+        assert!(book.claim(1, None, &skipped, None, 2).is_some());
+        assert!(book.claim(1, None, &skipped, None, 2).is_none(), "claimed");
+        book.abort_subtransaction(2);
+        assert!(
+            book.claim(1, None, &skipped, None, 3).is_some(),
+            "free again"
+        );
+        book.abort_subtransaction(4);
+        assert!(
+            book.claim(1, None, &skipped, None, 5).is_none(),
+            "still claimed"
+        );
+        assert_eq!(book.take_unclaimed_events(), []);
+        book.record(1, None, &skipped, None, TOP_LEVEL, Some(event("m", None)));
+        assert!(book.claim(1, None, &skipped, None, 2).is_some());
+        book.abort_subtransaction(2);
+        assert_eq!(book.take_unclaimed_events(), [event("m", None)]);
     }
 
     #[test]
@@ -426,8 +485,8 @@ mod tests {
             1,
             None,
         );
-        assert!(book.take(1, None, &landed, None).is_some());
-        assert_eq!(book.take_unmatched_events(), [event("b", None)]);
+        assert!(book.claim(1, None, &landed, None, 1).is_some());
+        assert_eq!(book.take_unclaimed_events(), [event("b", None)]);
         assert!(book.is_empty());
     }
 
