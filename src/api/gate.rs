@@ -7,14 +7,22 @@
 //!   a new token in the token column is a step-up, whose factors are merged into the session's.
 //! - AFTER INSERT / AFTER UPDATE (when a guarded column changed): the final row must be one that a
 //!   BEFORE trigger decided; a trigger that fires after the gate and rewrites the row is caught.
+//!   It writes the decision's event (`session.allowed`, `session.stepped_up`), so the event exists
+//!   exactly when the row does.
+//! - Before the transaction commits: a decision whose row never landed (an upsert's conflict, a
+//!   later trigger returning NULL) consumed its token all the same, and is recorded as given up.
 
 use crate::core::crypto::{sha256, token_hash};
-use crate::core::session_gate::{classify_update, DecisionBook, GuardedColumns, UpdateRequest};
+use crate::core::session_gate::{
+    classify_update, DecisionBook, GuardedColumns, SessionEvent, UpdateRequest,
+};
 use crate::error::SqlResult;
 use crate::error::{ErrorType, MfaError};
 use crate::flow::answer;
 use crate::flow::attempt::ledger_event;
-use crate::flow::gate::{self, decide, sealed, step_up, Allowed};
+use crate::flow::gate::{
+    self, decide, record_given_up, record_session, sealed, step_up, Allowed, SteppedUp,
+};
 use crate::server::ledger;
 use crate::store::audit::Request;
 use crate::store::jsonb::Jsonb;
@@ -23,12 +31,15 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, JsonB};
 use serde_json::json;
 use serde_json::Value;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 
 thread_local! {
-    /// The decisions of this transaction's BEFORE triggers that no AFTER trigger has matched yet.
+    /// The decisions of this transaction's BEFORE triggers, and which of them rows claimed.
     static DECISIONS: RefCell<DecisionBook> = RefCell::new(DecisionBook::default());
+    /// The role the gate's triggers run as (the definer of `mfa.session_gate()`), which writes the
+    /// events of the decisions left at commit.
+    static GATE_ROLE: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
     /// Triggers found to be a guard's own (by oid), until the next relation cache invalidation
     /// (creating or dropping a trigger sends one).
     static REGISTERED_TRIGGERS: RefCell<HashSet<u32>> = RefCell::new(HashSet::new());
@@ -96,11 +107,60 @@ unsafe extern "C-unwind" fn transaction_ended(
     _arg: *mut std::os::raw::c_void,
 ) {
     use pg_sys::XactEvent::*;
-    if matches!(
-        event,
-        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_ABORT
-    ) {
-        DECISIONS.with(|d| d.borrow_mut().clear());
+    match event {
+        // Still in the transaction: an error here aborts the commit, the consumption with it.
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => record_rows_never_written(),
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_ABORT => {
+            DECISIONS.with(|d| d.borrow_mut().clear())
+        }
+        _ => {}
+    }
+}
+
+/// The decisions whose rows never landed consumed their tokens: each is recorded as given up.
+/// Deferred triggers have fired by now, so no AFTER trigger can still match one.
+fn record_rows_never_written() {
+    let events = DECISIONS.with(|d| d.borrow_mut().take_unclaimed_events());
+    if events.is_empty() {
+        return;
+    }
+    as_gate_role(|| {
+        for event in events {
+            record_given_up(event).unwrap_or_else(|e| e.raise());
+        }
+    });
+}
+
+/// Runs `write` as the gate's triggers do: as their role, with a fixed search_path, and with a
+/// snapshot (at commit no portal holds one, and SPI then refuses: "cannot execute SQL without an
+/// outer snapshot or portal"). The role and settings are whatever the application left (`SET
+/// ROLE`, a search_path with types of its own). An error leaves all three for the abort to undo.
+fn as_gate_role(write: impl FnOnce()) {
+    unsafe {
+        let (mut role, mut context) = (pg_sys::InvalidOid, 0);
+        pg_sys::GetUserIdAndSecContext(&mut role, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            GATE_ROLE.get(),
+            context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+        let settings = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        write();
+        pg_sys::PopActiveSnapshot();
+        pg_sys::AtEOXact_GUC(true, settings);
+        pg_sys::SetUserIdAndSecContext(role, context);
     }
 }
 
@@ -189,12 +249,19 @@ fn table_name(trigger: &PgTrigger) -> String {
         .unwrap_or_default()
 }
 
-fn record(table: u32, updated_row: Option<Vec<u8>>, row: &GuardedColumns) {
+/// Records a BEFORE trigger's decision and the event its row will owe.
+fn record(
+    table: u32,
+    updated_row: Option<Vec<u8>>,
+    row: &GuardedColumns,
+    event: Option<SessionEvent>,
+) {
     let subtransaction = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    GATE_ROLE.set(unsafe { pg_sys::GetUserId() });
     let hash = row.token.as_deref().map(token_hash);
     DECISIONS.with(|d| {
         d.borrow_mut()
-            .record(table, updated_row, row, hash, subtransaction)
+            .record(table, updated_row, row, hash, subtransaction, event)
     });
 }
 
@@ -276,7 +343,11 @@ fn session_gate<'a>(
             }
         }
         let hash = proposed.token.as_deref().map(token_hash);
-        if !DECISIONS.with(|d| d.borrow_mut().take(table, binding, &proposed, hash)) {
+        let subtransaction = unsafe { pg_sys::GetCurrentSubTransactionId() };
+        let Some(claimed) = DECISIONS.with(|d| {
+            d.borrow_mut()
+                .claim(table, binding, &proposed, hash, subtransaction)
+        }) else {
             denied(
                 &table_name(trigger),
                 operation,
@@ -289,6 +360,9 @@ fn session_gate<'a>(
                     ),
                 ),
             )
+        };
+        if let Some(event) = claimed.event {
+            record_session(event).unwrap_or_else(|e| e.raise());
         }
         return Ok(None);
     }
@@ -315,14 +389,14 @@ fn session_gate<'a>(
         };
         row.set_by_name(&columns.factors, Jsonb(decided.factors.clone()))
             .unwrap_or_else(|e| refused(ErrorType::InvalidArgument, format!("session_gate: {e}")));
-        record(table, None, &decided);
+        record(table, None, &decided, Some(allowed.event));
         return Ok(Some(row));
     }
 
     let old = columns.read(&trigger.old().ok_or(PgTriggerError::NotTrigger)?);
     let name = table_name(trigger);
     let deny = |refusal: MfaError| -> ! { denied(&name, operation, &old, refusal) };
-    let decided = match classify_update(&old, &proposed) {
+    let (decided, event) = match classify_update(&old, &proposed) {
         UpdateRequest::Nothing => return Ok(Some(row)),
         UpdateRequest::IdentityChange => deny(identity_change(&name)),
         UpdateRequest::FactorsWritten => deny(MfaError::new(
@@ -332,15 +406,22 @@ fn session_gate<'a>(
                 columns.factors, columns.token
             ),
         )),
-        UpdateRequest::TokenCleared => proposed,
-        UpdateRequest::StepUp(token) => GuardedColumns {
-            factors: step_up(&name, &old, token).unwrap_or_else(|refusal| deny(refusal)),
-            ..proposed.clone()
-        },
+        UpdateRequest::TokenCleared => (proposed, None),
+        UpdateRequest::StepUp(token) => {
+            let SteppedUp { factors, event } =
+                step_up(&name, &old, token).unwrap_or_else(|refusal| deny(refusal));
+            (
+                GuardedColumns {
+                    factors,
+                    ..proposed.clone()
+                },
+                Some(event),
+            )
+        }
     };
     row.set_by_name(&columns.factors, Jsonb(decided.factors.clone()))
         .unwrap_or_else(|e| refused(ErrorType::InvalidArgument, format!("session_gate: {e}")));
-    record(table, update_binding(trigger, &old), &decided);
+    record(table, update_binding(trigger, &old), &decided, event);
     Ok(Some(row))
 }
 
@@ -352,8 +433,13 @@ fn check_session_policy(
     member_id: Option<&str>,
     intermediate_session_token: Option<&str>,
 ) -> SqlResult<Jsonb> {
-    let Allowed { request, factors } =
-        decide(organization_id, member_id, intermediate_session_token)?;
+    let Allowed {
+        request,
+        factors,
+        event,
+    } = decide(organization_id, member_id, intermediate_session_token)?;
+    // No row of mfa's to wait for: the application writes its session itself.
+    record_session(event)?;
     Ok(Jsonb(answer::about_ids(
         &request,
         organization_id.unwrap_or_default(),
@@ -402,6 +488,8 @@ fn enforce_session_policy<'a>(
         token.as_deref(),
     )
     .unwrap_or_else(|denied| denied.raise());
+    // Written at once, as in 0.3.0: this trigger has no AFTER trigger to match the row.
+    record_session(allowed.event).unwrap_or_else(|e| e.raise());
     if let Some(factors_column) = args.get(3) {
         row.set_by_name(factors_column, Jsonb(Value::Array(allowed.factors)))
             .unwrap_or_else(|e| {

@@ -171,6 +171,16 @@ pub fn login_story(stored: &[Value], request_ids: &[String]) -> Value {
     })
 }
 
+/// The event of a login that ended without a session (`login.abandoned`), or of a step-up whose
+/// proven factors were never applied to one (`step_up.abandoned`).
+pub fn given_up_event_type(step_up: bool) -> &'static str {
+    if step_up {
+        "step_up.abandoned"
+    } else {
+        "login.abandoned"
+    }
+}
+
 /// Whether the newest second factor among `stored` is a sign-in with a registered passkey:
 /// phishing-resistant (the browser bound its signature to the site's origin), as NIST SP
 /// 800-63B and CISA ask of MFA. A passkey registered in the login does not count: whoever

@@ -133,6 +133,32 @@ mod tests {
         );
     }
 
+    /// A session's event is written with its row: an upsert that meets a conflict writes none (its
+    /// login is recorded as given up when the transaction commits: tests/integration/login_audit).
+    #[pg_test]
+    fn the_session_event_is_written_with_its_row() {
+        setup();
+        run(
+            "CREATE TABLE s (id int PRIMARY KEY, organization_id text, member_id text,
+                             intermediate_session_token text, authentication_factors jsonb);
+             SELECT mfa.session_table_guard('s')",
+        );
+        let allowed = || {
+            json(
+                "SELECT to_jsonb(count(*)) FROM mfa.events
+                  WHERE member_id = 'ann' AND event_type = 'session.allowed'",
+            )
+        };
+        let t = proven_login();
+        run(&format!("INSERT INTO s VALUES (1, 'org-g', 'ann', '{t}')"));
+        assert_eq!(allowed(), 1);
+        let t2 = proven_login_with("dddd-eeee-ffff");
+        run(&format!(
+            "INSERT INTO s VALUES (1, 'org-g', 'ann', '{t2}') ON CONFLICT (id) DO NOTHING"
+        ));
+        assert_eq!(allowed(), 1, "no session row, no session event");
+    }
+
     fn proven_login_with(code: &str) -> String {
         let t = token("SELECT mfa.primary_authenticate('org-g', 'ann')");
         let r = json(&format!(

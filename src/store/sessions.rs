@@ -1,8 +1,9 @@
 //! Intermediate sessions (a login or a step-up in progress, found by its token's hash) and the
 //! statements of the session gate.
 
-use crate::core::factor::login_story;
+use crate::core::factor::{given_up_event_type, login_story};
 use crate::core::policy::OrganizationPolicy;
+use crate::core::session_gate::SessionEvent;
 use crate::error::MfaResult;
 use crate::store::audit::{self, Event};
 use crate::store::jsonb::Jsonb;
@@ -104,34 +105,47 @@ fn ended_logins(statement: &str, args: &[DatumWithOid]) -> MfaResult<Vec<EndedLo
     })
 }
 
-/// Each login given up among `ended` as its one event (`login_abandoned.sql`: `login.abandoned`,
-/// or `step_up.abandoned`), in the transaction that ended it: a rollback keeps both the login and
-/// the silence, and the login is recorded when it ends for good. Under the request id of its
-/// start; a login in progress when 0.10.0 came has the nil id for each step before it (its
-/// requests are not known), and one without any gets a new id. A statement of its own, so that
-/// each is one router query on Citus (an INSERT in a CTE is not).
+/// Each login given up among `ended` as its one event (`login.abandoned`, or `step_up.abandoned`),
+/// in the transaction that ended it: a rollback keeps both the login and the silence, and the
+/// login is recorded when it ends for good. Under the request id of its start; a login in progress
+/// when 0.10.0 came has the nil id for each step before it (its requests are not known), and one
+/// without any gets a new id.
 fn record_abandoned(ended: &[EndedLogin]) -> MfaResult<()> {
     for login in ended.iter().filter(|l| l.abandoned) {
         let request_id = match login.request_ids.first() {
             Some(start) => start.clone(),
             None => crate::core::ids::new_request_id(),
         };
-        spi::execute(
-            include_str!("sql/login_abandoned.sql"),
-            &[
-                login.organization_id.as_str().into(),
-                login.member_id.as_str().into(),
-                request_id.as_str().into(),
-                if login.login {
-                    "login.abandoned"
-                } else {
-                    "step_up.abandoned"
-                }
-                .into(),
-                Jsonb(login_story(&login.factors, &login.request_ids)).into(),
-            ],
+        write_given_up(
+            &login.organization_id,
+            &login.member_id,
+            &request_id,
+            given_up_event_type(!login.login),
+            login_story(&login.factors, &login.request_ids),
         )?;
     }
+    Ok(())
+}
+
+/// A login or step-up given up, as its one event (`login_abandoned.sql`). A statement of its own,
+/// so that each is one router query on Citus (an INSERT in a CTE is not).
+fn write_given_up(
+    organization_id: &str,
+    member_id: &str,
+    request_id: &str,
+    event_type: &str,
+    details: Value,
+) -> MfaResult<()> {
+    spi::execute(
+        include_str!("sql/login_abandoned.sql"),
+        &[
+            organization_id.into(),
+            member_id.into(),
+            request_id.into(),
+            event_type.into(),
+            Jsonb(details).into(),
+        ],
+    )?;
     Ok(())
 }
 
@@ -198,6 +212,20 @@ pub fn start(session: NewSession) -> MfaResult<()> {
     Ok(())
 }
 
+/// A consumed token: the factors proven with it and its login's story (`login_story`).
+pub struct Consumed {
+    pub factors: Vec<Value>,
+    pub story: Value,
+}
+
+impl Consumed {
+    fn read(factors: JsonB, request_ids: Option<Vec<String>>) -> Consumed {
+        let factors = factor_list(Some(factors));
+        let story = login_story(&factors, &request_ids.unwrap_or_default());
+        Consumed { factors, story }
+    }
+}
+
 /// What `session_decide.sql` found: the member's policy inputs and, when the token was consumed,
 /// the login's factors.
 pub struct GateInputs {
@@ -205,23 +233,21 @@ pub struct GateInputs {
     pub is_breakglass: bool,
     pub policy: OrganizationPolicy,
     /// `None`: nothing was consumed (no token, or not a live token of this member).
-    pub consumed_factors: Option<Vec<Value>>,
+    pub consumed: Option<Consumed>,
     /// The consumed token was a login's (it carries a primary factor), not a step-up's.
     pub has_primary: bool,
 }
 
-/// Consumes the login's token for a new session and writes `session.allowed` (undone with the
-/// caller's (sub)transaction when the policy then refuses); `None` when there is no such member.
-/// Two statements in the caller's transaction, each one router query on Citus:
-/// `session_decide.sql` reads the member's inputs and consumes the token, then, when it consumed
-/// one, `session_decide.audited.sql` writes the event.
+/// Consumes the login's token for a new session (`session_decide.sql`: the member's inputs read
+/// and the token consumed in one statement, one router query on Citus; undone with the caller's
+/// (sub)transaction when the policy then refuses); `None` when there is no such member. Its event
+/// is `write_session_event`'s, once the session row is written.
 pub fn consume_for_session(
     organization_id: &str,
     member_id: &str,
     token_hash: Option<Vec<u8>>,
-    request_id: &str,
 ) -> MfaResult<Option<GateInputs>> {
-    let found = spi::typed_row(
+    spi::typed_row(
         include_str!("sql/session_decide.sql"),
         &[
             organization_id.into(),
@@ -230,39 +256,19 @@ pub fn consume_for_session(
             spi::clock().into(),
         ],
         |row| {
-            Ok((
-                GateInputs {
-                    mfa_enrolled: row.get_by_name::<bool, _>("mfa_enrolled")?.unwrap_or(false),
-                    is_breakglass: row
-                        .get_by_name::<bool, _>("is_breakglass")?
-                        .unwrap_or(false),
-                    policy: read_policy(row)?,
-                    consumed_factors: None,
-                    has_primary: row.get_by_name::<bool, _>("has_primary")?.unwrap_or(false),
-                },
-                row.get_by_name::<JsonB, _>("factors")?,
-                row.get_by_name::<Vec<String>, _>("request_ids")?,
-            ))
+            let consumed = row.get_by_name::<JsonB, _>("factors")?;
+            let request_ids = row.get_by_name::<Vec<String>, _>("request_ids")?;
+            Ok(GateInputs {
+                mfa_enrolled: row.get_by_name::<bool, _>("mfa_enrolled")?.unwrap_or(false),
+                is_breakglass: row
+                    .get_by_name::<bool, _>("is_breakglass")?
+                    .unwrap_or(false),
+                policy: read_policy(row)?,
+                consumed: consumed.map(|factors| Consumed::read(factors, request_ids)),
+                has_primary: row.get_by_name::<bool, _>("has_primary")?.unwrap_or(false),
+            })
         },
-    )?;
-    let Some((mut inputs, consumed, request_ids)) = found else {
-        return Ok(None);
-    };
-    if let Some(JsonB(factors)) = consumed {
-        let factors = factor_list(Some(JsonB(factors)));
-        let story = login_story(&factors, &request_ids.unwrap_or_default());
-        spi::execute(
-            include_str!("sql/session_decide.audited.sql"),
-            &[
-                organization_id.into(),
-                member_id.into(),
-                Jsonb(story).into(),
-                request_id.into(),
-            ],
-        )?;
-        inputs.consumed_factors = Some(factors);
-    }
-    Ok(Some(inputs))
+    )
 }
 
 /// The arguments of `step_up_consume.sql`.
@@ -270,14 +276,12 @@ pub struct StepUp<'a> {
     pub organization_id: &'a str,
     pub member_id: &'a str,
     pub token_hash: Vec<u8>,
-    pub request_id: &'a str,
-    pub session_table: &'a str,
 }
 
-/// Consumes a step-up token and returns the factors proven with it, writing `session.stepped_up`
-/// (`step_up_consume.sql`, then `step_up_consume.audited.sql`, in the caller's transaction);
-/// `None` when the token is not this member's, expired or used (nothing is written then).
-pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
+/// Consumes a step-up token (`step_up_consume.sql`, in the caller's transaction); `None` when the
+/// token is not this member's, expired or used. Its event is `write_session_event`'s, once the
+/// session row is written.
+pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Consumed>> {
     let consumed = spi::typed_row(
         include_str!("sql/step_up_consume.sql"),
         &[
@@ -286,28 +290,44 @@ pub fn consume_step_up(step_up: StepUp) -> MfaResult<Option<Vec<Value>>> {
             step_up.token_hash.into(),
             spi::clock().into(),
         ],
-        |row| {
-            Ok((
-                row.get::<JsonB>(1)?,
-                row.get::<Vec<String>>(2)?.unwrap_or_default(),
-            ))
-        },
+        |row| Ok((row.get::<JsonB>(1)?, row.get::<Vec<String>>(2)?)),
     )?;
-    let Some((Some(JsonB(factors)), request_ids)) = consumed else {
-        return Ok(None);
-    };
-    let factors = factor_list(Some(JsonB(factors)));
-    spi::execute(
-        include_str!("sql/step_up_consume.audited.sql"),
-        &[
-            step_up.organization_id.into(),
-            step_up.member_id.into(),
-            Jsonb(login_story(&factors, &request_ids)).into(),
-            step_up.request_id.into(),
-            step_up.session_table.into(),
-        ],
-    )?;
-    Ok(Some(factors))
+    Ok(match consumed {
+        Some((Some(factors), request_ids)) => Some(Consumed::read(factors, request_ids)),
+        _ => None,
+    })
+}
+
+/// The event of a session the gate decided (`session_decide.audited.sql`: `session.allowed`;
+/// `step_up_consume.audited.sql`: `session.stepped_up`), in the caller's transaction.
+pub fn write_session_event(event: SessionEvent) -> MfaResult<()> {
+    let mut args: Vec<DatumWithOid> = vec![
+        event.organization_id.as_str().into(),
+        event.member_id.as_str().into(),
+        Jsonb(event.story).into(),
+        event.request_id.as_str().into(),
+    ];
+    match &event.step_up_table {
+        None => spi::execute(include_str!("sql/session_decide.audited.sql"), &args),
+        Some(table) => {
+            args.push(table.as_str().into());
+            spi::execute(include_str!("sql/step_up_consume.audited.sql"), &args)
+        }
+    }?;
+    Ok(())
+}
+
+/// The event of a decision whose session row was never written (`SessionEvent::given_up`).
+pub fn write_session_given_up(event: SessionEvent) -> MfaResult<()> {
+    let (organization_id, member_id) = (event.organization_id.clone(), event.member_id.clone());
+    let given_up = event.given_up();
+    write_given_up(
+        &organization_id,
+        &member_id,
+        &given_up.request_id,
+        given_up.event_type,
+        given_up.details,
+    )
 }
 
 /// Whether the trigger `trigger_oid`, called with `columns`, is one of a guard's own (see

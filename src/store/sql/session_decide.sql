@@ -6,9 +6,10 @@
 -- Consuming deletes the row, unless the organization remembers devices: then the row stays,
 -- marked, until it expires (remembered_device_create still needs the login). No row when there is
 -- no such member; `factors` (and the login's `request_ids`) NULL when nothing was consumed.
--- The audit event is session_decide.audited.sql, run next in the same transaction (a denial
--- undoes both): on Citus an INSERT in a CTE makes the whole statement a distributed plan whose
--- CTEs become subplans, their results shipped to every node in a two-phase commit; without it,
+-- The audit event is session_decide.audited.sql, in the same transaction once the session row is
+-- written (the guard's AFTER trigger; check_session_policy at once): on Citus an INSERT in a CTE
+-- makes the whole statement a distributed plan whose CTEs become subplans, their results shipped
+-- to every node in a two-phase commit; without it,
 -- every table here filtered on $1, the statement is one router query on the organization's shard.
 --   $1 organization_id   $2 member_id   $3 the token's hash (NULL: none presented)   $4 the clock
 WITH member AS (

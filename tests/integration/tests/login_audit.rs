@@ -51,13 +51,7 @@ fn deployment(superuser: &mut Client, prefix: &str) -> (String, Client, String) 
 
 /// A whole login of `m` with the code of `offset`: its two answers.
 fn login_with_session(app: &mut Client, org: &str, sessions: &str, offset: i64) -> (Value, Value) {
-    let (login, token) = start_login(app, org, "m");
-    let proven = json(
-        app,
-        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
-        &[&org, &totp_at(SECRET, offset), &token],
-    );
-    assert_eq!(proven["status_code"], 200, "{proven}");
+    let (login, proven, token) = proven_login(app, org, offset);
     app.execute(
         &format!(
             "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
@@ -67,6 +61,18 @@ fn login_with_session(app: &mut Client, org: &str, sessions: &str, offset: i64) 
     )
     .unwrap();
     (login, proven)
+}
+
+/// A login of `m` proven with the code of `offset`, not yet used: its two answers and its token.
+fn proven_login(app: &mut Client, org: &str, offset: i64) -> (Value, Value, String) {
+    let (login, token) = start_login(app, org, "m");
+    let proven = json(
+        app,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_at(SECRET, offset), &token],
+    );
+    assert_eq!(proven["status_code"], 200, "{proven}");
+    (login, proven, token)
 }
 
 fn events_of(superuser: &mut Client, org: &str) -> Vec<(String, String, Value)> {
@@ -535,5 +541,352 @@ fn a_members_deletion_records_their_logins_in_progress() {
     assert_eq!(
         recorded, 1,
         "the password was right; the login is in no event"
+    );
+}
+
+// A decision whose row never lands: the gate consumed the token, so the login ends there, and
+// the trail must not say that a session exists.
+
+/// The events whose story names `request_id` (a login's, or the proof of a step-up).
+fn events_telling(superuser: &mut Client, org: &str, request_id: &Value) -> Vec<(String, Value)> {
+    superuser
+        .query(
+            "SELECT event_type, details FROM mfa.events
+              WHERE organization_id = $1 AND details -> 'request_ids' ? $2 ORDER BY event_id",
+            &[&org, &request_id.as_str().unwrap()],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// The id of the newest session row of the table.
+fn newest_session(superuser: &mut Client, sessions: &str) -> i64 {
+    superuser
+        .query_one(&format!("SELECT max(id) FROM {sessions}"), &[])
+        .unwrap()
+        .get(0)
+}
+
+/// The login was told once, as given up without a session row, and its token is used up.
+fn assert_given_up_without_a_row(
+    superuser: &mut Client,
+    app: &mut Client,
+    org: &str,
+    sessions: &str,
+    (login, proven, token): &(Value, Value, String),
+) {
+    let told = events_telling(superuser, org, &login["request_id"]);
+    let types: Vec<&str> = told.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(types, ["login.abandoned"], "{told:?}");
+    let details = &told[0].1;
+    assert_eq!(details["factors"], serde_json::json!(["password", "totp"]));
+    assert_eq!(
+        details["request_ids"],
+        serde_json::json!([login["request_id"], proven["request_id"]])
+    );
+    assert_eq!(details["session_row_written"], false, "{details}");
+    let again = app
+        .execute(
+            &format!(
+                "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
+                 VALUES ($1, 'm', $2)"
+            ),
+            &[&org, &token],
+        )
+        .map_err(|e| sql_error(&e).0);
+    assert_eq!(again, Err("28000".to_string()), "the token served once");
+}
+
+#[test]
+fn an_upsert_that_meets_a_conflict_records_its_login_as_given_up() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "conflict");
+    login_with_session(&mut app, &org, &sessions, -1);
+    let taken = newest_session(&mut superuser, &sessions);
+    let login = proven_login(&mut app, &org, 0);
+    let inserted = app
+        .execute(
+            &format!(
+                "INSERT INTO {sessions} (organization_id, id, member_id, intermediate_session_token)
+                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, 'm', $3) ON CONFLICT DO NOTHING"
+            ),
+            &[&org, &taken, &login.2],
+        )
+        .unwrap();
+    assert_eq!(inserted, 0);
+    assert_given_up_without_a_row(&mut superuser, &mut app, &org, &sessions, &login);
+}
+
+/// The owner's trigger that fires after the gate and skips the row, whatever the application's
+/// role and search_path are when the transaction commits: the event is written as mfa's owner
+/// and resolves nothing through the caller's schemas (a temporary type named uuid here).
+#[test]
+fn a_row_skipped_by_a_later_trigger_records_its_login_as_given_up() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "skipped-row");
+    app.batch_execute(&format!(
+        "CREATE FUNCTION {sessions}_skip() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RETURN NULL; END $$;
+         CREATE TRIGGER zzz_skip BEFORE INSERT ON {sessions}
+             FOR EACH ROW EXECUTE FUNCTION {sessions}_skip()"
+    ))
+    .unwrap();
+    let login = proven_login(&mut app, &org, 0);
+    app.batch_execute("BEGIN").unwrap();
+    let inserted = app
+        .execute(
+            &format!(
+                "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
+                 VALUES ($1, 'm', $2)"
+            ),
+            &[&org, &login.2],
+        )
+        .unwrap();
+    assert_eq!(inserted, 0);
+    app.batch_execute(
+        "CREATE DOMAIN pg_temp.uuid AS pg_catalog.uuid CHECK (false);
+         SET LOCAL search_path = pg_temp, pg_catalog;
+         SET LOCAL ROLE mfa_app;
+         COMMIT",
+    )
+    .unwrap();
+    app.batch_execute(&format!("DROP TRIGGER zzz_skip ON {sessions}"))
+        .unwrap();
+    assert_given_up_without_a_row(&mut superuser, &mut app, &org, &sessions, &login);
+}
+
+#[test]
+fn a_step_up_skipped_by_a_later_trigger_is_recorded_as_given_up() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "skipped-step-up");
+    login_with_session(&mut app, &org, &sessions, -1);
+    let id = newest_session(&mut superuser, &sessions);
+    let factors = |c: &mut Client| -> Value {
+        c.query_one(
+            &format!("SELECT authentication_factors FROM {sessions} WHERE id = $1"),
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = factors(&mut superuser);
+    let step_up = token_of(&json(
+        &mut app,
+        "SELECT mfa.step_up_start($1, 'm')",
+        &[&org],
+    ));
+    let proven = json(
+        &mut app,
+        "SELECT mfa.totp_authenticate($1, 'm', $2, $3)",
+        &[&org, &totp_at(SECRET, 0), &step_up],
+    );
+    assert_eq!(proven["status_code"], 200, "{proven}");
+    app.batch_execute(&format!(
+        "CREATE FUNCTION {sessions}_skip() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF current_setting('app.skip', true) = 'on' THEN RETURN NULL; END IF;
+         RETURN NEW; END $$;
+         CREATE TRIGGER zzz_skip BEFORE UPDATE ON {sessions}
+             FOR EACH ROW EXECUTE FUNCTION {sessions}_skip()"
+    ))
+    .unwrap();
+    let step = |app: &mut Client, skip: &str| {
+        app.batch_execute(&format!("SET app.skip = '{skip}'"))
+            .unwrap();
+        app.execute(
+            &format!("UPDATE {sessions} SET intermediate_session_token = $1 WHERE id = $2"),
+            &[&step_up, &id],
+        )
+        .map_err(|e| sql_error(&e).0)
+    };
+    assert_eq!(step(&mut app, "on"), Ok(0));
+    assert_eq!(factors(&mut superuser), before, "the session is unchanged");
+    let told = events_telling(&mut superuser, &org, &proven["request_id"]);
+    let types: Vec<&str> = told.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(types, ["step_up.abandoned"], "{told:?}");
+    assert_eq!(told[0].1["factors"], serde_json::json!(["totp"]));
+    assert_eq!(told[0].1["session_row_written"], false, "{told:?}");
+    assert_eq!(
+        step(&mut app, "off"),
+        Err("28000".to_string()),
+        "the step-up token served once"
+    );
+}
+
+/// The ordinary path is unchanged: each session row has its one `session.allowed`, also when
+/// one INSERT writes two.
+#[test]
+fn each_session_row_written_has_its_one_event() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "one-each");
+    let logins = [
+        proven_login(&mut app, &org, -1),
+        proven_login(&mut app, &org, 0),
+    ];
+    let inserted = app
+        .execute(
+            &format!(
+                "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
+                 VALUES ($1, 'm', $2), ($1, 'm', $3)"
+            ),
+            &[&org, &logins[0].2, &logins[1].2],
+        )
+        .unwrap();
+    assert_eq!(inserted, 2);
+    for (login, proven, _) in &logins {
+        let told = events_telling(&mut superuser, &org, &login["request_id"]);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0].0, "session.allowed");
+        assert_eq!(
+            told[0].1["request_ids"],
+            serde_json::json!([login["request_id"], proven["request_id"]])
+        );
+        assert!(told[0].1.get("session_row_written").is_none(), "{told:?}");
+    }
+}
+
+/// A decision undone with its transaction, its savepoint, or a savepoint released into one that
+/// is then rolled back, or by a commit that fails, undid its token's consumption too: nothing is
+/// written, and the token still makes a session. A transaction that ran the gate cannot be
+/// prepared (api::prepared), so a decision never waits in a prepared transaction either.
+#[test]
+fn a_decision_undone_leaves_no_trace_and_its_token_usable() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "undone");
+    login_with_session(&mut app, &org, &sessions, -1);
+    let taken = newest_session(&mut superuser, &sessions);
+    let (login, _, token) = proven_login(&mut app, &org, 0);
+    let conflict = format!(
+        "INSERT INTO {sessions} (organization_id, id, member_id, intermediate_session_token)
+         OVERRIDING SYSTEM VALUE VALUES ('{org}', {taken}, 'm', '{token}') ON CONFLICT DO NOTHING"
+    );
+    for undone in [
+        format!("BEGIN; {conflict}; ROLLBACK"),
+        format!("BEGIN; SAVEPOINT a; {conflict}; ROLLBACK TO SAVEPOINT a; COMMIT"),
+        format!(
+            "BEGIN; SAVEPOINT a; SAVEPOINT b; {conflict}; RELEASE SAVEPOINT b;
+             ROLLBACK TO SAVEPOINT a; COMMIT"
+        ),
+    ] {
+        app.batch_execute(&undone).unwrap();
+        let told = events_telling(&mut superuser, &org, &login["request_id"]);
+        assert_eq!(told, [], "{undone}");
+    }
+    let prepared = app
+        .batch_execute(&format!(
+            "BEGIN; {conflict}; PREPARE TRANSACTION 'gate_leftover'"
+        ))
+        .map_err(|e| sql_error(&e));
+    let _ = superuser.batch_execute("ROLLBACK PREPARED 'gate_leftover'");
+    assert_eq!(
+        prepared.map_err(|(code, _)| code),
+        Err("0A000".to_string()),
+        "refused"
+    );
+    app.batch_execute("ROLLBACK").unwrap();
+    // A commit whose leftover cannot be written fails as a whole, the consumption with it.
+    let read_only = app
+        .batch_execute(&format!(
+            "BEGIN; {conflict}; SET LOCAL transaction_read_only = on; COMMIT"
+        ))
+        .map_err(|e| sql_error(&e).0);
+    assert_eq!(read_only, Err("25006".to_string()));
+    assert_eq!(
+        events_telling(&mut superuser, &org, &login["request_id"]),
+        []
+    );
+    app.execute(
+        &format!(
+            "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
+             VALUES ($1, 'm', $2)"
+        ),
+        &[&org, &token],
+    )
+    .unwrap();
+    let told = events_telling(&mut superuser, &org, &login["request_id"]);
+    let types: Vec<&str> = told.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(types, ["session.allowed"]);
+}
+
+/// A procedure's COMMIT runs the same pre-commit step inside the procedure's own SPI call, and
+/// the procedure goes on after it.
+#[test]
+fn a_procedure_that_commits_records_its_leftover() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "procedure");
+    login_with_session(&mut app, &org, &sessions, -1);
+    let taken = newest_session(&mut superuser, &sessions);
+    let login = proven_login(&mut app, &org, 0);
+    app.batch_execute(&format!(
+        "CREATE PROCEDURE {sessions}_upsert(token text) LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO {sessions} (organization_id, id, member_id, intermediate_session_token)
+             OVERRIDING SYSTEM VALUE VALUES ('{org}', {taken}, 'm', token) ON CONFLICT DO NOTHING;
+             COMMIT;
+             PERFORM count(*) FROM {sessions};
+         END $$"
+    ))
+    .unwrap();
+    app.execute(&format!("CALL {sessions}_upsert($1)"), &[&login.2])
+        .unwrap();
+    assert_given_up_without_a_row(&mut superuser, &mut app, &org, &sessions, &login);
+}
+
+/// A row skipped after the gate leaves its decision owing an event; a row rewritten into its copy
+/// inside a savepoint claims it, and the savepoint is rolled back. The claim goes with the
+/// savepoint: the first login, whose token stays consumed, is still recorded at commit.
+#[test]
+fn a_claim_rolled_back_with_its_savepoint_still_leaves_the_login_in_the_trail() {
+    let mut superuser = connect();
+    let (org, mut app, sessions) = deployment(&mut superuser, "claim-undone");
+    let first = proven_login(&mut app, &org, -1);
+    let (second_login, _, second) = proven_login(&mut app, &org, 0);
+    app.batch_execute(&format!(
+        "CREATE TABLE {sessions}_stash (factors jsonb);
+         CREATE FUNCTION {sessions}_zz() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF current_setting('app.mode', true) = 'skip' THEN
+                 INSERT INTO {sessions}_stash VALUES (NEW.authentication_factors);
+                 RETURN NULL;
+             END IF;
+             IF current_setting('app.mode', true) = 'copy' THEN
+                 NEW.intermediate_session_token := current_setting('app.token');
+                 NEW.authentication_factors := (SELECT factors FROM {sessions}_stash);
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER zz BEFORE INSERT ON {sessions}
+             FOR EACH ROW EXECUTE FUNCTION {sessions}_zz()"
+    ))
+    .unwrap();
+    let insert = |token: &str| {
+        format!(
+            "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
+             VALUES ('{org}', 'm', '{token}')"
+        )
+    };
+    app.batch_execute(&format!(
+        "BEGIN;
+         SET LOCAL app.mode = 'skip';
+         {};
+         SAVEPOINT s;
+         SET LOCAL app.mode = 'copy';
+         SET LOCAL app.token = '{}';
+         {};
+         ROLLBACK TO SAVEPOINT s;
+         COMMIT",
+        insert(&first.2),
+        first.2,
+        insert(&second)
+    ))
+    .unwrap();
+    app.batch_execute(&format!("DROP TRIGGER zz ON {sessions}"))
+        .unwrap();
+    assert_given_up_without_a_row(&mut superuser, &mut app, &org, &sessions, &first);
+    assert_eq!(
+        events_telling(&mut superuser, &org, &second_login["request_id"]),
+        [],
+        "the second login was undone with the savepoint"
     );
 }
