@@ -255,7 +255,7 @@ fn rollback_savepoints_and_a_killed_connection_all_count() {
         &[&v.org, &codes[1]],
     );
     let mut su = connect();
-    su.execute("SELECT pg_terminate_backend($1)", &[&pid])
+    su.execute("SELECT pg_terminate_backend($1::int)", &[&pid])
         .unwrap();
     assert!(doomed.batch_execute("COMMIT").is_err());
 
