@@ -154,6 +154,19 @@ pub fn serving_pids(client: &mut Client) -> Vec<i32> {
     }
 }
 
+/// Asserts that `e` is the refusal of an attempt made on a node that does not hold its
+/// organization: on a cluster, an attempt inside a DO block or an expression is not delegated,
+/// and counting it on the coordinator would give a caller a failure allowance per node
+/// (docs/citus.md, "One ledger per member").
+pub fn assert_not_on_this_node(e: &postgres::Error) {
+    let (state, message) = sql_error(e);
+    assert_eq!(state, "55000", "{message}");
+    assert!(
+        message.starts_with("organization_not_on_this_node"),
+        "{message}"
+    );
+}
+
 /// `url` with another host and port.
 fn with_node(url: &str, host: String, port: i32) -> String {
     url.split_whitespace()
