@@ -24,5 +24,17 @@ INSERT INTO mfa.organizations (organization_id, mfa_policy)
 SELECT 'o' || o, 'REQUIRED_FOR_ALL' FROM generate_series(0, (:members - 1) / 10) o;
 INSERT INTO mfa.members (organization_id, member_id, mfa_enrolled)
 SELECT 'o' || n / 10, 'm' || n, true FROM generate_series(0, :members - 1) n;
+\if :citus
+-- One statement per member, each a call on its own that Citus delegates to the member's node and
+-- commits there: one statement enrolling every member would be one distributed transaction,
+-- committed in two phases, and an enrollment that activates a factor notifies (mfa_events), which
+-- a prepared transaction cannot (cannot PREPARE a transaction that has executed … NOTIFY).
+\o /dev/null
+SELECT format('SELECT mfa.totp_migrate(%L, %L, %L)', 'o' || n / 10, 'm' || n, 'JBSWY3DPEHPK3PXP')
+  FROM generate_series(0, :members - 1) n \gexec
+\o
+SELECT count(*) AS enrolled FROM mfa.totp_registrations;
+\else
 SELECT count(mfa.totp_migrate('o' || n / 10, 'm' || n, 'JBSWY3DPEHPK3PXP'))
   FROM generate_series(0, :members - 1) n;
+\endif

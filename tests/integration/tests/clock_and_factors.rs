@@ -22,15 +22,20 @@ fn a_long_transaction_cannot_outlive_a_code_or_a_token() {
         &[&org, &token],
     );
     let code = sms_code(&mut c, &org);
-    // Both lives end a second from now (the lifetimes' settings cannot go that low).
+    // Both lives end a second from now (the lifetimes' settings cannot go that low). The time is
+    // read first: Citus refuses a volatile function in an UPDATE of a distributed table.
+    let soon: std::time::SystemTime = c
+        .query_one("SELECT clock_timestamp() + interval '1 second'", &[])
+        .unwrap()
+        .get(0);
     c.execute(
-        "UPDATE mfa.sms_codes SET expires_at = clock_timestamp() + interval '1 second' WHERE organization_id = $1",
-        &[&org],
+        "UPDATE mfa.sms_codes SET expires_at = $2 WHERE organization_id = $1",
+        &[&org, &soon],
     )
     .unwrap();
     c.execute(
-        "UPDATE mfa.intermediate_sessions SET expires_at = clock_timestamp() + interval '1 second' WHERE organization_id = $1",
-        &[&org],
+        "UPDATE mfa.intermediate_sessions SET expires_at = $2 WHERE organization_id = $1",
+        &[&org, &soon],
     )
     .unwrap();
     let mut t = c.transaction().unwrap();
@@ -69,7 +74,8 @@ fn recovery_codes_cannot_be_minted_without_a_proven_factor() {
         &[&org],
     );
     // The attack as the application's role: a login with the password alone, then new codes.
-    c.batch_execute("SET ROLE mfa_app").unwrap();
+    let app = app_role(&mut c, "mint", &[]);
+    c.batch_execute(&format!("SET ROLE {app}")).unwrap();
     let (_, token) = start_login(&mut c, &org, "bob");
     let without_token = c
         .query_one("SELECT mfa.recovery_codes_rotate($1, 'bob')", &[&org])

@@ -273,9 +273,12 @@ fn writing_calls_on_standby(s: &mut Client, token: &str) -> Vec<(String, String)
         .collect()
 }
 
+/// A call: its name, its statement and what its answer must satisfy.
+type Call = (&'static str, &'static str, fn(&serde_json::Value) -> bool);
+
 /// The read-only calls on the standby, each with what it gave ("ok" when it worked as expected).
 fn reading_calls_on_standby(s: &mut Client) -> Vec<(String, String)> {
-    let calls: [(&str, &str, fn(&serde_json::Value) -> bool); 5] = [
+    let calls: [Call; 5] = [
         (
             "member_get",
             "SELECT mfa.member_get('failover', 'u1')",

@@ -79,7 +79,7 @@ fn events_of(superuser: &mut Client, org: &str) -> Vec<(String, String, Value)> 
     superuser
         .query(
             "SELECT event_type, request_id::text, details FROM mfa.events
-              WHERE organization_id = $1 AND member_id = 'm' ORDER BY event_id",
+              WHERE organization_id = $1 AND member_id = 'm' ORDER BY occurred_at, event_id",
             &[&org],
         )
         .unwrap()

@@ -68,12 +68,28 @@ fn a_million_calls_leave_memory_flat() {
         (270_000, "member_get"),
         (30_000, "totp_authenticate"),
     ];
+    // On a cluster whose coordinator does not hold the organization, attempts in an expression
+    // are not delegated: refused (no attempt counted on the coordinator), and left out.
+    let plan: Vec<_> = if organization_elsewhere(&mut c, &org) {
+        let e = c
+            .query_one(
+                "SELECT count(mfa.totp_authenticate($1, 'ann', '000000')) FROM generate_series(1, 2)",
+                &[&org],
+            )
+            .unwrap_err();
+        assert_not_on_this_node(&e);
+        plan.into_iter()
+            .filter(|(_, what)| *what != "totp_authenticate")
+            .collect()
+    } else {
+        plan.to_vec()
+    };
     // Warm-up: a tenth of each, then the baseline.
-    for (n, what) in plan {
+    for &(n, what) in &plan {
         call(&mut c, &org, n / 10, what);
     }
     let (rss_before, contexts_before) = (rss_anon_kb(pid), context_bytes(&mut c));
-    for (n, what) in plan {
+    for &(n, what) in &plan {
         call(&mut c, &org, n, what);
     }
     let (rss_after, contexts_after) = (rss_anon_kb(pid), context_bytes(&mut c));

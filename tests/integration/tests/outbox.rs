@@ -8,12 +8,19 @@ use std::collections::HashSet;
 
 #[test]
 fn notify_on_commit_never_on_rollback_nor_when_switched_off() {
-    let mut listener = connect();
-    listener.batch_execute("LISTEN mfa_sms_outbox").unwrap();
     let mut c = connect();
-    // Other tests send codes too: this connection's notifications are told apart by its pid.
-    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let org = new_organization(&mut c, "notify");
+    // A send is notified on the node that runs it: on a cluster, the organization's node when
+    // Citus delegates the call (mfa-sms-worker --listen-url listens there), the coordinator in a
+    // transaction block. Listened for on every node.
+    let mut listener: Vec<postgres::Client> = node_urls(&mut c, &database_url())
+        .iter()
+        .map(|url| {
+            let mut l = postgres::Client::connect(url, postgres::NoTls).unwrap();
+            l.batch_execute("LISTEN mfa_sms_outbox").unwrap();
+            l
+        })
+        .collect();
     json(
         &mut c,
         "SELECT mfa.member_upsert($1, 'ann', '+14155550102')",
@@ -22,7 +29,10 @@ fn notify_on_commit_never_on_rollback_nor_when_switched_off() {
     let mut tx = c.transaction().unwrap();
     tx.query_one("SELECT mfa.otp_sms_send($1, 'ann')", &[&org])
         .unwrap();
+    // Other tests send codes too: this connection's notifications are told apart by the pids of
+    // the backends that run its calls (on a cluster, also those of the organization's node).
     tx.rollback().unwrap();
+    let pids = serving_pids(&mut c);
     let rolled_back: i64 = c
         .query_one(
             "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1",
@@ -40,42 +50,65 @@ fn notify_on_commit_never_on_rollback_nor_when_switched_off() {
         .get(0);
     assert_eq!(codes, 0, "a rolled-back send leaves no code");
     assert!(
-        payloads(&mut listener, 1, pid).is_empty(),
+        payloads(&mut listener, 1, &pids).is_empty(),
         "a rolled-back send woke a worker"
     );
     json(&mut c, "SELECT mfa.otp_sms_send($1, 'ann')", &[&org]);
+    let pids = serving_pids(&mut c);
     // A wake-up and nothing else: any role may LISTEN, and a message id would tell it every
     // tenant's send rate.
-    assert_eq!(payloads(&mut listener, 5, pid), [""]);
+    assert_eq!(payloads(&mut listener, 5, &pids), [""]);
 
     // With mfa.sms_outbox_notify off, the message is queued all the same, and no one is woken.
-    c.batch_execute("SET mfa.sms_outbox_notify = off").unwrap();
+    // Set for a role (a session's SET does not reach a call delegated to another node).
     json(
         &mut c,
         "SELECT mfa.member_upsert($1, 'bob', '+14155550103')",
         &[&org],
     );
-    json(&mut c, "SELECT mfa.otp_sms_send($1, 'bob')", &[&org]);
-    let received = payloads(&mut listener, 2, pid);
+    let quiet = app_role(
+        &mut c,
+        "notify_off",
+        &[
+            "mfa.sms_outbox_notify = off",
+            "mfa.sms_sends_per_prefix_per_hour = 100000",
+            "mfa.sms_sends_per_number_per_hour = 1000",
+        ],
+    );
+    let mut quiet = postgres::Client::connect(&database_url_as(&quiet), postgres::NoTls).unwrap();
+    json(&mut quiet, "SELECT mfa.otp_sms_send($1, 'bob')", &[&org]);
+    let pids = serving_pids(&mut quiet);
+    let queued: i64 = c
+        .query_one(
+            "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 2, "bob's message is queued");
+    let received = payloads(&mut listener, 2, &pids);
     assert!(
         received.is_empty(),
         "notified with mfa.sms_outbox_notify off: {received:?}"
     );
 }
 
-/// The payloads of the notifications from backend `pid` that `listener` receives within
+/// The payloads of the notifications from backends `pids` that `listener` receives within
 /// `seconds` (until the first one).
-fn payloads(listener: &mut postgres::Client, seconds: u64, pid: i32) -> Vec<String> {
-    let mut received = Vec::new();
-    let mut notifications = listener.notifications();
-    let mut iter = notifications.timeout_iter(std::time::Duration::from_secs(seconds));
-    while let Some(n) = iter.next().unwrap() {
-        if n.process_id() == pid {
-            received.push(n.payload().to_string());
-            break;
+fn payloads(listeners: &mut [postgres::Client], seconds: u64, pids: &[i32]) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        for listener in listeners.iter_mut() {
+            let mut notifications = listener.notifications();
+            let mut iter = notifications.timeout_iter(std::time::Duration::from_millis(20));
+            while let Some(n) = iter.next().unwrap() {
+                if pids.contains(&n.process_id()) {
+                    return vec![n.payload().to_string()];
+                }
+            }
         }
     }
-    received
+    Vec::new()
 }
 
 #[test]

@@ -21,7 +21,8 @@ fn answers_before_mfa_mask_the_phone_number_everywhere() {
         "SELECT mfa.member_upsert($1, 'ann', $2)",
         &[&org, &PHONE],
     );
-    c.batch_execute("SET ROLE mfa_app").unwrap();
+    let app = app_role(&mut c, "masked", &[]);
+    c.batch_execute(&format!("SET ROLE {app}")).unwrap();
     let (login, token) = start_login(&mut c, &org, "ann");
     let sent = json(
         &mut c,
@@ -68,10 +69,12 @@ fn a_locked_member_gets_no_code() {
         "SELECT mfa.totp_migrate($1, 'bob', 'JBSWY3DPEHPK3PXP')",
         &[&org],
     );
-    c.batch_execute("SET mfa.lock_threshold = 2").unwrap();
+    // The application's role with a threshold of 2 (a role's setting reaches a delegated call).
+    let role = app_role(&mut c, "locked_send", &["mfa.lock_threshold = 2"]);
+    let mut app = postgres::Client::connect(&database_url_as(&role), postgres::NoTls).unwrap();
     for _ in 0..2 {
         json(
-            &mut c,
+            &mut app,
             "SELECT mfa.totp_authenticate($1, 'bob', '000000')",
             &[&org],
         );

@@ -19,10 +19,15 @@ fn a_hijacked_search_path_changes_nothing() {
     let role = unique("hijacker").replace('-', "_");
     let schema = format!("{role}_objects");
     // Every look-alike records that it ran, and returns what would help an attacker.
+    // The role and its schema are committed first: on a cluster, Citus makes the role's objects
+    // on the workers over connections of that role, where both must exist already.
     c.batch_execute(&format!(
         "CREATE ROLE {role} LOGIN; GRANT mfa_app TO {role};
-         CREATE SCHEMA {schema} AUTHORIZATION {role};
-         SET ROLE {role};
+         CREATE SCHEMA {schema} AUTHORIZATION {role};"
+    ))
+    .unwrap();
+    c.batch_execute(&format!(
+        "SET ROLE {role};
          CREATE TABLE {schema}.calls (what text);
          CREATE FUNCTION {schema}.now() RETURNS timestamptz LANGUAGE sql AS
              $$ INSERT INTO {schema}.calls VALUES ('now') RETURNING '1999-01-01'::timestamptz $$;

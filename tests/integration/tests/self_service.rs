@@ -472,8 +472,7 @@ fn an_import_stops_when_its_statement_is_cancelled() {
             "SELECT mfa.members_import($1, $2)",
             &[&org, &Value::Array(members)],
         )
-        .err()
-        .expect("the import outlasts its statement_timeout");
+        .expect_err("the import outlasts its statement_timeout");
     assert_eq!(sql_error(&e).0, "57014", "{e}");
     superuser.batch_execute("RESET statement_timeout").unwrap();
     let left: i64 = superuser

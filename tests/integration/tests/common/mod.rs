@@ -6,18 +6,177 @@ pub mod passkey;
 use postgres::{Client, NoTls};
 use serde_json::Value;
 
+/// The SMS limits a superuser's test session runs with (`connect`).
+const TEST_SMS_LIMITS: [(&str, &str); 3] = [
+    ("mfa.sms_min_interval_seconds", "0"),
+    ("mfa.sms_sends_per_prefix_per_hour", "100000"),
+    ("mfa.sms_sends_per_member_per_hour", "1000"),
+];
+
 pub fn connect() -> Client {
     let url = std::env::var("MFA_TEST_DATABASE_URL").expect(
         "MFA_TEST_DATABASE_URL must name a database with the mfa extension (make test sets it)",
     );
     let mut client = Client::connect(&url, NoTls).expect("connect to the test database");
+    let sets: String = TEST_SMS_LIMITS
+        .iter()
+        .map(|(name, value)| format!("SET {name} = {value};"))
+        .collect();
+    client.batch_execute(&sets).unwrap();
+    if on_cluster(&mut client) {
+        // A session's SET does not reach a call Citus delegates to the organization's node (it
+        // runs in another backend there); a setting of this role in this database does: Citus
+        // propagates it to every node. New sessions get it (this one has it from the SETs).
+        let missing: bool = client
+            .query_one(
+                "SELECT NOT coalesce((SELECT setconfig @> $1::text[] FROM pg_db_role_setting
+                                       WHERE setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                                         AND setdatabase = (SELECT oid FROM pg_database
+                                                             WHERE datname = current_database())), false)",
+                &[&TEST_SMS_LIMITS
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect::<Vec<_>>()],
+            )
+            .unwrap()
+            .get(0);
+        if missing {
+            let database: String = client
+                .query_one("SELECT quote_ident(current_database())", &[])
+                .unwrap()
+                .get(0);
+            let alters: String = TEST_SMS_LIMITS
+                .iter()
+                .map(|(name, value)| {
+                    format!("ALTER ROLE CURRENT_USER IN DATABASE {database} SET {name} = {value};")
+                })
+                .collect();
+            client.batch_execute(&alters).unwrap();
+            // Reconnect: Citus's connections to the workers, opened before, keep the old values.
+            return connect();
+        }
+    }
     client
-        .batch_execute(
-            "SET mfa.sms_min_interval_seconds = 0; SET mfa.sms_sends_per_prefix_per_hour = 100000;
-             SET mfa.sms_sends_per_member_per_hour = 1000",
+}
+
+/// Whether `client`'s database is distributed by `mfa.distribute()` on a Citus cluster (the suite
+/// then runs against its coordinator: docs/citus.md).
+pub fn on_cluster(client: &mut Client) -> bool {
+    client
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
+                AND to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get::<_, bool>(0)
+        && client
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_dist_partition
+                                 WHERE logicalrelid = 'mfa.organizations'::regclass)",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+}
+
+/// On a cluster, the connection string (`url`'s user and database) of the node that holds
+/// `org`'s rows, where its calls are delegated and its attempts counted; `url` on one node.
+pub fn node_of(client: &mut Client, url: &str, org: &str) -> String {
+    if !on_cluster(client) {
+        return url.to_string();
+    }
+    let row = client
+        .query_one(
+            "SELECT n.nodename, n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
+              WHERE p.shardid = get_shard_id_for_distribution_column('mfa.organizations', $1::text)
+                AND n.noderole = 'primary' LIMIT 1",
+            &[&org],
         )
         .unwrap();
-    client
+    with_node(url, row.get(0), row.get(1))
+}
+
+/// Whether `org`'s rows are on another node of the cluster than the one `client` is connected to
+/// (false on one node): calls made there inside a DO block or an expression are not delegated.
+pub fn organization_elsewhere(client: &mut Client, org: &str) -> bool {
+    on_cluster(client)
+        && client
+            .query_one(
+                "SELECT p.groupid <> (SELECT groupid FROM pg_dist_local_group)
+                   FROM pg_dist_placement p
+                  WHERE p.shardid = get_shard_id_for_distribution_column('mfa.organizations', $1::text)
+                  LIMIT 1",
+                &[&org],
+            )
+            .unwrap()
+            .get(0)
+}
+
+/// The connection strings (`url`'s user and database) of every node of the cluster, coordinator
+/// first; `url` alone on one node. A notification is raised on the node that runs the call.
+pub fn node_urls(client: &mut Client, url: &str) -> Vec<String> {
+    let mut urls = vec![url.to_string()];
+    if on_cluster(client) {
+        for row in client
+            .query(
+                "SELECT nodename, nodeport FROM pg_dist_node
+                  WHERE isactive AND noderole = 'primary' AND groupid <> (SELECT groupid FROM pg_dist_local_group)
+                  ORDER BY groupid",
+                &[],
+            )
+            .unwrap()
+        {
+            urls.push(with_node(url, row.get(0), row.get(1)));
+        }
+    }
+    urls
+}
+
+/// The backends that run `client`'s calls: its own and, on a cluster, those of other nodes that
+/// serve it (a delegated call runs in one of them).
+pub fn serving_pids(client: &mut Client) -> Vec<i32> {
+    if on_cluster(client) {
+        client
+            .query(
+                "SELECT pid FROM citus_stat_activity WHERE global_pid = citus_backend_gpid()",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        vec![client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0)]
+    }
+}
+
+/// Asserts that `e` is the refusal of an attempt made on a node that does not hold its
+/// organization: on a cluster, an attempt inside a DO block or an expression is not delegated,
+/// and counting it on the coordinator would give a caller a failure allowance per node
+/// (docs/citus.md, "One ledger per member").
+pub fn assert_not_on_this_node(e: &postgres::Error) {
+    let (state, message) = sql_error(e);
+    assert_eq!(state, "55000", "{message}");
+    assert!(
+        message.starts_with("organization_not_on_this_node"),
+        "{message}"
+    );
+}
+
+/// `url` with another host and port.
+fn with_node(url: &str, host: String, port: i32) -> String {
+    url.split_whitespace()
+        .filter(|part| !part.starts_with("host=") && !part.starts_with("port="))
+        .chain([
+            format!("host={host}").as_str(),
+            format!("port={port}").as_str(),
+        ])
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A fresh organization id, so tests running at once never share state.
@@ -58,6 +217,23 @@ pub fn application_roles(superuser: &mut Client, prefix: &str) -> (String, Strin
     (owner_role, admin_role, schema)
 }
 
+/// A new LOGIN role in `mfa_app` (the application's role), with `settings` of its own
+/// (`ALTER ROLE … SET`, which reaches the calls Citus delegates to another node, where a session's
+/// `SET` does not). `mfa_app` itself cannot log in: on a cluster, a call made as it (`SET ROLE
+/// mfa_app`) is refused, since Citus opens the worker's connection as the current role.
+pub fn app_role(superuser: &mut Client, prefix: &str, settings: &[&str]) -> String {
+    let role = unique(&format!("{prefix}_app")).replace('-', "_");
+    superuser
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN IN ROLE mfa_app"))
+        .unwrap();
+    for setting in settings {
+        superuser
+            .batch_execute(&format!("ALTER ROLE {role} SET {setting}"))
+            .unwrap();
+    }
+    role
+}
+
 /// Runs a query returning one jsonb value.
 pub fn json(
     client: &mut Client,
@@ -66,7 +242,7 @@ pub fn json(
 ) -> Value {
     let row = client
         .query_one(sql, params)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        .unwrap_or_else(|e| panic!("{sql}: {:?}", sql_error(&e)));
     row.get::<_, Value>(0)
 }
 
