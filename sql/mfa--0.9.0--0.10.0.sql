@@ -845,6 +845,7 @@ DECLARE
         'mfa.webauthn_registration_delete(text,text,text,text)',
         'mfa.members_search(text,jsonb,text,integer)', 'mfa.events_search(text,jsonb,text,integer)'];
     reads_across CONSTANT text[] := ARRAY['mfa.primary_authenticate(text,text,text,text,text,text)',
+                                          'mfa.step_up_start(text,text,text)',
                                           'mfa.otp_sms_send(text,text,text,text,text)'];
     name text;
     nodes bigint;
@@ -977,7 +978,8 @@ BEGIN
                              ELSE 'delegated by organization_id to the node holding the organization' END;
         done_now := NOT EXISTS (SELECT FROM pg_dist_object
                                  WHERE classid = 'pg_proc'::regclass AND objid = name::regprocedure
-                                   AND distribution_argument_index IS NOT NULL);
+                                   AND distribution_argument_index IS NOT NULL
+                                   AND force_delegation IS NOT DISTINCT FROM (name <> ALL (reads_across)));
         IF done_now THEN
             PERFORM create_distributed_function(name::regprocedure, 'organization_id',
                                                 colocate_with => 'mfa.organizations',

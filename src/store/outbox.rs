@@ -140,12 +140,15 @@ pub fn claim(
     Ok(claimed)
 }
 
-/// Up to `limit` organizations of `scope` with pending messages visible now, the one with the
-/// oldest first, read without locks (a multi-shard scan; Citus refuses one that locks).
+/// Up to `limit` organizations of `scope` with messages deliverable now (pending, visible,
+/// unexpired), the one with the oldest first, read without locks (a multi-shard scan; Citus
+/// refuses one that locks). An organization whose waiting messages have all expired would take a
+/// place and give nothing: its expired messages are retired with its next claim.
 fn organizations_with_pending(limit: i32, scope: &ClaimScope) -> MfaResult<Vec<String>> {
     let mut sql = String::from(
         "SELECT organization_id FROM mfa.sms_outbox
-          WHERE status = 'pending' AND visible_at <= statement_timestamp()",
+          WHERE status = 'pending' AND visible_at <= statement_timestamp()
+            AND expires_at > statement_timestamp()",
     );
     let mut args: Vec<DatumWithOid> = vec![(limit as i64).into()];
     if let ClaimScope::Several(organizations) = scope {

@@ -12,8 +12,10 @@ WITH done AS (
        SET status = CASE WHEN $8 AND attempts < $9 THEN 'pending' ELSE 'dead' END,
            code_ciphertext = CASE WHEN $8 AND attempts < $9 THEN code_ciphertext END,
            body = CASE WHEN $8 AND attempts < $9 THEN body ELSE regexp_replace(body, $2, $3, 'g') END,
-           visible_at = $10 + least(interval '5 minutes',
-                                                      interval '5 seconds' * power(2, greatest(attempts - 1, 0))),
+           -- In seconds from the epoch: timestamptz + interval is STABLE (days and months follow
+           -- the time zone), which Citus refuses over a column in an UPDATE.
+           visible_at = to_timestamp(extract(epoch FROM $10::timestamptz)
+                                     + least(300, 5 * power(2, greatest(attempts - 1, 0)))),
            last_error = left($7, 500), receipt_hash = NULL
      WHERE message_id = $5 AND receipt_hash = $6 AND ($4::text[] IS NULL OR organization_id = ANY($4))
        AND status = 'pending' AND visible_at > statement_timestamp()

@@ -346,13 +346,36 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         NoTls,
     )
     .unwrap();
-    let claimed = sms_worker
-        .query(
-            "SELECT id, organization_id, body, receipt FROM mfa.sms_outbox_claim(100, '1 minute')",
+    // The organization whose message waits longest holds only an expired one: a claim of one
+    // message still hands out another organization's, instead of nothing.
+    let expired: String = admin
+        .query_one(
+            "UPDATE mfa.sms_outbox SET expires_at = now() - interval '1 second'
+              WHERE organization_id = (SELECT organization_id FROM mfa.sms_outbox
+                                        ORDER BY visible_at LIMIT 1)
+          RETURNING organization_id",
             &[],
         )
-        .unwrap();
-    assert_eq!(claimed.len(), orgs.len(), "one message per organization");
+        .unwrap()
+        .get(0);
+    let query = "SELECT id, organization_id, body, receipt FROM mfa.sms_outbox_claim($1, '1 minute')";
+    let first = sms_worker.query(query, &[&1]).unwrap();
+    assert_eq!(first.len(), 1, "a deliverable message, past the expired one");
+    let first_id: i64 = first[0].get(0);
+    let first_receipt: String = first[0].get(3);
+    // A delivery that failed comes back later (reported through the organization's node).
+    let failed = one(
+        &mut sms_worker,
+        "SELECT mfa.sms_outbox_fail($1, $2, 'provider timeout')",
+        &[&first_id, &first_receipt],
+    );
+    assert_eq!(failed["status"], "pending", "{failed}");
+    let mut claimed = first;
+    claimed.extend(sms_worker.query(query, &[&100]).unwrap());
+    let orgs_claimed: std::collections::HashSet<String> =
+        claimed.iter().map(|m| m.get::<_, String>(1)).collect();
+    assert_eq!(claimed.len(), orgs.len() - 1, "one message per organization");
+    assert!(!orgs_claimed.contains(&expired));
     for message in &claimed {
         let (id, org, body, receipt): (i64, String, String, String) = (
             message.get(0),
@@ -361,12 +384,14 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
             message.get(3),
         );
         let code: String = body.chars().filter(char::is_ascii_digit).take(6).collect();
-        let done = one(
-            &mut sms_worker,
-            "SELECT mfa.sms_outbox_complete($1, $2, 'provider-id')",
-            &[&id, &receipt],
-        );
-        assert_eq!(done["status"], "sent", "{done}");
+        if id != first_id {
+            let done = one(
+                &mut sms_worker,
+                "SELECT mfa.sms_outbox_complete($1, $2, 'provider-id')",
+                &[&id, &receipt],
+            );
+            assert_eq!(done["status"], "sent", "{done}");
+        }
         let token = &sms_logins[&org];
         // Delegated inside a transaction block too.
         let mut tx = app.transaction().unwrap();
@@ -386,6 +411,17 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         );
         assert_eq!(right["status_code"], 200, "{right}");
         assert_eq!(insert_session(&mut app, &org, "bob", token), Ok(1));
+        // A step-up of an SMS member may send a code, and reads every organization's sends to
+        // the number: in a transaction block too.
+        let mut tx = app.transaction().unwrap();
+        let step_up: Value = tx
+            .query_one("SELECT mfa.step_up_start($1, 'bob')", &[&org])
+            .unwrap()
+            .get(0);
+        assert_eq!(step_up["status_code"], 200, "{step_up}");
+        tx.commit().unwrap();
+        let step_up = one(&mut app, "SELECT mfa.step_up_start($1, 'bob')", &[&org]);
+        assert_eq!(step_up["status_code"], 200, "{step_up}");
     }
 
     // Attacks of the application's role.
