@@ -310,30 +310,38 @@ fn an_event_committed_during_a_walk_is_in_it_only_below_the_pages_read() {
     assert_eq!(again, event_ids(&mut c, &org));
 }
 
-/// The payloads of `mfa_events` notifications about `org` that arrive within `window`.
-fn notifications(listener: &mut Client, org: &str, window: Duration) -> Vec<Value> {
+/// The payloads of `mfa_events` notifications about `org` that arrive within `window` on any of
+/// `listeners` (one per node: a notification is raised on the node that runs the call).
+fn notifications(listeners: &mut [Client], org: &str, window: Duration) -> Vec<Value> {
     let deadline = Instant::now() + window;
     let mut found = Vec::new();
-    while Instant::now() < deadline {
-        let mut notifications = listener.notifications();
-        let mut it = notifications.timeout_iter(deadline.saturating_duration_since(Instant::now()));
-        while let Some(n) = it.next().unwrap() {
-            assert_eq!(n.channel(), "mfa_events");
-            let payload: Value = serde_json::from_str(n.payload()).unwrap();
-            if payload["organization_id"] == org {
-                found.push(payload);
+    loop {
+        for listener in listeners.iter_mut() {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(20));
+            let mut notifications = listener.notifications();
+            let mut it = notifications.timeout_iter(wait);
+            while let Some(n) = it.next().unwrap() {
+                assert_eq!(n.channel(), "mfa_events");
+                let payload: Value = serde_json::from_str(n.payload()).unwrap();
+                if payload["organization_id"] == org {
+                    found.push(payload);
+                }
             }
         }
+        if Instant::now() >= deadline {
+            return found;
+        }
     }
-    found
 }
 
 /// Waits until `want` notifications about `org` arrived (or 15 s passed).
-fn wait_for_notifications(listener: &mut Client, org: &str, want: usize) -> Vec<Value> {
+fn wait_for_notifications(listeners: &mut [Client], org: &str, want: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut found = Vec::new();
     while found.len() < want && Instant::now() < deadline {
-        found.extend(notifications(listener, org, Duration::from_millis(200)));
+        found.extend(notifications(listeners, org, Duration::from_millis(200)));
     }
     found
 }
@@ -352,8 +360,25 @@ fn security_events_notify_at_commit_never_after_a_rollback() {
         "SELECT mfa.member_upsert($1, 'ann', '+14155550142')",
         &[&org],
     );
-    let mut listener = connect_as_member_of("mfa_admin");
-    listener.batch_execute("LISTEN mfa_events").unwrap();
+    // An event is notified on the node that writes it: on a cluster, the organization's node for
+    // a call Citus delegates, the coordinator for one it runs there (the gate on a sessions table
+    // of the coordinator, a call in a transaction block that Citus does not delegate). Listened
+    // for on every node, as one role in `mfa_admin`.
+    let admin = unique("reports_mfa_admin").replace('-', "_");
+    c.batch_execute(&format!("CREATE ROLE {admin} LOGIN IN ROLE mfa_admin"))
+        .unwrap();
+    let mut listener: Vec<Client> = node_urls(&mut c, &database_url_as(&admin))
+        .iter()
+        .map(|url| {
+            let mut l = Client::connect(url, NoTls).expect("connect as the new role");
+            l.batch_execute("LISTEN mfa_events").unwrap();
+            l
+        })
+        .collect();
+    // The lock below, with a lower threshold: a setting of a role of the test's own, which
+    // reaches a call Citus delegates to the organization's node (a session's SET does not).
+    let locker = app_role(&mut c, "reports_lock", &["mfa.lock_threshold = 3"]);
+    let mut lock = Client::connect(&database_url_as(&locker), NoTls).unwrap();
 
     // A factor added in a transaction that rolls back: nothing. Committed: one notification.
     c.batch_execute("BEGIN").unwrap();
@@ -490,18 +515,16 @@ fn security_events_notify_at_commit_never_after_a_rollback() {
     assert_eq!(theft[0]["event_type"], "remembered_device.theft_suspected");
     assert_eq!(theft[0]["notice"], "theft_suspected");
 
-    c.batch_execute("SET mfa.lock_threshold = 3; BEGIN")
-        .unwrap();
+    lock.batch_execute("BEGIN").unwrap();
     for code in ["111111", "222222", "333333"] {
         let failed = json(
-            &mut c,
+            &mut lock,
             "SELECT mfa.totp_authenticate($1, 'ann', $2)",
             &[&org, &code],
         );
         assert_eq!(failed["status_code"], 401, "{failed}");
     }
-    c.batch_execute("ROLLBACK; RESET mfa.lock_threshold")
-        .unwrap();
+    lock.batch_execute("ROLLBACK").unwrap();
     let locked = wait_for_notifications(&mut listener, &org, 1);
     assert_eq!(locked.len(), 1, "one notification for one lock: {locked:?}");
     assert_eq!(locked[0]["event_type"], "totp.authenticate");

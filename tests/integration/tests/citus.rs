@@ -358,9 +358,14 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         )
         .unwrap()
         .get(0);
-    let query = "SELECT id, organization_id, body, receipt FROM mfa.sms_outbox_claim($1, '1 minute')";
+    let query =
+        "SELECT id, organization_id, body, receipt FROM mfa.sms_outbox_claim($1, '1 minute')";
     let first = sms_worker.query(query, &[&1]).unwrap();
-    assert_eq!(first.len(), 1, "a deliverable message, past the expired one");
+    assert_eq!(
+        first.len(),
+        1,
+        "a deliverable message, past the expired one"
+    );
     let first_id: i64 = first[0].get(0);
     let first_receipt: String = first[0].get(3);
     // A delivery that failed comes back later (reported through the organization's node).
@@ -374,7 +379,11 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
     claimed.extend(sms_worker.query(query, &[&100]).unwrap());
     let orgs_claimed: std::collections::HashSet<String> =
         claimed.iter().map(|m| m.get::<_, String>(1)).collect();
-    assert_eq!(claimed.len(), orgs.len() - 1, "one message per organization");
+    assert_eq!(
+        claimed.len(),
+        orgs.len() - 1,
+        "one message per organization"
+    );
     assert!(!orgs_claimed.contains(&expired));
     for message in &claimed {
         let (id, org, body, receipt): (i64, String, String, String) = (

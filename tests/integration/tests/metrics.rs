@@ -66,7 +66,15 @@ fn counters_move_by_exactly_the_attempts_made() {
         );
     }
     json(&mut c, "SELECT mfa.member_upsert($1, 'bob')", &[&org]);
-    let before = metrics(&mut c, false);
+    // `mfa.metrics()` reads the counters of the node it runs on, and an attempt is counted where
+    // it runs: on a cluster, the organization's node (Citus delegates the calls there). Read
+    // there (on one node, this node).
+    let mut node = connect_to(&node_of(&mut c, &database_url(), &org));
+    // Carl's lock below, with a lower threshold: a setting of a role of the test's own, which
+    // reaches a delegated call (a session's SET does not).
+    let locker = app_role(&mut c, "metrics_lock", &["mfa.lock_threshold = 3"]);
+    let mut lock = connect_to(&database_url_as(&locker));
+    let before = metrics(&mut node, false);
 
     // Two logins and a step-up.
     let (_, ann_token) = start_login(&mut c, &org, "ann");
@@ -119,23 +127,21 @@ fn counters_move_by_exactly_the_attempts_made() {
     );
     assert_eq!(answer["status_code"], 200, "{answer}");
     // Carl locks himself out with three wrong codes; the fourth attempt is refused unchecked.
-    c.batch_execute("SET mfa.lock_threshold = 3").unwrap();
     for code in &wrong[2..] {
         json(
-            &mut c,
+            &mut lock,
             "SELECT mfa.totp_authenticate($1, 'carl', $2)",
             &[&org, code],
         );
     }
     let answer = json(
-        &mut c,
+        &mut lock,
         "SELECT mfa.totp_authenticate($1, 'carl', $2)",
         &[&org, &totp_now(secret)],
     );
     assert_eq!(answer["error_type"], "user_lock_limit_reached", "{answer}");
-    c.batch_execute("RESET mfa.lock_threshold").unwrap();
 
-    let after = metrics(&mut c, false);
+    let after = metrics(&mut node, false);
     let moved: BTreeMap<(String, String), f64> = after
         .iter()
         .filter(|((name, _), _)| name.ends_with("_total"))
@@ -167,12 +173,12 @@ fn counters_move_by_exactly_the_attempts_made() {
     // Carl's lock, once the ledger's writer recorded it (milliseconds), in his organization.
     let locked = key("mfa_members_locked", json!({"organization_id": org}));
     wait_until("the lock to be recorded", || {
-        metrics(&mut c, true).get(&locked) == Some(&1.0)
+        metrics(&mut node, true).get(&locked) == Some(&1.0)
     });
-    assert!(metrics(&mut c, false)[&key("mfa_members_locked", json!({}))] >= 1.0);
+    assert!(metrics(&mut node, false)[&key("mfa_members_locked", json!({}))] >= 1.0);
     json(&mut c, "SELECT mfa.member_unlock($1, 'carl')", &[&org]);
     wait_until("the unlock to be recorded", || {
-        !metrics(&mut c, true).contains_key(&locked)
+        !metrics(&mut node, true).contains_key(&locked)
     });
 }
 

@@ -11,7 +11,11 @@ use serde_json::Value;
 
 fn deployment(superuser: &mut Client, prefix: &str) -> (String, Client, String) {
     let org = new_organization(superuser, prefix);
-    json(superuser, "SELECT mfa.organization_upsert($1, 'OPTIONAL')", &[&org]);
+    json(
+        superuser,
+        "SELECT mfa.organization_upsert($1, 'OPTIONAL')",
+        &[&org],
+    );
     json(superuser, "SELECT mfa.member_upsert($1, 'm')", &[&org]);
     let (app_role, admin_role, schema) = application_roles(superuser, prefix);
     let mut app = connect_to(&database_url_as(&app_role));
@@ -26,7 +30,9 @@ fn deployment(superuser: &mut Client, prefix: &str) -> (String, Client, String) 
     .unwrap();
     let mut admin = connect_to(&database_url_as(&admin_role));
     admin
-        .batch_execute(&format!("SELECT mfa.session_table_guard('{schema}.sessions')"))
+        .batch_execute(&format!(
+            "SELECT mfa.session_table_guard('{schema}.sessions')"
+        ))
         .unwrap();
     // One session row, id 1, for the upserts to conflict with.
     app.batch_execute(&format!(
@@ -147,11 +153,16 @@ fn an_upsert_that_updates_cannot_place_the_inserts_factors() {
         )
     };
     let before: Value = superuser
-        .query_one(&format!("SELECT authentication_factors FROM {schema}.sessions"), &[])
+        .query_one(
+            &format!("SELECT authentication_factors FROM {schema}.sessions"),
+            &[],
+        )
         .unwrap()
         .get(0);
     let direct = app
-        .batch_execute(&upsert("authentication_factors = EXCLUDED.authentication_factors"))
+        .batch_execute(&upsert(
+            "authentication_factors = EXCLUDED.authentication_factors",
+        ))
         .map_err(|e| sql_error(&e).0);
     assert_eq!(direct, Err("28000".to_string()));
     app.batch_execute(&format!(
@@ -170,7 +181,10 @@ fn an_upsert_that_updates_cannot_place_the_inserts_factors() {
         .unwrap();
     app.batch_execute(&upsert("note = 'touched'")).unwrap();
     let after: Value = superuser
-        .query_one(&format!("SELECT authentication_factors FROM {schema}.sessions"), &[])
+        .query_one(
+            &format!("SELECT authentication_factors FROM {schema}.sessions"),
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(after, before);
