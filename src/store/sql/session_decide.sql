@@ -11,7 +11,7 @@
 -- makes the whole statement a distributed plan whose CTEs become subplans, their results shipped
 -- to every node in a two-phase commit; without it,
 -- every table here filtered on $1, the statement is one router query on the organization's shard.
---   $1 organization_id   $2 member_id   $3 the token's hash (NULL: none presented)   $4 the clock
+--   $1 organization_id   $2 member_id   $3 the token's hash (empty: none presented)   $4 the clock
 WITH member AS (
     SELECT m.mfa_enrolled, m.is_breakglass, o.mfa_policy, o.mfa_methods, o.allowed_mfa_methods,
            o.remember_device_days

@@ -435,6 +435,23 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
 
     // Attacks of the application's role.
     let org = &orgs[0];
+    // A sessions table the coordinator keeps local: a row without a token is refused as on one
+    // node (the gate's statement reaches the member's node as a router query all the same).
+    app.batch_execute(
+        "CREATE TABLE app.local_sessions (organization_id text NOT NULL, member_id text NOT NULL,
+                                          token text, factors jsonb)",
+    )
+    .unwrap();
+    admin
+        .batch_execute(
+            "SELECT mfa.session_table_guard('app.local_sessions', 'organization_id', 'member_id', 'token', 'factors')",
+        )
+        .unwrap();
+    let (state, message) = refusal(
+        &mut app,
+        &format!("INSERT INTO app.local_sessions (organization_id, member_id) VALUES ('{org}', 'ann')"),
+    );
+    assert_eq!(state, "28000", "{message}");
     // An attempt Citus does not delegate (the call inside an expression) runs on the
     // coordinator, which would count it in a ledger of its own: refused.
     let (state, message) = refusal(
