@@ -31,27 +31,12 @@ fn deployment(superuser: &mut Client, prefix: &str) -> (String, Client, String) 
         "SELECT mfa.totp_migrate($1, 'm', $2)",
         &[&org, &SECRET],
     );
-    let (app_role, admin_role, schema) = application_roles(superuser, prefix);
-    let mut app = connect_to(&database_url_as(&app_role));
-    app.batch_execute(&format!(
-        "CREATE TABLE {schema}.sessions (
-             organization_id text NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY,
-             member_id text NOT NULL, intermediate_session_token text,
-             authentication_factors jsonb, PRIMARY KEY (organization_id, id))"
-    ))
-    .unwrap();
-    let mut admin = connect_to(&database_url_as(&admin_role));
-    admin
-        .batch_execute(&format!(
-            "SELECT mfa.session_table_guard('{schema}.sessions')"
-        ))
-        .unwrap();
+    let (app, schema) = guarded_sessions(superuser, prefix, "");
     (org, app, format!("{schema}.sessions"))
 }
 
-/// A whole login of `m` with the code of `offset`: its two answers.
-fn login_with_session(app: &mut Client, org: &str, sessions: &str, offset: i64) -> (Value, Value) {
-    let (login, proven, token) = proven_login(app, org, offset);
+/// `m`'s session row with `token`: how many rows landed, or the refusal's SQLSTATE.
+fn insert_session(app: &mut Client, org: &str, sessions: &str, token: &str) -> Result<u64, String> {
     app.execute(
         &format!(
             "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
@@ -59,7 +44,13 @@ fn login_with_session(app: &mut Client, org: &str, sessions: &str, offset: i64) 
         ),
         &[&org, &token],
     )
-    .unwrap();
+    .map_err(|e| sql_error(&e).0)
+}
+
+/// A whole login of `m` with the code of `offset`: its two answers.
+fn login_with_session(app: &mut Client, org: &str, sessions: &str, offset: i64) -> (Value, Value) {
+    let (login, proven, token) = proven_login(app, org, offset);
+    insert_session(app, org, sessions, &token).unwrap();
     (login, proven)
 }
 
@@ -587,15 +578,7 @@ fn assert_given_up_without_a_row(
         serde_json::json!([login["request_id"], proven["request_id"]])
     );
     assert_eq!(details["session_row_written"], false, "{details}");
-    let again = app
-        .execute(
-            &format!(
-                "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
-                 VALUES ($1, 'm', $2)"
-            ),
-            &[&org, &token],
-        )
-        .map_err(|e| sql_error(&e).0);
+    let again = insert_session(app, org, sessions, token);
     assert_eq!(again, Err("28000".to_string()), "the token served once");
 }
 
@@ -635,14 +618,7 @@ fn a_row_skipped_by_a_later_trigger_records_its_login_as_given_up() {
     .unwrap();
     let login = proven_login(&mut app, &org, 0);
     app.batch_execute("BEGIN").unwrap();
-    let inserted = app
-        .execute(
-            &format!(
-                "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
-                 VALUES ($1, 'm', $2)"
-            ),
-            &[&org, &login.2],
-        )
+    let inserted = insert_session(&mut app, &org, &sessions, &login.2)
         .unwrap();
     assert_eq!(inserted, 0);
     app.batch_execute(
@@ -796,13 +772,7 @@ fn a_decision_undone_leaves_no_trace_and_its_token_usable() {
         events_telling(&mut superuser, &org, &login["request_id"]),
         []
     );
-    app.execute(
-        &format!(
-            "INSERT INTO {sessions} (organization_id, member_id, intermediate_session_token)
-             VALUES ($1, 'm', $2)"
-        ),
-        &[&org, &token],
-    )
+    insert_session(&mut app, &org, &sessions, &token)
     .unwrap();
     let told = events_telling(&mut superuser, &org, &login["request_id"]);
     let types: Vec<&str> = told.iter().map(|(t, _)| t.as_str()).collect();

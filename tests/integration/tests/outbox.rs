@@ -33,13 +33,7 @@ fn notify_on_commit_never_on_rollback_nor_when_switched_off() {
     // the backends that run its calls (on a cluster, also those of the organization's node).
     tx.rollback().unwrap();
     let pids = serving_pids(&mut c);
-    let rolled_back: i64 = c
-        .query_one(
-            "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1",
-            &[&org],
-        )
-        .unwrap()
-        .get(0);
+    let rolled_back = queued_messages(&mut c, &org);
     assert_eq!(rolled_back, 0, "a rolled-back send leaves no message");
     let codes: i64 = c
         .query_one(
@@ -78,13 +72,7 @@ fn notify_on_commit_never_on_rollback_nor_when_switched_off() {
     let mut quiet = postgres::Client::connect(&database_url_as(&quiet), postgres::NoTls).unwrap();
     json(&mut quiet, "SELECT mfa.otp_sms_send($1, 'bob')", &[&org]);
     let pids = serving_pids(&mut quiet);
-    let queued: i64 = c
-        .query_one(
-            "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1",
-            &[&org],
-        )
-        .unwrap()
-        .get(0);
+    let queued = queued_messages(&mut c, &org);
     assert_eq!(queued, 2, "bob's message is queued");
     let received = payloads(&mut listener, 2, &pids);
     assert!(

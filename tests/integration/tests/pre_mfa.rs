@@ -79,25 +79,13 @@ fn a_locked_member_gets_no_code() {
             &[&org],
         );
     }
-    let before: i64 = c
-        .query_one(
-            "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1",
-            &[&org],
-        )
-        .unwrap()
-        .get(0);
+    let before = queued_messages(&mut c, &org);
     let refused = c
         .query_one("SELECT mfa.otp_sms_send($1, 'bob')", &[&org])
         .unwrap_err();
     let (state, message) = sql_error(&refused);
     assert_eq!(state, "53400");
     assert!(message.starts_with("user_lock_limit_reached"), "{message}");
-    let after: i64 = c
-        .query_one(
-            "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1",
-            &[&org],
-        )
-        .unwrap()
-        .get(0);
+    let after = queued_messages(&mut c, &org);
     assert_eq!(after, before);
 }

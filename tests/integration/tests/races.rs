@@ -156,13 +156,7 @@ fn concurrent_sends_to_one_member_leave_one_live_code() {
         "{results:?}"
     );
     let sent = results.iter().filter(|r| r.is_ok()).count() as i64;
-    let queued: i64 = c
-        .query_one(
-            "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1",
-            &[&org],
-        )
-        .unwrap()
-        .get(0);
+    let queued = queued_messages(&mut c, &org);
     assert_eq!(queued, sent);
     // Every queued message carries a code, and only the newest one authenticates.
     let mut codes: Vec<(i64, String)> = c

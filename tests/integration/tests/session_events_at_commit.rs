@@ -17,23 +17,12 @@ fn deployment(superuser: &mut Client, prefix: &str) -> (String, Client, String) 
         &[&org],
     );
     json(superuser, "SELECT mfa.member_upsert($1, 'm')", &[&org]);
-    let (app_role, admin_role, schema) = application_roles(superuser, prefix);
-    let mut app = connect_to(&database_url_as(&app_role));
+    let (mut app, schema) = guarded_sessions(superuser, prefix, "note text,");
     app.batch_execute(&format!(
-        "CREATE TABLE {schema}.sessions (
-             organization_id text NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY,
-             member_id text NOT NULL, intermediate_session_token text,
-             authentication_factors jsonb, note text, PRIMARY KEY (organization_id, id));
-         CREATE FUNCTION {schema}.tok(org text) RETURNS text LANGUAGE sql AS
+        "CREATE FUNCTION {schema}.tok(org text) RETURNS text LANGUAGE sql AS
              $$ SELECT (mfa.primary_authenticate(org, 'm'))->>'intermediate_session_token' $$;"
     ))
     .unwrap();
-    let mut admin = connect_to(&database_url_as(&admin_role));
-    admin
-        .batch_execute(&format!(
-            "SELECT mfa.session_table_guard('{schema}.sessions')"
-        ))
-        .unwrap();
     // One session row, id 1, for the upserts to conflict with.
     app.batch_execute(&format!(
         "INSERT INTO {schema}.sessions (organization_id, id, member_id, intermediate_session_token)

@@ -217,6 +217,38 @@ pub fn application_roles(superuser: &mut Client, prefix: &str) -> (String, Strin
     (owner_role, admin_role, schema)
 }
 
+/// How many messages the organization has in the SMS outbox.
+pub fn queued_messages(client: &mut Client, organization_id: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM mfa.sms_outbox WHERE organization_id = $1",
+            &[&organization_id],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// A deployment's sessions table, `<schema>.sessions`, made by the application's role (its
+/// owner) with `extra` after the gate's columns and guarded by its admin role: the application's
+/// connection, and the schema.
+pub fn guarded_sessions(superuser: &mut Client, prefix: &str, extra: &str) -> (Client, String) {
+    let (app_role, admin_role, schema) = application_roles(superuser, prefix);
+    let mut app = connect_to(&database_url_as(&app_role));
+    app.batch_execute(&format!(
+        "CREATE TABLE {schema}.sessions (
+             organization_id text NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY,
+             member_id text NOT NULL, intermediate_session_token text,
+             authentication_factors jsonb, {extra} PRIMARY KEY (organization_id, id))"
+    ))
+    .unwrap();
+    connect_to(&database_url_as(&admin_role))
+        .batch_execute(&format!(
+            "SELECT mfa.session_table_guard('{schema}.sessions')"
+        ))
+        .unwrap();
+    (app, schema)
+}
+
 /// A new LOGIN role in `mfa_app` (the application's role), with `settings` of its own
 /// (`ALTER ROLE … SET`, which reaches the calls Citus delegates to another node, where a session's
 /// `SET` does not). `mfa_app` itself cannot log in: on a cluster, a call made as it (`SET ROLE
