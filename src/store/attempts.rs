@@ -1,12 +1,10 @@
-//! The success of a second-factor attempt: one statement of `attempt_success.*.sql` parts, its
-//! audit event its last CTE on one node (`audited.sql`), the next statement on Citus
-//! (`event_insert.sql`). Failures do
+//! The success of a second-factor attempt: one statement of `attempt_success.*.sql` parts, then
+//! its audit event (`event_insert.sql`). Failures do
 //! not come here: the attempt ledger counts and audits them (`server::ledger`), so they outlive a
 //! rolled-back caller.
 
 use crate::error::MfaResult;
 use crate::store::audit::{self, Event};
-use crate::store::cluster;
 use crate::store::jsonb::Jsonb;
 use crate::store::spi;
 use pgrx::datum::TimestampWithTimeZone;
@@ -49,16 +47,13 @@ fn success_statement(
     spend: &Spend,
     with_login: bool,
     member_changes: bool,
-    with_event: bool,
 ) -> Option<&'static str> {
     static STATEMENTS: LazyLock<Vec<Option<String>>> = LazyLock::new(|| {
-        let mut statements = Vec::with_capacity(24);
+        let mut statements = Vec::with_capacity(12);
         for spend in [Spend::TotpStep(0), Spend::SmsCode, Spend::RecoveryCode] {
             for with_login in [false, true] {
                 for member_changes in [false, true] {
-                    for with_event in [false, true] {
-                        statements.push(shape(&spend, with_login, member_changes, with_event));
-                    }
+                    statements.push(shape(&spend, with_login, member_changes));
                 }
             }
         }
@@ -69,11 +64,7 @@ fn success_statement(
         Spend::SmsCode => 1,
         Spend::RecoveryCode | Spend::Passkey => 2,
     };
-    STATEMENTS[spend * 8
-        + usize::from(with_login) * 4
-        + usize::from(member_changes) * 2
-        + usize::from(with_event)]
-    .as_deref()
+    STATEMENTS[spend * 4 + usize::from(with_login) * 2 + usize::from(member_changes)].as_deref()
 }
 
 /// A successful second-factor attempt, in one statement: the factor is spent
@@ -83,20 +74,14 @@ fn success_statement(
 /// (`attempt_success.member.sql`). Each success runs only the parts it needs: every table a
 /// statement names costs a lock even when it writes nothing there, and a backend keeps only 16
 /// in its fast path. What the final SELECT reads of a part left out is NULL.
-/// `with_event`: the audit event is its last CTE (`audited.sql`), on one node. On Citus it is the
-/// next statement (`record_success`): an INSERT in a CTE turns the statement into subplans with
-/// intermediate results; UPDATE CTEs that all filter on the organization keep it one router query
-/// on the organization's shard.
+/// The audit event is not a CTE of it but the next statement (`record_success`): on Citus an
+/// INSERT in a CTE turns the statement into subplans with intermediate results; UPDATE CTEs that
+/// all filter on the organization keep it one router query on the organization's shard.
 ///   $1 organization_id   $2 member_id   $3 request_id   $4 event_type   $5 event details
 ///   $6 the TOTP step the code matched   $7 the login's token hash   $8 the proven factor (Stytch
 ///   JSON)   $9 mfa_enrolled   $10 default_mfa_method   $11 mfa_phone_number_verified
 ///   $12 the clock
-fn shape(
-    spend: &Spend,
-    with_login: bool,
-    member_changes: bool,
-    with_event: bool,
-) -> Option<String> {
+fn shape(spend: &Spend, with_login: bool, member_changes: bool) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     match spend {
         Spend::TotpStep(_) => parts.push(include_str!("sql/attempt_success.spend_totp.sql")),
@@ -111,9 +96,6 @@ fn shape(
     }
     if parts.is_empty() {
         return None;
-    }
-    if with_event {
-        parts.push(include_str!("sql/audited.sql"));
     }
     let factors = match with_login {
         true => "(SELECT factors FROM proven)",
@@ -146,15 +128,7 @@ pub fn record_success(
         Spend::TotpStep(step) => Some(*step),
         _ => None,
     };
-    let event_needed = !(in_login_story && login_token_hash.is_some());
-    let with_event = event_needed && !cluster::on_citus();
-    let statement = success_statement(
-        spend,
-        login_token_hash.is_some(),
-        member.changed,
-        with_event,
-    );
-    let recorded = match statement {
+    let recorded = match success_statement(spend, login_token_hash.is_some(), member.changed) {
         None => Recorded {
             factors: None,
             updated_at: None,
@@ -182,7 +156,7 @@ pub fn record_success(
             recorded.expect("one row")
         }
     };
-    if event_needed && !(with_event && statement.is_some()) {
+    if !(in_login_story && login_token_hash.is_some()) {
         audit::write(event)?;
     }
     Ok(recorded)
@@ -200,44 +174,39 @@ mod tests {
             (Spend::SmsCode, "mfa.sms_codes"),
             (Spend::RecoveryCode, ""),
         ] {
-            for (with_login, member_changes, with_event) in
-                (0..8).map(|bits| (bits & 4 != 0, bits & 2 != 0, bits & 1 != 0))
-            {
-                let Some(statement) =
-                    success_statement(&spend, with_login, member_changes, with_event)
-                else {
-                    // Only a success that writes nothing but its event has no statement.
-                    assert!(name.is_empty() && !with_login && !member_changes);
-                    continue;
-                };
-                let statement = code(statement);
-                let tables = [
-                    "mfa.totp_registrations",
-                    "mfa.sms_codes",
-                    "mfa.intermediate_sessions",
-                    "mfa.members",
-                ];
-                let expected = [
-                    name == tables[0],
-                    name == tables[1],
-                    with_login,
-                    member_changes,
-                ];
-                for (table, expected) in tables.iter().zip(expected) {
-                    assert_eq!(statement.contains(table), expected, "{table}: {statement}");
+            for with_login in [false, true] {
+                for member_changes in [false, true] {
+                    let Some(statement) = success_statement(&spend, with_login, member_changes)
+                    else {
+                        // Only a success that writes nothing but its event has no statement.
+                        assert!(name.is_empty() && !with_login && !member_changes);
+                        continue;
+                    };
+                    let statement = code(statement);
+                    let tables = [
+                        "mfa.totp_registrations",
+                        "mfa.sms_codes",
+                        "mfa.intermediate_sessions",
+                        "mfa.members",
+                    ];
+                    let expected = [
+                        name == tables[0],
+                        name == tables[1],
+                        with_login,
+                        member_changes,
+                    ];
+                    for (table, expected) in tables.iter().zip(expected) {
+                        assert_eq!(statement.contains(table), expected, "{table}: {statement}");
+                    }
+                    // The event is a statement of its own (router queries on Citus).
+                    assert!(!statement.contains("INTO mfa.events"), "{statement}");
+                    assert_eq!(statement.contains("FROM proven"), with_login);
+                    assert_eq!(statement.contains("FROM changed"), member_changes);
+                    // No dangling comma before the SELECT or after WITH.
+                    assert!(!statement.contains(",\n\nSELECT") && !statement.contains("WITH\n,"));
+                    let (parts, _) = statement.rsplit_once("\nSELECT ").expect("a SELECT");
+                    assert!(parts.trim_end().ends_with(')'), "{statement}");
                 }
-                // On Citus the event is a statement of its own (router queries).
-                assert_eq!(
-                    statement.contains("INTO mfa.events"),
-                    with_event,
-                    "{statement}"
-                );
-                assert_eq!(statement.contains("FROM proven"), with_login);
-                assert_eq!(statement.contains("FROM changed"), member_changes);
-                // No dangling comma before the SELECT or after WITH.
-                assert!(!statement.contains(",\n\nSELECT") && !statement.contains("WITH\n,"));
-                let (parts, _) = statement.rsplit_once("\nSELECT ").expect("a SELECT");
-                assert!(parts.trim_end().ends_with(')'), "{statement}");
             }
         }
     }
