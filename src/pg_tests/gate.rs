@@ -8,6 +8,16 @@ mod tests {
     use pgrx::prelude::*;
     use serde_json::json;
 
+    /// `setup`, and `s`, a guarded sessions table keyed by `id` (for upserts).
+    fn setup_with_guarded_sessions() {
+        setup();
+        run(
+            "CREATE TABLE s (id int PRIMARY KEY, organization_id text, member_id text,
+                             intermediate_session_token text, authentication_factors jsonb);
+             SELECT mfa.session_table_guard('s')",
+        );
+    }
+
     fn setup() {
         run("SELECT mfa.organization_upsert('org-g', 'REQUIRED_FOR_ALL');
              SELECT mfa.member_upsert('org-g', 'ann');
@@ -114,12 +124,7 @@ mod tests {
 
     #[pg_test]
     fn an_upsert_cannot_step_up_with_the_token_its_insert_arm_consumed() {
-        setup();
-        run(
-            "CREATE TABLE s (id int PRIMARY KEY, organization_id text, member_id text,
-                             intermediate_session_token text, authentication_factors jsonb);
-             SELECT mfa.session_table_guard('s')",
-        );
+        setup_with_guarded_sessions();
         let t = proven_login();
         run(&format!("INSERT INTO s VALUES (1, 'org-g', 'ann', '{t}')"));
         // Its INSERT arm consumed the new login's token, so its UPDATE arm has nothing to step up
@@ -137,12 +142,7 @@ mod tests {
     /// login is recorded as given up when the transaction commits: tests/integration/login_audit).
     #[pg_test]
     fn the_session_event_is_written_with_its_row() {
-        setup();
-        run(
-            "CREATE TABLE s (id int PRIMARY KEY, organization_id text, member_id text,
-                             intermediate_session_token text, authentication_factors jsonb);
-             SELECT mfa.session_table_guard('s')",
-        );
+        setup_with_guarded_sessions();
         let allowed = || {
             json(
                 "SELECT to_jsonb(count(*)) FROM mfa.events
