@@ -44,7 +44,8 @@ DECLARE
         'mfa.webauthn_authenticate(text,text,jsonb,text,text,boolean)',
         'mfa.webauthn_registrations_get(text,text)', 'mfa.webauthn_registration_update(text,text,text,text)',
         'mfa.webauthn_registration_delete(text,text,text,text)',
-        'mfa.members_search(text,jsonb,text,integer)', 'mfa.events_search(text,jsonb,text,integer)'];
+        'mfa.members_search(text,jsonb,text,integer)', 'mfa.events_search(text,jsonb,text,integer)',
+        'mfa._attempt_ledger_write(text,jsonb)'];
     reads_across CONSTANT text[] := ARRAY['mfa.primary_authenticate(text,text,text,text,text,text)',
                                           'mfa.step_up_start(text,text,text)',
                                           'mfa.otp_sms_send(text,text,text,text,text)'];

@@ -214,6 +214,9 @@ COMMENT ON FUNCTION mfa._sequence_range_set(text) IS
 COMMENT ON FUNCTION mfa._session_guard_register_shards() IS
     'mfa (internal): on a Citus node, registers the shards carrying copies of a guard''s triggers as guarded tables of their own (so the gate runs for them and the guard''s state check holds), and lets go of the shards whose gate triggers are all dropped.';
 
+COMMENT ON FUNCTION mfa._attempt_ledger_write(text, jsonb) IS
+    'mfa (internal): on Citus, the attempt ledger''s writer on the coordinator hands the records of one organization (failures, resets, audit events) to the node holding it, where they are written in the caller''s transaction. For the writers only: no role is granted it.';
+
 COMMENT ON FUNCTION mfa._initialize_database_key() IS
     'mfa (internal): generates the per-database (development) encryption key at CREATE EXTENSION, unless the server has keys of its own.';
 

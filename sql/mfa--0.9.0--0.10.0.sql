@@ -18,6 +18,8 @@
 --    (registered when Citus creates its copies of the triggers, shard_of naming the distributed
 --    table), held by the same state check; the event triggers of 0.9.0 that judged shards by
 --    their triggers' names are gone. session_table_unguard works on a distributed table.
+--    A coordinator's attempt ledger writer hands each organization's records to the node holding
+--    it (mfa._attempt_ledger_write, which mfa.distribute() delegates there).
 --  * Reports for administrators: mfa.members_search (an organization's members by MFA state,
 --    keyset pages) and mfa.events_search (its audit trail, newest first), with an index of each
 --    member's events. NOTIFY mfa_events at commit for the security-relevant events (a trigger on
@@ -843,7 +845,8 @@ DECLARE
         'mfa.webauthn_authenticate(text,text,jsonb,text,text,boolean)',
         'mfa.webauthn_registrations_get(text,text)', 'mfa.webauthn_registration_update(text,text,text,text)',
         'mfa.webauthn_registration_delete(text,text,text,text)',
-        'mfa.members_search(text,jsonb,text,integer)', 'mfa.events_search(text,jsonb,text,integer)'];
+        'mfa.members_search(text,jsonb,text,integer)', 'mfa.events_search(text,jsonb,text,integer)',
+        'mfa._attempt_ledger_write(text,jsonb)'];
     reads_across CONSTANT text[] := ARRAY['mfa.primary_authenticate(text,text,text,text,text,text)',
                                           'mfa.step_up_start(text,text,text)',
                                           'mfa.otp_sms_send(text,text,text,text,text)'];
@@ -1240,3 +1243,17 @@ UPDATE mfa.intermediate_sessions
 DROP INDEX mfa.intermediate_sessions_token;
 COMMENT ON TABLE mfa.intermediate_sessions IS
     'mfa: logins in progress: the SHA-256 of each intermediate session token and the factors proven with it. The session gate consumes a token by deleting its row (the audit trail keeps the login); expired tokens go when the member''s next login starts or at the database''s upkeep (the attempt ledger''s writer), each login that no session consumed recorded then as login.abandoned. A step-up token (step_up_start) has no primary_factor and can only raise an existing session''s assurance.';
+
+-- Citus: a coordinator's attempt ledger writer hands an organization's records to the node that
+-- holds it (mfa.distribute() delegates this function there).
+CREATE FUNCTION mfa."_attempt_ledger_write"(
+	"organization_id" TEXT, /* & str */
+	"records" jsonb /* pgrx :: JsonB */
+) RETURNS VOID /* crate :: error :: SqlResult < () > */
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_attempt_ledger_write_wrapper';
+REVOKE ALL ON FUNCTION mfa._attempt_ledger_write(text, jsonb) FROM PUBLIC;
+COMMENT ON FUNCTION mfa._attempt_ledger_write(text, jsonb) IS
+    'mfa (internal): on Citus, the attempt ledger''s writer on the coordinator hands the records of one organization (failures, resets, audit events) to the node holding it, where they are written in the caller''s transaction. For the writers only: no role is granted it.';

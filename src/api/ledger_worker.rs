@@ -169,18 +169,22 @@ pub extern "C-unwind" fn mfa_ledger_writer_main(arg: pg_sys::Datum) {
                 None => exit_to_restart(),
             },
         };
-        let summary =
-            (coalesced > 0).then(|| ledger::Record::coalesced_denials(database, coalesced));
-        BackgroundWorker::transaction(|| {
-            let records = batch
-                .iter()
-                .map(|(_, record)| record)
-                .chain(summary.as_ref());
-            if let Err(e) = ledger_flush::write_batch(records) {
-                pgrx::error!("mfa: attempt ledger writer: {}", e.message);
-            }
-        });
-        ledger::finish_batch(&batch);
+        let mut batch = batch;
+        if coalesced > 0 {
+            let summary = ledger::Record::coalesced_denials(database, coalesced);
+            batch.push((ledger::NOT_QUEUED, summary));
+        }
+        // A part that fails ends this process; the parts committed before it are done.
+        // (Whether this is a Citus cluster is read in the catalog, inside a transaction.)
+        let parts = BackgroundWorker::transaction(|| ledger_flush::parts(batch));
+        for part in parts {
+            BackgroundWorker::transaction(|| {
+                if let Err(e) = ledger_flush::write_part(&part) {
+                    pgrx::error!("mfa: attempt ledger writer: {}", e.message);
+                }
+            });
+            ledger::finish_batch(&part);
+        }
         if turn_started.elapsed() >= TURN && ledger::others_wait(database) {
             // Another database waits and no writer is idle: this one gives its turn up.
             exit_to_restart();
@@ -259,6 +263,18 @@ impl Retention {
         self.prune = None;
         true
     }
+}
+
+/// On Citus, the coordinator's attempt ledger writer hands the records of one organization to the
+/// node holding it through this function, which Citus delegates there: they are written in the
+/// transaction of the call, on that node alone. For the writers only (no role is granted it).
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn _attempt_ledger_write(
+    organization_id: &str,
+    records: pgrx::JsonB,
+) -> crate::error::SqlResult<()> {
+    Ok(ledger_flush::write_handed(organization_id, records.0)?)
 }
 
 /// The attempt ledger's occupancy, for monitoring: entries and queued records in use of those

@@ -1,29 +1,79 @@
 //! What a batch of the attempt ledger's records writes: the latest lockout state of each member in
 //! it, the remembered devices a lock or a suspected theft revokes (a rule: a member locked now
 //! loses every device made until now; a suspected theft, the devices made until then, for good),
-//! and the audit events. Run by the ledger's writer (`api::ledger_worker`) in its own transaction.
+//! and the audit events. Run by the ledger's writer (`api::ledger_worker`) in its own transactions,
+//! and on Citus by the node that holds the organization of the records a coordinator hands over.
 
-use crate::error::MfaResult;
-use crate::server::ledger::{Record, RecordKind};
+use crate::error::{ErrorType, MfaError, MfaResult};
+use crate::server::ledger::{HandedRecord, Record, RecordKind};
 use crate::store::lockouts::{self, time, EventRow, LockoutState};
 use crate::store::{cluster, grouped_by, spi};
 use pgrx::datum::TimestampWithTimeZone;
 use std::collections::HashMap;
 
-/// Writes a batch of queued records (in queue order) in two statements, durably whatever the
-/// server's default (the worker's transaction commits with `synchronous_commit = on`): the latest
-/// state of each member in it, and its events.
-/// On Citus, organization by organization (each statement then reaches one shard group).
-pub fn write_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> MfaResult<()> {
+/// The parts of a batch (queue order kept) that are each written in a transaction of their own:
+/// the whole batch on one node; on Citus, each organization's records. A Citus transaction that
+/// reaches more than one node, or that Citus plans through the coordinator, commits in two phases,
+/// and a node where the events' trigger queued a NOTIFY cannot prepare it.
+pub fn parts(batch: Vec<(usize, Record)>) -> Vec<Vec<(usize, Record)>> {
+    if !cluster::on_citus() {
+        return vec![batch];
+    }
+    grouped_by(batch, |(_, r)| r.organization_id())
+        .into_iter()
+        .map(|(_, part)| part)
+        .collect()
+}
+
+/// Writes one part of a batch (`parts`) in the caller's transaction, durably whatever the
+/// server's default (the transaction commits with `synchronous_commit = on`): the latest state of
+/// each member in it, and its events. On Citus, the part is handed to the node holding its
+/// organization (`mfa._attempt_ledger_write`, delegated there), which writes it in one local
+/// transaction; until `mfa.distribute()` has delegated that function, it is written from here.
+pub fn write_part(part: &[(usize, Record)]) -> MfaResult<()> {
     lockouts::commit_synchronously()?;
-    let records: Vec<&Record> = records.into_iter().collect();
+    let records: Vec<&Record> = part.iter().map(|(_, r)| r).collect();
+    let Some(first) = records.first() else {
+        return Ok(());
+    };
     if !cluster::on_citus() {
         return write_records(None, records);
     }
-    for (organization, group) in grouped_by(records, |r| r.organization_id()) {
-        write_records(Some(&organization), group)?;
+    let organization = first.organization_id();
+    if cluster::delegated(HAND_OVER)? {
+        let handed: Vec<HandedRecord> = records.iter().map(|r| r.handed()).collect();
+        let handed = serde_json::to_value(handed).map_err(|e| {
+            MfaError::new(
+                ErrorType::InternalServerError,
+                format!("attempt records as JSON: {e}"),
+            )
+        })?;
+        return lockouts::hand_over(organization, handed);
     }
-    Ok(())
+    write_records(Some(organization), records)
+}
+
+/// The function through which a Citus coordinator's writer hands records over.
+const HAND_OVER: &str = "mfa._attempt_ledger_write(text,jsonb)";
+
+/// Writes the records of `organization` that another node's attempt ledger writer handed over
+/// (`write_part`), here on the node holding the organization, in the caller's transaction.
+pub fn write_handed(organization: &str, handed: serde_json::Value) -> MfaResult<()> {
+    let handed: Vec<HandedRecord> = serde_json::from_value(handed).map_err(|e| {
+        MfaError::new(
+            ErrorType::InvalidArgument,
+            format!("attempt records handed over: {e}"),
+        )
+    })?;
+    let records: Vec<Record> = handed.iter().map(Record::from_handed).collect();
+    if records.iter().any(|r| r.organization_id() != organization) {
+        return Err(MfaError::new(
+            ErrorType::InvalidArgument,
+            format!("attempt records handed over for {organization} name another organization"),
+        ));
+    }
+    lockouts::commit_synchronously()?;
+    write_records(Some(organization), records.iter().collect())
 }
 
 /// An audit event of the queue as `event_write.sql` takes it.

@@ -46,3 +46,17 @@ pub fn require_organization_here(organization_id: &str) -> MfaResult<()> {
     )
     .with_hint("Call the function on its own (SELECT mfa.totp_authenticate(...), nothing around it) so that Citus delegates it to that node; mfa.distribute() set the delegation up."))
 }
+
+/// Whether `function` (a signature, as `regprocedure` reads it) exists and `mfa.distribute()` has
+/// made Citus delegate it by its organization.
+pub fn delegated(function: &str) -> MfaResult<bool> {
+    let delegated = spi::typed_row(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_object
+                         WHERE classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                           AND objid = pg_catalog.to_regprocedure($1)
+                           AND distribution_argument_index IS NOT NULL)",
+        &[function.into()],
+        |row| row.get::<bool>(1),
+    )?;
+    Ok(delegated.flatten() == Some(true))
+}

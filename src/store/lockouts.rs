@@ -114,6 +114,16 @@ pub fn write_states(
     Ok(())
 }
 
+/// Hands the records of `organization` (a JSON array) to the node holding it
+/// (`attempt_ledger_hand_over.sql`).
+pub fn hand_over(organization: &str, records: serde_json::Value) -> MfaResult<()> {
+    spi::execute(
+        include_str!("sql/attempt_ledger_hand_over.sql"),
+        &[organization.into(), pgrx::JsonB(records).into()],
+    )?;
+    Ok(())
+}
+
 /// Raises the member's theft watermark to `until` (`theft_watermark.sql`).
 pub fn write_theft_watermark(
     organization: &str,

@@ -177,7 +177,8 @@ pub enum RecordStatus {
 
 /// What a record asks the worker to write.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     /// The member's state (`attempts`) and an audit event.
     Failure,

@@ -26,6 +26,68 @@ impl Record {
     pub fn details(&self) -> &str {
         self.details.get()
     }
+
+    /// What the writer reads of this record, to hand it to another node (Citus).
+    pub fn handed(&self) -> HandedRecord {
+        HandedRecord {
+            kind: self.kind,
+            organization_id: self.organization_id().to_string(),
+            member_id: self.member_id().to_string(),
+            failed_attempts: self.attempts.failure_count(),
+            failure_window_started_at: self.attempts.window_started_at(),
+            lock_created_at: self.attempts.lock_created_at,
+            lock_expires_at: self.attempts.lock_expires_at,
+            lock_count: self.attempts.lock_count,
+            occurred_at: self.occurred_at,
+            request_id: uuid::Uuid::from_bytes(self.request_id).to_string(),
+            actor: self.actor().to_string(),
+            event_type: self.event_type().to_string(),
+            details: self.details().to_string(),
+        }
+    }
+
+    /// A record handed over by another node, as the writer reads it; never queued.
+    pub fn from_handed(handed: &HandedRecord) -> Record {
+        let mut record: Record = unsafe { std::mem::zeroed() };
+        record.kind = handed.kind;
+        record.organization.set(&handed.organization_id);
+        record.member.set(&handed.member_id);
+        record.attempts = MemberAttempts::from_durable(
+            handed.failed_attempts,
+            handed.failure_window_started_at,
+            handed.lock_created_at,
+            handed.lock_expires_at,
+            handed.lock_count,
+        );
+        record.occurred_at = handed.occurred_at;
+        record.request_id = uuid::Uuid::parse_str(&handed.request_id)
+            .map(|id| *id.as_bytes())
+            .unwrap_or_default();
+        record.actor.set(&handed.actor);
+        record.event_type.set(&handed.event_type);
+        record.details.set(&handed.details);
+        record
+    }
+}
+
+/// A queued record as the coordinator of a Citus cluster hands it to the node holding its
+/// organization (`mfa._attempt_ledger_write`): what the writer reads of it (the member's durable
+/// state, the event), none of the queue's bookkeeping. Times are ledger times.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct HandedRecord {
+    kind: RecordKind,
+    organization_id: String,
+    member_id: String,
+    failed_attempts: u32,
+    failure_window_started_at: i64,
+    lock_created_at: i64,
+    lock_expires_at: i64,
+    lock_count: u32,
+    occurred_at: i64,
+    request_id: String,
+    actor: String,
+    event_type: String,
+    details: String,
 }
 
 impl Held {
@@ -281,13 +343,20 @@ pub fn take_batch(
     )
 }
 
+/// The place in the queue of a record the writer made itself (coalesced denials) or was handed:
+/// `finish_batch` has nothing to free for it.
+pub const NOT_QUEUED: usize = usize::MAX;
+
 /// The records of a committed batch are done: freed, and their members' entries may be evicted.
 pub fn finish_batch(batch: &[(usize, Record)]) {
     let Ok(mut held) = Held::take(true) else {
         return;
     };
     for (i, done) in batch {
-        let r = &held.records()[*i];
+        // A record the writer made (`NOT_QUEUED`) has no place in the queue.
+        let Some(r) = held.records().get(*i) else {
+            continue;
+        };
         if r.status == RecordStatus::Applying && r.seq == done.seq {
             held.free_record(*i);
         }

@@ -222,7 +222,7 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(done, 53);
+    assert_eq!(done, 54);
     let again: i64 = admin
         .query_one(
             "SELECT count(*) FILTER (WHERE done_now) FROM mfa.distribute()",
@@ -431,6 +431,72 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         tx.commit().unwrap();
         let step_up = one(&mut app, "SELECT mfa.step_up_start($1, 'bob')", &[&org]);
         assert_eq!(step_up["status_code"], 200, "{step_up}");
+    }
+
+    // A remembered device's token presented again inside a transaction block: the call runs on
+    // the coordinator (it may send a code), whose ledger writer hands the suspected theft to the
+    // organization's node: written there, though the caller rolls back, and the devices go.
+    let org = "cluster-theft";
+    one(
+        &mut admin,
+        "SELECT mfa.organization_upsert($1, 'REQUIRED_FOR_ALL', remember_device_days => 30)",
+        &[&org],
+    );
+    one(&mut admin, "SELECT mfa.member_upsert($1, 'dan')", &[&org]);
+    one(
+        &mut admin,
+        "SELECT mfa.totp_migrate($1, 'dan', $2, ARRAY['theft-recovery-code'])",
+        &[&org, &SECRET],
+    );
+    let token = login(&mut app, org, "dan");
+    let recovered = one(
+        &mut app,
+        "SELECT mfa.recovery_codes_recover($1, 'dan', 'theft-recovery-code', $2)",
+        &[&org, &token],
+    );
+    assert_eq!(recovered["status_code"], 200, "{recovered}");
+    let device = one(
+        &mut app,
+        "SELECT mfa.remembered_device_create($1, 'dan', $2)",
+        &[&org, &token],
+    );
+    let copied = device["device_token"].as_str().unwrap().to_string();
+    let rotated = one(
+        &mut app,
+        "SELECT mfa.primary_authenticate($1, 'dan', device_token => $2)",
+        &[&org, &copied],
+    );
+    assert!(rotated["mfa_required"].is_null(), "{rotated}");
+    let mut tx = app.transaction().unwrap();
+    let stolen: Value = tx
+        .query_one(
+            "SELECT mfa.primary_authenticate($1, 'dan', device_token => $2)",
+            &[&org, &copied],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!stolen["mfa_required"].is_null(), "{stolen}");
+    tx.rollback().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (thefts, devices): (i64, i64) = admin
+            .query_one(
+                "SELECT (SELECT count(*) FROM mfa.events WHERE organization_id = $1
+                            AND member_id = 'dan' AND event_type = 'remembered_device.theft_suspected'),
+                        (SELECT count(*) FROM mfa.remembered_devices
+                          WHERE organization_id = $1 AND member_id = 'dan')",
+                &[&org],
+            )
+            .map(|row| (row.get(0), row.get(1)))
+            .unwrap();
+        if thefts == 1 && devices == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the theft found on the coordinator was written ({thefts} events, {devices} devices left)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 
     // Attacks of the application's role.
@@ -650,7 +716,7 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(moved, 7, "every authenticator secret is under the new key");
+    assert_eq!(moved, 8, "every authenticator secret is under the new key");
     let token = login(&mut app, org, "cat");
     let proven = one(
         &mut app,
