@@ -1,7 +1,7 @@
 //! The upkeep of a database by the attempt ledger's writer, between the batches of records it
 //! writes (which always come first: `api::ledger_worker` runs a step only when its queue is
-//! empty, and pauses between steps), about every ten minutes per database; not on Citus (each
-//! node's tables are shards, which this does not reach):
+//! empty, and pauses between steps), about every ten minutes per database, organization by
+//! organization (on Citus, each node's writer keeps the organizations whose shards it holds):
 //! - the expired intermediate sessions go, and each login among them that no session consumed
 //!   is recorded as `login.abandoned` (a login that succeeds writes its one event when its
 //!   session is made);
@@ -12,7 +12,7 @@
 
 use crate::error::MfaResult;
 use crate::server::{ledger, settings};
-use crate::store::{cluster, events, sessions, spi};
+use crate::store::{cluster, events, organizations, sessions, spi};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
 
@@ -22,12 +22,13 @@ pub const BATCH: i64 = 10_000;
 /// An upkeep of one database in progress.
 pub struct Prune {
     database: pg_sys::Oid,
-    /// Expired logins may remain.
-    reaping: bool,
+    /// The organizations with expired logins, and the next of them to reap.
+    expired: Vec<String>,
+    next_expired: usize,
     /// Events older than this go (`None`: the retention is off).
     cutoff: Option<TimestampWithTimeZone>,
-    /// The organizations whose oldest event is older than the cutoff, and where the next step
-    /// starts: the organization's index and the event id to start after.
+    /// The organizations whose oldest event may be older than the cutoff, and where the next
+    /// step starts: the organization's index and the event id to start after.
     organizations: Vec<String>,
     next: usize,
     after_id: i64,
@@ -41,9 +42,6 @@ impl Prune {
     /// An upkeep of this database, when one is due (the next is then put off until this one
     /// ends); `None` otherwise. Runs in a transaction.
     pub fn start(database: pg_sys::Oid) -> MfaResult<Option<Prune>> {
-        if cluster::on_citus() {
-            return Ok(None);
-        }
         let now = spi::clock();
         if !ledger::prune_starts(database, now.into_inner()) {
             return Ok(None);
@@ -53,13 +51,21 @@ impl Prune {
             TimestampWithTimeZone::try_from(now.into_inner() - i64::from(days) * 86_400_000_000)
                 .unwrap_or(now)
         });
+        let expired = cluster::held_here(sessions::organizations_with_expired_logins(now)?)?;
         let organizations = match cutoff {
-            Some(cutoff) => events::organizations_to_prune(cutoff)?,
             None => Vec::new(),
+            Some(cutoff) if !cluster::on_citus() => events::organizations_to_prune(cutoff)?,
+            // Every organization of this node's, and the project-wide events ('').
+            Some(_) => {
+                let mut all = organizations::all_ids()?;
+                all.push(String::new());
+                cluster::held_here(all)?
+            }
         };
         Ok(Some(Prune {
             database,
-            reaping: true,
+            expired,
+            next_expired: 0,
             cutoff,
             organizations,
             next: 0,
@@ -75,10 +81,12 @@ impl Prune {
     /// after organization. Returns whether more may remain (another step is wanted).
     pub fn step(&mut self) -> MfaResult<bool> {
         let mut budget = BATCH;
-        if self.reaping {
-            let gone = sessions::reap_expired(budget)?;
+        while budget > 0 && self.next_expired < self.expired.len() {
+            let gone = sessions::reap_expired(&self.expired[self.next_expired], budget)?;
             self.logins_reaped += gone;
-            self.reaping = gone == budget;
+            if gone < budget {
+                self.next_expired += 1;
+            }
             budget -= gone;
         }
         while let (true, Some(cutoff)) = (budget > 0, self.cutoff) {
@@ -103,7 +111,7 @@ impl Prune {
             }
         }
         self.transactions += 1;
-        Ok(self.reaping || self.next < self.organizations.len())
+        Ok(self.next_expired < self.expired.len() || self.next < self.organizations.len())
     }
 
     /// The prune is complete: the next is due in an hour.

@@ -60,3 +60,18 @@ pub fn delegated(function: &str) -> MfaResult<bool> {
     )?;
     Ok(delegated.flatten() == Some(true))
 }
+
+/// Of `organizations`, those whose shards this node holds (`organizations_held_here.sql`): on
+/// Citus, a node's upkeep keeps its own organizations (each statement then reaches its local
+/// shards alone); off Citus, all of them.
+pub fn held_here(organizations: Vec<String>) -> MfaResult<Vec<String>> {
+    if !on_citus() || organizations.is_empty() {
+        return Ok(organizations);
+    }
+    let rows = spi::typed_rows(
+        include_str!("sql/organizations_held_here.sql"),
+        &[organizations.into()],
+        |row| row.get::<String>(1),
+    )?;
+    Ok(rows.into_iter().flatten().collect())
+}

@@ -9,7 +9,7 @@ use crate::store::audit::{self, Event};
 use crate::store::jsonb::Jsonb;
 use crate::store::members::read_policy;
 use crate::store::spi;
-use pgrx::datum::DatumWithOid;
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::JsonB;
 use serde_json::Value;
 
@@ -63,12 +63,23 @@ pub fn find(
     )
 }
 
-/// Deletes up to `at_most` expired intermediate sessions, recording the logins among them that
-/// no session consumed as `login.abandoned` (`logins_expired_reap.sql`); how many went.
-pub fn reap_expired(at_most: i64) -> MfaResult<i64> {
+/// The organizations with logins expired at `now` (`logins_expired_organizations.sql`).
+pub fn organizations_with_expired_logins(now: TimestampWithTimeZone) -> MfaResult<Vec<String>> {
+    let rows = spi::typed_rows(
+        include_str!("sql/logins_expired_organizations.sql"),
+        &[now.into()],
+        |row| row.get::<String>(1),
+    )?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// Up to `at_most` expired logins of `organization_id` go, each one given up recorded as
+/// `login.abandoned` (`logins_expired_reap.sql`); rows a login in progress holds are skipped.
+/// Returns how many went.
+pub fn reap_expired(organization_id: &str, at_most: i64) -> MfaResult<i64> {
     let ended = ended_logins(
         include_str!("sql/logins_expired_reap.sql"),
-        &[spi::clock().into(), at_most.into()],
+        &[spi::clock().into(), at_most.into(), organization_id.into()],
     )?;
     record_abandoned(&ended)?;
     Ok(ended.len() as i64)

@@ -35,7 +35,7 @@ fn node(name: &str, port: u16, keys: &str) -> Cluster {
     let node = Cluster::start_with_key_file(
         name,
         port,
-        "shared_preload_libraries = 'citus,mfa'\nmax_prepared_transactions = 20",
+        "shared_preload_libraries = 'citus,mfa'\nmax_prepared_transactions = 20\nmfa.events_retention_days = 30",
         keys,
     );
     let mut admin = Client::connect(&node.url("postgres"), NoTls).unwrap();
@@ -279,6 +279,26 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
             &[org],
         );
     }
+    // The upkeep of each node's organizations, by its ledger writer (due at the first code checked
+    // there): a login nobody came back for, and an event older than the retention.
+    let kept = &orgs[0];
+    one(&mut admin, "SELECT mfa.member_upsert($1, 'eve')", &[kept]);
+    let forgotten = one(&mut app, "SELECT mfa.primary_authenticate($1, 'eve')", &[kept]);
+    admin
+        .execute(
+            "UPDATE mfa.intermediate_sessions SET expires_at = now() - interval '1 second'
+              WHERE organization_id = $1 AND member_id = 'eve'",
+            &[kept],
+        )
+        .unwrap();
+    admin
+        .execute(
+            "INSERT INTO mfa.events (organization_id, request_id, event_type, member_id, details, occurred_at)
+             VALUES ($1, gen_random_uuid(), 'member.updated', 'eve', '{}', now() - interval '40 days')",
+            &[kept],
+        )
+        .unwrap();
+
     // Passkeys: the origins are on every node, and a ceremony runs where its organization is
     // (its challenge lands in that organization's shard).
     admin
@@ -495,6 +515,32 @@ fn a_three_node_cluster_logs_in_sends_delivers_and_keeps_the_gate() {
         assert!(
             Instant::now() < deadline,
             "the theft found on the coordinator was written ({thefts} events, {devices} devices left)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // By now codes were checked on every node: the upkeep recorded the forgotten login and let
+    // the old event go.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (abandoned, old, left): (i64, i64, i64) = admin
+            .query_one(
+                "SELECT (SELECT count(*) FROM mfa.events WHERE organization_id = $1 AND member_id = 'eve'
+                            AND event_type = 'login.abandoned' AND request_id::text = $2),
+                        (SELECT count(*) FROM mfa.events WHERE organization_id = $1
+                            AND occurred_at < now() - interval '30 days'),
+                        (SELECT count(*) FROM mfa.intermediate_sessions
+                          WHERE organization_id = $1 AND member_id = 'eve')",
+                &[kept, &forgotten["request_id"].as_str().unwrap()],
+            )
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .unwrap();
+        if (abandoned, old, left) == (1, 0, 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the upkeep of the organization's node: {abandoned} abandoned logins recorded, {old} old events and {left} expired logins left"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
