@@ -174,16 +174,27 @@ pub extern "C-unwind" fn mfa_ledger_writer_main(arg: pg_sys::Datum) {
             let summary = ledger::Record::coalesced_denials(database, coalesced);
             batch.push((ledger::NOT_QUEUED, summary));
         }
-        // A part that fails ends this process; the parts committed before it are done.
-        // (Whether this is a Citus cluster is read in the catalog, inside a transaction.)
-        let parts = BackgroundWorker::transaction(|| ledger_flush::parts(batch));
-        for part in parts {
-            BackgroundWorker::transaction(|| {
-                if let Err(e) = ledger_flush::write_part(&part) {
-                    pgrx::error!("mfa: attempt ledger writer: {}", e.message);
+        let parts = BackgroundWorker::transaction(|| match ledger_flush::parts(batch) {
+            Ok(parts) => parts,
+            Err(e) => pgrx::error!("mfa: attempt ledger writer: {}", e.message),
+        });
+        // A part that fails is tried again later, and this process ends once the others are
+        // written (its restart is the pause before the next try).
+        let mut failed = None;
+        for part in &parts {
+            let written = BackgroundWorker::transaction(AssertUnwindSafe(|| {
+                crate::store::spi::in_subtransaction(|| ledger_flush::write_part(part))
+            }));
+            match written {
+                Ok(()) => ledger::finish_batch(&part.records),
+                Err(e) => {
+                    ledger::try_again_later(&part.records);
+                    failed = Some(e.message);
                 }
-            });
-            ledger::finish_batch(&part);
+            }
+        }
+        if let Some(message) = failed {
+            pgrx::error!("mfa: attempt ledger writer: {message}");
         }
         if turn_started.elapsed() >= TURN && ledger::others_wait(database) {
             // Another database waits and no writer is idle: this one gives its turn up.
@@ -274,6 +285,14 @@ fn _attempt_ledger_write(
     organization_id: &str,
     records: pgrx::JsonB,
 ) -> crate::error::SqlResult<()> {
+    // A writer connects as the bootstrap superuser; nobody else writes the ledger's records.
+    if !unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) } {
+        pgrx::ereport!(
+            PgLogLevel::ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "mfa._attempt_ledger_write is the attempt ledger writers' own"
+        );
+    }
     Ok(ledger_flush::write_handed(organization_id, records.0)?)
 }
 

@@ -11,46 +11,79 @@ use crate::store::{cluster, grouped_by, spi};
 use pgrx::datum::TimestampWithTimeZone;
 use std::collections::HashMap;
 
+/// A part of a batch (`parts`), written in a transaction of its own.
+pub struct Part {
+    /// The part's records (queue order kept), with their places in the queue.
+    pub records: Vec<(usize, Record)>,
+    /// On Citus, the one organization of a part whose shards another node holds.
+    elsewhere: Option<String>,
+}
+
 /// The parts of a batch (queue order kept) that are each written in a transaction of their own:
-/// the whole batch on one node; on Citus, each organization's records. A Citus transaction that
-/// reaches more than one node, or that Citus plans through the coordinator, commits in two phases,
-/// and a node where the events' trigger queued a NOTIFY cannot prepare it.
-pub fn parts(batch: Vec<(usize, Record)>) -> Vec<Vec<(usize, Record)>> {
+/// the whole batch on one node. On Citus, the records of the organizations this node holds in one
+/// part, and each other organization's records in a part of its own, handed to its node: a
+/// transaction that reaches another node commits in two phases, and a node where the events'
+/// trigger queued a NOTIFY cannot prepare it. Runs in a transaction.
+pub fn parts(batch: Vec<(usize, Record)>) -> MfaResult<Vec<Part>> {
     if !cluster::on_citus() {
-        return vec![batch];
+        return Ok(vec![Part {
+            records: batch,
+            elsewhere: None,
+        }]);
     }
-    grouped_by(batch, |(_, r)| r.organization_id())
-        .into_iter()
-        .map(|(_, part)| part)
-        .collect()
+    let by_organization = grouped_by(batch, |(_, r)| r.organization_id());
+    let organizations = by_organization.iter().map(|(o, _)| o.clone()).collect();
+    let here = cluster::held_here(organizations)?;
+    let mut local = Part {
+        records: Vec::new(),
+        elsewhere: None,
+    };
+    let mut parts = Vec::new();
+    for (organization, records) in by_organization {
+        if here.contains(&organization) {
+            local.records.extend(records);
+        } else {
+            parts.push(Part {
+                records,
+                elsewhere: Some(organization),
+            });
+        }
+    }
+    if !local.records.is_empty() {
+        parts.insert(0, local);
+    }
+    Ok(parts)
 }
 
 /// Writes one part of a batch (`parts`) in the caller's transaction, durably whatever the
 /// server's default (the transaction commits with `synchronous_commit = on`): the latest state of
-/// each member in it, and its events. On Citus, the part is handed to the node holding its
-/// organization (`mfa._attempt_ledger_write`, delegated there), which writes it in one local
-/// transaction; until `mfa.distribute()` has delegated that function, it is written from here.
-pub fn write_part(part: &[(usize, Record)]) -> MfaResult<()> {
+/// each member in it, and its events. On Citus, organization by organization (each statement
+/// then reaches one shard group); a part of an organization another node holds is handed there
+/// (`mfa._attempt_ledger_write`, delegated to that node, which writes it in one local
+/// transaction), once `mfa.distribute()` has delegated that function (Citus delegates a call from
+/// the coordinator only: a worker writes such a part itself).
+pub fn write_part(part: &Part) -> MfaResult<()> {
     lockouts::commit_synchronously()?;
-    let records: Vec<&Record> = part.iter().map(|(_, r)| r).collect();
-    let Some(first) = records.first() else {
-        return Ok(());
-    };
+    let records: Vec<&Record> = part.records.iter().map(|(_, r)| r).collect();
     if !cluster::on_citus() {
         return write_records(None, records);
     }
-    let organization = first.organization_id();
-    if cluster::delegated(HAND_OVER)? {
-        let handed: Vec<HandedRecord> = records.iter().map(|r| r.handed()).collect();
-        let handed = serde_json::to_value(handed).map_err(|e| {
-            MfaError::new(
-                ErrorType::InternalServerError,
-                format!("attempt records as JSON: {e}"),
-            )
-        })?;
-        return lockouts::hand_over(organization, handed);
+    if let Some(organization) = &part.elsewhere {
+        if cluster::delegated(HAND_OVER)? {
+            let handed: Vec<HandedRecord> = records.iter().map(|r| r.handed()).collect();
+            let handed = serde_json::to_value(handed).map_err(|e| {
+                MfaError::new(
+                    ErrorType::InternalServerError,
+                    format!("attempt records as JSON: {e}"),
+                )
+            })?;
+            return lockouts::hand_over(organization, handed);
+        }
     }
-    write_records(Some(organization), records)
+    for (organization, group) in grouped_by(records, |r| r.organization_id()) {
+        write_records(Some(&organization), group)?;
+    }
+    Ok(())
 }
 
 /// The function through which a Citus coordinator's writer hands records over.

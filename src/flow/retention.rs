@@ -18,6 +18,9 @@ use pgrx::pg_sys;
 
 /// Events deleted in one transaction at most.
 pub const BATCH: i64 = 10_000;
+/// Organizations visited in one transaction at most (on Citus, a node's every organization is
+/// visited for the retention, most with nothing to delete): the queue's records wait for a step.
+const ORGANIZATIONS_PER_STEP: usize = 100;
 
 /// An upkeep of one database in progress.
 pub struct Prune {
@@ -81,7 +84,12 @@ impl Prune {
     /// after organization. Returns whether more may remain (another step is wanted).
     pub fn step(&mut self) -> MfaResult<bool> {
         let mut budget = BATCH;
-        while budget > 0 && self.next_expired < self.expired.len() {
+        let mut visits = 0;
+        while budget > 0
+            && visits < ORGANIZATIONS_PER_STEP
+            && self.next_expired < self.expired.len()
+        {
+            visits += 1;
             let gone = sessions::reap_expired(&self.expired[self.next_expired], budget)?;
             self.logins_reaped += gone;
             if gone < budget {
@@ -90,9 +98,10 @@ impl Prune {
             budget -= gone;
         }
         while let (true, Some(cutoff)) = (budget > 0, self.cutoff) {
-            if self.next >= self.organizations.len() {
+            if self.next >= self.organizations.len() || visits >= ORGANIZATIONS_PER_STEP {
                 break;
             }
+            visits += 1;
             let step = events::prune_step(
                 &self.organizations[self.next],
                 cutoff,

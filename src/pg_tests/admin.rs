@@ -275,6 +275,7 @@ mod tests {
             "mfa.member_unlock('org-1', 'x')",
             "mfa.member_delete('org-1', 'x')",
             "mfa._initialize_database_key()",
+            "mfa._attempt_ledger_write('org-1', '[]')",
         ] {
             assert!(
                 error_of(&format!("SELECT {call}")).starts_with("42501 "),

@@ -369,6 +369,23 @@ pub fn finish_batch(batch: &[(usize, Record)]) {
     }
 }
 
+/// The records of a batch that could not be written go back to the queue, their tries counted:
+/// a writer takes them again (a record that fails `max_tries` times is dropped, `take_batch`).
+pub fn try_again_later(batch: &[(usize, Record)]) {
+    let Ok(mut held) = Held::take(true) else {
+        return;
+    };
+    for (i, taken) in batch {
+        let Some(r) = held.records().get_mut(*i) else {
+            continue;
+        };
+        if r.status == RecordStatus::Applying && r.seq == taken.seq {
+            r.status = RecordStatus::Queued;
+            r.tries = r.tries.saturating_add(1);
+        }
+    }
+}
+
 /// Drops every record of a database without the extension (dropped since they were queued).
 pub fn discard_database(database: pg_sys::Oid) {
     if let Ok(mut held) = Held::take(true) {

@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+use postgres::{Client, NoTls};
 
 #[test]
 fn a_hijacked_search_path_changes_nothing() {
@@ -134,4 +135,29 @@ fn ids_and_trigger_arguments_cannot_inject_sql() {
         .get(0);
     assert_eq!(canary, 1);
     c.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}
+
+/// The function through which a Citus coordinator's attempt ledger writer hands records over
+/// writes audit events and lockout states as it is told: no role may call it, and a role granted
+/// it by mistake is refused all the same.
+#[test]
+fn the_ledger_writers_hand_over_is_nobodys() {
+    let mut c = connect();
+    let role = app_role(&mut c, "handover", &[]);
+    let mut app = Client::connect(&database_url_as(&role), NoTls).unwrap();
+    let forged = r#"[{"kind": "state", "organization_id": "acme", "member_id": "m",
+        "failed_attempts": 0, "failure_window_started_at": 0, "lock_created_at": 0,
+        "lock_expires_at": 0, "lock_count": 0, "occurred_at": 0, "request_id": "",
+        "actor": "", "event_type": "", "details": "{}"}]"#;
+    let call = format!("SELECT mfa._attempt_ledger_write('acme', '{forged}')");
+    let (state, message) = sql_error(&app.batch_execute(&call).unwrap_err());
+    assert_eq!(state, "42501", "{message}");
+    assert!(message.contains("permission denied"), "{message}");
+    c.batch_execute(&format!(
+        "GRANT EXECUTE ON FUNCTION mfa._attempt_ledger_write(text, jsonb) TO {role}"
+    ))
+    .unwrap();
+    let (state, message) = sql_error(&app.batch_execute(&call).unwrap_err());
+    assert_eq!(state, "42501", "{message}");
+    assert!(message.contains("attempt ledger writers' own"), "{message}");
 }
