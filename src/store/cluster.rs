@@ -68,10 +68,8 @@ pub fn held_here(organizations: Vec<String>) -> MfaResult<Vec<String>> {
     if !on_citus() || organizations.is_empty() {
         return Ok(organizations);
     }
-    let rows = spi::typed_rows(
+    spi::text_column(
         include_str!("sql/organizations_held_here.sql"),
         &[organizations.into()],
-        |row| row.get::<String>(1),
-    )?;
-    Ok(rows.into_iter().flatten().collect())
+    )
 }

@@ -89,12 +89,10 @@ pub fn search(
 /// The organizations (`''` for project-wide events) whose oldest event happened before `cutoff`
 /// (`events_prune_organizations.sql`).
 pub fn organizations_to_prune(cutoff: TimestampWithTimeZone) -> MfaResult<Vec<String>> {
-    let rows = spi::typed_rows(
+    spi::text_column(
         include_str!("sql/events_prune_organizations.sql"),
         &[cutoff.into()],
-        |row| row.get::<String>(1),
-    )?;
-    Ok(rows.into_iter().flatten().collect())
+    )
 }
 
 /// What one step of the retention did.

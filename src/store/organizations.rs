@@ -91,8 +91,5 @@ pub fn delete(organization_id: &str) -> MfaResult<Option<i64>> {
 
 /// Every organization's id (`organizations_all.sql`).
 pub fn all_ids() -> MfaResult<Vec<String>> {
-    let rows = spi::typed_rows(include_str!("sql/organizations_all.sql"), &[], |row| {
-        row.get::<String>(1)
-    })?;
-    Ok(rows.into_iter().flatten().collect())
+    spi::text_column(include_str!("sql/organizations_all.sql"), &[])
 }

@@ -65,12 +65,10 @@ pub fn find(
 
 /// The organizations with logins expired at `now` (`logins_expired_organizations.sql`).
 pub fn organizations_with_expired_logins(now: TimestampWithTimeZone) -> MfaResult<Vec<String>> {
-    let rows = spi::typed_rows(
+    spi::text_column(
         include_str!("sql/logins_expired_organizations.sql"),
         &[now.into()],
-        |row| row.get::<String>(1),
-    )?;
-    Ok(rows.into_iter().flatten().collect())
+    )
 }
 
 /// Up to `at_most` expired logins of `organization_id` go, each one given up recorded as

@@ -118,6 +118,12 @@ pub fn typed_rows_planned_per_call<T>(
     )?)
 }
 
+/// The first column (text) of each row of a statement, NULLs left out.
+pub fn text_column(sql: &str, args: &[DatumWithOid]) -> MfaResult<Vec<String>> {
+    let rows = typed_rows(sql, args, |row| row.get::<String>(1))?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
 /// `typed_rows` for a statement that returns at most one row.
 pub fn typed_row<T>(
     sql: &str,
