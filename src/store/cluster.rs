@@ -23,21 +23,7 @@ pub fn on_citus() -> bool {
 /// attempts counted wherever the call ran (a call Citus delegates runs on the organization's
 /// node, one it does not delegate on the coordinator), each node would grant its own allowance.
 pub fn require_organization_here(organization_id: &str) -> MfaResult<()> {
-    if !on_citus() {
-        return Ok(());
-    }
-    let here = spi::typed_row(
-        "SELECT CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
-                                       WHERE logicalrelid = 'mfa.members'::regclass)
-                     THEN true
-                     ELSE EXISTS (SELECT FROM pg_catalog.pg_dist_placement p
-                                   WHERE p.shardid = pg_catalog.get_shard_id_for_distribution_column('mfa.members', $1)
-                                     AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group))
-                END",
-        &[organization_id.into()],
-        |row| row.get::<bool>(1),
-    )?;
-    if here.flatten() == Some(true) {
+    if !held_here(vec![organization_id.to_string()])?.is_empty() {
         return Ok(());
     }
     Err(MfaError::new(
@@ -61,9 +47,8 @@ pub fn delegated(function: &str) -> MfaResult<bool> {
     Ok(delegated.flatten() == Some(true))
 }
 
-/// Of `organizations`, those whose shards this node holds (`organizations_held_here.sql`): on
-/// Citus, a node's upkeep keeps its own organizations (each statement then reaches its local
-/// shards alone); off Citus, all of them.
+/// Of `organizations`, those whose shards this node holds (`organizations_held_here.sql`); off
+/// Citus, or before `mfa.distribute()`, all of them.
 pub fn held_here(organizations: Vec<String>) -> MfaResult<Vec<String>> {
     if !on_citus() || organizations.is_empty() {
         return Ok(organizations);

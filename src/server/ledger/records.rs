@@ -91,6 +91,14 @@ pub struct HandedRecord {
 }
 
 impl Held {
+    /// Record `i`, while it is still the one a writer took (`taken`) and is applying; never a
+    /// record the writer made itself (`NOT_QUEUED`, outside the queue).
+    fn still_taken(&mut self, i: usize, taken: &Record) -> Option<&mut Record> {
+        self.records()
+            .get_mut(i)
+            .filter(|r| r.status == RecordStatus::Applying && r.seq == taken.seq)
+    }
+
     /// Record `i` becomes free (written, dropped, or not needed).
     pub(super) fn free_record(&mut self, i: usize) {
         let database = {
@@ -353,11 +361,7 @@ pub fn finish_batch(batch: &[(usize, Record)]) {
         return;
     };
     for (i, done) in batch {
-        // A record the writer made (`NOT_QUEUED`) has no place in the queue.
-        let Some(r) = held.records().get(*i) else {
-            continue;
-        };
-        if r.status == RecordStatus::Applying && r.seq == done.seq {
+        if held.still_taken(*i, done).is_some() {
             held.free_record(*i);
         }
         if done.kind != RecordKind::Event {
@@ -376,10 +380,7 @@ pub fn try_again_later(batch: &[(usize, Record)]) {
         return;
     };
     for (i, taken) in batch {
-        let Some(r) = held.records().get_mut(*i) else {
-            continue;
-        };
-        if r.status == RecordStatus::Applying && r.seq == taken.seq {
+        if let Some(r) = held.still_taken(*i, taken) {
             r.status = RecordStatus::Queued;
             r.tries = r.tries.saturating_add(1);
         }
